@@ -1,0 +1,258 @@
+"""One typed settings schema for the whole service.
+
+Settings come from a TOML file (``--config PATH`` or ``ASSISTANT_CONFIG``) and from
+environment variables (``ASSISTANT_<SECTION>__<KEY>``, e.g. ``ASSISTANT_DATABASE__URL``),
+the environment winning. They are validated once, at start-up, and every problem is
+reported at once with its key. Secrets are given by reference (an environment
+variable, a file, or a command) and are never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_ENV = "ASSISTANT_CONFIG"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid. ``problems`` lists ``(key, message)`` pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = "") -> None:
+        self.problems = problems
+        head = f"invalid configuration{f' in {source}' if source else ''}"
+        lines = [f"  {key}: {msg}" for key, msg in problems]
+        super().__init__("\n".join([head + ":", *lines]))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SecretRef(_Section):
+    """A secret given by reference: exactly one of ``env``, ``file`` or ``command``."""
+
+    env: str | None = None
+    file: Path | None = None
+    command: str | None = None
+
+    @field_validator("command")
+    @classmethod
+    def _non_empty(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+    def model_post_init(self, __context: Any) -> None:
+        given = [n for n in ("env", "file", "command") if getattr(self, n)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of env, file or command")
+
+    def describe(self) -> str:
+        """Where the secret comes from, safe to print."""
+        if self.env:
+            return f"env:{self.env}"
+        if self.file:
+            return f"file:{self.file}"
+        return "command"
+
+    def resolve(self) -> SecretStr:
+        """Read the secret now. Raises ConfigError naming the reference, never the value."""
+        if self.env:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ConfigError([("secret", f"environment variable {self.env} is not set")])
+            return SecretStr(value)
+        if self.file:
+            try:
+                return SecretStr(self.file.expanduser().read_text().strip())
+            except OSError as exc:
+                raise ConfigError([("secret", f"cannot read {self.file}: {exc.strerror}")]) from None
+        assert self.command
+        try:
+            out = subprocess.run(
+                shlex.split(self.command), capture_output=True, text=True, timeout=30, check=True
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ConfigError([("secret", f"secret command failed: {type(exc).__name__}")]) from None
+        return SecretStr(out.stdout.strip())
+
+
+class DatabaseSettings(_Section):
+    url: str = Field("", description="SQLAlchemy URL; empty means SQLite under data_dir")
+    echo: bool = False
+
+
+class QueueSettings(_Section):
+    backend: Literal["sqlite", "redis", "memory"] = "sqlite"
+    url: str = Field("", description="redis://host:port/db when backend is redis")
+    workers: int = Field(2, ge=1, le=64)
+    scheduler: bool = Field(True, description="run periodic tasks in this consumer (only one!)")
+    name: str = "exec-assistant"
+
+
+class SyncSettings(_Section):
+    poll_interval_seconds: float = Field(30.0, gt=0)
+    window_past_days: int = Field(7, ge=0)
+    window_future_days: int = Field(120, ge=1)
+    horizon_days: int = Field(14, ge=1, description="changes further ahead are not reported")
+    http_timeout_seconds: float = Field(30.0, gt=0)
+
+
+class SmtpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(25, ge=1, le=65535)
+    username: str = ""
+    password: SecretRef | None = None
+    starttls: bool = False
+    ssl: bool = False
+    from_address: str = "assistant-service@localhost"
+    timeout_seconds: float = Field(30.0, gt=0)
+
+
+class WebSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    public_url: str = Field("", description="https URL the service is reachable at, if any")
+    secret_key: SecretRef | None = None
+
+
+class OutboxSettings(_Section):
+    max_attempts: int = Field(8, ge=1)
+    backoff_seconds: float = Field(30.0, gt=0)
+    backoff_max_seconds: float = Field(3600.0, gt=0)
+    claim_timeout_seconds: float = Field(300.0, gt=0)
+
+
+class DelegationSettings(_Section):
+    red_line_fraction: float = Field(0.5, gt=0, lt=1)
+    red_line_minutes: int = Field(30, ge=5, le=480)
+    dead_line_minutes: int = Field(45, ge=5, le=480)
+    search_days: int = Field(3, ge=1, le=60, description="how far from a line to look for a slot")
+    invite_delegate: bool = False
+
+
+class Settings(BaseSettings):
+    """The service's settings. See ``config/example.toml`` for every key."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ASSISTANT_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    data_dir: Path = Field(Path("data"), description="where SQLite files and state live")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    default_timezone: str = "UTC"
+    database: DatabaseSettings = DatabaseSettings()
+    queue: QueueSettings = QueueSettings()
+    sync: SyncSettings = SyncSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    web: WebSettings = WebSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    delegation: DelegationSettings = DelegationSettings()
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init (the TOML file's content, passed by load()) < environment
+        return (env_settings, init_settings)
+
+    # ---------------------------------------------------------------- derived values
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.data_dir / 'assistant.db').resolve()}"
+
+    @property
+    def queue_path(self) -> Path:
+        return (self.data_dir / "queue.db").resolve()
+
+
+def _flatten_errors(exc: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif msg.startswith("Value error, "):
+            msg = msg.removeprefix("Value error, ")
+        problems.append((key, msg))
+    return problems
+
+
+def load(path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read and validate the settings; raise ConfigError listing every problem.
+
+    ``path`` defaults to ``$ASSISTANT_CONFIG``; with neither, only defaults and the
+    environment apply. ``overrides`` (dotted keys as nested dicts) win over the file.
+    """
+    if path is None:
+        path = os.environ.get(CONFIG_ENV) or None
+    data: dict[str, Any] = {}
+    source = ""
+    if path is not None:
+        p = Path(path).expanduser()
+        source = str(p)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([("config", f"file not found: {p}")]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([("config", f"not valid TOML: {exc}")], source) from None
+        base = p.parent
+        if "data_dir" in data and not Path(str(data["data_dir"])).expanduser().is_absolute():
+            data["data_dir"] = str(base / str(data["data_dir"]))
+    _merge(data, overrides)
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_flatten_errors(exc), source) from None
+    problems = _cross_checks(settings)
+    if problems:
+        raise ConfigError(problems, source)
+    return settings
+
+
+def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _cross_checks(s: Settings) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if s.queue.backend == "redis" and not s.queue.url.startswith(("redis://", "rediss://", "unix://")):
+        problems.append(("queue.url", "a redis:// URL is required when queue.backend is redis"))
+    url = s.database.url
+    if url and not url.startswith(("sqlite", "postgresql")):
+        problems.append(("database.url", "only sqlite:// and postgresql+psycopg:// URLs are supported"))
+    if s.smtp.ssl and s.smtp.starttls:
+        problems.append(("smtp.ssl", "choose ssl or starttls, not both"))
+    return problems

@@ -1,0 +1,8 @@
+"""Shared fixtures live in tests/support/ and are registered here."""
+
+pytest_plugins = [
+    "tests.support.databases",
+    "tests.support.smtp",
+    "tests.support.radicale",
+    "tests.support.queue",
+]

@@ -1,0 +1,1 @@
+"""Fixtures: databases (see module docstring once filled in)."""

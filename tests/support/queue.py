@@ -1,0 +1,1 @@
+"""Fixtures: queue (see module docstring once filled in)."""

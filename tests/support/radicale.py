@@ -1,0 +1,1 @@
+"""Fixtures: radicale (see module docstring once filled in)."""

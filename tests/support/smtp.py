@@ -1,0 +1,1 @@
+"""Fixtures: smtp (see module docstring once filled in)."""
