@@ -9,7 +9,8 @@ object.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Protocol, runtime_checkable
 
 from assistant.model import Attendee, EventData, MessageData
@@ -51,6 +52,23 @@ class Transient(ConnectorError):
 
 class InvalidData(ConnectorError):
     """The provider returned data we cannot parse (malformed ICS or MIME)."""
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 # ------------------------------------------------------------------------- calendar
@@ -97,6 +115,7 @@ class CalendarDelta:
     deleted: tuple[str, ...] = ()
     token: str | None = None
     unchanged: bool = False
+    skipped: tuple[str, ...] = ()  # resources that could not be read, with the reason
 
 
 @runtime_checkable

@@ -86,6 +86,9 @@ class Pair(Base):
     working_hours: Mapped[dict[str, Any]] = mapped_column(default=lambda: dict(DEFAULT_WORKING_HOURS))
     sla_minutes: Mapped[int] = mapped_column(Integer, default=30)
     locale: Mapped[str] = mapped_column(String(16), default="en")
+    # Private events show to the assistant as busy time only, unless the manager allows.
+    share_private_details: Mapped[bool] = mapped_column(Boolean, default=False)
+    notify_channels: Mapped[list[Any]] = mapped_column(default=lambda: ["smtp"])
     created_at: Mapped[datetime]
 
     accounts: Mapped[list[Account]] = relationship(back_populates="pair", cascade="all, delete-orphan")
@@ -105,7 +108,7 @@ class Account(Base):
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     writable: Mapped[bool] = mapped_column(Boolean, default=False)
     sync_token: Mapped[str | None] = mapped_column(Text, default=None)
-    sync_state: Mapped[dict[str, Any]] = mapped_column(default=dict)  # etag, last-modified...
+    sync_state: Mapped[dict[str, Any]] = mapped_column(default=dict)  # window, counts...
     state: Mapped[str] = mapped_column(String(16), default="new")  # new | ok | error
     last_sync_at: Mapped[datetime | None] = mapped_column(default=None)
     last_error: Mapped[str] = mapped_column(Text, default="")
