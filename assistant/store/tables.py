@@ -7,7 +7,7 @@ event was written in is kept next to it as an IANA name. All-day events keep dat
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -58,7 +58,11 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime,
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
 
 
 DEFAULT_WORKING_HOURS: dict[str, Any] = {
@@ -83,7 +87,9 @@ class Pair(Base):
     assistant_email: Mapped[str] = mapped_column(String(320))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     assistant_timezone: Mapped[str] = mapped_column(String(64), default="")
-    working_hours: Mapped[dict[str, Any]] = mapped_column(default=lambda: dict(DEFAULT_WORKING_HOURS))
+    working_hours: Mapped[dict[str, Any]] = mapped_column(
+        default=lambda: dict(DEFAULT_WORKING_HOURS)
+    )
     sla_minutes: Mapped[int] = mapped_column(Integer, default=30)
     locale: Mapped[str] = mapped_column(String(16), default="en")
     # Private events show to the assistant as busy time only, unless the manager allows.
@@ -91,7 +97,9 @@ class Pair(Base):
     notify_channels: Mapped[list[Any]] = mapped_column(default=lambda: ["smtp"])
     created_at: Mapped[datetime]
 
-    accounts: Mapped[list[Account]] = relationship(back_populates="pair", cascade="all, delete-orphan")
+    accounts: Mapped[list[Account]] = relationship(
+        back_populates="pair", cascade="all, delete-orphan"
+    )
 
 
 class Account(Base):
@@ -190,7 +198,9 @@ class ScheduleChange(Base):
     __tablename__ = "schedule_changes"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    batch_id: Mapped[int] = mapped_column(ForeignKey("change_batches.id", ondelete="CASCADE"), index=True)
+    batch_id: Mapped[int] = mapped_column(
+        ForeignKey("change_batches.id", ondelete="CASCADE"), index=True
+    )
     pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     uid: Mapped[str] = mapped_column(String(512))
@@ -219,7 +229,8 @@ class Message(Base):
     to_addrs: Mapped[list[Any]] = mapped_column(default=list)
     cc_addrs: Mapped[list[Any]] = mapped_column(default=list)
     sent_at: Mapped[datetime]
-    direction: Mapped[str] = mapped_column(String(24))  # assistant_to_manager | manager_to_assistant | other
+    # assistant_to_manager | manager_to_assistant | other
+    direction: Mapped[str] = mapped_column(String(24))
     folder: Mapped[str] = mapped_column(String(256), default="")
     auto_reply: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -285,7 +296,9 @@ class OutboxEntry(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
-    pair_id: Mapped[int | None] = mapped_column(ForeignKey("pairs.id", ondelete="SET NULL"), index=True)
+    pair_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pairs.id", ondelete="SET NULL"), index=True
+    )
     channel: Mapped[str] = mapped_column(String(32))  # smtp, ...
     recipient: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,79 @@
+"""The composition root: builds the service's parts from settings, never at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+
+from assistant.store.db import UnitOfWork, make_engine
+from config.settings import Settings
+
+if TYPE_CHECKING:
+    from assistant.outbox import Channel
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Service:
+    """Everything a use case or a job needs, built once per process."""
+
+    settings: Settings
+    engine: Engine
+    uow: UnitOfWork
+    clock: Clock = system_clock
+    channels: Mapping[str, Channel] = field(default_factory=dict)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+
+def build(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    channels: Mapping[str, Channel] | None = None,
+) -> Service:
+    engine = make_engine(settings.database_url, echo=settings.database.echo)
+    service = Service(
+        settings=settings,
+        engine=engine,
+        uow=UnitOfWork(engine),
+        clock=clock or system_clock,
+        channels=dict(channels) if channels is not None else default_channels(settings),
+    )
+    return service
+
+
+def default_channels(settings: Settings) -> dict[str, Channel]:
+    from assistant.channels.smtp import SmtpChannel
+
+    smtp = settings.smtp
+    return {
+        "smtp": SmtpChannel(
+            host=smtp.host,
+            port=smtp.port,
+            from_address=smtp.from_address,
+            username=smtp.username,
+            password=smtp.password.resolve() if smtp.password else None,
+            starttls=smtp.starttls,
+            ssl=smtp.ssl,
+            timeout=smtp.timeout_seconds,
+        )
+    }
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

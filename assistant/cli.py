@@ -1,0 +1,641 @@
+"""The ``assistant`` command line.
+
+Errors a user can cause (bad config, unknown pair, unreachable server, bad date) end as
+one clear line on stderr and a non-zero exit, never a traceback. Commands that print
+data take ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from config.settings import ConfigError, Settings, load
+
+if TYPE_CHECKING:
+    from assistant.bootstrap import Service
+
+app = typer.Typer(
+    name="assistant",
+    help="Keeps an executive's assistant in step: schedule changes, reply latency, "
+    "delegation checkpoints.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+pair_app = typer.Typer(help="Manager–assistant pairs.", no_args_is_help=True)
+account_app = typer.Typer(help="Calendar and mailbox accounts.", no_args_is_help=True)
+task_app = typer.Typer(help="Delegated tasks and their Red Line / Dead Line.", no_args_is_help=True)
+outbox_app = typer.Typer(help="Notifications waiting, sent or failed.", invoke_without_command=True)
+app.add_typer(db_app, name="db")
+app.add_typer(pair_app, name="pair")
+app.add_typer(account_app, name="account")
+app.add_typer(task_app, name="task")
+app.add_typer(outbox_app, name="outbox")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML settings file (default: $ASSISTANT_CONFIG).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+PairOpt = Annotated[
+    str | None, typer.Option("--pair", "-p", help="Pair id or name.", show_default=False)
+]
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as one line."""
+
+
+@dataclass
+class State:
+    config: Path | None = None
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load(self.config)
+        return self._settings
+
+
+state = State()
+
+
+@app.callback()
+def _main(config: ConfigOpt = None) -> None:
+    state.config = config
+    state._settings = None
+
+
+@contextmanager
+def service() -> Iterator[Service]:
+    from assistant.bootstrap import build, configure_logging
+
+    settings = state.settings
+    configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
+    svc = build(settings)
+    try:
+        yield svc
+    finally:
+        svc.engine.dispose()
+
+
+def emit(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str, ensure_ascii=False))
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
+    out.print(t)
+
+
+def parse_when(value: str, zone: str = "UTC") -> datetime:
+    """An ISO date or date-time; naive values are in ``zone``."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise UserError(
+            f"not a date/time: {value!r} (use ISO form, e.g. 2026-12-01T15:00)"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=ZoneInfo(zone))
+    return parsed.astimezone(UTC)
+
+
+# ------------------------------------------------------------------------------- init
+
+
+@app.command()
+def init(
+    directory: Annotated[
+        Path, typer.Argument(help="Where to put assistant.toml and data/.")
+    ] = Path("."),
+) -> None:
+    """Create a settings file and the database (SQLite by default)."""
+    from assistant.store.migrate import upgrade
+
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = directory / "assistant.toml"
+    if not cfg.exists():
+        cfg.write_text('# See config/example.toml for every key.\ndata_dir = "data"\n')
+        out.print(f"wrote {cfg}")
+    settings = load(cfg)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    out.print(f"database ready: {settings.database_url}")
+    out.print(f"next: export ASSISTANT_CONFIG={cfg.resolve()} and run `assistant pair add`")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply the database migrations."""
+    from assistant.store.migrate import current, upgrade
+
+    url = state.settings.database_url
+    upgrade(url, revision)
+    out.print(f"database at revision {current(url)}")
+
+
+# ------------------------------------------------------------------------------ pairs
+
+
+@pair_app.command("add")
+def pair_add(
+    name: Annotated[str, typer.Argument(help="A short name for the pair.")],
+    manager: Annotated[str, typer.Option(help="The manager's email address.")],
+    assistant: Annotated[str, typer.Option(help="The assistant's email address.")],
+    manager_name: Annotated[str, typer.Option(help="The manager's name.")] = "",
+    assistant_name: Annotated[str, typer.Option(help="The assistant's name.")] = "",
+    timezone: Annotated[str, typer.Option(help="The manager's time zone (IANA).")] = "UTC",
+    assistant_timezone: Annotated[
+        str, typer.Option(help="The assistant's zone, if different.")
+    ] = "",
+    sla: Annotated[int, typer.Option(help="Reply SLA in working minutes.")] = 30,
+    locale: Annotated[str, typer.Option(help="Messages to the assistant in: en or ru.")] = "en",
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a manager–assistant pair."""
+    from assistant.services.pairs import add_pair
+
+    with service() as svc:
+        pair = add_pair(
+            svc.uow,
+            name=name,
+            manager_email=manager,
+            assistant_email=assistant,
+            manager_name=manager_name,
+            assistant_name=assistant_name,
+            timezone=timezone,
+            assistant_timezone=assistant_timezone,
+            sla_minutes=sla,
+            locale=locale,
+            now=svc.now(),
+        )
+    if as_json:
+        emit({"id": pair.id, "name": pair.name})
+    else:
+        out.print(f"pair {pair.id} ({pair.name}) added")
+
+
+@pair_app.command("list")
+def pair_list(as_json: JsonOpt = False) -> None:
+    """List the pairs."""
+    from assistant.services.pairs import list_pairs
+
+    with service() as svc:
+        pairs = list_pairs(svc.uow)
+    rows = [
+        {
+            "id": p.id,
+            "name": p.name,
+            "manager": p.manager_email,
+            "assistant": p.assistant_email,
+            "timezone": p.timezone,
+            "sla_minutes": p.sla_minutes,
+            "locale": p.locale,
+        }
+        for p in pairs
+    ]
+    if as_json:
+        emit(rows)
+    else:
+        table("Pairs", list(rows[0]) if rows else ["id"], [list(r.values()) for r in rows])
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+@account_app.command("add")
+def account_add(
+    name: Annotated[str, typer.Argument(help="A name for the account, e.g. work-calendar.")],
+    provider: Annotated[str, typer.Option(help="ics, caldav, maildir or mbox.")],
+    pair: PairOpt = None,
+    url: Annotated[str, typer.Option(help="Calendar URL (caldav, ics).")] = "",
+    path: Annotated[str, typer.Option(help="File or folder (ics file, maildir, mbox).")] = "",
+    username: Annotated[str, typer.Option(help="User name for the server.")] = "",
+    password_env: Annotated[
+        str, typer.Option(help="Read the password from this env variable.")
+    ] = "",
+    password_file: Annotated[str, typer.Option(help="Read the password from this file.")] = "",
+    password_command: Annotated[str, typer.Option(help="Run this to print the password.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Connect a calendar or mailbox. Passwords are stored as references, never values."""
+    from assistant.services.pairs import add_account
+
+    conf: dict[str, Any] = {}
+    if provider == "ics":
+        conf["location"] = url or path
+        if not conf["location"]:
+            raise UserError("an ics account needs --url or --path")
+    elif provider == "caldav":
+        if not url:
+            raise UserError("a caldav account needs --url (the calendar collection)")
+        conf["url"] = url
+    elif provider in ("maildir", "mbox"):
+        if not path:
+            raise UserError(f"a {provider} account needs --path")
+        conf["path"] = str(Path(path).expanduser().resolve())
+    if username:
+        conf["username"] = username
+    refs = {"env": password_env, "file": password_file, "command": password_command}
+    given = {k: v for k, v in refs.items() if v}
+    if len(given) > 1:
+        raise UserError("give at most one of --password-env, --password-file, --password-command")
+    if given:
+        conf["password"] = given
+    with service() as svc:
+        account = add_account(
+            svc.uow, pair=pair, name=name, provider=provider, settings=conf, now=svc.now()
+        )
+    if as_json:
+        emit({"id": account.id, "name": account.name, "kind": account.kind})
+    else:
+        out.print(f"account {account.id} ({account.name}, {account.kind} via {provider}) added")
+
+
+@account_app.command("list")
+def account_list(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
+    """List accounts with their sync state and last error."""
+    from assistant.services.pairs import list_accounts, public_settings
+
+    with service() as svc:
+        accounts = list_accounts(svc.uow, pair)
+    rows = [
+        {
+            "id": a.id,
+            "pair_id": a.pair_id,
+            "name": a.name,
+            "provider": a.provider,
+            "kind": a.kind,
+            "state": a.state,
+            "last_sync_at": a.last_sync_at.isoformat() if a.last_sync_at else None,
+            "last_error": a.last_error,
+            "settings": public_settings(a.settings),
+        }
+        for a in accounts
+    ]
+    if as_json:
+        emit(rows)
+    else:
+        cols = ["id", "pair_id", "name", "provider", "kind", "state", "last_sync_at", "last_error"]
+        table("Accounts", cols, [[r[c] for c in cols] for r in rows])
+
+
+# ------------------------------------------------------------------------------- sync
+
+
+@app.command()
+def sync(
+    pair: PairOpt = None,
+    account: Annotated[int | None, typer.Option(help="Only this account id.")] = None,
+    send: Annotated[bool, typer.Option(help="Deliver the notifications now.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sync calendars and mailboxes now, and deliver what they produced."""
+    from assistant.services.runner import sync_now
+
+    with service() as svc:
+        results = sync_now(svc, pair=pair, account_id=account, send=send)
+    if as_json:
+        emit(results)
+        return
+    table(
+        "Sync",
+        ["account", "kind", "result"],
+        [[r["account"], r["kind"], r["summary"]] for r in results],
+    )
+    if any(r.get("error") for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def changes(
+    pair: PairOpt = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """The detected schedule changes and where their notification went."""
+    from assistant.services.queries import recent_changes
+
+    with service() as svc:
+        rows = recent_changes(svc.uow, pair, limit)
+    if as_json:
+        emit(rows)
+    else:
+        cols = ["detected_at", "kind", "summary", "starts_at", "notified"]
+        table("Schedule changes", cols, [[r[c] for c in cols] for r in rows])
+
+
+@outbox_app.callback()
+def outbox_list(
+    ctx: typer.Context,
+    state_filter: Annotated[
+        str | None, typer.Option("--state", help="pending, sending, sent or dead.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List notifications (subcommands: retry, send)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from assistant.services.queries import outbox_entries
+
+    with service() as svc:
+        rows = outbox_entries(svc.uow, state_filter, limit)
+    if as_json:
+        emit(rows)
+    else:
+        cols = ["id", "state", "channel", "recipient", "subject", "attempts", "last_error"]
+        table("Outbox", cols, [[r[c] for c in cols] for r in rows])
+
+
+@outbox_app.command("retry")
+def outbox_retry(entry_id: Annotated[int, typer.Argument(help="Outbox entry id.")]) -> None:
+    """Put a dead (or pending) entry back in the queue for delivery now."""
+    from assistant.services.queries import retry_entry
+
+    with service() as svc:
+        retry_entry(svc.uow, entry_id, svc.now())
+    out.print(f"entry {entry_id} queued again")
+
+
+@outbox_app.command("send")
+def outbox_send(as_json: JsonOpt = False) -> None:
+    """Deliver every due notification now."""
+    from assistant import outbox
+
+    with service() as svc:
+        report = outbox.drain(svc.uow, svc.channels, svc.now, svc.settings.outbox)
+    if as_json:
+        emit(report.to_dict())
+    else:
+        out.print(report.to_dict())
+
+
+# --------------------------------------------------------------------------- latency
+
+
+@app.command()
+def latency(
+    pair: PairOpt = None,
+    since: Annotated[str | None, typer.Option(help="Only messages sent from this date.")] = None,
+    maildir: Annotated[
+        Path | None, typer.Option(help="An exported Maildir: no account needed.")
+    ] = None,
+    mbox: Annotated[
+        Path | None, typer.Option(help="An exported mbox file: no account needed.")
+    ] = None,
+    manager: Annotated[list[str] | None, typer.Option(help="Manager address (repeatable).")] = None,
+    assistant: Annotated[
+        list[str] | None, typer.Option(help="Assistant address (repeatable).")
+    ] = None,
+    sla: Annotated[float, typer.Option(help="SLA in minutes (with --maildir/--mbox).")] = 30,
+    as_json: JsonOpt = False,
+) -> None:
+    """How fast the manager answers the assistant (and the other way round)."""
+    from assistant.services import mail
+
+    since_at = parse_when(since) if since else None
+    if maildir or mbox:
+        if not manager or not assistant:
+            raise UserError("with --maildir/--mbox give --manager and --assistant addresses")
+        result = mail.latency_of_archive(
+            maildir=maildir, mbox=mbox, managers=manager, assistants=assistant,
+            sla_minutes=sla, since=since_at, now=datetime.now(UTC),
+        )  # fmt: skip
+    else:
+        with service() as svc:
+            result = mail.latency_of_pair(svc, pair, since_at)
+    if as_json:
+        emit(result)
+        return
+    s = result["summary"]
+    table(
+        "Reply latency (assistant → manager)",
+        ["messages", "answered", "open", "median min", "p90 min", "within SLA"],
+        [[s["count"], s["answered"], s["open"], _num(s["median_minutes"]), _num(s["p90_minutes"]),
+          _pct(s["within_sla_share"])]],
+    )  # fmt: skip
+
+
+def _num(v: float | None) -> str:
+    return "—" if v is None else f"{v:.0f}"
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v:.0%}"
+
+
+# ------------------------------------------------------------------------------ tasks
+
+
+@task_app.command("add")
+def task_add(
+    title: Annotated[str, typer.Argument(help="What is delegated.")],
+    delegate: Annotated[
+        str, typer.Option(help="The delegate's email (default: the assistant).")
+    ] = "",
+    deadline: Annotated[str, typer.Option(help="Deadline, ISO (manager's zone if naive).")] = "",
+    start: Annotated[str, typer.Option(help="Term start (default: now).")] = "",
+    result: Annotated[str, typer.Option(help="S: the specific result expected.")] = "",
+    measure: Annotated[str, typer.Option(help="M: how the result is measured.")] = "",
+    resources: Annotated[str, typer.Option(help="A: resources available.")] = "",
+    why: Annotated[str, typer.Option(help="R: why it matters.")] = "",
+    pair: PairOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delegate a task: its Red Line and Dead Line go into the manager's calendar."""
+    from assistant.services import delegation
+
+    if not deadline:
+        raise UserError("a task needs --deadline")
+    with service() as svc:
+        zone = delegation.pair_zone(svc, pair)
+        task = delegation.create_task(
+            svc,
+            pair=pair,
+            title=title,
+            delegate=delegate,
+            term_start=parse_when(start, zone) if start else svc.now(),
+            deadline=parse_when(deadline, zone),
+            result=result,
+            measure=measure,
+            resources=resources,
+            why=why,
+        )
+        report = delegation.reconcile_checkpoints(svc, task.id)
+        shown = delegation.task_view(svc, task.id)
+    if as_json:
+        emit(shown | {"calendar": report.to_dict()})
+    else:
+        _print_task(shown)
+        for line in report.messages:
+            out.print(line)
+
+
+@task_app.command("list")
+def task_list(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
+    """List delegated tasks."""
+    from assistant.services import delegation
+
+    with service() as svc:
+        rows = delegation.list_tasks(svc, pair)
+    if as_json:
+        emit(rows)
+    else:
+        cols = ["id", "title", "delegate", "state", "red_line", "dead_line"]
+        table("Tasks", cols, [[r[c] for c in cols] for r in rows])
+
+
+@task_app.command("show")
+def task_show(task_id: Annotated[int, typer.Argument()], as_json: JsonOpt = False) -> None:
+    """One task with its checkpoints."""
+    from assistant.services import delegation
+
+    with service() as svc:
+        shown = delegation.task_view(svc, task_id)
+    if as_json:
+        emit(shown)
+    else:
+        _print_task(shown)
+
+
+@task_app.command("update")
+def task_update(
+    task_id: Annotated[int, typer.Argument()],
+    deadline: Annotated[str, typer.Option(help="New deadline.")] = "",
+    title: Annotated[str, typer.Option(help="New title.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a task's deadline or title; its calendar events follow."""
+    from assistant.services import delegation
+
+    with service() as svc:
+        zone = delegation.task_zone(svc, task_id)
+        delegation.update_task(
+            svc,
+            task_id,
+            deadline=parse_when(deadline, zone) if deadline else None,
+            title=title or None,
+        )
+        report = delegation.reconcile_checkpoints(svc, task_id)
+        shown = delegation.task_view(svc, task_id)
+    if as_json:
+        emit(shown | {"calendar": report.to_dict()})
+    else:
+        _print_task(shown)
+
+
+@task_app.command("cancel")
+def task_cancel(task_id: Annotated[int, typer.Argument()], as_json: JsonOpt = False) -> None:
+    """Cancel a task; its checkpoint events are removed from the calendar."""
+    from assistant.services import delegation
+
+    with service() as svc:
+        delegation.cancel_task(svc, task_id)
+        report = delegation.reconcile_checkpoints(svc, task_id)
+    if as_json:
+        emit({"id": task_id, "state": "cancelled", "calendar": report.to_dict()})
+    else:
+        out.print(f"task {task_id} cancelled; {report.summary()}")
+
+
+def _print_task(t: dict[str, Any]) -> None:
+    out.print(f"[bold]Task {t['id']}[/bold]: {t['title']}  ({t['state']})")
+    out.print(f"  delegate: {t['delegate']}   term: {t['term_start']} → {t['deadline']}")
+    for c in t["checkpoints"]:
+        placed = f"{c['start']} – {c['end']}" if c["start"] else "not placed"
+        out.print(f"  {c['label']}: line {c['line_at']}; in calendar: {placed} [{c['state']}]")
+
+
+# ------------------------------------------------------------------------- run, demo
+
+
+@app.command()
+def run(
+    host: Annotated[str | None, typer.Option(help="Web host (default from settings).")] = None,
+    port: Annotated[int | None, typer.Option(help="Web port (default from settings).")] = None,
+) -> None:
+    """Run the service: scheduler, a Huey consumer and the web app, in one process."""
+    from assistant.runner import run_service
+
+    run_service(state.settings, host=host, port=port)
+
+
+@app.command()
+def demo(
+    serve: Annotated[
+        bool, typer.Option(help="Keep the web app up afterwards (Ctrl-C stops).")
+    ] = False,
+    keep: Annotated[Path | None, typer.Option(help="Keep the demo's files in this folder.")] = None,
+) -> None:
+    """Play a short scenario on embedded servers; needs nothing installed or running."""
+    from assistant.demo import run_demo
+
+    raise typer.Exit(run_demo(out, serve=serve, keep=keep))
+
+
+# ------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    import click
+
+    from connectors.base import ConnectorError
+
+    try:
+        rc = app(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        return 1
+    except ConfigError as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False)
+        return 2
+    except (UserError, LookupError, ValueError, ConnectorError) as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a fault of ours: say so plainly
+        err.print(f"internal error: {type(exc).__name__}: {exc}", markup=False, highlight=False)
+        if os.environ.get("ASSISTANT_DEBUG"):
+            raise
+        err.print("set ASSISTANT_DEBUG=1 to see the traceback", markup=False)
+        return 70
+    return rc if isinstance(rc, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Turning detected changes into the one clear message the assistant receives.
+
+The wording lives in Jinja2 templates per locale (``templates/notify``); this module
+prepares plain values for them: what changed, before → after, the time in the
+manager's zone and, when it differs, the assistant's. Private events show as busy time
+only unless the manager allows details.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+
+import jinja2
+
+from assistant import timefmt
+from assistant.changes import Change, ChangeKind
+from assistant.model import EventData
+
+LABELS = {
+    "en": {
+        ChangeKind.CREATED: "New",
+        ChangeKind.CANCELLED: "Cancelled",
+        ChangeKind.DELETED: "Removed",
+        ChangeKind.MOVED: "Moved",
+        ChangeKind.RELOCATED: "New place",
+        ChangeKind.LINK_CHANGED: "New meeting link",
+        ChangeKind.RETITLED: "Renamed",
+        ChangeKind.RESPONSE_CHANGED: "Manager's answer",
+        ChangeKind.ATTENDEES_CHANGED: "Attendees changed",
+        ChangeKind.BUSY_CHANGED: "Free/busy changed",
+        ChangeKind.DESCRIPTION_CHANGED: "Description changed",
+        "time": "Time",
+        "place": "Place",
+        "link": "Link",
+        "title": "Title",
+        "answer": "Answer",
+        "attendees": "Attendees",
+        "shows_as": "Shows as",
+        "busy": "busy",
+        "free": "free",
+        "private": "Busy (private)",
+        "none": "—",
+        "your_time": "your time",
+        "added": "added",
+        "removed": "removed",
+    },
+    "ru": {
+        ChangeKind.CREATED: "Новая встреча",
+        ChangeKind.CANCELLED: "Отменена",
+        ChangeKind.DELETED: "Удалена",
+        ChangeKind.MOVED: "Перенесена",
+        ChangeKind.RELOCATED: "Другое место",
+        ChangeKind.LINK_CHANGED: "Новая ссылка на встречу",
+        ChangeKind.RETITLED: "Переименована",
+        ChangeKind.RESPONSE_CHANGED: "Ответ руководителя",
+        ChangeKind.ATTENDEES_CHANGED: "Изменились участники",
+        ChangeKind.BUSY_CHANGED: "Изменилась занятость",
+        ChangeKind.DESCRIPTION_CHANGED: "Изменилось описание",
+        "time": "Время",
+        "place": "Место",
+        "link": "Ссылка",
+        "title": "Название",
+        "answer": "Ответ",
+        "attendees": "Участники",
+        "shows_as": "Показывается как",
+        "busy": "занят",
+        "free": "свободен",
+        "private": "Занят (личное)",
+        "none": "—",
+        "your_time": "ваше время",
+        "added": "добавлены",
+        "removed": "убраны",
+    },
+}
+_RESPONSE_WORDS = {
+    "en": {"accepted": "accepted", "declined": "declined", "tentative": "tentative",
+           "needs-action": "no answer yet", "delegated": "delegated", "": "—"},
+    "ru": {"accepted": "принял", "declined": "отклонил", "tentative": "под вопросом",
+           "needs-action": "ещё не ответил", "delegated": "делегировал", "": "—"},
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who reads the message and how they see the manager's calendar."""
+
+    locale: str = "en"
+    manager_zone: str = "UTC"
+    assistant_zone: str = ""
+    manager_name: str = ""
+    manager_emails: frozenset[str] = frozenset()
+    share_private_details: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMessage:
+    subject: str
+    text: str
+    html: str
+
+
+@dataclass
+class _Item:
+    label: str
+    title: str
+    when: str
+    when_local: str
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+    private: bool = False
+
+
+@cache
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("assistant", "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def render_changes(changes: Sequence[Change], audience: Audience) -> RenderedMessage:
+    """One message for a batch of changes (already sorted by event time)."""
+    lg = timefmt.lang(audience.locale)
+    items = [_item(c, audience, lg) for c in changes]
+    context = {
+        "items": items,
+        "count": len(items),
+        "manager": audience.manager_name,
+        "zone": timefmt.zone_label(audience.manager_zone),
+    }
+    env = _env()
+    subject = env.get_template(f"notify/changes.{lg}.subject.j2").render(context).strip()
+    text = env.get_template(f"notify/changes.{lg}.txt.j2").render(context)
+    html = env.get_template(f"notify/changes.{lg}.html.j2").render(context)
+    return RenderedMessage(subject=subject, text=text, html=html)
+
+
+def _item(change: Change, aud: Audience, lg: str) -> _Item:
+    words = LABELS[lg]
+    event = change.event
+    hidden = event.private and not aud.share_private_details
+    title = str(words["private"]) if hidden else (event.summary or words["none"])
+    label = " · ".join(str(words[k]) for k in sorted(change.kinds, key=list(ChangeKind).index))
+    item = _Item(
+        label=label,
+        title=str(title),
+        when=_when(event, aud.manager_zone, lg),
+        when_local=_local_when(event, aud, lg),
+        private=hidden,
+    )
+    before, after = change.before, change.after
+    if before is None or after is None:
+        return item
+    kinds = change.kinds
+    if ChangeKind.MOVED in kinds:
+        item.rows.append((str(words["time"]), _when(before, aud.manager_zone, lg),
+                          _when(after, aud.manager_zone, lg)))  # fmt: skip
+    if hidden:
+        return item
+    none = str(words["none"])
+    if ChangeKind.RELOCATED in kinds:
+        item.rows.append((str(words["place"]), before.location or none, after.location or none))
+    if ChangeKind.LINK_CHANGED in kinds:
+        item.rows.append((str(words["link"]), before.online_meeting_url or none,
+                          after.online_meeting_url or none))  # fmt: skip
+    if ChangeKind.RETITLED in kinds:
+        item.rows.append((str(words["title"]), before.summary or none, after.summary or none))
+    if ChangeKind.RESPONSE_CHANGED in kinds:
+        answers = (_response(before, aud, lg), _response(after, aud, lg))
+        item.rows.append((str(words["answer"]), *answers))
+    if ChangeKind.ATTENDEES_CHANGED in kinds:
+        was = {a.email for a in before.attendees}
+        now = {a.email for a in after.attendees}
+        added, removed = sorted(now - was), sorted(was - now)
+        parts = []
+        if added:
+            parts.append(f"{words['added']}: {', '.join(added)}")
+        if removed:
+            parts.append(f"{words['removed']}: {', '.join(removed)}")
+        item.rows.append((str(words["attendees"]), "", "; ".join(parts)))
+    if ChangeKind.BUSY_CHANGED in kinds:
+        item.rows.append((str(words["shows_as"]), str(words["busy" if before.busy else "free"]),
+                          str(words["busy" if after.busy else "free"])))  # fmt: skip
+    return item
+
+
+def _when(event: EventData, zone: str, lg: str) -> str:
+    if event.all_day and event.start_date and event.end_date:
+        return timefmt.date_span(event.start_date, event.end_date, lg)
+    return timefmt.span(event.start, event.end, zone, lg)
+
+
+def _local_when(event: EventData, aud: Audience, lg: str) -> str:
+    if event.all_day or not aud.assistant_zone or aud.assistant_zone == aud.manager_zone:
+        return ""
+    text = timefmt.span(event.start, event.end, aud.assistant_zone, lg)
+    return f"{LABELS[lg]['your_time']}: {text}"
+
+
+def _response(event: EventData, aud: Audience, lg: str) -> str:
+    for a in event.attendees:
+        if a.email in aud.manager_emails:
+            return _RESPONSE_WORDS[lg].get(a.response.value, a.response.value)
+    return _RESPONSE_WORDS[lg][""]

@@ -1,0 +1,164 @@
+"""Pairs and accounts: creating and listing them."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Account, Pair
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+CALENDAR_PROVIDERS = ("ics", "caldav")
+MAIL_PROVIDERS = ("maildir", "mbox")
+WRITABLE_PROVIDERS = ("caldav",)
+
+
+class NotFoundError(LookupError):
+    """A pair, account or task named by the user does not exist."""
+
+
+def check_email(value: str, what: str) -> str:
+    value = value.strip().lower()
+    if not _EMAIL.match(value):
+        raise ValueError(f"{what} {value!r} is not an email address")
+    return value
+
+
+def check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)"
+        ) from None
+    return value
+
+
+def add_pair(
+    uow: UnitOfWork,
+    *,
+    name: str,
+    manager_email: str,
+    assistant_email: str,
+    now: datetime,
+    manager_name: str = "",
+    assistant_name: str = "",
+    timezone: str = "UTC",
+    assistant_timezone: str = "",
+    sla_minutes: int = 30,
+    locale: str = "en",
+    working_hours: dict[str, Any] | None = None,
+) -> Pair:
+    if not name.strip():
+        raise ValueError("a pair needs a name")
+    if sla_minutes <= 0:
+        raise ValueError("the SLA must be a positive number of minutes")
+    if locale not in ("en", "ru"):
+        raise ValueError("locale must be en or ru")
+    pair = Pair(
+        name=name.strip(),
+        manager_email=check_email(manager_email, "manager address"),
+        assistant_email=check_email(assistant_email, "assistant address"),
+        manager_name=manager_name,
+        assistant_name=assistant_name,
+        timezone=check_zone(timezone),
+        assistant_timezone=check_zone(assistant_timezone) if assistant_timezone else "",
+        sla_minutes=sla_minutes,
+        locale=locale,
+        created_at=now,
+    )
+    if working_hours is not None:
+        from assistant.worktime import WorkingHours
+
+        WorkingHours.from_config(working_hours, pair.timezone)  # validates
+        pair.working_hours = working_hours
+    with uow.begin() as session:
+        if session.scalars(select(Pair).where(Pair.name == pair.name)).first():
+            raise ValueError(f"a pair named {pair.name!r} exists already")
+        session.add(pair)
+    return pair
+
+
+def find_pair(session: Session, ref: str | int | None) -> Pair:
+    """A pair by id or name; with no reference, the only pair there is."""
+    if ref is None:
+        pairs = list(session.scalars(select(Pair).order_by(Pair.id).limit(2)))
+        if len(pairs) == 1:
+            return pairs[0]
+        raise NotFoundError("no pairs yet: add one with `assistant pair add`" if not pairs
+                            else "several pairs exist: name one with --pair")  # fmt: skip
+    stmt = select(Pair).where(Pair.name == str(ref))
+    if isinstance(ref, int) or str(ref).isdigit():
+        stmt = select(Pair).where((Pair.id == int(ref)) | (Pair.name == str(ref)))
+    pair = session.scalars(stmt).first()
+    if pair is None:
+        raise NotFoundError(f"no pair {ref!r}")
+    return pair
+
+
+def list_pairs(uow: UnitOfWork) -> list[Pair]:
+    with uow.read() as session:
+        return list(session.scalars(select(Pair).order_by(Pair.id)))
+
+
+def add_account(
+    uow: UnitOfWork,
+    *,
+    pair: str | int | None,
+    name: str,
+    provider: str,
+    settings: dict[str, Any],
+    now: datetime,
+) -> Account:
+    if provider in CALENDAR_PROVIDERS:
+        kind = "calendar"
+    elif provider in MAIL_PROVIDERS:
+        kind = "mail"
+    else:
+        known = ", ".join(CALENDAR_PROVIDERS + MAIL_PROVIDERS)
+        raise ValueError(f"unknown provider {provider!r} (known: {known})")
+    for key, value in settings.items():
+        if key in ("password", "token", "secret") and isinstance(value, str) and value:
+            raise ValueError(f"{key} must be a reference (env, file or command), not a value")
+    with uow.begin() as session:
+        p = find_pair(session, pair)
+        if session.scalars(
+            select(Account).where(Account.pair_id == p.id, Account.name == name)
+        ).first():
+            raise ValueError(f"pair {p.name!r} has an account named {name!r} already")
+        account = Account(
+            pair_id=p.id,
+            name=name,
+            provider=provider,
+            kind=kind,
+            settings=settings,
+            writable=provider in WRITABLE_PROVIDERS,
+            created_at=now,
+        )
+        session.add(account)
+    return account
+
+
+def list_accounts(uow: UnitOfWork, pair: str | int | None = None) -> list[Account]:
+    with uow.read() as session:
+        stmt = select(Account).order_by(Account.id)
+        if pair is not None:
+            stmt = stmt.where(Account.pair_id == find_pair(session, pair).id)
+        return list(session.scalars(stmt))
+
+
+def public_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Account settings safe to print: secret references shown by kind only."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and ({"env", "file", "command"} & value.keys()):
+            out[key] = "<" + ",".join(sorted(value)) + " reference>"
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,82 @@
+"""Read models for the CLI and the web app: plain dicts, newest first."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from assistant.services.pairs import NotFoundError, find_pair
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import ChangeBatch, OutboxEntry, ScheduleChange
+
+
+def recent_changes(
+    uow: UnitOfWork, pair: str | int | None, limit: int = 50
+) -> list[dict[str, Any]]:
+    with uow.read() as session:
+        p = find_pair(session, pair)
+        rows = session.execute(
+            select(ScheduleChange, ChangeBatch)
+            .join(ChangeBatch, ChangeBatch.id == ScheduleChange.batch_id)
+            .where(ScheduleChange.pair_id == p.id)
+            .order_by(ScheduleChange.detected_at.desc(), ScheduleChange.id.desc())
+            .limit(limit)
+        ).all()
+        batch_ids = {b.id for _, b in rows}
+        notified: dict[int, list[str]] = {}
+        if batch_ids:
+            for entry in session.scalars(select(OutboxEntry).where(OutboxEntry.pair_id == p.id)):
+                bid = entry.payload.get("batch_id")
+                if bid in batch_ids:
+                    notified.setdefault(bid, []).append(f"{entry.channel}:{entry.state}")
+        return [
+            {
+                "id": c.id,
+                "batch_id": b.id,
+                "detected_at": c.detected_at.isoformat(timespec="seconds"),
+                "kind": c.kind,
+                "kinds": (c.after or c.before or {}).get("kinds", [c.kind]),
+                "summary": c.summary,
+                "starts_at": c.starts_at.isoformat(timespec="minutes"),
+                "before": c.before,
+                "after": c.after,
+                "notified": ", ".join(notified.get(b.id, [])) or "—",
+            }
+            for c, b in rows
+        ]
+
+
+def outbox_entries(uow: UnitOfWork, state: str | None, limit: int = 50) -> list[dict[str, Any]]:
+    with uow.read() as session:
+        stmt = select(OutboxEntry).order_by(OutboxEntry.id.desc()).limit(limit)
+        if state:
+            stmt = stmt.where(OutboxEntry.state == state)
+        return [
+            {
+                "id": e.id,
+                "key": e.idempotency_key,
+                "state": e.state,
+                "channel": e.channel,
+                "recipient": e.recipient,
+                "subject": e.subject,
+                "attempts": e.attempts,
+                "last_error": e.last_error,
+                "created_at": e.created_at.isoformat(timespec="seconds"),
+                "sent_at": e.sent_at.isoformat(timespec="seconds") if e.sent_at else None,
+            }
+            for e in session.scalars(stmt)
+        ]
+
+
+def retry_entry(uow: UnitOfWork, entry_id: int, now: datetime) -> None:
+    with uow.begin() as session:
+        entry = session.get(OutboxEntry, entry_id)
+        if entry is None:
+            raise NotFoundError(f"no outbox entry {entry_id}")
+        if entry.state == "sent":
+            raise ValueError(f"entry {entry_id} was sent already; it is not sent twice")
+        entry.state = "pending"
+        entry.next_attempt_at = now
+        entry.claimed_until = None

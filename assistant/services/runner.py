@@ -1,0 +1,83 @@
+"""Running the sync of a pair's accounts now, in this process (``assistant sync``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from assistant import outbox
+from assistant.services.pairs import find_pair
+from assistant.services.sync import SyncPolicy, sync_calendar
+from assistant.store.tables import Account
+from connectors.base import ConnectorError
+
+if TYPE_CHECKING:
+    from assistant.bootstrap import Service
+
+
+def policy_of(svc: Service) -> SyncPolicy:
+    from datetime import timedelta
+
+    s = svc.settings.sync
+    return SyncPolicy(
+        window_past=timedelta(days=s.window_past_days),
+        window_future=timedelta(days=s.window_future_days),
+        horizon=timedelta(days=s.horizon_days),
+    )
+
+
+def sync_now(
+    svc: Service, pair: str | int | None = None, account_id: int | None = None, send: bool = True
+) -> list[dict[str, Any]]:
+    from assistant.services.mail import import_mail
+    from connectors.registry import open_calendar, open_mailbox
+
+    with svc.uow.read() as session:
+        stmt = select(Account).order_by(Account.id)
+        if account_id is not None:
+            stmt = stmt.where(Account.id == account_id)
+        else:
+            stmt = stmt.where(Account.pair_id == find_pair(session, pair).id)
+        accounts = [
+            (a.id, a.name, a.kind, a.provider, dict(a.settings)) for a in session.scalars(stmt)
+        ]
+    if not accounts:
+        raise LookupError("no accounts to sync: add one with `assistant account add`")
+    results: list[dict[str, Any]] = []
+    timeout = svc.settings.sync.http_timeout_seconds
+    for aid, name, kind, provider, conf in accounts:
+        row: dict[str, Any] = {"account": f"{aid} {name}", "kind": kind}
+        try:
+            if kind == "calendar":
+                report = sync_calendar(
+                    svc.uow, aid, open_calendar(provider, conf, timeout), svc.now(), policy_of(svc)
+                )
+                row |= {
+                    "full": report.full,
+                    "unchanged": report.unchanged,
+                    "events": report.events,
+                    "changes": [c.kind.value for c in report.changes],
+                    "skipped": list(report.skipped),
+                }
+                done = f"{len(report.changes)} change(s)" if report.changes else "no change"
+                if report.skipped:
+                    done += f", {len(report.skipped)} unreadable item(s)"
+                row["summary"] = done
+            else:
+                imported = import_mail(svc, aid, open_mailbox(provider, conf))
+                row |= imported
+                row["summary"] = f"{imported['new']} new message(s)"
+        except ConnectorError as exc:
+            row |= {"error": str(exc), "summary": f"error: {exc}"}
+        results.append(row)
+    if send:
+        report_ = outbox.drain(svc.uow, svc.channels, svc.now, svc.settings.outbox)
+        results.append({"account": "outbox", "kind": "send", "summary": _sent(report_.to_dict())})
+    return results
+
+
+def _sent(d: dict[str, Any]) -> str:
+    return (
+        ", ".join(f"{k}: {v}" for k, v in d.items() if v not in (None, 0, [], "")) or "nothing due"
+    )

@@ -1,0 +1,317 @@
+"""Calendar sync: provider delta → snapshots → detected changes → outbox, in one transaction.
+
+Decide and do are split: the provider is asked for its changes outside any database
+transaction; then one transaction loads the old snapshot of the affected resources,
+detects the changes (a pure function), stores the new snapshot, the changes and the
+notification rows, and moves the change token forward. If anything fails before the
+commit nothing is stored and the token stays where it was, so the next run repeats the
+same work; if it committed, the next run finds nothing new. Either way the assistant
+is told once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, select, tuple_
+from sqlalchemy.orm import Session
+
+from assistant import outbox
+from assistant.changes import Change, DetectionRules, detect_changes
+from assistant.model import EventData
+from assistant.notify import Audience, render_changes
+from assistant.snapshots import from_row, to_json, to_row
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import (
+    Account,
+    CalendarResourceRow,
+    ChangeBatch,
+    EventSnapshot,
+    Pair,
+    ScheduleChange,
+)
+from connectors.base import CalendarDelta, CalendarSource, ConnectorError, TokenExpired, Window
+
+log = logging.getLogger(__name__)
+
+# A full listing that comes back empty after this many events is a provider fault, not
+# a mass cancellation (cf. vdirsyncer's StorageEmpty).
+EMPTY_GUARD_MIN_EVENTS = 5
+# Re-list everything when the expansion window has moved on by more than this.
+WINDOW_REFRESH = timedelta(days=1)
+
+
+class SuspiciousEmptyCalendar(ConnectorError):
+    """The provider returned an empty calendar where we knew many events."""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPolicy:
+    window_past: timedelta = timedelta(days=7)
+    window_future: timedelta = timedelta(days=120)
+    horizon: timedelta = timedelta(days=14)
+    include_description: bool = False
+
+
+@dataclass
+class SyncReport:
+    account_id: int
+    full: bool = False
+    unchanged: bool = False
+    resources: int = 0
+    events: int = 0
+    changes: list[Change] = field(default_factory=list)
+    batch_id: int | None = None
+    outbox_ids: list[int] = field(default_factory=list)
+    skipped: tuple[str, ...] = ()
+    superseded: bool = False
+
+
+def sync_calendar(
+    uow: UnitOfWork,
+    account_id: int,
+    source: CalendarSource,
+    now: datetime,
+    policy: SyncPolicy = SyncPolicy(),
+) -> SyncReport:
+    """Sync one calendar account. Raises ConnectorError (recorded on the account)."""
+    with uow.read() as session:
+        account = _account(session, account_id)
+        token, state, zone = account.sync_token, dict(account.sync_state), account.pair.timezone
+    window = Window(now - policy.window_past, now + policy.window_future, zone)
+    known_until = _parse_time(state.get("window_end"))
+    if known_until is not None and window.end - known_until > WINDOW_REFRESH:
+        token = None  # re-expand recurring series over the moved window
+    try:
+        try:
+            delta = source.changes(token, window)
+        except TokenExpired:
+            log.info("account %s: change token expired, full resync", account_id)
+            delta = source.changes(None, window)
+    except ConnectorError as exc:
+        record_failure(uow, account_id, exc, now)
+        raise
+    try:
+        return _apply(uow, account_id, token, delta, window, known_until, now, policy)
+    except SuspiciousEmptyCalendar as exc:
+        record_failure(uow, account_id, exc, now)
+        raise
+
+
+def record_failure(uow: UnitOfWork, account_id: int, exc: Exception, now: datetime) -> None:
+    with uow.begin() as session:
+        account = session.get(Account, account_id)
+        if account is not None:
+            account.state = "error"
+            account.last_error = str(exc)[:500]
+            account.sync_state = {**account.sync_state, "last_error_at": now.isoformat()}
+
+
+def _apply(
+    uow: UnitOfWork,
+    account_id: int,
+    token_used: str | None,
+    delta: CalendarDelta,
+    window: Window,
+    known_until: datetime | None,
+    now: datetime,
+    policy: SyncPolicy,
+) -> SyncReport:
+    report = SyncReport(account_id, full=delta.full, unchanged=delta.unchanged)
+    report.skipped = delta.skipped
+    with uow.begin() as session:
+        account = _account(session, account_id, lock=True)
+        if account.sync_token != token_used and not delta.full:
+            # Another worker synced this account meanwhile; its result stands.
+            report.superseded = True
+            return report
+        pair = account.pair
+        if delta.unchanged:
+            _mark_ok(account, delta.token, window, now)
+            return report
+        affected = {r.href for r in delta.resources} | set(delta.deleted)
+        old_rows = _old_rows(session, account_id, None if delta.full else affected)
+        new_events = [e for r in delta.resources for e in r.events]
+        if delta.full and not new_events and len(old_rows) >= EMPTY_GUARD_MIN_EVENTS:
+            raise SuspiciousEmptyCalendar(
+                f"the calendar came back empty after holding {len(old_rows)} events; "
+                "not treating that as cancellations"
+            )
+        new_keys = {e.key for e in new_events}
+        # Occurrences that moved here from an unaffected resource are in old_rows too.
+        known = {(r.uid, r.recurrence_id) for r in old_rows}
+        old_rows.extend(_rows_for_keys(session, account_id, new_keys - known))
+        old = {(r.uid, r.recurrence_id): from_row(r) for r in old_rows}
+        new = {e.key: e for e in new_events}
+        rules = DetectionRules(
+            horizon=policy.horizon,
+            manager_emails=frozenset({pair.manager_email.lower()}),
+            include_description=policy.include_description,
+        )
+        report.changes = detect_changes(old, new, now, rules, known_until=known_until)
+        _store_snapshot(session, account_id, old_rows, new_events, delta, now)
+        if report.changes:
+            report.batch_id, report.outbox_ids = _record_changes(
+                session, pair, account, report.changes, delta.full, now
+            )
+        report.resources = len(delta.resources)
+        report.events = len(new_events)
+        _mark_ok(account, delta.token, window, now)
+    return report
+
+
+def _account(session: Session, account_id: int, lock: bool = False) -> Account:
+    stmt = select(Account).where(Account.id == account_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    account = session.scalars(stmt).one_or_none()
+    if account is None:
+        raise LookupError(f"no account with id {account_id}")
+    return account
+
+
+def _old_rows(session: Session, account_id: int, hrefs: set[str] | None) -> list[EventSnapshot]:
+    stmt = select(EventSnapshot).where(EventSnapshot.account_id == account_id)
+    if hrefs is not None:
+        if not hrefs:
+            return []
+        rows: list[EventSnapshot] = []
+        hl = sorted(hrefs)
+        for i in range(0, len(hl), 500):
+            rows.extend(session.scalars(stmt.where(EventSnapshot.href.in_(hl[i : i + 500]))))
+        return rows
+    return list(session.scalars(stmt))
+
+
+def _rows_for_keys(
+    session: Session, account_id: int, keys: set[tuple[str, str]]
+) -> list[EventSnapshot]:
+    if not keys:
+        return []
+    rows: list[EventSnapshot] = []
+    kl = sorted(keys)
+    for i in range(0, len(kl), 300):
+        rows.extend(
+            session.scalars(
+                select(EventSnapshot).where(
+                    EventSnapshot.account_id == account_id,
+                    tuple_(EventSnapshot.uid, EventSnapshot.recurrence_id).in_(kl[i : i + 300]),
+                )
+            )
+        )
+    return rows
+
+
+def _store_snapshot(
+    session: Session,
+    account_id: int,
+    old_rows: list[EventSnapshot],
+    new_events: Iterable[EventData],
+    delta: CalendarDelta,
+    now: datetime,
+) -> None:
+    for row in old_rows:
+        session.delete(row)
+    session.flush()
+    session.add_all(to_row(account_id, e, now) for e in new_events)
+    if delta.full:
+        session.execute(
+            delete(CalendarResourceRow).where(CalendarResourceRow.account_id == account_id)
+        )
+    else:
+        gone = {r.href for r in delta.resources} | set(delta.deleted)
+        if gone:
+            hl = sorted(gone)
+            for i in range(0, len(hl), 500):
+                session.execute(
+                    delete(CalendarResourceRow).where(
+                        CalendarResourceRow.account_id == account_id,
+                        CalendarResourceRow.href.in_(hl[i : i + 500]),
+                    )
+                )
+    session.add_all(
+        CalendarResourceRow(account_id=account_id, href=r.href, etag=r.etag, synced_at=now)
+        for r in delta.resources
+    )
+
+
+def _record_changes(
+    session: Session,
+    pair: Pair,
+    account: Account,
+    changes: list[Change],
+    full: bool,
+    now: datetime,
+) -> tuple[int, list[int]]:
+    batch = ChangeBatch(pair_id=pair.id, account_id=account.id, detected_at=now, full_resync=full)
+    session.add(batch)
+    session.flush()
+    for c in changes:
+        session.add(
+            ScheduleChange(
+                batch_id=batch.id,
+                pair_id=pair.id,
+                kind=c.kind.value,
+                uid=c.event.uid,
+                recurrence_id=c.event.recurrence_id,
+                summary=c.event.summary,
+                starts_at=c.event.start,
+                before=to_json(c.before) | {"kinds": sorted(c.kinds)} if c.before else None,
+                after=to_json(c.after) | {"kinds": sorted(c.kinds)} if c.after else None,
+                detected_at=now,
+            )
+        )
+    message = render_changes(changes, audience_for(pair))
+    ids = []
+    for channel in pair.notify_channels or ["smtp"]:
+        entry = outbox.enqueue(
+            session,
+            key=f"changes:{batch.id}:{pair.assistant_email}:{channel}",
+            channel=channel,
+            recipient=pair.assistant_email,
+            subject=message.subject,
+            body_text=message.text,
+            body_html=message.html,
+            payload={"batch_id": batch.id, "kinds": [c.kind.value for c in changes]},
+            pair_id=pair.id,
+            now=now,
+        )
+        if entry is not None:
+            ids.append(entry.id)
+    return batch.id, ids
+
+
+def audience_for(pair: Pair) -> Audience:
+    return Audience(
+        locale=pair.locale,
+        manager_zone=pair.timezone,
+        assistant_zone=pair.assistant_timezone or pair.timezone,
+        manager_name=pair.manager_name,
+        manager_emails=frozenset({pair.manager_email.lower()}),
+        share_private_details=pair.share_private_details,
+    )
+
+
+def _mark_ok(account: Account, token: str | None, window: Window, now: datetime) -> None:
+    account.sync_token = token
+    account.state = "ok"
+    account.last_error = ""
+    account.last_sync_at = now
+    state = dict(account.sync_state)
+    state.pop("last_error_at", None)
+    state["window_end"] = window.end.isoformat()
+    account.sync_state = state
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=ZoneInfo("UTC"))

@@ -1,0 +1,1 @@
+"""The web app (minimal for now: a health page and a status page)."""

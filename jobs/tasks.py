@@ -1,0 +1,146 @@
+"""The background jobs. Each is a few lines that call one use case with ids.
+
+``register(huey)`` binds them to a Huey instance (built from settings by
+``jobs.queue.build_huey``) and returns handles to enqueue them. Every job is safe to run
+twice: the use cases are idempotent (outbox keys, stable event UIDs, change tokens).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from huey import Huey, crontab
+from huey.api import TaskWrapper
+from sqlalchemy import select
+
+from assistant import outbox
+from assistant.services.runner import policy_of
+from assistant.services.sync import sync_calendar
+from assistant.store.tables import Account
+from connectors.base import AuthExpired, ConnectorError, RateLimited
+from connectors.registry import open_calendar
+from jobs import runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Jobs:
+    huey: Huey
+    sync_account: TaskWrapper
+    sync_due: TaskWrapper
+    drain_outbox: TaskWrapper
+    write_checkpoints: TaskWrapper
+    tick: TaskWrapper | None
+
+
+_jobs: Jobs | None = None
+
+
+def jobs() -> Jobs:
+    if _jobs is None:
+        raise RuntimeError("jobs are not registered: call jobs.tasks.register(huey)")
+    return _jobs
+
+
+# ------------------------------------------------------------------------ job bodies
+
+
+def sync_account(account_id: int) -> dict[str, Any]:
+    """Sync one calendar account; queue the notifications it produced."""
+    svc = runtime.service()
+    with svc.uow.read() as session:
+        account = session.get(Account, account_id)
+        if account is None or account.kind != "calendar":
+            return {"account_id": account_id, "skipped": "not a calendar account"}
+        provider, conf = account.provider, dict(account.settings)
+    source = open_calendar(provider, conf, timeout=svc.settings.sync.http_timeout_seconds)
+    try:
+        report = sync_calendar(svc.uow, account_id, source, svc.now(), policy_of(svc))
+    except RateLimited as exc:
+        delay = exc.retry_after or svc.settings.sync.poll_interval_seconds
+        log.warning("account %s rate limited; again in %.0fs", account_id, delay)
+        jobs().sync_account.schedule((account_id,), delay=delay)
+        return {"account_id": account_id, "rate_limited": delay}
+    except AuthExpired as exc:
+        log.error("account %s: %s (reconnect needed)", account_id, exc)
+        return {"account_id": account_id, "error": str(exc)}
+    except ConnectorError as exc:
+        log.warning("account %s: %s", account_id, exc)
+        return {"account_id": account_id, "error": str(exc)}
+    if report.outbox_ids:
+        jobs().drain_outbox()
+    return {
+        "account_id": account_id,
+        "full": report.full,
+        "unchanged": report.unchanged,
+        "changes": len(report.changes),
+        "outbox": report.outbox_ids,
+    }
+
+
+def sync_due(rounds_left: int = 0) -> int:
+    """Queue a sync of every calendar account whose poll interval has passed.
+
+    Huey's periodic tasks tick once a minute; for shorter intervals this job schedules
+    itself again ``rounds_left`` times within the minute.
+    """
+    svc = runtime.service()
+    interval = svc.settings.sync.poll_interval_seconds
+    now = svc.now()
+    with svc.uow.read() as session:
+        rows = session.execute(
+            select(Account.id, Account.last_sync_at).where(Account.kind == "calendar")
+        )
+        due = [
+            aid for aid, last in rows
+            if last is None or (now - last).total_seconds() >= interval * 0.9
+        ]  # fmt: skip
+    for aid in due:
+        jobs().sync_account(aid)
+    if rounds_left > 0:
+        jobs().sync_due.schedule((rounds_left - 1,), delay=interval)
+    return len(due)
+
+
+def drain_outbox() -> dict[str, Any]:
+    svc = runtime.service()
+    report = outbox.drain(svc.uow, svc.channels, svc.now, svc.settings.outbox)
+    if report.next_attempt_at is not None:
+        delay = max(1.0, (report.next_attempt_at - svc.now()).total_seconds())
+        jobs().drain_outbox.schedule(delay=delay)
+    return report.to_dict()
+
+
+def write_checkpoints(task_id: int) -> dict[str, Any]:
+    from assistant.services.delegation import reconcile_checkpoints
+
+    svc = runtime.service()
+    return reconcile_checkpoints(svc, task_id).to_dict()
+
+
+def tick() -> None:
+    """Once a minute (in the one consumer that runs the scheduler)."""
+    interval = runtime.service().settings.sync.poll_interval_seconds
+    rounds = max(0, int(60 // interval) - 1) if interval < 60 else 0
+    jobs().sync_due(rounds)
+    jobs().drain_outbox()
+
+
+# ----------------------------------------------------------------------- registration
+
+
+def register(huey: Huey, periodic: bool = True) -> Jobs:
+    global _jobs
+    t = huey.task
+    _jobs = Jobs(
+        huey=huey,
+        sync_account=t(retries=3, retry_delay=10, name="sync_account")(sync_account),
+        sync_due=t(name="sync_due")(sync_due),
+        drain_outbox=t(retries=2, retry_delay=5, name="drain_outbox")(drain_outbox),
+        write_checkpoints=t(retries=5, retry_delay=15, name="write_checkpoints")(write_checkpoints),
+        tick=huey.periodic_task(crontab(minute="*"), name="tick")(tick) if periodic else None,
+    )
+    return _jobs
