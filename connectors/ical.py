@@ -160,11 +160,11 @@ def _occurrences(cal: icalendar.Calendar, window: Window, href: str) -> Iterator
 
 def _event(comp: Any, zone: tzinfo, href: str, recurring: set[str]) -> EventData:
     uid = _text(comp.get("UID")) or _synthetic_uid(comp)
-    start_v = comp["DTSTART"].dt
+    start_v = _known_zone(comp["DTSTART"].dt)
     end_prop = comp.get("DTEND")
     all_day = isinstance(start_v, date) and not isinstance(start_v, datetime)
     if end_prop is not None:
-        end_v = end_prop.dt
+        end_v = _known_zone(end_prop.dt)
     elif comp.get("DURATION") is not None:
         end_v = start_v + comp["DURATION"].dt
     else:
@@ -189,7 +189,7 @@ def _event(comp: Any, zone: tzinfo, href: str, recurring: set[str]) -> EventData
     rid = ""
     if uid in recurring:
         rid_prop = comp.get("RECURRENCE-ID")
-        rid_v = rid_prop.dt if rid_prop is not None else start_v
+        rid_v = _known_zone(rid_prop.dt) if rid_prop is not None else start_v
         rid = format_recurrence_id(rid_v, zone)
     organizer = _address(comp.get("ORGANIZER"))
     attendees = tuple(_attendee(a) for a in _as_list(comp.get("ATTENDEE")))
@@ -245,6 +245,27 @@ def zone_name(value: datetime) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         return ""
     return str(key)
+
+
+def _known_zone(value: Any) -> Any:
+    """Trust the IANA zone a Windows zone name stands for over the VTIMEZONE sent with it.
+
+    Exchange and Outlook often send VTIMEZONE blocks with truncated or wrong rules; the
+    wall-clock time is what the organiser meant, in the zone the name stands for.
+    """
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        return value
+    tz = value.tzinfo
+    if getattr(tz, "key", None):
+        return value
+    name = getattr(tz, "_tzid", None) or ""
+    iana = WINDOWS_TO_OLSON.get(name)
+    if not iana:
+        return value
+    try:
+        return value.replace(tzinfo=ZoneInfo(iana))
+    except (ZoneInfoNotFoundError, ValueError):
+        return value
 
 
 def _to_utc(value: datetime, zone: tzinfo) -> datetime:

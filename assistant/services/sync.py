@@ -152,7 +152,9 @@ def _apply(
             manager_emails=frozenset({pair.manager_email.lower()}),
             include_description=policy.include_description,
         )
-        report.changes = detect_changes(old, new, now, rules, known_until=known_until)
+        if account.last_sync_at is not None:
+            report.changes = detect_changes(old, new, now, rules, known_until=known_until)
+        # else: the first sync is the baseline; nothing in it is news to the assistant.
         _store_snapshot(session, account_id, old_rows, new_events, delta, now)
         if report.changes:
             report.batch_id, report.outbox_ids = _record_changes(
