@@ -162,7 +162,7 @@ def test_file_feed_and_missing_file(tmp_path: Path) -> None:
 def test_malformed_feed_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.ics"
     path.write_text("this is not a calendar\n")
-    with pytest.raises(InvalidData, match="not valid iCalendar|VCALENDAR"):
+    with pytest.raises(InvalidData, match=r"not valid iCalendar|VCALENDAR"):
         IcsFeed(str(path)).changes(None, WINDOW)
 
 
