@@ -40,12 +40,12 @@ def start_consumer(huey: Huey, settings: Settings, **options: Any) -> EmbeddedCo
 
 def run_service(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     import uvicorn
-    from jobs.queue import build_huey
 
     from assistant.bootstrap import build, configure_logging
     from assistant.store.migrate import upgrade
     from assistant.web.app import create_app
     from jobs import runtime
+    from jobs.queue import build_huey
     from jobs.tasks import register
 
     configure_logging(settings.log_level)

@@ -75,14 +75,18 @@ class SecretRef(_Section):
             try:
                 return SecretStr(self.file.expanduser().read_text().strip())
             except OSError as exc:
-                raise ConfigError([("secret", f"cannot read {self.file}: {exc.strerror}")]) from None
+                raise ConfigError(
+                    [("secret", f"cannot read {self.file}: {exc.strerror}")]
+                ) from None
         assert self.command
         try:
             out = subprocess.run(
                 shlex.split(self.command), capture_output=True, text=True, timeout=30, check=True
             )
         except (OSError, subprocess.SubprocessError) as exc:
-            raise ConfigError([("secret", f"secret command failed: {type(exc).__name__}")]) from None
+            raise ConfigError(
+                [("secret", f"secret command failed: {type(exc).__name__}")]
+            ) from None
         return SecretStr(out.stdout.strip())
 
 
@@ -248,11 +252,15 @@ def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
 
 def _cross_checks(s: Settings) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
-    if s.queue.backend == "redis" and not s.queue.url.startswith(("redis://", "rediss://", "unix://")):
+    if s.queue.backend == "redis" and not s.queue.url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
         problems.append(("queue.url", "a redis:// URL is required when queue.backend is redis"))
     url = s.database.url
     if url and not url.startswith(("sqlite", "postgresql")):
-        problems.append(("database.url", "only sqlite:// and postgresql+psycopg:// URLs are supported"))
+        problems.append(
+            ("database.url", "only sqlite:// and postgresql+psycopg:// URLs are supported")
+        )
     if s.smtp.ssl and s.smtp.starttls:
         problems.append(("smtp.ssl", "choose ssl or starttls, not both"))
     return problems

@@ -1,0 +1,393 @@
+"""Delegated tasks and their checkpoint events in the manager's calendar.
+
+The database is the source of truth: a task's Red Line and Dead Line rows (with a UID
+chosen once, when the row is created) are committed first; then the calendar is made to
+match them. Writing uses the stable UID, so a retry after a crash overwrites instead of
+duplicating, and a task moved twice still has exactly two events.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from assistant.delegation import (
+    CheckpointKind,
+    TaskBrief,
+    checkpoint_text,
+    plan_checkpoints,
+)
+from assistant.model import Attendee
+from assistant.services.pairs import NotFoundError, check_email, find_pair
+from assistant.store.tables import Account, Checkpoint, DelegatedTask, EventSnapshot, Pair
+from assistant.worktime import WorkingHours
+from connectors.base import CalendarWriter, ConnectorError, OwnEvent
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from assistant.bootstrap import Service
+
+OPEN_STATES = ("briefed", "in_progress")
+CLOSED_STATES = ("cancelled", "accepted")
+LABELS = {CheckpointKind.RED_LINE: "Red Line", CheckpointKind.DEAD_LINE: "Dead Line"}
+
+
+@dataclass
+class ReconcileReport:
+    task_id: int
+    written: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "written": self.written,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "messages": self.messages,
+        }
+
+    def summary(self) -> str:
+        parts = []
+        if self.written:
+            parts.append(f"{len(self.written)} event(s) written")
+        if self.removed:
+            parts.append(f"{len(self.removed)} event(s) removed")
+        return ", ".join(parts) or "calendar already up to date"
+
+
+# ------------------------------------------------------------------------------ tasks
+
+
+def pair_zone(svc: Service, pair: str | int | None) -> str:
+    with svc.uow.read() as session:
+        return find_pair(session, pair).timezone
+
+
+def task_zone(svc: Service, task_id: int) -> str:
+    with svc.uow.read() as session:
+        return _task(session, task_id)[1].timezone
+
+
+def create_task(
+    svc: Service,
+    *,
+    pair: str | int | None,
+    title: str,
+    delegate: str,
+    term_start: datetime,
+    deadline: datetime,
+    result: str = "",
+    measure: str = "",
+    resources: str = "",
+    why: str = "",
+) -> DelegatedTask:
+    if not title.strip():
+        raise ValueError("a task needs a title")
+    if deadline <= term_start:
+        raise ValueError("the deadline must be after the start of the term")
+    now = svc.now()
+    with svc.uow.begin() as session:
+        p = find_pair(session, pair)
+        task = DelegatedTask(
+            pair_id=p.id,
+            title=title.strip(),
+            result=result,
+            measure=measure,
+            resources=resources,
+            why=why,
+            delegator=p.manager_email,
+            delegate=check_email(delegate, "delegate") if delegate else p.assistant_email,
+            term_start=term_start,
+            deadline=deadline,
+            state="briefed",
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(task)
+        session.flush()
+        _ensure_checkpoints(session, task, p, svc)
+    return task
+
+
+def update_task(
+    svc: Service, task_id: int, *, deadline: datetime | None = None, title: str | None = None
+) -> None:
+    with svc.uow.begin() as session:
+        task, pair = _task(session, task_id)
+        if task.state in CLOSED_STATES:
+            raise ValueError(f"task {task_id} is {task.state}; it cannot change")
+        if deadline is not None:
+            if deadline <= task.term_start:
+                raise ValueError("the deadline must be after the start of the term")
+            task.deadline = deadline
+        if title:
+            task.title = title
+        task.updated_at = svc.now()
+        _ensure_checkpoints(session, task, pair, svc)
+
+
+def cancel_task(svc: Service, task_id: int) -> None:
+    with svc.uow.begin() as session:
+        task, _ = _task(session, task_id)
+        if task.state == "cancelled":
+            return
+        task.state = "cancelled"
+        task.updated_at = svc.now()
+        for c in task.checkpoints:
+            if c.state != "removed":
+                c.state = "to_remove"
+
+
+def _task(session: Session, task_id: int) -> tuple[DelegatedTask, Pair]:
+    task = session.get(DelegatedTask, task_id)
+    if task is None:
+        raise NotFoundError(f"no task {task_id}")
+    pair = session.get(Pair, task.pair_id)
+    assert pair is not None
+    return task, pair
+
+
+def _ensure_checkpoints(session: Session, task: DelegatedTask, pair: Pair, svc: Service) -> None:
+    """Create or re-plan both checkpoint rows from the task's term (nothing written yet)."""
+    s = svc.settings.delegation
+    hours = WorkingHours.from_config(pair.working_hours, pair.timezone)
+    busy = _busy(
+        session,
+        pair.id,
+        task.term_start - timedelta(days=s.search_days),
+        task.deadline + timedelta(days=s.search_days),
+    )
+    planned = plan_checkpoints(
+        task.term_start,
+        task.deadline,
+        red_line_fraction=s.red_line_fraction,
+        red_line_duration=timedelta(minutes=s.red_line_minutes),
+        dead_line_duration=timedelta(minutes=s.dead_line_minutes),
+        busy=busy,
+        hours=hours,
+        search=timedelta(days=s.search_days),
+    )
+    existing = {c.kind: c for c in task.checkpoints}
+    account = _writable_account(session, pair.id)
+    for plan in planned:
+        row = existing.get(plan.kind.value)
+        if row is None:
+            row = Checkpoint(
+                kind=plan.kind.value,
+                event_uid=f"{uuid.uuid4()}@exec-assistant",
+                line_at=plan.line_at,
+            )
+            task.checkpoints.append(row)
+        elif (row.line_at, row.start_at, row.end_at) == (plan.line_at, plan.start, plan.end) and (
+            row.state == "written"
+        ):
+            continue
+        row.line_at = plan.line_at
+        row.start_at, row.end_at = plan.start, plan.end
+        row.account_id = account.id if account else None
+        row.note = plan.reason or ""
+        row.state = "planned" if plan.start is not None else "unplaced"
+
+
+def _busy(
+    session: Session, pair_id: int, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    stmt = (
+        select(EventSnapshot.start_utc, EventSnapshot.end_utc)
+        .join(Account, Account.id == EventSnapshot.account_id)
+        .where(
+            Account.pair_id == pair_id,
+            EventSnapshot.busy.is_(True),
+            EventSnapshot.status != "cancelled",
+            EventSnapshot.own_marker == "",
+            EventSnapshot.end_utc > start,
+            EventSnapshot.start_utc < end,
+        )
+    )
+    return [(s, e) for s, e in session.execute(stmt)]
+
+
+def _writable_account(session: Session, pair_id: int) -> Account | None:
+    stmt = (
+        select(Account)
+        .where(Account.pair_id == pair_id, Account.writable.is_(True), Account.kind == "calendar")
+        .order_by(Account.id)
+    )
+    return session.scalars(stmt).first()
+
+
+# ------------------------------------------------------------------------ calendar I/O
+
+
+def reconcile_checkpoints(
+    svc: Service, task_id: int, writer: CalendarWriter | None = None
+) -> ReconcileReport:
+    """Make the calendar hold exactly the task's planned checkpoint events."""
+    report = ReconcileReport(task_id)
+    with svc.uow.read() as session:
+        task, pair = _task(session, task_id)
+        brief = TaskBrief(
+            title=task.title,
+            result=task.result,
+            measure=task.measure,
+            resources=task.resources,
+            why=task.why,
+            delegate=task.delegate,
+            term_start=task.term_start,
+            deadline=task.deadline,
+            zone=pair.timezone,
+        )
+        rows = [
+            (c.id, c.kind, c.event_uid, c.start_at, c.end_at, c.state, c.account_id, c.note)
+            for c in task.checkpoints
+        ]
+        locale, zone = pair.locale, pair.timezone
+        accounts = {
+            a.id: (a.provider, dict(a.settings))
+            for a in session.scalars(select(Account).where(Account.pair_id == pair.id))
+        }
+        closed = task.state in CLOSED_STATES
+    for cid, kind, uid, start, end, state, account_id, note in rows:
+        label = LABELS[CheckpointKind(kind)]
+        if account_id is None or account_id not in accounts:
+            if state in ("planned", "unplaced"):
+                report.messages.append(f"{label}: no writable calendar connected; not blocked")
+            continue
+        target = writer or _open_writer(svc, *accounts[account_id])
+        if closed or state == "to_remove":
+            if state in ("written", "to_remove", "planned"):
+                target.delete_event(uid)
+                _mark(svc, cid, "removed", "")
+                report.removed.append(uid)
+            continue
+        if state == "unplaced":
+            report.messages.append(f"{label}: {note or 'no free slot found'}")
+            continue
+        if state == "written":
+            report.unchanged.append(uid)
+            continue
+        assert start is not None
+        assert end is not None
+        summary, description = checkpoint_text(CheckpointKind(kind), brief, "", locale)
+        attendees: tuple[Attendee, ...] = ()
+        if svc.settings.delegation.invite_delegate:
+            attendees = (Attendee(brief.delegate),)
+        written = target.put_event(
+            OwnEvent(
+                uid=uid,
+                summary=summary,
+                description=description,
+                start=start,
+                end=end,
+                timezone=zone,
+                marker=f"{task_id}:{kind}",
+                attendees=attendees,
+            )
+        )
+        _mark(svc, cid, "written", written.href)
+        report.written.append(uid)
+        local = start.astimezone(ZoneInfo(zone))
+        report.messages.append(f"{label}: {local:%a %d %b %H:%M} ({zone}) in the calendar")
+    return report
+
+
+def _open_writer(svc: Service, provider: str, conf: dict[str, Any]) -> CalendarWriter:
+    from connectors.registry import open_calendar_writer
+
+    try:
+        return open_calendar_writer(provider, conf, svc.settings.sync.http_timeout_seconds)
+    except ValueError as exc:
+        raise ConnectorError(str(exc)) from None
+
+
+def _mark(svc: Service, checkpoint_id: int, state: str, href: str) -> None:
+    with svc.uow.begin() as session:
+        row = session.get(Checkpoint, checkpoint_id)
+        if row is None:
+            return
+        row.state = state
+        row.event_href = href
+        row.written_at = svc.now() if state == "written" else row.written_at
+
+
+# ------------------------------------------------------------------------------ views
+
+
+def task_view(svc: Service, task_id: int) -> dict[str, Any]:
+    with svc.uow.read() as session:
+        task, pair = _task(session, task_id)
+        tz = ZoneInfo(pair.timezone)
+
+        def local(t: datetime | None) -> str | None:
+            return None if t is None else t.astimezone(tz).isoformat(timespec="minutes")
+
+        return {
+            "id": task.id,
+            "title": task.title,
+            "state": task.state,
+            "delegator": task.delegator,
+            "delegate": task.delegate,
+            "term_start": local(task.term_start),
+            "deadline": local(task.deadline),
+            "smart": {
+                "result": task.result,
+                "measure": task.measure,
+                "resources": task.resources,
+                "why": task.why,
+            },
+            "checkpoints": [
+                {
+                    "kind": c.kind,
+                    "label": LABELS[CheckpointKind(c.kind)],
+                    "line_at": local(c.line_at),
+                    "start": local(c.start_at),
+                    "end": local(c.end_at),
+                    "state": c.state,
+                    "event_uid": c.event_uid,
+                    "note": c.note,
+                }
+                for c in sorted(task.checkpoints, key=lambda c: c.line_at)
+            ],
+        }
+
+
+def list_tasks(svc: Service, pair: str | int | None) -> list[dict[str, Any]]:
+    with svc.uow.read() as session:
+        p = find_pair(session, pair)
+        tz = ZoneInfo(p.timezone)
+        out = []
+        for t in session.scalars(
+            select(DelegatedTask)
+            .where(DelegatedTask.pair_id == p.id)
+            .order_by(DelegatedTask.deadline)
+        ):
+            lines = {c.kind: c for c in t.checkpoints}
+
+            def when(kind: str, lines: dict[str, Checkpoint] = lines) -> str:
+                c = lines.get(kind)
+                if c is None:
+                    return "—"
+                at = c.start_at or c.line_at
+                return at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+            out.append(
+                {
+                    "id": t.id,
+                    "title": t.title,
+                    "delegate": t.delegate,
+                    "state": t.state,
+                    "deadline": t.deadline.astimezone(tz).isoformat(timespec="minutes"),
+                    "red_line": when("red_line"),
+                    "dead_line": when("dead_line"),
+                }
+            )
+        return out

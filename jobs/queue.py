@@ -1,0 +1,40 @@
+"""The Huey instance, built from settings (never at import time).
+
+``queue.backend`` picks the storage: ``sqlite`` (a file under data_dir; one machine),
+``redis`` (``queue.url``; consumers on many machines; task priorities honoured) or
+``memory`` (one process, nothing kept). ``immediate=True`` runs tasks at once in the
+caller, for tests and one-off commands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from huey import Huey, MemoryHuey, PriorityRedisHuey, SqliteHuey
+
+from config.settings import Settings
+
+
+def build_huey(settings: Settings, immediate: bool = False) -> Huey:
+    """A Huey for ``settings.queue``: results kept, UTC timestamps, the queue's name."""
+    queue = settings.queue
+    common: dict[str, Any] = {
+        "name": queue.name,
+        "results": True,
+        "store_none": False,
+        "utc": True,
+        "immediate": immediate,
+        # a failure that will be retried is not a result; only the final one is kept
+        "store_intermediate_errors": False,
+    }
+    if queue.backend == "sqlite":
+        path = settings.queue_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteHuey(filename=str(path), timeout=30, **common)
+    if queue.backend == "redis":
+        if not queue.url:
+            raise ValueError("queue.url is required when queue.backend is redis")
+        return PriorityRedisHuey(url=queue.url, **common)
+    if queue.backend == "memory":
+        return MemoryHuey(**common)
+    raise ValueError(f"unknown queue backend {queue.backend!r}")

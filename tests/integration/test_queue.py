@@ -1,0 +1,78 @@
+"""``jobs.queue.build_huey`` on each real storage: enqueue, run, results, scheduled ETAs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from huey import Huey, MemoryHuey, PriorityRedisHuey, SqliteHuey
+
+from jobs.queue import build_huey
+from tests.support.queue import queue_settings
+
+
+def test_a_task_round_trips_through_the_storage(huey_backend: Huey) -> None:
+    huey = huey_backend
+    add = huey.task(name="add")(lambda a, b: a + b)
+    result = add(2, 3)
+    assert huey.pending_count() == 1
+    task = huey.dequeue()
+    assert task is not None and task.args == (2, 3)
+    assert huey.execute(task) == 5
+    assert result.get() == 5
+    assert huey.pending_count() == 0
+
+
+def test_a_scheduled_task_waits_for_its_eta(huey_backend: Huey) -> None:
+    huey = huey_backend
+    ping = huey.task(name="ping")(lambda: "pong")
+    eta = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
+    ping.schedule(eta=eta)
+    task = huey.dequeue()
+    assert task is not None
+    huey.execute(task, timestamp=eta.replace(tzinfo=None) - timedelta(seconds=1))  # too early
+    assert huey.scheduled_count() == 1
+    assert huey.read_schedule(eta.replace(tzinfo=None) - timedelta(seconds=1)) == []
+    [due] = huey.read_schedule(eta.replace(tzinfo=None))
+    assert due.id == task.id
+
+
+def test_a_retried_failure_keeps_no_intermediate_error(huey_backend: Huey) -> None:
+    huey = huey_backend
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("first time fails")
+        return "ok"
+
+    result = huey.task(name="flaky", retries=1, retry_delay=0)(flaky)()
+    huey.execute(huey.dequeue())
+    assert result.get() is None  # the retry is pending; no error stored as the result
+    huey.execute(huey.dequeue())
+    assert result.get() == "ok"
+
+
+def test_the_backend_follows_the_settings(tmp_path: Path) -> None:
+    sqlite = build_huey(queue_settings(tmp_path, "sqlite", "q"))
+    assert isinstance(sqlite, SqliteHuey) and sqlite.utc and sqlite.results
+    assert sqlite.storage.filename == str(tmp_path.resolve() / "data" / "queue.db")
+    assert isinstance(build_huey(queue_settings(tmp_path, "memory", "q")), MemoryHuey)
+    redis = build_huey(queue_settings(tmp_path, "redis", "q"))  # connects lazily
+    assert isinstance(redis, PriorityRedisHuey) and redis.name == "q"
+
+
+def test_immediate_mode_runs_tasks_in_the_caller(tmp_path: Path) -> None:
+    huey = build_huey(queue_settings(tmp_path, "sqlite", "q"), immediate=True)
+    double = huey.task(name="double")(lambda x: 2 * x)
+    assert double(21)() == 42
+    assert not (tmp_path / "data" / "queue.db").exists()  # nothing went through the file
+
+
+def test_redis_needs_a_url(tmp_path: Path) -> None:
+    settings = queue_settings(tmp_path, "redis", "q")
+    settings.queue.url = ""
+    with pytest.raises(ValueError, match=r"queue\.url"):
+        build_huey(settings)
