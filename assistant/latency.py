@@ -239,6 +239,7 @@ class LatencyRecord:
     wall_minutes: float | None = None
     working_minutes: float | None = None
     waiting_minutes: float | None = None  # open ones: wall minutes from sent_at to now
+    waiting_working_minutes: float | None = None  # open ones, in working time (when known)
 
     @property
     def answered(self) -> bool:
@@ -256,6 +257,7 @@ class LatencyRecord:
             "wall_minutes": self.wall_minutes,
             "working_minutes": self.working_minutes,
             "waiting_minutes": self.waiting_minutes,
+            "waiting_working_minutes": self.waiting_working_minutes,
         }
 
 
@@ -327,9 +329,15 @@ def _records(
         r = reply_of.get(i)
         if r is None:
             waiting = (now - m.sent_at).total_seconds() / 60
+            waiting_working = (
+                working_minutes(m.sent_at, now)
+                if working_minutes is not None and now > m.sent_at
+                else None
+            )
             records.append(
                 LatencyRecord(
-                    m.message_id, threads.key[i], m.subject, m.sent_at, d_i, waiting_minutes=waiting
+                    m.message_id, threads.key[i], m.subject, m.sent_at, d_i,
+                    waiting_minutes=waiting, waiting_working_minutes=waiting_working,
                 )
             )
             continue
@@ -378,9 +386,10 @@ class LatencySummary:
     mean_minutes: float | None
     max_minutes: float | None
     within_sla: int
-    within_sla_share: float | None  # answered within the SLA / answered
+    within_sla_share: float | None  # within the SLA / (answered + open ones already overdue)
     sla_minutes: float
     basis: str  # "wall" or "working": which minutes the figures use
+    overdue: int = 0  # open and already waiting longer than the SLA
     by_direction: dict[str, LatencySummary] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -402,6 +411,15 @@ def _figures(
         minutes.append(value)
     minutes.sort()
     within = sum(1 for v in minutes if v <= sla_minutes)
+    # An open message that has waited past the SLA is a breach already, not "unknown".
+    overdue = sum(
+        1
+        for r in records
+        if not r.answered
+        and (w := r.waiting_minutes if basis == "wall" else r.waiting_working_minutes) is not None
+        and w > sla_minutes
+    )
+    decided = len(minutes) + overdue
     return LatencySummary(
         count=len(records),
         answered=len(minutes),
@@ -411,7 +429,8 @@ def _figures(
         mean_minutes=sum(minutes) / len(minutes) if minutes else None,
         max_minutes=minutes[-1] if minutes else None,
         within_sla=within,
-        within_sla_share=within / len(minutes) if minutes else None,
+        overdue=overdue,
+        within_sla_share=within / decided if decided else None,
         sla_minutes=sla_minutes,
         basis=basis,
     )

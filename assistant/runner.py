@@ -67,8 +67,11 @@ def run_service(settings: Settings, host: str | None = None, port: int | None = 
     )
     try:
         server.run()  # returns on Ctrl-C / SIGTERM
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: we are stopping
+        pass
     finally:
         log.info("stopping the consumer")
         consumer.stop(graceful=True)
         runtime.install(None)
         svc.engine.dispose()
+    log.info("stopped")

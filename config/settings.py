@@ -29,6 +29,10 @@ class ConfigError(Exception):
     def __init__(self, problems: list[tuple[str, str]], source: str = "") -> None:
         self.problems = problems
         head = f"invalid configuration{f' in {source}' if source else ''}"
+        if len(problems) == 1:  # one problem, one line
+            key, msg = problems[0]
+            super().__init__(f"{head}: {key}: {msg}")
+            return
         lines = [f"  {key}: {msg}" for key, msg in problems]
         super().__init__("\n".join([head + ":", *lines]))
 

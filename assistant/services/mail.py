@@ -82,7 +82,8 @@ def _insert_new(session: Any, rows: list[dict[str, Any]]) -> int:
     for i in range(0, len(unique), 500):
         stmt = insert(Message).values(unique[i : i + 500])
         stmt = stmt.on_conflict_do_nothing(index_elements=["pair_id", "message_id"])
-        total += session.execute(stmt).rowcount or 0
+        # rowcount is -1 for multi-row inserts on some drivers; count what came back
+        total += len(session.execute(stmt.returning(Message.id)).all())
     return total
 
 

@@ -56,9 +56,10 @@ class UnitOfWork:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A session for reading only; nothing is committed."""
+        """A session for reading only; nothing is committed.
+
+        Closing (not rolling back) ends the transaction without expiring what was
+        loaded, so rows read here stay usable, detached, after the block.
+        """
         with self._factory() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session

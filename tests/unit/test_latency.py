@@ -240,7 +240,9 @@ def test_working_minutes_callback() -> None:
     records = reply_latencies([a2m("1", 0), m2a("2", 20)], BOSS, AIDE, NOW, working_minutes=working)
     r = by_id(records)
     assert r["1"].working_minutes == 7.5 and r["2"].working_minutes is None
-    assert seen == [(T0, T0 + timedelta(minutes=20))]
+    # the answered one is measured; the open one's wait so far is measured up to now
+    assert seen == [(T0, T0 + timedelta(minutes=20)), (T0 + timedelta(minutes=20), NOW)]
+    assert r["2"].waiting_working_minutes == 7.5
 
 
 # ------------------------------------------------------------------ summary
@@ -269,7 +271,9 @@ def test_summary_on_a_hand_computed_example() -> None:
     assert main.p90_minutes == pytest.approx(76.0)  # 40 + 0.6 * (100 - 40)
     assert main.mean_minutes == 35
     assert main.max_minutes == 100
-    assert main.within_sla == 3 and main.within_sla_share == pytest.approx(0.6)
+    # both open ones have waited past the SLA by NOW: breaches already, 3 of 7 decided
+    assert main.within_sla == 3 and main.overdue == 2
+    assert main.within_sla_share == pytest.approx(3 / 7)
     # Each manager reply waits in turn for the assistant: r0..r4 stay open, "m" is answered.
     back = summary.by_direction["manager_to_assistant"]
     assert (back.count, back.answered, back.median_minutes) == (6, 1, 15)

@@ -1,0 +1,220 @@
+"""The ``assistant`` command as a user runs it: a real process, a real config and database.
+
+User mistakes give one line on stderr and a non-zero exit, never a traceback; data
+commands print JSON with ``--json``; ``assistant run`` serves /health and stops cleanly
+on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from mailbox import Maildir
+from pathlib import Path
+
+import httpx
+import pytest
+
+from assistant.embedded import free_port
+
+BIN = Path(sys.executable).with_name("assistant")
+
+
+def command() -> list[str]:
+    return [str(BIN)] if BIN.exists() else [sys.executable, "-m", "assistant.cli"]
+
+
+class Cli:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {
+            **os.environ,
+            "ASSISTANT_CONFIG": str(home / "assistant.toml"),
+            "COLUMNS": "200",
+            "NO_COLOR": "1",
+        }
+        self.env.pop("ASSISTANT_DEBUG", None)
+
+    def __call__(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [*command(), *args], env=self.env, capture_output=True, text=True, timeout=60,
+            cwd=self.home,
+        )  # fmt: skip
+        if ok:
+            assert done.returncode == 0, done.stderr
+        return done
+
+    def json(self, *args: str) -> object:
+        return json.loads(self(*args, "--json").stdout)
+
+    def fails(self, *args: str, code: int = 1) -> str:
+        """Run a command that must fail: its one-line message."""
+        done = self(*args, ok=False)
+        assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, done.stderr
+        return lines[0]
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Cli:
+    home = tmp_path_factory.mktemp("cli")
+    c = Cli(home)
+    c("init", str(home))
+    assert (home / "assistant.toml").exists()
+    c("pair", "add", "alex", "--manager", "alex@example.com", "--assistant", "sam@example.com",
+      "--manager-name", "Alex Morgan", "--timezone", "Europe/Berlin")  # fmt: skip
+    return c
+
+
+def test_pairs_and_one_line_errors(cli: Cli) -> None:
+    pairs = cli.json("pair", "list")
+    assert isinstance(pairs, list)
+    assert [p["name"] for p in pairs] == ["alex"]
+    assert pairs[0]["timezone"] == "Europe/Berlin"
+    assert "not an email address" in cli.fails(
+        "pair", "add", "bob", "--manager", "nope", "--assistant", "sam@example.com"
+    )
+    assert "unknown time zone" in cli.fails(
+        "pair", "add", "bob", "--manager", "b@example.com", "--assistant", "s@example.com",
+        "--timezone", "Mars/Olympus",
+    )  # fmt: skip
+    assert "alex" in cli.fails(
+        "pair", "add", "alex", "--manager", "a@example.com", "--assistant", "s@example.com"
+    )
+    assert "unknown provider" in cli.fails("account", "add", "x", "--provider", "fax")
+    assert cli.fails("task", "show", "999").startswith("error:")
+    assert "not a date/time" in cli.fails("task", "add", "Report", "--deadline", "next-ish")
+
+
+def test_a_broken_config_is_reported_whole(cli: Cli, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[queue]\nbackend = "kafka"\n[outbox]\nmax_attempts = 0\n')
+    done = cli("--config", str(bad), "pair", "list", ok=False)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "queue.backend" in done.stderr
+    assert "outbox.max_attempts" in done.stderr
+    assert "file not found" in cli.fails("--config", str(tmp_path / "nope.toml"), "pair", "list",
+                                         code=2)  # fmt: skip
+
+
+def vevent(uid: str, start: datetime, summary: str) -> str:
+    fmt = "%Y%m%dT%H%M%S"
+    end = start + timedelta(hours=1)
+    return (
+        f"BEGIN:VEVENT\nUID:{uid}\nDTSTAMP:20261101T000000Z\n"
+        f"DTSTART;TZID=Europe/Berlin:{start:{fmt}}\nDTEND;TZID=Europe/Berlin:{end:{fmt}}\n"
+        f"SUMMARY:{summary}\nEND:VEVENT\n"
+    )
+
+
+def test_sync_changes_and_outbox_from_an_ics_file(cli: Cli, tmp_path: Path) -> None:
+    feed = tmp_path / "calendar.ics"
+    soon = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=2)
+    head, tail = "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//t//EN\n", "END:VCALENDAR\n"
+    feed.write_text(head + vevent("a", soon, "Board meeting") + vevent("b", soon + timedelta(hours=3), "Lunch") + tail)
+    cli("account", "add", "feed", "--pair", "alex", "--provider", "ics", "--path", str(feed))
+    accounts = cli.json("account", "list")
+    assert isinstance(accounts, list)
+    assert [a["provider"] for a in accounts] == ["ics"]
+    first = cli.json("sync", "--pair", "alex", "--no-send")
+    assert isinstance(first, list)
+    assert first[0]["full"] is True
+    assert first[0]["changes"] == []
+    feed.write_text(head + vevent("a", soon + timedelta(hours=1), "Board meeting") + tail)
+    second = cli.json("sync", "--pair", "alex", "--no-send")
+    assert isinstance(second, list)
+    assert sorted(second[0]["changes"]) == ["cancelled", "moved"] or sorted(
+        second[0]["changes"]
+    ) == ["deleted", "moved"]
+    changes = cli.json("changes", "--pair", "alex")
+    assert isinstance(changes, list)
+    assert {c["summary"] for c in changes} >= {"Board meeting", "Lunch"}
+    queued = cli.json("outbox")
+    assert isinstance(queued, list)
+    assert len(queued) == 1, "two changes in one sync are one message"
+    assert queued[0]["state"] == "pending"
+    assert queued[0]["recipient"] == "sam@example.com"
+
+
+def test_tasks_without_a_writable_calendar(cli: Cli) -> None:
+    deadline = (datetime.now(UTC) + timedelta(days=5)).strftime("%Y-%m-%dT17:00")
+    made = cli.json("task", "add", "Q3 board pack", "--pair", "alex", "--deadline", deadline,
+                    "--result", "Deck approved")  # fmt: skip
+    assert isinstance(made, dict)
+    task_id = made["id"]
+    shown = cli.json("task", "show", str(task_id))
+    assert isinstance(shown, dict)
+    assert shown["title"] == "Q3 board pack"
+    assert shown["deadline"].startswith(deadline)
+    assert [c["kind"] for c in shown["checkpoints"]] == ["red_line", "dead_line"]
+    listed = cli.json("task", "list", "--pair", "alex")
+    assert isinstance(listed, list)
+    assert task_id in [t["id"] for t in listed]
+    cli("task", "cancel", str(task_id))
+    shown = cli.json("task", "show", str(task_id))
+    assert isinstance(shown, dict)
+    assert shown["state"] == "cancelled"
+
+
+def test_latency_on_an_exported_maildir(cli: Cli, tmp_path: Path) -> None:
+    box = Maildir(str(tmp_path / "mail"), create=True)
+    start = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday
+    for i, (frm, to, minutes, reply_to) in enumerate(
+        [("sam", "alex", 0, None), ("alex", "sam", 12, 0), ("sam", "alex", 60, None)]
+    ):
+        msg = EmailMessage()
+        msg["From"], msg["To"] = f"{frm}@example.com", f"{to}@example.com"
+        msg["Subject"] = "Budget" if i < 2 else "Flights"
+        msg["Date"] = format_datetime(start + timedelta(minutes=minutes))
+        msg["Message-ID"] = f"<m{i}@example.com>"
+        if reply_to is not None:
+            msg["In-Reply-To"] = f"<m{reply_to}@example.com>"
+        msg.set_content("text")
+        box.add(msg)
+    result = cli.json("latency", "--maildir", str(tmp_path / "mail"),
+                      "--manager", "alex@example.com", "--assistant", "sam@example.com")  # fmt: skip
+    assert isinstance(result, dict)
+    summary = result["summary"]
+    assert (summary["count"], summary["answered"], summary["open"]) == (2, 1, 1)
+    assert summary["median_minutes"] == pytest.approx(12)
+    by_id = {m["id"].strip("<>"): m for m in result["messages"]}
+    assert by_id["m0@example.com"]["wall_minutes"] == pytest.approx(12)
+    assert by_id["m2@example.com"]["replied_at"] is None
+
+
+def test_run_serves_health_and_stops_on_ctrl_c(cli: Cli) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*command(), "run", "--host", "127.0.0.1", "--port", str(port)],
+        env=cli.env, cwd=cli.home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        body = None
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                body = r.json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert body is not None, "no /health within 30 s"
+        assert body["status"] in ("ok", "degraded")
+        proc.send_signal(signal.SIGINT)
+        _out, errors = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, errors
+    assert "Traceback" not in errors
