@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config.settings import SecretRef
 from connectors.base import CalendarSource, CalendarWriter, MailSource
 
-CALENDAR_PROVIDERS = ("ics", "caldav")
+if TYPE_CHECKING:
+    from connectors.caldav_calendar import CalDavCalendar
+    from connectors.google_calendar import GoogleCalendar
+    from connectors.graph_calendar import GraphCalendar
+
+CALENDAR_PROVIDERS = ("ics", "caldav", "google", "graph")
+WRITABLE_CALENDARS = ("caldav", "google", "graph")
 MAIL_PROVIDERS = ("maildir", "mbox")
 
 
@@ -43,14 +49,22 @@ def open_calendar(
             password=secret(settings.get("password")),
             timeout=timeout,
         )
-    if provider == "caldav":
-        return open_calendar_writer(provider, settings, timeout)  # type: ignore[return-value]
+    if provider in WRITABLE_CALENDARS:
+        return _writable(provider, settings, timeout)
     raise UnknownProvider(f"unknown calendar provider {provider!r}")
 
 
 def open_calendar_writer(
     provider: str, settings: Mapping[str, Any], timeout: float = 30.0
 ) -> CalendarWriter:
+    if provider in WRITABLE_CALENDARS:
+        return _writable(provider, settings, timeout)
+    raise UnknownProvider(f"provider {provider!r} cannot write events")
+
+
+def _writable(
+    provider: str, settings: Mapping[str, Any], timeout: float
+) -> CalDavCalendar | GoogleCalendar | GraphCalendar:
     if provider == "caldav":
         from connectors.caldav_calendar import CalDavCalendar
 
@@ -59,6 +73,22 @@ def open_calendar_writer(
             username=str(settings.get("username", "")),
             password=secret(settings.get("password")),
             timeout=timeout,
+        )
+    if provider == "google":
+        from connectors.google_calendar import GoogleCalendar
+
+        return GoogleCalendar.from_settings(settings, secret, timeout=timeout)
+    if provider == "graph":
+        from connectors.graph_calendar import GraphCalendar
+
+        return GraphCalendar(
+            str(settings["user"]),
+            tenant=str(settings["tenant"]),
+            client_id=str(settings["client_id"]),
+            client_secret=secret(settings.get("client_secret")),
+            refresh_token=secret(settings.get("refresh_token")),
+            timeout=timeout,
+            **{k: settings[k] for k in ("graph_url", "authority_host") if k in settings},
         )
     raise UnknownProvider(f"provider {provider!r} cannot write events")
 

@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session
 
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Account, Pair
+from connectors.registry import CALENDAR_PROVIDERS, MAIL_PROVIDERS
+from connectors.registry import WRITABLE_CALENDARS as WRITABLE_PROVIDERS
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-CALENDAR_PROVIDERS = ("ics", "caldav")
-MAIL_PROVIDERS = ("maildir", "mbox")
-WRITABLE_PROVIDERS = ("caldav",)
+SECRET_WORDS = ("password", "secret", "token", "key")
 
 
 class NotFoundError(LookupError):
@@ -124,7 +124,7 @@ def add_account(
         known = ", ".join(CALENDAR_PROVIDERS + MAIL_PROVIDERS)
         raise ValueError(f"unknown provider {provider!r} (known: {known})")
     for key, value in settings.items():
-        if key in ("password", "token", "secret") and isinstance(value, str) and value:
+        if any(w in key for w in SECRET_WORDS) and isinstance(value, str) and value:
             raise ValueError(f"{key} must be a reference (env, file or command), not a value")
     with uow.begin() as session:
         p = find_pair(session, pair)
