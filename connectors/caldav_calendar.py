@@ -164,7 +164,8 @@ class CalDavCalendar:
         body = own_event_to_ical(event)
         href = self._href_for(event.uid)
         reply = self._put(href, body)
-        if reply.status in (403, 409) and _NO_UID_CONFLICT in reply.preconditions:
+        # RFC 4791 says 403 or 409; Xandikos answers 412 with the same precondition.
+        if reply.status in (403, 409, 412) and _NO_UID_CONFLICT in reply.preconditions:
             found = self._find_by_uid(event.uid)  # the user's client moved it: replace there
             if not found:
                 _fail(reply, f"PUT {href}")
