@@ -192,3 +192,45 @@ def _pair_moved_series(
         came.sort(key=lambda e: e.start)
         pairs.extend(zip(gone, came, strict=True))
     return pairs
+
+
+def net_changes(
+    changes: Iterable[Change], rules: DetectionRules = DetectionRules()
+) -> list[Change]:
+    """Changes detected one after another (oldest first) merged into their net effect.
+
+    Several syncs within the coalescing window may see the same occurrence change more
+    than once: the assistant gets one change from the first "before" to the last
+    "after". A change undone within the window (moved and moved back; created and
+    deleted) disappears. A series moved to new recurrence ids is followed by its keys.
+    """
+    current: dict[Key, Change] = {}  # by the key the occurrence has now
+    order: list[Change] = []
+    for change in changes:
+        lookup = change.before.key if change.before is not None else change.event.key
+        earlier = current.pop(lookup, None)
+        merged = change if earlier is None else Change(change.kinds, earlier.before, change.after)
+        if earlier is not None:
+            order.remove(earlier)
+        now_key = change.after.key if change.after is not None else lookup
+        current[now_key] = merged
+        order.append(merged)
+    out: list[Change] = []
+    for c in order:
+        before, after = c.before, c.after
+        if before is None and after is None:
+            continue
+        if before is None:
+            assert after is not None
+            if after.status is not EventStatus.CANCELLED:
+                out.append(Change(frozenset({ChangeKind.CREATED}), None, after))
+            continue
+        if after is None:
+            if before.status is not EventStatus.CANCELLED:
+                out.append(Change(frozenset({ChangeKind.DELETED}), before, None))
+            continue
+        kinds = compare(before, after, rules)
+        if kinds:
+            out.append(Change(kinds, before, after))
+    out.sort(key=lambda c: (c.starts_at, c.event.uid, c.event.recurrence_id))
+    return out

@@ -104,6 +104,7 @@ class Demo:
                 "from_address": "assistant-service@example.com",
             },
             sync={"http_timeout_seconds": 10},
+            notify={"coalesce_seconds": 2},
         )
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         upgrade(self.settings.database_url)

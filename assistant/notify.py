@@ -8,7 +8,7 @@ only unless the manager allows details.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -16,6 +16,7 @@ import jinja2
 
 from assistant import timefmt
 from assistant.changes import Change, ChangeKind
+from assistant.conflicts import Conflict
 from assistant.model import EventData
 
 LABELS = {
@@ -45,6 +46,10 @@ LABELS = {
         "your_time": "your time",
         "added": "added",
         "removed": "removed",
+        "high": "High priority",
+        "by_you": "made by you",
+        "overlap": "Conflict: overlaps {other}, {when}",
+        "travel": "Conflict: only {gap} min to get from {a} to {b} ({other}, {when})",
     },
     "ru": {
         ChangeKind.CREATED: "Новая встреча",
@@ -72,6 +77,10 @@ LABELS = {
         "your_time": "ваше время",
         "added": "добавлены",
         "removed": "убраны",
+        "high": "Высокий приоритет",
+        "by_you": "изменено вами",
+        "overlap": "Конфликт: пересекается с «{other}», {when}",
+        "travel": "Конфликт: на дорогу из «{a}» в «{b}» только {gap} мин («{other}», {when})",
     },
 }
 _RESPONSE_WORDS = {
@@ -95,6 +104,16 @@ class Audience:
 
 
 @dataclass(frozen=True, slots=True)
+class Note:
+    """What the service knows about a change beyond the change itself."""
+
+    priority: str = "normal"  # high | normal | low
+    reasons: tuple[str, ...] = ()  # the priority rules that matched
+    conflicts: tuple[Conflict, ...] = ()
+    by_assistant: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RenderedMessage:
     subject: str
     text: str
@@ -109,6 +128,10 @@ class _Item:
     when_local: str
     rows: list[tuple[str, str, str]] = field(default_factory=list)
     private: bool = False
+    high: bool = False
+    reasons: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    by_you: bool = False
 
 
 @cache
@@ -123,15 +146,30 @@ def _env() -> jinja2.Environment:
     )
 
 
-def render_changes(changes: Sequence[Change], audience: Audience) -> RenderedMessage:
-    """One message for a batch of changes (already sorted by event time)."""
+def render_changes(
+    changes: Sequence[Change],
+    audience: Audience,
+    notes: Mapping[tuple[str, str], Note] | None = None,
+) -> RenderedMessage:
+    """One message for a batch of changes (already sorted by event time).
+
+    High-priority changes come first; conflicts are spelled out under their change.
+    """
     lg = timefmt.lang(audience.locale)
-    items = [_item(c, audience, lg) for c in changes]
+    notes = notes or {}
+    items = []
+    for c in changes:
+        item = _item(c, audience, lg)
+        _annotate(item, notes.get(c.event.key), audience, lg)
+        items.append(item)
+    items.sort(key=lambda it: not it.high)  # stable: time order within each group
     context = {
         "items": items,
         "count": len(items),
         "manager": audience.manager_name,
         "zone": timefmt.zone_label(audience.manager_zone),
+        "any_high": any(it.high for it in items),
+        "any_conflict": any(it.conflicts for it in items),
     }
     env = _env()
     subject = env.get_template(f"notify/changes.{lg}.subject.j2").render(context).strip()
@@ -187,6 +225,30 @@ def _item(change: Change, aud: Audience, lg: str) -> _Item:
         item.rows.append((str(words["shows_as"]), str(words["busy" if before.busy else "free"]),
                           str(words["busy" if after.busy else "free"])))  # fmt: skip
     return item
+
+
+def _annotate(item: _Item, note: Note | None, aud: Audience, lg: str) -> None:
+    if note is None:
+        return
+    words = LABELS[lg]
+    item.high = note.priority == "high"
+    item.reasons = list(note.reasons) if item.high else []
+    item.by_you = note.by_assistant
+    for c in note.conflicts:
+        other = c.other
+        hidden = other.private and not aud.share_private_details
+        name = str(words["private"]) if hidden else (other.summary or str(words["none"]))
+        when = _when(other, aud.manager_zone, lg)
+        if c.kind == "overlap":
+            item.conflicts.append(str(words["overlap"]).format(other=name, when=when))
+        else:
+            first, second = (other, c.event) if other.start < c.event.start else (c.event, other)
+            item.conflicts.append(
+                str(words["travel"]).format(
+                    gap=round(c.gap_minutes or 0), a=first.location, b=second.location,
+                    other=name, when=when,
+                )
+            )
 
 
 def _when(event: EventData, zone: str, lg: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
 
 from assistant.model import Attendee, EventData, EventStatus, Response
@@ -67,7 +68,10 @@ def from_row(row: EventSnapshot) -> EventData:
 
 
 def to_json(event: EventData) -> dict[str, Any]:
-    """A JSON-friendly record of an occurrence (kept with each detected change)."""
+    """A JSON-friendly record of an occurrence (kept with each detected change).
+
+    ``from_json`` reads it back whole, so changes can be merged and re-rendered later.
+    """
     return {
         "uid": event.uid,
         "recurrence_id": event.recurrence_id,
@@ -80,8 +84,44 @@ def to_json(event: EventData) -> dict[str, Any]:
         "end_date": event.end_date.isoformat() if event.end_date else None,
         "status": event.status.value,
         "location": event.location,
+        "description": event.description,
+        "organizer": event.organizer,
         "online_meeting_url": event.online_meeting_url,
         "busy": event.busy,
         "private": event.private,
-        "attendees": [[a.email, a.response.value] for a in event.attendees],
+        "categories": list(event.categories),
+        "modified_by": event.modified_by,
+        "attendees": [[a.email, a.response.value, a.name, a.required] for a in event.attendees],
     }
+
+
+def from_json(data: dict[str, Any]) -> EventData:
+    def day(value: Any) -> date | None:
+        return date.fromisoformat(value) if value else None
+
+    def attendee(a: list[Any]) -> Attendee:
+        name = a[2] if len(a) > 2 else ""
+        required = bool(a[3]) if len(a) > 3 else True
+        return Attendee(email=a[0], response=Response(a[1]), name=name, required=required)
+
+    return EventData(
+        uid=data["uid"],
+        recurrence_id=data.get("recurrence_id", ""),
+        start=datetime.fromisoformat(data["start"]),
+        end=datetime.fromisoformat(data["end"]),
+        summary=data.get("summary", ""),
+        timezone=data.get("timezone", ""),
+        all_day=bool(data.get("all_day", False)),
+        start_date=day(data.get("start_date")),
+        end_date=day(data.get("end_date")),
+        status=EventStatus(data.get("status", "confirmed")),
+        location=data.get("location", ""),
+        description=data.get("description", ""),
+        organizer=data.get("organizer", ""),
+        attendees=tuple(attendee(a) for a in data.get("attendees", [])),
+        busy=bool(data.get("busy", True)),
+        private=bool(data.get("private", False)),
+        online_meeting_url=data.get("online_meeting_url", ""),
+        categories=tuple(data.get("categories", [])),
+        modified_by=data.get("modified_by", ""),
+    )

@@ -148,6 +148,18 @@ class DelegationSettings(_Section):
     invite_delegate: bool = False
 
 
+class NotifySettings(_Section):
+    coalesce_seconds: float = Field(
+        20.0, ge=0, le=600, description="changes within this window go as one message"
+    )
+    travel_buffer_minutes: int = Field(
+        30, ge=0, le=480, description="minimum time between meetings at different places"
+    )
+    assistant_changes: Literal["mark", "suppress"] = Field(
+        "mark", description="changes the assistant made: marked 'made by you' or not sent"
+    )
+
+
 class Settings(BaseSettings):
     """The service's settings. See ``config/example.toml`` for every key."""
 
@@ -165,6 +177,7 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     outbox: OutboxSettings = OutboxSettings()
     delegation: DelegationSettings = DelegationSettings()
+    notify: NotifySettings = NotifySettings()
 
     @field_validator("default_timezone")
     @classmethod

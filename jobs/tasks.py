@@ -31,6 +31,7 @@ class Jobs:
     huey: Huey
     sync_account: TaskWrapper
     sync_due: TaskWrapper
+    dispatch_changes: TaskWrapper
     drain_outbox: TaskWrapper
     write_checkpoints: TaskWrapper
     tick: TaskWrapper | None
@@ -70,8 +71,10 @@ def sync_account(account_id: int) -> dict[str, Any]:
     except ConnectorError as exc:
         log.warning("account %s: %s", account_id, exc)
         return {"account_id": account_id, "error": str(exc)}
-    if report.outbox_ids:
-        jobs().drain_outbox()
+    if report.changes:
+        with svc.uow.read() as session:
+            pair_id = session.get(Account, account_id).pair_id  # type: ignore[union-attr]
+        jobs().dispatch_changes(pair_id)
     return {
         "account_id": account_id,
         "full": report.full,
@@ -105,6 +108,20 @@ def sync_due(rounds_left: int = 0) -> int:
     return len(due)
 
 
+def dispatch_changes(pair_id: int) -> dict[str, Any]:
+    """Turn a pair's pending changes into a message when due; run again when they will be."""
+    from assistant.services.notifications import dispatch
+
+    svc = runtime.service()
+    report = dispatch(svc.uow, pair_id, svc.now(), svc.settings.notify)
+    if report.outbox_ids:
+        jobs().drain_outbox()
+    if report.next_due is not None:
+        delay = max(0.5, (report.next_due - svc.now()).total_seconds())
+        jobs().dispatch_changes.schedule((pair_id,), delay=delay)
+    return report.to_dict()
+
+
 def drain_outbox() -> dict[str, Any]:
     svc = runtime.service()
     report = outbox.drain(svc.uow, svc.channels, svc.now, svc.settings.outbox)
@@ -125,7 +142,12 @@ def tick() -> None:
     """Once a minute (in the one consumer that runs the scheduler)."""
     interval = runtime.service().settings.sync.poll_interval_seconds
     rounds = max(0, int(60 // interval) - 1) if interval < 60 else 0
+    from assistant.services.notifications import pairs_with_pending
+
     jobs().sync_due(rounds)
+    # A safety net: a dispatch scheduled for later is lost if the queue is wiped.
+    for pair_id in pairs_with_pending(runtime.service().uow):
+        jobs().dispatch_changes(pair_id)
     jobs().drain_outbox()
 
 
@@ -139,6 +161,7 @@ def register(huey: Huey, periodic: bool = True) -> Jobs:
         huey=huey,
         sync_account=t(retries=3, retry_delay=10, name="sync_account")(sync_account),
         sync_due=t(name="sync_due")(sync_due),
+        dispatch_changes=t(retries=3, retry_delay=5, name="dispatch_changes")(dispatch_changes),
         drain_outbox=t(retries=2, retry_delay=5, name="drain_outbox")(drain_outbox),
         write_checkpoints=t(retries=5, retry_delay=15, name="write_checkpoints")(write_checkpoints),
         tick=huey.periodic_task(crontab(minute="*"), name="tick")(tick) if periodic else None,

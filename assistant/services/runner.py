@@ -71,6 +71,14 @@ def sync_now(
         except ConnectorError as exc:
             row |= {"error": str(exc), "summary": f"error: {exc}"}
         results.append(row)
+    from assistant.services.notifications import dispatch, pairs_with_pending
+
+    # Run by hand: what was found is put into messages now, without the coalescing wait.
+    for pair_id in pairs_with_pending(svc.uow):
+        d = dispatch(svc.uow, pair_id, svc.now(), svc.settings.notify, force=True)
+        if d.sent or d.undone:
+            summary = f"{d.sent} change(s) in {len(d.outbox_ids)} message(s)"
+            results.append({"account": f"pair {pair_id}", "kind": "notify", "summary": summary})
     if send:
         report_ = outbox.drain(svc.uow, svc.channels, svc.now, svc.settings.outbox)
         results.append({"account": "outbox", "kind": "send", "summary": _sent(report_.to_dict())})

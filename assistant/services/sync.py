@@ -1,12 +1,13 @@
-"""Calendar sync: provider delta → snapshots → detected changes → outbox, in one transaction.
+"""Calendar sync: provider delta → snapshots → detected changes, in one transaction.
 
 Decide and do are split: the provider is asked for its changes outside any database
 transaction; then one transaction loads the old snapshot of the affected resources,
-detects the changes (a pure function), stores the new snapshot, the changes and the
-notification rows, and moves the change token forward. If anything fails before the
-commit nothing is stored and the token stays where it was, so the next run repeats the
-same work; if it committed, the next run finds nothing new. Either way the assistant
-is told once.
+detects the changes (a pure function), stores the new snapshot and the changes (ranked
+by the manager's priorities, pending notification), and moves the change token forward.
+If anything fails before the commit nothing is stored and the token stays where it was,
+so the next run repeats the same work; if it committed, the next run finds nothing new.
+``assistant.services.notifications.dispatch`` then turns pending changes into one
+message per burst, through the outbox. Either way the assistant is told once.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
-from assistant import outbox
 from assistant.changes import Change, DetectionRules, detect_changes
 from assistant.model import EventData
-from assistant.notify import Audience, render_changes
+from assistant.notify import Audience
+from assistant.priorities import rank
+from assistant.services.priorities import load_rules
 from assistant.snapshots import from_row, to_json, to_row
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import (
@@ -249,10 +251,21 @@ def _record_changes(
     full: bool,
     now: datetime,
 ) -> tuple[int, list[int]]:
+    """Store the changes as pending notifications, ranked by the manager's priorities.
+
+    Nothing is sent here: ``assistant.services.notifications.dispatch`` coalesces the
+    pending changes of a pair and writes the outbox rows, in its own transaction.
+    """
     batch = ChangeBatch(pair_id=pair.id, account_id=account.id, detected_at=now, full_resync=full)
     session.add(batch)
     session.flush()
+    rules = load_rules(session, pair.id)
+    assistant = pair.assistant_email.lower()
     for c in changes:
+        ranked = rank(c, rules, pair.timezone, calendar=account.name)
+        by_assistant = bool(c.after and c.after.modified_by.lower() == assistant) or bool(
+            c.after is None and c.before and c.before.modified_by.lower() == assistant
+        )
         session.add(
             ScheduleChange(
                 batch_id=batch.id,
@@ -265,26 +278,13 @@ def _record_changes(
                 before=to_json(c.before) | {"kinds": sorted(c.kinds)} if c.before else None,
                 after=to_json(c.after) | {"kinds": sorted(c.kinds)} if c.after else None,
                 detected_at=now,
+                priority=ranked.level.label,
+                reasons=list(ranked.reasons),
+                by_assistant=by_assistant,
+                state="pending",
             )
         )
-    message = render_changes(changes, audience_for(pair))
-    ids = []
-    for channel in pair.notify_channels or ["smtp"]:
-        entry = outbox.enqueue(
-            session,
-            key=f"changes:{batch.id}:{pair.assistant_email}:{channel}",
-            channel=channel,
-            recipient=pair.assistant_email,
-            subject=message.subject,
-            body_text=message.text,
-            body_html=message.html,
-            payload={"batch_id": batch.id, "kinds": [c.kind.value for c in changes]},
-            pair_id=pair.id,
-            now=now,
-        )
-        if entry is not None:
-            ids.append(entry.id)
-    return batch.id, ids
+    return batch.id, []
 
 
 def audience_for(pair: Pair) -> Audience:

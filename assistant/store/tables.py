@@ -95,6 +95,11 @@ class Pair(Base):
     # Private events show to the assistant as busy time only, unless the manager allows.
     share_private_details: Mapped[bool] = mapped_column(Boolean, default=False)
     notify_channels: Mapped[list[Any]] = mapped_column(default=lambda: ["smtp"])
+    # {"start": "20:00", "end": "08:00"} in the assistant's zone; {} = none. High-priority
+    # changes break through when "high_breaks_through" is true.
+    quiet_hours: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    digest_time: Mapped[str] = mapped_column(String(5), default="")  # "08:00" local; "" = off
+    last_digest_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime]
 
     accounts: Mapped[list[Account]] = relationship(
@@ -210,6 +215,33 @@ class ScheduleChange(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     detected_at: Mapped[datetime]
+    priority: Mapped[str] = mapped_column(String(8), default="normal")  # high | normal | low
+    reasons: Mapped[list[Any]] = mapped_column(default=list)  # the priority rules that matched
+    conflicts: Mapped[list[Any]] = mapped_column(default=list)
+    by_assistant: Mapped[bool] = mapped_column(Boolean, default=False)
+    # pending: to notify; sent: in a message; digest: waits for the digest; undone: netted
+    # out within the coalescing window; suppressed: made by the assistant, not reported
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    message_key: Mapped[str] = mapped_column(String(255), default="")
+    notified_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (Index("ix_schedule_changes_pair_state", "pair_id", "state"),)
+
+
+class PriorityRule(Base):
+    """One of the manager's priority rules (see ``assistant.priorities``)."""
+
+    __tablename__ = "priority_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    pattern: Mapped[str] = mapped_column(String(320))
+    level: Mapped[str] = mapped_column(String(8))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("pair_id", "kind", "pattern"),)
 
 
 class Message(Base):

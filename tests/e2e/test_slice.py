@@ -91,6 +91,7 @@ def world(
         queue={"workers": 2, "scheduler": False},
         smtp={"host": smtp_server.host, "port": smtp_server.port},
         outbox={"backoff_seconds": 0.5, "backoff_max_seconds": 1},
+        notify={"coalesce_seconds": 1},
     )
     svc = build(settings)
     runtime.install(svc)

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from assistant.services.notifications import dispatch
 from assistant.services.pairs import add_account, add_pair
 from assistant.services.sync import SuspiciousEmptyCalendar, SyncPolicy, sync_calendar
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Account, EventSnapshot, OutboxEntry, ScheduleChange
+from config.settings import NotifySettings
 from connectors.base import CalendarDelta, TokenExpired, Window
 from connectors.ics_feed import IcsFeed
 
@@ -81,7 +83,17 @@ def test_changes_are_stored_with_their_notification_once(uow: UnitOfWork, setup:
     report = sync_calendar(uow, account_id, feed, NOW + timedelta(minutes=5), POLICY)
     kinds = sorted((c.event.uid, c.kind.value) for c in report.changes)
     assert kinds == [("board", "moved"), ("lunch", "deleted"), ("weekly", "moved")]
-    assert report.batch_id is not None and len(report.outbox_ids) == 1
+    assert report.batch_id is not None
+    with uow.read() as s:
+        states = s.scalars(select(ScheduleChange.state)).all()
+        assert states == ["pending"] * 3, "sync stores changes; dispatch sends them"
+    assert count(uow, OutboxEntry) == 0
+    # Inside the coalescing window nothing is sent; after it, one message for all three.
+    early = dispatch(uow, 1, NOW + timedelta(minutes=5, seconds=10), NotifySettings())
+    assert early.outbox_ids == [] and early.next_due == NOW + timedelta(minutes=5, seconds=20)
+    sent = dispatch(uow, 1, NOW + timedelta(minutes=5, seconds=20), NotifySettings())
+    assert len(sent.outbox_ids) == 1 and sent.sent == 3
+    assert dispatch(uow, 1, NOW + timedelta(minutes=6), NotifySettings()).outbox_ids == []
     with uow.read() as s:
         entry = s.scalars(select(OutboxEntry)).one()
         assert entry.recipient == "sam@example.com"

@@ -1,0 +1,264 @@
+"""From pending schedule changes to one message per burst, through the outbox.
+
+Sync stores each detected change as ``pending`` with its priority. ``dispatch`` runs for
+one pair (a Huey job scheduled by the sync, and again when the coalescing window ends):
+
+- nothing is sent until the oldest pending change is ``coalesce_seconds`` old, unless a
+  high-priority change is among them: then everything pending goes at once;
+- in the assistant's quiet hours only high-priority changes go, and only when the pair
+  lets them break through; the rest waits for the end of the quiet hours;
+- low-priority changes wait for the daily digest (when the pair has one);
+- changes to the same occurrence are merged into their net effect, and a change undone
+  within the window sends nothing;
+- changes the assistant made themselves are marked "made by you" or suppressed;
+- conflicts (double bookings, no travel time) are worked out against the calendar as
+  the store holds it now, and spelled out.
+
+The outbox rows and the changes' new state are written in one transaction, under a
+per-pair lock, with an idempotency key built from the change ids: a job run twice, or
+two workers at once, still make one message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from assistant import outbox
+from assistant.changes import Change, ChangeKind, DetectionRules, net_changes
+from assistant.conflicts import Conflict, find_conflicts
+from assistant.model import EventData
+from assistant.notify import Note, render_changes
+from assistant.snapshots import from_json, from_row
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Account, EventSnapshot, Pair, ScheduleChange
+from config.settings import NotifySettings
+
+_LEVELS = {"low": 0, "normal": 1, "high": 2}
+
+
+@dataclass
+class DispatchReport:
+    pair_id: int
+    sent: int = 0  # changes that went into a message
+    undone: int = 0
+    suppressed: int = 0
+    digest: int = 0
+    outbox_ids: list[int] = field(default_factory=list)
+    next_due: datetime | None = None  # when to run again for what still waits
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pair_id": self.pair_id,
+            "sent": self.sent,
+            "undone": self.undone,
+            "suppressed": self.suppressed,
+            "digest": self.digest,
+            "outbox_ids": self.outbox_ids,
+            "next_due": self.next_due.isoformat() if self.next_due else None,
+        }
+
+
+def pairs_with_pending(uow: UnitOfWork) -> list[int]:
+    with uow.read() as session:
+        rows = session.scalars(
+            select(ScheduleChange.pair_id).where(ScheduleChange.state == "pending").distinct()
+        )
+        return sorted(rows)
+
+
+def dispatch(
+    uow: UnitOfWork,
+    pair_id: int,
+    now: datetime,
+    settings: NotifySettings,
+    *,
+    force: bool = False,
+) -> DispatchReport:
+    """Send what is due for one pair. ``force`` skips the coalescing wait (CLI sync)."""
+    report = DispatchReport(pair_id)
+    with uow.begin() as session:
+        pair = _lock_pair(session, pair_id)
+        rows = list(
+            session.scalars(
+                select(ScheduleChange)
+                .where(ScheduleChange.pair_id == pair_id, ScheduleChange.state == "pending")
+                .order_by(ScheduleChange.id)
+            )
+        )
+        if not rows:
+            return report
+        digest_on = bool(pair.digest_time)
+        if settings.assistant_changes == "suppress":
+            for r in [r for r in rows if r.by_assistant]:
+                r.state, r.notified_at = "suppressed", now
+                report.suppressed += 1
+            rows = [r for r in rows if r.state == "pending"]
+        if digest_on:
+            for r in [r for r in rows if r.priority == "low"]:
+                r.state = "digest"
+                report.digest += 1
+            rows = [r for r in rows if r.state == "pending"]
+        if not rows:
+            return report
+        high = any(r.priority == "high" for r in rows)
+        due_at = min(r.detected_at for r in rows) + timedelta(seconds=settings.coalesce_seconds)
+        if not (force or high) and now < due_at:
+            report.next_due = due_at
+            return report
+        quiet_until = _quiet_until(pair, now)
+        if quiet_until is not None and not (high and pair.quiet_hours.get("high_breaks_through")):
+            report.next_due = quiet_until
+            return report
+        _send(session, pair, rows, now, settings, report)
+    return report
+
+
+def _lock_pair(session: Session, pair_id: int) -> Pair:
+    """The pair row, locked for this transaction (SQLite: BEGIN IMMEDIATE holds it all)."""
+    stmt = select(Pair).where(Pair.id == pair_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    pair = session.scalars(stmt).one_or_none()
+    if pair is None:
+        raise LookupError(f"no pair with id {pair_id}")
+    return pair
+
+
+def _quiet_until(pair: Pair, now: datetime) -> datetime | None:
+    """The end of the quiet hours ``now`` is in (assistant's zone), or None."""
+    q = pair.quiet_hours or {}
+    if not q.get("start") or not q.get("end"):
+        return None
+    zone = ZoneInfo(pair.assistant_timezone or pair.timezone)
+    local = now.astimezone(zone)
+    start, end = time.fromisoformat(q["start"]), time.fromisoformat(q["end"])
+    t = local.time()
+    inside = (start <= t < end) if start < end else (t >= start or t < end)
+    if not inside:
+        return None
+    day = local.date() if (start < end or t < end) else local.date() + timedelta(days=1)
+    return datetime.combine(day, end, zone)
+
+
+def _send(
+    session: Session,
+    pair: Pair,
+    rows: Sequence[ScheduleChange],
+    now: datetime,
+    settings: NotifySettings,
+    report: DispatchReport,
+) -> None:
+    from assistant.services.sync import audience_for
+
+    rules = DetectionRules(manager_emails=frozenset({pair.manager_email.lower()}))
+    detected = [_change(r) for r in rows]
+    net = net_changes(detected, rules)
+    keys = {c.event.key for c in net} | {c.before.key for c in net if c.before is not None}
+    notes: dict[tuple[str, str], Note] = {}
+    conflicts = _conflicts(session, pair, [c.after for c in net if c.after is not None],
+                           settings)  # fmt: skip
+    for c in net:
+        touching = [r for r in rows if _keys_of(r) & _keys_of_change(c)]
+        level = max((r.priority for r in touching), key=_LEVELS.__getitem__, default="normal")
+        reasons = tuple(
+            dict.fromkeys(x for r in touching if r.priority == level for x in r.reasons)
+        )
+        notes[c.event.key] = Note(
+            priority=level,
+            reasons=reasons,
+            conflicts=tuple(conflicts.get(c.event.key, ())),
+            by_assistant=all(r.by_assistant for r in touching) if touching else False,
+        )
+    for r in rows:
+        r.notified_at = now
+        if _keys_of(r) & keys:
+            r.state = "sent"
+            report.sent += 1
+            k = (r.uid, r.recurrence_id)
+            r.conflicts = [x.to_json() for x in conflicts.get(k, ())]
+        else:
+            r.state = "undone"
+            report.undone += 1
+    if not net:
+        return
+    message = render_changes(net, audience_for(pair), notes)
+    digest = hashlib.sha256(",".join(str(r.id) for r in rows).encode()).hexdigest()[:16]
+    for channel in pair.notify_channels or ["smtp"]:
+        key = f"changes:{pair.id}:{digest}:{pair.assistant_email}:{channel}"
+        entry = outbox.enqueue(
+            session,
+            key=key,
+            channel=channel,
+            recipient=pair.assistant_email,
+            subject=message.subject,
+            body_text=message.text,
+            body_html=message.html,
+            payload={
+                "change_ids": [r.id for r in rows if r.state == "sent"],
+                "kinds": [c.kind.value for c in net],
+                "priority": max((n.priority for n in notes.values()), key=_LEVELS.__getitem__),
+                "conflicts": sum(len(n.conflicts) for n in notes.values()),
+            },
+            pair_id=pair.id,
+            now=now,
+        )
+        for r in rows:
+            if r.state == "sent":
+                r.message_key = key
+        if entry is not None:
+            report.outbox_ids.append(entry.id)
+
+
+def _change(row: ScheduleChange) -> Change:
+    before = from_json(row.before) if row.before else None
+    after = from_json(row.after) if row.after else None
+    kinds = frozenset(ChangeKind(k) for k in (row.after or row.before or {}).get("kinds", []))
+    return Change(kinds or frozenset({ChangeKind(row.kind)}), before, after)
+
+
+def _keys_of(row: ScheduleChange) -> set[tuple[str, str]]:
+    keys = {(row.uid, row.recurrence_id)}
+    for side in (row.before, row.after):
+        if side:
+            keys.add((side["uid"], side.get("recurrence_id", "")))
+    return keys
+
+
+def _keys_of_change(c: Change) -> set[tuple[str, str]]:
+    return {e.key for e in (c.before, c.after) if e is not None}
+
+
+def _conflicts(
+    session: Session, pair: Pair, changed: list[EventData], settings: NotifySettings
+) -> dict[tuple[str, str], list[Conflict]]:
+    if not changed:
+        return {}
+    buffer = timedelta(minutes=settings.travel_buffer_minutes)
+    lo = min(e.start for e in changed) - buffer - timedelta(days=1)
+    hi = max(e.end for e in changed) + buffer + timedelta(days=1)
+    rows = session.scalars(
+        select(EventSnapshot)
+        .join(Account, Account.id == EventSnapshot.account_id)
+        .where(
+            Account.pair_id == pair.id,
+            EventSnapshot.end_utc > lo,
+            EventSnapshot.start_utc < hi,
+        )
+    )
+    calendar = [from_row(r) for r in rows]
+    found = find_conflicts(
+        changed, calendar, travel_buffer=buffer,
+        manager_emails=frozenset({pair.manager_email.lower()}),
+    )  # fmt: skip
+    out: dict[tuple[str, str], list[Conflict]] = {}
+    for c in found:
+        out.setdefault(c.event.key, []).append(c)
+    return out

@@ -1,0 +1,76 @@
+"""The manager's priority rules: stored per pair, listed for the assistant."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from assistant.priorities import Rule, make_rule
+from assistant.services.pairs import NotFoundError, find_pair
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import PriorityRule
+
+
+def load_rules(session: Session, pair_id: int) -> list[Rule]:
+    rows = session.scalars(
+        select(PriorityRule).where(PriorityRule.pair_id == pair_id).order_by(PriorityRule.id)
+    )
+    return [make_rule(r.kind, r.pattern, r.level, r.note) for r in rows]
+
+
+def add_rule(
+    uow: UnitOfWork,
+    *,
+    pair: str | int | None,
+    kind: str,
+    pattern: str,
+    level: str,
+    note: str = "",
+    now: datetime,
+) -> int:
+    rule = make_rule(kind, pattern, level, note)  # validates before anything is stored
+    with uow.begin() as session:
+        p = find_pair(session, pair)
+        existing = session.scalars(
+            select(PriorityRule).where(
+                PriorityRule.pair_id == p.id,
+                PriorityRule.kind == rule.kind,
+                PriorityRule.pattern == rule.pattern,
+            )
+        ).first()
+        if existing is not None:  # the same rule again: its level and note change
+            existing.level, existing.note = rule.level.label, note
+            return existing.id
+        row = PriorityRule(
+            pair_id=p.id, kind=rule.kind, pattern=rule.pattern, level=rule.level.label,
+            note=note, created_at=now,
+        )  # fmt: skip
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def remove_rule(uow: UnitOfWork, rule_id: int, pair: str | int | None = None) -> None:
+    with uow.begin() as session:
+        row = session.get(PriorityRule, rule_id)
+        if row is None or (pair is not None and row.pair_id != find_pair(session, pair).id):
+            raise NotFoundError(f"no priority rule {rule_id}")
+        session.delete(row)
+
+
+def list_rules(uow: UnitOfWork, pair: str | int | None) -> list[dict[str, object]]:
+    with uow.read() as session:
+        p = find_pair(session, pair)
+        rows = session.scalars(
+            select(PriorityRule).where(PriorityRule.pair_id == p.id).order_by(PriorityRule.id)
+        )
+        out = []
+        for r in rows:
+            rule = make_rule(r.kind, r.pattern, r.level, r.note)
+            out.append({"id": r.id, "kind": r.kind, "pattern": r.pattern, "level": r.level,
+                        "note": r.note, "text": rule.describe()})  # fmt: skip
+        order = {"high": 0, "normal": 1, "low": 2}
+        out.sort(key=lambda d: (order[str(d["level"])], str(d["kind"]), str(d["pattern"])))
+        return out
