@@ -58,7 +58,7 @@ def default_channels(settings: Settings) -> dict[str, Channel]:
     from assistant.channels.smtp import SmtpChannel
 
     smtp = settings.smtp
-    return {
+    channels: dict[str, Channel] = {
         "smtp": SmtpChannel(
             host=smtp.host,
             port=smtp.port,
@@ -70,6 +70,22 @@ def default_channels(settings: Settings) -> dict[str, Channel]:
             timeout=smtp.timeout_seconds,
         )
     }
+    if settings.webhook.url and settings.webhook.secret is not None:
+        from assistant.channels.webhook import WebhookChannel
+
+        channels["webhook"] = WebhookChannel(
+            url=settings.webhook.url,
+            secret=settings.webhook.secret.resolve(),
+            timeout=settings.webhook.timeout_seconds,
+        )
+    if settings.chat.urls:
+        from assistant.channels.chat import AppriseChannel
+
+        channels["chat"] = AppriseChannel(
+            [ref.resolve().get_secret_value() for ref in settings.chat.urls],
+            config_key="chat.urls",
+        )
+    return channels
 
 
 def configure_logging(level: str) -> None:

@@ -48,6 +48,8 @@ class OutboxMessage:
     body_text: str
     body_html: str = ""
     payload: Mapping[str, Any] = field(default_factory=dict)
+    pair_id: int | None = None
+    created_at: datetime | None = None
 
 
 class DeliveryError(Exception):
@@ -232,6 +234,8 @@ def deliver(
             body_text=entry.body_text,
             body_html=entry.body_html,
             payload=dict(entry.payload or {}),
+            pair_id=entry.pair_id,
+            created_at=entry.created_at,
         )
     error: DeliveryError | None = None
     started = time.monotonic()

@@ -148,6 +148,19 @@ class DelegationSettings(_Section):
     invite_delegate: bool = False
 
 
+class WebhookSettings(_Section):
+    url: str = Field("", description="http(s) URL to POST signed JSON notifications to; empty: off")
+    secret: SecretRef | None = None
+    timeout_seconds: float = Field(10.0, gt=0)
+
+
+class ChatSettings(_Section):
+    # apprise URLs hold tokens, so each one is given by reference
+    urls: list[SecretRef] = Field(
+        default_factory=list, description="apprise URLs (tgram://, slack://, ...)"
+    )
+
+
 class NotifySettings(_Section):
     coalesce_seconds: float = Field(
         20.0, ge=0, le=600, description="changes within this window go as one message"
@@ -178,6 +191,8 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = OutboxSettings()
     delegation: DelegationSettings = DelegationSettings()
     notify: NotifySettings = NotifySettings()
+    webhook: WebhookSettings = WebhookSettings()
+    chat: ChatSettings = ChatSettings()
 
     @field_validator("default_timezone")
     @classmethod
@@ -278,6 +293,8 @@ def _cross_checks(s: Settings) -> list[tuple[str, str]]:
         problems.append(
             ("database.url", "only sqlite:// and postgresql+psycopg:// URLs are supported")
         )
+    if s.webhook.url and s.webhook.secret is None:
+        problems.append(("webhook.secret", "required when webhook.url is set"))
     if s.smtp.ssl and s.smtp.starttls:
         problems.append(("smtp.ssl", "choose ssl or starttls, not both"))
     return problems

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 CALENDAR_PROVIDERS = ("ics", "caldav", "google", "graph")
 WRITABLE_CALENDARS = ("caldav", "google", "graph")
-MAIL_PROVIDERS = ("maildir", "mbox")
+MAIL_PROVIDERS = ("maildir", "mbox", "imap")
 
 
 class UnknownProvider(ValueError):
@@ -103,4 +103,16 @@ def open_mailbox(provider: str, settings: Mapping[str, Any]) -> MailSource:
         from connectors.mail_archive import MboxSource
 
         return MboxSource(Path(str(settings["path"])))
+    if provider == "imap":
+        from connectors.imap_mailbox import ImapMailbox
+
+        return ImapMailbox(
+            str(settings["host"]),
+            str(settings["username"]),
+            secret(settings.get("password")),
+            port=int(settings["port"]) if settings.get("port") else None,
+            security=settings.get("security", "ssl"),
+            folders=settings.get("folders"),
+            timeout=float(settings.get("timeout", 30.0)),
+        )
     raise UnknownProvider(f"unknown mail provider {provider!r}")

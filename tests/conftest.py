@@ -5,4 +5,6 @@ pytest_plugins = [
     "tests.support.smtp",
     "tests.support.radicale",
     "tests.support.queue",
+    "tests.support.xandikos",
+    "tests.support.dovecot",
 ]

@@ -36,7 +36,7 @@ from assistant.changes import Change, ChangeKind, DetectionRules, net_changes
 from assistant.conflicts import Conflict, find_conflicts
 from assistant.model import EventData
 from assistant.notify import Note, render_changes
-from assistant.snapshots import from_json, from_row
+from assistant.snapshots import from_json, from_row, to_json
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Account, EventSnapshot, Pair, ScheduleChange
 from config.settings import NotifySettings
@@ -206,6 +206,7 @@ def _send(
                 "kinds": [c.kind.value for c in net],
                 "priority": max((n.priority for n in notes.values()), key=_LEVELS.__getitem__),
                 "conflicts": sum(len(n.conflicts) for n in notes.values()),
+                "changes": [_structured(c, notes[c.event.key], pair) for c in net],
             },
             pair_id=pair.id,
             now=now,
@@ -215,6 +216,31 @@ def _send(
                 r.message_key = key
         if entry is not None:
             report.outbox_ids.append(entry.id)
+
+
+def _shown(event: EventData | None, pair: Pair) -> dict[str, Any] | None:
+    """An event as a machine-readable channel may see it: private ones as busy time only."""
+    if event is None:
+        return None
+    if event.private and not pair.share_private_details:
+        return {"uid": event.uid, "recurrence_id": event.recurrence_id, "private": True,
+                "start": event.start.isoformat(), "end": event.end.isoformat()}  # fmt: skip
+    return to_json(event)
+
+
+def _structured(c: Change, note: Note, pair: Pair) -> dict[str, Any]:
+    return {
+        "kind": c.kind.value,
+        "kinds": sorted(k.value for k in c.kinds),
+        "before": _shown(c.before, pair),
+        "after": _shown(c.after, pair),
+        "priority": note.priority,
+        "by_assistant": note.by_assistant,
+        "conflicts": [
+            {"kind": x.kind, "gap_minutes": x.gap_minutes, "other": _shown(x.other, pair)}
+            for x in note.conflicts
+        ],
+    }
 
 
 def _change(row: ScheduleChange) -> Change:

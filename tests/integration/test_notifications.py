@@ -272,3 +272,17 @@ def test_priority_rules_are_listed_for_the_assistant(world: World) -> None:
         remove_rule(world.uow, rid, "alex")
     with pytest.raises(ValueError, match="not an email"):
         add_rule(world.uow, pair="alex", kind="person", pattern="bob", level="high", now=NOW)
+
+
+def test_machine_readable_changes_hide_private_details(world: World) -> None:
+    private = vevent("doc", "20261127T070000", "20261127T080000", "Oncologist", "Clinic", "CLASS:PRIVATE\n")
+    world.write(BOARD, LUNCH, CEO, GYM, private)
+    world.sync(NOW + timedelta(minutes=1))
+    world.dispatch(NOW + timedelta(minutes=2))
+    [entry] = world.outbox()
+    [c] = entry.payload["changes"]
+    assert c["kind"] == "created"
+    assert c["after"]["private"] is True
+    assert "summary" not in c["after"]
+    assert "Oncologist" not in entry.body_text and "Clinic" not in entry.body_text
+    assert "Busy (private)" in entry.body_text
