@@ -16,11 +16,12 @@ from connectors.base import CalendarSource, CalendarWriter, MailSource
 
 if TYPE_CHECKING:
     from connectors.caldav_calendar import CalDavCalendar
+    from connectors.ews_calendar import EwsCalendar
     from connectors.google_calendar import GoogleCalendar
     from connectors.graph_calendar import GraphCalendar
 
-CALENDAR_PROVIDERS = ("ics", "caldav", "google", "graph")
-WRITABLE_CALENDARS = ("caldav", "google", "graph")
+CALENDAR_PROVIDERS = ("ics", "caldav", "ews", "google", "graph")
+WRITABLE_CALENDARS = ("caldav", "ews", "google", "graph")
 MAIL_PROVIDERS = ("maildir", "mbox", "imap")
 
 
@@ -64,7 +65,7 @@ def open_calendar_writer(
 
 def _writable(
     provider: str, settings: Mapping[str, Any], timeout: float
-) -> CalDavCalendar | GoogleCalendar | GraphCalendar:
+) -> CalDavCalendar | EwsCalendar | GoogleCalendar | GraphCalendar:
     if provider == "caldav":
         from connectors.caldav_calendar import CalDavCalendar
 
@@ -74,6 +75,10 @@ def _writable(
             password=secret(settings.get("password")),
             timeout=timeout,
         )
+    if provider == "ews":
+        from connectors.ews_calendar import open_ews_calendar
+
+        return open_ews_calendar(settings, secret, timeout=timeout)
     if provider == "google":
         from connectors.google_calendar import GoogleCalendar
 

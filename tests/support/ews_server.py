@@ -1,0 +1,1114 @@
+"""A protocol-level Exchange Web Services server on 127.0.0.1, for driving exchangelib.
+
+It answers the SOAP operations our EWS connector (through exchangelib) sends, with the
+envelopes Exchange 2016/2019 return (``m:``/``t:`` namespaces, ``ResponseClass`` and
+``ResponseCode`` per message, a ``ServerVersionInfo`` header), modelled on the samples in
+``../shared/evaldata/ews``:
+
+* ConvertId (exchangelib's version probe), ResolveNames, GetFolder (root, calendar);
+* SyncFolderItems with SyncState and MaxChangesReturned paging (IncludesLastItemInRange);
+  a forgotten state is answered with ErrorInvalidSyncStateData;
+* FindItem with CalendarView (series expanded, exceptions applied, deleted occurrences
+  left out) or with an IndexedPageItemView and an IsEqualTo restriction;
+* GetItem (masters, singles, occurrences), CreateItem, UpdateItem, DeleteItem;
+* faults on demand: any HTTP status (with Retry-After), ErrorServerBusy with
+  BackOffMilliseconds (a SOAP fault in an HTTP 500, as Exchange sends it), a delay.
+
+The mailbox is a small in-memory calendar of single items and weekly series (with
+modified and deleted occurrences); tests change it directly, as the manager's other
+client would, through :class:`Mailbox`.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from exchangelib.winzone import IANA_TO_MS_TIMEZONE_MAP, MS_TIMEZONE_TO_IANA_MAP
+from lxml import etree
+
+SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
+M = "http://schemas.microsoft.com/exchange/services/2006/messages"
+T = "http://schemas.microsoft.com/exchange/services/2006/types"
+E = "http://schemas.microsoft.com/exchange/services/2006/errors"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+XSD = "http://www.w3.org/2001/XMLSchema"
+
+# Exchange Server 2019 CU12 (15.2.1118.7) reports the 2017 schema version string.
+SERVER_VERSION = {
+    "MajorVersion": "15",
+    "MinorVersion": "2",
+    "MajorBuildNumber": "1118",
+    "MinorBuildNumber": "7",
+    "Version": "V2017_07_11",
+}
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_ZONE_NAMES = {
+    "W. Europe Standard Time": "(UTC+01:00) Amsterdam, Berlin, Bern, Rome, Stockholm, Vienna",
+    "Eastern Standard Time": "(UTC-05:00) Eastern Time (US & Canada)",
+    "Pacific Standard Time": "(UTC-08:00) Pacific Time (US & Canada)",
+    "GMT Standard Time": "(UTC+00:00) Dublin, Edinburgh, Lisbon, London",
+    "UTC": "(UTC) Coordinated Universal Time",
+    "Russian Standard Time": "(UTC+03:00) Moscow, St. Petersburg",
+}
+# Properties FindItem cannot return (Exchange answers ErrorInvalidPropertyRequest).
+_NOT_IN_FIND_ITEM = frozenset(
+    {"item:Body", "calendar:RequiredAttendees", "calendar:OptionalAttendees",
+     "calendar:Resources", "calendar:ModifiedOccurrences", "calendar:DeletedOccurrences"}
+)  # fmt: skip
+
+
+def t(tag: str) -> str:
+    return f"{{{T}}}{tag}"
+
+
+def m(tag: str) -> str:
+    return f"{{{M}}}{tag}"
+
+
+def windows_zone(iana: str) -> str:
+    """The Windows zone name Exchange stores for an IANA zone."""
+    if iana == "UTC":
+        return "UTC"
+    return str(IANA_TO_MS_TIMEZONE_MAP[iana][0])
+
+
+def iana_zone(windows: str) -> str:
+    return "UTC" if windows == "UTC" else str(MS_TIMEZONE_TO_IANA_MAP[windows])
+
+
+def _utc(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(text: str) -> datetime:
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+# ---------------------------------------------------------------------------- model
+
+
+@dataclass
+class Attendee:
+    email: str
+    name: str = ""
+    response: str = "Unknown"  # Unknown, Organizer, Tentative, Accept, Decline, NoResponseReceived
+    required: bool = True
+
+
+@dataclass
+class Change:
+    """An edited occurrence of a series (an exception)."""
+
+    start: datetime
+    end: datetime
+    subject: str | None = None
+    location: str | None = None
+
+
+@dataclass
+class Appointment:
+    """One calendar item: a single appointment or the master of a weekly series."""
+
+    item_id: str
+    uid: str
+    subject: str
+    start: datetime  # UTC
+    end: datetime
+    zone: str = "W. Europe Standard Time"  # Windows name, as Exchange stores it
+    location: str = ""
+    body: str = ""
+    body_type: str = "HTML"
+    all_day: bool = False
+    cancelled: bool = False
+    free_busy: str = "Busy"
+    sensitivity: str = "Normal"
+    categories: list[str] = field(default_factory=list)
+    organizer: str = "alex@example.com"
+    attendees: list[Attendee] = field(default_factory=list)
+    weekly_count: int | None = None  # a weekly series of that many occurrences
+    modified: dict[datetime, Change] = field(default_factory=dict)  # original start → change
+    deleted: set[datetime] = field(default_factory=set)  # original starts
+    extended: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    last_modified_name: str = "Alex Manager"
+    version: int = 1
+    created_seq: int = 0
+    changed_seq: int = 0
+
+    @property
+    def change_key(self) -> str:
+        return _b64(b"\x0f\x00\x00\x00\x16\x00\x00\x00" + f"{self.item_id}:{self.version}".encode())
+
+    @property
+    def kind(self) -> str:
+        return "RecurringMaster" if self.weekly_count else "Single"
+
+    def original_starts(self) -> list[datetime]:
+        """Every occurrence's original start (UTC), the deleted ones included."""
+        if not self.weekly_count:
+            return [self.start]
+        zone = ZoneInfo(iana_zone(self.zone))
+        local = self.start.astimezone(zone).replace(tzinfo=None)
+        return [
+            (local + timedelta(weeks=i)).replace(tzinfo=zone).astimezone(UTC)
+            for i in range(self.weekly_count)
+        ]
+
+
+@dataclass(frozen=True)
+class Instance:
+    """An item as a client sees it: a single, a master, an occurrence or an exception."""
+
+    item_id: str
+    appointment: Appointment
+    kind: str  # Single, RecurringMaster, Occurrence, Exception
+    start: datetime
+    end: datetime
+    original_start: datetime | None = None
+    index: int = 0
+    change: Change | None = None
+
+
+class SyncStateInvalid(Exception):
+    pass
+
+
+class Mailbox:
+    """The manager's calendar folder. Every change is numbered, for SyncFolderItems."""
+
+    def __init__(self, address: str = "alex@example.com") -> None:
+        self.address = address
+        self.lock = threading.RLock()
+        self.items: dict[str, Appointment] = {}
+        self.tombstones: dict[str, tuple[int, int]] = {}  # item id → (created, deleted) seq
+        self.seq = 0
+        self.epoch = 1
+        self._ids = itertools.count(1)
+
+    # -- the manager's other client
+    def new_id(self) -> str:
+        raw = b"\x00\x00\x00\x00" + uuid.UUID(int=next(self._ids)).bytes + b"\x07\x00"
+        return "AAMkAG" + _b64(raw)
+
+    def add(self, uid: str, subject: str, start: datetime, end: datetime, **kw: Any) -> Appointment:
+        with self.lock:
+            self.seq += 1
+            item = Appointment(
+                item_id=self.new_id(), uid=uid, subject=subject,
+                start=start.astimezone(UTC), end=end.astimezone(UTC),
+                created_seq=self.seq, changed_seq=self.seq, **kw,
+            )  # fmt: skip
+            self.items[item.item_id] = item
+            return item
+
+    def by_uid(self, uid: str) -> Appointment:
+        with self.lock:
+            for item in self.items.values():
+                if item.uid == uid:
+                    return item
+        raise KeyError(uid)
+
+    @contextmanager
+    def edit(self, uid_or_item: str | Appointment) -> Iterator[Appointment]:
+        """Change an item in place; its change key and the change log move on."""
+        with self.lock:
+            item = uid_or_item if isinstance(uid_or_item, Appointment) else self.by_uid(uid_or_item)
+            yield item
+            self.seq += 1
+            item.version += 1
+            item.changed_seq = self.seq
+
+    def remove(self, item_id: str) -> None:
+        with self.lock:
+            item = self.items.pop(item_id)
+            self.seq += 1
+            self.tombstones[item_id] = (item.created_seq, self.seq)
+
+    def expire_states(self) -> None:
+        """Every sync state issued so far becomes invalid (ErrorInvalidSyncStateData)."""
+        with self.lock:
+            self.epoch += 1
+
+    # -- views
+    def instances(self, item: Appointment) -> list[Instance]:
+        if not item.weekly_count:
+            return [Instance(item.item_id, item, "Single", item.start, item.end)]
+        out = []
+        duration = item.end - item.start
+        for index, original in enumerate(item.original_starts(), start=1):
+            if original in item.deleted:
+                continue
+            change = item.modified.get(original)
+            occ_id = self.occurrence_id(item, index)
+            if change is None:
+                out.append(Instance(occ_id, item, "Occurrence", original, original + duration,
+                                    original, index))  # fmt: skip
+            else:
+                out.append(Instance(occ_id, item, "Exception", change.start, change.end,
+                                    original, index, change))  # fmt: skip
+        return out
+
+    @staticmethod
+    def occurrence_id(item: Appointment, index: int) -> str:
+        return "AAMkAG" + _b64(b"\x01OCC" + f"{item.item_id}|{index}".encode())
+
+    def lookup(self, item_id: str) -> Instance | None:
+        with self.lock:
+            item = self.items.get(item_id)
+            if item is not None:
+                start, end = item.start, item.end
+                return Instance(item.item_id, item, item.kind, start, end)
+            try:
+                raw = base64.b64decode(item_id.removeprefix("AAMkAG"), validate=True)
+            except ValueError:
+                return None
+            if not raw.startswith(b"\x01OCC"):
+                return None
+            master_id, _, index = raw[4:].decode().rpartition("|")
+            master = self.items.get(master_id)
+            if master is None:
+                return None
+            for inst in self.instances(master):
+                if inst.index == int(index):
+                    return inst
+            return None
+
+    # -- sync states
+    def state(self, seq: int) -> str:
+        return _b64(json.dumps({"e": self.epoch, "s": seq}).encode())
+
+    def since(self, state: str | None) -> int:
+        if not state:
+            return 0
+        try:
+            data = json.loads(base64.b64decode(state, validate=True))
+            epoch, seq = int(data["e"]), int(data["s"])
+        except (ValueError, KeyError, TypeError):
+            raise SyncStateInvalid(state) from None
+        if epoch != self.epoch or seq > self.seq:
+            raise SyncStateInvalid(state)
+        return seq
+
+    def changes_since(self, since: int, limit: int) -> tuple[list[tuple[str, Any]], int, bool]:
+        """(changes, new seq, includes last) for a client that has seen ``since``."""
+        entries: list[tuple[int, str, Any]] = []
+        for item in self.items.values():
+            if item.changed_seq > since:
+                kind = "Create" if item.created_seq > since else "Update"
+                entries.append((item.changed_seq, kind, item))
+        for item_id, (created, deleted) in self.tombstones.items():
+            if deleted > since and created <= since:
+                entries.append((deleted, "Delete", item_id))
+        entries.sort(key=lambda e: e[0])
+        page = entries[:limit]
+        last = len(entries) <= limit
+        new_seq = self.seq if last else page[-1][0]
+        return [(kind, what) for _, kind, what in page], new_seq, last
+
+
+# ------------------------------------------------------------------------ the server
+
+
+class FaultPlan:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.statuses: list[tuple[int, int | None]] = []
+        self.busy: list[int] = []
+        self.delay = 0.0
+        self.errors: list[tuple[str, str]] = []  # (operation, EWS response code)
+        self.replies: list[tuple[int, bytes]] = []
+
+    def error_for(self, operation: str) -> str | None:
+        with self.lock:
+            for i, (op, code) in enumerate(self.errors):
+                if op == operation:
+                    del self.errors[i]
+                    return code
+        return None
+
+    def take(self) -> tuple[tuple[int, int | None] | None, int | None, float]:
+        with self.lock:
+            status = self.statuses.pop(0) if self.statuses else None
+            busy = self.busy.pop(0) if status is None and self.busy else None
+            delay, self.delay = self.delay, 0.0
+            return status, busy, delay
+
+    def reply(self) -> tuple[int, bytes] | None:
+        with self.lock:
+            return self.replies.pop(0) if self.replies else None
+
+
+class EwsServer:
+    """``with EwsServer() as server: server.url`` → ``http://127.0.0.1:PORT/EWS/Exchange.asmx``."""
+
+    def __init__(self, username: str = "assistant", password: str = "secret",
+                 mailbox: Mailbox | None = None) -> None:  # fmt: skip
+        self.username = username
+        self.password = password
+        self.mailbox = mailbox or Mailbox()
+        self.faults = FaultPlan()
+        self.requests: list[tuple[str, int]] = []  # (operation, HTTP status)
+        self.bodies: list[bytes] = []
+        self.replies: list[tuple[str, bytes]] = []  # (operation, SOAP reply) of answered requests
+        self.errors: list[str] = []  # exceptions raised while answering (bugs of the server)
+        self.max_find_entries: int | None = None
+        handler = type("Handler", (_Handler,), {"ews": self})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/EWS/Exchange.asmx"
+
+    def __enter__(self) -> EwsServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    # -- faults
+    def fail_next(self, status: int, *, retry_after: int | None = None, times: int = 1) -> None:
+        with self.faults.lock:
+            self.faults.statuses.extend([(status, retry_after)] * times)
+
+    def server_busy(self, back_off_ms: int, *, times: int = 1) -> None:
+        with self.faults.lock:
+            self.faults.busy.extend([back_off_ms] * times)
+
+    def hang_next(self, seconds: float) -> None:
+        with self.faults.lock:
+            self.faults.delay = seconds
+
+    def error_next(self, operation: str, code: str) -> None:
+        """The next ``operation`` request gets a ResponseMessage error with ``code``."""
+        with self.faults.lock:
+            self.faults.errors.append((operation, code))
+
+    def reply_next(self, body: bytes, status: int = 200) -> None:
+        """The next request gets ``body`` verbatim (a recorded Exchange response)."""
+        with self.faults.lock:
+            self.faults.replies.append((status, body))
+
+    def operations(self) -> list[str]:
+        return [op for op, _ in self.requests]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    ews: EwsServer
+    protocol_version = "HTTP/1.1"
+    server_version = "Microsoft-IIS/10.0"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:  # exchangelib may probe the endpoint
+        self._send(405, b"", "text/html")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        operation = _operation(body)
+        status, busy, delay = self.ews.faults.take()
+        if delay:
+            time.sleep(delay)
+        if not self._authorized():
+            self._record(operation, 401)
+            self._send(401, b"", "text/html", {"WWW-Authenticate": 'Basic realm="127.0.0.1"'})
+            return
+        if status is not None:
+            code, retry_after = status
+            self._record(operation, code)
+            headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+            if code == 401:
+                headers["WWW-Authenticate"] = 'Basic realm="127.0.0.1"'
+            self._send(code, f"<html><body>HTTP {code}</body></html>".encode(), "text/html",
+                       headers)  # fmt: skip
+            return
+        if busy is not None:
+            self._record(operation, 500)
+            self._send(500, _busy_fault(busy), "text/xml; charset=utf-8")
+            return
+        self.ews.bodies.append(body)
+        recorded = self.ews.faults.reply()
+        if recorded is not None:
+            self._record(operation, recorded[0])
+            self._send(recorded[0], recorded[1], "text/xml; charset=utf-8")
+            return
+        try:
+            reply = _dispatch(self.ews, operation, etree.fromstring(body))
+        except etree.XMLSyntaxError:
+            self._record(operation, 400)
+            self._send(400, b"", "text/html")
+            return
+        except Exception as exc:  # a bug here: answer as Exchange does, with a fault
+            self.ews.errors.append(repr(exc))
+            self._record(operation, 500)
+            self._send(
+                500, _fault("ErrorInternalServerError", repr(exc)), "text/xml; charset=utf-8"
+            )
+            return
+        self._record(operation, 200)
+        self.ews.replies.append((operation, reply))
+        self._send(200, reply, "text/xml; charset=utf-8")
+
+    def _authorized(self) -> bool:
+        header = self.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except ValueError:
+            return False
+        return (user, password) == (self.ews.username, self.ews.password)
+
+    def _record(self, operation: str, status: int) -> None:
+        self.ews.requests.append((operation, status))
+
+    def _send(self, status: int, body: bytes, content_type: str,
+              headers: dict[str, str] | None = None) -> None:  # fmt: skip
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-BackEndHttpStatus", str(status))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the client timed out meanwhile
+            self.close_connection = True
+
+
+def _operation(body: bytes) -> str:
+    try:
+        root = etree.fromstring(body)
+    except etree.XMLSyntaxError:
+        return "?"
+    soap_body = root.find(f"{{{SOAP}}}Body")
+    if soap_body is None or not len(soap_body):
+        return "?"
+    return str(etree.QName(soap_body[0]).localname)
+
+
+# ---------------------------------------------------------------------------- SOAP
+
+
+def _envelope() -> tuple[Any, Any]:
+    env = etree.Element(f"{{{SOAP}}}Envelope", nsmap={"s": SOAP})
+    header = etree.SubElement(env, f"{{{SOAP}}}Header")
+    info = etree.SubElement(header, t("ServerVersionInfo"), nsmap={"h": T, "xsd": XSD, "xsi": XSI})
+    for key, value in SERVER_VERSION.items():
+        info.set(key, value)
+    body = etree.SubElement(env, f"{{{SOAP}}}Body", nsmap={"xsi": XSI, "xsd": XSD})
+    return env, body
+
+
+def _xml(env: Any) -> bytes:
+    return bytes(etree.tostring(env, xml_declaration=True, encoding="utf-8"))
+
+
+def _sub(parent: Any, tag: str, text: str | None = None, **attrs: str) -> Any:
+    child = etree.SubElement(parent, tag, {k: v for k, v in attrs.items()})
+    if text is not None:
+        child.text = text
+    return child
+
+
+def _messages(body: Any, operation: str) -> Any:
+    response = etree.SubElement(body, m(f"{operation}Response"), nsmap={"m": M, "t": T})
+    return etree.SubElement(response, m("ResponseMessages"))
+
+
+def _ok(messages: Any, operation: str) -> Any:
+    msg = _sub(messages, m(f"{operation}ResponseMessage"), ResponseClass="Success")
+    _sub(msg, m("ResponseCode"), "NoError")
+    return msg
+
+
+def _error(messages: Any, operation: str, code: str, text: str) -> Any:
+    msg = _sub(messages, m(f"{operation}ResponseMessage"), ResponseClass="Error")
+    _sub(msg, m("MessageText"), text)
+    _sub(msg, m("ResponseCode"), code)
+    _sub(msg, m("DescriptiveLinkKey"), "0")
+    return msg
+
+
+def _busy_fault(back_off_ms: int) -> bytes:
+    return _fault(
+        "ErrorServerBusy",
+        "The server cannot service this request right now. Try again later.",
+        back_off_ms,
+    )
+
+
+def _fault(code: str, text: str, back_off_ms: int | None = None) -> bytes:
+    """A SOAP fault as Exchange sends it in an HTTP 500 (cf. evaldata's ErrorServerBusy)."""
+    env = etree.Element(f"{{{SOAP}}}Envelope", nsmap={"s": SOAP})
+    body = etree.SubElement(env, f"{{{SOAP}}}Body")
+    fault = etree.SubElement(body, f"{{{SOAP}}}Fault")
+    faultcode = etree.SubElement(fault, "faultcode", nsmap={"a": T})
+    faultcode.text = f"a:{code}"
+    _sub(fault, "faultstring", text).set("{http://www.w3.org/XML/1998/namespace}lang", "en-US")
+    detail = _sub(fault, "detail")
+    etree.SubElement(detail, f"{{{E}}}ResponseCode", nsmap={"e": E}).text = code
+    etree.SubElement(detail, f"{{{E}}}Message", nsmap={"e": E}).text = text
+    if back_off_ms is not None:
+        xml = etree.SubElement(detail, t("MessageXml"), nsmap={"t": T})
+        _sub(xml, t("Value"), str(back_off_ms), Name="BackOffMilliseconds")
+    return _xml(env)
+
+
+# ----------------------------------------------------------------------- operations
+
+
+@dataclass
+class _Shape:
+    base: str
+    fields: set[str]
+    extended: list[tuple[str, str, str]]
+
+    def wants(self, uri: str) -> bool:
+        return self.base == "AllProperties" or uri in self.fields
+
+
+def _shape(request: Any, tag: str = "ItemShape") -> _Shape:
+    shape = request.find(m(tag))
+    if shape is None:
+        return _Shape("IdOnly", set(), [])
+    base = shape.findtext(t("BaseShape")) or "IdOnly"
+    fields = {f.get("FieldURI") for f in shape.iter(t("FieldURI"))}
+    extended = [_ext_key(e) for e in shape.iter(t("ExtendedFieldURI"))]
+    return _Shape(base, {f for f in fields if f}, extended)
+
+
+def _ext_key(elem: Any) -> tuple[str, str, str]:
+    return (
+        elem.get("DistinguishedPropertySetId") or elem.get("PropertySetId") or "",
+        elem.get("PropertyName") or elem.get("PropertyId") or elem.get("PropertyTag") or "",
+        elem.get("PropertyType") or "String",
+    )
+
+
+def _dispatch(ews: EwsServer, operation: str, root: Any) -> bytes:
+    request = root.find(f"{{{SOAP}}}Body")[0]
+    env, body = _envelope()
+    handler = _HANDLERS.get(operation)
+    code = ews.faults.error_for(operation)
+    with ews.mailbox.lock:
+        if code is not None:
+            _error(_messages(body, operation), operation, code, f"{code} (injected)")
+        elif handler is None:
+            messages = _messages(body, operation)
+            _error(
+                messages, operation, "ErrorInvalidRequest", f"{operation} is not supported here."
+            )
+        else:
+            handler(ews, request, body)
+    return _xml(env)
+
+
+def _convert_id(ews: EwsServer, request: Any, body: Any) -> None:
+    messages = _messages(body, "ConvertId")
+    for _ in request.iter(t("AlternateId")):
+        _error(messages, "ConvertId", "ErrorInvalidIdMalformed", "Id is malformed.")
+
+
+def _resolve_names(ews: EwsServer, request: Any, body: Any) -> None:
+    messages = _messages(body, "ResolveNames")
+    entry = (request.findtext(m("UnresolvedEntry")) or "").strip().lower()
+    if entry not in (ews.mailbox.address, ews.mailbox.address.split("@")[0]):
+        _error(messages, "ResolveNames", "ErrorNameResolutionNoResults", "No results were found.")
+        return
+    msg = _ok(messages, "ResolveNames")
+    found = _sub(msg, m("ResolutionSet"), TotalItemsInView="1", IncludesLastItemInRange="true")
+    mailbox = _sub(_sub(found, t("Resolution")), t("Mailbox"))
+    _sub(mailbox, t("Name"), "Alex Manager")
+    _sub(mailbox, t("EmailAddress"), ews.mailbox.address)
+    _sub(mailbox, t("RoutingType"), "SMTP")
+    _sub(mailbox, t("MailboxType"), "Mailbox")
+
+
+_ROOT_ID = "AAMkAGROOT" + _b64(b"root-folder")
+_CALENDAR_ID = "AAMkAGCAL" + _b64(b"calendar-folder")
+
+
+def _get_folder(ews: EwsServer, request: Any, body: Any) -> None:
+    messages = _messages(body, "GetFolder")
+    ids = request.find(m("FolderIds"))
+    for ref in ids if ids is not None else []:
+        mailbox = ref.findtext(f"{t('Mailbox')}/{t('EmailAddress')}")
+        if mailbox and mailbox.lower() != ews.mailbox.address:
+            _error(messages, "GetFolder", "ErrorNonExistentMailbox",
+                   "The SMTP address has no mailbox associated with it.")  # fmt: skip
+            continue
+        name = ref.get("Id")
+        if name in ("root", _ROOT_ID):
+            folder_id, tag, cls, display, parent = _ROOT_ID, "Folder", None, "", None
+        elif name in ("calendar", _CALENDAR_ID):
+            folder_id, tag, cls, display, parent = (
+                _CALENDAR_ID,
+                "CalendarFolder",
+                "IPF.Appointment",
+                "Calendar",
+                _ROOT_ID,
+            )
+        else:
+            _error(
+                messages,
+                "GetFolder",
+                "ErrorFolderNotFound",
+                "The specified folder could not be found in the store.",
+            )
+            continue
+        msg = _ok(messages, "GetFolder")
+        folder = _sub(_sub(msg, m("Folders")), t(tag))
+        _sub(folder, t("FolderId"), Id=folder_id, ChangeKey="AgAAABYAAAA=")
+        if parent:
+            _sub(folder, t("ParentFolderId"), Id=parent, ChangeKey="AQAAAA==")
+        if cls:
+            _sub(folder, t("FolderClass"), cls)
+        _sub(folder, t("DisplayName"), display)
+        if tag == "CalendarFolder":
+            _sub(folder, t("TotalCount"), str(len(ews.mailbox.items)))
+        _sub(folder, t("ChildFolderCount"), "0")
+        rights = _sub(folder, t("EffectiveRights"))
+        for right in ("CreateAssociated", "CreateContents", "CreateHierarchy", "Delete",
+                      "Modify", "Read"):  # fmt: skip
+            _sub(rights, t(right), "true")
+
+
+def _sync_folder_items(ews: EwsServer, request: Any, body: Any) -> None:
+    messages = _messages(body, "SyncFolderItems")
+    mailbox = ews.mailbox
+    shape = _shape(request)
+    limit = int(request.findtext(m("MaxChangesReturned")) or "100")
+    if not 1 <= limit <= 512:
+        _error(messages, "SyncFolderItems", "ErrorInvalidArgument",
+               "MaxChangesReturned must be between 1 and 512.")  # fmt: skip
+        return
+    try:
+        since = mailbox.since(request.findtext(m("SyncState")))
+    except SyncStateInvalid:
+        msg = _error(messages, "SyncFolderItems", "ErrorInvalidSyncStateData",
+                     "Synchronization state data is corrupt or otherwise invalid.")  # fmt: skip
+        _sub(msg, m("SyncState"))
+        _sub(msg, m("IncludesLastItemInRange"), "true")
+        return
+    changes, new_seq, last = mailbox.changes_since(since, limit)
+    msg = _ok(messages, "SyncFolderItems")
+    _sub(msg, m("SyncState"), mailbox.state(new_seq))
+    _sub(msg, m("IncludesLastItemInRange"), "true" if last else "false")
+    container = _sub(msg, m("Changes"))
+    for kind, what in changes:
+        change = _sub(container, t(kind))
+        if kind == "Delete":
+            _sub(change, t("ItemId"), Id=what, ChangeKey="AQAAAA==")
+        else:
+            _render(change, Instance(what.item_id, what, what.kind, what.start, what.end), shape)
+
+
+def _find_item(ews: EwsServer, request: Any, body: Any) -> None:
+    messages = _messages(body, "FindItem")
+    shape = _shape(request)
+    refused = sorted(shape.fields & _NOT_IN_FIND_ITEM)
+    if refused:
+        _error(messages, "FindItem", "ErrorInvalidPropertyRequest",
+               f"The property {refused[0]} is not valid for this request.")  # fmt: skip
+        return
+    view = request.find(m("CalendarView"))
+    mailbox = ews.mailbox
+    if view is not None:
+        start, end = _parse_time(view.get("StartDate")), _parse_time(view.get("EndDate"))
+        found = [
+            inst
+            for item in mailbox.items.values()
+            for inst in mailbox.instances(item)
+            if inst.start < end and (inst.end > start or inst.start == inst.end == start)
+        ]
+        found.sort(key=lambda i: (i.start, i.item_id))
+        limit = view.get("MaxEntriesReturned")
+        cap = int(limit) if limit else len(found)
+        if ews.max_find_entries is not None:
+            cap = min(cap, ews.max_find_entries)
+        page, last, offset = found[:cap], len(found) <= cap, 0
+    else:
+        matches = [
+            Instance(i.item_id, i, i.kind, i.start, i.end)
+            for i in mailbox.items.values()
+            if _matches(i, request.find(m("Restriction")))
+        ]
+        matches.sort(key=lambda i: i.item_id)
+        paging = request.find(m("IndexedPageItemView"))
+        offset = int(paging.get("Offset", "0")) if paging is not None else 0
+        size = (
+            int(paging.get("MaxEntriesReturned") or len(matches))
+            if paging is not None
+            else len(matches)
+        )
+        found, page = matches, matches[offset : offset + size]
+        last = offset + size >= len(matches)
+    msg = _ok(messages, "FindItem")
+    folder = _sub(msg, m("RootFolder"), IndexedPagingOffset=str(offset + len(page)),
+                  TotalItemsInView=str(len(found)), IncludesLastItemInRange=str(last).lower())  # fmt: skip
+    items = _sub(folder, t("Items"))
+    for inst in page:
+        _render(items, inst, shape)
+
+
+def _matches(item: Appointment, restriction: Any) -> bool:
+    if restriction is None or not len(restriction):
+        return True
+    return _test(item, restriction[0])
+
+
+def _test(item: Appointment, cond: Any) -> bool:
+    name = etree.QName(cond).localname
+    if name == "And":
+        return all(_test(item, c) for c in cond)
+    if name == "Or":
+        return any(_test(item, c) for c in cond)
+    if name == "Not":
+        return not _test(item, cond[0])
+    constant = cond.find(f"{t('FieldURIOrConstant')}/{t('Constant')}")
+    wanted = constant.get("Value") if constant is not None else None
+    ext = cond.find(t("ExtendedFieldURI"))
+    if ext is not None:
+        value = item.extended.get(_ext_key(ext))
+    else:
+        uri = cond.find(t("FieldURI")).get("FieldURI")
+        value = {"item:Subject": item.subject, "calendar:Location": item.location}.get(uri)
+    if name == "IsEqualTo":
+        return value is not None and value == wanted
+    if name == "Exists":
+        return value is not None
+    raise ValueError(f"unsupported restriction {name}")
+
+
+def _get_item(ews: EwsServer, request: Any, body: Any) -> None:
+    messages = _messages(body, "GetItem")
+    shape = _shape(request)
+    for ref in request.find(m("ItemIds")):
+        inst = _resolve(ews.mailbox, ref)
+        if inst is None:
+            _error(messages, "GetItem", "ErrorItemNotFound",
+                   "The specified object was not found in the store.")  # fmt: skip
+            continue
+        msg = _ok(messages, "GetItem")
+        _render(_sub(msg, m("Items")), inst, shape)
+
+
+def _resolve(mailbox: Mailbox, ref: Any) -> Instance | None:
+    name = etree.QName(ref).localname
+    if name == "ItemId":
+        return mailbox.lookup(ref.get("Id"))
+    if name == "OccurrenceItemId":
+        master = mailbox.items.get(ref.get("RecurringMasterId"))
+        index = int(ref.get("InstanceIndex"))
+        if master is None:
+            return None
+        return next((i for i in mailbox.instances(master) if i.index == index), None)
+    if name == "RecurringMasterItemId":
+        inst = mailbox.lookup(ref.get("OccurrenceId"))
+        if inst is None:
+            return None
+        item = inst.appointment
+        return Instance(item.item_id, item, item.kind, item.start, item.end)
+    return None
+
+
+def _create_item(ews: EwsServer, request: Any, body: Any) -> None:
+    messages = _messages(body, "CreateItem")
+    mailbox = ews.mailbox
+    for elem in request.find(m("Items")):
+        if etree.QName(elem).localname != "CalendarItem":
+            _error(messages, "CreateItem", "ErrorInvalidItemForOperationCreateItem",
+                   "Only calendar items can be created here.")  # fmt: skip
+            continue
+        values = _item_values(elem)
+        start, end = values.pop("start", None), values.pop("end", None)
+        if start is None or end is None:
+            _error(
+                messages,
+                "CreateItem",
+                "ErrorCalendarInvalidPropertyState",
+                "Start and End are required.",
+            )
+            continue
+        if end < start:
+            _error(messages, "CreateItem", "ErrorCalendarEndDateIsEarlierThanStartDate",
+                   "EndDate is earlier than StartDate")  # fmt: skip
+            continue
+        uid = values.pop("uid", None) or uuid.uuid4().hex.upper()
+        subject = values.pop("subject", "")
+        item = mailbox.add(uid, subject, start, end, **values)
+        msg = _ok(messages, "CreateItem")
+        rendered = _sub(_sub(msg, m("Items")), t("CalendarItem"))
+        _sub(rendered, t("ItemId"), Id=item.item_id, ChangeKey=item.change_key)
+
+
+_TEXT_FIELDS = {
+    "Subject": "subject", "Location": "location", "UID": "uid", "Sensitivity": "sensitivity",
+    "LegacyFreeBusyStatus": "free_busy",
+}  # fmt: skip
+
+
+def _item_values(elem: Any) -> dict[str, Any]:
+    """The properties set in a CalendarItem element of CreateItem or a SetItemField."""
+    values: dict[str, Any] = {}
+    for child in elem:
+        name = etree.QName(child).localname
+        if name in _TEXT_FIELDS:
+            values[_TEXT_FIELDS[name]] = child.text or ""
+        elif name == "Body":
+            values["body"] = child.text or ""
+            values["body_type"] = child.get("BodyType", "Text")
+        elif name in ("Start", "End"):
+            values[name.lower()] = _parse_time(child.text)
+        elif name == "IsAllDayEvent":
+            values["all_day"] = child.text == "true"
+        elif name == "StartTimeZone":
+            values["zone"] = child.get("Id")
+        elif name == "Categories":
+            values["categories"] = [s.text or "" for s in child]
+        elif name in ("RequiredAttendees", "OptionalAttendees"):
+            values.setdefault("attendees", [])
+            for att in child:
+                values["attendees"].append(Attendee(
+                    email=att.findtext(f"{t('Mailbox')}/{t('EmailAddress')}") or "",
+                    name=att.findtext(f"{t('Mailbox')}/{t('Name')}") or "",
+                    required=name == "RequiredAttendees",
+                ))  # fmt: skip
+        elif name == "ExtendedProperty":
+            values.setdefault("extended", {})[_ext_key(child.find(t("ExtendedFieldURI")))] = (
+                child.findtext(t("Value")) or ""
+            )
+    return values
+
+
+def _update_item(ews: EwsServer, request: Any, body: Any) -> None:
+    messages = _messages(body, "UpdateItem")
+    mailbox = ews.mailbox
+    for change in request.find(m("ItemChanges")):
+        ref = change.find(t("ItemId"))
+        item = mailbox.items.get(ref.get("Id")) if ref is not None else None
+        if item is None:
+            _error(messages, "UpdateItem", "ErrorItemNotFound",
+                   "The specified object was not found in the store.")  # fmt: skip
+            continue
+        if (request.get("ConflictResolution") == "NeverOverwrite"
+                and ref.get("ChangeKey") not in (None, item.change_key)):  # fmt: skip
+            _error(messages, "UpdateItem", "ErrorIrresolvableConflict",
+                   "The send or update operation could not be performed because the change key "
+                   "passed in the request does not match the current change key for the item.")  # fmt: skip
+            continue
+        with mailbox.edit(item):
+            for update in change.find(t("Updates")):
+                op = etree.QName(update).localname
+                if op == "SetItemField":
+                    values = _item_values(update.find(t("CalendarItem")))
+                    extended = values.pop("extended", {})
+                    item.extended.update(extended)
+                    for key, value in values.items():
+                        setattr(item, key, value)
+                elif op == "DeleteItemField":
+                    ext = update.find(t("ExtendedFieldURI"))
+                    if ext is not None:
+                        item.extended.pop(_ext_key(ext), None)
+                    else:
+                        uri = update.find(t("FieldURI")).get("FieldURI").split(":")[1]
+                        if uri == "Body":
+                            item.body = ""
+                        elif uri in _TEXT_FIELDS:
+                            setattr(item, _TEXT_FIELDS[uri], "")
+                        elif uri in ("RequiredAttendees", "OptionalAttendees"):
+                            required = uri == "RequiredAttendees"
+                            item.attendees = [a for a in item.attendees if a.required != required]
+                        elif uri == "Categories":
+                            item.categories = []
+        msg = _ok(messages, "UpdateItem")
+        rendered = _sub(_sub(msg, m("Items")), t("CalendarItem"))
+        _sub(rendered, t("ItemId"), Id=item.item_id, ChangeKey=item.change_key)
+        _sub(_sub(msg, m("ConflictResults")), t("Count"), "0")
+
+
+def _delete_item(ews: EwsServer, request: Any, body: Any) -> None:
+    messages = _messages(body, "DeleteItem")
+    mailbox = ews.mailbox
+    for ref in request.find(m("ItemIds")):
+        inst = _resolve(mailbox, ref)
+        if inst is None:
+            _error(messages, "DeleteItem", "ErrorItemNotFound",
+                   "The specified object was not found in the store.")  # fmt: skip
+            continue
+        if inst.kind in ("Occurrence", "Exception"):
+            with mailbox.edit(inst.appointment) as master:
+                assert inst.original_start is not None
+                master.deleted.add(inst.original_start)
+                master.modified.pop(inst.original_start, None)
+        else:
+            mailbox.remove(inst.item_id)
+        _ok(messages, "DeleteItem")
+
+
+# ------------------------------------------------------------------------ rendering
+
+
+def _render(parent: Any, inst: Instance, shape: _Shape) -> None:
+    """One CalendarItem element with the properties the shape asks for, in schema order."""
+    item = inst.appointment
+    change = inst.change
+    elem = _sub(parent, t("CalendarItem"))
+    occurrence = inst.kind in ("Occurrence", "Exception")
+    change_key = (
+        item.change_key if not occurrence else _b64(f"{inst.item_id}:{item.version}".encode())
+    )
+    _sub(elem, t("ItemId"), Id=inst.item_id, ChangeKey=change_key)
+    want = shape.wants
+    if want("item:ParentFolderId"):
+        _sub(elem, t("ParentFolderId"), Id=_CALENDAR_ID, ChangeKey="AQAAAA==")
+    if want("item:ItemClass"):
+        _sub(elem, t("ItemClass"), "IPM.Appointment")
+    if want("item:Subject"):
+        _sub(
+            elem,
+            t("Subject"),
+            change.subject if change and change.subject is not None else item.subject,
+        )
+    if want("item:Sensitivity"):
+        _sub(elem, t("Sensitivity"), item.sensitivity)
+    if want("item:Body") and item.body:
+        _sub(elem, t("Body"), item.body, BodyType=item.body_type)
+    if want("item:Categories") and item.categories:
+        cats = _sub(elem, t("Categories"))
+        for cat in item.categories:
+            _sub(cats, t("String"), cat)
+    if want("item:DateTimeCreated"):
+        _sub(elem, t("DateTimeCreated"), "2026-11-01T09:00:00Z")
+    for key in shape.extended:
+        if key in item.extended:
+            prop = _sub(elem, t("ExtendedProperty"))
+            set_id, name, kind = key
+            attrs = {"PropertyType": kind, "PropertyName": name}
+            if set_id.count("-") == 4:
+                attrs["PropertySetId"] = set_id
+            else:
+                attrs["DistinguishedPropertySetId"] = set_id
+            _sub(prop, t("ExtendedFieldURI"), **attrs)
+            _sub(prop, t("Value"), item.extended[key])
+    if want("item:LastModifiedName"):
+        _sub(elem, t("LastModifiedName"), item.last_modified_name)
+    if want("item:LastModifiedTime"):
+        _sub(elem, t("LastModifiedTime"), "2026-11-20T09:00:00Z")
+    if want("calendar:UID"):
+        _sub(elem, t("UID"), item.uid)
+    if want("calendar:RecurrenceId") and inst.original_start is not None:
+        _sub(elem, t("RecurrenceId"), _utc(inst.original_start))
+    if want("calendar:Start"):
+        _sub(elem, t("Start"), _utc(inst.start))
+    if want("calendar:End"):
+        _sub(elem, t("End"), _utc(inst.end))
+    if want("calendar:OriginalStart") and inst.original_start is not None:
+        _sub(elem, t("OriginalStart"), _utc(inst.original_start))
+    if want("calendar:IsAllDayEvent"):
+        _sub(elem, t("IsAllDayEvent"), str(item.all_day).lower())
+    if want("calendar:LegacyFreeBusyStatus"):
+        _sub(elem, t("LegacyFreeBusyStatus"), item.free_busy)
+    if want("calendar:Location"):
+        location = change.location if change and change.location is not None else item.location
+        _sub(elem, t("Location"), location)
+    if want("calendar:IsMeeting"):
+        _sub(elem, t("IsMeeting"), str(bool(item.attendees)).lower())
+    if want("calendar:IsCancelled"):
+        _sub(elem, t("IsCancelled"), str(item.cancelled).lower())
+    if want("calendar:IsRecurring"):
+        _sub(elem, t("IsRecurring"), str(inst.kind != "Single").lower())
+    if want("calendar:CalendarItemType"):
+        _sub(elem, t("CalendarItemType"), inst.kind)
+    if want("calendar:MyResponseType"):
+        _sub(elem, t("MyResponseType"), "Organizer")
+    if want("calendar:Organizer"):
+        mailbox = _sub(_sub(elem, t("Organizer")), t("Mailbox"))
+        _sub(mailbox, t("Name"), item.organizer.split("@")[0].title())
+        _sub(mailbox, t("EmailAddress"), item.organizer)
+        _sub(mailbox, t("RoutingType"), "SMTP")
+    for required, uri in ((True, "RequiredAttendees"), (False, "OptionalAttendees")):
+        people = [a for a in item.attendees if a.required == required]
+        if want(f"calendar:{uri}") and people:
+            group = _sub(elem, t(uri))
+            for person in people:
+                attendee = _sub(group, t("Attendee"))
+                mailbox = _sub(attendee, t("Mailbox"))
+                _sub(mailbox, t("Name"), person.name or person.email)
+                _sub(mailbox, t("EmailAddress"), person.email)
+                _sub(mailbox, t("RoutingType"), "SMTP")
+                _sub(mailbox, t("MailboxType"), "Mailbox")
+                _sub(attendee, t("ResponseType"), person.response)
+    if want("calendar:Recurrence") and inst.kind == "RecurringMaster":
+        _recurrence(elem, item)
+    if want("calendar:ModifiedOccurrences") and inst.kind == "RecurringMaster" and item.modified:
+        group = _sub(elem, t("ModifiedOccurrences"))
+        for index, original in enumerate(item.original_starts(), start=1):
+            moved = item.modified.get(original)
+            if moved is None:
+                continue
+            occ = _sub(group, t("Occurrence"))
+            _sub(occ, t("ItemId"), Id=Mailbox.occurrence_id(item, index), ChangeKey="DwAAAA==")
+            _sub(occ, t("Start"), _utc(moved.start))
+            _sub(occ, t("End"), _utc(moved.end))
+            _sub(occ, t("OriginalStart"), _utc(original))
+    if want("calendar:DeletedOccurrences") and inst.kind == "RecurringMaster" and item.deleted:
+        group = _sub(elem, t("DeletedOccurrences"))
+        for original in sorted(item.deleted):
+            _sub(_sub(group, t("DeletedOccurrence")), t("Start"), _utc(original))
+    for uri in ("StartTimeZone", "EndTimeZone"):
+        if want(f"calendar:{uri}"):
+            _sub(elem, t(uri), Id=item.zone, Name=_ZONE_NAMES.get(item.zone, item.zone))
+
+
+def _recurrence(elem: Any, item: Appointment) -> None:
+    zone = ZoneInfo(iana_zone(item.zone))
+    local = item.start.astimezone(zone)
+    rec = _sub(elem, t("Recurrence"))
+    weekly = _sub(rec, t("WeeklyRecurrence"))
+    _sub(weekly, t("Interval"), "1")
+    _sub(weekly, t("DaysOfWeek"), _DAYS[local.weekday()])
+    _sub(weekly, t("FirstDayOfWeek"), "Monday")
+    numbered = _sub(rec, t("NumberedRecurrence"))
+    offset = local.strftime("%z")
+    _sub(numbered, t("StartDate"), f"{local:%Y-%m-%d}{offset[:3]}:{offset[3:]}")
+    _sub(numbered, t("NumberOfOccurrences"), str(item.weekly_count))
+
+
+_HANDLERS = {
+    "ConvertId": _convert_id,
+    "ResolveNames": _resolve_names,
+    "GetFolder": _get_folder,
+    "SyncFolderItems": _sync_folder_items,
+    "FindItem": _find_item,
+    "GetItem": _get_item,
+    "CreateItem": _create_item,
+    "UpdateItem": _update_item,
+    "DeleteItem": _delete_item,
+}
