@@ -39,11 +39,16 @@ pair_app = typer.Typer(help="Manager–assistant pairs.", no_args_is_help=True)
 account_app = typer.Typer(help="Calendar and mailbox accounts.", no_args_is_help=True)
 task_app = typer.Typer(help="Delegated tasks and their Red Line / Dead Line.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Notifications waiting, sent or failed.", invoke_without_command=True)
+priorities_app = typer.Typer(
+    help="The manager's priorities: what reaches the assistant at once, what waits.",
+    invoke_without_command=True,
+)
 app.add_typer(db_app, name="db")
 app.add_typer(pair_app, name="pair")
 app.add_typer(account_app, name="account")
 app.add_typer(task_app, name="task")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(priorities_app, name="priorities")
 
 out = Console()
 err = Console(stderr=True)
@@ -398,6 +403,59 @@ def outbox_send(as_json: JsonOpt = False) -> None:
         emit(report.to_dict())
     else:
         out.print(report.to_dict())
+
+
+# ------------------------------------------------------------------------ priorities
+
+
+@priorities_app.callback()
+def priorities_list(ctx: typer.Context, pair: PairOpt = None, as_json: JsonOpt = False) -> None:
+    """List the manager's priority rules, highest first (subcommands: add, remove)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from assistant.services.priorities import list_rules
+
+    with service() as svc:
+        rows = list_rules(svc.uow, pair)
+    if as_json:
+        emit(rows)
+    else:
+        rows_ = [[r["id"], r["level"], r["text"]] for r in rows]
+        table("Priorities", ["id", "level", "rule"], rows_)
+
+
+@priorities_app.command("add")
+def priorities_add(
+    kind: Annotated[
+        str, typer.Argument(help="person, domain, keyword, category, calendar or protected.")
+    ],
+    pattern: Annotated[
+        str, typer.Argument(help="An address, a domain, a word, or e.g. 'mon-fri 07:00-09:00'.")
+    ],
+    level: Annotated[str, typer.Option(help="high, normal or low.")] = "high",
+    note: Annotated[str, typer.Option(help="Why (shown to the assistant).")] = "",
+    pair: PairOpt = None,
+) -> None:
+    """Add a rule (or change the level of the same rule)."""
+    from assistant.services.priorities import add_rule
+
+    with service() as svc:
+        rid = add_rule(svc.uow, pair=pair, kind=kind, pattern=pattern, level=level, note=note,
+                       now=svc.now())  # fmt: skip
+    out.print(f"rule {rid}: {level} {kind} {pattern}")
+
+
+@priorities_app.command("remove")
+def priorities_remove(
+    rule_id: Annotated[int, typer.Argument(help="Rule id (see `assistant priorities`).")],
+    pair: PairOpt = None,
+) -> None:
+    """Remove a rule."""
+    from assistant.services.priorities import remove_rule
+
+    with service() as svc:
+        remove_rule(svc.uow, rule_id, pair)
+    out.print(f"rule {rule_id} removed")
 
 
 # --------------------------------------------------------------------------- latency

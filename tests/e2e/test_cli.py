@@ -218,3 +218,18 @@ def test_run_serves_health_and_stops_on_ctrl_c(cli: Cli) -> None:
             proc.communicate()
     assert proc.returncode == 0, errors
     assert "Traceback" not in errors
+
+
+def test_priorities_are_added_listed_and_removed(cli: Cli) -> None:
+    cli("priorities", "add", "domain", "bigcorp.com", "--pair", "alex", "--note", "board")
+    cli("priorities", "add", "protected", "mon-fri 07:00-09:00", "--level", "high", "--pair", "alex")
+    cli("priorities", "add", "keyword", "gym", "--level", "low", "--pair", "alex")
+    rules = cli.json("priorities", "--pair", "alex")
+    assert isinstance(rules, list)
+    assert [r["level"] for r in rules] == ["high", "high", "low"]
+    texts = {r["kind"]: r["text"] for r in rules}
+    assert texts["domain"] == "high: with anyone at bigcorp.com (board)"
+    assert "not protected time" in cli.fails("priorities", "add", "protected", "someday", "--pair", "alex")
+    gym = next(r["id"] for r in rules if r["pattern"] == "gym")
+    cli("priorities", "remove", str(gym), "--pair", "alex")
+    assert "no priority rule" in cli.fails("priorities", "remove", str(gym), "--pair", "alex")
