@@ -187,6 +187,26 @@ def rank(change: Change, rules: Sequence[Rule], zone: str, calendar: str = "") -
     return Ranked(level, tuple(r.describe() for r in matched if r.level == level))
 
 
+def rank_message(subject: str, people: Sequence[str], rules: Sequence[Rule]) -> Ranked:
+    """A mail message's level: people and domains by address, keywords in the subject.
+
+    (Calendar, category and protected-time rules are about events and do not apply.)
+    """
+    addresses = {p.lower() for p in people}
+    domains = {a.rsplit("@", 1)[-1] for a in addresses}
+    matched = [
+        r
+        for r in rules
+        if (r.kind == "person" and r.pattern in addresses)
+        or (r.kind == "domain" and r.pattern in domains)
+        or (r.kind == "keyword" and r.pattern.casefold() in subject.casefold())
+    ]
+    if not matched:
+        return Ranked(Level.NORMAL)
+    level = max(r.level for r in matched)
+    return Ranked(level, tuple(r.describe() for r in matched if r.level == level))
+
+
 def describe_all(rules: Iterable[Rule]) -> list[str]:
     """The rules for the assistant, highest first."""
     return [r.describe() for r in sorted(rules, key=lambda r: (-r.level, r.kind, r.pattern))]

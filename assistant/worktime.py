@@ -181,6 +181,25 @@ class WorkingHours:
         seconds = sum((e - s).total_seconds() for s, e in self.intervals(start, end))
         return seconds / 60
 
+    def instant_after(self, t: datetime, minutes: float) -> datetime:
+        """The instant when ``minutes`` of working time have passed since ``t`` (UTC).
+
+        Raises ``ValueError`` when the hours hold no working time for a year ahead.
+        """
+        _check_aware("t", t)
+        left = timedelta(minutes=minutes)
+        cursor = t.astimezone(UTC)
+        horizon = cursor + timedelta(days=366 + len(self.holidays))
+        step = timedelta(days=28)
+        while cursor < horizon:
+            chunk_end = min(cursor + step, horizon)
+            for s, e in self.intervals(cursor, chunk_end):
+                if e - s >= left:
+                    return s + left
+                left -= e - s
+            cursor = chunk_end
+        raise ValueError(f"no working time after {t.isoformat()} in the manager's hours")
+
     def is_working(self, t: datetime) -> bool:
         """Whether ``t`` falls in working time (intervals are half-open: the end is off)."""
         _check_aware("t", t)

@@ -131,6 +131,11 @@ class WebSettings(_Section):
     port: int = Field(8000, ge=0, le=65535)
     public_url: str = Field("", description="https URL the service is reachable at, if any")
     secret_key: SecretRef | None = None
+    session_hours: float = Field(12.0, gt=0, le=24 * 90, description="a login lasts this long")
+    session_idle_minutes: float = Field(
+        120.0, gt=0, description="a login unused this long ends before its time"
+    )
+    login_link_minutes: float = Field(15.0, gt=0, le=1440, description="email login links expire")
 
 
 class OutboxSettings(_Section):
@@ -146,6 +151,13 @@ class DelegationSettings(_Section):
     dead_line_minutes: int = Field(45, ge=5, le=480)
     search_days: int = Field(3, ge=1, le=60, description="how far from a line to look for a slot")
     invite_delegate: bool = False
+
+
+class LatencySettings(_Section):
+    nudge_share: float = Field(
+        0.8, gt=0, lt=1, description="remind the manager when this share of the SLA has passed"
+    )
+    lookback_days: int = Field(14, ge=1, le=365, description="open messages older are ignored")
 
 
 class WebhookSettings(_Section):
@@ -191,6 +203,7 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = OutboxSettings()
     delegation: DelegationSettings = DelegationSettings()
     notify: NotifySettings = NotifySettings()
+    latency: LatencySettings = LatencySettings()
     webhook: WebhookSettings = WebhookSettings()
     chat: ChatSettings = ChatSettings()
 

@@ -32,6 +32,7 @@ class Jobs:
     sync_account: TaskWrapper
     sync_due: TaskWrapper
     dispatch_changes: TaskWrapper
+    nudge_pair: TaskWrapper
     drain_outbox: TaskWrapper
     write_checkpoints: TaskWrapper
     tick: TaskWrapper | None
@@ -50,13 +51,16 @@ def jobs() -> Jobs:
 
 
 def sync_account(account_id: int) -> dict[str, Any]:
-    """Sync one calendar account; queue the notifications it produced."""
+    """Sync one account: a calendar (then dispatch its changes) or a mailbox (then nudge)."""
     svc = runtime.service()
     with svc.uow.read() as session:
         account = session.get(Account, account_id)
-        if account is None or account.kind != "calendar":
-            return {"account_id": account_id, "skipped": "not a calendar account"}
-        provider, conf = account.provider, dict(account.settings)
+        if account is None:
+            return {"account_id": account_id, "skipped": "no such account"}
+        provider, conf, kind = account.provider, dict(account.settings), account.kind
+        pair_id = account.pair_id
+    if kind == "mail":
+        return _sync_mailbox(svc, account_id, pair_id, provider, conf)
     source = open_calendar(provider, conf, timeout=svc.settings.sync.http_timeout_seconds)
     try:
         report = sync_calendar(svc.uow, account_id, source, svc.now(), policy_of(svc))
@@ -72,8 +76,6 @@ def sync_account(account_id: int) -> dict[str, Any]:
         log.warning("account %s: %s", account_id, exc)
         return {"account_id": account_id, "error": str(exc)}
     if report.changes:
-        with svc.uow.read() as session:
-            pair_id = session.get(Account, account_id).pair_id  # type: ignore[union-attr]
         jobs().dispatch_changes(pair_id)
     return {
         "account_id": account_id,
@@ -82,6 +84,42 @@ def sync_account(account_id: int) -> dict[str, Any]:
         "changes": len(report.changes),
         "outbox": report.outbox_ids,
     }
+
+
+def _sync_mailbox(
+    svc: Any, account_id: int, pair_id: int, provider: str, conf: dict[str, Any]
+) -> dict[str, Any]:
+    from assistant.services.mail import import_mail
+    from assistant.services.sync import record_failure
+    from connectors.registry import open_mailbox
+
+    try:
+        result = import_mail(svc, account_id, open_mailbox(provider, conf))
+    except RateLimited as exc:
+        delay = exc.retry_after or svc.settings.sync.poll_interval_seconds
+        jobs().sync_account.schedule((account_id,), delay=delay)
+        return {"account_id": account_id, "rate_limited": delay}
+    except ConnectorError as exc:
+        record_failure(svc.uow, account_id, exc, svc.now())
+        log.warning("account %s: %s", account_id, exc)
+        return {"account_id": account_id, "error": str(exc)}
+    if result["new"]:
+        jobs().nudge_pair(pair_id)
+    return {"account_id": account_id, **result}
+
+
+def nudge_pair(pair_id: int) -> dict[str, Any]:
+    """Remind the manager of open assistant messages near or past the SLA; run again then."""
+    from assistant.services.nudges import nudge
+
+    svc = runtime.service()
+    report = nudge(svc.uow, pair_id, svc.now(), svc.settings.latency)
+    if report.outbox_ids:
+        jobs().drain_outbox()
+    if report.next_due is not None:
+        delay = max(1.0, (report.next_due - svc.now()).total_seconds())
+        jobs().nudge_pair.schedule((pair_id,), delay=delay)
+    return report.to_dict()
 
 
 def sync_due(rounds_left: int = 0) -> int:
@@ -95,7 +133,10 @@ def sync_due(rounds_left: int = 0) -> int:
     now = svc.now()
     with svc.uow.read() as session:
         rows = session.execute(
-            select(Account.id, Account.last_sync_at).where(Account.kind == "calendar")
+            select(Account.id, Account.last_sync_at).where(
+                Account.kind.in_(("calendar", "mail")),
+                Account.provider.not_in(("maildir", "mbox")),  # exports: imported by hand
+            )
         )
         due = [
             aid for aid, last in rows
@@ -148,6 +189,12 @@ def tick() -> None:
     # A safety net: a dispatch scheduled for later is lost if the queue is wiped.
     for pair_id in pairs_with_pending(runtime.service().uow):
         jobs().dispatch_changes(pair_id)
+    with runtime.service().uow.read() as session:
+        mail_pairs = sorted(
+            set(session.scalars(select(Account.pair_id).where(Account.kind == "mail")))
+        )
+    for pair_id in mail_pairs:  # nudges are due on time passing, not only on new mail
+        jobs().nudge_pair(pair_id)
     jobs().drain_outbox()
 
 
@@ -162,6 +209,7 @@ def register(huey: Huey, periodic: bool = True) -> Jobs:
         sync_account=t(retries=3, retry_delay=10, name="sync_account")(sync_account),
         sync_due=t(name="sync_due")(sync_due),
         dispatch_changes=t(retries=3, retry_delay=5, name="dispatch_changes")(dispatch_changes),
+        nudge_pair=t(retries=3, retry_delay=10, name="nudge_pair")(nudge_pair),
         drain_outbox=t(retries=2, retry_delay=5, name="drain_outbox")(drain_outbox),
         write_checkpoints=t(retries=5, retry_delay=15, name="write_checkpoints")(write_checkpoints),
         tick=huey.periodic_task(crontab(minute="*"), name="tick")(tick) if periodic else None,

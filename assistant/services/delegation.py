@@ -23,9 +23,9 @@ from assistant.delegation import (
     plan_checkpoints,
 )
 from assistant.model import Attendee
+from assistant.services.hours import pair_hours
 from assistant.services.pairs import NotFoundError, check_email, find_pair
 from assistant.store.tables import Account, Checkpoint, DelegatedTask, EventSnapshot, Pair
-from assistant.worktime import WorkingHours
 from connectors.base import CalendarWriter, ConnectorError, OwnEvent
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ def _task(session: Session, task_id: int) -> tuple[DelegatedTask, Pair]:
 def _ensure_checkpoints(session: Session, task: DelegatedTask, pair: Pair, svc: Service) -> None:
     """Create or re-plan both checkpoint rows from the task's term (nothing written yet)."""
     s = svc.settings.delegation
-    hours = WorkingHours.from_config(pair.working_hours, pair.timezone)
+    hours = pair_hours(pair, task.term_start.year - 1, task.deadline.year + 1)
     busy = _busy(
         session,
         pair.id,

@@ -106,14 +106,15 @@ def to_message(row: Message) -> MessageData:
 def latency_of_pair(
     svc: Service, pair_ref: str | int | None, since: datetime | None
 ) -> dict[str, Any]:
-    from assistant.worktime import WorkingHours
+    from assistant.services.hours import pair_hours
 
     with svc.uow.read() as session:
         pair = find_pair(session, pair_ref)
         stmt = select(Message).where(Message.pair_id == pair.id).order_by(Message.sent_at)
         messages = [to_message(m) for m in session.scalars(stmt)]
         managers, assistants = addresses(pair)
-        hours = WorkingHours.from_config(pair.working_hours, pair.timezone)
+        first = messages[0].sent_at.year if messages else svc.now().year
+        hours = pair_hours(pair, first, svc.now().year + 1)
         sla = pair.sla_minutes
     return report(messages, managers, assistants, svc.now(), sla, since, hours.working_minutes)
 

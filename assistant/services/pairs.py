@@ -74,9 +74,9 @@ def add_pair(
         created_at=now,
     )
     if working_hours is not None:
-        from assistant.worktime import WorkingHours
+        from assistant.services.hours import hours_for
 
-        WorkingHours.from_config(working_hours, pair.timezone)  # validates
+        hours_for(working_hours, pair.timezone, (now.year,))  # validates, holidays too
         pair.working_hours = working_hours
     with uow.begin() as session:
         if session.scalars(select(Pair).where(Pair.name == pair.name)).first():

@@ -39,9 +39,9 @@ def sync_now(
             stmt = stmt.where(Account.id == account_id)
         else:
             stmt = stmt.where(Account.pair_id == find_pair(session, pair).id)
-        accounts = [
-            (a.id, a.name, a.kind, a.provider, dict(a.settings)) for a in session.scalars(stmt)
-        ]
+        loaded = list(session.scalars(stmt))
+        accounts = [(a.id, a.name, a.kind, a.provider, dict(a.settings)) for a in loaded]
+        touched = {(a.pair_id, a.kind) for a in loaded}
     if not accounts:
         raise LookupError("no accounts to sync: add one with `assistant account add`")
     results: list[dict[str, Any]] = []
@@ -72,7 +72,13 @@ def sync_now(
             row |= {"error": str(exc), "summary": f"error: {exc}"}
         results.append(row)
     from assistant.services.notifications import dispatch, pairs_with_pending
+    from assistant.services.nudges import nudge
 
+    for pair_id in sorted({pid for pid, kind in touched if kind == "mail"}):
+        n = nudge(svc.uow, pair_id, svc.now(), svc.settings.latency)
+        if n.queued:
+            summary = f"{len(n.queued)} reminder(s) queued"
+            results.append({"account": f"pair {pair_id}", "kind": "nudge", "summary": summary})
     # Run by hand: what was found is put into messages now, without the coalescing wait.
     for pair_id in pairs_with_pending(svc.uow):
         d = dispatch(svc.uow, pair_id, svc.now(), svc.settings.notify, force=True)

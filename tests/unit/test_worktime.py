@@ -231,3 +231,29 @@ def test_24_00_is_the_end_of_the_day() -> None:
     hours = WorkingHours.from_config({"sun": [["00:00", "24:00"]]}, "UTC")
     assert hours.week[6] == ((timedelta(0), timedelta(hours=24)),)
     assert hours.working_minutes(at(UTC, 2026, 3, 29), at(UTC, 2026, 3, 31)) == 24 * 60
+
+
+@pytest.mark.parametrize(
+    ("start", "minutes", "expected"),
+    [
+        ((2026, 3, 24, 17, 50), 20, (2026, 3, 25, 9, 10)),  # overnight
+        ((2026, 3, 27, 17, 50), 20, (2026, 3, 30, 9, 10)),  # over the weekend
+        ((2026, 4, 2, 17, 50), 20, (2026, 4, 6, 9, 10)),  # Good Friday off, then the weekend
+        ((2026, 3, 24, 10, 0), 0, (2026, 3, 24, 10, 0)),
+        ((2026, 3, 24, 20, 0), 0, (2026, 3, 25, 9, 0)),  # the clock starts at the next hour
+        ((2026, 3, 24, 9, 0), 540 * 3, (2026, 3, 26, 18, 0)),
+    ],
+)
+def test_instant_after_is_the_inverse_of_working_minutes(
+    start: tuple[int, ...], minutes: float, expected: tuple[int, ...]
+) -> None:
+    hours = WorkingHours.from_config(OFFICE, "Europe/Berlin", [GOOD_FRIDAY])
+    t0 = at(BERLIN, *start)
+    got = hours.instant_after(t0, minutes)
+    assert got == at(BERLIN, *expected)
+    assert hours.working_minutes(t0, got) == pytest.approx(minutes)
+
+
+def test_instant_after_without_working_time_says_so() -> None:
+    with pytest.raises(ValueError, match="no working time"):
+        WorkingHours.from_config({}, "UTC").instant_after(datetime(2026, 1, 1, tzinfo=UTC), 5)
