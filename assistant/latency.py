@@ -23,9 +23,10 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from assistant.model import MessageData
 
@@ -450,3 +451,29 @@ def summarize(
         for d in (Direction.ASSISTANT_TO_MANAGER, Direction.MANAGER_TO_ASSISTANT)
     }
     return replace(overall, by_direction=per)
+
+
+def weekly_trend(
+    records: Iterable[LatencyRecord],
+    zone: str,
+    sla_minutes: float = 30,
+    basis: Literal["wall", "working"] = "wall",
+) -> list[dict[str, Any]]:
+    """Per ISO week (Monday, in ``zone``) of sending: the week's figures, oldest first."""
+    tz = ZoneInfo(zone)
+    weeks: dict[date, list[LatencyRecord]] = {}
+    for r in records:
+        local = r.sent_at.astimezone(tz).date()
+        weeks.setdefault(local - timedelta(days=local.weekday()), []).append(r)
+    out = []
+    for monday in sorted(weeks):
+        f = _figures(weeks[monday], sla_minutes, basis)
+        out.append({
+            "week": monday.isoformat(),
+            "count": f.count,
+            "answered": f.answered,
+            "median_minutes": f.median_minutes,
+            "p90_minutes": f.p90_minutes,
+            "within_sla_share": f.within_sla_share,
+        })  # fmt: skip
+    return out

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from assistant.latency import Direction, LatencyRecord, classify, reply_latencies, summarize
+from assistant.latency import (
+    Direction,
+    LatencyRecord,
+    classify,
+    reply_latencies,
+    summarize,
+    weekly_trend,
+)
 from assistant.model import MessageData
 from assistant.services.pairs import find_pair
 from assistant.store.tables import Account, Message, Pair
@@ -116,7 +123,10 @@ def latency_of_pair(
         first = messages[0].sent_at.year if messages else svc.now().year
         hours = pair_hours(pair, first, svc.now().year + 1)
         sla = pair.sla_minutes
-    return report(messages, managers, assistants, svc.now(), sla, since, hours.working_minutes)
+        zone = pair.timezone
+    return report(
+        messages, managers, assistants, svc.now(), sla, since, hours.working_minutes, zone
+    )
 
 
 def latency_of_archive(
@@ -128,7 +138,13 @@ def latency_of_archive(
     sla_minutes: float,
     since: datetime | None,
     now: datetime,
+    zone: str | None = None,
+    holidays: str = "",
 ) -> dict[str, Any]:
+    """Latency of an exported mailbox. With ``zone``, in working time (Mon–Fri 09–18 there,
+    with ``holidays`` of that country); otherwise in wall time."""
+    from assistant.services.hours import hours_for
+    from assistant.store.tables import DEFAULT_WORKING_HOURS
     from connectors.mail_archive import MaildirSource, MboxSource
 
     messages: list[MessageData] = []
@@ -139,9 +155,14 @@ def latency_of_archive(
         delta = source.changes(None)
         messages.extend(delta.messages)
         skipped.extend(delta.skipped)
+    working = None
+    if zone:
+        years = sorted({m.sent_at.year for m in messages} | {now.year})
+        cfg = dict(DEFAULT_WORKING_HOURS) | ({"holidays": holidays} if holidays else {})
+        working = hours_for(cfg, zone, range(years[0], years[-1] + 1)).working_minutes
     result = report(
         messages, {a.lower() for a in managers}, {a.lower() for a in assistants}, now,
-        sla_minutes, since, None,
+        sla_minutes, since, working, zone or "UTC",
     )  # fmt: skip
     result["skipped"] = len(skipped)
     return result
@@ -155,6 +176,7 @@ def report(
     sla_minutes: float,
     since: datetime | None,
     working_minutes: Any,
+    zone: str = "UTC",
 ) -> dict[str, Any]:
     records = reply_latencies(messages, managers, assistants, now, working_minutes=working_minutes)
     if since is not None:
@@ -166,6 +188,8 @@ def report(
         "basis": basis,
         "summary": _summary(to_manager, sla_minutes, basis),
         "reverse_summary": _summary(to_assistant, sla_minutes, basis),
+        "weekly": weekly_trend(to_manager, zone, sla_minutes, basis),
+        "sla_minutes": sla_minutes,
         "messages": [_record(r, sla_minutes) for r in records],
     }
 

@@ -233,3 +233,43 @@ def test_priorities_are_added_listed_and_removed(cli: Cli) -> None:
     gym = next(r["id"] for r in rules if r["pattern"] == "gym")
     cli("priorities", "remove", str(gym), "--pair", "alex")
     assert "no priority rule" in cli.fails("priorities", "remove", str(gym), "--pair", "alex")
+
+
+def test_latency_in_working_time_with_chart_and_csv(cli: Cli, tmp_path: Path) -> None:
+    box = Maildir(str(tmp_path / "mail"), create=True)
+    # Mon 9 Nov 2026, 17:50 Berlin (16:50 UTC) → answered Tue 09:10: 20 working minutes.
+    # The week after: answered within 45 minutes on a Monday.
+    plan = [("m1", "sam", "alex", datetime(2026, 11, 9, 16, 50, tzinfo=UTC), None),
+            ("m2", "alex", "sam", datetime(2026, 11, 10, 8, 10, tzinfo=UTC), "m1"),
+            ("m3", "sam", "alex", datetime(2026, 11, 16, 9, 0, tzinfo=UTC), None),
+            ("m4", "alex", "sam", datetime(2026, 11, 16, 9, 45, tzinfo=UTC), "m3")]  # fmt: skip
+    for mid, frm, to, at, reply_to in plan:
+        msg = EmailMessage()
+        msg["From"], msg["To"] = f"{frm}@example.com", f"{to}@example.com"
+        msg["Subject"], msg["Date"], msg["Message-ID"] = f"Topic {mid[1]}", format_datetime(at), f"<{mid}@x>"
+        if reply_to:
+            msg["In-Reply-To"] = f"<{reply_to}@x>"
+        msg.set_content("text")
+        box.add(msg)
+    chart, table_csv = tmp_path / "trend.svg", tmp_path / "records.csv"
+    result = cli.json("latency", "--maildir", str(tmp_path / "mail"), "--manager", "alex@example.com",
+                      "--assistant", "sam@example.com", "--timezone", "Europe/Berlin",
+                      "--holidays", "DE", "--chart", str(chart), "--csv", str(table_csv))  # fmt: skip
+    assert isinstance(result, dict)
+    assert result["basis"] == "working"
+    by_id = {m["id"].strip("<>"): m for m in result["messages"]}
+    assert by_id["m1@x"]["working_minutes"] == pytest.approx(20)
+    assert by_id["m1@x"]["wall_minutes"] == pytest.approx(15 * 60 + 20)
+    assert [(w["week"], w["median_minutes"]) for w in result["weekly"]] == [
+        ("2026-11-09", pytest.approx(20)), ("2026-11-16", pytest.approx(45))
+    ]
+    svg = chart.read_text()
+    assert svg.startswith("<svg") and svg.count("<rect") == 2
+    assert "SLA 30 working min" in svg
+    assert 'fill="#c0392b"' in svg, "the week over the SLA is red"
+    rows = table_csv.read_text().splitlines()
+    assert rows[0].startswith("id,direction,subject,sent_at")
+    assert len(rows) == 1 + 4
+    assert "unknown time zone" in cli.fails("latency", "--maildir", str(tmp_path / "mail"),
+                                            "--manager", "a@x.org", "--assistant", "s@x.org",
+                                            "--timezone", "Nowhere/City")  # fmt: skip
