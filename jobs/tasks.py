@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from huey import Huey, crontab
@@ -33,6 +34,7 @@ class Jobs:
     sync_due: TaskWrapper
     dispatch_changes: TaskWrapper
     nudge_pair: TaskWrapper
+    checkpoint_prompt: TaskWrapper
     drain_outbox: TaskWrapper
     write_checkpoints: TaskWrapper
     tick: TaskWrapper | None
@@ -122,15 +124,21 @@ def nudge_pair(pair_id: int) -> dict[str, Any]:
     return report.to_dict()
 
 
-def sync_due(rounds_left: int = 0) -> int:
+def sync_due(rounds_left: int = 0, planned_at: datetime | None = None) -> int:
     """Queue a sync of every calendar account whose poll interval has passed.
 
     Huey's periodic tasks tick once a minute; for shorter intervals this job schedules
-    itself again ``rounds_left`` times within the minute.
+    itself again ``rounds_left`` times within the minute. The next round is planned at
+    this round's planned time plus the interval (an ETA, not a delay from now): Huey's
+    scheduler enqueues a scheduled task up to a second late, and a delay counted from
+    the late start made every round a second later than planned (a 2 s interval polled
+    every 3 s).
     """
     svc = runtime.service()
     interval = svc.settings.sync.poll_interval_seconds
     now = svc.now()
+    if planned_at is None or not timedelta(0) <= now - planned_at < timedelta(seconds=interval):
+        planned_at = now  # the first round, or one so late that catching up makes no sense
     with svc.uow.read() as session:
         rows = session.execute(
             select(Account.id, Account.last_sync_at).where(
@@ -138,14 +146,18 @@ def sync_due(rounds_left: int = 0) -> int:
                 Account.provider.not_in(("maildir", "mbox")),  # exports: imported by hand
             )
         )
+        # Not synced within the last half interval: a round runs a little late or early
+        # (the scheduler's one-second tick, a queue that was busy); a stricter bound made
+        # such an account skip a whole round and wait two intervals.
         due = [
             aid for aid, last in rows
-            if last is None or (now - last).total_seconds() >= interval * 0.9
+            if last is None or (now - last).total_seconds() >= interval * 0.5
         ]  # fmt: skip
     for aid in due:
         jobs().sync_account(aid)
     if rounds_left > 0:
-        jobs().sync_due.schedule((rounds_left - 1,), delay=interval)
+        next_at = planned_at + timedelta(seconds=interval)
+        jobs().sync_due.schedule((rounds_left - 1, next_at), eta=next_at)
     return len(due)
 
 
@@ -176,16 +188,35 @@ def write_checkpoints(task_id: int) -> dict[str, Any]:
     from assistant.services.delegation import reconcile_checkpoints
 
     svc = runtime.service()
-    return reconcile_checkpoints(svc, task_id).to_dict()
+    report = reconcile_checkpoints(svc, task_id)
+    for checkpoint_id, start_iso in report.ahead:  # the prompt goes out at the line itself
+        jobs().checkpoint_prompt.schedule(
+            (checkpoint_id, start_iso), eta=datetime.fromisoformat(start_iso)
+        )
+    return report.to_dict()
+
+
+def checkpoint_prompt(checkpoint_id: int, start_iso: str | None = None) -> dict[str, Any]:
+    """At a line: the method's questions and a feedback link, to the manager (and delegate)."""
+    from assistant.services.feedback import send_prompt
+
+    svc = runtime.service()
+    ids = send_prompt(svc, checkpoint_id, start_iso)
+    if ids:
+        jobs().drain_outbox()
+    return {"checkpoint_id": checkpoint_id, "outbox_ids": ids}
 
 
 def tick() -> None:
     """Once a minute (in the one consumer that runs the scheduler)."""
     interval = runtime.service().settings.sync.poll_interval_seconds
     rounds = max(0, int(60 // interval) - 1) if interval < 60 else 0
+    from assistant.services.feedback import due_prompts
     from assistant.services.notifications import pairs_with_pending
 
     jobs().sync_due(rounds)
+    for checkpoint_id in due_prompts(runtime.service()):  # lines moved or schedules lost
+        jobs().checkpoint_prompt(checkpoint_id)
     # A safety net: a dispatch scheduled for later is lost if the queue is wiped.
     for pair_id in pairs_with_pending(runtime.service().uow):
         jobs().dispatch_changes(pair_id)
@@ -210,6 +241,9 @@ def register(huey: Huey, periodic: bool = True) -> Jobs:
         sync_due=t(name="sync_due")(sync_due),
         dispatch_changes=t(retries=3, retry_delay=5, name="dispatch_changes")(dispatch_changes),
         nudge_pair=t(retries=3, retry_delay=10, name="nudge_pair")(nudge_pair),
+        checkpoint_prompt=t(retries=3, retry_delay=10, name="checkpoint_prompt")(
+            checkpoint_prompt
+        ),
         drain_outbox=t(retries=2, retry_delay=5, name="drain_outbox")(drain_outbox),
         write_checkpoints=t(retries=5, retry_delay=15, name="write_checkpoints")(write_checkpoints),
         tick=huey.periodic_task(crontab(minute="*"), name="tick")(tick) if periodic else None,

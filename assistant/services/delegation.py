@@ -23,6 +23,7 @@ from assistant.delegation import (
     plan_checkpoints,
 )
 from assistant.model import Attendee
+from assistant.services.feedback import feedback_link
 from assistant.services.hours import pair_hours
 from assistant.services.pairs import NotFoundError, check_email, find_pair
 from assistant.store.tables import Account, Checkpoint, DelegatedTask, EventSnapshot, Pair
@@ -34,6 +35,11 @@ if TYPE_CHECKING:
     from assistant.bootstrap import Service
 
 OPEN_STATES = ("briefed", "in_progress")
+# Checkpoint states: planned → written (in the calendar); pinned (moved there by the
+# manager, the task follows); user_deleted (the manager removed it: asked, not
+# recreated); to_remove → removed; unplaced (no free slot).
+PINNED = "pinned"
+DELETED_IN_CALENDAR = "user_deleted"  # fits the 16-character state column
 CLOSED_STATES = ("cancelled", "accepted")
 LABELS = {CheckpointKind.RED_LINE: "Red Line", CheckpointKind.DEAD_LINE: "Dead Line"}
 
@@ -42,6 +48,8 @@ LABELS = {CheckpointKind.RED_LINE: "Red Line", CheckpointKind.DEAD_LINE: "Dead L
 class ReconcileReport:
     task_id: int
     written: list[str] = field(default_factory=list)
+    # (checkpoint id, start) of every line still ahead: prompts are scheduled for them
+    ahead: list[tuple[int, str]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
@@ -53,6 +61,7 @@ class ReconcileReport:
             "removed": self.removed,
             "unchanged": self.unchanged,
             "messages": self.messages,
+            "ahead": self.ahead,
         }
 
     def summary(self) -> str:
@@ -147,6 +156,80 @@ def cancel_task(svc: Service, task_id: int) -> None:
                 c.state = "to_remove"
 
 
+def accept_task(svc: Service, task_id: int) -> None:
+    """The task is accepted (at the Dead Line or early): checkpoints still ahead go away;
+    those already passed stay in the calendar as the record of what happened."""
+    now = svc.now()
+    with svc.uow.begin() as session:
+        task, _ = _task(session, task_id)
+        if task.state == "cancelled":
+            raise ValueError(f"task {task_id} is cancelled; it cannot be accepted")
+        task.state = "accepted"
+        task.updated_at = now
+        for c in task.checkpoints:
+            if c.state != "removed" and (c.start_at is None or c.start_at > now):
+                c.state = "to_remove"
+
+
+def restore_checkpoints(svc: Service, task_id: int) -> int:
+    """Put back the checkpoint events the manager removed from the calendar."""
+    with svc.uow.begin() as session:
+        task, pair = _task(session, task_id)
+        if task.state in CLOSED_STATES:
+            raise ValueError(f"task {task_id} is {task.state}; nothing to restore")
+        gone = [c for c in task.checkpoints if c.state == DELETED_IN_CALENDAR]
+        for c in gone:
+            c.state = "planned"
+        if gone:
+            _ensure_checkpoints(session, task, pair, svc)
+        return len(gone)
+
+
+_DELETED_TEXT = {
+    "en": (
+        "{label} of “{title}” removed from your calendar",
+        "You removed the {label} checkpoint of the delegated task “{title}” (delegated to "
+        "{delegate}) from your calendar.\n\nThe line stays on the task, at {when}, but no time "
+        "is blocked for it any more. To put the event back: `assistant task restore {task}` "
+        "or the task's page. To leave it off, nothing is needed.\n\n-- \nSent by exec-assistant.\n",
+    ),
+    "ru": (
+        "{label} задачи «{title}» удалена из вашего календаря",
+        "Вы удалили из календаря контрольную точку «{label}» делегированной задачи «{title}» "
+        "(исполнитель: {delegate}).\n\nЛиния остаётся в задаче — {when}, но время под неё больше "
+        "не заблокировано. Вернуть событие: `assistant task restore {task}` или страница "
+        "задачи. Если так и задумано, ничего делать не нужно.\n\n-- \nОтправлено сервисом "
+        "exec-assistant.\n",
+    ),
+}
+
+
+def ask_about_deleted(session: Session, pair: Pair, cp: Checkpoint, now: datetime) -> None:
+    """Tell the manager a checkpoint event is gone and how to restore it (once per removal)."""
+    from assistant import outbox, timefmt
+
+    task = session.get(DelegatedTask, cp.task_id)
+    if task is None:
+        return
+    lg = timefmt.lang(pair.locale)
+    label = LABELS[CheckpointKind(cp.kind)]
+    local = cp.line_at.astimezone(ZoneInfo(pair.timezone))
+    subject, body = _DELETED_TEXT[lg]
+    values = {"label": label, "title": task.title, "delegate": task.delegate, "task": task.id,
+              "when": f"{timefmt.day(local.date(), lg)} {local:%H:%M}"}  # fmt: skip
+    outbox.enqueue(
+        session,
+        key=f"checkpoint-deleted:{cp.id}:{now:%Y%m%dT%H%M%S}:{pair.manager_email}:smtp",
+        channel="smtp",
+        recipient=pair.manager_email,
+        subject=subject.format(**values),
+        body_text=body.format(**values),
+        payload={"kind": "checkpoint_deleted", "task_id": task.id, "checkpoint": cp.kind},
+        pair_id=pair.id,
+        now=now,
+    )
+
+
 def _task(session: Session, task_id: int) -> tuple[DelegatedTask, Pair]:
     task = session.get(DelegatedTask, task_id)
     if task is None:
@@ -180,6 +263,16 @@ def _ensure_checkpoints(session: Session, task: DelegatedTask, pair: Pair, svc: 
     account = _writable_account(session, pair.id)
     for plan in planned:
         row = existing.get(plan.kind.value)
+        if row is not None and row.state == DELETED_IN_CALENDAR:
+            continue  # the manager removed it; only restore_checkpoints() brings it back
+        if (
+            row is not None
+            and row.state == PINNED
+            and plan.kind is CheckpointKind.RED_LINE
+            and row.start_at is not None
+            and row.start_at < task.deadline
+        ):
+            continue  # the manager placed the Red Line by hand: it stays where they put it
         if row is None:
             row = Checkpoint(
                 kind=plan.kind.value,
@@ -250,7 +343,7 @@ def reconcile_checkpoints(
             (c.id, c.kind, c.event_uid, c.start_at, c.end_at, c.state, c.account_id, c.note)
             for c in task.checkpoints
         ]
-        locale, zone = pair.locale, pair.timezone
+        locale, zone, manager = pair.locale, pair.timezone, pair.manager_email
         accounts = {
             a.id: (a.provider, dict(a.settings))
             for a in session.scalars(select(Account).where(Account.pair_id == pair.id))
@@ -263,8 +356,8 @@ def reconcile_checkpoints(
                 report.messages.append(f"{label}: no writable calendar connected; not blocked")
             continue
         target = writer or _open_writer(svc, *accounts[account_id])
-        if closed or state == "to_remove":
-            if state in ("written", "to_remove", "planned"):
+        if state == "to_remove" or (closed and state in ("planned", "unplaced")):
+            if state == "to_remove":
                 target.delete_event(uid)
                 _mark(svc, cid, "removed", "")
                 report.removed.append(uid)
@@ -272,12 +365,18 @@ def reconcile_checkpoints(
         if state == "unplaced":
             report.messages.append(f"{label}: {note or 'no free slot found'}")
             continue
-        if state == "written":
+        if state in ("written", PINNED):
             report.unchanged.append(uid)
+            if start is not None and start > svc.now():
+                report.ahead.append((cid, start.isoformat()))
+            continue
+        if state == DELETED_IN_CALENDAR:
+            report.messages.append(f"{label}: removed from the calendar by the manager; kept off")
             continue
         assert start is not None
         assert end is not None
-        summary, description = checkpoint_text(CheckpointKind(kind), brief, "", locale)
+        link = feedback_link(svc.settings, task_id, brief.deadline, kind, manager)
+        summary, description = checkpoint_text(CheckpointKind(kind), brief, link, locale)
         attendees: tuple[Attendee, ...] = ()
         if svc.settings.delegation.invite_delegate:
             attendees = (Attendee(brief.delegate),)
@@ -295,6 +394,8 @@ def reconcile_checkpoints(
         )
         _mark(svc, cid, "written", written.href)
         report.written.append(uid)
+        if start > svc.now():
+            report.ahead.append((cid, start.isoformat()))
         local = start.astimezone(ZoneInfo(zone))
         report.messages.append(f"{label}: {local:%a %d %b %H:%M} ({zone}) in the calendar")
     return report

@@ -32,6 +32,7 @@ from assistant.store.tables import (
     Account,
     CalendarResourceRow,
     ChangeBatch,
+    Checkpoint,
     EventSnapshot,
     Pair,
     ScheduleChange,
@@ -158,6 +159,7 @@ def _apply(
             report.changes = detect_changes(old, new, now, rules, known_until=known_until)
         # else: the first sync is the baseline; nothing in it is news to the assistant.
         _store_snapshot(session, account_id, old_rows, new_events, delta, now)
+        _follow_checkpoints(session, pair, account_id, old, new, delta, window, now)
         if report.changes:
             report.batch_id, report.outbox_ids = _record_changes(
                 session, pair, account, report.changes, delta.full, now
@@ -241,6 +243,59 @@ def _store_snapshot(
         CalendarResourceRow(account_id=account_id, href=r.href, etag=r.etag, synced_at=now)
         for r in delta.resources
     )
+
+
+def _follow_checkpoints(
+    session: Session,
+    pair: Pair,
+    account_id: int,
+    old: dict[tuple[str, str], EventData],
+    new: dict[tuple[str, str], EventData],
+    delta: CalendarDelta,
+    window: Window,
+    now: datetime,
+) -> None:
+    """The manager moved or deleted one of our checkpoint events in their calendar.
+
+    Moved: the task's line follows (the checkpoint is pinned there). Deleted: the task
+    records it and the manager is asked, instead of the event being silently recreated.
+    Rows being written or removed by us right now (planned, to_remove) are left alone.
+    """
+    from assistant.services.delegation import DELETED_IN_CALENDAR, PINNED, ask_about_deleted
+
+    was = {k[0]: e for k, e in old.items() if e.is_ours}
+    now_ours = {k[0]: e for k, e in new.items() if e.is_ours}
+    gone_names = {_name(h) for h in delta.deleted}
+    uids = set(was) | set(now_ours)
+    stmt = select(Checkpoint).where(Checkpoint.state.in_(("written", PINNED)))
+    if delta.full or gone_names:  # also ours written since the last sync and gone already
+        stmt = stmt.where(Checkpoint.account_id == account_id)
+    elif uids:
+        stmt = stmt.where(Checkpoint.event_uid.in_(sorted(uids)))
+    else:
+        return
+    for cp in session.scalars(stmt):
+        after = now_ours.get(cp.event_uid)
+        if after is None:
+            in_window = cp.start_at is not None and window.start <= cp.start_at < window.end
+            if (
+                cp.event_uid in was
+                or (cp.event_href and _name(cp.event_href) in gone_names)
+                or (delta.full and in_window)
+            ):
+                cp.state = DELETED_IN_CALENDAR
+                cp.note = f"removed from the calendar at {now:%Y-%m-%d %H:%M} UTC"
+                ask_about_deleted(session, pair, cp, now)
+            continue
+        if (after.start, after.end) != (cp.start_at, cp.end_at):
+            cp.start_at, cp.end_at, cp.line_at = after.start, after.end, after.start
+            cp.state = PINNED
+            cp.note = f"moved in the calendar by the manager at {now:%Y-%m-%d %H:%M} UTC"
+
+
+def _name(href: str) -> str:
+    """The last path segment of an href (servers give paths, clients may keep URLs)."""
+    return href.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _record_changes(

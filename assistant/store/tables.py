@@ -321,6 +321,29 @@ class Checkpoint(Base):
     __table_args__ = (UniqueConstraint("task_id", "kind"),)
 
 
+class TaskFeedback(Base):
+    """An answer to a checkpoint's prompt: from the feedback page, an email reply or the CLI."""
+
+    __tablename__ = "task_feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(
+        ForeignKey("delegated_tasks.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), default="")  # red_line | dead_line | ""
+    source: Mapped[str] = mapped_column(String(8))  # web | email | cli
+    respondent: Mapped[str] = mapped_column(String(320), default="")
+    percent_done: Mapped[int | None] = mapped_column(Integer, default=None)
+    on_time: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    on_track: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    needs_help: Mapped[bool] = mapped_column(Boolean, default=False)
+    quality: Mapped[str] = mapped_column(Text, default="")
+    comment: Mapped[str] = mapped_column(Text, default="")
+    # the same email reply or form post imported twice is one answer
+    dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True, default=None)
+    answered_at: Mapped[datetime]
+
+
 class OutboxEntry(Base):
     """An effect to deliver (a notification), written in the same transaction as its cause."""
 

@@ -1,0 +1,300 @@
+"""Checkpoint prompts, answers and the delegation score.
+
+At each line (the checkpoint event's start) the manager gets the method's questions with a
+signed, expiring one-click link to the feedback page (no login); for a Red Line the
+delegate is asked for a self-report too. Answers (from the page, an email reply or the
+CLI) are stored against the task. The Dead Line answer from the manager accepts the task;
+the score is the share of accepted tasks done on time with 80% or more.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets as random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from assistant import outbox, timefmt
+from assistant.delegation import CheckpointKind, TaskBrief, checkpoint_text, is_good_delegation
+from assistant.feedback import FeedbackAnswer
+from assistant.services.pairs import NotFoundError, find_pair
+from assistant.signing import sign, verify
+from assistant.store.tables import Checkpoint, DelegatedTask, Pair, TaskFeedback
+
+if TYPE_CHECKING:
+    from assistant.bootstrap import Service
+    from config.settings import Settings
+
+PURPOSE = "feedback"
+LINK_VALID_AFTER_DEADLINE = timedelta(days=14)
+GOOD_SHARE = 0.8
+
+
+# ------------------------------------------------------------------------------ links
+
+
+def secret_keys(settings: Settings) -> list[str]:
+    """The signing secrets: ``web.secret_key`` when set, else one generated once and kept
+    (mode 0600) in the data folder, so links survive restarts on the embedded default."""
+    if settings.web.secret_key is not None:
+        return [settings.web.secret_key.resolve().get_secret_value()]
+    path = settings.data_dir / "secret.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(random.token_urlsafe(48))
+    return [path.read_text().strip()]
+
+
+def base_url(settings: Settings) -> str:
+    if settings.web.public_url:
+        return settings.web.public_url.rstrip("/")
+    return f"http://{settings.web.host}:{settings.web.port}"
+
+
+def feedback_link(
+    settings: Settings, task_id: int, deadline: datetime, kind: str, respondent: str
+) -> str:
+    """A stable link for (task, line, respondent): the same inputs give the same URL, so an
+    event written again keeps its description."""
+    token = sign(
+        secret_keys(settings),
+        PURPOSE,
+        {"task": task_id, "kind": kind, "who": respondent.lower()},
+        deadline + LINK_VALID_AFTER_DEADLINE,
+    )
+    return f"{base_url(settings)}/feedback/{token}"
+
+
+@dataclass(frozen=True)
+class LinkTarget:
+    task_id: int
+    kind: str
+    respondent: str
+
+
+def open_link(settings: Settings, token: str, now: datetime) -> LinkTarget:
+    """Raises ``assistant.signing.TokenError`` (tampered, expired, wrong purpose, malformed)."""
+    data = verify(secret_keys(settings), PURPOSE, token, now)
+    return LinkTarget(int(data["task"]), str(data["kind"]), str(data["who"]))
+
+
+# ---------------------------------------------------------------------------- prompts
+
+
+def brief_of(task: DelegatedTask, pair: Pair) -> TaskBrief:
+    return TaskBrief(
+        title=task.title, result=task.result, measure=task.measure, resources=task.resources,
+        why=task.why, delegate=task.delegate, term_start=task.term_start,
+        deadline=task.deadline, zone=pair.timezone,
+    )  # fmt: skip
+
+
+def send_prompt(svc: Service, checkpoint_id: int, start_iso: str | None = None) -> list[int]:
+    """Queue the line's prompt (manager; delegate too at a Red Line). Idempotent per line time.
+
+    ``start_iso``: the start the prompt was scheduled for; when the checkpoint has moved
+    since, this run does nothing (the move scheduled its own).
+    """
+    now = svc.now()
+    ids: list[int] = []
+    with svc.uow.begin() as session:
+        cp = session.get(Checkpoint, checkpoint_id)
+        if cp is None or cp.state not in ("written", "pinned") or cp.start_at is None:
+            return ids
+        if start_iso is not None and cp.start_at != datetime.fromisoformat(start_iso):
+            return ids
+        task = session.get(DelegatedTask, cp.task_id)
+        assert task is not None
+        if task.state in ("cancelled", "accepted"):
+            return ids
+        pair = session.get(Pair, task.pair_id)
+        assert pair is not None
+        kind = CheckpointKind(cp.kind)
+        who = [pair.manager_email]
+        if kind is CheckpointKind.RED_LINE and task.delegate.lower() != pair.manager_email.lower():
+            who.append(task.delegate)
+        for person in who:
+            link = feedback_link(svc.settings, task.id, task.deadline, cp.kind, person)
+            summary, body = checkpoint_text(kind, brief_of(task, pair), link, pair.locale)
+            if person != pair.manager_email:
+                body = _self_report_intro(pair.locale, task) + body
+            entry = outbox.enqueue(
+                session,
+                key=f"prompt:{cp.id}:{cp.start_at:%Y%m%dT%H%M}:{person}:smtp",
+                channel="smtp",
+                recipient=person,
+                subject=summary,
+                body_text=body,
+                payload={"kind": "checkpoint_prompt", "task_id": task.id, "line": cp.kind},
+                pair_id=pair.id,
+                now=now,
+            )
+            if entry is not None:
+                ids.append(entry.id)
+    return ids
+
+
+def _self_report_intro(locale: str, task: DelegatedTask) -> str:
+    if timefmt.lang(locale) == "ru":
+        return f"Самоотчёт по задаче «{task.title}»: ответьте, пожалуйста, по ссылке ниже.\n\n"
+    return f"A self-report on “{task.title}”, please: answer through the link below.\n\n"
+
+
+def due_prompts(svc: Service, lookback: timedelta = timedelta(minutes=15)) -> list[int]:
+    """Checkpoints whose line passed within ``lookback`` (a safety net for moved lines and
+    a lost schedule); ``send_prompt`` makes running this often harmless."""
+    now = svc.now()
+    with svc.uow.read() as session:
+        return list(
+            session.scalars(
+                select(Checkpoint.id).where(
+                    Checkpoint.state.in_(("written", "pinned")),
+                    Checkpoint.start_at <= now,
+                    Checkpoint.start_at > now - lookback,
+                )
+            )
+        )
+
+
+# ---------------------------------------------------------------------------- answers
+
+
+def record_answer(
+    svc: Service,
+    *,
+    task_id: int,
+    kind: str,
+    source: str,
+    respondent: str,
+    answer: FeedbackAnswer,
+    dedupe_key: str | None = None,
+) -> int | None:
+    """Store an answer; the manager's Dead Line answer accepts the task. None: a duplicate."""
+    now = svc.now()
+    with svc.uow.begin() as session:
+        task = session.get(DelegatedTask, task_id)
+        if task is None:
+            raise NotFoundError(f"no task {task_id}")
+        if dedupe_key is not None and session.scalars(
+            select(TaskFeedback.id).where(TaskFeedback.dedupe_key == dedupe_key)
+        ).first():
+            return None
+        row = TaskFeedback(
+            task_id=task_id, kind=kind, source=source, respondent=respondent.lower(),
+            percent_done=answer.percent_done, on_time=answer.on_time, on_track=answer.on_track,
+            needs_help=answer.needs_help, quality=answer.quality or "", comment=answer.comment,
+            dedupe_key=dedupe_key, answered_at=now,
+        )  # fmt: skip
+        session.add(row)
+        if (
+            kind == CheckpointKind.DEAD_LINE.value
+            and respondent.lower() == task.delegator.lower()
+            and answer.percent_done is not None
+            and task.state not in ("cancelled", "accepted")
+        ):
+            task.state = "accepted"
+            task.updated_at = now
+            for c in task.checkpoints:
+                if c.state not in ("removed",) and (c.start_at is None or c.start_at > now):
+                    c.state = "to_remove"
+        elif kind == CheckpointKind.RED_LINE.value and task.state == "briefed":
+            task.state = "in_progress"
+        session.flush()
+        return row.id
+
+
+def web_dedupe_key(token: str, posted: str) -> str:
+    """A form posted twice (double tap, resend) is one answer."""
+    return "web:" + hashlib.sha256(f"{token}\n{posted}".encode()).hexdigest()[:40]
+
+
+# ------------------------------------------------------------------------------ score
+
+
+def outcome(session: Session, task: DelegatedTask) -> tuple[int | None, bool | None]:
+    """(percent done, on time) from the manager's latest Dead Line answer."""
+    row = session.scalars(
+        select(TaskFeedback)
+        .where(
+            TaskFeedback.task_id == task.id,
+            TaskFeedback.kind == CheckpointKind.DEAD_LINE.value,
+            TaskFeedback.respondent == task.delegator.lower(),
+        )
+        .order_by(TaskFeedback.answered_at.desc(), TaskFeedback.id.desc())
+    ).first()
+    if row is None:
+        return None, None
+    return row.percent_done, row.on_time
+
+
+def score(svc: Service, pair_ref: str | int | None) -> dict[str, Any]:
+    """The delegation score of the pair's manager, overall and per delegate.
+
+    A task counts once it is accepted with a percentage; "good" is on time with 80% or
+    more. An accepted task whose on-time answer is missing counts as not on time.
+    """
+    with svc.uow.read() as session:
+        pair = find_pair(session, pair_ref)
+        tasks = list(
+            session.scalars(select(DelegatedTask).where(DelegatedTask.pair_id == pair.id))
+        )
+        per: dict[str, dict[str, Any]] = {}
+        judged = good = 0
+        open_tasks = 0
+        for t in tasks:
+            if t.state != "accepted":
+                open_tasks += t.state not in ("cancelled",)
+                continue
+            percent, on_time = outcome(session, t)
+            if percent is None:
+                continue
+            ok = is_good_delegation(float(percent), bool(on_time))
+            judged += 1
+            good += ok
+            d = per.setdefault(t.delegate, {"delegate": t.delegate, "accepted": 0, "good": 0,
+                                            "percent_sum": 0})  # fmt: skip
+            d["accepted"] += 1
+            d["good"] += ok
+            d["percent_sum"] += percent
+        delegates = []
+        for d in sorted(per.values(), key=lambda x: x["delegate"]):
+            n = d.pop("percent_sum")
+            delegates.append(d | {"share": d["good"] / d["accepted"],
+                                  "mean_percent": n / d["accepted"]})  # fmt: skip
+        share = good / judged if judged else None
+        return {
+            "pair": pair.name,
+            "manager": pair.manager_email,
+            "accepted": judged,
+            "good": good,
+            "share": share,
+            "good_delegation": None if share is None else share >= GOOD_SHARE,
+            "open": open_tasks,
+            "delegates": delegates,
+        }
+
+
+def feedback_of(svc: Service, task_id: int) -> list[dict[str, Any]]:
+    with svc.uow.read() as session:
+        task = session.get(DelegatedTask, task_id)
+        if task is None:
+            raise NotFoundError(f"no task {task_id}")
+        pair = session.get(Pair, task.pair_id)
+        assert pair is not None
+        tz = ZoneInfo(pair.timezone)
+        rows = session.scalars(
+            select(TaskFeedback).where(TaskFeedback.task_id == task_id).order_by(TaskFeedback.id)
+        )
+        return [
+            {"kind": r.kind, "source": r.source, "respondent": r.respondent,
+             "percent_done": r.percent_done, "on_time": r.on_time, "on_track": r.on_track,
+             "needs_help": r.needs_help, "quality": r.quality, "comment": r.comment,
+             "answered_at": r.answered_at.astimezone(tz).isoformat(timespec="minutes")}
+            for r in rows
+        ]  # fmt: skip
