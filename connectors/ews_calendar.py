@@ -37,7 +37,7 @@ marker (``X-EXEC-ASSISTANT-CHECKPOINT``, read back as ``EventData.own_marker``) 
 uid (``X-EXEC-ASSISTANT-UID``). ``put_event`` finds an earlier copy by that uid with a
 restricted ``FindItem`` before it creates one, so a retried write never duplicates.
 
-Not here yet: streaming notifications (GetStreamingEvents); callers poll.
+Streaming notifications (Subscribe + GetStreamingEvents) are in ``connectors/ews_push.py``.
 """
 
 from __future__ import annotations
@@ -244,6 +244,32 @@ def _version(name: str) -> Any:
         if version.api_version == name:
             return version
     raise ConnectorError(f"EWS: unknown server version {name!r} (e.g. Exchange2016)")
+
+
+def open_account(s: EwsSettings) -> Any:
+    """An exchangelib Account for ``s.mailbox`` that fails fast (no retries of its own).
+
+    Shared by the EWS connectors (calendar, mailbox).
+    """
+    credentials = _credentials(s)
+    if not s.autodiscover and not s.service_endpoint:
+        raise ConnectorError("EWS: give a service_endpoint or turn autodiscover on")
+    config = Configuration(
+        credentials=credentials,
+        service_endpoint=None if s.autodiscover else s.service_endpoint,
+        auth_type=AUTH_TYPES.get(s.auth),
+        version=_version(s.version),
+        retry_policy=FailFastWithStatus(),
+        max_connections=1,
+    )
+    return Account(
+        primary_smtp_address=s.mailbox,
+        config=config,
+        autodiscover=s.autodiscover,
+        credentials=credentials if s.autodiscover else None,
+        access_type=IMPERSONATION if s.access == "impersonation" else DELEGATE,
+        default_timezone=_EWS_UTC,
+    )
 
 
 # ---------------------------------------------------------------------- connector
@@ -471,26 +497,7 @@ class EwsCalendar:
 
     def _mailbox(self) -> Any:
         if self._account is None:
-            s = self.settings
-            credentials = _credentials(s)
-            if not s.autodiscover and not s.service_endpoint:
-                raise ConnectorError("EWS: give a service_endpoint or turn autodiscover on")
-            config = Configuration(
-                credentials=credentials,
-                service_endpoint=None if s.autodiscover else s.service_endpoint,
-                auth_type=AUTH_TYPES.get(s.auth),
-                version=_version(s.version),
-                retry_policy=FailFastWithStatus(),
-                max_connections=1,
-            )
-            self._account = Account(
-                primary_smtp_address=s.mailbox,
-                config=config,
-                autodiscover=s.autodiscover,
-                credentials=credentials if s.autodiscover else None,
-                access_type=IMPERSONATION if s.access == "impersonation" else DELEGATE,
-                default_timezone=_EWS_UTC,
-            )
+            self._account = open_account(self.settings)
         account = self._account
         account.protocol.TIMEOUT = self.timeout  # cached protocols are shared: set per call
         return account

@@ -28,7 +28,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
@@ -121,6 +121,18 @@ def _is_auto(headers: dict[str, list[str]], subject: str) -> bool:
     if precedence and precedence[0].strip().lower() in _BULK_PRECEDENCE:
         return True
     return bool(_AUTO_SUBJECT.match(subject))
+
+
+def message_ids(value: str) -> tuple[str, ...]:
+    """The ids in a Message-ID, In-Reply-To or References value, without angle brackets."""
+    return _message_ids(value)
+
+
+def is_auto_reply(headers: Mapping[str, Sequence[str]], subject: str) -> bool:
+    """Whether headers (lower-cased names) or the subject mark an automatic message:
+    Auto-Submitted other than ``no``, X-Auto-Response-Suppress, a bulk Precedence, or an
+    out-of-office subject."""
+    return _is_auto({k: list(v) for k, v in headers.items()}, subject)
 
 
 def _body_hash(raw: bytes) -> str:

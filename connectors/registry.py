@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 CALENDAR_PROVIDERS = ("ics", "caldav", "ews", "google", "graph")
 WRITABLE_CALENDARS = ("caldav", "ews", "google", "graph")
-MAIL_PROVIDERS = ("maildir", "mbox", "imap")
+MAIL_PROVIDERS = ("maildir", "mbox", "imap", "gmail", "ews-mail", "graph-mail")
 
 
 class UnknownProvider(ValueError):
@@ -98,7 +98,7 @@ def _writable(
     raise UnknownProvider(f"provider {provider!r} cannot write events")
 
 
-def open_mailbox(provider: str, settings: Mapping[str, Any]) -> MailSource:
+def open_mailbox(provider: str, settings: Mapping[str, Any], timeout: float = 30.0) -> MailSource:
     if provider == "maildir":
         from connectors.mail_archive import MaildirSource
 
@@ -118,6 +118,27 @@ def open_mailbox(provider: str, settings: Mapping[str, Any]) -> MailSource:
             port=int(settings["port"]) if settings.get("port") else None,
             security=settings.get("security", "ssl"),
             folders=settings.get("folders"),
-            timeout=float(settings.get("timeout", 30.0)),
+            timeout=float(settings.get("timeout", timeout)),
+        )
+    if provider == "gmail":
+        from connectors.gmail_mailbox import GmailMailbox
+
+        return GmailMailbox.from_settings(settings, secret, timeout=timeout)
+    if provider == "ews-mail":
+        from connectors.ews_mailbox import open_ews_mailbox
+
+        return open_ews_mailbox(settings, secret, timeout=timeout)
+    if provider == "graph-mail":
+        from connectors.graph_mailbox import GraphMailbox
+
+        return GraphMailbox(
+            str(settings["user"]),
+            tenant=str(settings["tenant"]),
+            client_id=str(settings["client_id"]),
+            client_secret=secret(settings.get("client_secret")),
+            refresh_token=secret(settings.get("refresh_token")),
+            timeout=timeout,
+            header_senders=tuple(settings.get("header_senders", ())),
+            **{k: settings[k] for k in ("graph_url", "authority_host") if k in settings},
         )
     raise UnknownProvider(f"unknown mail provider {provider!r}")
