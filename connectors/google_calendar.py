@@ -156,14 +156,19 @@ class GoogleCalendar:
             credentials, http=_CountingHttp(timeout, self._count), max_refresh_attempts=1
         )
         root = api_root if api_root.endswith("/") else api_root + "/"
-        self._events = discovery.build(
+        self._service = discovery.build(
             "calendar",
             "v3",
             http=authed,
             static_discovery=True,
             cache_discovery=False,
             client_options={"api_endpoint": root + "calendar/v3/"},
-        ).events()
+        )
+        self._events = self._service.events()
+
+    def channels(self) -> Any:
+        """The API's channels resource (``channels.stop`` of push channels)."""
+        return self._service.channels()
 
     # ------------------------------------------------------------------ factories
 

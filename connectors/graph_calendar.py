@@ -31,7 +31,7 @@ AuthExpired); 429, and 503 with Retry-After: RateLimited; other 5xx and transpor
 errors on idempotent requests are retried ``retries`` times with exponential backoff,
 then Transient; timeouts: Transient at once; 404: NotFound.
 
-Change-notification subscriptions (webhooks) are not handled here.
+Change-notification subscriptions (webhooks) are in ``connectors/graph_push.py``.
 """
 
 from __future__ import annotations

@@ -11,17 +11,22 @@ envelopes Exchange 2016/2019 return (``m:``/``t:`` namespaces, ``ResponseClass``
 * FindItem with CalendarView (series expanded, exceptions applied, deleted occurrences
   left out) or with an IndexedPageItemView and an IsEqualTo restriction;
 * GetItem (masters, singles, occurrences), CreateItem, UpdateItem, DeleteItem;
+* two mail folders (Inbox, Sent Items) with their own change logs: GetFolder,
+  SyncFolderItems (Create, Update, ReadFlagChange, Delete; a state of one folder is
+  invalid in the other) and GetItem of Message items (InternetMessageId, InReplyTo,
+  References, ConversationId, From/Sender, To/Cc, ItemClass, InternetMessageHeaders);
 * faults on demand: any HTTP status (with Retry-After), ErrorServerBusy with
   BackOffMilliseconds (a SOAP fault in an HTTP 500, as Exchange sends it), a delay.
 
 The mailbox is a small in-memory calendar of single items and weekly series (with
-modified and deleted occurrences); tests change it directly, as the manager's other
+modified and deleted occurrences) plus the two mail folders; tests change it directly, as the manager's other
 client would, through :class:`Mailbox`.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import json
 import threading
@@ -191,6 +196,92 @@ class SyncStateInvalid(Exception):
     pass
 
 
+@dataclass
+class MailItem:
+    """One message in a mail folder, with the properties Exchange keeps for it."""
+
+    item_id: str
+    message_id: str  # InternetMessageId, with its angle brackets
+    subject: str
+    sender: str
+    sent: datetime  # UTC
+    to: list[str] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+    sender_name: str = ""
+    conversation_id: str = ""
+    in_reply_to: str = ""
+    references: str = ""
+    item_class: str = "IPM.Note"
+    headers: list[tuple[str, str]] = field(default_factory=list)  # InternetMessageHeaders
+    received: datetime | None = None
+    is_read: bool = False
+    version: int = 1
+    created_seq: int = 0
+    changed_seq: int = 0
+    read_seq: int = 0
+
+    @property
+    def change_key(self) -> str:
+        return _b64(b"\x09\x00\x00\x00\x16\x00\x00\x00" + f"{self.item_id}:{self.version}".encode())
+
+
+def conversation_id(subject: str) -> str:
+    """An Exchange-looking ConversationId for a conversation topic (the subject without
+    its RE:/FW: prefixes), as Exchange derives one thread's id from its topic."""
+    topic = subject
+    while True:
+        head, sep, rest = topic.partition(":")
+        if sep and head.strip().lower() in ("re", "fw", "fwd", "aw", "wg"):
+            topic = rest.strip()
+            continue
+        break
+    digest = hashlib.sha256(topic.lower().encode()).digest()[:16]
+    return "AAQkAGI2" + _b64(b"\x00\x10\x00" + digest)
+
+
+class MailFolder:
+    """A mail folder (Inbox, Sent Items) with its own change log for SyncFolderItems."""
+
+    def __init__(self, name: str, folder_id: str, display: str) -> None:
+        self.name, self.folder_id, self.display = name, folder_id, display
+        self.items: dict[str, MailItem] = {}
+        self.tombstones: dict[str, tuple[int, int]] = {}
+        self.seq = 0
+        self.epoch = 1
+
+    def state(self, seq: int) -> str:
+        return _b64(json.dumps({"f": self.name, "e": self.epoch, "s": seq}).encode())
+
+    def since(self, state: str | None) -> int:
+        if not state:
+            return 0
+        try:
+            data = json.loads(base64.b64decode(state, validate=True))
+            name, epoch, seq = str(data["f"]), int(data["e"]), int(data["s"])
+        except (ValueError, KeyError, TypeError):
+            raise SyncStateInvalid(state) from None
+        if name != self.name or epoch != self.epoch or seq > self.seq:
+            raise SyncStateInvalid(state)
+        return seq
+
+    def changes_since(self, since: int, limit: int) -> tuple[list[tuple[str, Any]], int, bool]:
+        entries: list[tuple[int, str, Any]] = []
+        for item in self.items.values():
+            if item.changed_seq > since:
+                kind = "Create" if item.created_seq > since else "Update"
+                entries.append((item.changed_seq, kind, item))
+            elif item.read_seq > since:
+                entries.append((item.read_seq, "ReadFlagChange", item))
+        for item_id, (created, deleted) in self.tombstones.items():
+            if deleted > since and created <= since:
+                entries.append((deleted, "Delete", item_id))
+        entries.sort(key=lambda e: e[0])
+        page = entries[:limit]
+        last = len(entries) <= limit
+        new_seq = self.seq if last else page[-1][0]
+        return [(kind, what) for _, kind, what in page], new_seq, last
+
+
 class Mailbox:
     """The manager's calendar folder. Every change is numbered, for SyncFolderItems."""
 
@@ -202,6 +293,10 @@ class Mailbox:
         self.seq = 0
         self.epoch = 1
         self._ids = itertools.count(1)
+        self.mail = {
+            "inbox": MailFolder("inbox", _INBOX_ID, "Inbox"),
+            "sentitems": MailFolder("sentitems", _SENT_ID, "Sent Items"),
+        }
 
     # -- the manager's other client
     def new_id(self) -> str:
@@ -246,6 +341,71 @@ class Mailbox:
         """Every sync state issued so far becomes invalid (ErrorInvalidSyncStateData)."""
         with self.lock:
             self.epoch += 1
+
+    # -- mail: the manager's other client, and mail delivery
+    def deliver(
+        self, folder: str, subject: str, sender: str, to: list[str], sent: datetime,
+        **kw: Any,
+    ) -> MailItem:  # fmt: skip
+        """Store a message in ``folder`` (``inbox`` or ``sentitems``)."""
+        with self.lock:
+            box = self.mail[folder]
+            box.seq += 1
+            raw = b"\x00\x00\x00\x00" + uuid.UUID(int=next(self._ids)).bytes + b"\x0c\x00"
+            kw.setdefault("message_id", f"<{uuid.uuid4().hex}@mail.example.com>")
+            kw.setdefault("conversation_id", conversation_id(subject))
+            kw.setdefault("received", sent + timedelta(seconds=2))
+            item = MailItem(
+                item_id="AAMkAGMSG" + _b64(raw), subject=subject, sender=sender, to=list(to),
+                sent=sent.astimezone(UTC), created_seq=box.seq, changed_seq=box.seq, **kw,
+            )  # fmt: skip
+            box.items[item.item_id] = item
+            return item
+
+    def copy_message(self, item: MailItem, folder: str) -> MailItem:
+        """The same message filed in another folder too (its own item id, same Message-ID)."""
+        fields = {
+            k: getattr(item, k)
+            for k in ("message_id", "cc", "sender_name", "conversation_id", "in_reply_to",
+                      "references", "item_class", "headers", "received")
+        }  # fmt: skip
+        return self.deliver(folder, item.subject, item.sender, item.to, item.sent, **fields)
+
+    @contextmanager
+    def edit_message(self, folder: str, item_id: str) -> Iterator[MailItem]:
+        with self.lock:
+            box = self.mail[folder]
+            item = box.items[item_id]
+            yield item
+            box.seq += 1
+            item.version += 1
+            item.changed_seq = box.seq
+
+    def mark_read(self, folder: str, item_id: str, read: bool = True) -> None:
+        with self.lock:
+            box = self.mail[folder]
+            box.seq += 1
+            box.items[item_id].is_read = read
+            box.items[item_id].read_seq = box.seq
+
+    def remove_message(self, folder: str, item_id: str) -> None:
+        with self.lock:
+            box = self.mail[folder]
+            item = box.items.pop(item_id)
+            box.seq += 1
+            box.tombstones[item_id] = (item.created_seq, box.seq)
+
+    def expire_mail_states(self, folder: str) -> None:
+        """Every sync state of ``folder`` issued so far becomes invalid."""
+        with self.lock:
+            self.mail[folder].epoch += 1
+
+    def find_message(self, item_id: str) -> tuple[MailFolder, MailItem] | None:
+        with self.lock:
+            for box in self.mail.values():
+                if item_id in box.items:
+                    return box, box.items[item_id]
+        return None
 
     # -- views
     def instances(self, item: Appointment) -> list[Instance]:
@@ -451,6 +611,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, _busy_fault(busy), "text/xml; charset=utf-8")
             return
         self.ews.bodies.append(body)
+        if operation == "GetStreamingEvents":  # a long-lived chunked response (push section)
+            _stream_events(self, body)
+            return
         recorded = self.ews.faults.reply()
         if recorded is not None:
             self._record(operation, recorded[0])
@@ -652,6 +815,8 @@ def _resolve_names(ews: EwsServer, request: Any, body: Any) -> None:
 
 _ROOT_ID = "AAMkAGROOT" + _b64(b"root-folder")
 _CALENDAR_ID = "AAMkAGCAL" + _b64(b"calendar-folder")
+_INBOX_ID = "AAMkAGINBOX" + _b64(b"inbox-folder")
+_SENT_ID = "AAMkAGSENT" + _b64(b"sentitems-folder")
 
 
 def _get_folder(ews: EwsServer, request: Any, body: Any) -> None:
@@ -664,7 +829,16 @@ def _get_folder(ews: EwsServer, request: Any, body: Any) -> None:
                    "The SMTP address has no mailbox associated with it.")  # fmt: skip
             continue
         name = ref.get("Id")
-        if name in ("root", _ROOT_ID):
+        box = _mail_folder(ews.mailbox, name)
+        if box is not None:
+            folder_id, tag, cls, display, parent = (
+                box.folder_id,
+                "Folder",
+                "IPF.Note",
+                box.display,
+                _ROOT_ID,
+            )
+        elif name in ("root", _ROOT_ID):
             folder_id, tag, cls, display, parent = _ROOT_ID, "Folder", None, "", None
         elif name in ("calendar", _CALENDAR_ID):
             folder_id, tag, cls, display, parent = (
@@ -692,6 +866,8 @@ def _get_folder(ews: EwsServer, request: Any, body: Any) -> None:
         _sub(folder, t("DisplayName"), display)
         if tag == "CalendarFolder":
             _sub(folder, t("TotalCount"), str(len(ews.mailbox.items)))
+        elif box is not None:
+            _sub(folder, t("TotalCount"), str(len(box.items)))
         _sub(folder, t("ChildFolderCount"), "0")
         rights = _sub(folder, t("EffectiveRights"))
         for right in ("CreateAssociated", "CreateContents", "CreateHierarchy", "Delete",
@@ -699,9 +875,22 @@ def _get_folder(ews: EwsServer, request: Any, body: Any) -> None:
             _sub(rights, t(right), "true")
 
 
+def _mail_folder(mailbox: Mailbox, name: str | None) -> MailFolder | None:
+    for box in mailbox.mail.values():
+        if name in (box.name, box.folder_id):
+            return box
+    return None
+
+
 def _sync_folder_items(ews: EwsServer, request: Any, body: Any) -> None:
     messages = _messages(body, "SyncFolderItems")
     mailbox = ews.mailbox
+    target = request.find(m("SyncFolderId"))
+    ref = target[0] if target is not None and len(target) else None
+    box = _mail_folder(mailbox, ref.get("Id") if ref is not None else None)
+    if box is not None:
+        _sync_mail(box, request, messages)
+        return
     shape = _shape(request)
     limit = int(request.findtext(m("MaxChangesReturned")) or "100")
     if not 1 <= limit <= 512:
@@ -727,6 +916,37 @@ def _sync_folder_items(ews: EwsServer, request: Any, body: Any) -> None:
             _sub(change, t("ItemId"), Id=what, ChangeKey="AQAAAA==")
         else:
             _render(change, Instance(what.item_id, what, what.kind, what.start, what.end), shape)
+
+
+def _sync_mail(box: MailFolder, request: Any, messages: Any) -> None:
+    shape = _shape(request)
+    limit = int(request.findtext(m("MaxChangesReturned")) or "100")
+    if not 1 <= limit <= 512:
+        _error(messages, "SyncFolderItems", "ErrorInvalidArgument",
+               "MaxChangesReturned must be between 1 and 512.")  # fmt: skip
+        return
+    try:
+        since = box.since(request.findtext(m("SyncState")))
+    except SyncStateInvalid:
+        msg = _error(messages, "SyncFolderItems", "ErrorInvalidSyncStateData",
+                     "Synchronization state data is corrupt or otherwise invalid.")  # fmt: skip
+        _sub(msg, m("SyncState"))
+        _sub(msg, m("IncludesLastItemInRange"), "true")
+        return
+    changes, new_seq, last = box.changes_since(since, limit)
+    msg = _ok(messages, "SyncFolderItems")
+    _sub(msg, m("SyncState"), box.state(new_seq))
+    _sub(msg, m("IncludesLastItemInRange"), "true" if last else "false")
+    container = _sub(msg, m("Changes"))
+    for kind, what in changes:
+        change = _sub(container, t(kind))
+        if kind == "Delete":
+            _sub(change, t("ItemId"), Id=what, ChangeKey="AQAAAA==")
+        elif kind == "ReadFlagChange":
+            _sub(change, t("ItemId"), Id=what.item_id, ChangeKey=what.change_key)
+            _sub(change, t("IsRead"), str(what.is_read).lower())
+        else:
+            _render_message(change, box, what, shape)
 
 
 def _find_item(ews: EwsServer, request: Any, body: Any) -> None:
@@ -810,6 +1030,10 @@ def _get_item(ews: EwsServer, request: Any, body: Any) -> None:
     messages = _messages(body, "GetItem")
     shape = _shape(request)
     for ref in request.find(m("ItemIds")):
+        mail = ews.mailbox.find_message(ref.get("Id") or "")
+        if mail is not None:
+            _render_message(_sub(_ok(messages, "GetItem"), m("Items")), *mail, shape)
+            continue
         inst = _resolve(ews.mailbox, ref)
         if inst is None:
             _error(messages, "GetItem", "ErrorItemNotFound",
@@ -1087,6 +1311,59 @@ def _render(parent: Any, inst: Instance, shape: _Shape) -> None:
             _sub(elem, t(uri), Id=item.zone, Name=_ZONE_NAMES.get(item.zone, item.zone))
 
 
+def _mailbox_elem(parent: Any, address: str, name: str = "") -> None:
+    mailbox = _sub(parent, t("Mailbox"))
+    _sub(mailbox, t("Name"), name or address)
+    _sub(mailbox, t("EmailAddress"), address)
+    _sub(mailbox, t("RoutingType"), "SMTP")
+    _sub(mailbox, t("MailboxType"), "Mailbox")
+
+
+def _render_message(parent: Any, box: MailFolder, item: MailItem, shape: _Shape) -> None:
+    """One Message element with the properties the shape asks for, in schema order.
+
+    Like Exchange, ``AllProperties`` leaves out InternetMessageHeaders (and the body):
+    a client that wants them names them.
+    """
+    elem = _sub(parent, t("Message"))
+    _sub(elem, t("ItemId"), Id=item.item_id, ChangeKey=item.change_key)
+    want = shape.wants
+    named = shape.fields.__contains__
+    if want("item:ParentFolderId"):
+        _sub(elem, t("ParentFolderId"), Id=box.folder_id, ChangeKey="AQAAAA==")
+    if want("item:ItemClass"):
+        _sub(elem, t("ItemClass"), item.item_class)
+    if want("item:Subject"):
+        _sub(elem, t("Subject"), item.subject)
+    if want("item:DateTimeReceived") and item.received is not None:
+        _sub(elem, t("DateTimeReceived"), _utc(item.received))
+    if want("item:InReplyTo") and item.in_reply_to:
+        _sub(elem, t("InReplyTo"), item.in_reply_to)
+    if named("item:InternetMessageHeaders") and item.headers:
+        headers = _sub(elem, t("InternetMessageHeaders"))
+        for name, value in item.headers:
+            _sub(headers, t("InternetMessageHeader"), value, HeaderName=name)
+    if want("item:DateTimeSent"):
+        _sub(elem, t("DateTimeSent"), _utc(item.sent))
+    if want("item:ConversationId") and item.conversation_id:
+        _sub(elem, t("ConversationId"), Id=item.conversation_id)
+    if want("message:Sender"):
+        _mailbox_elem(_sub(elem, t("Sender")), item.sender, item.sender_name)
+    for uri, people in (("ToRecipients", item.to), ("CcRecipients", item.cc)):
+        if want(f"message:{uri}") and people:
+            group = _sub(elem, t(uri))
+            for person in people:
+                _mailbox_elem(group, person)
+    if want("message:From"):
+        _mailbox_elem(_sub(elem, t("From")), item.sender, item.sender_name)
+    if want("message:InternetMessageId"):
+        _sub(elem, t("InternetMessageId"), item.message_id)
+    if want("message:IsRead"):
+        _sub(elem, t("IsRead"), str(item.is_read).lower())
+    if want("message:References") and item.references:
+        _sub(elem, t("References"), item.references)
+
+
 def _recurrence(elem: Any, item: Appointment) -> None:
     zone = ZoneInfo(iana_zone(item.zone))
     local = item.start.astimezone(zone)
@@ -1112,3 +1389,246 @@ _HANDLERS = {
     "UpdateItem": _update_item,
     "DeleteItem": _delete_item,
 }
+
+
+# ------------------------------------------------- streaming notifications (push)
+#
+# Subscribe with a StreamingSubscriptionRequest, GetStreamingEvents (a chunked HTTP
+# response: one SOAP document a notification, ``ConnectionStatus`` OK keep-alives, and a
+# last ``Closed`` document when ConnectionTimeout is up) and Unsubscribe. The state lives
+# in ``streaming(server)``; tests use it to cap the connection time, cut or end streams,
+# and make subscriptions invalid. Events are the calendar's change log (Mailbox.seq):
+# Create → CreatedEvent, Update → ModifiedEvent, Delete → DeletedEvent; a subscription
+# keeps the events of the time no stream was open and delivers them with the next one.
+
+
+@dataclass
+class StreamingSubscription:
+    sub_id: str
+    seq: int  # the calendar change its subscriber has been told of
+    event_types: tuple[str, ...]
+    valid: bool = True
+
+
+class Streaming:
+    """The streaming subscriptions of one :class:`EwsServer` (``streaming(server)``)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.subscriptions: dict[str, StreamingSubscription] = {}
+        self.connection_timeout: float | None = None  # seconds: caps ConnectionTimeout
+        self.heartbeat = 45.0  # seconds between ConnectionStatus OK keep-alives
+        self.lost_code = "ErrorInvalidSubscription"
+        self.poll = 0.02
+        self.opened = 0  # GetStreamingEvents streams opened so far
+        self.active = 0
+        self.unsubscribed: list[str] = []
+        self._cut = 0  # bumped by drop_streams()
+        self._ended = 0  # bumped by end_streams()
+
+    def drop_streams(self) -> None:
+        """Cut every open stream without its Closed document (a network failure)."""
+        with self.lock:
+            self._cut += 1
+
+    def end_streams(self) -> None:
+        """End every open stream as ConnectionTimeout would (a Closed document)."""
+        with self.lock:
+            self._ended += 1
+
+    def invalidate(self, code: str = "ErrorInvalidSubscription") -> None:
+        """Every subscription is forgotten (a restart, a mailbox move); streams are cut."""
+        with self.lock:
+            self.lost_code = code
+            for sub in self.subscriptions.values():
+                sub.valid = False
+            self._cut += 1
+
+    def wait_opened(self, count: int, timeout: float = 5.0) -> bool:
+        """Wait until ``count`` streams have been opened in all."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.opened >= count:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def valid_ids(self) -> list[str]:
+        with self.lock:
+            return [s.sub_id for s in self.subscriptions.values() if s.valid]
+
+
+_streaming_lock = threading.Lock()
+_EVENT_OF = {"Create": "CreatedEvent", "Update": "ModifiedEvent", "Delete": "DeletedEvent"}
+
+
+def streaming(ews: EwsServer) -> Streaming:
+    """The streaming state of ``ews`` (made on first use)."""
+    with _streaming_lock:
+        state = ews.__dict__.get("_streaming")
+        if state is None:
+            state = ews.__dict__["_streaming"] = Streaming()
+        return state  # type: ignore[no-any-return]
+
+
+def _subscribe(ews: EwsServer, request: Any, body: Any) -> None:
+    messages = _messages(body, "Subscribe")
+    spec = request.find(m("StreamingSubscriptionRequest"))
+    if spec is None:
+        _error(messages, "Subscribe", "ErrorInvalidSubscriptionRequest",
+               "Only streaming subscriptions are supported here.")  # fmt: skip
+        return
+    folders = spec.find(t("FolderIds"))
+    for ref in folders if folders is not None else []:
+        if ref.get("Id") not in ("calendar", _CALENDAR_ID):
+            _error(messages, "Subscribe", "ErrorFolderNotFound",
+                   "The specified folder could not be found in the store.")  # fmt: skip
+            return
+    kinds = tuple(e.text or "" for e in spec.iter(t("EventType")))
+    state = streaming(ews)
+    sub = StreamingSubscription("JgBkYjVi" + _b64(uuid.uuid4().bytes), ews.mailbox.seq, kinds)
+    with state.lock:
+        state.subscriptions[sub.sub_id] = sub
+    msg = _ok(messages, "Subscribe")
+    _sub(msg, m("SubscriptionId"), sub.sub_id)
+
+
+def _unsubscribe(ews: EwsServer, request: Any, body: Any) -> None:
+    messages = _messages(body, "Unsubscribe")
+    sub_id = request.findtext(m("SubscriptionId")) or ""
+    state = streaming(ews)
+    with state.lock:
+        sub = state.subscriptions.pop(sub_id, None)
+        state.unsubscribed.append(sub_id)
+    if sub is None or not sub.valid:
+        _error(messages, "Unsubscribe", "ErrorSubscriptionNotFound",
+               "The specified subscription was not found.")  # fmt: skip
+        return
+    _ok(messages, "Unsubscribe")
+
+
+def _streaming_doc(
+    notifications: list[tuple[str, list[tuple[str, str]]]], status: str | None
+) -> bytes:
+    env, body = _envelope()
+    msg = _ok(_messages(body, "GetStreamingEvents"), "GetStreamingEvents")
+    if notifications:
+        group = _sub(msg, m("Notifications"))
+        for sub_id, events in notifications:
+            note = _sub(group, m("Notification"))
+            _sub(note, t("SubscriptionId"), sub_id)
+            for kind, item_id in events:
+                event = _sub(note, t(kind))
+                _sub(event, t("TimeStamp"), _utc(datetime.now(UTC)))
+                _sub(event, t("ItemId"), Id=item_id, ChangeKey="DwAAAA==")
+                _sub(event, t("ParentFolderId"), Id=_CALENDAR_ID, ChangeKey="AQAAAA==")
+    if status is not None:
+        _sub(msg, m("ConnectionStatus"), status)
+    return _xml(env)
+
+
+def _pending(ews: EwsServer, subs: list[StreamingSubscription]) -> list[tuple[str, Any]]:
+    """(subscription, (events, new seq)) for every subscription with undelivered events."""
+    out: list[tuple[str, Any]] = []
+    mailbox = ews.mailbox
+    with mailbox.lock:
+        for sub in subs:
+            if mailbox.seq <= sub.seq:
+                continue
+            changes, new_seq, _ = mailbox.changes_since(sub.seq, 1_000_000)
+            events = [
+                (_EVENT_OF[kind], what if kind == "Delete" else what.item_id)
+                for kind, what in changes
+                if _EVENT_OF[kind] in sub.event_types
+            ]
+            out.append((sub.sub_id, (events, new_seq)))
+    return out
+
+
+def _stream_events(handler: _Handler, raw: bytes) -> None:
+    """GetStreamingEvents: a chunked response that lasts until ConnectionTimeout."""
+    ews = handler.ews
+    state = streaming(ews)
+    request = etree.fromstring(raw).find(f"{{{SOAP}}}Body")[0]
+    ids = [e.text or "" for e in request.iter(t("SubscriptionId"))]
+    minutes = int(request.findtext(m("ConnectionTimeout")) or "0")
+    with state.lock:
+        subs = [state.subscriptions.get(i) for i in ids]
+        code = state.lost_code
+    bad = [i for i, s in zip(ids, subs, strict=True) if s is None or not s.valid]
+    if bad or not 1 <= minutes <= 30:
+        env, body = _envelope()
+        messages = _messages(body, "GetStreamingEvents")
+        if bad:
+            msg = _error(messages, "GetStreamingEvents", code,
+                         "The subscription is no longer valid.")  # fmt: skip
+            errors = _sub(msg, m("ErrorSubscriptionIds"))
+            for sub_id in bad:
+                _sub(errors, m("SubscriptionId"), sub_id)
+        else:
+            _error(messages, "GetStreamingEvents", "ErrorInvalidArgument",
+                   "ConnectionTimeout must be between 1 and 30.")  # fmt: skip
+        handler._record("GetStreamingEvents", 200)
+        handler._send(200, _xml(env), "text/xml; charset=utf-8")
+        return
+    live = [s for s in subs if s is not None]
+    handler._record("GetStreamingEvents", 200)
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/xml; charset=utf-8")
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.send_header("X-BackEndHttpStatus", "200")
+    handler.end_headers()
+    with state.lock:
+        state.opened += 1
+        state.active += 1
+        cut, ended = state._cut, state._ended
+        limit = float(minutes * 60)
+        if state.connection_timeout is not None:
+            limit = min(limit, state.connection_timeout)
+    now = time.monotonic()
+    deadline, beat = now + limit, now + state.heartbeat
+
+    def chunk(data: bytes) -> bool:
+        try:
+            handler.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
+            handler.wfile.flush()
+        except OSError:
+            return False
+        return True
+
+    try:
+        while True:
+            with state.lock:
+                dropped = state._cut != cut or any(not s.valid for s in live)
+                finished = state._ended != ended
+            listening = ews._httpd.socket.fileno() >= 0
+            if dropped or not listening:
+                handler.close_connection = True
+                return
+            if finished or time.monotonic() >= deadline:
+                if chunk(_streaming_doc([], "Closed")):
+                    chunk(b"")
+                return
+            pending = _pending(ews, live)
+            found = [(sub_id, events) for sub_id, (events, _) in pending if events]
+            if found:
+                if not chunk(_streaming_doc(found, None)):
+                    handler.close_connection = True
+                    return
+                beat = time.monotonic() + state.heartbeat
+            by_id = {s.sub_id: s for s in live}
+            for sub_id, (_, new_seq) in pending:
+                by_id[sub_id].seq = new_seq  # told (or nothing of interest to tell)
+            if time.monotonic() >= beat:
+                if not chunk(_streaming_doc([], "OK")):
+                    handler.close_connection = True
+                    return
+                beat = time.monotonic() + state.heartbeat
+            time.sleep(state.poll)
+    finally:
+        with state.lock:
+            state.active -= 1
+
+
+_HANDLERS.update({"Subscribe": _subscribe, "Unsubscribe": _unsubscribe})

@@ -356,6 +356,10 @@ class GoogleCalendarServer:
         if token is None or token.expires_at < time.time():
             raise ApiError(401, "authError", "Invalid Credentials", headers=_CHALLENGE)
         segments = [unquote(s) for s in path[len(API) :].split("/")]
+        if segments[:1] == ["channels"] or segments[-2:] == ["events", "watch"]:  # push section
+            if method != "POST":
+                raise ApiError(404, "notFound", "Not Found")
+            return _push_api(self, token.user, segments, body)
         if len(segments) < 2 or segments[0] != "calendars":
             raise ApiError(404, "notFound", "Not Found")
         cal_id = token.user if segments[1] == "primary" else segments[1]
@@ -862,3 +866,156 @@ def _b64decode(text: str) -> bytes:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+# ------------------------------------------------------- push notifications (watch)
+#
+# ``events.watch`` (POST calendars/{id}/events/watch: a Channel with id, token, type
+# web_hook, address, params.ttl in seconds; answered with kind api#channel, id,
+# resourceId, resourceUri, token and expiration in ms; ttl capped at ``max_ttl``) and
+# ``channels.stop`` (POST channels/stop with id and resourceId; 204, or 404 for a channel
+# it does not know). Right after a watch, a ``sync`` message is POSTed to the address.
+# ``push(server).notify(user)`` POSTs an ``exists`` message to every live channel of the
+# user's calendar, with X-Goog-Channel-ID, X-Goog-Channel-Token, X-Goog-Channel-Expiration,
+# X-Goog-Resource-ID, X-Goog-Resource-URI, X-Goog-Resource-State and X-Goog-Message-Number
+# headers, as Google does; every delivery is recorded. Google wants https addresses; this
+# server also accepts http://127.0.0.1 ones.
+
+
+@dataclass
+class WatchChannel:
+    id: str
+    resource_id: str
+    resource_uri: str
+    token: str
+    address: str
+    user: str
+    expiration: float  # seconds since the epoch
+    messages: int = 0
+
+
+@dataclass(frozen=True)
+class PushDelivery:
+    address: str
+    headers: dict[str, str]
+    status: int  # 0: no answer
+
+
+class Push:
+    """Watch channels of one :class:`GoogleCalendarServer` (``push(server)``)."""
+
+    def __init__(self, server: GoogleCalendarServer) -> None:
+        self.server = server
+        self.lock = threading.RLock()
+        self.channels: dict[str, WatchChannel] = {}
+        self.stopped: list[str] = []
+        self.deliveries: list[PushDelivery] = []
+        self.max_ttl = 7 * 24 * 3600
+        self.sync_delay = 0.05
+
+    def live(self, user: str | None = None) -> list[WatchChannel]:
+        now = time.time()
+        with self.lock:
+            return [c for c in self.channels.values()
+                    if c.expiration > now and (user is None or c.user == user)]  # fmt: skip
+
+    def notify(self, user: str, state: str = "exists", *, token: str | None = None) -> list[int]:
+        """Tell every live channel on ``user``'s calendar; the statuses of the deliveries.
+        ``token`` forges the channel token."""
+        return [self._send(c, state, token) for c in self.live(user)]
+
+    def expire(self, channel_id: str) -> None:
+        with self.lock:
+            self.channels[channel_id].expiration = time.time() - 1
+
+    def _send(self, channel: WatchChannel, state: str, token: str | None = None) -> int:
+        import httpx
+
+        with self.lock:
+            channel.messages += 1
+            number = channel.messages
+        headers = {
+            "X-Goog-Channel-ID": channel.id,
+            "X-Goog-Channel-Expiration": time.strftime(
+                "%a, %d %b %Y %H:%M:%S GMT", time.gmtime(channel.expiration)
+            ),
+            "X-Goog-Resource-ID": channel.resource_id,
+            "X-Goog-Resource-URI": channel.resource_uri,
+            "X-Goog-Resource-State": state,
+            "X-Goog-Message-Number": str(number),
+        }
+        sent_token = channel.token if token is None else token
+        if sent_token:
+            headers["X-Goog-Channel-Token"] = sent_token
+        try:
+            status = httpx.post(channel.address, headers=headers, content=b"",
+                                timeout=10).status_code  # fmt: skip
+        except httpx.HTTPError:
+            status = 0
+        with self.lock:
+            self.deliveries.append(PushDelivery(channel.address, headers, status))
+        return status
+
+
+_push_lock = threading.Lock()
+
+
+def push(server: GoogleCalendarServer) -> Push:
+    """The watch channels of ``server`` (made on first use)."""
+    with _push_lock:
+        state = server.__dict__.get("_push")
+        if state is None:
+            state = server.__dict__["_push"] = Push(server)
+        return state  # type: ignore[no-any-return]
+
+
+def _push_api(
+    server: GoogleCalendarServer, user: str, segments: list[str], body: bytes
+) -> tuple[int, Any, dict[str, str]]:
+    state = push(server)
+    doc = _json_body(body)
+    if segments == ["channels", "stop"]:
+        with state.lock:
+            channel = state.channels.get(str(doc.get("id", "")))
+            if (channel is None or channel.resource_id != doc.get("resourceId")
+                    or channel.user != user):  # fmt: skip
+                raise ApiError(404, "notFound", f"Channel '{doc.get('id')}' not found")
+            del state.channels[channel.id]
+            state.stopped.append(channel.id)
+        return 204, None, {}
+    cal_id = user if segments[1] == "primary" else segments[1]
+    if cal_id != user:
+        raise ApiError(404, "notFound", "Not Found")
+    channel_id, address = str(doc.get("id") or ""), str(doc.get("address") or "")
+    if not channel_id or not re.fullmatch(r"[A-Za-z0-9\-_+/=]{1,64}", channel_id):
+        raise ApiError(400, "invalid", "Invalid channel id")
+    if doc.get("type") not in ("web_hook", "webhook"):
+        raise ApiError(400, "invalid", "Invalid channel type")
+    if not (address.startswith("https://") or address.startswith("http://127.0.0.1")):
+        raise ApiError(400, "push.webhookUrlNotHttps", "WebHook callback must be HTTPS: " + address)
+    try:
+        ttl = int((doc.get("params") or {}).get("ttl", 604800))
+    except (TypeError, ValueError):
+        raise ApiError(400, "invalid", "Invalid ttl") from None
+    expiration = time.time() + min(max(ttl, 1), state.max_ttl)
+    with state.lock:
+        if channel_id in state.channels:
+            raise ApiError(400, "channelIdNotUnique", "Channel id not unique")
+        channel = WatchChannel(
+            id=channel_id, resource_id=secrets.token_urlsafe(20),
+            resource_uri=f"{server.url}calendar/v3/calendars/{cal_id}/events?alt=json",
+            token=str(doc.get("token") or ""), address=address, user=user,
+            expiration=expiration,
+        )  # fmt: skip
+        state.channels[channel_id] = channel
+
+    def confirm() -> None:  # Google's first message on a new channel
+        time.sleep(state.sync_delay)
+        state._send(channel, "sync")
+
+    threading.Thread(target=confirm, daemon=True).start()
+    reply = {"kind": "api#channel", "id": channel.id, "resourceId": channel.resource_id,
+             "resourceUri": channel.resource_uri, "expiration": str(int(expiration * 1000))}  # fmt: skip
+    if channel.token:
+        reply["token"] = channel.token
+    return 200, reply, {}

@@ -7,7 +7,10 @@ events CRUD, ``$filter`` on a single-value extended property or on ``iCalUId``,
 ``$expand=singleValueExtendedProperties($filter=id eq ...)``, ``instances``, ``cancel``,
 and ``calendarView/delta`` with ``Prefer: odata.maxpagesize`` / ``outlook.timezone``,
 ``$skiptoken`` pages and ``$deltatoken`` links, ``@removed`` entries and 410
-``syncStateNotFound`` for tokens the server dropped. Series (daily or weekly) expand into
+``syncStateNotFound`` for tokens the server dropped. Mail: ``inbox`` and ``sentitems``
+with ``/mailFolders/{folder}/messages/delta`` (``$select`` kept in its links; headers
+refused, as Graph leaves them out of delta), ``@removed`` for deleted messages, 410 for
+a folder's dropped tokens, and ``/messages/{id}?$select=internetMessageHeaders``. Series (daily or weekly) expand into
 occurrences with ids, ``seriesMasterId``, ``originalStart`` and Exchange-style global
 object ids; moved occurrences become exceptions, deleted ones disappear.
 
@@ -165,6 +168,35 @@ class Item:
 
 
 @dataclass
+class MailMessage:
+    """One message in a mail folder (``inbox`` or ``sentitems``)."""
+
+    id: str
+    folder: str
+    subject: str
+    sender: str
+    to: list[str]
+    sent: datetime
+    cc: list[str] = field(default_factory=list)
+    internet_message_id: str = ""
+    conversation_id: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)  # internetMessageHeaders
+    received: datetime | None = None
+    is_read: bool = False
+    is_draft: bool = False
+    version: int = 1
+
+    @property
+    def change_key(self) -> str:
+        return hashlib.sha256(f"{self.id}:{self.version}".encode()).hexdigest()[:24]
+
+
+MAIL_FOLDERS = ("inbox", "sentitems")
+# Message properties the messages delta cannot return (Graph: headers are not in delta).
+NOT_IN_DELTA = frozenset({"internetmessageheaders", "body", "uniquebody"})
+
+
+@dataclass
 class Seen:
     method: str
     path: str
@@ -208,6 +240,9 @@ class GraphServer:
         self._pages: dict[str, tuple[list[dict[str, Any]], str]] = {}
         self._deltas: dict[str, tuple[datetime, datetime, dict[str, str]]] = {}
         self._faults: list[_Fault] = []
+        self.messages: dict[str, MailMessage] = {}
+        self._mail_deltas: dict[str, tuple[str, str, dict[str, str]]] = {}  # folder, $select
+        self._mail_pages: dict[str, tuple[str, list[dict[str, Any]], str]] = {}
         self._lock = threading.RLock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -338,6 +373,81 @@ class GraphServer:
         with self._lock:
             self._pages.clear()
             self._deltas.clear()
+
+    # -------------------------------------------------------------------- mail
+
+    def deliver(
+        self, folder: str, subject: str, sender: str, to: list[str], sent: datetime, **kw: Any
+    ) -> MailMessage:
+        """Store a message in ``folder`` (``inbox`` or ``sentitems``)."""
+        with self._lock:
+            kw.setdefault("internet_message_id", f"<{secrets.token_hex(16)}@mail.example.com>")
+            kw.setdefault("conversation_id", "AAQkAGI2" + hashlib.sha256(
+                _topic(subject).encode()).hexdigest()[:32])  # fmt: skip
+            kw.setdefault("received", sent + timedelta(seconds=2))
+            message = MailMessage(
+                id="AAMkAGMSG" + secrets.token_urlsafe(18).replace("-", "x").replace("_", "y"),
+                folder=folder, subject=subject, sender=sender, to=list(to),
+                sent=sent.astimezone(UTC), **kw,
+            )  # fmt: skip
+            self.messages[message.id] = message
+            return message
+
+    def copy_message(self, message: MailMessage, folder: str) -> MailMessage:
+        """The same message filed in another folder too (own id, same internetMessageId)."""
+        keep = ("cc", "internet_message_id", "conversation_id", "headers", "received")
+        return self.deliver(folder, message.subject, message.sender, message.to, message.sent,
+                            **{k: getattr(message, k) for k in keep})  # fmt: skip
+
+    def mark_read(self, message_id: str, read: bool = True) -> None:
+        with self._lock:
+            self.messages[message_id].is_read = read
+            self.messages[message_id].version += 1
+
+    def delete_message(self, message_id: str) -> None:
+        with self._lock:
+            del self.messages[message_id]
+
+    def invalidate_mail_delta(self, folder: str) -> None:
+        """Every delta and skip token of ``folder``'s messages gets 410 from now on."""
+        with self._lock:
+            for key in [k for k, v in self._mail_deltas.items() if v[0] == folder]:
+                del self._mail_deltas[key]
+            for key in [k for k, v in self._mail_pages.items() if v[0] == folder]:
+                del self._mail_pages[key]
+
+    def render_message(self, message: MailMessage, select: set[str] | None) -> dict[str, Any]:
+        def person(address: str) -> dict[str, Any]:
+            return {"emailAddress": {"name": address.split("@")[0].title(), "address": address}}
+
+        data: dict[str, Any] = {
+            "@odata.etag": f'W/"{message.change_key}"', "id": message.id,
+            "createdDateTime": _stamp(message.received or message.sent),
+            "lastModifiedDateTime": _stamp(message.received or message.sent),
+            "changeKey": message.change_key, "categories": [],
+            "receivedDateTime": _stamp(message.received or message.sent),
+            "sentDateTime": _stamp(message.sent), "hasAttachments": False,
+            "internetMessageId": message.internet_message_id, "subject": message.subject,
+            "bodyPreview": "", "importance": "normal",
+            "parentFolderId": "AAMkAG" + message.folder.upper(),
+            "conversationId": message.conversation_id,
+            "conversationIndex": "AQHZ" + message.conversation_id[-12:],
+            "isDeliveryReceiptRequested": False, "isReadReceiptRequested": False,
+            "isRead": message.is_read, "isDraft": message.is_draft,
+            "webLink": f"https://outlook.office365.com/owa/?ItemID={message.id}",
+            "inferenceClassification": "focused",
+            "sender": person(message.sender), "from": person(message.sender),
+            "toRecipients": [person(a) for a in message.to],
+            "ccRecipients": [person(a) for a in message.cc], "bccRecipients": [], "replyTo": [],
+            "flag": {"flagStatus": "notFlagged"},
+        }  # fmt: skip
+        if select is None:
+            return data
+        wanted = {s.lower() for s in select}
+        kept = {k: v for k, v in data.items() if k.lower() in wanted or k in ("id", "@odata.etag")}
+        if "internetmessageheaders" in wanted and message.headers:
+            kept["internetMessageHeaders"] = [{"name": n, "value": v} for n, v in message.headers]
+        return kept
 
     def own_items(self, property_id: str) -> list[Item]:
         with self._lock:
@@ -611,6 +721,8 @@ class _Handler(BaseHTTPRequestHandler):
         if parts[:1] != ["v1.0"]:
             raise GraphError(404, "BadRequest", "Resource not found for the segment.")
         self._authorize()
+        if parts[1:2] == ["subscriptions"]:  # change notifications (push section)
+            return _subscriptions_route(self, method, parts[2:], raw)
         if parts[1:2] == ["me"]:
             parts = ["v1.0", "users", g.user, *parts[2:]]
         if len(parts) < 4 or parts[1] != "users" or parts[2].lower() != g.user.lower():
@@ -618,6 +730,15 @@ class _Handler(BaseHTTPRequestHandler):
         rest = parts[3:]
         out_zone = self._out_zone()
         with g._lock:
+            if (len(rest) == 4 and rest[0] == "mailFolders" and rest[2:] == ["messages", "delta"]
+                    and method == "GET"):  # fmt: skip
+                return self._mail_delta(rest[1].lower(), query, raw_path)
+            if len(rest) == 2 and rest[0] == "messages" and method == "GET":
+                message = g.messages.get(rest[1])
+                if message is None:
+                    raise GraphError(404, "ErrorItemNotFound",
+                                     "The specified object was not found in the store.")  # fmt: skip
+                return 200, g.render_message(message, _select(query)), {}
             if rest == ["calendarView", "delta"] and method == "GET":
                 return self._delta(query, raw_path, out_zone)
             if rest == ["events"] and method == "GET":
@@ -750,6 +871,60 @@ class _Handler(BaseHTTPRequestHandler):
             {"Preference-Applied": f'odata.maxpagesize={size}, outlook.timezone="{out_zone}"'},
         )
 
+    def _mail_delta(
+        self, folder: str, query: dict[str, str], raw_path: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        """Messages delta of one folder: ``$select`` is kept in the links it hands out."""
+        g = self.graph
+        if folder not in MAIL_FOLDERS:
+            raise GraphError(404, "ErrorItemNotFound", "The specified folder could not be found.")
+        for option in ("$expand", "$search"):
+            if option in query:
+                raise GraphError(400, "ErrorInvalidUrlQuery",
+                                 f"The query parameter '{option}' is not supported with delta.")  # fmt: skip
+        link = f"{g.url}{raw_path}"
+        if "$skiptoken" in query:
+            page = g._mail_pages.pop(query["$skiptoken"], None)
+            if page is None:
+                raise GraphError(410, "syncStateNotFound", "The sync state is not found.")
+            _folder, items, final = page
+        else:
+            if "$deltatoken" in query:
+                state = g._mail_deltas.get(query["$deltatoken"])
+                if state is None or state[0] != folder:
+                    raise GraphError(410, "syncStateNotFound",
+                                     "The sync state generation is not found. Resync required.")  # fmt: skip
+                _folder, select_text, before = state
+            else:
+                select_text, before = query.get("$select", ""), {}
+                refused = {s.strip().lower() for s in select_text.split(",")} & NOT_IN_DELTA
+                if refused:
+                    raise GraphError(400, "ErrorInvalidProperty",
+                                     f"The property '{sorted(refused)[0]}' is not supported "
+                                     "with delta.")  # fmt: skip
+            select = {x.strip() for x in select_text.split(",") if x.strip()} or None
+            now = sorted(
+                (m for m in g.messages.values() if m.folder == folder),
+                key=lambda m: (m.received or m.sent, m.id),
+            )
+            items = [g.render_message(m, select) for m in now if before.get(m.id) != m.change_key]
+            current = {m.id for m in now}
+            items += [{"id": k, "@removed": {"reason": "deleted"}} for k in before
+                      if k not in current]  # fmt: skip
+            final = secrets.token_urlsafe(12)
+            g._mail_deltas[final] = (folder, select_text, {m.id: m.change_key for m in now})
+        size = self._page_size()
+        body: dict[str, Any] = {
+            "@odata.context": f"{g.graph_url}/$metadata#Collection(message)", "value": items[:size]
+        }  # fmt: skip
+        if len(items) > size:
+            skip = secrets.token_urlsafe(12)
+            g._mail_pages[skip] = (folder, items[size:], final)
+            body["@odata.nextLink"] = f"{link}?$skiptoken={skip}"
+        else:
+            body["@odata.deltaLink"] = f"{link}?$deltatoken={final}"
+        return 200, body, {"Preference-Applied": f"odata.maxpagesize={size}"}
+
     # -------------------------------------------------------------------- events
 
     def _item(self, event_id: str) -> Item:
@@ -851,6 +1026,21 @@ _CODES = {
 }  # fmt: skip
 
 
+def _select(query: dict[str, str]) -> set[str] | None:
+    chosen = {s.strip() for s in query.get("$select", "").split(",") if s.strip()}
+    return chosen or None
+
+
+def _topic(subject: str) -> str:
+    """A conversation topic: the subject without its RE:/FW: prefixes."""
+    topic = subject
+    while True:
+        head, sep, rest = topic.partition(":")
+        if not (sep and head.strip().lower() in ("re", "fw", "fwd", "aw", "wg")):
+            return topic.lower()
+        topic = rest.strip()
+
+
 def _json(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw or b"{}")
@@ -859,3 +1049,253 @@ def _json(raw: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise GraphError(400, "BadRequest", "A JSON object is expected.")
     return data
+
+
+# ------------------------------------------- change notification subscriptions (push)
+#
+# ``POST /v1.0/subscriptions`` (resource ``/users/{user}/events`` or ``/me/events``;
+# changeType of created, updated, deleted; expirationDateTime at most 10,080 minutes
+# ahead; clientState up to 128 characters), ``GET``/``PATCH``/``DELETE
+# /v1.0/subscriptions/{id}`` and ``POST .../reauthorize``. Creating one performs Graph's
+# validation handshake first: a POST of ``?validationToken=<token>`` (text/plain) to the
+# notificationUrl and to the lifecycleNotificationUrl, answered with 200 and the token as
+# text/plain within 10 seconds, else 400 ``ValidationError``. Expired subscriptions are
+# gone (404). Graph wants https URLs; this server also accepts http://127.0.0.1 ones.
+# ``subscriptions(graph)`` sends notifications: ``notify`` (a change of an event, with
+# the subscription's clientState or a forged one) and ``lifecycle`` (reauthorizationRequired,
+# subscriptionRemoved, missed), and records every delivery.
+
+MAX_SUBSCRIPTION_MINUTES = 10080
+_CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
+
+
+@dataclass
+class Subscription:
+    id: str
+    resource: str
+    change_type: str
+    notification_url: str
+    lifecycle_url: str
+    client_state: str
+    expiration: datetime
+    reauthorized: int = 0
+
+    def render(self, graph: GraphServer) -> dict[str, Any]:
+        return {
+            "@odata.context": f"{graph.graph_url}/$metadata#subscriptions/$entity",
+            "id": self.id, "resource": self.resource, "applicationId": graph.client_id,
+            "changeType": self.change_type, "clientState": self.client_state or None,
+            "notificationUrl": self.notification_url,
+            "lifecycleNotificationUrl": self.lifecycle_url or None,
+            "expirationDateTime": self.expiration.strftime("%Y-%m-%dT%H:%M:%S.%f0Z"),
+            "creatorId": graph.client_id, "latestSupportedTlsVersion": "v1_2",
+            "includeResourceData": False, "notificationUrlAppId": None,
+        }  # fmt: skip
+
+
+@dataclass
+class Delivery:
+    url: str
+    payload: Any
+    status: int  # 0: no answer
+
+
+class Subscriptions:
+    """Graph's side of change notifications for one :class:`GraphServer`."""
+
+    def __init__(self, graph: GraphServer) -> None:
+        self.graph = graph
+        self.items: dict[str, Subscription] = {}
+        self.validations: list[Delivery] = []
+        self.deliveries: list[Delivery] = []
+        self.validation_timeout = 10.0
+        self.lock = threading.RLock()
+
+    def live(self) -> list[Subscription]:
+        now = datetime.now(UTC)
+        with self.lock:
+            return [s for s in self.items.values() if s.expiration > now]
+
+    def notify(
+        self, event_id: str, change_type: str = "updated", *, client_state: str | None = None
+    ) -> list[int]:
+        """Tell every live subscription with ``change_type`` that ``event_id`` changed;
+        the HTTP statuses of the deliveries. ``client_state`` forges the secret."""
+        user = self.graph.user
+        statuses = []
+        for sub in self.live():
+            if change_type not in sub.change_type.split(","):
+                continue
+            resource = f"Users/{user}/Events/{event_id}"
+            note = {
+                "subscriptionId": sub.id,
+                "subscriptionExpirationDateTime": _stamp(sub.expiration),
+                "changeType": change_type, "resource": resource,
+                "resourceData": {"@odata.type": "#Microsoft.Graph.Event",
+                                 "@odata.id": resource, "id": event_id},
+                "clientState": sub.client_state if client_state is None else client_state,
+                "tenantId": self.graph.tenant,
+            }  # fmt: skip
+            statuses.append(self._deliver(sub.notification_url, {"value": [note]}))
+        return statuses
+
+    def lifecycle(self, sub_id: str, event: str, *, client_state: str | None = None) -> int:
+        """Send a lifecycle notification; ``subscriptionRemoved`` also removes it."""
+        with self.lock:
+            sub = self.items[sub_id]
+            if event == "subscriptionRemoved":
+                del self.items[sub_id]
+        note = {
+            "subscriptionId": sub.id,
+            "subscriptionExpirationDateTime": _stamp(sub.expiration),
+            "tenantId": self.graph.tenant,
+            "clientState": sub.client_state if client_state is None else client_state,
+            "lifecycleEvent": event,
+        }
+        return self._deliver(sub.lifecycle_url or sub.notification_url, {"value": [note]})
+
+    def expire(self, sub_id: str) -> None:
+        with self.lock:
+            self.items[sub_id].expiration = datetime.now(UTC) - timedelta(seconds=1)
+
+    def _deliver(self, url: str, payload: Any) -> int:
+        import httpx
+
+        try:
+            reply = httpx.post(url, json=payload, timeout=10)
+            status = reply.status_code
+        except httpx.HTTPError:
+            status = 0
+        with self.lock:
+            self.deliveries.append(Delivery(url, payload, status))
+        return status
+
+    def _validate(self, url: str) -> bool:
+        import httpx
+
+        token = (
+            "Validation: Testing client application reachability for subscription Request-Id: "
+            + secrets.token_hex(8)
+        )
+        try:
+            reply = httpx.post(url, params={"validationToken": token}, content=b"",
+                               headers={"Content-Type": "text/plain; charset=utf-8"},
+                               timeout=self.validation_timeout)  # fmt: skip
+        except httpx.HTTPError:
+            with self.lock:
+                self.validations.append(Delivery(url, token, 0))
+            return False
+        with self.lock:
+            self.validations.append(Delivery(url, token, reply.status_code))
+        return (
+            reply.status_code == 200
+            and reply.headers.get("content-type", "").startswith("text/plain")
+            and reply.text == token
+        )
+
+
+_subscriptions_lock = threading.Lock()
+
+
+def subscriptions(graph: GraphServer) -> Subscriptions:
+    """The subscription state of ``graph`` (made on first use)."""
+    with _subscriptions_lock:
+        state = graph.__dict__.get("_subscriptions")
+        if state is None:
+            state = graph.__dict__["_subscriptions"] = Subscriptions(graph)
+        return state  # type: ignore[no-any-return]
+
+
+def _subscriptions_route(
+    handler: _Handler, method: str, rest: list[str], raw: bytes
+) -> tuple[int, Any, dict[str, str]]:
+    g = handler.graph
+    state = subscriptions(g)
+    if not rest and method == "POST":
+        return 201, _create_subscription(g, state, _json(raw)), {}
+    if not rest and method == "GET":
+        return 200, {"value": [s.render(g) for s in state.live()]}, {}
+    with state.lock:
+        sub = state.items.get(rest[0]) if rest else None
+        if sub is not None and sub.expiration <= datetime.now(UTC):
+            del state.items[sub.id]  # Graph deletes expired subscriptions
+            sub = None
+    if sub is None:
+        raise GraphError(404, "ResourceNotFound", "The object was not found.")
+    if len(rest) == 2 and rest[1] == "reauthorize" and method == "POST":
+        sub.reauthorized += 1
+        return 200, None, {}
+    if len(rest) != 1:
+        raise GraphError(400, "BadRequest", "Unsupported subscription request")
+    if method == "GET":
+        return 200, sub.render(g), {}
+    if method == "DELETE":
+        with state.lock:
+            state.items.pop(sub.id, None)
+        return 204, None, {}
+    if method == "PATCH":
+        body = _json(raw)
+        if "expirationDateTime" in body:
+            sub.expiration = _subscription_expiry(body["expirationDateTime"])
+            sub.reauthorized += 1  # a PATCH reauthorizes too
+        return 200, sub.render(g), {}
+    raise GraphError(405, "BadRequest", f"{method} is not allowed here")
+
+
+def _subscription_expiry(raw: Any) -> datetime:
+    try:
+        text = str(raw).replace("Z", "+00:00")
+        head, dot, tail = text.partition(".")
+        if dot:  # 7 fractional digits: keep 6
+            digits = "".join(c for c in tail if c.isdigit())
+            text = f"{head}.{digits[:6]}{tail[len(digits):]}"
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise GraphError(400, "InvalidRequest", f"Invalid expirationDateTime {raw!r}") from None
+    value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    now = datetime.now(UTC)
+    if value <= now:
+        raise GraphError(400, "InvalidRequest", "Subscription expiration must be in the future.")
+    if value > now + timedelta(minutes=MAX_SUBSCRIPTION_MINUTES):
+        raise GraphError(400, "InvalidRequest",
+                         f"Subscription expiration can only be {MAX_SUBSCRIPTION_MINUTES} "
+                         "minutes in the future.")  # fmt: skip
+    return value
+
+
+def _create_subscription(g: GraphServer, state: Subscriptions, body: dict[str, Any]) -> Any:
+    resource = str(body.get("resource") or "")
+    parts = [p for p in resource.split("/") if p]
+    if parts[:1] == ["me"]:
+        parts = ["users", g.user, *parts[1:]]
+    if len(parts) != 3 or parts[0] != "users" or parts[1].lower() != g.user.lower() \
+            or parts[2].lower() != "events":  # fmt: skip
+        raise GraphError(400, "InvalidRequest", f"Unsupported resource {resource!r}")
+    kinds = {k.strip() for k in str(body.get("changeType") or "").split(",") if k.strip()}
+    if not kinds or not kinds <= _CHANGE_TYPES:
+        raise GraphError(400, "InvalidRequest", "changeType must be created, updated, deleted")
+    client_state = str(body.get("clientState") or "")
+    if len(client_state) > 128:
+        raise GraphError(400, "InvalidRequest", "clientState is longer than 128 characters")
+    urls = [str(body.get("notificationUrl") or ""), str(body.get("lifecycleNotificationUrl") or "")]
+    for url in urls:
+        if url and not (url.startswith("https://") or url.startswith("http://127.0.0.1")):
+            raise GraphError(400, "InvalidRequest", "The notification URL must use https.")
+    if not urls[0]:
+        raise GraphError(400, "InvalidRequest", "notificationUrl is required")
+    expiration = _subscription_expiry(body.get("expirationDateTime"))
+    for url in dict.fromkeys(u for u in urls if u):
+        if not state._validate(url):
+            raise GraphError(400, "ValidationError",
+                             "Subscription validation request failed. Notification endpoint "
+                             "must respond with 200 OK to validation request.")  # fmt: skip
+    import uuid
+
+    sub = Subscription(
+        id=str(uuid.uuid4()), resource=resource, change_type=",".join(sorted(kinds)),
+        notification_url=urls[0], lifecycle_url=urls[1], client_state=client_state,
+        expiration=expiration,
+    )  # fmt: skip
+    with state.lock:
+        state.items[sub.id] = sub
+    return sub.render(g)
