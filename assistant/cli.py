@@ -49,6 +49,8 @@ app.add_typer(account_app, name="account")
 app.add_typer(task_app, name="task")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(priorities_app, name="priorities")
+user_app = typer.Typer(help="People who log in to the web app.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
 
 out = Console()
 err = Console(stderr=True)
@@ -405,6 +407,52 @@ def outbox_send(as_json: JsonOpt = False) -> None:
         out.print(report.to_dict())
 
 
+# ----------------------------------------------------------------------------- users
+
+
+@user_app.command("add")
+def user_add(
+    email: Annotated[str, typer.Argument(help="Their email address (the login).")],
+    role: Annotated[str, typer.Option(help="manager, assistant or admin.")] = "assistant",
+    name: Annotated[str, typer.Option(help="Their name.")] = "",
+    password_env: Annotated[
+        str, typer.Option(help="Read the password from this env variable (else: email link).")
+    ] = "",
+    pair: PairOpt = None,
+    organisation: Annotated[str, typer.Option(help="Agency, for admins.")] = "",
+) -> None:
+    """Add a user and (with --pair) give them the pair, as its manager or assistant."""
+    from assistant.services.users import add_membership, add_user
+
+    password = None
+    if password_env:
+        password = os.environ.get(password_env)
+        if not password:
+            raise UserError(f"environment variable {password_env} is empty or not set")
+    with service() as svc:
+        uid = add_user(svc.uow, email=email, role=role, name=name, password=password,
+                       organisation=organisation or None, now=svc.now())  # fmt: skip
+        if pair is not None:
+            if role not in ("manager", "assistant"):
+                raise UserError("--pair is for a manager or an assistant")
+            add_membership(svc.uow, user=uid, pair=pair, role=role, now=svc.now())
+    out.print(f"user {uid} ({email}) added" + (f" to pair {pair}" if pair else ""))
+
+
+@user_app.command("list")
+def user_list(as_json: JsonOpt = False) -> None:
+    """List users and the pairs they belong to."""
+    from assistant.services.users import list_users
+
+    with service() as svc:
+        rows = list_users(svc.uow)
+    if as_json:
+        emit(rows)
+    else:
+        cols = ["id", "email", "role", "pairs"]
+        table("Users", cols, [[r.get(c) for c in cols] for r in rows])
+
+
 # ------------------------------------------------------------------------ priorities
 
 
@@ -658,6 +706,97 @@ def task_cancel(task_id: Annotated[int, typer.Argument()], as_json: JsonOpt = Fa
         emit({"id": task_id, "state": "cancelled", "calendar": report.to_dict()})
     else:
         out.print(f"task {task_id} cancelled; {report.summary()}")
+
+
+@task_app.command("accept")
+def task_accept(
+    task_id: Annotated[int, typer.Argument()],
+    percent: Annotated[int, typer.Option(min=0, max=100, help="How much was done, 0–100.")],
+    on_time: Annotated[bool, typer.Option("--on-time/--late", help="Done by the deadline?")],
+    comment: Annotated[str, typer.Option(help="What to praise, what to improve.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Accept a task at (or before) its Dead Line; lines still ahead leave the calendar."""
+    from assistant.feedback import Confidence, FeedbackAnswer
+    from assistant.services import delegation, feedback
+
+    with service() as svc:
+        view = delegation.task_view(svc, task_id)
+        answer = FeedbackAnswer(percent, on_time, False, None, None, comment, Confidence.HIGH)
+        feedback.record_answer(svc, task_id=task_id, kind="dead_line", source="cli",
+                               respondent=view["delegator"], answer=answer)  # fmt: skip
+        delegation.accept_task(svc, task_id)
+        report = delegation.reconcile_checkpoints(svc, task_id)
+    good = percent >= 80 and on_time
+    if as_json:
+        emit({"id": task_id, "state": "accepted", "good_delegation": good,
+              "calendar": report.to_dict()})  # fmt: skip
+    else:
+        verdict = "good delegation" if good else "below the bar (80% and on time)"
+        out.print(f"task {task_id} accepted: {percent}%, {'on time' if on_time else 'late'} — "
+                  f"{verdict}; {report.summary()}. Now thank the delegate.")  # fmt: skip
+
+
+@task_app.command("feedback")
+def task_feedback(
+    task_id: Annotated[int, typer.Argument()],
+    text: Annotated[str | None, typer.Argument(help="An answer in words: '80%, on track'.")] = None,
+    line: Annotated[str, typer.Option(help="red_line or dead_line.")] = "red_line",
+    as_json: JsonOpt = False,
+) -> None:
+    """Record an answer at a line (parsed from words), or list the answers so far."""
+    from assistant.delegation import CheckpointKind
+    from assistant.feedback import parse_answer
+    from assistant.services import delegation, feedback
+
+    with service() as svc:
+        if text is not None:
+            if line not in ("red_line", "dead_line"):
+                raise UserError("--line is red_line or dead_line")
+            view = delegation.task_view(svc, task_id)
+            answer = parse_answer(text, kind=CheckpointKind(line))
+            if answer.confidence.value == "low":
+                doubts = "; ".join(answer.doubts) or "say how much is done and whether on track"
+                raise UserError(f"not sure what that means ({doubts})")
+            feedback.record_answer(svc, task_id=task_id, kind=line, source="cli",
+                                   respondent=view["delegator"], answer=answer)  # fmt: skip
+        rows = feedback.feedback_of(svc, task_id)
+    if as_json:
+        emit(rows)
+    else:
+        cols = ["answered_at", "kind", "respondent", "percent_done", "on_time", "on_track",
+                "needs_help", "comment"]  # fmt: skip
+        table(f"Feedback on task {task_id}", cols, [[r[c] for c in cols] for r in rows])
+
+
+@task_app.command("restore")
+def task_restore(task_id: Annotated[int, typer.Argument()]) -> None:
+    """Put back checkpoint events the manager removed from the calendar."""
+    from assistant.services import delegation
+
+    with service() as svc:
+        n = delegation.restore_checkpoints(svc, task_id)
+        report = delegation.reconcile_checkpoints(svc, task_id)
+    out.print(f"{n} checkpoint(s) restored; {report.summary()}")
+
+
+@task_app.command("score")
+def task_score(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
+    """The delegation score: accepted tasks done on time with 80% or more."""
+    from assistant.services.feedback import score
+
+    with service() as svc:
+        s = score(svc, pair)
+    if as_json:
+        emit(s)
+        return
+    share = "—" if s["share"] is None else f"{s['share']:.0%}"
+    verdict = {True: " (good delegation)", False: " (below 80%)", None: ""}[s["good_delegation"]]
+    out.print(f"{s['manager']}: {s['good']} of {s['accepted']} accepted tasks good: {share}"
+              f"{verdict}; {s['open']} open")  # fmt: skip
+    table("Per delegate", ["delegate", "accepted", "good", "share", "mean %"],
+          [[d["delegate"], d["accepted"], d["good"], f"{d['share']:.0%}",
+            f"{d['mean_percent']:.0f}"] for d in s["delegates"]])  # fmt: skip
 
 
 def _print_task(t: dict[str, Any]) -> None:

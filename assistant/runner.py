@@ -56,20 +56,32 @@ def run_service(settings: Settings, host: str | None = None, port: int | None = 
     huey = build_huey(settings)
     jobs = register(huey, periodic=settings.queue.scheduler)
     consumer = start_consumer(huey, settings)
-    if settings.queue.scheduler:
+    push = None
+    if settings.queue.scheduler:  # the one process that schedules also listens for pushes
+        from assistant.push import PushSupervisor
+
         jobs.sync_due()
         jobs.drain_outbox()
+        push = PushSupervisor(svc, lambda account_id: jobs.sync_account(account_id))
+        watched = push.start()
+        if watched:
+            log.info("push (EWS streaming, IMAP IDLE) for accounts %s", watched)
     host = host or settings.web.host
     port = port if port is not None else settings.web.port
     log.info("web app on http://%s:%s/", host, port)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(svc), host=host, port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(svc, on_task_created=lambda task_id: jobs.write_checkpoints(task_id)),
+            host=host, port=port, log_level="warning",
+        )
     )
     try:
         server.run()  # returns on Ctrl-C / SIGTERM
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: we are stopping
         pass
     finally:
+        if push is not None:
+            push.stop()
         log.info("stopping the consumer")
         consumer.stop(graceful=True)
         runtime.install(None)

@@ -682,23 +682,28 @@ def _zoneinfo(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+def ews_settings(settings: Mapping[str, Any], secret: Any) -> EwsSettings:
+    """EwsSettings from an account's settings; ``secret`` resolves secret references."""
+    return EwsSettings(
+        mailbox=str(settings["mailbox"]),
+        service_endpoint=str(settings.get("service_endpoint", "")),
+        autodiscover=bool(settings.get("autodiscover", False)),
+        auth=str(settings.get("auth", "basic")),
+        username=str(settings.get("username", "")),
+        password=secret(settings.get("password")),
+        client_id=str(settings.get("client_id", "")),
+        client_secret=secret(settings.get("client_secret")),
+        tenant_id=str(settings.get("tenant_id", "")),
+        access_token=secret(settings.get("access_token")),
+        access=str(settings.get("access", "delegate")),
+        version=str(settings.get("version", "")),
+    )
+
+
 def open_ews_calendar(settings: Mapping[str, Any], secret: Any, timeout: float = 30) -> EwsCalendar:
     """An EwsCalendar from an account's settings; ``secret`` resolves secret references."""
     return EwsCalendar(
-        EwsSettings(
-            mailbox=str(settings["mailbox"]),
-            service_endpoint=str(settings.get("service_endpoint", "")),
-            autodiscover=bool(settings.get("autodiscover", False)),
-            auth=str(settings.get("auth", "basic")),
-            username=str(settings.get("username", "")),
-            password=secret(settings.get("password")),
-            client_id=str(settings.get("client_id", "")),
-            client_secret=secret(settings.get("client_secret")),
-            tenant_id=str(settings.get("tenant_id", "")),
-            access_token=secret(settings.get("access_token")),
-            access=str(settings.get("access", "delegate")),
-            version=str(settings.get("version", "")),
-        ),
+        ews_settings(settings, secret),
         timeout=timeout,
         zone=str(settings.get("zone", "UTC")),
         send_invitations=bool(settings.get("send_invitations", False)),

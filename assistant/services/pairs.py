@@ -57,6 +57,8 @@ def add_pair(
 ) -> Pair:
     if not name.strip():
         raise ValueError("a pair needs a name")
+    if name.strip().isdigit():
+        raise ValueError("a pair's name must not be a number (numbers are pair ids)")
     if sla_minutes <= 0:
         raise ValueError("the SLA must be a positive number of minutes")
     if locale not in ("en", "ru"):
@@ -93,10 +95,15 @@ def find_pair(session: Session, ref: str | int | None) -> Pair:
             return pairs[0]
         raise NotFoundError("no pairs yet: add one with `assistant pair add`" if not pairs
                             else "several pairs exist: name one with --pair")  # fmt: skip
-    stmt = select(Pair).where(Pair.name == str(ref))
-    if isinstance(ref, int) or str(ref).isdigit():
-        stmt = select(Pair).where((Pair.id == int(ref)) | (Pair.name == str(ref)))
-    pair = session.scalars(stmt).first()
+    # An int is an id; a string is a name first, then (all digits) an id. A name that
+    # looks like another pair's id therefore never hides that the string meant the name.
+    pair = None
+    if isinstance(ref, int):
+        pair = session.get(Pair, ref)
+    else:
+        pair = session.scalars(select(Pair).where(Pair.name == ref)).first()
+        if pair is None and ref.isdigit():
+            pair = session.get(Pair, int(ref))
     if pair is None:
         raise NotFoundError(f"no pair {ref!r}")
     return pair

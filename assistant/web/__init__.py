@@ -1,1 +1,1 @@
-"""The web app (minimal for now: a health page and a status page)."""
+"""The web app: pages for the pair, a JSON API under /api/, /health (see ``app``)."""

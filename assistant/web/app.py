@@ -1,38 +1,76 @@
-"""The web app: a health endpoint and a plain status page, served by ``assistant run``."""
+"""The web app: pages for the pair, a JSON API under /api/, and /health.
+
+``create_app(svc)`` is the entry point ``assistant run`` serves. ``on_task_created`` (a
+task id → None callback, e.g. the ``write_checkpoints`` job) lets the runner write a new
+task's checkpoint events in the background; without it they stay planned until then.
+"""
 
 from __future__ import annotations
 
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistant.store.tables import Account, OutboxEntry, Pair
+from assistant.web import api, feedback
+from assistant.web.actions import TaskCreated
+from assistant.web.pages import Pages
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service
 
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        b"script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    ),
+]
 
-def create_app(svc: Service) -> Starlette:
+
+class SecurityHeaders:
+    """Headers every response carries; pages are never cached (they hold private data)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                for name, value in [*SECURITY_HEADERS, (b"cache-control", b"no-store")]:
+                    if name not in present:  # a route's own stricter value stands
+                        headers.append((name, value))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(svc: Service, on_task_created: TaskCreated | None = None) -> Starlette:
     def status() -> dict[str, Any]:
         try:
             with svc.uow.read() as session:
                 session.execute(text("SELECT 1"))
+                # Counts only: /health needs no login, so it names nobody's accounts.
                 accounts = [
-                    {
-                        "id": a.id,
-                        "name": a.name,
-                        "provider": a.provider,
-                        "state": a.state,
-                        "last_sync_at": a.last_sync_at.isoformat() if a.last_sync_at else None,
-                        "last_error": a.last_error,
-                    }
-                    for a in session.scalars(select(Account).order_by(Account.id))
+                    {"state": state}
+                    for (state,) in session.execute(select(Account.state).order_by(Account.id))
                 ]
                 counts = dict(
                     session.execute(
@@ -43,35 +81,26 @@ def create_app(svc: Service) -> Starlette:
         except SQLAlchemyError as exc:
             return {"status": "error", "database": f"unreachable: {type(exc).__name__}"}
         degraded = any(a["state"] == "error" for a in accounts) or counts.get("dead", 0) > 0
+        by_state: dict[str, int] = {}
+        for a in accounts:
+            by_state[a["state"]] = by_state.get(a["state"], 0) + 1
         return {
             "status": "degraded" if degraded else "ok",
             "database": "ok",
             "pairs": pairs,
-            "accounts": accounts,
+            "accounts": by_state,
             "outbox": counts,
         }
 
-    async def health(request: Request) -> JSONResponse:
+    async def health(request: Request) -> Response:
         body = status()
         return JSONResponse(body, status_code=503 if body["status"] == "error" else 200)
 
-    async def index(request: Request) -> HTMLResponse:
-        body = status()
-        rows = "".join(
-            f"<tr><td>{escape(a['name'])}</td><td>{escape(a['provider'])}</td>"
-            f"<td>{escape(a['state'])}</td><td>{escape(a['last_sync_at'] or '—')}</td>"
-            f"<td>{escape(a['last_error'] or '')}</td></tr>"
-            for a in body.get("accounts", [])
-        )
-        page = (
-            "<!doctype html><html lang=en><meta charset=utf-8>"
-            "<meta name=viewport content='width=device-width, initial-scale=1'>"
-            "<title>exec-assistant</title><body style='font-family: system-ui, sans-serif'>"
-            f"<h1>exec-assistant</h1><p>Status: <strong>{escape(body['status'])}</strong></p>"
-            "<table><tr><th>Account</th><th>Provider</th><th>State</th><th>Last sync</th>"
-            f"<th>Last error</th></tr>{rows}</table>"
-            f"<p>Outbox: {escape(str(body.get('outbox', {})))}</p></body></html>"
-        )
-        return HTMLResponse(page)
-
-    return Starlette(routes=[Route("/health", health), Route("/", index)])
+    pages = Pages(svc, on_task_created)
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        *feedback.routes(svc),
+        *api.routes(svc, pages.error_page, on_task_created),
+        *pages.routes(),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])

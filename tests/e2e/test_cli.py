@@ -273,3 +273,33 @@ def test_latency_in_working_time_with_chart_and_csv(cli: Cli, tmp_path: Path) ->
     assert "unknown time zone" in cli.fails("latency", "--maildir", str(tmp_path / "mail"),
                                             "--manager", "a@x.org", "--assistant", "s@x.org",
                                             "--timezone", "Nowhere/City")  # fmt: skip
+
+
+def test_task_feedback_accept_and_score(cli: Cli) -> None:
+    deadline = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%dT17:00")
+    made = cli.json("task", "add", "Offsite agenda", "--pair", "alex", "--deadline", deadline,
+                    "--delegate", "kim@example.com")  # fmt: skip
+    assert isinstance(made, dict)
+    tid = str(made["id"])
+    answers = cli.json("task", "feedback", tid, "Сделано на 50%, идём по плану")
+    assert isinstance(answers, list)
+    assert (answers[0]["percent_done"], answers[0]["on_track"]) == (50, True)
+    assert "not sure" in cli.fails("task", "feedback", tid, "hmm")
+    accepted = cli.json("task", "accept", tid, "--percent", "90", "--on-time")
+    assert isinstance(accepted, dict)
+    assert accepted["good_delegation"] is True
+    score = cli.json("task", "score", "--pair", "alex")
+    assert isinstance(score, dict)
+    assert score["accepted"] >= 1
+    assert "kim@example.com" in [d["delegate"] for d in score["delegates"]]
+
+
+def test_users_for_the_web_app(cli: Cli) -> None:
+    cli.env["TEST_WEB_PASSWORD"] = "correct horse battery staple"
+    cli("user", "add", "sam@example.com", "--role", "assistant", "--pair", "alex",
+        "--password-env", "TEST_WEB_PASSWORD")  # fmt: skip
+    users = cli.json("user", "list")
+    assert isinstance(users, list)
+    [sam] = [u for u in users if u["email"] == "sam@example.com"]
+    assert sam["pairs"] == ["alex:assistant"]
+    assert "empty or not set" in cli.fails("user", "add", "x@example.com", "--password-env", "NOPE_NOT_SET")

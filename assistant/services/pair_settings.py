@@ -1,0 +1,130 @@
+"""A pair's settings (working hours, zones, SLA, quiet hours, digest, channels, locale)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from assistant.services.pairs import NotFoundError, check_zone
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Pair
+from assistant.worktime import WorkingHours
+
+CHANNELS = ("smtp", "webhook", "chat")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+FIELDS = (
+    "timezone",
+    "assistant_timezone",
+    "working_hours",
+    "sla_minutes",
+    "quiet_hours",
+    "digest_time",
+    "notify_channels",
+    "locale",
+    "share_private_details",
+)
+
+
+def pair_settings(uow: UnitOfWork, pair_id: int) -> dict[str, Any]:
+    with uow.read() as session:
+        pair = session.get(Pair, pair_id)
+        if pair is None:
+            raise NotFoundError(f"no pair {pair_id}")
+        return {name: getattr(pair, name) for name in FIELDS} | {"name": pair.name}
+
+
+def _clock(value: Any, what: str) -> str:
+    text = str(value or "").strip()
+    if text and not _CLOCK.match(text):
+        raise ValueError(f"{what} must be a time like 08:00")
+    return text
+
+
+def validate(changes: dict[str, Any], current_zone: str) -> dict[str, Any]:
+    """Checked values ready to store; ValueError names the first wrong field."""
+    out: dict[str, Any] = {}
+    unknown = set(changes) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    if "timezone" in changes:
+        out["timezone"] = check_zone(str(changes["timezone"]).strip())
+    if "assistant_timezone" in changes:
+        zone = str(changes["assistant_timezone"] or "").strip()
+        out["assistant_timezone"] = check_zone(zone) if zone else ""
+    if "working_hours" in changes:
+        hours = changes["working_hours"]
+        if not isinstance(hours, dict):
+            raise ValueError("working hours must map days to ranges")
+        WorkingHours.from_config(hours, out.get("timezone", current_zone))  # validates
+        out["working_hours"] = hours
+    if "sla_minutes" in changes:
+        try:
+            sla = int(changes["sla_minutes"])
+        except (TypeError, ValueError):
+            raise ValueError("the SLA must be a whole number of minutes") from None
+        if not 0 < sla <= 10080:
+            raise ValueError("the SLA must be between 1 and 10080 minutes")
+        out["sla_minutes"] = sla
+    if "quiet_hours" in changes:
+        q = changes["quiet_hours"] or {}
+        if not isinstance(q, dict):
+            raise ValueError("quiet hours must be {start, end, high_breaks_through}")
+        start, end = (
+            _clock(q.get("start"), "quiet hours start"),
+            _clock(q.get("end"), "quiet hours end"),
+        )
+        if bool(start) != bool(end):
+            raise ValueError("quiet hours need both a start and an end")
+        out["quiet_hours"] = (
+            {"start": start, "end": end, "high_breaks_through": bool(q.get("high_breaks_through"))}
+            if start
+            else {}
+        )
+    if "digest_time" in changes:
+        out["digest_time"] = _clock(changes["digest_time"], "the digest time")
+    if "notify_channels" in changes:
+        channels = list(changes["notify_channels"] or [])
+        bad = [c for c in channels if c not in CHANNELS]
+        if bad or not channels:
+            raise ValueError(f"channels are one or more of {', '.join(CHANNELS)}")
+        out["notify_channels"] = channels
+    if "locale" in changes:
+        if changes["locale"] not in ("en", "ru"):
+            raise ValueError("locale must be en or ru")
+        out["locale"] = changes["locale"]
+    if "share_private_details" in changes:
+        out["share_private_details"] = bool(changes["share_private_details"])
+    return out
+
+
+def update_pair_settings(uow: UnitOfWork, pair_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    """Validate and store; returns the settings after the change."""
+    with uow.begin() as session:
+        pair = session.get(Pair, pair_id)
+        if pair is None:
+            raise NotFoundError(f"no pair {pair_id}")
+        for name, value in validate(changes, pair.timezone).items():
+            setattr(pair, name, value)
+    return pair_settings(uow, pair_id)
+
+
+def parse_hours(text_by_day: dict[str, str]) -> dict[str, Any]:
+    """Form fields ("09:00-13:00, 14:00-18:00" per day; empty = day off) → config."""
+    hours: dict[str, Any] = {}
+    for day in DAYS:
+        text = (text_by_day.get(day) or "").strip()
+        if not text:
+            continue
+        ranges = []
+        for part in text.split(","):
+            bits = [b.strip() for b in part.split("-")]
+            if len(bits) != 2:
+                raise ValueError(f"{day}: write ranges like 09:00-18:00")
+            ranges.append([_clock(bits[0], day), _clock(bits[1], day)])
+        hours[day] = ranges
+    return hours
+
+
+def format_hours(hours: dict[str, Any]) -> dict[str, str]:
+    return {day: ", ".join(f"{a}-{b}" for a, b in hours.get(day, [])) for day in DAYS}

@@ -1,0 +1,124 @@
+"""One gate for every page and API route: login, CSRF, pair access, edit rights.
+
+A route handler is ``async def handler(request, ctx) -> Response``; ``guarded`` wraps it
+so that it only runs for a live session, with a valid CSRF token on unsafe methods, and
+(for routes under a pair) for a user who may see that pair. A pair the user may not see
+is answered exactly like a pair that does not exist: 404.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from assistant.services.pairs import NotFoundError
+from assistant.services.users import PairAccess, access_to
+from assistant.store.tables import User
+from assistant.web import csrf
+from assistant.web.auth import Viewer, viewer_of
+from assistant.web.i18n import translator
+
+if TYPE_CHECKING:
+    from assistant.bootstrap import Service
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass
+class Ctx:
+    svc: Service
+    viewer: Viewer
+    access: PairAccess | None
+    form: FormData | None
+    body: Any
+
+    @property
+    def pair(self) -> PairAccess:
+        assert self.access is not None
+        return self.access
+
+    def t(self, key: str) -> str:
+        return translator(self.viewer.locale)(key)
+
+
+Handler = Callable[[Request, Ctx], Awaitable[Response]]
+ErrorPage = Callable[[Request, Viewer | None, int, str], Response]
+
+
+class HTTPProblem(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def resolve_access(svc: Service, viewer: Viewer, pair_id: int) -> PairAccess | None:
+    with svc.uow.read() as session:
+        user = session.get(User, viewer.user_id)
+        return None if user is None else access_to(session, user, pair_id)
+
+
+def guarded(
+    svc: Service,
+    handler: Handler,
+    *,
+    api: bool,
+    error_page: ErrorPage,
+    pair: bool = True,
+    edit: bool = False,
+) -> Endpoint:
+    def problem(request: Request, viewer: Viewer | None, status: int, message: str) -> Response:
+        if api:
+            return JSONResponse({"error": message}, status_code=status)
+        return error_page(request, viewer, status, message)
+
+    async def endpoint(request: Request) -> Response:
+        viewer = viewer_of(svc, request)
+        if viewer is None:
+            if api:
+                return JSONResponse({"error": "log in first"}, status_code=401)
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+        t = translator(viewer.locale)
+        form: FormData | None = None
+        body: Any = None
+        if request.method not in csrf.SAFE_METHODS:
+            if api:
+                given: object = request.headers.get(csrf.HEADER)
+            else:
+                form = await request.form()
+                given = form.get(csrf.FIELD)
+            if not csrf.matches(viewer.csrf_token, given):
+                return problem(request, viewer, 403, t("csrf"))
+            if api:
+                raw = await request.body()
+                try:
+                    body = json.loads(raw) if raw else {}
+                except ValueError:
+                    return problem(request, viewer, 400, "the body is not JSON")
+        access = None
+        if pair:
+            access = resolve_access(svc, viewer, int(request.path_params["pair_id"]))
+            if access is None:
+                return problem(request, viewer, 404, t("not_found"))
+            if edit and not access.may_edit:
+                return problem(request, viewer, 403, t("forbidden"))
+        ctx = Ctx(svc=svc, viewer=viewer, access=access, form=form, body=body)
+        try:
+            return await handler(request, ctx)
+        except NotFoundError:
+            return problem(request, viewer, 404, t("not_found"))
+        except HTTPProblem as exc:
+            return problem(request, viewer, exc.status, exc.message)
+        except ValueError as exc:
+            return problem(request, viewer, 400, str(exc))
+
+    endpoint.__name__ = handler.__name__
+    return endpoint
