@@ -91,8 +91,11 @@ class Demo:
         from jobs.tasks import register
 
         t0 = time.monotonic()
+        from assistant.embedded import free_port
+
         self.radicale = self.stack.enter_context(EmbeddedRadicale(self.root / "radicale"))
         self.sink = self.stack.enter_context(SmtpSink())
+        self.web_port = free_port()
         self.settings = load(
             None,
             data_dir=str(self.root / "data"),
@@ -105,6 +108,7 @@ class Demo:
             },
             sync={"http_timeout_seconds": 10},
             notify={"coalesce_seconds": 2},
+            web={"host": "127.0.0.1", "port": self.web_port},
         )
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         upgrade(self.settings.database_url)
@@ -177,13 +181,25 @@ class Demo:
         self.show_agenda(monday)
 
         self.step(2, "The manager's week changes")
+        from assistant.services.priorities import add_rule, list_rules
+
+        add_rule(self.svc.uow, pair=pair.id, kind="keyword", pattern="board", level="high",
+                 note="the board comes first", now=now)  # fmt: skip
+        add_rule(self.svc.uow, pair=pair.id, kind="protected", pattern="mon-fri 08:00-09:00",
+                 level="high", note="school run", now=now)  # fmt: skip
+        rules = "; ".join(str(r["text"]) for r in list_rules(self.svc.uow, pair.id))
+        self.c.print(f"The manager's priorities, shared with the assistant: {rules}.")
         board = self.events["demo-board@example.com"]
-        moved = board.replace("T100000", "T143000").replace("T120000", "T163000")
+        thursday = (monday + timedelta(days=3)).strftime("%Y%m%d")
+        tuesday = (monday + timedelta(days=1)).strftime("%Y%m%d")
+        moved = board.replace(f"{tuesday}T100000", f"{thursday}T133000")
+        moved = moved.replace(f"{tuesday}T120000", f"{thursday}T150000")
         moved = moved.replace("Boardroom\\, 12th floor", "Video call (Teams)")
         self.put("demo-board@example.com", moved)
         self.delete("demo-investor-lunch@example.com")
         self.c.print(
-            "Board meeting moved to 14:30 and made a video call; investor lunch cancelled."
+            "Board meeting moved to Thursday 13:30 as a video call (onto the product review); "
+            "investor lunch cancelled."
         )
         t0 = time.monotonic()
         res = self.run_job(self.jobs.sync_account(account.id), "sync")
@@ -206,6 +222,9 @@ class Demo:
 
         self.step(4, "How fast does the manager answer the assistant?")
         self.latency(pair.id, monday)
+
+        self.step(5, "The Dead Line: the manager answers the feedback link on a phone")
+        self.feedback(self.task_id)
 
     def put(self, uid: str, body: str) -> None:
         url = f"{self.calendar_url}{uid.replace('@', '_')}.ics"
@@ -279,6 +298,7 @@ class Demo:
             resources="Finance team, last year's deck",
             why="The board decides the budget on it",
         )
+        self.task_id = task.id
         res = self.run_job(self.jobs.write_checkpoints(task.id), "checkpoints")
         view = delegation.task_view(self.svc, task.id)
         self.c.print(
@@ -362,6 +382,81 @@ class Demo:
             f"({fmt(s.get('wall_median_minutes'))} wall), p90 {fmt(s['p90_minutes'])} working min "
             f"({fmt(s.get('wall_p90_minutes'))} wall); "
             f"within the 30-working-minute SLA: {pct(s['within_sla_share'])}."
+        )
+        self.nudges(pair_id)
+
+
+    def nudges(self, pair_id: int) -> None:
+        from assistant.services.nudges import nudge
+
+        before = len(self.sink.received)
+        report = nudge(self.svc.uow, pair_id, self.svc.now(), self.settings.latency)
+        if report.held:
+            when = report.next_due.astimezone(ZoneInfo(ZONE)) if report.next_due else None
+            self.c.print(
+                f"{report.held} open message(s) past the SLA; it is outside the manager's "
+                f"working hours, so the reminders wait until {when:%a %H:%M}."
+                if when else f"{report.held} reminder(s) held outside working hours."
+            )
+            return
+        self.run_job(self.jobs.drain_outbox(), "drain")
+        mails = self.sink.wait_for(before + len(report.queued), timeout=20)[before:]
+        self.c.print(f"Nudges for the open messages past the SLA: {len(report.queued)} sent.")
+        for m in mails:
+            self.c.print(f"  To {m.message['To']}: {m.message['Subject']}")
+        again = nudge(self.svc.uow, pair_id, self.svc.now(), self.settings.latency)
+        self.c.print(f"Run again: {len(again.queued)} more (each stage goes once per message).")
+
+    def feedback(self, task_id: int) -> None:
+        import threading
+
+        import uvicorn
+
+        from assistant.services import delegation
+        from assistant.services.feedback import score
+        from assistant.web.app import create_app
+
+        view = delegation.task_view(self.svc, task_id)
+        dead = next(c for c in view["checkpoints"] if c["kind"] == "dead_line")
+        from connectors.caldav_calendar import CalDavCalendar
+
+        event = CalDavCalendar(self.calendar_url).get_event(dead["event_uid"])
+        link = next(w for w in (event.description if event else "").split() if "/feedback/" in w)
+        config = uvicorn.Config(
+            create_app(self.svc), host="127.0.0.1", port=self.web_port, log_level="warning"
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            phone = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X)"}
+            with httpx.Client(timeout=10, headers=phone) as browser:
+                for _ in range(100):
+                    try:
+                        page = browser.get(link)
+                        break
+                    except httpx.TransportError:
+                        time.sleep(0.05)
+                self.c.print(
+                    f"The Dead Line event links to a signed page: {link[:60]}… "
+                    f"(HTTP {page.status_code}, {len(page.text)} bytes, made for a phone)"
+                )
+                form = {"csrf": browser.cookies.get("fb_csrf") or "", "percent_done": "90",
+                        "on_time": "yes", "quality": "Numbers match the ledger",
+                        "comment": "Great work on the appendix"}  # fmt: skip
+                sent = browser.post(link, data=form)
+                self.c.print(f"Answered: 90% done, on time → HTTP {sent.status_code}.")
+                forged = browser.get(link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB"))
+                self.c.print(f"A tampered link is refused: HTTP {forged.status_code}.")
+        finally:
+            server.should_exit = True
+            thread.join(10)
+        view = delegation.task_view(self.svc, task_id)
+        s = score(self.svc, None)
+        self.c.print(
+            f"Task {task_id} is now {view['state']}. Delegation score of {s['manager']}: "
+            f"{s['good']} of {s['accepted']} accepted tasks done on time with 80%+ "
+            f"({pct(s['share'])}) — good delegation is 80% or more."
         )
 
 

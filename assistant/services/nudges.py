@@ -91,12 +91,24 @@ def nudge(uow: UnitOfWork, pair_id: int, now: datetime, settings: LatencySetting
         )
         sla = float(pair.sla_minutes)
         working_now = hours.is_working(now)
+        # The assistant's reply to the manager's own request answers it; the manager is not
+        # nagged to answer an answer (it still counts in the latency figures).
+        answers = {
+            r.reply_message_id
+            for r in records
+            if r.direction is Direction.MANAGER_TO_ASSISTANT and r.answered
+        }
         for r in records:
             if r.direction is not Direction.ASSISTANT_TO_MANAGER or r.answered:
                 continue
+            if r.message_id in answers:
+                continue
             waited = r.waiting_working_minutes or 0.0
-            stages = [s for s, share in (("reminder", settings.nudge_share), ("breach", 1.0))
-                      if waited >= share * sla]  # fmt: skip
+            # The highest stage reached: a run that comes late (a stopped worker) sends the
+            # breach alone rather than a stale "80%" reminder with it.
+            stages = ["breach"] if waited >= sla else (
+                ["reminder"] if waited >= settings.nudge_share * sla else []
+            )
             upcoming = [
                 hours.instant_after(r.sent_at, share * sla)
                 for share in (settings.nudge_share, 1.0)

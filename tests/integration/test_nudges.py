@@ -120,11 +120,12 @@ def test_a_late_run_outside_working_hours_holds_unless_urgent(mb: Mailbox) -> No
     late = mb.nudge(berlin(24, 20))  # 60 working minutes passed before 18:00
     assert (late.queued, late.held) == ([], 1)
     assert late.next_due == berlin(25, 9).astimezone(UTC)
-    assert len(mb.nudge(berlin(25, 9)).queued) == 3  # reminder + breach to both
+    # Past the SLA already: the breach goes (to both), not a stale 80% reminder with it.
+    assert [k.split(":")[3] for k in mb.nudge(berlin(25, 9)).queued] == ["breach", "breach"]
     add_rule(mb.uow, pair="alex", kind="keyword", pattern="urgent", level="high", now=berlin(24, 8))
     mb.send("c2", "sam", "alex", berlin(24, 17, 0), "URGENT: visa papers")
     urgent = mb.nudge(berlin(24, 21))
-    assert len(urgent.queued) == 3
+    assert len(urgent.queued) == 2
     body = mb.entries()[-1][2]
     assert "Marked urgent by a priority rule: high: mentions urgent" in body
 
@@ -177,3 +178,10 @@ def test_nudges_are_delivered_by_smtp_once(mb: Mailbox, smtp_server: SmtpServer,
     assert mail.message["To"].addresses[0].addr_spec == "alex@example.com"
     assert mail.message["Subject"] == "Waiting for your answer: Contract"
     assert len(smtp_server.messages) == 1
+
+
+def test_the_assistants_answer_to_the_managers_request_is_not_nagged(mb: Mailbox) -> None:
+    mb.send("h1", "alex", "sam", berlin(24, 9, 30), "Please book Lisbon flights")
+    mb.send("h2", "sam", "alex", berlin(24, 10), "Re: Please book Lisbon flights", reply_to="h1")
+    report = mb.nudge(berlin(24, 12))
+    assert (report.queued, report.next_due) == ([], None)
