@@ -242,7 +242,11 @@ def pair_list(as_json: JsonOpt = False) -> None:
 @account_app.command("add")
 def account_add(
     name: Annotated[str, typer.Argument(help="A name for the account, e.g. work-calendar.")],
-    provider: Annotated[str, typer.Option(help="ics, caldav, maildir or mbox.")],
+    provider: Annotated[
+        str,
+        typer.Option(help="ics, caldav, ews, graph, google (calendars); imap, gmail, ews-mail, "
+                          "graph-mail, maildir, mbox (mailboxes)."),
+    ],
     pair: PairOpt = None,
     url: Annotated[str, typer.Option(help="Calendar URL (caldav, ics).")] = "",
     path: Annotated[str, typer.Option(help="File or folder (ics file, maildir, mbox).")] = "",
@@ -252,9 +256,21 @@ def account_add(
     ] = "",
     password_file: Annotated[str, typer.Option(help="Read the password from this file.")] = "",
     password_command: Annotated[str, typer.Option(help="Run this to print the password.")] = "",
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(help="Any other setting as key=value (repeatable), e.g. mailbox=a@b.c, "
+                          "service_endpoint=https://..., tenant=..., user=..., host=..."),
+    ] = None,
+    secret: Annotated[
+        list[str] | None,
+        typer.Option(help="A secret setting by reference, key=env:VAR | key=file:PATH | "
+                          "key=command:CMD (repeatable), e.g. refresh_token=env:GRAPH_TOKEN"),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Connect a calendar or mailbox. Passwords are stored as references, never values."""
+    """Connect a calendar or mailbox. Secrets are stored as references, never values.
+
+    See README "Providers" for the settings each provider needs."""
     from assistant.services.pairs import add_account
 
     conf: dict[str, Any] = {}
@@ -278,6 +294,19 @@ def account_add(
         raise UserError("give at most one of --password-env, --password-file, --password-command")
     if given:
         conf["password"] = given
+    for item in setting or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--setting {item!r}: write key=value")
+        conf[key.strip()] = value
+    for item in secret or []:
+        key, sep, ref = item.partition("=")
+        kind, sep2, target = ref.partition(":")
+        if not sep or not sep2 or kind not in ("env", "file", "command") or not target:
+            raise UserError(
+                f"--secret {item!r}: write key=env:VAR, key=file:PATH or key=command:CMD"
+            )
+        conf[key.strip()] = {kind: target}
     with service() as svc:
         account = add_account(
             svc.uow, pair=pair, name=name, provider=provider, settings=conf, now=svc.now()

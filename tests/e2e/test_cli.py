@@ -303,3 +303,23 @@ def test_users_for_the_web_app(cli: Cli) -> None:
     [sam] = [u for u in users if u["email"] == "sam@example.com"]
     assert sam["pairs"] == ["alex:assistant"]
     assert "empty or not set" in cli.fails("user", "add", "x@example.com", "--password-env", "NOPE_NOT_SET")
+
+
+def test_accounts_for_any_provider_keep_secrets_as_references(cli: Cli) -> None:
+    cli("account", "add", "exchange", "--pair", "alex", "--provider", "ews",
+        "--setting", "mailbox=alex@corp.example", "--setting", "service_endpoint=https://mail.corp.example/EWS/Exchange.asmx",
+        "--username", "corp\\alex", "--password-env", "EWS_PASSWORD")  # fmt: skip
+    cli("account", "add", "m365", "--pair", "alex", "--provider", "graph",
+        "--setting", "user=alex@corp.example", "--setting", "tenant=corp.example",
+        "--setting", "client_id=abc", "--secret", "client_secret=env:GRAPH_SECRET")  # fmt: skip
+    accounts = cli.json("account", "list", "--pair", "alex")
+    assert isinstance(accounts, list)
+    by_name = {a["name"]: a for a in accounts}
+    assert by_name["exchange"]["kind"] == "calendar"
+    assert by_name["m365"]["settings"]["client_secret"] == "<env reference>"  # not even the name
+    assert "must be a reference" in cli.fails(
+        "account", "add", "bad", "--pair", "alex", "--provider", "graph",
+        "--setting", "client_secret=plain-text-secret",
+    )  # fmt: skip
+    assert "key=env:VAR" in cli.fails("account", "add", "bad2", "--pair", "alex", "--provider", "graph",
+                                      "--secret", "client_secret=plain")  # fmt: skip
