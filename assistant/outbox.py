@@ -153,17 +153,39 @@ def enqueue(
 
 
 def claim_due(
-    uow: UnitOfWork, now: datetime, limit: int, claim_timeout: timedelta | float
+    uow: UnitOfWork,
+    now: datetime,
+    limit: int,
+    claim_timeout: timedelta | float,
+    max_attempts: int | None = None,
 ) -> list[int]:
     """Mark up to ``limit`` due entries as being sent by us until ``now + claim_timeout``.
 
     Due: pending with ``next_attempt_at <= now``, or sending with an expired claim (its
     worker died). PostgreSQL skips rows another drainer has locked; SQLite transactions
     start with BEGIN IMMEDIATE, so the select and update below run under the write lock.
+
+    A claim counts as an attempt, so an entry whose sending kills the worker every time
+    (a poison message) is dead after ``max_attempts`` instead of looping for ever.
     """
     if not isinstance(claim_timeout, timedelta):
         claim_timeout = timedelta(seconds=claim_timeout)
     with uow.begin() as session:
+        if max_attempts is not None:
+            session.execute(
+                update(OutboxEntry)
+                .where(
+                    OutboxEntry.state == SENDING,
+                    OutboxEntry.claimed_until < now,
+                    OutboxEntry.attempts >= max_attempts,
+                )
+                .values(
+                    state=DEAD,
+                    claimed_until=None,
+                    last_error="the worker stopped while sending, every attempt",
+                )
+                .execution_options(synchronize_session=False)
+            )
         due = or_(
             (OutboxEntry.state == PENDING) & (OutboxEntry.next_attempt_at <= now),
             (OutboxEntry.state == SENDING) & (OutboxEntry.claimed_until < now),
@@ -181,7 +203,11 @@ def claim_due(
             session.execute(
                 update(OutboxEntry)
                 .where(OutboxEntry.id.in_(ids))
-                .values(state=SENDING, claimed_until=now + claim_timeout)
+                .values(
+                    state=SENDING,
+                    claimed_until=now + claim_timeout,
+                    attempts=OutboxEntry.attempts + 1,
+                )
                 .execution_options(synchronize_session=False)
             )
     return ids
@@ -265,8 +291,7 @@ def _record(
         entry = session.get(OutboxEntry, entry_id)
         if entry is None:
             return "skipped"
-        entry.attempts += 1
-        entry.claimed_until = None
+        entry.claimed_until = None  # the attempt was counted when it was claimed
         entry.duration_ms = duration_ms
         if error is None:
             entry.state, entry.sent_at, entry.last_error = SENT, now, ""
@@ -295,7 +320,7 @@ def drain(
 ) -> DrainReport:
     """Claim what is due and deliver it, one entry at a time."""
     report = DrainReport()
-    ids = claim_due(uow, now_fn(), limit, settings.claim_timeout_seconds)
+    ids = claim_due(uow, now_fn(), limit, settings.claim_timeout_seconds, settings.max_attempts)
     report.claimed = len(ids)
     for entry_id in ids:
         outcome = deliver(uow, entry_id, channels, now_fn, settings)

@@ -315,12 +315,13 @@ def _record_changes(
     session.add(batch)
     session.flush()
     rules = load_rules(session, pair.id)
-    assistant = pair.assistant_email.lower()
+    # Providers name the last modifier by address (CalDAV X-MODIFIED-BY) or display name
+    # (EWS LastModifiedName): either identifies the assistant.
+    assistant = {pair.assistant_email.lower(), pair.assistant_name.strip().lower()} - {""}
     for c in changes:
         ranked = rank(c, rules, pair.timezone, calendar=account.name)
-        by_assistant = bool(c.after and c.after.modified_by.lower() == assistant) or bool(
-            c.after is None and c.before and c.before.modified_by.lower() == assistant
-        )
+        side = c.after if c.after is not None else c.before
+        by_assistant = side is not None and side.modified_by.strip().lower() in assistant
         session.add(
             ScheduleChange(
                 batch_id=batch.id,

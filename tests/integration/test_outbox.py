@@ -177,6 +177,18 @@ def test_a_dead_workers_claim_is_taken_again(uow: UnitOfWork, smtp_server: SmtpS
     assert len(smtp_server.wait_for(1)) == 1
 
 
+def test_a_message_that_kills_every_worker_ends_dead(uow: UnitOfWork) -> None:
+    entry_id = add(uow)
+    t = T0
+    for _ in range(3):  # claimed, then the worker dies each time
+        assert outbox.claim_due(uow, t, 10, timedelta(seconds=5), max_attempts=3) == [entry_id]
+        t += timedelta(seconds=6)
+    assert outbox.claim_due(uow, t, 10, timedelta(seconds=5), max_attempts=3) == []
+    dead = entry(uow, entry_id)
+    assert (dead.state, dead.attempts) == ("dead", 3)
+    assert "stopped while sending" in dead.last_error
+
+
 def test_a_sent_entry_is_never_sent_again(uow: UnitOfWork, smtp_server: SmtpServer) -> None:
     entry_id = add(uow)
     assert entry_id is not None

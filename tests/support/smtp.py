@@ -10,6 +10,7 @@ start retried if another process takes it in between.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 import threading
@@ -37,8 +38,31 @@ class _Handler:
         self.received: list[Received] = []
         self.failures: list[str] = []  # replies to give to the next DATA commands
         self.refused = 0
+        self.hold_stage = ""  # "rcpt" or "data": the next such command waits for release()
+        self.holding = threading.Event()  # set while a command is held
+        self.released = threading.Event()
+
+    async def _hold(self, stage: str) -> bool:
+        """Wait while the test holds ``stage``; True when this command was held."""
+        with self.lock:
+            if self.hold_stage != stage:
+                return False
+            self.hold_stage = ""
+        self.holding.set()
+        while not self.released.is_set():
+            await asyncio.sleep(0.02)
+        self.holding.clear()
+        return True
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        await self._hold("rcpt")
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await self._hold("data")
         with self.lock:
             if self.failures:
                 self.refused += 1
@@ -103,6 +127,20 @@ class SmtpServer:
         """Answer the next ``n`` DATA commands with ``reply`` instead of accepting."""
         with self._handler.lock:
             self._handler.failures.extend([reply] * n)
+
+    def hold_next(self, stage: str) -> None:
+        """Make the next RCPT (``"rcpt"``: before any content) or DATA (``"data"``: after
+        the content, before the reply) wait until ``release()``."""
+        assert stage in ("rcpt", "data")
+        self._handler.released.clear()
+        with self._handler.lock:
+            self._handler.hold_stage = stage
+
+    def wait_holding(self, timeout: float = 10.0) -> bool:
+        return self._handler.holding.wait(timeout)
+
+    def release(self) -> None:
+        self._handler.released.set()
 
     def wait_for(self, n: int, timeout: float = 5.0) -> list[Received]:
         """The received messages once there are at least ``n`` (the server works in a thread)."""
