@@ -211,6 +211,15 @@ def pair_add(
         out.print(f"pair {pair.id} ({pair.name}) added")
 
 
+@pair_app.command("feed-url")
+def pair_feed_url(pair: PairOpt = None) -> None:
+    """A calendar subscription URL for the pair's checkpoints (keep it private)."""
+    from assistant.services.checkpoint_feed import feed_url
+
+    with service() as svc:
+        out.print(feed_url(svc, pair), soft_wrap=True)
+
+
 @pair_app.command("list")
 def pair_list(as_json: JsonOpt = False) -> None:
     """List the pairs."""

@@ -3,6 +3,9 @@
 ``create_app(svc)`` is the entry point ``assistant run`` serves. ``on_task_created`` (a
 task id → None callback, e.g. the ``write_checkpoints`` job) lets the runner write a new
 task's checkpoint events in the background; without it they stay planned until then.
+``on_push`` (a :class:`~assistant.web.push.PushSignal` → None callback, e.g. one that
+queues the account's sync) receives what ``/push/graph`` and ``/push/google`` report;
+without it those answer 503, so the provider delivers again later.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assistant.services.push import DbDirectory
 from assistant.store.tables import Account, OutboxEntry, Pair
-from assistant.web import api, feedback
+from assistant.web import api, feedback, ics
 from assistant.web.actions import TaskCreated
 from assistant.web.pages import Pages
+from assistant.web.push import OnSignal, PushSignal, push_routes
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service
@@ -62,7 +67,15 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(svc: Service, on_task_created: TaskCreated | None = None) -> Starlette:
+def _push_unhandled(signal: PushSignal) -> None:
+    raise RuntimeError("no push handler: the provider will deliver again")
+
+
+def create_app(
+    svc: Service,
+    on_task_created: TaskCreated | None = None,
+    on_push: OnSignal | None = None,
+) -> Starlette:
     def status() -> dict[str, Any]:
         try:
             with svc.uow.read() as session:
@@ -100,7 +113,11 @@ def create_app(svc: Service, on_task_created: TaskCreated | None = None) -> Star
     routes = [
         Route("/health", health, methods=["GET"]),
         *feedback.routes(svc),
+        *ics.routes(svc),
         *api.routes(svc, pages.error_page, on_task_created),
         *pages.routes(),
+        # No login: each notification is checked against its subscription's clientState
+        # or its channel's token (assistant/services/push.py keeps them).
+        *push_routes(DbDirectory(svc.uow), on_push or _push_unhandled),
     ]
     return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])

@@ -24,7 +24,12 @@ PUBLIC = {
     "/login/link",
     "/login/link/{token}",
     "/api/login",
-    "/feedback/{token}",  # no login: the signed link is the authority (tests/integration/test_feedback.py)
+    "/feedback/{token}",
+    "/ics/{token}.ics",  # no login: the signed feed URL is the authority (test_checkpoint_feed.py)  # no login: the signed link is the authority (tests/integration/test_feedback.py)
+    # Provider webhooks: no login; each notification carries its subscription's clientState
+    # (Graph) or its channel's token (Google), forged ones get 403 (test_push_service.py).
+    "/push/graph",
+    "/push/google",
 }
 ENDS_SESSION = {"/logout", "/api/logout"}
 
