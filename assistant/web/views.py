@@ -428,7 +428,11 @@ def task(svc: Service, access: PairAccess, task_id: int) -> dict[str, Any]:
         t = session.get(DelegatedTask, task_id)
         if t is None or t.pair_id != access.pair_id:
             raise NotFoundError(f"no task {task_id}")
-        return _task(t, tz)
+        view = _task(t, tz)
+    from assistant.services.feedback import feedback_of
+
+    view["feedback"] = feedback_of(svc, task_id)
+    return view
 
 
 def _task(t: DelegatedTask, tz: ZoneInfo) -> dict[str, Any]:
