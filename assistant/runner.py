@@ -46,7 +46,7 @@ def run_service(settings: Settings, host: str | None = None, port: int | None = 
     from assistant.web.app import create_app
     from jobs import runtime
     from jobs.queue import build_huey
-    from jobs.tasks import register
+    from jobs.tasks import queue_push_signal, register
 
     configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,11 @@ def run_service(settings: Settings, host: str | None = None, port: int | None = 
     log.info("web app on http://%s:%s/", host, port)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(svc, on_task_created=lambda task_id: jobs.write_checkpoints(task_id)),
+            create_app(
+                svc,
+                on_task_created=lambda task_id: jobs.write_checkpoints(task_id),
+                on_push=queue_push_signal,  # Graph / Google webhooks: queue the work
+            ),
             host=host, port=port, log_level="warning",
         )
     )

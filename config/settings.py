@@ -185,6 +185,24 @@ class NotifySettings(_Section):
     )
 
 
+class InboxSettings(_Section):
+    """The service's own mailbox: new tasks from managers and replies to prompts arrive here."""
+
+    provider: Literal["imap", "maildir", ""] = Field("", description="empty: no inbox is read")
+    address: str = Field("", description="the service address managers write to")
+    host: str = ""
+    port: int | None = Field(None, ge=1, le=65535, description="default: 993 (ssl) or 143")
+    security: Literal["ssl", "starttls", "none"] = "ssl"
+    username: str = ""
+    password: SecretRef | None = None
+    folder: str = "INBOX"
+    path: Path | None = Field(None, description="the Maildir, when provider is maildir")
+    max_age_days: int = Field(
+        7, ge=1, le=365, description="older messages are never acted on (first run, restores)"
+    )
+    timeout_seconds: float = Field(30.0, gt=0)
+
+
 class Settings(BaseSettings):
     """The service's settings. See ``config/example.toml`` for every key."""
 
@@ -206,6 +224,7 @@ class Settings(BaseSettings):
     latency: LatencySettings = LatencySettings()
     webhook: WebhookSettings = WebhookSettings()
     chat: ChatSettings = ChatSettings()
+    inbox: InboxSettings = InboxSettings()
 
     @field_validator("default_timezone")
     @classmethod
@@ -310,4 +329,22 @@ def _cross_checks(s: Settings) -> list[tuple[str, str]]:
         problems.append(("webhook.secret", "required when webhook.url is set"))
     if s.smtp.ssl and s.smtp.starttls:
         problems.append(("smtp.ssl", "choose ssl or starttls, not both"))
+    problems.extend(_inbox_checks(s.inbox))
+    return problems
+
+
+def _inbox_checks(inbox: InboxSettings) -> list[tuple[str, str]]:
+    if not inbox.provider:
+        return []
+    problems: list[tuple[str, str]] = []
+    if "@" not in inbox.address:
+        problems.append(("inbox.address", "the service address is required when inbox is on"))
+    if inbox.provider == "imap":
+        for key in ("host", "username"):
+            if not getattr(inbox, key):
+                problems.append((f"inbox.{key}", "required when inbox.provider is imap"))
+        if inbox.password is None:
+            problems.append(("inbox.password", "required when inbox.provider is imap"))
+    elif inbox.path is None:
+        problems.append(("inbox.path", "required when inbox.provider is maildir"))
     return problems

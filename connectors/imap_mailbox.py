@@ -26,6 +26,11 @@ indexes) re-reads that folder in full and the delta says ``full=True``; copies a
 stored are recognised downstream by Message-ID. A message that cannot be parsed is left
 out and named in ``MailDelta.skipped``.
 
+``fetch_new_bodies(token)`` serves the service's own inbox, where the text matters: the
+whole messages (``BODY.PEEK[]``, the first MiB of each) of one folder with a UID above the
+token's, as ``InboundMessage``; its token (per folder: UIDVALIDITY and the last UID) is of
+its own kind, not interchangeable with ``changes``'.
+
 ``idle(timeout)`` waits with IDLE (RFC 2177) on INBOX and says whether mail arrived, for
 push; the caller then calls ``changes``. The connection is kept between calls, reopened
 after any error, and closed by ``close()``.
@@ -56,7 +61,7 @@ from connectors.base import (
     TokenExpired,
     Transient,
 )
-from connectors.mail_archive import parse_message
+from connectors.mail_archive import InboundMessage, parse_inbound, parse_message
 
 Security = Literal["ssl", "starttls", "none"]
 
@@ -76,6 +81,9 @@ _SENT_NAMES = (
     "elementos enviados",
 )
 _HEADER = b"BODY[HEADER]"
+BODY_BATCH = 50
+MAX_BODY_BYTES = 1 << 20  # enough for any text part; attachments beyond it are cut off
+_BODY = b"BODY[]<0>"
 _INTERNALDATE = b"INTERNALDATE"
 
 
@@ -149,6 +157,46 @@ class ImapMailbox:
         return MailDelta(
             full=full, messages=tuple(messages), token=next_token, skipped=tuple(skipped)
         )
+
+    def fetch_new_bodies(
+        self, token: str | None, folder: str = "INBOX"
+    ) -> tuple[list[InboundMessage], str]:
+        """Whole messages of ``folder`` that arrived since ``token`` (None: all of them),
+        oldest first, and the next token. Read with EXAMINE and BODY.PEEK: never ``\\Seen``.
+
+        A changed UIDVALIDITY re-reads the folder (the caller dedupes by Message-ID); a
+        token of another kind, mailbox or folder raises ``TokenExpired``. A message that
+        cannot be parsed is left out (and not offered again).
+        """
+        old = self._load_inbox(token, folder) if token is not None else None
+        out: list[InboundMessage] = []
+        with self._translated():
+            client = self._connected()
+            status = self._status(client, folder, [b"UIDVALIDITY", b"UIDNEXT"])
+            uidvalidity, uidnext = int(status[b"UIDVALIDITY"]), int(status[b"UIDNEXT"])
+            last = old["uid"] if old is not None and old["uv"] == uidvalidity else 0
+            if uidnext > last + 1:
+                selected = client.select_folder(folder, readonly=True)
+                if int(selected[b"UIDVALIDITY"]) != uidvalidity:  # changed since STATUS
+                    uidvalidity, last = int(selected[b"UIDVALIDITY"]), 0
+                uidnext = int(selected.get(b"UIDNEXT", uidnext))
+                uids = sorted(u for u in client.search(["UID", f"{last + 1}:*"]) if u > last)
+                for i in range(0, len(uids), BODY_BATCH):
+                    batch = uids[i : i + BODY_BATCH]
+                    data = client.fetch(batch, [f"BODY.PEEK[]<0.{MAX_BODY_BYTES}>", _INTERNALDATE])
+                    for uid in batch:
+                        if uid in data:  # absent: expunged meanwhile
+                            found = _inbound(data[uid], f"{folder}/{uidvalidity}/{uid}")
+                            if found is not None:
+                                out.append(found)
+                _leave(client)
+                last = max([last, uidnext - 1, *uids])
+        next_token = json.dumps(
+            {"v": 1, "kind": "imap-inbox", "account": self._account(), "folder": folder,
+             "uv": uidvalidity, "uid": last},
+            sort_keys=True,
+        )  # fmt: skip
+        return out, next_token
 
     def idle(self, timeout: float, token: str | None = None) -> bool:
         """Wait up to ``timeout`` seconds for new mail in INBOX; True when some arrived.
@@ -414,8 +462,41 @@ class ImapMailbox:
             raise TokenExpired("change token without folders")
         return folders
 
+    def _load_inbox(self, token: str, folder: str) -> dict[str, int]:
+        try:
+            data = json.loads(token)
+        except ValueError:
+            raise TokenExpired("unreadable inbox token") from None
+        if not isinstance(data, dict) or data.get("v") != 1 or data.get("kind") != "imap-inbox":
+            raise TokenExpired("inbox token of another kind or version")
+        if data.get("account") != self._account() or data.get("folder") != folder:
+            raise TokenExpired("inbox token of another mailbox or folder")
+        uv, uid = data.get("uv"), data.get("uid")
+        if not isinstance(uv, int) or not isinstance(uid, int) or uid < 0:
+            raise TokenExpired("inbox token without its UIDs")
+        return {"uv": uv, "uid": uid}
+
 
 # ------------------------------------------------------------------------ helpers
+
+
+def _inbound(item: dict[bytes, Any], source_id: str) -> InboundMessage | None:
+    raw = item.get(_BODY)
+    if not isinstance(raw, bytes):
+        bodies = (v for k, v in item.items() if k.startswith(b"BODY[") and isinstance(v, bytes))
+        raw = next(bodies, None)
+    if raw is None:
+        return None
+    arrived = item.get(_INTERNALDATE)
+    mtime = arrived if isinstance(arrived, datetime) else datetime.now(UTC)
+    if mtime.tzinfo is None:
+        mtime = mtime.astimezone()
+    try:
+        return parse_inbound(raw, source_id=source_id, mtime=mtime.astimezone(UTC))
+    except InvalidData:
+        return None
+    except Exception:  # one bad message never stops the inbox
+        return None
 
 
 def _int_or_none(value: Any) -> int | None:

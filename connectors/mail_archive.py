@@ -19,12 +19,18 @@ Change tokens (opaque JSON strings):
 
 A message that cannot be parsed is never fatal: it is left out and named in
 ``MailDelta.skipped`` with the reason.
+
+Bodies: ``changes`` reads headers only. The service's own inbox needs the text as well:
+``parse_inbound`` maps one whole message to an ``InboundMessage`` (its plain-text part, or
+its HTML part crudely turned into text), and ``MaildirSource.fetch_new_bodies`` returns
+those for the files that are new since a token (the same token as ``changes``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import html
 import json
 import os
 import re
@@ -33,6 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header, make_header
+from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
@@ -201,6 +208,105 @@ def parse_message(raw: bytes, *, source_id: str, folder: str, mtime: datetime) -
     )
 
 
+# ------------------------------------------------------------------ whole messages
+
+MAX_TEXT_CHARS = 100_000
+_BODY_PARSER = BytesParser(policy=policy.default)
+_HTML_DROP = re.compile(r"<(script|style|head|title)\b.*?</\1\s*>", re.I | re.S)
+_HTML_QUOTE = re.compile(r"<blockquote\b(?:(?!<blockquote\b).)*?</blockquote\s*>", re.I | re.S)
+_HTML_BREAK = re.compile(r"<br\s*/?>|</?(?:p|div|tr|li|h[1-6]|table|ul|ol)\b[^>]*>", re.I)
+_HTML_TAG = re.compile(r"<[^>]+>")
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One message as the service's own inbox needs it: who, in reply to what, and the text."""
+
+    message_id: str
+    from_addr: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+    in_reply_to: str
+    references: tuple[str, ...]
+    sent_at: datetime  # aware (UTC); the Date header, else when the server got it
+    text: str  # the plain-text part, or the HTML part crudely as text; "" when neither
+    auto_reply: bool = False
+    source_id: str = ""
+
+
+def html_to_text(markup: str) -> str:
+    """Crude: drop scripts, styles and quoted (``blockquote``) parts, break lines at block
+    tags, drop the other tags, unescape entities."""
+    text = _HTML_COMMENT.sub("", markup)
+    text = _HTML_DROP.sub("", text)
+    while True:  # innermost quotes first
+        shorter = _HTML_QUOTE.sub("\n", text)
+        if shorter == text:
+            break
+        text = shorter
+    text = _HTML_BREAK.sub("\n", text)
+    text = html.unescape(_HTML_TAG.sub("", text)).replace("\u00a0", " ")
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _part_text(part: Message) -> str:
+    content: object = None
+    with contextlib.suppress(Exception):  # an unknown charset, a broken transfer encoding
+        assert isinstance(part, EmailMessage)
+        content = part.get_content()
+    if isinstance(content, str):
+        return content
+    payload = part.get_payload(decode=True)
+    if isinstance(payload, bytes):
+        charset = part.get_content_charset() or "utf-8"
+        try:
+            return payload.decode(charset, "replace")
+        except LookupError:
+            return payload.decode("utf-8", "replace")
+    return ""
+
+
+def body_text(raw: bytes) -> str:
+    """The text of a message: its text/plain part, else its text/html part as text."""
+    try:
+        msg = _BODY_PARSER.parsebytes(raw)
+    except Exception:
+        return ""
+    assert isinstance(msg, EmailMessage)
+    try:
+        part = msg.get_body(preferencelist=("plain", "html"))
+    except Exception:
+        part = None
+    if part is None:
+        return ""
+    text = _part_text(part)
+    if part.get_content_subtype() == "html":
+        text = html_to_text(text)
+    return text.replace("\r\n", "\n")[:MAX_TEXT_CHARS]
+
+
+def parse_inbound(raw: bytes, *, source_id: str, mtime: datetime) -> InboundMessage:
+    """Headers (as ``parse_message`` reads them) and text of one message.
+    Raises InvalidData when it is not a mail."""
+    head = parse_message(raw, source_id=source_id, folder="", mtime=mtime)
+    return InboundMessage(
+        message_id=head.message_id,
+        from_addr=head.from_addr,
+        to=head.to,
+        cc=head.cc,
+        subject=head.subject,
+        in_reply_to=head.in_reply_to,
+        references=head.references,
+        sent_at=head.sent_at,
+        text=body_text(raw),
+        auto_reply=head.auto_reply,
+        source_id=source_id,
+    )
+
+
 def _parse_or_skip(
     raw: bytes, source_id: str, folder: str, mtime: datetime, skipped: list[str]
 ) -> MessageData | None:
@@ -300,6 +406,37 @@ class MaildirSource:
 
     def changes(self, token: str | None) -> MailDelta:
         """All messages (token None) or those in files not seen at ``token``."""
+        new, next_token = self._new_files(token)
+        skipped: list[str] = []
+        messages: list[MessageData] = []
+        for f in new:
+            try:
+                raw = (self.path / f.rel).read_bytes()
+            except OSError as exc:
+                skipped.append(f"{f.rel}: cannot read: {exc.strerror}")
+                continue
+            msg = _parse_or_skip(raw, f.rel, f.folder, _mtime(f.mtime_ns), skipped)
+            if msg is not None:
+                messages.append(msg)
+        return MailDelta(
+            full=token is None, messages=tuple(messages), token=next_token, skipped=tuple(skipped)
+        )
+
+    def fetch_new_bodies(self, token: str | None) -> tuple[list[InboundMessage], str]:
+        """Whole messages (headers and text) in files not seen at ``token`` (None: all),
+        and the next token. Flags and file names are never touched. A file that cannot be
+        read or parsed is left out (and not offered again)."""
+        new, next_token = self._new_files(token)
+        out: list[InboundMessage] = []
+        for f in new:
+            try:
+                raw = (self.path / f.rel).read_bytes()
+                out.append(parse_inbound(raw, source_id=f.rel, mtime=_mtime(f.mtime_ns)))
+            except (OSError, InvalidData):
+                continue
+        return out, next_token
+
+    def _new_files(self, token: str | None) -> tuple[list[_File], str]:
         files = self._scan()
         by_folder: dict[str, list[_File]] = {}
         for f in files:
@@ -329,21 +466,8 @@ class MaildirSource:
         for folder, old in state.items():  # a folder now empty (or gone) must stay empty
             if folder not in by_folder and self._wanted(folder) and old["h"] != _digest([]):
                 raise TokenExpired(f"folder {folder!r} lost its messages")
-        skipped: list[str] = []
-        messages: list[MessageData] = []
-        for f in new:
-            try:
-                raw = (self.path / f.rel).read_bytes()
-            except OSError as exc:
-                skipped.append(f"{f.rel}: cannot read: {exc.strerror}")
-                continue
-            msg = _parse_or_skip(raw, f.rel, f.folder, _mtime(f.mtime_ns), skipped)
-            if msg is not None:
-                messages.append(msg)
         next_token = json.dumps({"v": 1, "kind": "maildir", "folders": next_state}, sort_keys=True)
-        return MailDelta(
-            full=token is None, messages=tuple(messages), token=next_token, skipped=tuple(skipped)
-        )
+        return new, next_token
 
 
 # --------------------------------------------------------------------------- mbox

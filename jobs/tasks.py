@@ -8,6 +8,7 @@ twice: the use cases are idempotent (outbox keys, stable event UIDs, change toke
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +39,11 @@ class Jobs:
     drain_outbox: TaskWrapper
     write_checkpoints: TaskWrapper
     tick: TaskWrapper | None
+    ensure_push: TaskWrapper
+    drop_push: TaskWrapper
+    push_signal: TaskWrapper
+    process_inbox: TaskWrapper
+    send_digest: TaskWrapper
 
 
 _jobs: Jobs | None = None
@@ -124,19 +130,31 @@ def nudge_pair(pair_id: int) -> dict[str, Any]:
     return report.to_dict()
 
 
-def sync_due(rounds_left: int = 0, planned_at: datetime | None = None) -> int:
+# Huey's storage holds {"loop": id, "planned": datetime} of the polling loop's last round.
+POLL_LOOP_KEY = "sync_due:loop"
+
+
+def sync_due(rounds_left: int = 0, planned_at: datetime | None = None, loop: str = "") -> int:
     """Queue a sync of every calendar account whose poll interval has passed.
 
-    Huey's periodic tasks tick once a minute; for shorter intervals this job schedules
-    itself again ``rounds_left`` times within the minute. The next round is planned at
-    this round's planned time plus the interval (an ETA, not a delay from now): Huey's
-    scheduler enqueues a scheduled task up to a second late, and a delay counted from
-    the late start made every round a second later than planned (a 2 s interval polled
-    every 3 s).
+    Huey's periodic tasks tick once a minute. For shorter intervals ``tick`` starts a
+    polling loop (``loop`` is its id): every round plans the next one interval after its
+    own planned time, as an ETA on a fixed grid (Huey's scheduler enqueues a scheduled
+    task up to a second late: a delay counted from the late start made a 2 s interval
+    poll every 3 s), and records itself in Huey's storage, where ``tick`` sees that the
+    loop is alive and starts a new one only when it is not. A round of a loop that is no
+    longer the recorded one ends it. (A loop restarted every minute broke the grid at
+    the minute: its first round ran right after the old loop's last and found nothing
+    due, so a change could wait two intervals.) Without ``loop``, ``rounds_left`` more
+    rounds follow this one.
     """
     svc = runtime.service()
     interval = svc.settings.sync.poll_interval_seconds
     now = svc.now()
+    if loop:
+        state = jobs().huey.get(POLL_LOOP_KEY, peek=True)
+        if not isinstance(state, dict) or state.get("loop") != loop:
+            return 0  # superseded: tick started another loop
     if planned_at is None or not timedelta(0) <= now - planned_at < timedelta(seconds=interval):
         planned_at = now  # the first round, or one so late that catching up makes no sense
     with svc.uow.read() as session:
@@ -155,10 +173,23 @@ def sync_due(rounds_left: int = 0, planned_at: datetime | None = None) -> int:
         ]  # fmt: skip
     for aid in due:
         jobs().sync_account(aid)
-    if rounds_left > 0:
+    if loop:
+        jobs().huey.put(POLL_LOOP_KEY, {"loop": loop, "planned": planned_at})
+    if loop or rounds_left > 0:
         next_at = planned_at + timedelta(seconds=interval)
-        jobs().sync_due.schedule((rounds_left - 1, next_at), eta=next_at)
+        jobs().sync_due.schedule((max(rounds_left - 1, 0), next_at, loop), eta=next_at)
     return len(due)
+
+
+def keep_polling(now: datetime, interval: float) -> bool:
+    """Start the polling loop unless it is alive; True when one was started."""
+    state = jobs().huey.get(POLL_LOOP_KEY, peek=True)
+    if isinstance(state, dict) and now - state["planned"] < timedelta(seconds=60 + 2 * interval):
+        return False
+    loop = uuid.uuid4().hex
+    jobs().huey.put(POLL_LOOP_KEY, {"loop": loop, "planned": now})
+    jobs().sync_due(0, None, loop)
+    return True
 
 
 def dispatch_changes(pair_id: int) -> dict[str, Any]:
@@ -210,13 +241,19 @@ def checkpoint_prompt(checkpoint_id: int, start_iso: str | None = None) -> dict[
 def tick() -> None:
     """Once a minute (in the one consumer that runs the scheduler)."""
     interval = runtime.service().settings.sync.poll_interval_seconds
-    rounds = max(0, int(60 // interval) - 1) if interval < 60 else 0
     from assistant.services.feedback import due_prompts
     from assistant.services.notifications import pairs_with_pending
 
-    jobs().sync_due(rounds)
+    if interval < 60:
+        keep_polling(runtime.service().now(), interval)  # rounds at the interval, below
+    else:
+        jobs().sync_due()
     for checkpoint_id in due_prompts(runtime.service()):  # lines moved or schedules lost
         jobs().checkpoint_prompt(checkpoint_id)
+    from assistant.services.delegation import tasks_to_write
+
+    for task_id in tasks_to_write(runtime.service()):  # a write lost to a crash or an outage
+        jobs().write_checkpoints(task_id)
     # A safety net: a dispatch scheduled for later is lost if the queue is wiped.
     for pair_id in pairs_with_pending(runtime.service().uow):
         jobs().dispatch_changes(pair_id)
@@ -226,7 +263,139 @@ def tick() -> None:
         )
     for pair_id in mail_pairs:  # nudges are due on time passing, not only on new mail
         jobs().nudge_pair(pair_id)
+    keep_digests()
     jobs().drain_outbox()
+    keep_push()
+    if runtime.service().settings.inbox.provider:  # the service's own mailbox
+        jobs().process_inbox()
+
+
+# ------------------------------------------------------------ webhook push (Graph, Google)
+
+
+def ensure_push(account_id: int) -> dict[str, Any]:
+    """Create or renew the account's Graph subscription or Google channel, as due."""
+    from assistant.services.push import ensure_push as ensure
+
+    svc = runtime.service()
+    try:
+        return ensure(svc, account_id, svc.now()).to_dict()
+    except ConnectorError as exc:  # recorded on the account; tick tries again later
+        return {"account_id": account_id, "error": str(exc)}
+
+
+def drop_push(account_id: int) -> dict[str, Any]:
+    """Delete the account's Graph subscription or stop its Google channel."""
+    from assistant.services.push import drop_push as drop
+
+    svc = runtime.service()
+    try:
+        return drop(svc, account_id).to_dict()
+    except ConnectorError as exc:
+        return {"account_id": account_id, "error": str(exc)}
+
+
+def push_signal(provider: str, account_id: int, kind: str, subscription_id: str) -> str:
+    """A lifecycle event from Graph (renew, re-create) turned into work."""
+    from assistant.services.push import handle_signal
+    from assistant.web.push import PushSignal
+
+    signal = PushSignal(provider, account_id, kind, subscription_id)  # type: ignore[arg-type]
+    return handle_signal(runtime.service(), signal, jobs().sync_account)
+
+
+def queue_push_signal(signal: Any) -> None:
+    """The web app's ``on_push``: a change (or missed notifications) queues the account's
+    sync at once; a lifecycle event queues ``push_signal``."""
+    if signal.kind in ("change", "missed"):
+        jobs().sync_account(signal.account_id)
+    else:
+        jobs().push_signal(signal.provider, signal.account_id, signal.kind,
+                           signal.subscription_id)  # fmt: skip
+
+
+def keep_push() -> None:
+    """From tick: subscriptions to create or renew when ``web.public_url`` is https, to
+    drop when it is unset. (A loopback http URL, for local protocol servers, is neither.)"""
+    from assistant.services.push import accounts_due, push_base
+
+    svc = runtime.service()
+    base = push_base(svc.settings)
+    if base is not None and not base.startswith("https://"):
+        return
+    ensure, drop = accounts_due(svc, svc.now())
+    for account_id in ensure:
+        jobs().ensure_push(account_id)
+    for account_id in drop:
+        jobs().drop_push(account_id)
+
+
+# ------------------------------------------------------------------- the service's inbox
+
+
+def process_inbox() -> dict[str, Any]:
+    """New tasks from managers and answers to prompts, from the service's own mailbox."""
+    from assistant.services.inbound import process_inbox as process
+
+    svc = runtime.service()
+    try:
+        report = process(svc, svc.now())
+    except ConnectorError as exc:  # the token stays; the next tick reads the same mail
+        log.warning("inbox: %s", exc)
+        return {"error": str(exc)}
+    for task_id in report.tasks:
+        jobs().write_checkpoints(task_id)
+    if report.outbox_ids:
+        jobs().drain_outbox()
+    return report.to_dict()
+
+
+# ----------------------------------------------------------------------- daily digest
+
+
+def send_digest(pair_id: int, planned_iso: str | None = None) -> dict[str, Any]:
+    """The pair's daily digest, then the next one scheduled at its local time (an ETA).
+
+    The job schedules itself, so a digest goes at its minute, not at the next tick; the
+    tick only starts the chain again when a digest is overdue (``keep_digests``). Every
+    next run is claimed in Huey's storage (``put_if_empty`` on pair and instant) before
+    it is scheduled, so the tick's run and the chain's own never become two chains.
+    """
+    from assistant.services.digest import digest
+    from assistant.store.tables import Pair
+
+    svc = runtime.service()
+    if planned_iso:
+        jobs().huey.delete(_digest_claim(pair_id, planned_iso))
+    with svc.uow.read() as session:
+        pair = session.get(Pair, pair_id)
+        enabled = pair is not None and bool(pair.digest_time)
+    if not enabled:  # removed, or the digest turned off: the chain ends here
+        return {"pair_id": pair_id, "skipped": "no digest"}
+    report = digest(svc.uow, pair_id, svc.now(), svc.settings)
+    if report.outbox_ids:
+        jobs().drain_outbox()
+    if report.next_at is not None:
+        planned = report.next_at.isoformat()
+        if jobs().huey.put_if_empty(_digest_claim(pair_id, planned), True):
+            jobs().send_digest.schedule((pair_id, planned), eta=report.next_at)
+    return report.to_dict()
+
+
+def _digest_claim(pair_id: int, planned_iso: str) -> str:
+    return f"send_digest:{pair_id}:{planned_iso}"
+
+
+def keep_digests() -> list[int]:
+    """From tick: queue the digest of every pair whose digest is overdue (the chain of
+    self-scheduled jobs was lost with the queue, or the digest was just turned on)."""
+    from assistant.services.digest import pairs_due
+
+    svc = runtime.service()
+    due = pairs_due(svc.uow, svc.now())
+    for pair_id in due:
+        jobs().send_digest(pair_id)
+    return due
 
 
 # ----------------------------------------------------------------------- registration
@@ -247,5 +416,10 @@ def register(huey: Huey, periodic: bool = True) -> Jobs:
         drain_outbox=t(retries=2, retry_delay=5, name="drain_outbox")(drain_outbox),
         write_checkpoints=t(retries=5, retry_delay=15, name="write_checkpoints")(write_checkpoints),
         tick=huey.periodic_task(crontab(minute="*"), name="tick")(tick) if periodic else None,
+        ensure_push=t(name="ensure_push")(ensure_push),
+        drop_push=t(name="drop_push")(drop_push),
+        push_signal=t(retries=2, retry_delay=30, name="push_signal")(push_signal),
+        process_inbox=t(name="process_inbox")(process_inbox),
+        send_digest=t(retries=3, retry_delay=30, name="send_digest")(send_digest),
     )
     return _jobs

@@ -1,7 +1,8 @@
 """The SMTP channel: one outbox entry, one mail (text, plus HTML when given).
 
 The Message-ID is derived from the entry's idempotency key, so a mail sent again after
-a crash between the send and the commit is the same message to every mail client.
+a crash between the send and the commit is the same message to every mail client. An
+entry whose payload names ``in_reply_to`` (a Message-ID) is sent as a reply to it.
 SMTP 4xx replies and network errors are temporary; 5xx replies are permanent, except
 authentication failures (fixable by configuration, so retried).
 """
@@ -74,6 +75,10 @@ class SmtpChannel:
         mail["Date"] = format_datetime(self.clock().astimezone(UTC))
         mail["Message-ID"] = message_id_for(message.key)
         mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
+        answered = message.payload.get("in_reply_to")
+        if isinstance(answered, str) and answered.strip("<> "):  # a reply: keep the thread
+            mail["In-Reply-To"] = f"<{answered.strip('<> ')}>"
+            mail["References"] = f"<{answered.strip('<> ')}>"
         mail.set_content(message.body_text or "")
         if message.body_html:
             mail.add_alternative(message.body_html, subtype="html")

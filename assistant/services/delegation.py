@@ -230,6 +230,21 @@ def ask_about_deleted(session: Session, pair: Pair, cp: Checkpoint, now: datetim
     )
 
 
+def tasks_to_write(svc: Service) -> list[int]:
+    """Tasks whose calendar does not match them yet (a write job lost to a crash, a calendar
+    that was down): the tick queues their write again. Writing is idempotent."""
+    with svc.uow.read() as session:
+        ids = session.scalars(
+            select(Checkpoint.task_id)
+            .where(
+                Checkpoint.account_id.is_not(None),
+                Checkpoint.state.in_(("planned", "to_remove")),
+            )
+            .distinct()
+        )
+        return sorted(ids)
+
+
 def _task(session: Session, task_id: int) -> tuple[DelegatedTask, Pair]:
     task = session.get(DelegatedTask, task_id)
     if task is None:

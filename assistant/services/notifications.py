@@ -68,10 +68,13 @@ class DispatchReport:
 
 def pairs_with_pending(uow: UnitOfWork) -> list[int]:
     with uow.read() as session:
-        rows = session.scalars(
-            select(ScheduleChange.pair_id).where(ScheduleChange.state == "pending").distinct()
+        held = (
+            select(ScheduleChange.pair_id)
+            .join(Pair, Pair.id == ScheduleChange.pair_id)
+            .where(ScheduleChange.state == "digest", Pair.digest_time == "")
         )
-        return sorted(rows)
+        pending = select(ScheduleChange.pair_id).where(ScheduleChange.state == "pending")
+        return sorted(set(session.scalars(pending.distinct())) | set(session.scalars(held)))
 
 
 def dispatch(
@@ -86,16 +89,20 @@ def dispatch(
     report = DispatchReport(pair_id)
     with uow.begin() as session:
         pair = _lock_pair(session, pair_id)
+        digest_on = bool(pair.digest_time)
+        # With the digest turned off, changes held for it go out like normal ones.
+        states = ("pending",) if digest_on else ("pending", "digest")
         rows = list(
             session.scalars(
                 select(ScheduleChange)
-                .where(ScheduleChange.pair_id == pair_id, ScheduleChange.state == "pending")
+                .where(ScheduleChange.pair_id == pair_id, ScheduleChange.state.in_(states))
                 .order_by(ScheduleChange.id)
             )
         )
+        for r in rows:
+            r.state = "pending"
         if not rows:
             return report
-        digest_on = bool(pair.digest_time)
         if settings.assistant_changes == "suppress":
             for r in [r for r in rows if r.by_assistant]:
                 r.state, r.notified_at = "suppressed", now

@@ -131,7 +131,8 @@ def add_account(
         known = ", ".join(CALENDAR_PROVIDERS + MAIL_PROVIDERS)
         raise ValueError(f"unknown provider {provider!r} (known: {known})")
     for key, value in settings.items():
-        if any(w in key for w in SECRET_WORDS) and isinstance(value, str) and value:
+        secretish = any(key == w or key.endswith("_" + w) for w in SECRET_WORDS)
+        if secretish and isinstance(value, str) and value:
             raise ValueError(f"{key} must be a reference (env, file or command), not a value")
     with uow.begin() as session:
         p = find_pair(session, pair)

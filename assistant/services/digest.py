@@ -1,0 +1,435 @@
+"""The daily digest: one message to the assistant at the pair's local digest time.
+
+``digest`` gathers, under the pair's lock and in one transaction: today's and tomorrow's
+agenda from the stored snapshots of the pair's calendars, the changes since the last
+digest (those sent at once, and the low-priority ones held in state ``digest``, which
+become ``sent`` here), the conflicts among today's and tomorrow's events, the assistant's
+messages the manager has left unanswered past the SLA (in working time), and the Red
+Lines and Dead Lines of the next two working days. It renders them in the assistant's
+locale and queues the message through the outbox, one entry per channel, keyed by pair,
+digest date, recipient and channel; ``Pair.last_digest_at`` moves to ``now``.
+
+One digest per digest date: the date is the local date of the latest digest time at or
+before ``now`` (a digest run late after midnight still counts for the day before), so a
+job run twice, a late run and the tick's safety net make one message. A run that finds
+the date's message queued already changes nothing.
+
+``next_digest_at`` is the next local digest time (DST-correct); ``pairs_due`` lists the
+pairs whose digest is overdue, for the tick's safety net; ``preview`` builds the message
+without queueing it (``assistant digest`` without ``--send``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from assistant import outbox
+from assistant.changes import DetectionRules, net_changes
+from assistant.conflicts import find_conflicts
+from assistant.digest import (
+    DigestChange,
+    DigestContent,
+    OpenMessage,
+    TaskLine,
+    day_bounds,
+    day_conflicts,
+    last_slot,
+    next_slot,
+    render_digest,
+    structured,
+    working_days_end,
+)
+from assistant.latency import Direction, reply_latencies
+from assistant.model import EventData
+from assistant.notify import Audience, Note, RenderedMessage
+from assistant.services.hours import pair_hours
+from assistant.services.mail import addresses, to_message
+from assistant.services.notifications import _change
+from assistant.services.pairs import find_pair
+from assistant.snapshots import from_row
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import (
+    Account,
+    Checkpoint,
+    DelegatedTask,
+    EventSnapshot,
+    Message,
+    OutboxEntry,
+    Pair,
+    ScheduleChange,
+)
+from config.settings import Settings
+
+if TYPE_CHECKING:
+    from assistant.bootstrap import Service
+
+FIRST_DIGEST_LOOKBACK = timedelta(days=1)  # with no digest before, recap the last day
+OPEN_TASK_STATES = ("briefed", "in_progress")  # as assistant.services.delegation.OPEN_STATES
+GONE_CHECKPOINT_STATES = ("to_remove", "removed")
+_LEVELS = {"low": 0, "normal": 1, "high": 2}
+
+
+@dataclass
+class DigestReport:
+    pair_id: int
+    date: date | None = None  # the digest date the message is for
+    queued: bool = False
+    already_sent: bool = False  # that date's digest was queued before: nothing done
+    held_sent: int = 0  # held low-priority changes now reported (state digest → sent)
+    keys: list[str] = field(default_factory=list)
+    outbox_ids: list[int] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    next_at: datetime | None = None
+    message: RenderedMessage | None = None
+    data: dict[str, Any] = field(default_factory=dict)  # the machine-readable digest
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pair_id": self.pair_id,
+            "date": self.date.isoformat() if self.date else None,
+            "queued": self.queued,
+            "already_sent": self.already_sent,
+            "held_sent": self.held_sent,
+            "keys": self.keys,
+            "outbox_ids": self.outbox_ids,
+            "counts": self.counts,
+            "next_at": self.next_at.isoformat() if self.next_at else None,
+            "subject": self.message.subject if self.message else None,
+            "text": self.message.text if self.message else None,
+        }
+
+
+# ------------------------------------------------------------------------------ when
+
+
+def digest_zone(pair: Pair) -> str:
+    """The zone of the digest time: the assistant's, else the manager's."""
+    return pair.assistant_timezone or pair.timezone or "UTC"
+
+
+def next_digest_at(pair: Pair, now: datetime) -> datetime | None:
+    """The next digest instant after ``now`` (UTC); None when the pair has no digest."""
+    return next_slot(pair.digest_time, digest_zone(pair), now)
+
+
+def digest_date(pair: Pair, now: datetime) -> date:
+    """The date a digest run at ``now`` is for: that of the latest digest time at or
+    before ``now`` (with the digest off, ``now``'s local date)."""
+    zone = digest_zone(pair)
+    slot = last_slot(pair.digest_time, zone, now)
+    return (slot or now).astimezone(ZoneInfo(zone)).date()
+
+
+def digest_keys(pair: Pair, day: date) -> list[str]:
+    return [
+        f"digest:{pair.id}:{day.isoformat()}:{pair.assistant_email}:{channel}"
+        for channel in _channels(pair)
+    ]
+
+
+def pairs_due(uow: UnitOfWork, now: datetime) -> list[int]:
+    """Pairs whose digest time has passed (``last_digest_at`` before it) and whose digest
+    for that date is not queued: the tick's safety net for a lost self-scheduled job."""
+    due: list[int] = []
+    with uow.read() as session:
+        for pair in session.scalars(select(Pair).where(Pair.digest_time != "").order_by(Pair.id)):
+            try:
+                slot = last_slot(pair.digest_time, digest_zone(pair), now)
+            except ValueError:  # a malformed time stored by hand: nothing to schedule
+                continue
+            if slot is None or (pair.last_digest_at is not None and pair.last_digest_at >= slot):
+                continue
+            if not _queued(session, digest_keys(pair, digest_date(pair, now))):
+                due.append(pair.id)
+    return due
+
+
+# --------------------------------------------------------------------------- digest
+
+
+def digest(uow: UnitOfWork, pair_id: int, now: datetime, settings: Settings) -> DigestReport:
+    """Queue the pair's digest for the date ``now`` falls in (see the module docstring)."""
+    report = DigestReport(pair_id)
+    with uow.begin() as session:
+        pair = _lock_pair(session, pair_id)
+        report.date = digest_date(pair, now)
+        report.next_at = next_digest_at(pair, now)
+        keys = digest_keys(pair, report.date)
+        report.keys = keys
+        if _queued(session, keys):
+            report.already_sent = True
+            return report
+        content, rows = _gather(session, pair, now, settings)
+        held = [r for r in rows if r.state == "digest"]
+        audience = _audience(pair)
+        message = render_digest(content, audience)
+        data = structured(content, audience)
+        report.message, report.data = message, data
+        report.counts = content.counts(pair.timezone)
+        payload = {"kind": "digest", "change_ids": [r.id for r in rows], **data}
+        for channel, key in zip(_channels(pair), keys, strict=True):
+            entry = outbox.enqueue(
+                session,
+                key=key,
+                channel=channel,
+                recipient=pair.assistant_email,
+                subject=message.subject,
+                body_text=message.text,
+                body_html=message.html,
+                payload=payload,
+                pair_id=pair.id,
+                now=now,
+            )
+            if entry is not None:
+                report.outbox_ids.append(entry.id)
+        for row in held:
+            row.state, row.notified_at, row.message_key = "sent", now, keys[0]
+        report.held_sent = len(held)
+        pair.last_digest_at = now
+        report.queued = True
+    return report
+
+
+def preview(
+    uow: UnitOfWork, pair_ref: str | int | None, now: datetime, settings: Settings
+) -> DigestReport:
+    """The digest ``digest`` would queue at ``now``, built without writing anything."""
+    with uow.read() as session:
+        pair = find_pair(session, pair_ref)
+        day = digest_date(pair, now)
+        report = DigestReport(pair.id, date=day, next_at=next_digest_at(pair, now))
+        report.keys = digest_keys(pair, day)
+        report.already_sent = _queued(session, report.keys)
+        content, _ = _gather(session, pair, now, settings)
+        audience = _audience(pair)
+        report.message = render_digest(content, audience)
+        report.data = structured(content, audience)
+        report.counts = content.counts(pair.timezone)
+    return report
+
+
+def digest_command(
+    svc: Service, pair_ref: str | int | None, *, send: bool = False
+) -> dict[str, Any]:
+    """What ``assistant digest [--pair P] [--json] [--send]`` shows: the digest as it would
+    go now (``--send``: queued, once per digest date). The caller prints ``text`` (or the
+    whole dict with ``--json``) and, after a send, drains the outbox."""
+    now = svc.now()
+    if send:
+        with svc.uow.read() as session:
+            pair_id = find_pair(session, pair_ref).id
+        report = digest(svc.uow, pair_id, now, svc.settings)
+        if report.already_sent:  # show what went, as it would read now
+            shown = preview(svc.uow, pair_id, now, svc.settings)
+            report.message, report.data, report.counts = shown.message, shown.data, shown.counts
+    else:
+        report = preview(svc.uow, pair_ref, now, svc.settings)
+    out = report.to_dict()
+    out["sent"] = send
+    out["html"] = report.message.html if report.message else None
+    out["digest"] = report.data
+    return out
+
+
+# -------------------------------------------------------------------------- gather
+
+
+def _gather(
+    session: Session, pair: Pair, now: datetime, settings: Settings
+) -> tuple[DigestContent, list[ScheduleChange]]:
+    zone = pair.timezone or "UTC"
+    today = now.astimezone(ZoneInfo(digest_zone(pair))).date()
+    buffer = timedelta(minutes=settings.notify.travel_buffer_minutes)
+    managers = frozenset({pair.manager_email.lower()})
+    events = _calendar(session, pair, today, zone, buffer)
+    conflicts = day_conflicts(
+        events,
+        (today, today + timedelta(days=1)),
+        zone,
+        lambda mine, calendar: find_conflicts(
+            mine, calendar, travel_buffer=buffer, manager_emails=managers
+        ),
+    )
+    since = pair.last_digest_at
+    changes, rows = _changes(session, pair, now, since or now - FIRST_DIGEST_LOOKBACK)
+    hours = pair_hours(
+        pair, (now - timedelta(days=settings.latency.lookback_days)).year, now.year + 1
+    )
+    open_messages = _open_messages(session, pair, now, settings, hours.working_minutes)
+    until = working_days_end(hours, now, 2)
+    content = DigestContent(
+        today=today,
+        events=events,
+        changes=changes,
+        conflicts=conflicts,
+        open_messages=open_messages,
+        tasks=_tasks(session, pair, now, until),
+        since=since,
+        sla_minutes=pair.sla_minutes,
+        tasks_until=until,
+    )
+    return content, rows
+
+
+def _calendar(
+    session: Session, pair: Pair, today: date, zone: str, buffer: timedelta
+) -> list[EventData]:
+    """Snapshots around today and tomorrow (a day's margin: all-day events are dates whose
+    stored instants are midnights in the calendar's own zone)."""
+    lo = day_bounds(today, zone)[0] - buffer - timedelta(days=1)
+    hi = day_bounds(today + timedelta(days=1), zone)[1] + buffer + timedelta(days=1)
+    rows = session.scalars(
+        select(EventSnapshot)
+        .join(Account, Account.id == EventSnapshot.account_id)
+        .where(
+            Account.pair_id == pair.id,
+            Account.kind == "calendar",
+            EventSnapshot.end_utc > lo,
+            EventSnapshot.start_utc < hi,
+        )
+        .order_by(EventSnapshot.start_utc, EventSnapshot.id)
+    )
+    return [from_row(r) for r in rows]
+
+
+def _changes(
+    session: Session, pair: Pair, now: datetime, since: datetime
+) -> tuple[list[DigestChange], list[ScheduleChange]]:
+    """Changes since the last digest: those sent since, and every one held for the digest,
+    merged into their net effect per occurrence. Returns them and the rows they come from."""
+    rows = list(
+        session.scalars(
+            select(ScheduleChange)
+            .where(
+                ScheduleChange.pair_id == pair.id,
+                or_(
+                    ScheduleChange.state == "digest",
+                    (ScheduleChange.state == "sent")
+                    & (ScheduleChange.notified_at > since)
+                    & (ScheduleChange.notified_at <= now),
+                ),
+            )
+            .order_by(ScheduleChange.id)
+        )
+    )
+    rules = DetectionRules(manager_emails=frozenset({pair.manager_email.lower()}))
+    out: list[DigestChange] = []
+    for c in net_changes([_change(r) for r in rows], rules):
+        keys = {e.key for e in (c.before, c.after) if e is not None}
+        touching = [r for r in rows if _row_keys(r) & keys]
+        level = max((r.priority for r in touching), key=_LEVELS.__getitem__, default="normal")
+        note = Note(
+            priority=level,
+            by_assistant=bool(touching) and all(r.by_assistant for r in touching),
+        )
+        out.append(DigestChange(c, note, held=any(r.state == "digest" for r in touching)))
+    return out, rows
+
+
+def _row_keys(row: ScheduleChange) -> set[tuple[str, str]]:
+    keys = {(row.uid, row.recurrence_id)}
+    for side in (row.before, row.after):
+        if side:
+            keys.add((side["uid"], side.get("recurrence_id", "")))
+    return keys
+
+
+def _open_messages(
+    session: Session, pair: Pair, now: datetime, settings: Settings, working_minutes: Any
+) -> list[OpenMessage]:
+    since = now - timedelta(days=settings.latency.lookback_days)
+    rows = session.scalars(
+        select(Message)
+        .where(Message.pair_id == pair.id, Message.sent_at >= since)
+        .order_by(Message.sent_at)
+    )
+    messages = [to_message(m) for m in rows]
+    if not messages:
+        return []
+    managers, assistants = addresses(pair)
+    records = reply_latencies(messages, managers, assistants, now, working_minutes=working_minutes)
+    return [
+        OpenMessage(
+            r.subject, r.sent_at, r.waiting_working_minutes or 0.0, r.waiting_minutes or 0.0
+        )
+        for r in records
+        if r.direction is Direction.ASSISTANT_TO_MANAGER
+        and not r.answered
+        and (r.waiting_working_minutes or 0.0) >= pair.sla_minutes
+    ]
+
+
+def _tasks(session: Session, pair: Pair, now: datetime, until: datetime) -> list[TaskLine]:
+    """Open tasks' lines (or their placed checkpoint slots) from ``now`` to ``until``."""
+    rows = session.execute(
+        select(Checkpoint, DelegatedTask)
+        .join(DelegatedTask, DelegatedTask.id == Checkpoint.task_id)
+        .where(
+            DelegatedTask.pair_id == pair.id,
+            DelegatedTask.state.in_(OPEN_TASK_STATES),
+            Checkpoint.state.not_in(GONE_CHECKPOINT_STATES),
+            or_(
+                (Checkpoint.line_at >= now) & (Checkpoint.line_at < until),
+                (Checkpoint.start_at >= now) & (Checkpoint.start_at < until),
+            ),
+        )
+        .order_by(Checkpoint.line_at, Checkpoint.id)
+    )
+    return [
+        TaskLine(
+            task_id=t.id,
+            title=t.title,
+            delegate=t.delegate,
+            kind=c.kind,
+            line_at=c.line_at,
+            slot_start=c.start_at,
+            slot_end=c.end_at,
+        )
+        for c, t in rows
+    ]
+
+
+# -------------------------------------------------------------------------- helpers
+
+
+def _channels(pair: Pair) -> list[str]:
+    return [str(c) for c in (pair.notify_channels or ["smtp"])]
+
+
+def _queued(session: Session, keys: list[str]) -> bool:
+    found = session.scalars(
+        select(OutboxEntry.id).where(OutboxEntry.idempotency_key.in_(keys)).limit(1)
+    ).first()
+    return found is not None
+
+
+def _audience(pair: Pair) -> Audience:
+    return Audience(
+        locale=pair.locale,
+        manager_zone=pair.timezone or "UTC",
+        assistant_zone=pair.assistant_timezone or pair.timezone,
+        manager_name=pair.manager_name,
+        manager_emails=frozenset({pair.manager_email.lower()}),
+        share_private_details=pair.share_private_details,
+    )
+
+
+def _lock_pair(session: Session, pair_id: int) -> Pair:
+    """The pair row, locked for this transaction (SQLite: BEGIN IMMEDIATE holds it all).
+
+    ``dispatch`` takes the same lock before it holds a change for the digest, so a change
+    is either held before the digest reads the held ones, or waits for the next digest.
+    """
+    stmt = select(Pair).where(Pair.id == pair_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    pair = session.scalars(stmt).one_or_none()
+    if pair is None:
+        raise LookupError(f"no pair with id {pair_id}")
+    return pair

@@ -1,0 +1,580 @@
+"""Webhook push in the running service: Graph subscriptions and Google watch channels.
+
+When ``web.public_url`` is set, each Graph and Google calendar account keeps one live
+subscription (Graph) or watch channel (Google) that points at ``/push/graph`` or
+``/push/google`` under that URL. Its id, secret (Graph's clientState, Google's channel
+token), expiry and address (and Google's resourceId, needed to stop it) are kept in
+``Account.sync_state["push"]``, beside the sync service's keys, always read and written
+in one locked transaction so that neither side loses the other's keys.
+
+* :func:`ensure_push` creates one, renews it when less than a day is left (Graph: PATCH;
+  Google: a new channel, stored, then the old one stopped) or replaces it when the
+  address changed. A stored entry is only ever replaced by a writer that saw it: a
+  concurrent ensure that lost the race removes what it made, so an account never has
+  two live channels in the store (and, unless a stop fails, none at the provider). A
+  Google channel is registered as ``pending`` before ``events.watch`` so that Google's
+  first (``sync``) message finds its token.
+* :func:`drop_push` deletes the subscription or stops the channel and forgets it: when
+  ``web.public_url`` is unset, or before an account is removed.
+* :func:`handle_signal` turns what the receiver reported into work: a change (or
+  ``missed``) is a sync of the account; ``reauthorizationRequired`` a renewal;
+  ``subscriptionRemoved`` a new subscription, then a sync.
+* :class:`DbDirectory` is the receiver's :class:`~assistant.web.push.PushDirectory`: an
+  id to (account id, secret), read from the store.
+
+Failures are recorded on the entry (``error``, ``failures``, ``retry_at``, with back-off)
+so that the once-a-minute upkeep (:func:`accounts_due`) does not hammer a provider that
+refuses. Polling stays on in any case: push only makes changes arrive sooner.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from sqlalchemy import or_, select
+
+from assistant.store.tables import Account
+from connectors.base import ConnectorError, NotFound
+
+if TYPE_CHECKING:
+    from assistant.bootstrap import Service
+    from assistant.store.db import UnitOfWork
+    from assistant.web.push import PushSignal
+    from config.settings import Settings
+    from connectors.google_calendar import GoogleCalendar
+    from connectors.google_push import GoogleChannel, GoogleWatches
+    from connectors.graph_calendar import GraphCalendar
+    from connectors.graph_push import GraphSubscription, GraphSubscriptions
+
+log = logging.getLogger(__name__)
+
+PUSH_PROVIDERS = ("graph", "google")
+PATHS = {"graph": "/push/graph", "google": "/push/google"}
+RENEW_BEFORE = timedelta(days=1)  # as connectors.graph_push / google_push renew
+RETRY_FIRST = timedelta(minutes=1)
+RETRY_MAX = timedelta(hours=1)
+SYNC_KINDS = frozenset({"change", "exists", "not_exists", "sync", "missed"})
+
+Action = Literal[
+    "kept", "created", "renewed", "replaced", "superseded", "dropped", "none", "skipped"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PushOutcome:
+    """What :func:`ensure_push` or :func:`drop_push` did (no secrets in it)."""
+
+    account_id: int
+    action: Action
+    subscription_id: str = ""
+    expires: datetime | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "account_id": self.account_id,
+            "action": self.action,
+            "subscription_id": self.subscription_id,
+            "expires": self.expires.isoformat() if self.expires else None,
+            **({"note": self.note} if self.note else {}),
+        }
+
+
+# ----------------------------------------------------------------------- settings
+
+
+def push_base(settings: Settings) -> str | None:
+    """The public URL webhooks go to, or None when push by webhook is off.
+
+    An https URL; or a loopback http one (127.0.0.1, localhost), which no real provider
+    reaches but the local protocol servers of the tests do.
+    """
+    url = settings.web.public_url.strip().rstrip("/")
+    if url.startswith("https://"):
+        return url
+    parts = urlsplit(url)
+    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"):
+        return url
+    return None
+
+
+def push_address(settings: Settings, provider: str) -> str | None:
+    base = push_base(settings)
+    return None if base is None or provider not in PATHS else base + PATHS[provider]
+
+
+# ---------------------------------------------------------------------- the directory
+
+
+class DbDirectory:
+    """The receiver's directory, read from ``Account.sync_state["push"]``."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+
+    def graph_subscription(self, subscription_id: str) -> tuple[int, str] | None:
+        return self._find("graph", subscription_id)
+
+    def google_channel(self, channel_id: str) -> tuple[int, str] | None:
+        return self._find("google", channel_id)
+
+    def _find(self, provider: str, ident: str) -> tuple[int, str] | None:
+        if not ident:
+            return None
+        live = Account.sync_state[("push", "id")].as_string()
+        pending = Account.sync_state[("push", "pending", "id")].as_string()
+        with self.uow.read() as session:
+            rows = session.execute(
+                select(Account.id, Account.sync_state).where(
+                    Account.provider == provider, or_(live == ident, pending == ident)
+                )
+            ).all()
+        for account_id, state in rows:
+            push = _push_of(state)
+            for entry in (push, push.get("pending")):
+                if isinstance(entry, Mapping) and entry.get("id") == ident and entry.get("secret"):
+                    return account_id, str(entry["secret"])
+        return None
+
+
+# ------------------------------------------------------------------------ use cases
+
+
+def ensure_push(
+    svc: Service,
+    account_id: int,
+    now: datetime,
+    *,
+    renew: bool = False,
+    recreate: bool = False,
+) -> PushOutcome:
+    """A live subscription or channel for the account, stored; created or renewed as due.
+
+    ``renew`` renews even when not due (Graph's ``reauthorizationRequired``);
+    ``recreate`` makes a new one without touching the stored one (Graph removed it).
+    Without a usable ``web.public_url`` this is :func:`drop_push`. Raises ConnectorError
+    (or a settings error), recorded on the entry with the time of the next attempt.
+    """
+    loaded = _load(svc.uow, account_id)
+    if loaded is None:
+        return PushOutcome(account_id, "skipped", note="no such account")
+    provider, conf, stored = loaded
+    if provider not in PUSH_PROVIDERS:
+        return PushOutcome(account_id, "skipped", note=f"{provider} has no webhook push")
+    address = push_address(svc.settings, provider)
+    if address is None:
+        return drop_push(svc, account_id)
+    timeout = svc.settings.sync.http_timeout_seconds
+    try:
+        if provider == "graph":
+            with _graph(conf, timeout) as calendar:
+                return _ensure_graph(svc.uow, account_id, calendar, address, stored, now,
+                                     renew=renew, recreate=recreate)  # fmt: skip
+        calendar_g = _google(conf, timeout)
+        return _ensure_google(svc.uow, account_id, calendar_g, address, stored, now,
+                              renew=renew, recreate=recreate)  # fmt: skip
+    except Exception as exc:  # a provider's refusal, or settings that do not open
+        _record_failure(svc.uow, account_id, exc, now)
+        raise
+
+
+def drop_push(svc: Service, account_id: int) -> PushOutcome:
+    """Delete the subscription (stop the channel) at the provider, then forget it.
+
+    Called when ``web.public_url`` is unset, and before an account is removed. A
+    subscription the provider no longer has counts as deleted.
+    """
+    loaded = _load(svc.uow, account_id)
+    if loaded is None:
+        return PushOutcome(account_id, "skipped", note="no such account")
+    provider, conf, stored = loaded
+    if not stored:
+        return PushOutcome(account_id, "none")
+    ident = str(stored.get("id") or "")
+    stale = list(stored.get("stale") or [])
+    timeout = svc.settings.sync.http_timeout_seconds
+    try:
+        if provider == "graph" and ident:
+            with _graph(conf, timeout) as calendar:
+                _graph_subs(calendar, str(stored.get("address") or "")).delete(_graph_sub(stored))
+        elif provider == "google" and (ident or stale):
+            watches = _watches(_google(conf, timeout), str(stored.get("address") or ""))
+            for entry in ([stored] if ident else []) + stale:
+                watches.stop(_google_channel(entry))
+    except Exception as exc:
+        _record_failure(svc.uow, account_id, exc, svc.now())
+        raise
+    with _locked(svc.uow, account_id) as account:
+        if account is not None and str(_push_of(account.sync_state).get("id") or "") == ident:
+            account.sync_state = {k: v for k, v in account.sync_state.items() if k != "push"}
+    return PushOutcome(account_id, "dropped" if ident else "none", ident)
+
+
+def handle_signal(
+    svc: Service,
+    signal: PushSignal,
+    queue_sync: Callable[[int], object],
+    now: datetime | None = None,
+) -> str:
+    """Act on one signal from the receiver; what was done.
+
+    change / exists / not_exists / sync / missed → a sync of the account is queued;
+    reauthorizationRequired → the subscription is renewed (a PATCH reauthorizes);
+    subscriptionRemoved → a new subscription, then a sync (changes made meanwhile).
+    A lifecycle event for a subscription we no longer hold only queues a sync.
+    """
+    now = now or svc.now()
+    account_id = signal.account_id
+    if signal.kind in SYNC_KINDS:
+        queue_sync(account_id)
+        return "sync"
+    loaded = _load(svc.uow, account_id)
+    if loaded is None:
+        return "no such account"
+    if str(loaded[2].get("id") or "") != signal.subscription_id:
+        queue_sync(account_id)
+        return "sync (not the stored subscription)"
+    if signal.kind == "reauthorizationRequired":
+        outcome = ensure_push(svc, account_id, now, renew=True)
+        return outcome.action
+    if signal.kind == "subscriptionRemoved":
+        try:
+            outcome = ensure_push(svc, account_id, now, recreate=True)
+        finally:
+            queue_sync(account_id)
+        return outcome.action
+    log.warning("push for account %s: unknown signal %r", account_id, signal.kind)
+    queue_sync(account_id)
+    return "sync"
+
+
+def accounts_due(svc: Service, now: datetime) -> tuple[list[int], list[int]]:
+    """(accounts to ensure, accounts to drop) for the once-a-minute upkeep.
+
+    To ensure, when webhooks are on: Graph and Google calendars without a subscription
+    or with one that expires within ``RENEW_BEFORE`` (or stored for another address).
+    To drop, when they are off: those that still have one. An account whose last
+    attempt failed waits until its ``retry_at``.
+    """
+    base = push_base(svc.settings)
+    with svc.uow.read() as session:
+        rows = session.execute(
+            select(Account.id, Account.provider, Account.sync_state)
+            .where(Account.kind == "calendar", Account.provider.in_(PUSH_PROVIDERS))
+            .order_by(Account.id)
+        ).all()
+    ensure: list[int] = []
+    drop: list[int] = []
+    for account_id, provider, state in rows:
+        push = _push_of(state)
+        retry_at = _time(push.get("retry_at"))
+        if retry_at is not None and retry_at > now:
+            continue
+        if base is None:
+            if push.get("id") or push.get("stale"):
+                drop.append(account_id)
+            continue
+        expires = _time(push.get("expires"))
+        if (
+            not push.get("id")
+            or expires is None
+            or expires - now <= RENEW_BEFORE
+            or push.get("address") != base + PATHS[provider]
+            or push.get("stale")
+        ):
+            ensure.append(account_id)
+    return ensure, drop
+
+
+# ------------------------------------------------------------------------ Graph
+
+
+def _ensure_graph(
+    uow: UnitOfWork,
+    account_id: int,
+    calendar: GraphCalendar,
+    address: str,
+    stored: Mapping[str, Any],
+    now: datetime,
+    *,
+    renew: bool,
+    recreate: bool,
+) -> PushOutcome:
+    subs = _graph_subs(calendar, address)
+    base_id = str(stored.get("id") or "")
+    current = _graph_sub(stored) if base_id and not recreate else None
+    old: GraphSubscription | None = None  # one to delete once the new one is stored
+    action: Action
+    if current is None or current.expires <= now:  # Graph deletes expired ones itself
+        fresh, action = subs.create(now), "created"
+    elif stored.get("address") != address:
+        fresh, action, old = subs.create(now), "replaced", current
+    elif renew or subs.needs_renewal(current, now):
+        try:
+            fresh, action = subs.renew(current, now), "renewed"
+        except NotFound:  # Graph no longer has it
+            fresh, action = subs.create(now), "created"
+    else:
+        return PushOutcome(account_id, "kept", current.id, current.expires)
+    entry = {
+        "provider": "graph",
+        "id": fresh.id,
+        "secret": fresh.client_state,
+        "expires": fresh.expires.isoformat(),
+        "address": address,
+        "resource": fresh.resource,
+    }
+    if not _store(uow, account_id, base_id, entry):
+        if fresh.id != base_id:  # another ensure stored its own meanwhile: ours goes
+            _quietly(lambda: subs.delete(fresh), account_id, "delete a spare subscription")
+        return PushOutcome(account_id, "superseded", note="another subscription was stored")
+    if old is not None:
+        _quietly(lambda: subs.delete(old), account_id, "delete the replaced subscription")
+    log.info("push for account %s: Graph subscription %s (%s)", account_id, fresh.id, action)
+    return PushOutcome(account_id, action, fresh.id, fresh.expires)
+
+
+def _graph_subs(calendar: GraphCalendar, address: str) -> GraphSubscriptions:
+    from connectors.graph_push import GraphSubscriptions
+
+    return GraphSubscriptions(calendar, address, address, renew_before=RENEW_BEFORE)
+
+
+def _graph_sub(stored: Mapping[str, Any]) -> GraphSubscription:
+    from connectors.graph_push import GraphSubscription
+
+    return GraphSubscription(
+        id=str(stored["id"]),
+        resource=str(stored.get("resource") or ""),
+        client_state=str(stored.get("secret") or ""),
+        expires=_time(stored.get("expires")) or datetime.min.replace(tzinfo=UTC),
+    )
+
+
+@contextmanager
+def _graph(conf: Mapping[str, Any], timeout: float) -> Iterator[GraphCalendar]:
+    from connectors.graph_calendar import GraphCalendar
+    from connectors.registry import open_calendar
+
+    calendar = open_calendar("graph", conf, timeout=timeout)
+    assert isinstance(calendar, GraphCalendar)
+    try:
+        yield calendar
+    finally:
+        calendar.close()
+
+
+# ------------------------------------------------------------------------ Google
+
+
+def _ensure_google(
+    uow: UnitOfWork,
+    account_id: int,
+    calendar: GoogleCalendar,
+    address: str,
+    stored: Mapping[str, Any],
+    now: datetime,
+    *,
+    renew: bool,
+    recreate: bool,
+) -> PushOutcome:
+    watches = _watches(calendar, address)
+    base_id = str(stored.get("id") or "")
+    stale = [_google_channel(e) for e in stored.get("stale") or []]
+    current = _google_channel(stored) if base_id and not recreate else None
+    live = current is not None and current.expires > now
+    if current is not None and live and not renew and current.address == address \
+            and not watches.needs_renewal(current, now):  # fmt: skip
+        _stop_stale(uow, account_id, watches, stale)
+        return PushOutcome(account_id, "kept", current.id, current.expires)
+    channel_id, token = str(uuid.uuid4()), secrets.token_urlsafe(32)
+    if not _set_pending(uow, account_id, base_id, channel_id, token):
+        return PushOutcome(account_id, "superseded", note="the stored channel changed")
+    try:
+        fresh = watches.start(now, channel_id=channel_id, token=token)
+    except BaseException:
+        _clear_pending(uow, account_id, channel_id)
+        raise
+    entry = {
+        "provider": "google",
+        "id": fresh.id,
+        "secret": fresh.token,
+        "expires": fresh.expires.isoformat(),
+        "address": fresh.address or address,
+        "resource_id": fresh.resource_id,
+    }
+    if not _store(uow, account_id, base_id, entry, pending_id=channel_id):
+        _quietly(lambda: watches.stop(fresh), account_id, "stop a spare channel")
+        return PushOutcome(account_id, "superseded", note="another channel was stored")
+    if current is not None and live:  # the old one goes only once the new one is stored
+        stale.append(current)
+    _stop_stale(uow, account_id, watches, stale)
+    action: Action = "created" if current is None or not live else "renewed"
+    log.info("push for account %s: Google channel %s (%s)", account_id, fresh.id, action)
+    return PushOutcome(account_id, action, fresh.id, fresh.expires)
+
+
+def _stop_stale(
+    uow: UnitOfWork, account_id: int, watches: GoogleWatches, channels: list[GoogleChannel]
+) -> None:
+    """Stop old channels; those that could not be stopped are kept to try again."""
+    if not channels:
+        return
+    left = []
+    for channel in channels:
+        try:
+            watches.stop(channel)  # False: Google no longer had it
+        except ConnectorError as exc:
+            log.warning("push for account %s: could not stop channel %s: %s",
+                        account_id, channel.id, exc)  # fmt: skip
+            left.append({"id": channel.id, "resource_id": channel.resource_id,
+                         "expires": channel.expires.isoformat()})  # fmt: skip
+    with _locked(uow, account_id) as account:
+        if account is not None:
+            push = dict(_push_of(account.sync_state))
+            if left:
+                push["stale"] = left
+            else:
+                push.pop("stale", None)
+            account.sync_state = {**account.sync_state, "push": push}
+
+
+def _watches(calendar: GoogleCalendar, address: str) -> GoogleWatches:
+    from connectors.google_push import GoogleWatches
+
+    return GoogleWatches(calendar, address, renew_before=RENEW_BEFORE)
+
+
+def _google_channel(stored: Mapping[str, Any]) -> GoogleChannel:
+    from connectors.google_push import GoogleChannel
+
+    return GoogleChannel(
+        id=str(stored["id"]),
+        resource_id=str(stored.get("resource_id") or ""),
+        token=str(stored.get("secret") or ""),
+        expires=_time(stored.get("expires")) or datetime.min.replace(tzinfo=UTC),
+        address=str(stored.get("address") or ""),
+    )
+
+
+def _google(conf: Mapping[str, Any], timeout: float) -> GoogleCalendar:
+    from connectors.google_calendar import GoogleCalendar
+    from connectors.registry import open_calendar
+
+    calendar = open_calendar("google", conf, timeout=timeout)
+    assert isinstance(calendar, GoogleCalendar)
+    return calendar
+
+
+# ----------------------------------------------------------------------- the store
+
+
+def _load(uow: UnitOfWork, account_id: int) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+    """(provider, settings, stored push entry) of an account, or None."""
+    with uow.read() as session:
+        account = session.get(Account, account_id)
+        if account is None:
+            return None
+        return account.provider, dict(account.settings), dict(_push_of(account.sync_state))
+
+
+@contextmanager
+def _locked(uow: UnitOfWork, account_id: int) -> Iterator[Account | None]:
+    """The account row, locked for update, in a transaction that commits on success."""
+    with uow.begin() as session:
+        stmt = select(Account).where(Account.id == account_id).with_for_update()
+        yield session.scalars(stmt).one_or_none()
+
+
+def _store(
+    uow: UnitOfWork,
+    account_id: int,
+    base_id: str,
+    entry: dict[str, Any],
+    *,
+    pending_id: str | None = None,
+) -> bool:
+    """Store ``entry`` if the stored one is still ``base_id`` (and ``pending_id`` ours)."""
+    with _locked(uow, account_id) as account:
+        if account is None:
+            return False
+        push = _push_of(account.sync_state)
+        if str(push.get("id") or "") != base_id:
+            return False
+        pending = push.get("pending")
+        if pending_id is not None and (
+            not isinstance(pending, Mapping) or pending.get("id") != pending_id
+        ):
+            return False
+        if push.get("stale"):
+            entry = {**entry, "stale": push["stale"]}
+        account.sync_state = {**account.sync_state, "push": entry}
+        return True
+
+
+def _set_pending(
+    uow: UnitOfWork, account_id: int, base_id: str, channel_id: str, token: str
+) -> bool:
+    with _locked(uow, account_id) as account:
+        if account is None:
+            return False
+        push = dict(_push_of(account.sync_state))
+        if str(push.get("id") or "") != base_id:
+            return False
+        push["pending"] = {"id": channel_id, "secret": token}
+        account.sync_state = {**account.sync_state, "push": push}
+        return True
+
+
+def _clear_pending(uow: UnitOfWork, account_id: int, channel_id: str) -> None:
+    with _locked(uow, account_id) as account:
+        if account is None:
+            return
+        push = dict(_push_of(account.sync_state))
+        pending = push.get("pending")
+        if isinstance(pending, Mapping) and pending.get("id") == channel_id:
+            push.pop("pending")
+            account.sync_state = {**account.sync_state, "push": push}
+
+
+def _record_failure(uow: UnitOfWork, account_id: int, exc: Exception, now: datetime) -> None:
+    """Note the failure on the entry; the upkeep tries again after a growing pause."""
+    log.warning("push for account %s: %s", account_id, exc)
+    with _locked(uow, account_id) as account:
+        if account is None:
+            return
+        push = dict(_push_of(account.sync_state))
+        failures = int(push.get("failures") or 0) + 1
+        pause = min(RETRY_MAX, RETRY_FIRST * 2 ** min(failures - 1, 16))
+        push.update(failures=failures, error=str(exc)[:300], retry_at=(now + pause).isoformat())
+        account.sync_state = {**account.sync_state, "push": push}
+
+
+def _push_of(state: Any) -> Mapping[str, Any]:
+    push = state.get("push") if isinstance(state, Mapping) else None
+    return push if isinstance(push, Mapping) else {}
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _quietly(call: Callable[[], object], account_id: int, what: str) -> None:
+    try:
+        call()
+    except ConnectorError as exc:
+        log.warning("push for account %s: could not %s: %s", account_id, what, exc)
