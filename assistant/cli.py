@@ -833,6 +833,20 @@ def task_feedback(
         table(f"Feedback on task {task_id}", cols, [[r[c] for c in cols] for r in rows])
 
 
+@task_app.command("step")
+def task_step(
+    task_id: Annotated[int, typer.Argument()],
+    step: Annotated[str, typer.Argument(help="understood (the delegate retold it), "
+                                             "in_progress, or praised (after acceptance).")],
+) -> None:
+    """Record a step of the delegation method."""
+    from assistant.services import delegation
+
+    with service() as svc:
+        delegation.advance_task(svc, task_id, step)
+    out.print(f"task {task_id}: {step}")
+
+
 @task_app.command("restore")
 def task_restore(task_id: Annotated[int, typer.Argument()]) -> None:
     """Put back checkpoint events the manager removed from the calendar."""

@@ -34,13 +34,18 @@ if TYPE_CHECKING:
 
     from assistant.bootstrap import Service
 
-OPEN_STATES = ("briefed", "in_progress")
+# The method's eight steps: analysis (do, delegate or delete), SMART parameters and the
+# delegate are settled when a task is created (it starts "briefed"); then the delegate
+# retells it ("understood"), the Red Line monitors it ("in_progress"), the Dead Line
+# accepts it ("accepted"), and the delegate is thanked ("praised").
+STEPS = ("briefed", "understood", "in_progress", "accepted", "praised")
+OPEN_STATES = ("briefed", "understood", "in_progress")
 # Checkpoint states: planned → written (in the calendar); pinned (moved there by the
 # manager, the task follows); user_deleted (the manager removed it: asked, not
 # recreated); to_remove → removed; unplaced (no free slot).
 PINNED = "pinned"
 DELETED_IN_CALENDAR = "user_deleted"  # fits the 16-character state column
-CLOSED_STATES = ("cancelled", "accepted")
+CLOSED_STATES = ("cancelled", "accepted", "praised")
 LABELS = {CheckpointKind.RED_LINE: "Red Line", CheckpointKind.DEAD_LINE: "Dead Line"}
 
 
@@ -164,11 +169,31 @@ def accept_task(svc: Service, task_id: int) -> None:
         task, _ = _task(session, task_id)
         if task.state == "cancelled":
             raise ValueError(f"task {task_id} is cancelled; it cannot be accepted")
+        if task.state in ("accepted", "praised"):
+            return
         task.state = "accepted"
         task.updated_at = now
         for c in task.checkpoints:
             if c.state != "removed" and (c.start_at is None or c.start_at > now):
                 c.state = "to_remove"
+
+
+def advance_task(svc: Service, task_id: int, step: str) -> str:
+    """Move a task to a later step of the method (``understood``, ``in_progress``,
+    ``praised``); acceptance goes through ``accept_task`` (it changes the calendar)."""
+    if step not in ("understood", "in_progress", "praised"):
+        raise ValueError("a step is understood, in_progress or praised (accept with `task accept`)")
+    with svc.uow.begin() as session:
+        task, _ = _task(session, task_id)
+        if task.state == "cancelled":
+            raise ValueError(f"task {task_id} is cancelled")
+        if step == "praised" and task.state != "accepted":
+            raise ValueError(f"task {task_id} is {task.state}: praise comes after acceptance")
+        if STEPS.index(step) <= STEPS.index(task.state):
+            raise ValueError(f"task {task_id} is already {task.state}")
+        task.state = step
+        task.updated_at = svc.now()
+        return step
 
 
 def restore_checkpoints(svc: Service, task_id: int) -> int:

@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from assistant.bootstrap import Service
 
 FIRST_DIGEST_LOOKBACK = timedelta(days=1)  # with no digest before, recap the last day
-OPEN_TASK_STATES = ("briefed", "in_progress")  # as assistant.services.delegation.OPEN_STATES
+OPEN_TASK_STATES = ("briefed", "understood", "in_progress")  # as delegation.OPEN_STATES
 GONE_CHECKPOINT_STATES = ("to_remove", "removed")
 _LEVELS = {"low": 0, "normal": 1, "high": 2}
 

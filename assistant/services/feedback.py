@@ -111,7 +111,7 @@ def send_prompt(svc: Service, checkpoint_id: int, start_iso: str | None = None) 
             return ids
         task = session.get(DelegatedTask, cp.task_id)
         assert task is not None
-        if task.state in ("cancelled", "accepted"):
+        if task.state in ("cancelled", "accepted", "praised"):
             return ids
         pair = session.get(Pair, task.pair_id)
         assert pair is not None
@@ -196,14 +196,14 @@ def record_answer(
             kind == CheckpointKind.DEAD_LINE.value
             and respondent.lower() == task.delegator.lower()
             and answer.percent_done is not None
-            and task.state not in ("cancelled", "accepted")
+            and task.state not in ("cancelled", "accepted", "praised")
         ):
             task.state = "accepted"
             task.updated_at = now
             for c in task.checkpoints:
                 if c.state not in ("removed",) and (c.start_at is None or c.start_at > now):
                     c.state = "to_remove"
-        elif kind == CheckpointKind.RED_LINE.value and task.state == "briefed":
+        elif kind == CheckpointKind.RED_LINE.value and task.state in ("briefed", "understood"):
             task.state = "in_progress"
         session.flush()
         return row.id
@@ -248,7 +248,7 @@ def score(svc: Service, pair_ref: str | int | None) -> dict[str, Any]:
         judged = good = 0
         open_tasks = 0
         for t in tasks:
-            if t.state != "accepted":
+            if t.state not in ("accepted", "praised"):
                 open_tasks += t.state not in ("cancelled",)
                 continue
             percent, on_time = outcome(session, t)

@@ -281,6 +281,8 @@ def test_task_feedback_accept_and_score(cli: Cli) -> None:
                     "--delegate", "kim@example.com")  # fmt: skip
     assert isinstance(made, dict)
     tid = str(made["id"])
+    assert "after acceptance" in cli.fails("task", "step", tid, "praised")
+    cli("task", "step", tid, "understood")  # the delegate retold the task
     answers = cli.json("task", "feedback", tid, "Сделано на 50%, идём по плану")
     assert isinstance(answers, list)
     assert (answers[0]["percent_done"], answers[0]["on_track"]) == (50, True)
@@ -288,6 +290,11 @@ def test_task_feedback_accept_and_score(cli: Cli) -> None:
     accepted = cli.json("task", "accept", tid, "--percent", "90", "--on-time")
     assert isinstance(accepted, dict)
     assert accepted["good_delegation"] is True
+    cli("task", "step", tid, "praised")
+    shown = cli.json("task", "show", tid)
+    assert isinstance(shown, dict)
+    assert shown["state"] == "praised"
+    assert "already praised" in cli.fails("task", "step", tid, "understood")
     score = cli.json("task", "score", "--pair", "alex")
     assert isinstance(score, dict)
     assert score["accepted"] >= 1
