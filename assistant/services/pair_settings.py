@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from assistant.services.hours import HOLIDAYS_KEY, holiday_setting, public_holidays
 from assistant.services.pairs import NotFoundError, check_zone
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Pair
@@ -23,6 +24,7 @@ FIELDS = (
     "notify_channels",
     "locale",
     "share_private_details",
+    "holidays_country",  # kept inside working_hours["holidays"]
 )
 
 
@@ -31,7 +33,9 @@ def pair_settings(uow: UnitOfWork, pair_id: int) -> dict[str, Any]:
         pair = session.get(Pair, pair_id)
         if pair is None:
             raise NotFoundError(f"no pair {pair_id}")
-        return {name: getattr(pair, name) for name in FIELDS} | {"name": pair.name}
+        country, _ = holiday_setting(pair.working_hours)
+        values = {name: getattr(pair, name) for name in FIELDS if name != "holidays_country"}
+        return values | {"name": pair.name, "holidays_country": country}
 
 
 def _clock(value: Any, what: str) -> str:
@@ -56,8 +60,14 @@ def validate(changes: dict[str, Any], current_zone: str) -> dict[str, Any]:
         hours = changes["working_hours"]
         if not isinstance(hours, dict):
             raise ValueError("working hours must map days to ranges")
-        WorkingHours.from_config(hours, out.get("timezone", current_zone))  # validates
+        week = {k: v for k, v in hours.items() if k != HOLIDAYS_KEY}
+        WorkingHours.from_config(week, out.get("timezone", current_zone))  # validates
         out["working_hours"] = hours
+    if "holidays_country" in changes:
+        country = str(changes["holidays_country"] or "").strip().upper()
+        if country:
+            public_holidays(country, "", (2026,))  # ValueError names an unknown country
+        out["holidays_country"] = country
     if "sla_minutes" in changes:
         try:
             sla = int(changes["sla_minutes"])
@@ -104,7 +114,18 @@ def update_pair_settings(uow: UnitOfWork, pair_id: int, changes: dict[str, Any])
         pair = session.get(Pair, pair_id)
         if pair is None:
             raise NotFoundError(f"no pair {pair_id}")
-        for name, value in validate(changes, pair.timezone).items():
+        valid = validate(changes, pair.timezone)
+        country = valid.pop("holidays_country", None)
+        hours = dict(valid.pop("working_hours", pair.working_hours))
+        old = pair.working_hours.get(HOLIDAYS_KEY)
+        if country is not None:
+            hours.pop(HOLIDAYS_KEY, None)
+            if country:
+                hours[HOLIDAYS_KEY] = {"country": country}
+        elif old is not None and HOLIDAYS_KEY not in hours:
+            hours[HOLIDAYS_KEY] = old  # a form that only edits the week keeps the holidays
+        valid["working_hours"] = hours
+        for name, value in valid.items():
             setattr(pair, name, value)
     return pair_settings(uow, pair_id)
 

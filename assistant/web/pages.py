@@ -305,6 +305,7 @@ class Pages:
                 "high_breaks_through": f.get("high_breaks_through") == "on",
             },
             "digest_time": f.get("digest_time", ""),
+            "holidays_country": f.get("holidays_country", ""),
             "notify_channels": f.getlist("channels"),
             "locale": f.get("locale", "en"),
         }

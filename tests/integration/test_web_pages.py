@@ -148,6 +148,16 @@ def test_accounts_settings_and_russian(world: World) -> None:
     assert s["notify_channels"] == ["smtp", "webhook"]
     bad = client.post(f"/pairs/{a.id}/settings", data=form | {"timezone": "Mars/Olympus"})
     assert bad.status_code == 400 and "unknown time zone" in bad.text
+    # Public holidays: kept with the working hours, and kept when only the week changes.
+    assert client.post(f"/pairs/{a.id}/settings", data=form | {"holidays_country": "de"}).status_code == 303
+    s = client.get(f"/api/pairs/{a.id}/settings").json()
+    assert s["holidays_country"] == "DE"
+    assert s["working_hours"]["holidays"] == {"country": "DE"}
+    assert client.post(f"/pairs/{a.id}/settings", data=form | {"holidays_country": "DE", "hours_tue": ""}).status_code == 303
+    s = client.get(f"/api/pairs/{a.id}/settings").json()
+    assert "tue" not in s["working_hours"] and s["holidays_country"] == "DE"
+    nowhere = client.post(f"/pairs/{a.id}/settings", data=form | {"holidays_country": "XX"})
+    assert nowhere.status_code == 400 and "no public holidays known" in nowhere.text
     r = client.post(
         "/me/locale", data={"csrf_token": token, "locale": "ru", "next": f"/pairs/{a.id}/tasks"}
     )
