@@ -1,0 +1,99 @@
+"""The self-rescheduling polling loop (Huey's periodic tasks only tick once a minute).
+
+Real Huey storage (SQLite, and Redis when reachable), real store; time injected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from huey import Huey
+
+from assistant.bootstrap import Service
+from assistant.services.pairs import add_account, add_pair
+from assistant.store.db import UnitOfWork
+from config.settings import Settings, SyncSettings
+from jobs import runtime, tasks
+
+# Huey compares ETAs with the real clock: the injected time lies ahead of it, so planned
+# rounds stay scheduled instead of being due at once.
+NOW = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def loop(huey_backend: Huey, sqlite_uow: UnitOfWork, tmp_path: Path) -> Iterator[tuple[Huey, Clock]]:
+    clock = Clock()
+    settings = Settings(data_dir=tmp_path, sync=SyncSettings(poll_interval_seconds=2))
+    svc = Service(settings=settings, engine=sqlite_uow.engine, uow=sqlite_uow, clock=clock)
+    add_pair(sqlite_uow, name="alex", manager_email="alex@example.com",
+             assistant_email="sam@example.com", now=NOW)  # fmt: skip
+    add_account(sqlite_uow, pair="alex", name="work", provider="caldav",
+                settings={"url": "http://127.0.0.1:9/cal/"}, now=NOW)  # fmt: skip
+    runtime.install(svc)
+    tasks.register(huey_backend, periodic=False)
+    try:
+        yield huey_backend, clock
+    finally:
+        runtime.install(None)
+
+
+def names(huey: Huey) -> list[str]:
+    """Tasks to run now (a task with an ETA waits in the queue until the consumer moves
+    it to the schedule)."""
+    return [t.name for t in huey.pending() if t.eta is None]
+
+
+def planned(huey: Huey) -> list[datetime]:
+    return [t.eta.replace(tzinfo=UTC) for t in huey.pending() if t.eta is not None]
+
+
+def run_next(huey: Huey, name: str) -> None:
+    """Take queued tasks off the queue until one called ``name``; run it."""
+    while (task := huey.dequeue()) is not None:
+        if task.name == name:
+            huey.execute(task)
+            return
+    raise AssertionError(f"no {name} queued")
+
+
+def test_one_loop_on_a_fixed_grid_and_a_replaced_loop_stops(loop: tuple[Huey, Clock]) -> None:
+    huey, clock = loop
+    assert tasks.keep_polling(clock.now, 2) is True
+    assert tasks.keep_polling(clock.now, 2) is False, "a live loop is not started twice"
+    assert names(huey) == ["sync_due"]
+    start = NOW + timedelta(seconds=0.9)  # the first round sets the grid
+    clock.now = start
+    run_next(huey, "sync_due")
+    assert names(huey) == ["sync_account"], "the account was due and is synced"
+    assert planned(huey) == [start + timedelta(seconds=2)]
+    # The next round runs 0.6 s late (the scheduler ticks once a second)...
+    second = next(t for t in huey.pending() if t.eta is not None)
+    while huey.dequeue() is not None:
+        pass
+    clock.now = start + timedelta(seconds=2.6)
+    huey.execute(second, timestamp=second.eta)  # as the consumer does at its ETA
+    # ...and the one after is still planned on the grid, not 2 s after the late start.
+    assert planned(huey) == [start + timedelta(seconds=4)]
+    assert names(huey) == ["sync_account"], "never synced (that job was not run): due again"
+    nxt = next(t for t in huey.pending() if t.eta is not None)
+    # A minute later the loop is still alive: tick does not start another one.
+    clock.now = NOW + timedelta(seconds=30)
+    assert tasks.keep_polling(clock.now, 2) is False
+    # When the recorded loop is stale (its rounds were lost), tick starts a new one and a
+    # round of the old loop, should it still run, ends it instead of polling twice.
+    clock.now = NOW + timedelta(minutes=5)
+    assert tasks.keep_polling(clock.now, 2) is True
+    before = len(planned(huey))
+    assert huey.execute(nxt, timestamp=nxt.eta) == 0  # a round of the replaced loop...
+    assert len(planned(huey)) == before, "...polls nothing and plans nothing more"
