@@ -10,9 +10,11 @@ as one.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,6 +25,13 @@ _TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
 
 Interval = tuple[datetime, datetime]
 DayHours = tuple[tuple[timedelta, timedelta], ...]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_CHUNK_US = 32 * 86_400_000_000  # working time is tabulated in spans of 32 days
+# One span's working intervals as POSIX microseconds: starts, ends, the working time
+# before each interval in the span, and the span's total.
+_Span = tuple[list[int], list[int], list[int], int]
 
 
 def _check_aware(name: str, t: datetime) -> None:
@@ -176,10 +185,58 @@ class WorkingHours:
     def working_minutes(self, start: datetime, end: datetime) -> float:
         """Working time between two aware instants, in minutes (0 when ``end <= start``).
 
-        Cost is proportional to the number of days spanned, never to minutes.
+        Working intervals are tabulated once per span of 32 days (as :meth:`intervals` gives
+        them), so a call costs two binary searches plus one addition per span between.
         """
-        seconds = sum((e - s).total_seconds() for s, e in self.intervals(start, end))
-        return seconds / 60
+        if start.tzinfo is None or start.utcoffset() is None:
+            _check_aware("start", start)
+        if end.tzinfo is None or end.utcoffset() is None:
+            _check_aware("end", end)
+        a, b = (start - _EPOCH) // _US, (end - _EPOCH) // _US
+        if b <= a:
+            return 0.0
+        ka, kb = a // _CHUNK_US, b // _CHUNK_US
+        first = self._span(ka)
+        if ka == kb:
+            micros = _before(first, b) - _before(first, a)
+        else:
+            micros = first[3] - _before(first, a) + _before(self._span(kb), b)
+            if kb - ka > 1:
+                between = self._between.get((ka, kb))
+                if between is None:
+                    between = sum(self._span(k)[3] for k in range(ka + 1, kb))
+                    self._between[ka, kb] = between
+                micros += between
+        return micros / 60_000_000
+
+    @cached_property
+    def _spans(self) -> dict[int, _Span]:
+        """Tabulated spans by number: a cache, not a field (equality and repr ignore it)."""
+        return {}
+
+    @cached_property
+    def _between(self) -> dict[tuple[int, int], int]:
+        """Working microseconds of the whole spans strictly between two span numbers."""
+        return {}
+
+    def _span(self, k: int) -> _Span:
+        """The working intervals of ``[k, k + 1) * 32 days`` after the epoch, cached."""
+        spans = self._spans
+        found = spans.get(k)
+        if found is None:
+            lo = _EPOCH + k * _CHUNK_US * _US
+            starts: list[int] = []
+            ends: list[int] = []
+            before: list[int] = []
+            total = 0
+            for s, e in self.intervals(lo, lo + _CHUNK_US * _US):
+                s_us, e_us = (s - _EPOCH) // _US, (e - _EPOCH) // _US
+                starts.append(s_us)
+                ends.append(e_us)
+                before.append(total)
+                total += e_us - s_us
+            found = spans[k] = (starts, ends, before, total)
+        return found
 
     def instant_after(self, t: datetime, minutes: float) -> datetime:
         """The instant when ``minutes`` of working time have passed since ``t`` (UTC).
@@ -222,3 +279,12 @@ class WorkingHours:
                 return found[0]
             cursor += step
         raise ValueError(f"no working time after {t.isoformat()} in the manager's hours")
+
+
+def _before(span: _Span, t: int) -> int:
+    """Working microseconds in ``span`` before the instant ``t`` (POSIX microseconds)."""
+    starts, ends, before, _ = span
+    i = bisect_right(starts, t) - 1
+    if i < 0:
+        return 0
+    return before[i] + min(ends[i], t) - starts[i]
