@@ -44,17 +44,25 @@ def build(
     channels: Mapping[str, Channel] | None = None,
 ) -> Service:
     engine = make_engine(settings.database_url, echo=settings.database.echo)
+    uow = UnitOfWork(engine)
     service = Service(
         settings=settings,
         engine=engine,
-        uow=UnitOfWork(engine),
+        uow=uow,
         clock=clock or system_clock,
-        channels=dict(channels) if channels is not None else default_channels(settings),
+        channels=dict(channels) if channels is not None else default_channels(settings, uow),
     )
+    from assistant.services.accounts import install_keyring
+    from config.settings import ConfigError
+
+    try:  # {"encrypted": ...} account secrets open with the app's key
+        install_keyring(settings)
+    except (ConfigError, OSError) as exc:  # accounts with such secrets report it when synced
+        logging.getLogger(__name__).warning("no key for encrypted account secrets: %s", exc)
     return service
 
 
-def default_channels(settings: Settings) -> dict[str, Channel]:
+def default_channels(settings: Settings, uow: UnitOfWork | None = None) -> dict[str, Channel]:
     from assistant.channels.smtp import SmtpChannel
 
     smtp = settings.smtp
@@ -85,6 +93,12 @@ def default_channels(settings: Settings) -> dict[str, Channel]:
             [ref.resolve().get_secret_value() for ref in settings.chat.urls],
             config_key="chat.urls",
         )
+    if uow is not None:  # mail through the pair's connected account (Exchange, 365, Gmail)
+        from assistant.channels.account_mail import CHANNEL_NAMES, AccountMailChannel
+
+        account_mail = AccountMailChannel(uow)
+        for name in CHANNEL_NAMES:  # "account:<id>" reaches it as "account"
+            channels.setdefault(name, account_mail)
     return channels
 
 

@@ -266,6 +266,8 @@ def deliver(
     error: DeliveryError | None = None
     started = time.monotonic()
     channel = channels.get(message.channel)
+    if channel is None and ":" in message.channel:  # "account:12": the "account" channel
+        channel = channels.get(message.channel.partition(":")[0])
     try:
         if channel is None:
             raise DeliveryError(f"no channel {message.channel!r} is configured", permanent=True)

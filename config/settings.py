@@ -42,11 +42,17 @@ class _Section(BaseModel):
 
 
 class SecretRef(_Section):
-    """A secret given by reference: exactly one of ``env``, ``file`` or ``command``."""
+    """A secret given by reference: exactly one of ``env``, ``file`` or ``command``.
+
+    Account settings may also hold ``encrypted``: a secret the service obtained itself (an
+    OAuth refresh token, a password typed into the web form), encrypted with a key derived
+    from the app's secret (see ``config.sealed``). It never appears in the settings file.
+    """
 
     env: str | None = None
     file: Path | None = None
     command: str | None = None
+    encrypted: str | None = None
 
     @field_validator("command")
     @classmethod
@@ -56,7 +62,7 @@ class SecretRef(_Section):
         return v
 
     def model_post_init(self, __context: Any) -> None:
-        given = [n for n in ("env", "file", "command") if getattr(self, n)]
+        given = [n for n in ("env", "file", "command", "encrypted") if getattr(self, n)]
         if len(given) != 1:
             raise ValueError("give exactly one of env, file or command")
 
@@ -66,6 +72,8 @@ class SecretRef(_Section):
             return f"env:{self.env}"
         if self.file:
             return f"file:{self.file}"
+        if self.encrypted:
+            return "encrypted"
         return "command"
 
     def resolve(self) -> SecretStr:
@@ -82,6 +90,13 @@ class SecretRef(_Section):
                 raise ConfigError(
                     [("secret", f"cannot read {self.file}: {exc.strerror}")]
                 ) from None
+        if self.encrypted:
+            from config.sealed import UnreadableSecret, open_sealed
+
+            try:
+                return SecretStr(open_sealed(self.encrypted))
+            except UnreadableSecret as exc:
+                raise ConfigError([("secret", str(exc))]) from None
         assert self.command
         try:
             out = subprocess.run(
@@ -136,6 +151,42 @@ class WebSettings(_Section):
         120.0, gt=0, description="a login unused this long ends before its time"
     )
     login_link_minutes: float = Field(15.0, gt=0, le=1440, description="email login links expire")
+    previous_secret_keys: list[SecretRef] = Field(
+        default_factory=list,
+        description="retired secret keys: secrets encrypted with them can still be read",
+    )
+
+
+class GoogleOAuthSettings(_Section):
+    """The OAuth client (type "Web application") the web app connects Google accounts with."""
+
+    client_id: str = ""
+    client_secret: SecretRef | None = None
+    authorize_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    token_url: str = "https://oauth2.googleapis.com/token"  # noqa: S105  # a URL
+    calendar_api_root: str = "https://www.googleapis.com/"
+    gmail_api_root: str = "https://gmail.googleapis.com/"
+
+
+class MicrosoftOAuthSettings(_Section):
+    """The Entra ID app registration the web app connects Microsoft 365 accounts with.
+
+    The account's tenant is learnt at sign-in (the ID token's ``tid``); ``authorize_url``
+    and ``token_url`` name the tenant to sign in against (``common``: any)."""
+
+    client_id: str = ""
+    client_secret: SecretRef | None = Field(None, description="empty: a public client (PKCE)")
+    authorize_url: str = "https://login.microsoftonline.com/common/oauth2/v2.0/authorize"
+    token_url: str = "https://login.microsoftonline.com/common/oauth2/v2.0/token"  # noqa: S105
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+
+
+class OAuthSettings(_Section):
+    google: GoogleOAuthSettings = GoogleOAuthSettings()
+    microsoft: MicrosoftOAuthSettings = MicrosoftOAuthSettings()
+    state_minutes: float = Field(
+        15.0, gt=0, le=120, description="a sign-in must come back within this long"
+    )
 
 
 class OutboxSettings(_Section):
@@ -225,6 +276,7 @@ class Settings(BaseSettings):
     webhook: WebhookSettings = WebhookSettings()
     chat: ChatSettings = ChatSettings()
     inbox: InboxSettings = InboxSettings()
+    oauth: OAuthSettings = OAuthSettings()
 
     @field_validator("default_timezone")
     @classmethod

@@ -1,7 +1,8 @@
 """Opening a connector for an account row's provider and settings.
 
 Account settings hold connection details; secrets in them are references
-(``{"env": NAME}``, ``{"file": PATH}``, ``{"command": CMD}``) resolved here, at the
+(``{"env": NAME}``, ``{"file": PATH}``, ``{"command": CMD}``, or ``{"encrypted": TOKEN}``
+for secrets the service obtained itself, see ``config.sealed``) resolved here, at the
 moment of connecting, and never stored or logged in clear.
 """
 
@@ -11,8 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from config.settings import SecretRef
-from connectors.base import CalendarSource, CalendarWriter, MailSource
+from config.sealed import UNREADABLE
+from config.settings import ConfigError, SecretRef
+from connectors.base import AuthExpired, CalendarSource, CalendarWriter, MailSource
 
 if TYPE_CHECKING:
     from connectors.caldav_calendar import CalDavCalendar
@@ -34,6 +36,11 @@ def secret(value: Any) -> str:
     if not value:
         return ""
     if isinstance(value, Mapping):
+        if "encrypted" in value:  # obtained by the service: unreadable means reconnect
+            try:
+                return SecretRef(**value).resolve().get_secret_value()
+            except (ConfigError, ValueError):
+                raise AuthExpired(UNREADABLE) from None
         return SecretRef(**value).resolve().get_secret_value()
     raise ValueError("secrets must be given by reference: {env=...}, {file=...} or {command=...}")
 

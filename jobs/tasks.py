@@ -69,7 +69,14 @@ def sync_account(account_id: int) -> dict[str, Any]:
         pair_id = account.pair_id
     if kind == "mail":
         return _sync_mailbox(svc, account_id, pair_id, provider, conf)
-    source = open_calendar(provider, conf, timeout=svc.settings.sync.http_timeout_seconds)
+    try:
+        source = open_calendar(provider, conf, timeout=svc.settings.sync.http_timeout_seconds)
+    except ConnectorError as exc:  # e.g. a stored secret that cannot be read any more
+        from assistant.services.sync import record_failure
+
+        record_failure(svc.uow, account_id, exc, svc.now())
+        log.error("account %s: %s", account_id, exc)
+        return {"account_id": account_id, "error": str(exc)}
     try:
         report = sync_calendar(svc.uow, account_id, source, svc.now(), policy_of(svc))
     except RateLimited as exc:

@@ -74,7 +74,8 @@ def _row(pair_id: int, account_id: int, m: MessageData, direction: Direction) ->
         "sent_at": m.sent_at,
         "direction": direction.value,
         "folder": m.folder,
-        "auto_reply": m.auto_reply,
+        # Our own notifications, when sent from the manager's mailbox, are machine mail too.
+        "auto_reply": m.auto_reply or m.message_id.strip("<>").endswith("@exec-assistant"),
     }
 
 

@@ -130,10 +130,7 @@ def add_account(
     else:
         known = ", ".join(CALENDAR_PROVIDERS + MAIL_PROVIDERS)
         raise ValueError(f"unknown provider {provider!r} (known: {known})")
-    for key, value in settings.items():
-        secretish = any(key == w or key.endswith("_" + w) for w in SECRET_WORDS)
-        if secretish and isinstance(value, str) and value:
-            raise ValueError(f"{key} must be a reference (env, file or command), not a value")
+    check_secret_refs(settings)
     with uow.begin() as session:
         p = find_pair(session, pair)
         if session.scalars(
@@ -153,6 +150,49 @@ def add_account(
     return account
 
 
+def is_secret_key(key: str) -> bool:
+    return any(key == w or key.endswith("_" + w) for w in SECRET_WORDS)
+
+
+def check_secret_refs(settings: dict[str, Any]) -> None:
+    """Secrets in account settings are references: env, file, command or encrypted."""
+    from pydantic import ValidationError
+
+    from config.settings import SecretRef
+
+    for key, value in settings.items():
+        if not is_secret_key(key) or not value:
+            continue
+        if isinstance(value, str):
+            raise ValueError(
+                f"{key} must be a reference (env, file, command or encrypted), not a value"
+            )
+        if isinstance(value, dict):
+            try:
+                SecretRef(**value)
+            except (ValidationError, TypeError):
+                raise ValueError(
+                    f"{key}: give exactly one of env, file, command or encrypted"
+                ) from None
+
+
+def update_account_settings(
+    uow: UnitOfWork, account_id: int, changes: dict[str, Any], *, pair_id: int | None = None
+) -> Account:
+    """Merge ``changes`` into an account's settings (a reconnect: new token or password).
+
+    The account starts over as "new" with no error; its change token is kept."""
+    check_secret_refs(changes)
+    with uow.begin() as session:
+        account = session.get(Account, account_id)
+        if account is None or (pair_id is not None and account.pair_id != pair_id):
+            raise NotFoundError(f"no account {account_id}")
+        account.settings = {**account.settings, **changes}
+        account.state = "new"
+        account.last_error = ""
+    return account
+
+
 def list_accounts(uow: UnitOfWork, pair: str | int | None = None) -> list[Account]:
     with uow.read() as session:
         stmt = select(Account).order_by(Account.id)
@@ -165,7 +205,7 @@ def public_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """Account settings safe to print: secret references shown by kind only."""
     out: dict[str, Any] = {}
     for key, value in settings.items():
-        if isinstance(value, dict) and ({"env", "file", "command"} & value.keys()):
+        if isinstance(value, dict) and ({"env", "file", "command", "encrypted"} & value.keys()):
             out[key] = "<" + ",".join(sorted(value)) + " reference>"
         else:
             out[key] = value

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from assistant import outbox
 from assistant.services.pairs import find_pair
-from assistant.services.sync import SyncPolicy, sync_calendar
+from assistant.services.sync import SyncPolicy, record_failure, sync_calendar
 from assistant.store.tables import Account
 from connectors.base import ConnectorError
 
@@ -69,6 +69,9 @@ def sync_now(
                 row |= imported
                 row["summary"] = f"{imported['new']} new message(s)"
         except ConnectorError as exc:
+            # Opening the connector can fail too (a stored secret that cannot be read):
+            # the account shows it like any failed sync. Recording twice changes nothing.
+            record_failure(svc.uow, aid, exc, svc.now())
             row |= {"error": str(exc), "summary": f"error: {exc}"}
         results.append(row)
     from assistant.services.notifications import dispatch, pairs_with_pending

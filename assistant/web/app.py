@@ -21,10 +21,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assistant.services.accounts import install_keyring
 from assistant.services.push import DbDirectory
 from assistant.store.tables import Account, OutboxEntry, Pair
 from assistant.web import api, feedback, ics
 from assistant.web.actions import TaskCreated
+from assistant.web.connect import Connect
 from assistant.web.pages import Pages
 from assistant.web.push import OnSignal, PushSignal, push_routes
 
@@ -109,6 +111,8 @@ def create_app(
         body = status()
         return JSONResponse(body, status_code=503 if body["status"] == "error" else 200)
 
+    # Secrets the app stores (OAuth tokens, typed passwords) are encrypted with its key.
+    install_keyring(svc.settings)
     pages = Pages(svc, on_task_created)
     routes = [
         Route("/health", health, methods=["GET"]),
@@ -116,6 +120,7 @@ def create_app(
         *ics.routes(svc),
         *api.routes(svc, pages.error_page, on_task_created),
         *pages.routes(),
+        *Connect(pages).routes(),
         # No login: each notification is checked against its subscription's clientState
         # or its channel's token (assistant/services/push.py keeps them).
         *push_routes(DbDirectory(svc.uow), on_push or _push_unhandled),

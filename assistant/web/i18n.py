@@ -102,6 +102,65 @@ EN: dict[str, str] = {
     "status": "Status",
     "name": "Name",
     "no_accounts": "No accounts connected.",
+    "connect": "Connect an account",
+    "connect_google": "Connect Google",
+    "connect_microsoft": "Connect Microsoft 365",
+    "with_calendar": "calendar",
+    "with_mail": "mail (read-only)",
+    "add_with_password": "Add an account with a password",
+    "server_url": "Address (URL)",
+    "host": "Server",
+    "port": "Port",
+    "security": "Security",
+    "username": "User name",
+    "mailbox": "Mailbox (email address)",
+    "service_endpoint": "EWS address (https://.../EWS/Exchange.asmx)",
+    "location": "Feed address (https://... .ics)",
+    "check": "Check",
+    "reconnect": "Reconnect",
+    "new_password": "New password",
+    "not_configured": (
+        "Signing in with this provider is not set up yet: the administrator fills in its "
+        "OAuth client in the settings."
+    ),
+    "n_connected": "The account is connected. Its first sync follows shortly.",
+    "n_reconnected": "The account is reconnected.",
+    "n_added": "The account is added. Use Check to try the connection.",
+    "n_saved": "The new password is stored.",
+    "n_denied": "Access was not granted, so nothing was connected.",
+    "n_refused": (
+        "The provider refused the sign-in (the code was not accepted). Nothing was "
+        "stored; please try again."
+    ),
+    "n_no_refresh": (
+        "The provider gave no lasting access (no refresh token). Remove the app's access "
+        "in your account settings and connect again."
+    ),
+    "n_unreachable": (
+        "The provider could not be reached, so nothing was connected. Try again later."
+    ),
+    "n_other_user": "You signed in as a different user than this account's. Nothing was changed.",
+    "state_bad": (
+        "This sign-in cannot be finished: it was not started here or was altered. Start "
+        "again from the accounts page."
+    ),
+    "state_expired": "This sign-in took too long and expired. Start again from the accounts page.",
+    "state_session": (
+        "This sign-in was started in another login session. Start again from the accounts "
+        "page."
+    ),
+    "check_ok": "The connection works.",
+    "check_auth": "The server refused the password, or access was revoked: reconnect the account.",
+    "check_secret": (
+        "The stored password or token cannot be read any more (the service's key "
+        "changed): reconnect the account."
+    ),
+    "check_unreachable": "Could not reach the server. Check the address, or try again later.",
+    "check_rate": "The server asked us to slow down. Try again in a few minutes.",
+    "check_not_found": "The calendar or mailbox was not found at this address.",
+    "check_invalid": "The server answered with something we cannot read.",
+    "check_config": "The account's settings are incomplete or one of its secrets cannot be read.",
+    "check_failed": "The check failed; the account's status says why.",
     "timezone": "Time zone",
     "assistant_timezone": "Assistant's time zone",
     "working_hours": "Working hours",
@@ -219,6 +278,66 @@ RU: dict[str, str] = {
     "status": "Состояние",
     "name": "Имя",
     "no_accounts": "Учётные записи не подключены.",
+    "connect": "Подключить учётную запись",
+    "connect_google": "Подключить Google",
+    "connect_microsoft": "Подключить Microsoft 365",
+    "with_calendar": "календарь",
+    "with_mail": "почта (только чтение)",
+    "add_with_password": "Добавить учётную запись с паролем",
+    "server_url": "Адрес (URL)",
+    "host": "Сервер",
+    "port": "Порт",
+    "security": "Защита",
+    "username": "Имя пользователя",
+    "mailbox": "Почтовый ящик (адрес)",
+    "service_endpoint": "Адрес EWS (https://.../EWS/Exchange.asmx)",
+    "location": "Адрес календаря (https://... .ics)",
+    "check": "Проверить",
+    "reconnect": "Переподключить",
+    "new_password": "Новый пароль",
+    "not_configured": (
+        "Вход через этого провайдера ещё не настроен: администратор указывает "
+        "OAuth-клиент в настройках."
+    ),
+    "n_connected": "Учётная запись подключена. Первая синхронизация скоро начнётся.",
+    "n_reconnected": "Учётная запись переподключена.",
+    "n_added": "Учётная запись добавлена. Нажмите «Проверить», чтобы проверить соединение.",
+    "n_saved": "Новый пароль сохранён.",
+    "n_denied": "Доступ не был предоставлен, ничего не подключено.",
+    "n_refused": (
+        "Провайдер отклонил вход (код не принят). Ничего не сохранено, попробуйте ещё "
+        "раз."
+    ),
+    "n_no_refresh": (
+        "Провайдер не дал постоянного доступа (нет refresh-токена). Отзовите доступ "
+        "приложения в настройках аккаунта и подключите снова."
+    ),
+    "n_unreachable": "Провайдер недоступен, ничего не подключено. Попробуйте позже.",
+    "n_other_user": (
+        "Вы вошли как другой пользователь, не владелец этой учётной записи. Ничего не "
+        "изменено."
+    ),
+    "state_bad": (
+        "Этот вход нельзя завершить: он начат не здесь или изменён. Начните заново со "
+        "страницы учётных записей."
+    ),
+    "state_expired": (
+        "Вход занял слишком много времени и устарел. Начните заново со страницы учётных "
+        "записей."
+    ),
+    "state_session": "Этот вход начат в другом сеансе. Начните заново со страницы учётных записей.",
+    "check_ok": "Соединение работает.",
+    "check_auth": "Сервер отклонил пароль или доступ отозван: переподключите учётную запись.",
+    "check_secret": (
+        "Сохранённый пароль или токен больше нельзя прочитать (ключ сервиса изменился): "
+        "переподключите учётную запись."
+    ),
+    "check_unreachable": "Сервер недоступен. Проверьте адрес или попробуйте позже.",
+    "check_rate": "Сервер просит снизить частоту запросов. Попробуйте через несколько минут.",
+    "check_not_found": "Календарь или почтовый ящик по этому адресу не найден.",
+    "check_invalid": "Сервер ответил данными, которые мы не можем прочитать.",
+    "check_config": "Настройки учётной записи неполны или один из её секретов нельзя прочитать.",
+    "check_failed": "Проверка не удалась; причина указана в статусе учётной записи.",
     "timezone": "Часовой пояс",
     "assistant_timezone": "Часовой пояс ассистента",
     "working_hours": "Рабочие часы",

@@ -274,8 +274,26 @@ class Pages:
         return self.render(request, ctx.viewer, "task.html", ctx=ctx, task=data)
 
     async def accounts(self, request: Request, ctx: Ctx) -> Response:
+        from assistant.services.accounts import FORM_PROVIDERS
+        from assistant.web.connect import GOOD_NOTES, NOTES
+
         rows = views.accounts(self.svc, ctx.pair)
-        return self.render(request, ctx.viewer, "accounts.html", ctx=ctx, accounts=rows)
+        for row in rows:
+            row["password_form"] = row["provider"] in FORM_PROVIDERS
+        note = request.query_params.get("note", "")
+        oauth = self.svc.settings.oauth
+        return self.render(
+            request,
+            ctx.viewer,
+            "accounts.html",
+            ctx=ctx,
+            accounts=rows,
+            note=note if note in NOTES else "",
+            note_ok=note in GOOD_NOTES,
+            may_edit=ctx.pair.may_edit,
+            google_ready=bool(oauth.google.client_id),
+            microsoft_ready=bool(oauth.microsoft.client_id),
+        )
 
     async def settings(self, request: Request, ctx: Ctx) -> Response:
         data = pair_settings(self.svc.uow, ctx.pair.pair_id)

@@ -469,7 +469,19 @@ def _task(t: DelegatedTask, tz: ZoneInfo) -> dict[str, Any]:
 
 _PLAIN = (
     (
-        ("401", "unauthor", "auth", "credential", "password", "invalid_grant", "revoked"),
+        ("stored secret cannot be read",),
+        "The stored password or token cannot be read any more (the service's key changed):"
+        " reconnect the account.",
+    ),
+    (
+        ("invalid_grant", "revoked", "expired or revoked"),
+        "Access was revoked or has expired: reconnect the account.",
+    ),
+    (
+        (
+            "401", "unauthor", "auth", "credential", "password", "invalid_grant", "revoked",
+            "refused the login", "login failed",
+        ),
         "Access refused: the password or the connection is no longer valid. Reconnect the account.",
     ),
     (
@@ -501,6 +513,19 @@ def plain_error(error: str) -> str:
     return "The last sync failed: " + error.splitlines()[0][:200]
 
 
+SIGN_IN_PROVIDERS = ("google", "gmail", "graph", "graph-mail")
+
+
+def signs_in(a: Account) -> bool:
+    """Connected through the provider's sign-in page (a refresh token): reconnect there."""
+    conf = a.settings
+    return (
+        a.provider in SIGN_IN_PROVIDERS
+        and str(conf.get("auth", "oauth")) == "oauth"
+        and "refresh_token" in conf
+    )
+
+
 def accounts(svc: Service, access: PairAccess) -> list[dict[str, Any]]:
     tz = ZoneInfo(access.timezone)
     with svc.uow.read() as session:
@@ -527,6 +552,7 @@ def accounts(svc: Service, access: PairAccess) -> list[dict[str, Any]]:
                 "last_sync_at": _iso(a.last_sync_at, tz),
                 "status": words,
                 "writable": a.writable,
+                "signs_in": signs_in(a),
             }
         )
     return out

@@ -91,3 +91,17 @@ def test_since_filters_by_sent_time(svc: Service, tmp_path: Path) -> None:
     import_mail(svc, account.id, MaildirSource(root))
     result = latency_of_pair(svc, "alex", MONDAY)
     assert [m["subject"] for m in result["messages"]] == ["New"]
+
+
+def test_our_own_notifications_in_the_managers_sent_items_are_not_replies(svc: Service, tmp_path: Path) -> None:
+    root = tmp_path / "mail"
+    box = Maildir(str(root), create=True)
+    mail(box, "q1@x", "sam", "alex", MONDAY + timedelta(hours=9), "Budget")
+    # A schedule-change notification sent through the manager's account lands in Sent.
+    mail(box, "0ba2cace85d60965e06341f4fe615e83@exec-assistant", "alex", "sam",
+         MONDAY + timedelta(hours=9, minutes=5), "Re: Budget", "q1@x")  # fmt: skip
+    account = add_account(svc.uow, pair="alex", name="export", provider="maildir",
+                          settings={"path": str(root)}, now=NOW)  # fmt: skip
+    import_mail(svc, account.id, MaildirSource(root))
+    result = latency_of_pair(svc, "alex", None)
+    assert (result["summary"]["count"], result["summary"]["answered"]) == (1, 0)

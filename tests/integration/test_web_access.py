@@ -14,7 +14,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from assistant.services.pair_settings import pair_settings
-from assistant.store.tables import DelegatedTask, OutboxEntry, PriorityRule
+from assistant.store.tables import Account, DelegatedTask, OutboxEntry, PriorityRule
 from tests.support.web import World, login, world_fixture  # noqa: F401
 
 PUBLIC = {
@@ -38,6 +38,10 @@ BODIES: dict[str, dict[str, Any]] = {
     "priorities": {"kind": "keyword", "pattern": "intruder", "level": "high"},
     "tasks": {"title": "intruder task", "deadline": "2026-12-10T17:00"},
     "settings": {"sla_minutes": 5, "timezone": "UTC"},
+    # a complete account form, and a new password for an account's reconnect
+    "accounts": {"provider": "ics", "name": "intruder feed", "location": "https://x.example/f.ics"},
+    "reconnect": {"password": "intruder password"},
+    "connect": {"part": "calendar"},
 }
 
 
@@ -75,6 +79,13 @@ def call(client: TestClient, method: str, path: str, token: str) -> Any:
     return client.request(method, path, data=data)
 
 
+def bravo_account(world: World) -> int:
+    with world.svc.uow.read() as s:
+        found = s.scalars(select(Account.id).where(Account.pair_id == world.bravo.id)).first()
+    assert found is not None
+    return found
+
+
 def bravo_state(world: World) -> tuple[Any, ...]:
     with world.svc.uow.read() as s:
         rows = (
@@ -88,6 +99,10 @@ def bravo_state(world: World) -> tuple[Any, ...]:
                 s.scalars(
                     select(DelegatedTask.title).where(DelegatedTask.pair_id == world.bravo.id)
                 )
+            ),
+            sorted(
+                (a.name, a.state, repr(a.settings))
+                for a in s.scalars(select(Account).where(Account.pair_id == world.bravo.id))
             ),
         )
     return (*rows, pair_settings(world.svc.uow, world.bravo.id))
@@ -105,6 +120,7 @@ def test_no_route_reveals_or_changes_another_pairs_data(world: World, who: str) 
         "task_id": bravo.task_id,
         "rule_id": bravo.rule_id,
         "entry_id": bravo.entry_id,
+        "account_id": bravo_account(world),
     }
     # the other pair's ids under one's own pair, too
     mixed = other_ids | {"pair_id": world.alpha.id}

@@ -15,6 +15,11 @@ envelopes Exchange 2016/2019 return (``m:``/``t:`` namespaces, ``ResponseClass``
   SyncFolderItems (Create, Update, ReadFlagChange, Delete; a state of one folder is
   invalid in the other) and GetItem of Message items (InternetMessageId, InReplyTo,
   References, ConversationId, From/Sender, To/Cc, ItemClass, InternetMessageHeaders);
+* outgoing mail: CreateItem of Message items with MessageDisposition SendOnly,
+  SendAndSaveCopy (a copy filed in Sent Items, or the SavedItemFolderId given) or
+  SaveOnly; sent mail is recorded in ``EwsServer.sent`` (``SentMail``), addresses without
+  an ``@`` are refused with ErrorInvalidRecipients; FindItem in a mail folder with an
+  IsEqualTo restriction on InternetMessageId (how a client finds its sent copy);
 * faults on demand: any HTTP status (with Retry-After), ErrorServerBusy with
   BackOffMilliseconds (a SOAP fault in an HTTP 500, as Exchange sends it), a delay.
 
@@ -223,6 +228,22 @@ class MailItem:
     @property
     def change_key(self) -> str:
         return _b64(b"\x09\x00\x00\x00\x16\x00\x00\x00" + f"{self.item_id}:{self.version}".encode())
+
+
+@dataclass
+class SentMail:
+    """A message CreateItem sent (SendOnly or SendAndSaveCopy), as the recipients get it."""
+
+    disposition: str
+    sender: str
+    to: list[str]
+    subject: str
+    body: str
+    body_type: str
+    message_id: str
+    in_reply_to: str = ""
+    references: str = ""
+    saved_item_id: str = ""  # the copy in Sent Items (SendAndSaveCopy), else ""
 
 
 def conversation_id(subject: str) -> str:
@@ -530,6 +551,7 @@ class EwsServer:
         self.replies: list[tuple[str, bytes]] = []  # (operation, SOAP reply) of answered requests
         self.errors: list[str] = []  # exceptions raised while answering (bugs of the server)
         self.max_find_entries: int | None = None
+        self.sent: list[SentMail] = []  # mail sent by CreateItem (SendOnly, SendAndSaveCopy)
         handler = type("Handler", (_Handler,), {"ews": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
@@ -959,6 +981,15 @@ def _find_item(ews: EwsServer, request: Any, body: Any) -> None:
         return
     view = request.find(m("CalendarView"))
     mailbox = ews.mailbox
+    parents = request.find(m("ParentFolderIds"))
+    mail_box = (
+        _mail_folder(mailbox, parents[0].get("Id"))
+        if parents is not None and len(parents)
+        else None
+    )
+    if mail_box is not None and view is None:
+        _find_messages(mail_box, request, msg_parent=messages, shape=shape)
+        return
     if view is not None:
         start, end = _parse_time(view.get("StartDate")), _parse_time(view.get("EndDate"))
         found = [
@@ -995,6 +1026,37 @@ def _find_item(ews: EwsServer, request: Any, body: Any) -> None:
     items = _sub(folder, t("Items"))
     for inst in page:
         _render(items, inst, shape)
+
+
+def _find_messages(box: MailFolder, request: Any, msg_parent: Any, shape: _Shape) -> None:
+    """FindItem in a mail folder: an IsEqualTo restriction on InternetMessageId (or none)."""
+    restriction = request.find(m("Restriction"))
+    wanted: str | None = None
+    if restriction is not None and len(restriction):
+        cond = restriction[0]
+        field_uri = cond.find(t("FieldURI"))
+        constant = cond.find(f"{t('FieldURIOrConstant')}/{t('Constant')}")
+        if (etree.QName(cond).localname != "IsEqualTo" or field_uri is None
+                or field_uri.get("FieldURI") != "message:InternetMessageId" or constant is None):  # fmt: skip
+            _error(msg_parent, "FindItem", "ErrorUnsupportedQueryFilter",
+                   "This restriction is not supported here.")  # fmt: skip
+            return
+        wanted = constant.get("Value")
+    found = sorted(
+        (i for i in box.items.values() if wanted is None or i.message_id == wanted),
+        key=lambda i: i.item_id,
+    )
+    paging = request.find(m("IndexedPageItemView"))
+    offset = int(paging.get("Offset", "0")) if paging is not None else 0
+    size = int(paging.get("MaxEntriesReturned") or len(found)) if paging is not None else len(found)
+    page = found[offset : offset + size]
+    msg = _ok(msg_parent, "FindItem")
+    folder = _sub(msg, m("RootFolder"), IndexedPagingOffset=str(offset + len(page)),
+                  TotalItemsInView=str(len(found)),
+                  IncludesLastItemInRange=str(offset + size >= len(found)).lower())  # fmt: skip
+    items = _sub(folder, t("Items"))
+    for item in page:
+        _render_message(items, box, item, shape)
 
 
 def _matches(item: Appointment, restriction: Any) -> bool:
@@ -1066,6 +1128,9 @@ def _create_item(ews: EwsServer, request: Any, body: Any) -> None:
     messages = _messages(body, "CreateItem")
     mailbox = ews.mailbox
     for elem in request.find(m("Items")):
+        if etree.QName(elem).localname == "Message":
+            _create_message(ews, request, elem, messages)
+            continue
         if etree.QName(elem).localname != "CalendarItem":
             _error(messages, "CreateItem", "ErrorInvalidItemForOperationCreateItem",
                    "Only calendar items can be created here.")  # fmt: skip
@@ -1090,6 +1155,53 @@ def _create_item(ews: EwsServer, request: Any, body: Any) -> None:
         msg = _ok(messages, "CreateItem")
         rendered = _sub(_sub(msg, m("Items")), t("CalendarItem"))
         _sub(rendered, t("ItemId"), Id=item.item_id, ChangeKey=item.change_key)
+
+
+def _create_message(ews: EwsServer, request: Any, elem: Any, messages: Any) -> None:
+    """CreateItem of one Message: send it (SendOnly), send and file a copy
+    (SendAndSaveCopy: in SavedItemFolderId, by default Sent Items), or save it (SaveOnly)."""
+    disposition = request.get("MessageDisposition") or ""
+    if disposition not in ("SendOnly", "SendAndSaveCopy", "SaveOnly"):
+        _error(messages, "CreateItem", "ErrorInvalidRequest",
+               "MessageDisposition is required for Message items.")  # fmt: skip
+        return
+    to = [
+        a.findtext(t("EmailAddress")) or ""
+        for a in elem.iterfind(f"{t('ToRecipients')}/{t('Mailbox')}")
+    ]
+    if disposition != "SaveOnly" and (not to or any("@" not in a for a in to)):
+        _error(messages, "CreateItem", "ErrorInvalidRecipients",
+               "At least one recipient isn't valid.")  # fmt: skip
+        return
+    body = elem.find(t("Body"))
+    mailbox = ews.mailbox
+    message_id = elem.findtext(t("InternetMessageId")) or f"<{uuid.uuid4().hex}@mail.example.com>"
+    subject = elem.findtext(t("Subject")) or ""
+    in_reply_to = elem.findtext(t("InReplyTo")) or ""
+    references = elem.findtext(t("References")) or ""
+    saved = ""
+    if disposition != "SendOnly":
+        target = request.find(f"{m('SavedItemFolderId')}/*")
+        folder = "sentitems" if disposition == "SendAndSaveCopy" else "drafts"
+        if target is not None:
+            box = _mail_folder(mailbox, target.get("Id"))
+            folder = box.name if box is not None else folder
+        if folder in mailbox.mail:
+            item = mailbox.deliver(
+                folder, subject, mailbox.address, to, datetime.now(UTC), message_id=message_id,
+                in_reply_to=in_reply_to, references=references, received=None, is_read=True,
+            )  # fmt: skip
+            saved = item.item_id
+    if disposition != "SaveOnly":
+        ews.sent.append(SentMail(
+            disposition=disposition, sender=mailbox.address, to=to, subject=subject,
+            body=body.text or "" if body is not None else "",
+            body_type=body.get("BodyType", "Text") if body is not None else "Text",
+            message_id=message_id, in_reply_to=in_reply_to, references=references,
+            saved_item_id=saved,
+        ))  # fmt: skip
+    msg = _ok(messages, "CreateItem")
+    _sub(msg, m("Items"))  # Exchange names no item for a message it sent
 
 
 _TEXT_FIELDS = {

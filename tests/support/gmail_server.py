@@ -35,6 +35,12 @@ under the root URL), the batch endpoint (``/batch/gmail/v1`` and ``/batch``:
   right after the next listing named it. ``replay_next_batch`` answers the next batch
   with a recorded batch reply (its parts matched to the request's by message id).
 
+* ``users.messages.send`` (JSON ``{"raw": base64url RFC 822}``; scopes ``gmail.send``,
+  ``gmail.compose``, ``gmail.modify`` or ``mail.google.com``): the message is stored with
+  the SENT label (its Message-ID kept) and recorded in ``sent``; a To header with no
+  address is refused (400 ``invalidArgument``). ``q`` also takes ``rfc822msgid:``.
+  Faults apply to it as ``messages.send``.
+
 ``requests`` records every call as ``Logged(method, path, params, status, in_batch)``.
 """
 
@@ -72,7 +78,10 @@ METADATA = "https://www.googleapis.com/auth/gmail.metadata"
 MODIFY = "https://www.googleapis.com/auth/gmail.modify"
 FULL_ACCESS = "https://mail.google.com/"
 CONTENT_SCOPES = frozenset({READONLY, MODIFY, FULL_ACCESS})
-GMAIL_SCOPES = CONTENT_SCOPES | {METADATA}
+SEND = "https://www.googleapis.com/auth/gmail.send"
+COMPOSE = "https://www.googleapis.com/auth/gmail.compose"
+SEND_SCOPES = frozenset({SEND, COMPOSE, MODIFY, FULL_ACCESS})
+GMAIL_SCOPES = CONTENT_SCOPES | {METADATA} | SEND_SCOPES
 API = "/gmail/v1/users/"
 BATCH_PATHS = ("/batch/gmail/v1", "/batch")
 MAX_BATCH = 100
@@ -167,6 +176,7 @@ class GmailServer:
         self._faults: list[_Fault] = []
         self._after_list: list[tuple[str, str]] = []  # (user, message id)
         self._replays: list[str] = []
+        self.sent: list[tuple[str, bytes]] = []  # (user, raw RFC 822) of messages.send
         self._httpd: ThreadingHTTPServer | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -407,6 +417,8 @@ class GmailServer:
             return status, _JSON, json.dumps(payload).encode()
         if path in BATCH_PATHS and method == "POST":
             return self._batch(path, headers, body)
+        if _operation(method, path) == "messages.send":
+            return self._send_call(method, path, params, headers, body)
         status, extra, payload = self._call(method, path, params, headers, in_batch=False)
         data = b"" if payload is None else json.dumps(payload).encode()
         return status, {**_JSON, **extra}, data
@@ -503,6 +515,44 @@ class GmailServer:
             if operation == "history.list":
                 return self._history(box, params)
         raise ApiError(404, "notFound", "Not Found")
+
+    def _send_call(
+        self, method: str, path: str, params: dict[str, list[str]], headers: Mapping[str, str],
+        body: bytes,
+    ) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+        """users.messages.send: authorised as any call, then the raw message stored as SENT."""
+        try:
+            self._fault("messages.send", headers)
+            token = self._token_of(headers)
+            if token is None or token.expires_at < time.time():
+                raise ApiError(401, "authError", "Invalid Credentials", headers=_CHALLENGE)
+            if not token.scopes & SEND_SCOPES:
+                raise ApiError(403, "insufficientPermissions",
+                               "Request had insufficient authentication scopes.")  # fmt: skip
+            user = unquote(path[len(API) :].split("/")[0])
+            if user not in ("me", token.user):
+                raise ApiError(403, "forbidden", f"Delegation denied for {token.user}")
+            try:
+                raw = _b64decode(str(json.loads(body or b"{}").get("raw") or ""))
+            except (ValueError, AttributeError):
+                raise ApiError(400, "invalidArgument", "'raw' RFC822 payload message string "
+                               "or uploading message via /upload/* URL required") from None  # fmt: skip
+            msg = message_from_bytes(raw, policy=policy.compat32)
+            if not raw or "@" not in str(msg.get("To", "")):
+                raise ApiError(400, "invalidArgument", "Invalid To header")
+            with self._lock:
+                if not msg.get("From"):
+                    raw = f"From: {token.user}\r\n".encode() + raw
+                message_id = self.deliver(token.user, raw, ("SENT",))
+                stored = self.mailbox(token.user).messages[message_id]
+                self.sent.append((token.user, raw))
+            status, payload, extra = 200, {"id": message_id, "threadId": stored.thread_id,
+                                           "labelIds": ["SENT"]}, {}  # fmt: skip
+        except ApiError as exc:
+            status, payload, extra = exc.status, exc.body(), exc.headers
+        with self._lock:
+            self.requests.append(Logged(method, path, params, status, False))
+        return status, {**_JSON, **extra}, json.dumps(payload).encode()
 
     # ------------------------------------------------------------------ messages
 
@@ -809,6 +859,8 @@ def _operation(method: str, path: str) -> str:
         return "messages.get"
     if method == "GET" and segments[1:] == ["history"]:
         return "history.list"
+    if method == "POST" and segments[1:] == ["messages", "send"]:
+        return "messages.send"
     return "unknown"
 
 
@@ -937,6 +989,8 @@ class _Query:
         if op in ("in", "label"):
             name = arg.upper() if arg.upper() in _SYSTEM_LABELS else arg
             return name in stored.labels
+        if op == "rfc822msgid":
+            return _header(stored, "message-id").strip().strip("<>") == arg.strip("<>")
         if op in ("from", "to", "subject"):
             return arg.lower() in _header(stored, op).lower()
         if op in ("newer_than", "older_than"):

@@ -16,6 +16,12 @@ connector relies on:
   ``timeMax``, ``iCalUID``, ``q``... is 400. ``showDeleted``, ``iCalUID``,
   ``privateExtendedProperty``, ``sharedExtendedProperty``, ``timeMin``/``timeMax``, ``q``.
   ``singleEvents=true`` is not implemented (400).
+* ``/o/oauth2/v2/auth`` (``authorize_url``): the consent screen of the authorization code
+  flow with PKCE, answered at once: a redirect back to ``redirect_uri`` with a one-time
+  ``code`` for ``consent_user`` (or ``error=access_denied`` while ``deny_consent`` is set).
+  ``/token`` redeems the code (``authorization_code`` grant: client secret, the same
+  ``redirect_uri`` and the ``code_verifier`` matching the S256 challenge are checked) for
+  an access token, a refresh token (``access_type=offline``) and an ID token (``openid``).
 * ``/token``: ``refresh_token`` grant (installed apps) and the JWT bearer grant of
   service accounts (RS256 signature checked against the registered key; ``sub`` only
   for subjects the account is delegated). Access tokens expire; unknown or expired
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import re
 import secrets
@@ -44,7 +51,7 @@ from datetime import time as dtime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from cryptography.exceptions import InvalidSignature
@@ -177,6 +184,10 @@ class GoogleCalendarServer:
         self._faults: list[_Fault] = []
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # the authorization code flow: who consents, whether they refuse, codes given out
+        self.consent_user = "manager@example.com"
+        self.deny_consent = False
+        self._codes: dict[str, dict[str, str]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -216,6 +227,10 @@ class GoogleCalendarServer:
     @property
     def token_uri(self) -> str:
         return self.url + "token"
+
+    @property
+    def authorize_url(self) -> str:
+        return self.url + "o/oauth2/v2/auth"
 
     # ------------------------------------------------------------ accounts, tokens
 
@@ -334,6 +349,8 @@ class GoogleCalendarServer:
         try:
             if path == "/token" and method == "POST":
                 status, payload, extra = 200, self._token(body), {}
+            elif path == "/o/oauth2/v2/auth" and method == "GET":
+                status, payload, extra = 302, None, self._consent(params)
             elif path.startswith(API):
                 status, payload, extra = self._api(method, path, params, headers, body)
             else:
@@ -634,10 +651,66 @@ class GoogleCalendarServer:
             if holder is None or holder[0] != client_id:
                 raise OAuthError(400, "invalid_grant", "Token has been expired or revoked.")
             return self._grant(holder[1], " ".join(sorted(CALENDAR_SCOPES)))
+        if grant == "authorization_code":
+            return self._redeem(form)
         if grant == JWT_BEARER:
             claims = self._verify_assertion(form.get("assertion", ""))
             return self._grant(claims.get("sub") or claims["iss"], str(claims.get("scope", "")))
         raise OAuthError(400, "unsupported_grant_type", f"Invalid grant_type: {grant}")
+
+    def _consent(self, params: dict[str, list[str]]) -> dict[str, str]:
+        """The consent screen, answered at once: the Location header back to the app."""
+        q = {k: v[-1] for k, v in params.items()}
+        with self._lock:
+            known = q.get("client_id", "") in self._clients
+        redirect = q.get("redirect_uri", "")
+        if not known or not redirect.startswith(("http://", "https://")):
+            raise OAuthError(400, "invalid_request", "Error 400: invalid_request")
+        back: dict[str, str] = {"state": q.get("state", "")}
+        if q.get("response_type") != "code" or q.get("code_challenge_method") != "S256":
+            back["error"] = "invalid_request"
+        elif self.deny_consent:
+            back["error"] = "access_denied"
+        else:
+            code = "4/0A" + secrets.token_urlsafe(24)
+            with self._lock:
+                self._codes[code] = {
+                    "client_id": q["client_id"], "redirect_uri": redirect,
+                    "challenge": q.get("code_challenge", ""), "user": self.consent_user,
+                    "scope": q.get("scope", ""), "offline": q.get("access_type", "online"),
+                }  # fmt: skip
+            back |= {"code": code, "scope": q.get("scope", "")}
+        sep = "&" if "?" in redirect else "?"
+        return {"Location": f"{redirect}{sep}{urlencode(back)}"}
+
+    def _redeem(self, form: dict[str, str]) -> dict[str, Any]:
+        client_id = form.get("client_id", "")
+        with self._lock:
+            known = self._clients.get(client_id)
+            grant = self._codes.pop(form.get("code", ""), None)  # a code works once
+        if known is None or known != form.get("client_secret"):
+            raise OAuthError(401, "invalid_client", "The OAuth client was not found.")
+        if grant is None or grant["client_id"] != client_id:
+            raise OAuthError(400, "invalid_grant", "Malformed auth code.")
+        if grant["redirect_uri"] != form.get("redirect_uri"):
+            raise OAuthError(400, "redirect_uri_mismatch", "Bad Request")
+        verifier = form.get("code_verifier", "")
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        if not verifier or challenge.rstrip(b"=").decode() != grant["challenge"]:
+            raise OAuthError(400, "invalid_grant", "Invalid code verifier.")
+        reply = self._grant(grant["user"], grant["scope"])
+        if grant["offline"] == "offline":
+            reply["refresh_token"] = self.issue_refresh_token(grant["user"], client_id)
+        if "openid" in grant["scope"].split():
+            claims = {"iss": "https://accounts.google.com", "aud": client_id,
+                      "sub": str(abs(hash(grant["user"]))), "email": grant["user"],
+                      "email_verified": True, "iat": int(time.time()),
+                      "exp": int(time.time()) + 3600}  # fmt: skip
+            reply["id_token"] = ".".join(
+                base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
+                for part in ({"alg": "RS256", "kid": "test"}, claims)
+            ) + ".c2lnbmF0dXJl"
+        return reply
 
     def _grant(self, user: str, scope: str) -> dict[str, Any]:
         return {

@@ -10,9 +10,22 @@ and ``calendarView/delta`` with ``Prefer: odata.maxpagesize`` / ``outlook.timezo
 ``syncStateNotFound`` for tokens the server dropped. Mail: ``inbox`` and ``sentitems``
 with ``/mailFolders/{folder}/messages/delta`` (``$select`` kept in its links; headers
 refused, as Graph leaves them out of delta), ``@removed`` for deleted messages, 410 for
-a folder's dropped tokens, and ``/messages/{id}?$select=internetMessageHeaders``. Series (daily or weekly) expand into
+a folder's dropped tokens, and ``/messages/{id}?$select=internetMessageHeaders``.
+Sending: ``POST /users/{user}/sendMail`` (202; recorded in ``sent`` as ``SentGraphMail``;
+a copy filed in ``sentitems`` unless ``saveToSentItems`` is false, with the
+``internetMessageId`` given or a new one; ``internetMessageHeaders`` must be ``X-``
+headers, else 400 ``InvalidInternetMessageHeader``; an address without ``@`` gets 400
+``ErrorInvalidRecipients``) and ``GET /users/{user}/mailFolders/{folder}/messages`` with
+``$filter=internetMessageId eq '...'`` and ``$top``. Series (daily or weekly) expand into
 occurrences with ids, ``seriesMasterId``, ``originalStart`` and Exchange-style global
 object ids; moved occurrences become exceptions, deleted ones disappear.
+
+Sign-in (authorization code flow with PKCE): ``/{tenant}/oauth2/v2.0/authorize``
+(``authorize_url``) answers at once with a redirect to ``redirect_uri`` carrying a one-time
+``code`` for ``user`` (or ``error=access_denied`` while ``deny_consent`` is set); the token
+endpoint's ``authorization_code`` grant checks the ``redirect_uri``, the ``code_verifier``
+against the S256 challenge and, when given, the client secret, and returns a refresh token
+(``offline_access``) and an ID token naming the tenant (``tid``) and the user.
 
 msal insists on an https authority, so the server speaks TLS with a self-signed
 certificate made at start (``ca_file`` verifies it). Tests change the calendar directly
@@ -24,6 +37,7 @@ Graph's JSON format: ``{"error": {"code", "message", "innerError"}}``.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import json
@@ -38,7 +52,7 @@ from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from cryptography import x509
@@ -191,6 +205,20 @@ class MailMessage:
         return hashlib.sha256(f"{self.id}:{self.version}".encode()).hexdigest()[:24]
 
 
+@dataclass
+class SentGraphMail:
+    """One message ``sendMail`` accepted, as its recipients get it."""
+
+    sender: str
+    to: list[str]
+    subject: str
+    content_type: str
+    content: str
+    internet_message_id: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    saved_id: str = ""  # its copy in sentitems, "" when saveToSentItems was false
+
+
 MAIL_FOLDERS = ("inbox", "sentitems")
 # Message properties the messages delta cannot return (Graph: headers are not in delta).
 NOT_IN_DELTA = frozenset({"internetmessageheaders", "body", "uniquebody"})
@@ -241,12 +269,15 @@ class GraphServer:
         self._deltas: dict[str, tuple[datetime, datetime, dict[str, str]]] = {}
         self._faults: list[_Fault] = []
         self.messages: dict[str, MailMessage] = {}
+        self.sent: list[SentGraphMail] = []  # what sendMail accepted
         self._mail_deltas: dict[str, tuple[str, str, dict[str, str]]] = {}  # folder, $select
         self._mail_pages: dict[str, tuple[str, list[dict[str, Any]], str]] = {}
         self._lock = threading.RLock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
+        self.deny_consent = False  # the sign-in page: the user refuses consent
+        self._codes: dict[str, dict[str, str]] = {}  # authorization codes given out
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -286,6 +317,14 @@ class GraphServer:
     @property
     def authority_host(self) -> str:
         return self.url
+
+    @property
+    def authorize_url(self) -> str:
+        return f"{self.url}/{self.tenant}/oauth2/v2.0/authorize"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.url}/{self.tenant}/oauth2/v2.0/token"
 
     # ------------------------------------------------------------------- tokens
 
@@ -712,6 +751,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "issuer": f"{base}/v2.0",
                 "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
             }, {}  # fmt: skip
+        if parts[:1] == [g.tenant] and parts[1:] == ["oauth2", "v2.0", "authorize"]:
+            return 302, None, self._consent(query)
         if (
             parts[:1] == [g.tenant]
             and parts[1:] == ["oauth2", "v2.0", "token"]
@@ -733,6 +774,12 @@ class _Handler(BaseHTTPRequestHandler):
             if (len(rest) == 4 and rest[0] == "mailFolders" and rest[2:] == ["messages", "delta"]
                     and method == "GET"):  # fmt: skip
                 return self._mail_delta(rest[1].lower(), query, raw_path)
+            if rest == ["sendMail"] and method == "POST":
+                self._send_mail(_json(raw))
+                return 202, None, {}
+            if (len(rest) == 3 and rest[0] == "mailFolders" and rest[2] == "messages"
+                    and method == "GET"):  # fmt: skip
+                return 200, self._folder_messages(rest[1].lower(), query), {}
             if len(rest) == 2 and rest[0] == "messages" and method == "GET":
                 message = g.messages.get(rest[1])
                 if message is None:
@@ -767,6 +814,102 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, {"value": found}, {}
         raise GraphError(400, "BadRequest", f"Unsupported request {method} {path}")
 
+    def _send_mail(self, body: dict[str, Any]) -> None:
+        g = self.graph
+        message = body.get("message")
+        if not isinstance(message, dict):
+            raise GraphError(400, "ErrorInvalidRequest", "The message is missing.")
+        to = [str((r.get("emailAddress") or {}).get("address") or "")
+              for r in message.get("toRecipients") or []]  # fmt: skip
+        if not to or any("@" not in a for a in to):
+            raise GraphError(400, "ErrorInvalidRecipients",
+                             "At least one recipient isn't valid.")  # fmt: skip
+        headers = [(str(h.get("name", "")), str(h.get("value", "")))
+                   for h in message.get("internetMessageHeaders") or []]  # fmt: skip
+        if any(not name.lower().startswith("x-") for name, _ in headers):
+            raise GraphError(400, "InvalidInternetMessageHeader",
+                             "The internet message header name should start with 'x-' or "
+                             "'X-'.")  # fmt: skip
+        content = message.get("body") or {}
+        mid = str(message.get("internetMessageId") or f"<{secrets.token_hex(16)}@mail.example.com>")
+        subject = str(message.get("subject") or "")
+        saved = ""
+        if body.get("saveToSentItems", True) not in (False, "false"):
+            saved = g.deliver("sentitems", subject, g.user, to, datetime.now(UTC),
+                              internet_message_id=mid, headers=headers, is_read=True).id  # fmt: skip
+        g.sent.append(SentGraphMail(
+            sender=g.user, to=to, subject=subject,
+            content_type=str(content.get("contentType") or "Text"),
+            content=str(content.get("content") or ""), internet_message_id=mid,
+            headers=headers, saved_id=saved,
+        ))  # fmt: skip
+
+    def _folder_messages(self, folder: str, query: dict[str, str]) -> dict[str, Any]:
+        g = self.graph
+        if folder not in MAIL_FOLDERS:
+            raise GraphError(404, "ErrorInvalidIdMalformed", "Id is malformed.")
+        wanted: str | None = None
+        text = query.get("$filter", "").strip()
+        if text:
+            match = re.match(r"^internetMessageId eq '((?:[^']|'')*)'$", text, re.IGNORECASE)
+            if match is None:
+                raise GraphError(400, "ErrorInvalidUrlQueryFilter", "The filter is not supported.")
+            wanted = match.group(1).replace("''", "'")
+        found = [msg for msg in g.messages.values() if msg.folder == folder
+                 and (wanted is None or msg.internet_message_id == wanted)]  # fmt: skip
+        top = int(query.get("$top") or 10)
+        return {"value": [g.render_message(msg, _select(query)) for msg in found[:top]]}
+
+    def _consent(self, query: dict[str, str]) -> dict[str, str]:
+        """The sign-in and consent pages, answered at once: a redirect back to the app."""
+        g = self.graph
+        redirect = query.get("redirect_uri", "")
+        if query.get("client_id") != g.client_id or not redirect.startswith("http"):
+            raise GraphError(400, "invalid_request", "AADSTS900144: invalid request")
+        back: dict[str, str] = {"state": query.get("state", "")}
+        if query.get("response_type") != "code" or query.get("code_challenge_method") != "S256":
+            back |= {"error": "invalid_request", "error_description": "AADSTS9002325: PKCE"}
+        elif g.deny_consent:
+            back |= {"error": "access_denied",
+                     "error_description": "AADSTS65004: User declined to consent."}  # fmt: skip
+        else:
+            code = "0.A" + secrets.token_urlsafe(32)
+            with g._lock:
+                g._codes[code] = {"redirect_uri": redirect, "scope": query.get("scope", ""),
+                                  "challenge": query.get("code_challenge", "")}  # fmt: skip
+            back["code"] = code
+        sep = "&" if "?" in redirect else "?"
+        return {"Location": f"{redirect}{sep}{urlencode(back)}"}
+
+    def _redeem(self, form: dict[str, str]) -> dict[str, Any]:
+        g = self.graph
+        if "client_secret" in form and form["client_secret"] != g.client_secret:
+            raise GraphError(401, "invalid_client", "AADSTS7000215: Invalid client secret.")
+        grant = g._codes.pop(form.get("code", ""), None)  # a code works once
+        if grant is None:
+            raise GraphError(400, "invalid_grant", "AADSTS70008: The authorization code is "
+                             "invalid or has expired.")  # fmt: skip
+        if grant["redirect_uri"] != form.get("redirect_uri"):
+            raise GraphError(400, "invalid_grant", "AADSTS50011: redirect URI mismatch.")
+        verifier = form.get("code_verifier", "")
+        digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        if not verifier or digest.rstrip(b"=").decode() != grant["challenge"]:
+            raise GraphError(400, "invalid_grant", "AADSTS501481: The Code_Verifier does not "
+                             "match the code_challenge supplied in the authorization request.")  # fmt: skip
+        reply: dict[str, Any] = {"scope": grant["scope"]}
+        if "offline_access" in grant["scope"].split():
+            token = "rt-" + secrets.token_urlsafe(16)
+            g._refresh.add(token)
+            reply["refresh_token"] = token
+        if "openid" in grant["scope"].split():
+            claims = {"tid": g.tenant, "preferred_username": g.user, "oid": secrets.token_hex(8),
+                      "aud": g.client_id, "iat": int(time.time())}  # fmt: skip
+            reply["id_token"] = ".".join(
+                base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
+                for part in ({"typ": "JWT", "alg": "RS256"}, claims)
+            ) + ".c2lnbmF0dXJl"
+        return reply
+
     def _authorize(self) -> None:
         g = self.graph
         header = self.headers.get("Authorization", "")
@@ -799,6 +942,8 @@ class _Handler(BaseHTTPRequestHandler):
                 rotated = "rt-" + secrets.token_urlsafe(16)
                 g._refresh.add(rotated)
                 reply.update({"refresh_token": rotated, "scope": form.get("scope", "")})
+            elif grant == "authorization_code":
+                reply.update(self._redeem(form))
             else:
                 raise GraphError(400, "unsupported_grant_type", f"grant {grant!r} not supported")
             access = "at-" + secrets.token_urlsafe(24)

@@ -1,0 +1,244 @@
+"""Connecting accounts from the web app: secrets encrypted at rest, connection checks.
+
+Secrets the service obtains itself (OAuth refresh tokens, typed-in passwords) are stored
+as ``{"encrypted": ...}`` references (``config.sealed``), encrypted with a key derived
+from the app's secret. ``check_account`` opens an account's connector once and says in
+plain words whether the server let us in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from assistant.services.pairs import add_account, update_account_settings
+from assistant.store.tables import Account
+from config.sealed import UNREADABLE, Keyring, install
+from config.settings import ConfigError
+from connectors.base import (
+    AuthExpired,
+    ConnectorError,
+    InvalidData,
+    NotFound,
+    RateLimited,
+    TokenExpired,
+    Transient,
+    Window,
+)
+
+if TYPE_CHECKING:
+    from assistant.bootstrap import Service
+    from config.settings import Settings
+
+# What a form may create, and the settings keys each provider's form fills in.
+FORM_PROVIDERS: dict[str, tuple[str, ...]] = {
+    "imap": ("host", "port", "security", "username", "password"),
+    "caldav": ("url", "username", "password"),
+    "ics": ("location", "username", "password"),
+    "ews": ("mailbox", "service_endpoint", "username", "password"),
+    "ews-mail": ("mailbox", "service_endpoint", "username", "password"),
+}
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "imap": ("host", "username", "password"),
+    "caldav": ("url",),
+    "ics": ("location",),
+    "ews": ("mailbox", "service_endpoint", "username", "password"),
+    "ews-mail": ("mailbox", "service_endpoint", "username", "password"),
+}
+OAUTH_PROVIDERS = ("google", "gmail", "graph", "graph-mail")
+
+
+# --------------------------------------------------------------------------- keyring
+
+
+def keyring_for(settings: Settings) -> Keyring:
+    """The keyring of the app's secret (first: encrypts) and the retired ones."""
+    from assistant.services.feedback import secret_keys
+
+    keys = list(secret_keys(settings))
+    keys += [r.resolve().get_secret_value() for r in settings.web.previous_secret_keys]
+    return Keyring.from_secrets(keys)
+
+
+def install_keyring(settings: Settings) -> Keyring:
+    """Install the process's keyring (the composition root calls this once)."""
+    keyring = keyring_for(settings)
+    install(keyring)
+    return keyring
+
+
+# ------------------------------------------------------------------- storing accounts
+
+
+def account_of_pair(svc: Service, pair_id: int, account_id: int) -> Account:
+    from assistant.services.pairs import NotFoundError
+
+    with svc.uow.read() as session:
+        account = session.get(Account, account_id)
+        if account is None or account.pair_id != pair_id:
+            raise NotFoundError(f"no account {account_id}")
+        return account
+
+
+def find_account_by_identity(
+    svc: Service, pair_id: int, provider: str, identity: str
+) -> int | None:
+    """An account of the pair for the same provider and user (connecting again = reconnect)."""
+    with svc.uow.read() as session:
+        for account in session.scalars(
+            select(Account).where(Account.pair_id == pair_id, Account.provider == provider)
+        ):
+            if identity and str(account.settings.get("identity", "")).lower() == identity.lower():
+                return account.id
+    return None
+
+
+def save_oauth_account(
+    svc: Service,
+    pair_id: int,
+    *,
+    provider: str,
+    name: str,
+    identity: str,
+    settings: dict[str, Any],
+    refresh_token: str,
+    account_id: int | None,
+) -> int:
+    """Store a new OAuth account, or the new token of an existing one (reconnect)."""
+    sealed = keyring_for(svc.settings).seal(refresh_token)
+    conf = {**settings, "identity": identity, "refresh_token": sealed}
+    if account_id is None:
+        account_id = find_account_by_identity(svc, pair_id, provider, identity)
+    if account_id is not None:
+        return update_account_settings(svc.uow, account_id, conf, pair_id=pair_id).id
+    return add_account(
+        svc.uow, pair=pair_id, name=_unique_name(svc, pair_id, name), provider=provider,
+        settings=conf, now=svc.now(),
+    ).id  # fmt: skip
+
+
+def _unique_name(svc: Service, pair_id: int, name: str) -> str:
+    name = name[:90]
+    with svc.uow.read() as session:
+        taken = set(session.scalars(select(Account.name).where(Account.pair_id == pair_id)))
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate, n = f"{name} ({n})", n + 1
+    return candidate
+
+
+def save_form_account(svc: Service, pair_id: int, provider: str, form: dict[str, str]) -> int:
+    """A credential account from the web form; the password is encrypted before storing."""
+    if provider not in FORM_PROVIDERS:
+        raise ValueError(f"choose one of: {', '.join(FORM_PROVIDERS)}")
+    values = {k: str(form.get(k, "")).strip() for k in FORM_PROVIDERS[provider]}
+    values["password"] = str(form.get("password", ""))  # passwords are not trimmed
+    missing = [k for k in REQUIRED[provider] if not values.get(k)]
+    if missing:
+        raise ValueError(f"please fill in: {', '.join(k.replace('_', ' ') for k in missing)}")
+    name = str(form.get("name", "")).strip() or f"{provider} {values.get('username') or ''}"
+    conf: dict[str, Any] = {k: v for k, v in values.items() if v and k != "password"}
+    if provider == "imap":
+        if values["security"] not in ("ssl", "starttls", "none"):
+            conf["security"] = "ssl"
+        if values["port"]:
+            try:
+                conf["port"] = int(values["port"])
+            except ValueError:
+                raise ValueError("the port is a number, like 993") from None
+    if provider in ("ews", "ews-mail"):
+        conf["auth"] = "basic"
+    if values["password"]:
+        conf["password"] = keyring_for(svc.settings).seal(values["password"])
+    return add_account(
+        svc.uow, pair=pair_id, name=name.strip()[:100], provider=provider, settings=conf,
+        now=svc.now(),
+    ).id  # fmt: skip
+
+
+def replace_password(svc: Service, pair_id: int, account_id: int, password: str) -> None:
+    account = account_of_pair(svc, pair_id, account_id)
+    if account.provider not in FORM_PROVIDERS:
+        raise ValueError("this account signs in with its provider: use Reconnect")
+    if not password:
+        raise ValueError("please fill in: password")
+    sealed = keyring_for(svc.settings).seal(password)
+    update_account_settings(svc.uow, account_id, {"password": sealed}, pair_id=pair_id)
+
+
+# ------------------------------------------------------------------------ checking
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    ok: bool
+    note: str  # a key of the UI strings: check_ok, check_auth, ...
+
+
+def note_for(exc: BaseException) -> str:
+    """Our error tree in words (UI string keys)."""
+    if isinstance(exc, AuthExpired):
+        return "check_secret" if str(exc) == UNREADABLE else "check_auth"
+    if isinstance(exc, RateLimited):
+        return "check_rate"
+    if isinstance(exc, Transient):
+        return "check_unreachable"
+    if isinstance(exc, NotFound):
+        return "check_not_found"
+    if isinstance(exc, InvalidData):
+        return "check_invalid"
+    if isinstance(exc, ConfigError):
+        return "check_config"
+    return "check_failed"
+
+
+def check_account(svc: Service, pair_id: int, account_id: int) -> CheckResult:
+    """Open the account's connector and ask for its changes once (a tiny window).
+
+    A failure is recorded on the account as a sync failure would be; success leaves the
+    account's state to the next sync."""
+    from assistant.services.sync import record_failure
+    from connectors.registry import open_calendar, open_mailbox
+
+    account = account_of_pair(svc, pair_id, account_id)
+    conf, provider, kind = dict(account.settings), account.provider, account.kind
+    with svc.uow.read() as session:
+        a = session.get(Account, account_id)
+        zone = a.pair.timezone if a is not None else "UTC"
+    timeout = min(svc.settings.sync.http_timeout_seconds, 20.0)
+    now = svc.now()
+    try:
+        if kind == "calendar":
+            source = open_calendar(provider, conf, timeout)
+            window = Window(now, now + timedelta(minutes=1), ZoneInfo(zone).key)
+            source.changes(None, window)
+        else:
+            mailbox = open_mailbox(provider, conf, timeout)
+            mailbox.changes(None)
+    except TokenExpired:
+        return CheckResult(True, "check_ok")  # the server answered: the login works
+    except (ConnectorError, ConfigError) as exc:
+        error: Exception = exc
+        if isinstance(exc, ConfigError):
+            error = ConnectorError(f"a secret of the account cannot be read: {exc}")
+        record_failure(svc.uow, account_id, error, now)
+        return CheckResult(False, note_for(exc))
+    except (KeyError, ValueError) as exc:
+        record_failure(svc.uow, account_id, ConnectorError(f"incomplete settings: {exc}"), now)
+        return CheckResult(False, "check_config")
+    finally:
+        _close_quietly(locals().get("source"), locals().get("mailbox"))
+    return CheckResult(True, "check_ok")
+
+
+def _close_quietly(*things: Any) -> None:
+    for thing in things:
+        close = getattr(thing, "close", None)
+        if callable(close):
+            with contextlib.suppress(Exception):  # a check's connection: nothing to keep
+                close()
