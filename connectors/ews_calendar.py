@@ -4,26 +4,49 @@ We sign in as the assistant (basic, NTLM or OAuth2) and open the manager's mailb
 delegate access. Requests, per sync:
 
 * ``token`` given, nothing changed: one ``SyncFolderItems`` (the sync state is our token).
-* ``token`` given, items changed: one ``SyncFolderItems`` (ids, UIDs and item types of
-  the changed items, and the ids of deleted ones), then
+* ``token`` given, items changed: one ``SyncFolderItems`` (ids, UIDs, item types, start
+  and end of the changed items, and the ids of deleted ones), then one ``GetItem`` per
+  100 changed items (singles and series masters together; a master comes with its
+  ``Recurrence``, ``FirstOccurrence``, ``LastOccurrence``, ``ModifiedOccurrences`` and
+  ``DeletedOccurrences``), then one ``GetItem`` per 100 moved occurrences (exceptions)
+  that fall in the window, by the item ids ``ModifiedOccurrences`` names. One changed
+  series with an exception: three requests, however many occurrences it has.
+* ``token=None``: ``SyncFolderItems`` from an empty state (every item id, UID, type,
+  start and end, 512 a page, ending with the state to store), then the same two kinds
+  of ``GetItem`` for the singles that overlap the window (the others have no event to
+  read), every series master and the exceptions in the window; ``full=True``. No
+  ``CalendarView``: nothing is listed that is then thrown away.
 
-  - changed single items: one ``GetItem`` per 100 for their properties;
-  - changed recurring masters: one ``FindItem`` with a ``CalendarView`` over the window
-    (occurrence ids; exchangelib reads their UIDs with ``GetItem``, 100 a request, as
-    it reads every text property), kept to the occurrences of those masters, whose
-    properties come in the same ``GetItem`` batches as the singles'. The server expands
-    the series, applies moved occurrences (exceptions) and leaves out deleted ones, so
-    nothing here re-implements Exchange's recurrence rules.
+Series are expanded here, from the master: the pattern (daily, weekly, absolute and
+relative monthly and yearly; "day 31" falls on the last day of shorter months, as in
+Exchange) and its boundary (no end, end date, number of occurrences, deleted ones
+counted) become a dateutil ``rrule`` over the wall-clock time of the master's
+``StartTimeZone`` (a Windows zone, mapped to its IANA zone by exchangelib), and each
+occurrence is converted to UTC on its own date, so a 9:00 meeting stays at 9:00 across
+DST. Deleted occurrences are left out, modified ones are the exceptions read by id, the
+others are the master's event at their own start (timed: the master's duration; all-day:
+the master's number of days, midnight to midnight in the zone). This is cheaper than
+the alternatives: a ``CalendarView`` lists every occurrence of every series (capped at
+1,000 a view, and UIDs need a ``GetItem`` per 100 occurrences), and ``OccurrenceItemId``
+(master id + instance index) costs a ``GetItem`` entry per occurrence and still needs
+the expansion to know which indexes fall in the window.
 
-* ``token=None``: ``SyncFolderItems`` from an empty state (every item id, UID and type,
-  512 a page, ending with the state to store), one ``CalendarView`` over the window and
-  ``GetItem`` (100 a request) for the occurrences in it; ``full=True``.
+The expansion is checked against what the server says of the series before it is
+trusted: the original start of ``FirstOccurrence`` (everything expanded before it
+deleted), of ``LastOccurrence`` (for a bounded series, everything after it deleted),
+of every modified occurrence and every deleted one must be occurrences we expanded. A
+series that fails a check, has a pattern we do not know, or a zone exchangelib cannot
+map (a custom time zone definition) is expanded by the server instead: a
+``CalendarView`` over the window, probed with ``FindItem`` alone (ids and item types,
+no ``GetItem``) and split in halves while a part is capped (``MaxEntriesReturned``),
+then ``GetItem`` of the UIDs of the occurrences only and of the properties of those
+that belong to such a series. ``expand_locally=False`` takes that path for every
+series (the behaviour before local expansion, kept to compare against).
 
 A resource is one calendar item as the folder holds it (a single appointment or a series
 master): ``href`` is its EWS item id, ``etag`` its change key, ``events`` its occurrences
-within the window. A ``CalendarView`` capped by the server (``MaxEntriesReturned``) is
-split in halves until every part fits. An invalid sync state (ErrorInvalidSyncStateData)
-raises ``TokenExpired``.
+within the window. An invalid sync state (ErrorInvalidSyncStateData) raises
+``TokenExpired``.
 
 exchangelib keeps its sync state on the folder object and retries on its own
 (``FaultTolerance``); here the state is passed in and returned explicitly, and the retry
@@ -46,12 +69,13 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import requests
+from dateutil import rrule
 from exchangelib import (
     BASIC,
     DELEGATE,
@@ -104,13 +128,22 @@ AUTH_TYPES = {"basic": BASIC, "ntlm": NTLM, "oauth2": OAUTH2}
 
 _MARKER = "exec_assistant_marker"
 _OWN_UID = "exec_assistant_uid"
-_SYNC_FIELDS = ("uid", "type")
+_SYNC_FIELDS = ("uid", "type", "start", "end")
+_VIEW_FIELDS = ("type",)  # what FindItem returns by itself (no GetItem)
+_UID_FIELDS = ("uid", "type")
 _EVENT_FIELDS = (
     "uid", "type", "start", "end", "recurrence_id", "original_start", "subject", "location",
     "body", "is_all_day", "is_cancelled", "legacy_free_busy_status", "sensitivity",
     "categories", "organizer", "required_attendees", "optional_attendees",
     "last_modified_name", "_start_timezone", "_end_timezone", _MARKER,
 )  # fmt: skip
+_SERIES_FIELDS = (
+    "recurrence", "first_occurrence", "last_occurrence", "modified_occurrences",
+    "deleted_occurrences",
+)  # fmt: skip
+_ITEM_FIELDS = _EVENT_FIELDS + _SERIES_FIELDS  # singles and masters in one GetItem
+_NEAR = timedelta(days=1)  # slack around the window when judging by SyncFolderItems' start/end
+_EXPANSION_LIMIT = 20_000  # occurrences expanded for one series before giving up on it
 _WRITTEN_FIELDS = (
     "subject", "body", "start", "end", "is_all_day", "legacy_free_busy_status",
     "required_attendees", _MARKER, _OWN_UID,
@@ -283,6 +316,14 @@ class _Master:
     changekey: str
     uid: str
     kind: str  # Single, RecurringMaster
+    start: datetime | None = None  # UTC; a master's is its first occurrence's
+    end: datetime | None = None
+
+    def near(self, window: Window) -> bool:
+        """Whether a single may have its event in the window (unknown times: yes)."""
+        if self.start is None or self.end is None:
+            return True
+        return self.start < window.end + _NEAR and self.end > window.start - _NEAR
 
 
 class EwsCalendar:
@@ -302,6 +343,7 @@ class EwsCalendar:
         send_invitations: bool = False,
         view_cap: int = VIEW_CAP,
         sync_page: int = SYNC_PAGE,
+        expand_locally: bool = True,
     ) -> None:
         register_properties()
         self.settings = settings
@@ -310,6 +352,7 @@ class EwsCalendar:
         self.send_invitations = send_invitations
         self.view_cap = view_cap
         self.sync_page = sync_page
+        self.expand_locally = expand_locally
         self._account: Any = None
         self._folder: Any = None
 
@@ -399,8 +442,10 @@ class EwsCalendar:
             max_changes_returned=self.sync_page,
         ):
             if kind in ("create", "update") and isinstance(item, CalendarItem):
-                changed[item.id] = _Master(item.id, item.changekey or "", item.uid or "",
-                                           item.type or "Single")  # fmt: skip
+                changed[item.id] = _Master(
+                    item.id, item.changekey or "", item.uid or "", item.type or "Single",
+                    _maybe_utc(item.start), _maybe_utc(item.end),
+                )  # fmt: skip
             elif kind == "delete":
                 changed.pop(item.id, None)
                 deleted.append(str(item.id))
@@ -413,54 +458,66 @@ class EwsCalendar:
         self, masters: list[_Master], window: Window, full: bool
     ) -> tuple[list[CalendarResource], list[str]]:
         by_id = {m.item_id: m for m in masters}
-        series = {m.uid: m for m in masters if m.kind == "RecurringMaster" and m.uid}
-        items: list[Any] = []
-        if full:  # every occurrence in the window, read in full
-            items = self._view(window, _EVENT_FIELDS)
-        else:
-            refs = [(m.item_id, m.changekey) for m in masters if m.kind != "RecurringMaster"]
-            if series:  # which occurrences in the window belong to the changed series
-                refs += [
-                    (o.id, o.changekey)
-                    for o in self._view(window, _SYNC_FIELDS)
-                    if o.uid in series and o.type != "Single"
-                ]
-            items = list(self._fetch(refs))
+        # a full sync reads no single outside the window: its resource has no event
+        wanted = [m for m in masters if m.kind == "RecurringMaster" or not full or m.near(window)]
         events: dict[str, list[EventData]] = {m.item_id: [] for m in masters}
         skipped: list[str] = []
-        for item in items:
-            if isinstance(item, ews_errors.ErrorItemNotFound):
-                continue  # deleted meanwhile: the next sync lists it as deleted
-            if isinstance(item, Exception):
-                raise item
-            if item.type in ("Occurrence", "Exception"):
-                master = series.get(item.uid)
-            else:
-                master = by_id.get(item.id)
+        exceptions: list[tuple[str, str]] = []
+        by_server: dict[str, _Master] = {}  # series the server expands, by UID
+        fields = _ITEM_FIELDS if self.expand_locally else _EVENT_FIELDS
+        for item in self._fetch([(m.item_id, m.changekey) for m in wanted], fields):
+            master = by_id.get(item.id)
             if master is None:
                 continue  # created after SyncFolderItems answered: the next sync has it
             try:
                 event = event_from_item(item, master.item_id, window.zone)
+                if item.type != "RecurringMaster":
+                    events[master.item_id].append(event)
+                    continue
+                expansion = _expand(item, window) if self.expand_locally else None
             except (ValueError, TypeError, AttributeError) as exc:
                 skipped.append(f"{master.item_id}: {exc}")
                 continue
-            if _overlaps(event, window):
-                events[master.item_id].append(event)
+            if expansion is None:
+                by_server[master.uid or master.item_id] = master
+                continue
+            events[master.item_id] += [
+                _occurrence(event, original, start, end, window.zone)
+                for original, start, end in expansion.occurrences
+            ]
+            exceptions += expansion.exceptions
+        series = {m.uid: m for m in masters if m.kind == "RecurringMaster" and m.uid}
+        found = list(self._fetch(exceptions, _EVENT_FIELDS))
+        if by_server:  # which occurrences in the window belong to those series
+            refs = [(o.id, o.changekey) for o in self._occurrences(window) if o.uid in by_server]
+            found += self._fetch(refs, _EVENT_FIELDS)
+        for item in found:
+            master = series.get(item.uid)
+            if master is None:
+                continue
+            try:
+                events[master.item_id].append(event_from_item(item, master.item_id, window.zone))
+            except (ValueError, TypeError, AttributeError) as exc:
+                skipped.append(f"{master.item_id}: {exc}")
         resources = [
-            CalendarResource(href=m.item_id, etag=m.changekey,
-                             events=tuple(sorted(events[m.item_id], key=lambda e: e.start)))
+            CalendarResource(
+                href=m.item_id, etag=m.changekey,
+                events=tuple(sorted((e for e in events[m.item_id] if _overlaps(e, window)),
+                                    key=lambda e: (e.start, e.recurrence_id))),
+            )
             for m in masters
         ]  # fmt: skip
         return resources, skipped
 
-    def _view(self, window: Window, fields: Iterable[str]) -> list[Any]:
-        """The occurrences in the window with ``fields``; a capped view is split in halves.
+    def _occurrences(self, window: Window) -> list[Any]:
+        """Occurrences and exceptions in the window, with their UIDs (server expansion).
 
-        exchangelib reads text properties (UID, body) of a view with GetItem, 100 a
-        request, after the FindItem that lists the occurrence ids.
+        The view is probed with FindItem alone (ids and item types); a part the server
+        capped (``MaxEntriesReturned``) is split in halves before anything is read, and
+        only the occurrences' UIDs are read, 100 a GetItem.
         """
         folder = self._calendar()
-        seen: dict[str, Any] = {}
+        refs: dict[str, tuple[str, str]] = {}
         spans = [(window.start, window.end)]
         while spans:
             start, end = spans.pop()
@@ -468,23 +525,29 @@ class EwsCalendar:
                 folder.view(
                     start=_ews_time(start, _EWS_UTC), end=_ews_time(end, _EWS_UTC),
                     max_items=self.view_cap,
-                ).only(*fields)
+                ).only(*_VIEW_FIELDS)
             )  # fmt: skip
             if len(found) >= self.view_cap and end - start > timedelta(minutes=30):
                 middle = start + (end - start) / 2
                 spans += [(start, middle), (middle, end)]
                 continue
             for item in found:
-                seen[item.id] = item
-        return list(seen.values())
+                if item.type in ("Occurrence", "Exception"):
+                    refs[item.id] = (item.id, item.changekey)
+        return list(self._fetch(list(refs.values()), _UID_FIELDS))
 
-    def _fetch(self, refs: list[tuple[str, str]]) -> Iterator[Any]:
+    def _fetch(self, refs: list[tuple[str, str]], fields: Iterable[str]) -> Iterator[Any]:
+        """GetItem, 100 ids a request; items deleted meanwhile are left out."""
         if not refs:
-            return iter(())
-        fetched: Iterator[Any] = self._mailbox().fetch(
-            ids=refs, only_fields=list(_EVENT_FIELDS), chunk_size=FETCH_CHUNK
-        )
-        return fetched
+            return
+        for item in self._mailbox().fetch(
+            ids=refs, only_fields=list(fields), chunk_size=FETCH_CHUNK
+        ):
+            if isinstance(item, ews_errors.ErrorItemNotFound):
+                continue  # deleted meanwhile: the next sync lists it as deleted
+            if isinstance(item, Exception):
+                raise item
+            yield item
 
     # -------------------------------------------------------------------- writing
 
@@ -624,6 +687,173 @@ def event_from_item(item: Any, href: str, zone_name: str) -> EventData:
         modified_by=str(item.last_modified_name or ""),
         href=href,
     )
+
+
+# ---------------------------------------------------------------- series expansion
+
+
+@dataclass(frozen=True, slots=True)
+class _Expansion:
+    """A master's occurrences in the window: plain ones (original, start, end in UTC),
+    and the (id, change key) of its exceptions near the window, to read in full."""
+
+    occurrences: list[tuple[datetime, datetime, datetime]]
+    exceptions: list[tuple[str, str]]
+
+
+_WEEKDAYS = (rrule.MO, rrule.TU, rrule.WE, rrule.TH, rrule.FR, rrule.SA, rrule.SU)
+# exchangelib's DaysOfWeek: 1-7 Monday to Sunday, 8 Day, 9 Weekday, 10 WeekendDay
+_DAY_SETS = {8: _WEEKDAYS, 9: _WEEKDAYS[:5], 10: _WEEKDAYS[5:]}
+
+
+def _expand(master: Any, window: Window) -> _Expansion | None:
+    """Expand a recurring master over the window; None when we cannot vouch for it."""
+    recurrence = master.recurrence
+    zone = master._start_timezone
+    if recurrence is None or recurrence.boundary is None or zone is None:
+        return None
+    tz, end_tz = _zoneinfo(zone.key), _zoneinfo(getattr(master._end_timezone, "key", zone.key))
+    if tz.key != zone.key or master.start is None or master.end is None:
+        return None  # a zone ZoneInfo does not know: let the server expand it
+    all_day = bool(master.is_all_day) and not isinstance(master.start, datetime)
+    if all_day:
+        first = datetime.combine(master.start, time())
+        days = timedelta(days=(master.end - master.start).days + 1)  # end is inclusive here
+    else:
+        first = _utc(master.start).astimezone(tz).replace(tzinfo=None)
+        duration = _utc(master.end) - _utc(master.start)
+    boundary = recurrence.boundary
+    start_date = _date_of(boundary.start)
+    rule = _rule(recurrence.pattern, boundary, datetime.combine(start_date, first.time()))
+    if rule is None:
+        return None
+    modified = {_utc(o.original_start): o for o in master.modified_occurrences or ()}
+    deleted = {_utc(o.start) for o in master.deleted_occurrences or ()}
+    known = [*modified, *deleted]
+    first = master.first_occurrence
+    if first is not None and first.original_start is not None:
+        known.append(_utc(first.original_start))
+    horizon = max([window.end, *known]) + _NEAR
+    originals: list[datetime] = []
+    exhausted = True  # the whole series expanded (then its last occurrence is checked)
+    for local in rule:
+        original = local.replace(tzinfo=tz).astimezone(UTC)
+        if original > horizon:
+            exhausted = False
+            break
+        originals.append(original)
+        if len(originals) > _EXPANSION_LIMIT:
+            return None
+    if not set(known) <= set(originals) or not _ends_agree(master, originals, deleted, exhausted):
+        return None
+    occurrences = []
+    for original in originals:
+        if original in deleted or original in modified:
+            continue
+        if all_day:
+            local_day = original.astimezone(tz).date()
+            start = datetime.combine(local_day, time(), tz).astimezone(UTC)
+            end = datetime.combine(local_day + days, time(), end_tz).astimezone(UTC)
+        else:
+            start, end = original, original + duration
+        if start < window.end + _NEAR and end > window.start - _NEAR:
+            occurrences.append((original, start, end))
+    exceptions = [
+        (str(o.id), str(o.changekey or ""))
+        for o in modified.values()
+        if o.start is None or o.end is None
+        or (_utc(o.start) < window.end + _NEAR and _utc(o.end) > window.start - _NEAR)
+    ]  # fmt: skip
+    return _Expansion(occurrences, exceptions)
+
+
+def _ends_agree(master: Any, originals: list[datetime], deleted: set[datetime],
+                exhausted: bool) -> bool:  # fmt: skip
+    """The server's first occurrence is our first (not deleted), and its last is our last
+    when the whole series was expanded (one that ends before the horizon)."""
+    first = master.first_occurrence
+    if first is None or first.original_start is None or not originals:
+        return False  # nothing to check the expansion against
+    kept = [o for o in originals if o not in deleted]
+    if not kept or kept[0] != _utc(first.original_start):
+        return False
+    last = master.last_occurrence
+    if last is not None and last.original_start is not None:
+        original = _utc(last.original_start)
+        return kept[-1] == original if exhausted else original > originals[-1]
+    return True
+
+
+def _rule(pattern: Any, boundary: Any, start: datetime) -> rrule.rrule | None:
+    """The dateutil rule (naive wall-clock times) of an EWS recurrence pattern."""
+    kind = type(pattern).__name__
+    options: dict[str, Any] = {"dtstart": start, "interval": getattr(pattern, "interval", 1)}
+    freq: Any
+    if kind == "DailyPattern":
+        freq = rrule.DAILY
+    elif kind == "WeeklyPattern":
+        freq = rrule.WEEKLY
+        days = pattern.weekdays if isinstance(pattern.weekdays, list) else [pattern.weekdays]
+        options["byweekday"] = [_WEEKDAYS[int(d) - 1] for d in days]
+        options["wkst"] = int(pattern.first_day_of_week or 1) - 1
+    elif kind in ("AbsoluteMonthlyPattern", "AbsoluteYearlyPattern"):
+        freq = rrule.MONTHLY if kind == "AbsoluteMonthlyPattern" else rrule.YEARLY
+        day = int(pattern.day_of_month)
+        # day 31 of a 30-day month is its day 30 in Exchange (RFC 5545 would skip it)
+        options["bymonthday"] = list(range(min(day, 28), day + 1))
+        options["bysetpos"] = -1
+    elif kind in ("RelativeMonthlyPattern", "RelativeYearlyPattern"):
+        freq = rrule.MONTHLY if kind == "RelativeMonthlyPattern" else rrule.YEARLY
+        weekday = int(pattern.weekday)
+        options["byweekday"] = list(_DAY_SETS[weekday] if weekday in _DAY_SETS
+                                    else (_WEEKDAYS[weekday - 1],))  # fmt: skip
+        week = int(pattern.week_number)
+        options["bysetpos"] = -1 if week == 5 else week
+    else:
+        return None  # regeneration patterns belong to tasks
+    if freq == rrule.YEARLY:
+        options["bymonth"] = int(pattern.month)
+        options["interval"] = 1
+    name = type(boundary).__name__
+    if name == "NumberedPattern":
+        options["count"] = int(boundary.number)
+    elif name == "EndDatePattern":
+        options["until"] = datetime.combine(_date_of(boundary.end), time(23, 59, 59))
+    elif name != "NoEndPattern":
+        return None
+    return rrule.rrule(freq, **options)
+
+
+def _occurrence(
+    base: EventData, original: datetime, start: datetime, end: datetime, zone_name: str
+) -> EventData:
+    """An occurrence of a series that was not modified: the master's event at its time,
+    mapped as ``event_from_item`` maps an occurrence that GetItem returns."""
+    if not base.all_day:
+        return replace(base, start=start, end=end,
+                       recurrence_id=f"{original:%Y%m%dT%H%M%SZ}")  # fmt: skip
+    tz = _zoneinfo(base.timezone or zone_name)
+    zone = _zoneinfo(zone_name)
+    start_date = start.astimezone(tz).date()
+    end_date = (end - timedelta(days=1)).astimezone(tz).date() + timedelta(days=1)
+    return replace(
+        base,
+        start=datetime.combine(start_date, time(), zone).astimezone(UTC),
+        end=datetime.combine(end_date, time(), zone).astimezone(UTC),
+        start_date=start_date,
+        end_date=end_date,
+        recurrence_id=f"{original.astimezone(tz):%Y%m%d}",
+    )
+
+
+def _date_of(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    return date(value.year, value.month, value.day)
+
+
+def _maybe_utc(value: Any) -> datetime | None:
+    return _utc(value) if isinstance(value, datetime) else None
 
 
 def _attendee(value: Any, required: bool) -> Attendee:

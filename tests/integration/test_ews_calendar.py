@@ -9,6 +9,7 @@ Exchange payloads in ../shared/evaldata/ews.
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,9 +17,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from exchangelib import CalendarItem
+from exchangelib.recurrence import (
+    AbsoluteMonthlyPattern,
+    AbsoluteYearlyPattern,
+    DailyPattern,
+    EndDatePattern,
+    NoEndPattern,
+    NumberedPattern,
+    RelativeMonthlyPattern,
+    WeeklyPattern,
+)
 from lxml import etree
 
-from assistant.model import Attendee, EventStatus, Response
+from assistant.model import Attendee, EventData, EventStatus, Response
 from connectors.base import (
     AuthExpired,
     NotFound,
@@ -28,7 +39,14 @@ from connectors.base import (
     Transient,
     Window,
 )
-from connectors.ews_calendar import EwsCalendar, EwsSettings, event_from_item
+from connectors.ews_calendar import (
+    _ITEM_FIELDS,
+    EwsCalendar,
+    EwsSettings,
+    _expand,
+    _rule,
+    event_from_item,
+)
 from tests.support.ews_server import SOAP, Change, EwsServer, M, T
 from tests.support.ews_server import Attendee as ServerAttendee
 
@@ -91,9 +109,10 @@ def test_first_sync_lists_everything_and_costs_a_known_number_of_requests(
         "Europe/Berlin",
     )
     assert board.start == at(12, 1, 10).astimezone(UTC) and board.recurrence_id == ""
-    # ConvertId (version), GetFolder root + calendar, then the sync proper.
+    # ConvertId (version), GetFolder root + calendar, then the sync proper: no view, one
+    # GetItem for the single in the window and the master (the series expanded here).
     assert server.operations() == [
-        "ConvertId", "GetFolder", "GetFolder", "SyncFolderItems", "FindItem", "GetItem",
+        "ConvertId", "GetFolder", "GetFolder", "SyncFolderItems", "GetItem",
     ]  # fmt: skip
 
 
@@ -119,8 +138,8 @@ def test_incremental_costs(server: EwsServer) -> None:
         item.deleted.add(item.original_starts()[1])
     mark = len(server.requests)
     delta = cal.changes(delta.token, WINDOW)
-    # the view lists occurrence ids, GetItem their UIDs, GetItem the changed series' ones
-    assert ops_since(server, mark) == ["SyncFolderItems", "FindItem", "GetItem", "GetItem"]
+    # GetItem of the master (recurrence, deleted occurrences): expanded here, no view
+    assert ops_since(server, mark) == ["SyncFolderItems", "GetItem"]
     (series,) = delta.resources
     assert [e.recurrence_id for e in series.events] == ["20261201T150000Z", "20261215T150000Z"]
 
@@ -153,10 +172,13 @@ def test_a_capped_calendar_view_is_split_until_every_part_fits(server: EwsServer
     mb = server.mailbox
     mb.add("daily-ish", "Stand-up", at(11, 2, 9), at(11, 2, 10), weekly_count=10)
     mb.add("other", "Other", at(11, 3, 9), at(11, 3, 10), weekly_count=10)
-    cal = connect(server, view_cap=4)
+    cal = connect(server, view_cap=4, expand_locally=False)  # the server expands the series
     delta = cal.changes(None, WINDOW)
     assert sum(len(r.events) for r in delta.resources) == 20
-    assert server.operations().count("FindItem") > 1
+    ops = server.operations()
+    assert ops.count("FindItem") > 1
+    # probes are FindItem alone: GetItem of the masters, the occurrences' UIDs, their properties
+    assert ops.count("GetItem") == 3
 
 
 def test_moved_and_cancelled_occurrences(server: EwsServer) -> None:
@@ -174,6 +196,139 @@ def test_moved_and_cancelled_occurrences(server: EwsServer) -> None:
     moved = got["20261208T150000Z"]
     assert moved.start == at(12, 9, 9).astimezone(UTC) and moved.summary == "1:1 (moved)"
     assert all(e.href == series.item_id and e.uid == "weekly" for e in resource.events)
+
+
+def test_a_changed_series_with_an_exception_costs_three_requests(server: EwsServer) -> None:
+    mb = server.mailbox
+    series = mb.add("weekly", "1:1", at(10, 6, 16), at(10, 6, 17), weekly_count=30)
+    mb.add("single", "Board", at(12, 1, 10), at(12, 1, 12))
+    cal = connect(server)
+    token = cal.changes(None, WINDOW).token
+    starts = series.original_starts()
+    with mb.edit("weekly") as item:
+        item.modified[starts[3]] = Change(at(10, 28, 9), at(10, 28, 10), subject="moved")
+        item.deleted.add(starts[5])
+    mark = len(server.requests)
+    (resource,) = cal.changes(token, WINDOW).resources
+    # SyncFolderItems, GetItem of the master, GetItem of its exception: whatever its length
+    assert ops_since(server, mark) == ["SyncFolderItems", "GetItem", "GetItem"]
+    assert len(resource.events) == len([s for s in starts if s < WINDOW.end]) - 1
+    moved = next(e for e in resource.events if e.summary == "moved")
+    assert moved.start == at(10, 28, 9).astimezone(UTC)
+    assert moved.recurrence_id == f"{starts[3]:%Y%m%dT%H%M%SZ}"
+    assert f"{starts[5]:%Y%m%dT%H%M%SZ}" not in {e.recurrence_id for e in resource.events}
+
+
+def test_a_full_sync_of_many_series_reads_masters_not_occurrences(server: EwsServer) -> None:
+    mb = server.mailbox
+    for i in range(150):
+        series = mb.add(f"s{i}", f"Series {i}", at(10, 5, 8) + timedelta(hours=i % 9, days=i % 5),
+                        at(10, 5, 9) + timedelta(hours=i % 9, days=i % 5), weekly_count=16)  # fmt: skip
+        if i % 10 == 0:
+            o = series.original_starts()[2]
+            series.modified[o] = Change(o + timedelta(hours=2), o + timedelta(hours=3))
+    for i in range(40):
+        mb.add(f"u{i}", f"Single {i}", at(11, 1 + i % 28, 9), at(11, 1 + i % 28, 10))
+    mb.add("old", "Long ago", at(1, 5, 9), at(1, 5, 10))
+    cal = connect(server, view_cap=1000)
+    delta = cal.changes(None, WINDOW)
+    assert sum(len(r.events) for r in delta.resources) == 150 * 16 + 40
+    ops = server.operations()[3:]  # after ConvertId and the two GetFolder
+    # one SyncFolderItems page; 190 singles and masters (not "old"), 100 a GetItem; 15 exceptions
+    assert ops == ["SyncFolderItems", "GetItem", "GetItem", "GetItem"]
+
+
+Snapshot = tuple[set[tuple[str, str]], set[EventData]]
+
+
+def _snapshot(cal: EwsCalendar, token: str | None) -> Snapshot:
+    delta = cal.changes(token, WINDOW)
+    assert not delta.skipped
+    return {(r.href, r.etag) for r in delta.resources}, {
+        e for r in delta.resources for e in r.events
+    }
+
+
+def test_local_expansion_equals_the_servers_across_daylight_saving(server: EwsServer) -> None:
+    """The same EventData as the server's CalendarView expansion (the path before), for
+    weekly series over both DST changes of 2026 (Europe 25 Oct, US 1 Nov), in two zones,
+    all-day, with moved and cancelled occurrences, before and after a change."""
+    mb = server.mailbox
+    ny = mb.add("ny", "NY sync", at(10, 13, 9, NEW_YORK), at(10, 13, 10, NEW_YORK),
+                zone="Eastern Standard Time", weekly_count=8,
+                attendees=[ServerAttendee("sam@example.com", "Sam", "Accept")])  # fmt: skip
+    berlin = mb.add("berlin", "Jour fixe", at(10, 14, 9), at(10, 14, 10, ), weekly_count=10,
+                    body="<html><body>Agenda</body></html>", location="Room 1")  # fmt: skip
+    mb.add("allday", "Home office", at(10, 16, 0), at(10, 17, 0), all_day=True,
+           free_busy="Free", weekly_count=6)  # fmt: skip
+    mb.add("early", "Began before", at(9, 2, 8), at(9, 2, 9), weekly_count=10)  # fmt: skip
+    mb.add("single", "Board", at(12, 1, 10), at(12, 1, 12))
+    ny_starts, berlin_starts = ny.original_starts(), berlin.original_starts()
+    ny.modified[ny_starts[3]] = Change(ny_starts[3] + timedelta(days=1),
+                                       ny_starts[3] + timedelta(days=1, hours=1),
+                                       subject="NY sync (moved)", location="Hudson")  # fmt: skip
+    ny.deleted.add(ny_starts[2])
+    berlin.modified[berlin_starts[2]] = Change(at(10, 27, 15), at(10, 27, 16))
+    berlin.deleted.add(berlin_starts[4])
+    local, remote = connect(server), connect(server, expand_locally=False)
+    local_full, remote_full = _snapshot(local, None), _snapshot(remote, None)
+    assert local_full == remote_full
+    events = {(e.uid, e.recurrence_id): e for e in local_full[1]}
+    assert [events[("ny", f"{s:%Y%m%dT%H%M%SZ}")].start.astimezone(NEW_YORK).hour
+            for s in ny_starts if s not in (ny_starts[2], ny_starts[3])] == [9] * 6  # fmt: skip
+    assert {events[("berlin", f"{s:%Y%m%dT%H%M%SZ}")].start.astimezone(BERLIN).hour
+            for s in berlin_starts[5:]} == {9}  # fmt: skip
+    assert events[("allday", "20261023")].start_date == date(2026, 10, 23)
+    token = local.changes(None, WINDOW).token
+    with mb.edit("berlin") as item:
+        item.deleted.add(berlin_starts[6])
+        item.modified[berlin_starts[7]] = Change(berlin_starts[7] + timedelta(hours=1),
+                                                 berlin_starts[7] + timedelta(hours=2))  # fmt: skip
+    assert _snapshot(local, token) == _snapshot(remote, token)
+    assert _snapshot(local, None) == _snapshot(remote, None)
+
+
+def test_a_series_the_server_contradicts_is_expanded_by_the_server(server: EwsServer) -> None:
+    master = server.mailbox.add("w", "1:1", at(12, 1, 16), at(12, 1, 17), weekly_count=3)
+    cal = connect(server)
+    (item,) = cal._mailbox().fetch(ids=[(master.item_id, master.change_key)],
+                                   only_fields=list(_ITEM_FIELDS))  # fmt: skip
+    expansion = _expand(item, WINDOW)
+    assert expansion is not None and len(expansion.occurrences) == 3
+    item.first_occurrence.original_start += timedelta(hours=1)  # not an occurrence of ours
+    assert _expand(item, WINDOW) is None
+
+
+_FROM = date(2027, 1, 1)  # a Friday
+
+
+@pytest.mark.parametrize(
+    ("pattern", "boundary", "expected"),
+    [
+        # day 31 falls on the last day of shorter months, as in Exchange
+        (AbsoluteMonthlyPattern(interval=1, day_of_month=31), NumberedPattern(start=_FROM, number=4),
+         ["2027-01-31", "2027-02-28", "2027-03-31", "2027-04-30"]),
+        (RelativeMonthlyPattern(interval=1, weekday=5, week_number=5),  # last Friday
+         EndDatePattern(start=_FROM, end=date(2027, 3, 31)),
+         ["2027-01-29", "2027-02-26", "2027-03-26"]),
+        (RelativeMonthlyPattern(interval=2, weekday=9, week_number=1),  # first weekday
+         NumberedPattern(start=_FROM, number=3), ["2027-01-01", "2027-03-01", "2027-05-03"]),
+        (AbsoluteYearlyPattern(day_of_month=29, month=2), NumberedPattern(start=_FROM, number=2),
+         ["2027-02-28", "2028-02-29"]),
+        # every other week counts from the week of the start date (28 Dec - 3 Jan)
+        (WeeklyPattern(interval=2, weekdays=[1, 3], first_day_of_week=1),
+         NumberedPattern(start=_FROM, number=4),
+         ["2027-01-11", "2027-01-13", "2027-01-25", "2027-01-27"]),
+        (DailyPattern(interval=3), NoEndPattern(start=_FROM),
+         ["2027-01-01", "2027-01-04", "2027-01-07"]),
+    ],
+)  # fmt: skip
+def test_recurrence_patterns_as_exchange_expands_them(
+    pattern: object, boundary: object, expected: list[str]
+) -> None:
+    rule = _rule(pattern, boundary, datetime(2027, 1, 1, 9))
+    assert rule is not None
+    assert [f"{d:%Y-%m-%d}" for d in itertools.islice(rule, len(expected))] == expected
 
 
 # ------------------------------------------------------------ zones and all-day

@@ -10,7 +10,9 @@ envelopes Exchange 2016/2019 return (``m:``/``t:`` namespaces, ``ResponseClass``
   a forgotten state is answered with ErrorInvalidSyncStateData;
 * FindItem with CalendarView (series expanded, exceptions applied, deleted occurrences
   left out) or with an IndexedPageItemView and an IsEqualTo restriction;
-* GetItem (masters, singles, occurrences), CreateItem, UpdateItem, DeleteItem;
+* GetItem (masters with Recurrence, FirstOccurrence, LastOccurrence, ModifiedOccurrences
+  and DeletedOccurrences; singles; occurrences by ItemId or OccurrenceItemId),
+  CreateItem, UpdateItem, DeleteItem;
 * two mail folders (Inbox, Sent Items) with their own change logs: GetFolder,
   SyncFolderItems (Create, Update, ReadFlagChange, Delete; a state of one folder is
   invalid in the other) and GetItem of Message items (InternetMessageId, InReplyTo,
@@ -1403,6 +1405,8 @@ def _render(parent: Any, inst: Instance, shape: _Shape) -> None:
                 _sub(attendee, t("ResponseType"), person.response)
     if want("calendar:Recurrence") and inst.kind == "RecurringMaster":
         _recurrence(elem, item)
+    if inst.kind == "RecurringMaster":
+        _first_last(elem, item, want)
     if want("calendar:ModifiedOccurrences") and inst.kind == "RecurringMaster" and item.modified:
         group = _sub(elem, t("ModifiedOccurrences"))
         for index, original in enumerate(item.original_starts(), start=1):
@@ -1421,6 +1425,27 @@ def _render(parent: Any, inst: Instance, shape: _Shape) -> None:
     for uri in ("StartTimeZone", "EndTimeZone"):
         if want(f"calendar:{uri}"):
             _sub(elem, t(uri), Id=item.zone, Name=_ZONE_NAMES.get(item.zone, item.zone))
+
+
+def _first_last(elem: Any, item: Appointment, want: Any) -> None:
+    """FirstOccurrence and LastOccurrence of a master: its first and last occurrence not
+    deleted (ItemId, Start, End, OriginalStart), as Exchange reports them."""
+    kept = [
+        (index, original)
+        for index, original in enumerate(item.original_starts(), start=1)
+        if original not in item.deleted
+    ]
+    duration = item.end - item.start
+    for uri, chosen in (("FirstOccurrence", kept[:1]), ("LastOccurrence", kept[-1:])):
+        if not want(f"calendar:{uri}") or not chosen:
+            continue
+        index, original = chosen[0]
+        moved = item.modified.get(original)
+        occ = _sub(elem, t(uri))
+        _sub(occ, t("ItemId"), Id=Mailbox.occurrence_id(item, index), ChangeKey="DwAAAA==")
+        _sub(occ, t("Start"), _utc(moved.start if moved else original))
+        _sub(occ, t("End"), _utc(moved.end if moved else original + duration))
+        _sub(occ, t("OriginalStart"), _utc(original))
 
 
 def _mailbox_elem(parent: Any, address: str, name: str = "") -> None:
