@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
@@ -258,34 +260,45 @@ class CalDavCalendar:
     def _resources(
         self, entries: list[_Entry], window: Window
     ) -> tuple[list[CalendarResource], list[str], list[str]]:
-        """Parse entries (multiget those without data): (resources, skipped, vanished)."""
+        """Parse entries (multiget those without data): (resources, skipped, vanished).
+
+        The next multiget is already on its way while the previous reply is parsed, so
+        the server's time and ours overlap; the results keep the order of ``entries``.
+        """
         by_href = {e.href: e for e in entries}
         missing = [e.href for e in entries if e.data is None]
+        parsed: dict[str, CalendarResource | str] = {}  # href → resource or why skipped
         vanished: list[str] = []
-        for fetched in self._multiget(missing):
-            if fetched.status == 404:
-                by_href.pop(fetched.href, None)
-                vanished.append(fetched.href)
-            elif fetched.data is not None and fetched.href in by_href:
-                by_href[fetched.href] = fetched
+        for batch in self._multiget_ahead(missing):
+            for fetched in batch:
+                if fetched.status == 404:
+                    by_href.pop(fetched.href, None)
+                    parsed.pop(fetched.href, None)
+                    vanished.append(fetched.href)
+                elif fetched.data is not None and fetched.href in by_href:
+                    by_href[fetched.href] = fetched
+                    parsed[fetched.href] = _parse(fetched, window)
         resources: list[CalendarResource] = []
         skipped: list[str] = []
         for entry in by_href.values():
             if entry.data is None:  # the server did not answer for it: read it next time
                 skipped.append(f"{entry.href}: no calendar data returned")
                 continue
-            try:
-                resources.append(parse_resource(entry.href, entry.etag, entry.data, window))
-            except InvalidData as exc:
-                message = str(exc)
-                skipped.append(message if entry.href in message else f"{entry.href}: {message}")
+            result = parsed.get(entry.href) or _parse(entry, window)
+            if isinstance(result, str):
+                skipped.append(result)
+            else:
+                resources.append(result)
         return resources, skipped, vanished
 
     # ------------------------------------------------------------------- requests
 
     def _multiget(self, hrefs: list[str]) -> list[_Entry]:
         """calendar-multiget by chunks; a chunk too large for the server is halved."""
-        out: list[_Entry] = []
+        return [entry for batch in self._multiget_batches(hrefs) for entry in batch]
+
+    def _multiget_batches(self, hrefs: list[str]) -> Generator[list[_Entry], None, None]:
+        """The entries of each calendar-multiget reply, one reply after the other."""
         chunks = [hrefs[i : i + MULTIGET_CHUNK] for i in range(0, len(hrefs), MULTIGET_CHUNK)]
         while chunks:
             chunk = chunks.pop(0)
@@ -295,8 +308,35 @@ class CalDavCalendar:
                 continue
             if reply.status != 207:
                 _fail(reply, f"calendar-multiget on {self.path}")
-            out.extend(_multistatus(reply.tree, self.path)[0])
-        return out
+            yield _multistatus(reply.tree, self.path)[0]
+
+    def _multiget_ahead(self, hrefs: list[str]) -> Iterator[list[_Entry]]:
+        """``_multiget_batches`` with the next request sent while the caller works.
+
+        One worker thread makes the requests, one at a time (the HTTP session is never
+        used by two threads at once); its errors are raised here, in order. A single
+        request needs no thread.
+        """
+        if len(hrefs) <= MULTIGET_CHUNK:
+            yield from self._multiget_batches(hrefs)
+            return
+        batches = self._multiget_batches(hrefs)
+        done = object()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="caldav-multiget") as pool:
+            pending = pool.submit(next, batches, done)
+            try:
+                while True:
+                    batch = pending.result()
+                    if batch is done:
+                        return
+                    pending = pool.submit(next, batches, done)
+                    yield batch  # type: ignore[misc]
+            finally:
+                pending.cancel()
+                # an abandoned generator: wait for the request under way, then close it
+                with suppress(Exception):
+                    pending.result()
+                pool.submit(batches.close).result()
 
     def _query(self, *, with_data: bool, uid: str = "") -> list[_Entry]:
         reply = self._report(_query_body(with_data, uid), depth=1)
@@ -464,6 +504,16 @@ def _multistatus(tree: Any, collection: str) -> tuple[list[_Entry], str | None, 
             entries.append(entry)
     token = tree.findtext(f"{{{DAV}}}sync-token")
     return entries, (token.strip() if token is not None else None), truncated
+
+
+def _parse(entry: _Entry, window: Window) -> CalendarResource | str:
+    """One entry with data → its resource, or why it was skipped."""
+    assert entry.data is not None
+    try:
+        return parse_resource(entry.href, entry.etag, entry.data, window)
+    except InvalidData as exc:
+        message = str(exc)
+        return message if entry.href in message else f"{entry.href}: {message}"
 
 
 def _same(path: str, other: str) -> bool:
