@@ -47,6 +47,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(pair_app, name="pair")
 app.add_typer(account_app, name="account")
 app.add_typer(task_app, name="task")
+app.add_typer(task_app, name="tasks", hidden=True)  # `assistant tasks score` reads naturally too
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(priorities_app, name="priorities")
 user_app = typer.Typer(help="People who log in to the web app.", no_args_is_help=True)

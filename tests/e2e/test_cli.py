@@ -295,7 +295,7 @@ def test_task_feedback_accept_and_score(cli: Cli) -> None:
     assert isinstance(shown, dict)
     assert shown["state"] == "praised"
     assert "already praised" in cli.fails("task", "step", tid, "understood")
-    score = cli.json("task", "score", "--pair", "alex")
+    score = cli.json("tasks", "score", "--pair", "alex")
     assert isinstance(score, dict)
     assert score["accepted"] >= 1
     assert "kim@example.com" in [d["delegate"] for d in score["delegates"]]

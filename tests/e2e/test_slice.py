@@ -219,3 +219,44 @@ def test_a_delegated_task_blocks_two_slots_that_follow_the_task(world: Slice) ->
         assert {c.state for c in s.scalars(select(Checkpoint))} == {"removed"}
     assert world.run(world.jobs.sync_account(world.account_id))["changes"] == 0
     assert world.smtp.messages == []
+
+
+def test_a_prompt_reaches_the_manager_and_its_link_is_answered(world: Slice) -> None:
+    from starlette.testclient import TestClient
+
+    from assistant.services.feedback import score
+    from assistant.web.app import create_app
+
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    task = delegation.create_task(
+        world.svc, pair=world.pair_id, title="Offsite agenda", delegate="kim@example.com",
+        term_start=start, deadline=start + timedelta(days=3),
+    )  # fmt: skip
+    written = world.run(world.jobs.write_checkpoints(task.id))
+    assert len(written["written"]) == 2
+    assert len(written["ahead"]) == 2, "a prompt is scheduled at each line (an ETA)"
+    # The Red Line comes: the job the ETA would run, run now.
+    red_id, red_start = written["ahead"][0]
+    world.run(world.jobs.checkpoint_prompt(red_id, red_start))
+    mails = world.smtp.wait_for(2, timeout=20)
+    by_to = {m.message["To"].addresses[0].addr_spec: m.message for m in mails}
+    assert set(by_to) == {"alex@example.com", "kim@example.com"}
+    body = by_to["alex@example.com"].get_body(preferencelist=("plain",)).get_content()
+    assert "Does the work match the agreed parameters" in body
+    link = next(w for w in body.split() if "/feedback/" in w)
+    # The manager answers on the page the link opens (served by the real app).
+    client = TestClient(create_app(world.svc))
+    path = link.split("/feedback/", 1)[1]
+    assert client.get(f"/feedback/{path}").status_code == 200
+    answer = client.post(f"/feedback/{path}", data={
+        "csrf": client.cookies.get("fb_csrf"), "percent_done": "50", "on_track": "yes",
+    })  # fmt: skip
+    assert answer.status_code == 200
+    assert client.get(f"/feedback/{path[:-2]}zz").status_code == 403
+    view = delegation.task_view(world.svc, task.id)
+    assert view["state"] == "in_progress"
+    # A second run of the same prompt sends nothing more.
+    world.run(world.jobs.checkpoint_prompt(red_id, red_start))
+    world.run(world.jobs.drain_outbox())
+    assert len(world.smtp.messages) == 2
+    assert score(world.svc, world.pair_id)["open"] == 1
