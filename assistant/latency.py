@@ -40,7 +40,7 @@ DEFAULT_WINDOW = timedelta(days=14)
 _PREFIXES = re.compile(
     r"^(?:\s*(?:"
     r"(?:re|fwd?|aw|wg|sv|vs|tr|rv|antw|odp|ответ|отв|на|пересл|перес)"
-    r"\s*(?:\[\d+\]|\(\d+\))?\s*[:：]"
+    r"\.?\s*(?:\[\d+\]|\(\d+\))?\s*[:：]"
     r"|\[[^\[\]]{0,40}\]"
     r"))+",
     re.IGNORECASE,

@@ -85,6 +85,7 @@ def by_id(records: list[LatencyRecord]) -> dict[str, LatencyRecord]:
         ("Ответ: Бюджет", "бюджет"),
         ("НА: НА: Бюджет", "бюджет"),
         ("Пересл: Re: Бюджет  на 2024", "бюджет на 2024"),
+        ("Пересл.: Отв.: Бюджет", "бюджет"),  # Outlook in Russian abbreviates with a dot
         ("  RE :   Budget   Q3 ", "budget q3"),
         ("Budget: RE: numbers", "budget: re: numbers"),  # only leading prefixes go
         ("Reorganisation", "reorganisation"),  # "Re" without a colon is a word
