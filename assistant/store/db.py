@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+READ_ONLY = "assistant_read_only"
+
 
 def make_engine(url: str, echo: bool = False) -> Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
@@ -35,8 +37,13 @@ def make_engine(url: str, echo: bool = False) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # Take the write lock at BEGIN so two workers never both read-then-write.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A unit of work takes the write lock at BEGIN so two workers never both
+            # read-then-write; a read-only session does not (in WAL mode it reads a
+            # snapshot and neither waits for writers nor makes them wait).
+            if conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -48,6 +55,9 @@ class UnitOfWork:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._factory = sessionmaker(engine, expire_on_commit=False)
+        self._read_factory = sessionmaker(
+            engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
 
     @contextmanager
     def begin(self) -> Iterator[Session]:
@@ -59,7 +69,8 @@ class UnitOfWork:
         """A session for reading only; nothing is committed.
 
         Closing (not rolling back) ends the transaction without expiring what was
-        loaded, so rows read here stay usable, detached, after the block.
+        loaded, so rows read here stay usable, detached, after the block. On SQLite it
+        does not take the write lock.
         """
-        with self._factory() as session:
+        with self._read_factory() as session:
             yield session
