@@ -84,13 +84,20 @@ class Rule:
     note: str = ""
     block: Block | None = None
 
-    def describe(self) -> str:
-        what = {
-            "person": "with", "domain": "with anyone at", "keyword": "mentions",
-            "category": "in category", "calendar": "in calendar", "protected": "touches",
-        }[self.kind]  # fmt: skip
-        text = f"{self.level.label}: {what} {self.pattern}"
+    def describe(self, lang: str = "en") -> str:
+        words = _WORDS.get(lang, _WORDS["en"])
+        text = f"{words[self.level.label]}: {words[self.kind]} {self.pattern}"
         return f"{text} ({self.note})" if self.note else text
+
+
+_WORDS = {
+    "en": {"person": "with", "domain": "with anyone at", "keyword": "mentions",
+           "category": "in category", "calendar": "in calendar", "protected": "touches",
+           "high": "high", "normal": "normal", "low": "low"},
+    "ru": {"person": "с участием", "domain": "с кем-либо из", "keyword": "упоминает",
+           "category": "в категории", "calendar": "в календаре", "protected": "задевает",
+           "high": "высокий", "normal": "обычный", "low": "низкий"},
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +183,9 @@ def _matches(rule: Rule, event: EventData, calendar: str, zone: ZoneInfo) -> boo
     return bool(rule.block.intervals(event.start, event.end, zone))
 
 
-def rank(change: Change, rules: Sequence[Rule], zone: str, calendar: str = "") -> Ranked:
+def rank(
+    change: Change, rules: Sequence[Rule], zone: str, calendar: str = "", lang: str = "en"
+) -> Ranked:
     """The change's level and the rules that gave it (both the before and after event)."""
     tz = ZoneInfo(zone)
     events = [e for e in (change.before, change.after) if e is not None]
@@ -184,10 +193,12 @@ def rank(change: Change, rules: Sequence[Rule], zone: str, calendar: str = "") -
     if not matched:
         return Ranked(Level.NORMAL)
     level = max(r.level for r in matched)
-    return Ranked(level, tuple(r.describe() for r in matched if r.level == level))
+    return Ranked(level, tuple(r.describe(lang) for r in matched if r.level == level))
 
 
-def rank_message(subject: str, people: Sequence[str], rules: Sequence[Rule]) -> Ranked:
+def rank_message(
+    subject: str, people: Sequence[str], rules: Sequence[Rule], lang: str = "en"
+) -> Ranked:
     """A mail message's level: people and domains by address, keywords in the subject.
 
     (Calendar, category and protected-time rules are about events and do not apply.)
@@ -204,7 +215,7 @@ def rank_message(subject: str, people: Sequence[str], rules: Sequence[Rule]) -> 
     if not matched:
         return Ranked(Level.NORMAL)
     level = max(r.level for r in matched)
-    return Ranked(level, tuple(r.describe() for r in matched if r.level == level))
+    return Ranked(level, tuple(r.describe(lang) for r in matched if r.level == level))
 
 
 def describe_all(rules: Iterable[Rule]) -> list[str]:

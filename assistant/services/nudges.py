@@ -119,7 +119,7 @@ def nudge(uow: UnitOfWork, pair_id: int, now: datetime, settings: LatencySetting
             if not stages:
                 continue
             m = by_id[r.message_id]
-            urgent = rank_message(r.subject, [m.from_addr, *m.to, *m.cc], rules)
+            urgent = rank_message(r.subject, [m.from_addr, *m.to, *m.cc], rules, pair.locale)
             if not working_now and urgent.level is not Level.HIGH:
                 report.held += 1
                 nxt = hours.next_working_instant(now)

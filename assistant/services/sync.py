@@ -319,7 +319,7 @@ def _record_changes(
     # (EWS LastModifiedName): either identifies the assistant.
     assistant = {pair.assistant_email.lower(), pair.assistant_name.strip().lower()} - {""}
     for c in changes:
-        ranked = rank(c, rules, pair.timezone, calendar=account.name)
+        ranked = rank(c, rules, pair.timezone, calendar=account.name, lang=pair.locale)
         side = c.after if c.after is not None else c.before
         by_assistant = side is not None and side.modified_by.strip().lower() in assistant
         session.add(

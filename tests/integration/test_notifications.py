@@ -286,3 +286,15 @@ def test_machine_readable_changes_hide_private_details(world: World) -> None:
     assert "summary" not in c["after"]
     assert "Oncologist" not in entry.body_text and "Clinic" not in entry.body_text
     assert "Busy (private)" in entry.body_text
+
+
+def test_a_russian_assistant_reads_why_in_russian(world: World) -> None:
+    world.set_pair(locale="ru")
+    add_rule(world.uow, pair="alex", kind="keyword", pattern="board", level="high",
+             note="совет директоров", now=NOW)  # fmt: skip
+    world.write(moved(BOARD, "T100000", "T150000").replace("T120000", "T170000"), LUNCH, CEO, GYM)
+    world.sync(NOW + timedelta(minutes=1))
+    world.dispatch(NOW + timedelta(minutes=1))
+    [entry] = world.outbox()
+    assert entry.subject.startswith("Срочно:")
+    assert "Высокий приоритет: высокий: упоминает board (совет директоров)" in entry.body_text
