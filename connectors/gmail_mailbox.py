@@ -47,8 +47,6 @@ import google.auth.credentials
 import google.auth.exceptions
 import google_auth_httplib2
 import httplib2
-from google.oauth2 import credentials as user_credentials
-from google.oauth2 import service_account
 from googleapiclient import discovery
 from googleapiclient.errors import BatchError, HttpError
 from googleapiclient.http import BatchHttpRequest
@@ -64,6 +62,13 @@ from connectors.base import (
     TokenExpired,
     Transient,
     parse_retry_after,
+)
+from connectors.google_common import (
+    RATE_REASONS,
+    CountingHttp,
+    error_detail,
+    installed_app_credentials,
+    service_account_credentials,
 )
 from connectors.mail_archive import parse_message
 
@@ -81,27 +86,12 @@ METADATA_HEADERS = (
 MAX_BATCH = 100  # Gmail's limit of calls in one batch
 MAX_PAGES = 10_000
 
-_RATE_REASONS = frozenset(
-    {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}
-)
 _NEVER_COUNTED = frozenset({"DRAFT", "SPAM", "CHAT"})  # unless asked for by label
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 RequestHook = Callable[[str, str, int], None]
 Item = dict[str, Any]
 
-
-class _CountingHttp(httplib2.Http):  # type: ignore[misc]  # httplib2 has no type hints
-    """An httplib2.Http that reports every response (token requests included)."""
-
-    def __init__(self, timeout: float, hook: RequestHook) -> None:
-        super().__init__(timeout=timeout)
-        self._hook = hook
-
-    def request(self, uri: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
-        response, content = super().request(uri, method, *args, **kwargs)
-        self._hook(method, uri, int(response.status))
-        return response, content
 
 
 class GmailMailbox:
@@ -140,7 +130,7 @@ class GmailMailbox:
         self._on_request = on_request
         self._credentials = credentials
         self._http = google_auth_httplib2.AuthorizedHttp(
-            credentials, http=_CountingHttp(timeout, self._count), max_refresh_attempts=1
+            credentials, http=CountingHttp(timeout, self._count), max_refresh_attempts=1
         )
         root = api_root if api_root.endswith("/") else api_root + "/"
         # The discovery document's batchPath is joined to its own rootUrl, not to the
@@ -170,13 +160,8 @@ class GmailMailbox:
         **kwargs: Any,
     ) -> GmailMailbox:
         """OAuth for an installed app: the refresh token the manager's consent gave."""
-        creds = user_credentials.Credentials(  # type: ignore[no-untyped-call]
-            token=None,
-            refresh_token=refresh_token,
-            token_uri=token_uri,
-            client_id=client_id,
-            client_secret=client_secret,
-            scopes=list(scopes),
+        creds = installed_app_credentials(
+            client_id, client_secret, refresh_token, token_uri, scopes
         )
         return cls(creds, **kwargs)
 
@@ -192,15 +177,7 @@ class GmailMailbox:
     ) -> GmailMailbox:
         """A service account key (the JSON file's content) with domain-wide delegation,
         acting as ``subject`` (the manager)."""
-        info = dict(key)
-        if token_uri:
-            info["token_uri"] = token_uri
-        try:
-            creds = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
-                info, scopes=list(scopes), subject=subject
-            )
-        except (ValueError, KeyError) as exc:
-            raise AuthExpired(f"Gmail: unusable service account key ({exc})") from None
+        creds = service_account_credentials(key, subject, token_uri, scopes, "Gmail")
         return cls(creds, **kwargs)
 
     @classmethod
@@ -482,9 +459,9 @@ def _internal_date(value: Any) -> datetime | None:
 def _translate(exc: HttpError, what: str, missing: type[ConnectorError]) -> ConnectorError:
     """The error of our tree that a Google error reply stands for."""
     status = int(exc.resp.status)
-    reason, message = _error_detail(exc.content)
+    reason, message = error_detail(exc.content)
     where = f"Gmail {what}"
-    if status == 429 or (status == 403 and reason in _RATE_REASONS):
+    if status == 429 or (status == 403 and reason in RATE_REASONS):
         return RateLimited(
             f"{where}: rate limited ({reason or status})",
             retry_after=parse_retry_after(exc.resp.get("retry-after")),
@@ -497,15 +474,3 @@ def _translate(exc: HttpError, what: str, missing: type[ConnectorError]) -> Conn
         return Transient(f"{where}: server error {status}")
     return ConnectorError(f"{where}: refused ({status} {reason}: {message[:200]})")
 
-
-def _error_detail(content: bytes | str | None) -> tuple[str, str]:
-    """(reason, message) of a Google JSON error body."""
-    try:
-        data = json.loads(content or b"{}")
-        error = data.get("error") or {}
-        if isinstance(error, str):  # OAuth-style {"error": "invalid_grant"}
-            return error, str(data.get("error_description", ""))
-        errors = error.get("errors") or [{}]
-        return str(errors[0].get("reason", "")), str(error.get("message", ""))
-    except (ValueError, AttributeError, TypeError, IndexError):
-        return "", ""

@@ -44,8 +44,6 @@ import google_auth_httplib2
 import httplib2
 import icalendar
 import recurring_ical_events
-from google.oauth2 import credentials as user_credentials
-from google.oauth2 import service_account
 from googleapiclient import discovery
 from googleapiclient.errors import HttpError
 
@@ -66,6 +64,13 @@ from connectors.base import (
     WrittenEvent,
     parse_retry_after,
 )
+from connectors.google_common import (
+    RATE_REASONS,
+    CountingHttp,
+    error_detail,
+    installed_app_credentials,
+    service_account_credentials,
+)
 from connectors.ical import _MEETING_URL_RE, format_recurrence_id
 
 SCOPES = ("https://www.googleapis.com/auth/calendar",)
@@ -75,9 +80,6 @@ MARKER_KEY = "x-exec-assistant-checkpoint"
 UID_KEY = "x-exec-assistant-uid"
 MAX_PAGES = 10_000
 
-_RATE_REASONS = frozenset(
-    {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}
-)
 _RESPONSES = {
     "accepted": Response.ACCEPTED,
     "declined": Response.DECLINED,
@@ -102,18 +104,6 @@ Item = dict[str, Any]
 class _Conflict(ConnectorError):
     """409: an event with that id exists already."""
 
-
-class _CountingHttp(httplib2.Http):  # type: ignore[misc]  # httplib2 has no type hints
-    """An httplib2.Http that reports every response (token requests included)."""
-
-    def __init__(self, timeout: float, hook: Callable[[str, str, int], None]) -> None:
-        super().__init__(timeout=timeout)
-        self._hook = hook
-
-    def request(self, uri: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
-        response, content = super().request(uri, method, *args, **kwargs)
-        self._hook(method, uri, int(response.status))
-        return response, content
 
 
 @dataclass(slots=True)
@@ -153,7 +143,7 @@ class GoogleCalendar:
         self._on_request = on_request
         self._credentials = credentials
         authed = google_auth_httplib2.AuthorizedHttp(
-            credentials, http=_CountingHttp(timeout, self._count), max_refresh_attempts=1
+            credentials, http=CountingHttp(timeout, self._count), max_refresh_attempts=1
         )
         root = api_root if api_root.endswith("/") else api_root + "/"
         self._service = discovery.build(
@@ -184,13 +174,8 @@ class GoogleCalendar:
         **kwargs: Any,
     ) -> GoogleCalendar:
         """OAuth for an installed app: the refresh token the manager's consent gave."""
-        creds = user_credentials.Credentials(  # type: ignore[no-untyped-call]
-            token=None,
-            refresh_token=refresh_token,
-            token_uri=token_uri,
-            client_id=client_id,
-            client_secret=client_secret,
-            scopes=list(scopes),
+        creds = installed_app_credentials(
+            client_id, client_secret, refresh_token, token_uri, scopes
         )
         return cls(creds, **kwargs)
 
@@ -206,15 +191,7 @@ class GoogleCalendar:
     ) -> GoogleCalendar:
         """A service account key (the JSON file's content) with domain-wide delegation,
         acting as ``subject`` (the manager)."""
-        info = dict(key)
-        if token_uri:
-            info["token_uri"] = token_uri
-        try:
-            creds = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
-                info, scopes=list(scopes), subject=subject
-            )
-        except (ValueError, KeyError) as exc:
-            raise AuthExpired(f"Google: unusable service account key ({exc})") from None
+        creds = service_account_credentials(key, subject, token_uri, scopes, "Google")
         return cls(creds, **kwargs)
 
     @classmethod
@@ -760,9 +737,9 @@ def _own_body(event: OwnEvent) -> dict[str, Any]:
 def _translate(exc: HttpError, what: str, gone: type[ConnectorError]) -> ConnectorError:
     """The error of our tree that a Google error reply stands for."""
     status = int(exc.resp.status)
-    reason, message = _error_detail(exc.content)
+    reason, message = error_detail(exc.content)
     where = f"Google {what}"
-    if status == 429 or (status == 403 and reason in _RATE_REASONS):
+    if status == 429 or (status == 403 and reason in RATE_REASONS):
         return RateLimited(
             f"{where}: rate limited ({reason or status})",
             retry_after=parse_retry_after(exc.resp.get("retry-after")),
@@ -781,15 +758,3 @@ def _translate(exc: HttpError, what: str, gone: type[ConnectorError]) -> Connect
         return Transient(f"{where}: server error {status}")
     return ConnectorError(f"{where}: refused ({status} {reason}: {message[:200]})")
 
-
-def _error_detail(content: bytes | str | None) -> tuple[str, str]:
-    """(reason, message) of a Google JSON error body."""
-    try:
-        data = json.loads(content or b"{}")
-        error = data.get("error") or {}
-        if isinstance(error, str):  # OAuth-style {"error": "invalid_grant"}
-            return error, str(data.get("error_description", ""))
-        errors = error.get("errors") or [{}]
-        return str(errors[0].get("reason", "")), str(error.get("message", ""))
-    except (ValueError, AttributeError, TypeError, IndexError):
-        return "", ""
