@@ -43,7 +43,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -445,44 +445,9 @@ class GraphCalendar:
         idempotent: bool = True,
     ) -> httpx.Response:
         """One request: a refused token is renewed once; 5xx retried when idempotent."""
-        refreshed = False
-        attempt = 0
-        token = self._tokens.get()
-        while True:
-            headers = {
-                "Authorization": f"Bearer {token}",
-                "Prefer": f'odata.maxpagesize={self.page_size}, outlook.timezone="UTC"',
-            }
-            try:
-                reply = self._http.request(
-                    method, url, params=params, json=json_body, headers=headers
-                )
-            except httpx.TimeoutException:
-                raise Transient(f"Graph {method}: timed out") from None
-            except httpx.TransportError as exc:
-                if idempotent and attempt < self.retries:
-                    attempt += 1
-                    self._sleep(self.backoff * 2 ** (attempt - 1))
-                    continue
-                raise Transient(f"Graph {method}: {type(exc).__name__}") from None
-            self.requests += 1
-            if self._on_request is not None:
-                self._on_request(method, url, reply.status_code)
-            if reply.status_code == 401 and not refreshed:
-                refreshed = True
-                token = self._tokens.refresh()
-                continue
-            throttled = reply.status_code == 503 and "Retry-After" in reply.headers
-            if (
-                reply.status_code in _RETRY_STATUSES
-                and not throttled
-                and idempotent
-                and attempt < self.retries
-            ):
-                attempt += 1
-                self._sleep(self.backoff * 2 ** (attempt - 1))
-                continue
-            return reply
+        prefer = f'odata.maxpagesize={self.page_size}, outlook.timezone="UTC"'
+        return graph_send(self, method, url, prefer=prefer, params=params,
+                          json_body=json_body, idempotent=idempotent)  # fmt: skip
 
 
 # ------------------------------------------------------------------------ mapping
@@ -701,3 +666,67 @@ _EXPAND = (
     f"singleValueExtendedProperties($filter=id eq {_literal(UID_PROPERTY)}"
     f" or id eq {_literal(MARKER_PROPERTY)})"
 )
+
+
+class _GraphClient(Protocol):
+    """What ``graph_send`` needs of a Graph connector (calendar or mailbox)."""
+
+    retries: int
+    backoff: float
+    requests: int
+    _tokens: _Tokens
+    _http: httpx.Client
+    _sleep: Callable[[float], None]
+    _on_request: RequestHook | None
+
+
+def graph_send(
+    client: _GraphClient,
+    method: str,
+    url: str,
+    *,
+    prefer: str,
+    params: Mapping[str, str] | None = None,
+    json_body: Mapping[str, Any] | None = None,
+    idempotent: bool = True,
+) -> httpx.Response:
+    """One Graph request: a refused token is renewed once; 5xx and dropped connections are
+    retried with back-off when the request is idempotent; every reply is counted."""
+    refreshed = False
+    attempt = 0
+    token = client._tokens.get()
+    while True:
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Prefer": prefer,
+        }
+        try:
+            reply = client._http.request(
+                method, url, params=params, json=json_body, headers=headers
+            )
+        except httpx.TimeoutException:
+            raise Transient(f"Graph {method}: timed out") from None
+        except httpx.TransportError as exc:
+            if idempotent and attempt < client.retries:
+                attempt += 1
+                client._sleep(client.backoff * 2 ** (attempt - 1))
+                continue
+            raise Transient(f"Graph {method}: {type(exc).__name__}") from None
+        client.requests += 1
+        if client._on_request is not None:
+            client._on_request(method, url, reply.status_code)
+        if reply.status_code == 401 and not refreshed:
+            refreshed = True
+            token = client._tokens.refresh()
+            continue
+        throttled = reply.status_code == 503 and "Retry-After" in reply.headers
+        if (
+            reply.status_code in _RETRY_STATUSES
+            and not throttled
+            and idempotent
+            and attempt < client.retries
+        ):
+            attempt += 1
+            client._sleep(client.backoff * 2 ** (attempt - 1))
+            continue
+        return reply

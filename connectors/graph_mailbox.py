@@ -47,10 +47,8 @@ from connectors.base import (
     InvalidData,
     MailDelta,
     TokenExpired,
-    Transient,
 )
 from connectors.graph_calendar import (
-    _RETRY_STATUSES,
     AUTHORITY_HOST,
     GRAPH_URL,
     MAX_DELTA_PAGES,
@@ -58,6 +56,7 @@ from connectors.graph_calendar import (
     _fail,
     _parse,
     _Tokens,
+    graph_send,
 )
 from connectors.mail_archive import is_auto_reply, message_ids
 
@@ -250,37 +249,8 @@ class GraphMailbox:
         self, method: str, url: str, *, params: Mapping[str, str] | None = None
     ) -> httpx.Response:
         """One idempotent request: a refused token is renewed once; 5xx retried."""
-        refreshed = False
-        attempt = 0
-        token = self._tokens.get()
-        while True:
-            headers = {
-                "Authorization": f"Bearer {token}",
-                "Prefer": f"odata.maxpagesize={self.page_size}",
-            }
-            try:
-                reply = self._http.request(method, url, params=params, headers=headers)
-            except httpx.TimeoutException:
-                raise Transient(f"Graph {method}: timed out") from None
-            except httpx.TransportError as exc:
-                if attempt < self.retries:
-                    attempt += 1
-                    self._sleep(self.backoff * 2 ** (attempt - 1))
-                    continue
-                raise Transient(f"Graph {method}: {type(exc).__name__}") from None
-            self.requests += 1
-            if self._on_request is not None:
-                self._on_request(method, url, reply.status_code)
-            if reply.status_code == 401 and not refreshed:
-                refreshed = True
-                token = self._tokens.refresh()
-                continue
-            throttled = reply.status_code == 503 and "Retry-After" in reply.headers
-            if reply.status_code in _RETRY_STATUSES and not throttled and attempt < self.retries:
-                attempt += 1
-                self._sleep(self.backoff * 2 ** (attempt - 1))
-                continue
-            return reply
+        prefer = f"odata.maxpagesize={self.page_size}"
+        return graph_send(self, method, url, prefer=prefer, params=params)
 
     # ---------------------------------------------------------------------- token
 
