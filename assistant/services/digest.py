@@ -48,6 +48,7 @@ from assistant.digest import (
 from assistant.latency import Direction, reply_latencies
 from assistant.model import EventData
 from assistant.notify import Audience, Note, RenderedMessage
+from assistant.services.delegation import OPEN_STATES
 from assistant.services.hours import pair_hours
 from assistant.services.mail import addresses, to_message
 from assistant.services.notifications import _change
@@ -70,7 +71,6 @@ if TYPE_CHECKING:
     from assistant.bootstrap import Service
 
 FIRST_DIGEST_LOOKBACK = timedelta(days=1)  # with no digest before, recap the last day
-OPEN_TASK_STATES = ("briefed", "understood", "in_progress")  # as delegation.OPEN_STATES
 GONE_CHECKPOINT_STATES = ("to_remove", "removed")
 _LEVELS = {"low": 0, "normal": 1, "high": 2}
 
@@ -372,7 +372,7 @@ def _tasks(session: Session, pair: Pair, now: datetime, until: datetime) -> list
         .join(DelegatedTask, DelegatedTask.id == Checkpoint.task_id)
         .where(
             DelegatedTask.pair_id == pair.id,
-            DelegatedTask.state.in_(OPEN_TASK_STATES),
+            DelegatedTask.state.in_(OPEN_STATES),
             Checkpoint.state.not_in(GONE_CHECKPOINT_STATES),
             or_(
                 (Checkpoint.line_at >= now) & (Checkpoint.line_at < until),

@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from assistant.services.hours import HOLIDAYS_KEY, holiday_setting, public_holidays
+from assistant.services.hours import HOLIDAYS_KEY, holiday_setting, hours_for, public_holidays
 from assistant.services.pairs import NotFoundError, check_zone
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Pair
-from assistant.worktime import WorkingHours
 
 CHANNELS = ("smtp", "webhook", "chat")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -60,8 +59,7 @@ def validate(changes: dict[str, Any], current_zone: str) -> dict[str, Any]:
         hours = changes["working_hours"]
         if not isinstance(hours, dict):
             raise ValueError("working hours must map days to ranges")
-        week = {k: v for k, v in hours.items() if k != HOLIDAYS_KEY}
-        WorkingHours.from_config(week, out.get("timezone", current_zone))  # validates
+        hours_for(hours, out.get("timezone", current_zone))  # validates (holidays aside)
         out["working_hours"] = hours
     if "holidays_country" in changes:
         country = str(changes["holidays_country"] or "").strip().upper()
