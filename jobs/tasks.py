@@ -202,15 +202,40 @@ def keep_polling(now: datetime, interval: float) -> bool:
 def dispatch_changes(pair_id: int) -> dict[str, Any]:
     """Turn a pair's pending changes into a message when due; run again when they will be."""
     from assistant.services.notifications import dispatch
+    from assistant.services.push import calendar_pushes
 
     svc = runtime.service()
-    report = dispatch(svc.uow, pair_id, svc.now(), svc.settings.notify)
+    now = svc.now()
+    report = dispatch(
+        svc.uow,
+        pair_id,
+        now,
+        svc.settings.notify,
+        next_poll_at=next_poll_at(now),
+        pushes=lambda provider: calendar_pushes(svc.settings, provider),
+    )
     if report.outbox_ids:
         jobs().drain_outbox()
     if report.next_due is not None:
         delay = max(0.5, (report.next_due - svc.now()).total_seconds())
         jobs().dispatch_changes.schedule((pair_id,), delay=delay)
     return report.to_dict()
+
+
+def next_poll_at(now: datetime) -> datetime | None:
+    """When the next polling round starts at the earliest, or None when unknown.
+
+    Below a minute, the live loop's next round is one interval after its last planned
+    one; from a minute up, ``tick`` polls at the next minute (the scheduler's tick).
+    """
+    interval = runtime.service().settings.sync.poll_interval_seconds
+    if interval >= 60:
+        return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    state = jobs().huey.get(POLL_LOOP_KEY, peek=True)
+    planned = state.get("planned") if isinstance(state, dict) else None
+    if not isinstance(planned, datetime):
+        return None
+    return max(now, planned + timedelta(seconds=interval))
 
 
 def drain_outbox() -> dict[str, Any]:

@@ -111,6 +111,15 @@ def push_address(settings: Settings, provider: str) -> str | None:
     return None if base is None or provider not in PATHS else base + PATHS[provider]
 
 
+def calendar_pushes(settings: Settings, provider: str) -> bool:
+    """Whether a calendar account of ``provider`` can report a change between two polls:
+    Exchange by streaming (``assistant run`` keeps it open), Graph and Google by webhook
+    when a public URL is set; CalDAV and ICS feeds only when polled."""
+    if provider == "ews":
+        return True
+    return provider in PATHS and push_address(settings, provider) is not None
+
+
 # ---------------------------------------------------------------------- the directory
 
 

@@ -298,3 +298,56 @@ def test_a_russian_assistant_reads_why_in_russian(world: World) -> None:
     [entry] = world.outbox()
     assert entry.subject.startswith("Срочно:")
     assert "Высокий приоритет: высокий: упоминает board (совет директоров)" in entry.body_text
+
+
+# ------------------------------------------------ a window that would hold in vain
+
+POLLED = {"ics": False, "caldav": False, "ews": True}
+
+
+def pushes(provider: str) -> bool:
+    return POLLED[provider]
+
+
+def move_board(world: World, at: datetime) -> None:
+    world.write(moved(BOARD, "T100000", "T150000").replace("T120000", "T170000"), LUNCH, CEO, GYM)
+    assert world.sync(at) == 1
+
+
+def test_a_polled_calendar_gets_its_message_at_once_when_no_poll_comes_before_the_window_ends(
+    world: World,
+) -> None:
+    seen = NOW + timedelta(minutes=1)
+    move_board(world, seen)
+    report = world.dispatch(seen + timedelta(seconds=1), next_poll_at=seen + timedelta(seconds=30),
+                            pushes=pushes)  # fmt: skip
+    assert (report.sent, len(report.outbox_ids), report.next_due) == (1, 1, None)
+
+
+def test_the_window_holds_when_a_poll_comes_before_it_ends(world: World) -> None:
+    seen = NOW + timedelta(minutes=1)
+    move_board(world, seen)
+    report = world.dispatch(seen + timedelta(seconds=1), next_poll_at=seen + timedelta(seconds=2),
+                            pushes=pushes)  # fmt: skip
+    assert (report.outbox_ids, report.next_due) == ([], seen + timedelta(seconds=20))
+
+
+def test_the_window_holds_for_a_calendar_that_pushes_or_has_not_synced_yet(
+    world: World, tmp_path: Path
+) -> None:
+    seen = NOW + timedelta(minutes=1)
+    move_board(world, seen)
+    later = seen + timedelta(seconds=30)
+    held = world.dispatch(seen + timedelta(seconds=1), next_poll_at=later,
+                          pushes=lambda provider: True)  # fmt: skip
+    assert held.outbox_ids == [] and held.next_due == seen + timedelta(seconds=20)
+    # A second calendar of the pair, not synced since the change was seen: it may add to it.
+    other = tmp_path / "home.ics"
+    other.write_text("BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//t//EN\nEND:VCALENDAR\n")
+    home = add_account(world.uow, pair="alex", name="home", provider="ics",
+                       settings={"location": str(other)}, now=seen)  # fmt: skip
+    assert world.dispatch(seen + timedelta(seconds=2), next_poll_at=later,
+                          pushes=pushes).outbox_ids == []  # fmt: skip
+    sync_calendar(world.uow, home.id, IcsFeed(str(other)), seen + timedelta(seconds=3), POLICY)
+    report = world.dispatch(seen + timedelta(seconds=4), next_poll_at=later, pushes=pushes)
+    assert (report.sent, len(report.outbox_ids)) == (1, 1)

@@ -97,3 +97,43 @@ def test_one_loop_on_a_fixed_grid_and_a_replaced_loop_stops(loop: tuple[Huey, Cl
     before = len(planned(huey))
     assert huey.execute(nxt, timestamp=nxt.eta) == 0  # a round of the replaced loop...
     assert len(planned(huey)) == before, "...polls nothing and plans nothing more"
+
+
+def test_the_next_round_is_known_to_the_dispatcher(loop: tuple[Huey, Clock]) -> None:
+    huey, clock = loop
+    assert tasks.next_poll_at(clock.now) is None, "no loop yet: unknown"
+    tasks.keep_polling(clock.now, 2)
+    start = NOW + timedelta(seconds=0.9)
+    clock.now = start
+    run_next(huey, "sync_due")
+    assert tasks.next_poll_at(start + timedelta(seconds=0.5)) == start + timedelta(seconds=2)
+    late = start + timedelta(seconds=7)  # the loop fell behind: a round may start any moment
+    assert tasks.next_poll_at(late) == late
+
+
+def test_a_minute_or_more_polls_at_the_next_tick(loop: tuple[Huey, Clock]) -> None:
+    runtime.service().settings.sync.poll_interval_seconds = 300
+    at = datetime(2026, 11, 24, 9, 0, 42, 5, tzinfo=UTC)
+    assert tasks.next_poll_at(at) == datetime(2026, 11, 24, 9, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("provider", "public_url", "expected"),
+    [
+        ("ews", "", True),
+        ("graph", "", False),
+        ("graph", "https://assistant.example.com", True),
+        ("google", "https://assistant.example.com", True),
+        ("google", "http://assistant.example.com", False),
+        ("caldav", "https://assistant.example.com", False),
+        ("ics", "https://assistant.example.com", False),
+    ],
+)
+def test_which_calendars_can_report_between_polls(
+    provider: str, public_url: str, expected: bool
+) -> None:
+    from assistant.services.push import calendar_pushes
+    from config.settings import WebSettings
+
+    settings = Settings(web=WebSettings(public_url=public_url))
+    assert calendar_pushes(settings, provider) is expected
