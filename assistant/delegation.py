@@ -1,7 +1,8 @@
 """Delegated tasks: where the Red Line and the Dead Line fall, and their calendar slots.
 
-A task runs from ``term_start`` to ``deadline``. Its *Red Line* is at a fraction of the term
-(default the middle: the last moment to change the approach); its *Dead Line* is the deadline
+A task runs from ``term_start`` to ``deadline``. Its *Red Line* is at a fraction of the
+working time in the term (default the middle: the last moment to change the approach; by the
+clock when the term holds no working time); its *Dead Line* is the deadline
 (acceptance). Each becomes an event in the manager's free working time, as near to its line as
 the calendar allows.
 
@@ -71,14 +72,26 @@ def _aware(name: str, t: datetime) -> datetime:
 
 
 def lines(
-    term_start: datetime, deadline: datetime, red_line_fraction: float = 0.5
+    term_start: datetime,
+    deadline: datetime,
+    red_line_fraction: float = 0.5,
+    hours: WorkingHours | None = None,
 ) -> tuple[datetime, datetime]:
-    """``(red_line, dead_line)`` in UTC: the Red Line at ``red_line_fraction`` of the term."""
+    """``(red_line, dead_line)`` in UTC: the Red Line at ``red_line_fraction`` of the term.
+
+    With ``hours``, the fraction is of the working time in the term: a task given on
+    Friday afternoon and due on Tuesday at noon has its Red Line on Monday afternoon, half
+    of the time to work on it, not on Sunday. A term without working time in it is cut
+    by the clock.
+    """
     start, end = _aware("term_start", term_start), _aware("deadline", deadline)
     if end <= start:
         raise ValueError("the deadline must be after the start of the term")
     if not 0 < red_line_fraction < 1:
         raise ValueError(f"the Red Line fraction must be between 0 and 1, got {red_line_fraction}")
+    working = hours.working_minutes(start, end) if hours is not None else 0.0
+    if hours is not None and working > 0:
+        return hours.instant_after(start, working * red_line_fraction), end
     return start + (end - start) * red_line_fraction, end
 
 
@@ -205,7 +218,7 @@ def plan_checkpoints(
     earlier on a tie), starting after the Red Line slot ends (after ``term_start`` when the
     Red Line found no slot) and never overlapping it.
     """
-    red_at, dead_at = lines(term_start, deadline, red_line_fraction)
+    red_at, dead_at = lines(term_start, deadline, red_line_fraction, hours)
     start = _aware("term_start", term_start)
     red = find_slot(red_at, red_line_duration, busy, hours, search, start, dead_at)
     dead_busy: Sequence[Interval] = [*busy, red] if red else busy

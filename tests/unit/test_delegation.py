@@ -257,12 +257,30 @@ def test_plan_puts_both_lines_in_free_working_time() -> None:
     start, deadline = b(2026, 3, 2, 9, 0), b(2026, 3, 13, 18, 0)  # Mon .. Fri 18:00
     busy = [(b(2026, 3, 7, 0, 0), b(2026, 3, 10, 0, 0))]  # Sat-Mon away
     red, dead = plan_checkpoints(start, deadline, hours=HOURS, busy=busy)
-    assert red.kind is CheckpointKind.RED_LINE and red.line_at == b(2026, 3, 8, 1, 30)
-    # The line falls on the weekend; Friday 17:30 is 32 h before, Tuesday 09:00 is 55.5 h after.
+    # Ten working days: the line is after five of them, at the end of the first Friday
+    # (by the clock it would be Sunday 01:30); the slot ends there.
+    assert red.kind is CheckpointKind.RED_LINE and red.line_at == b(2026, 3, 6, 18, 0)
     assert (red.start, red.end, red.reason) == (b(2026, 3, 6, 17, 30), b(2026, 3, 6, 18, 0), "")
     # The deadline is the end of Friday's hours: acceptance fits just before it.
     assert dead.kind is CheckpointKind.DEAD_LINE and dead.line_at == deadline
     assert (dead.start, dead.end) == (b(2026, 3, 13, 17, 15), b(2026, 3, 13, 18, 0))
+
+
+def test_the_red_line_halves_the_working_time_not_the_clock() -> None:
+    # Given Friday 16:00, due Tuesday 12:00: 2 h on Friday, 9 on Monday, 3 on Tuesday.
+    start, deadline = b(2026, 3, 6, 16, 0), b(2026, 3, 10, 12, 0)
+    red_at, dead_at = lines(start, deadline, 0.5, HOURS)
+    assert (red_at, dead_at) == (b(2026, 3, 9, 14, 0), deadline)  # 7 h in: Monday 14:00
+    assert lines(start, deadline, 0.5)[0] == b(2026, 3, 8, 14, 0)  # the clock's Sunday
+    red, _ = plan_checkpoints(start, deadline, hours=HOURS)
+    assert (red.start, red.end) == (b(2026, 3, 9, 14, 0), b(2026, 3, 9, 14, 30))
+    # A fraction counts working time too: a quarter of 14 h is 3.5 h, Monday 10:30.
+    assert lines(start, deadline, 0.25, HOURS)[0] == b(2026, 3, 9, 10, 30)
+
+
+def test_a_term_without_working_time_is_cut_by_the_clock() -> None:
+    start, deadline = b(2026, 3, 7, 10, 0), b(2026, 3, 8, 10, 0)  # Saturday to Sunday
+    assert lines(start, deadline, 0.5, HOURS)[0] == b(2026, 3, 7, 22, 0)
 
 
 def test_plan_short_term_keeps_order_and_no_overlap() -> None:
