@@ -8,7 +8,7 @@ moment of connecting, and never stored or logged in clear.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 CALENDAR_PROVIDERS = ("ics", "caldav", "ews", "google", "graph")
 WRITABLE_CALENDARS = ("caldav", "ews", "google", "graph")
 MAIL_PROVIDERS = ("maildir", "mbox", "imap", "gmail", "ews-mail", "graph-mail")
+
+# Called with a refresh token the provider rotated (Microsoft does), to be stored in
+# place of the account's old one; see assistant.services.accounts.token_keeper.
+TokenKeeper = Callable[[str], None]
 
 
 class UnknownProvider(ValueError):
@@ -46,7 +50,11 @@ def secret(value: Any) -> str:
 
 
 def open_calendar(
-    provider: str, settings: Mapping[str, Any], timeout: float = 30.0
+    provider: str,
+    settings: Mapping[str, Any],
+    timeout: float = 30.0,
+    *,
+    keep_token: TokenKeeper | None = None,
 ) -> CalendarSource:
     if provider == "ics":
         from connectors.ics_feed import IcsFeed
@@ -58,20 +66,24 @@ def open_calendar(
             timeout=timeout,
         )
     if provider in WRITABLE_CALENDARS:
-        return _writable(provider, settings, timeout)
+        return _writable(provider, settings, timeout, keep_token)
     raise UnknownProvider(f"unknown calendar provider {provider!r}")
 
 
 def open_calendar_writer(
-    provider: str, settings: Mapping[str, Any], timeout: float = 30.0
+    provider: str,
+    settings: Mapping[str, Any],
+    timeout: float = 30.0,
+    *,
+    keep_token: TokenKeeper | None = None,
 ) -> CalendarWriter:
     if provider in WRITABLE_CALENDARS:
-        return _writable(provider, settings, timeout)
+        return _writable(provider, settings, timeout, keep_token)
     raise UnknownProvider(f"provider {provider!r} cannot write events")
 
 
 def _writable(
-    provider: str, settings: Mapping[str, Any], timeout: float
+    provider: str, settings: Mapping[str, Any], timeout: float, keep_token: TokenKeeper | None
 ) -> CalDavCalendar | EwsCalendar | GoogleCalendar | GraphCalendar:
     if provider == "caldav":
         from connectors.caldav_calendar import CalDavCalendar
@@ -100,12 +112,19 @@ def _writable(
             client_secret=secret(settings.get("client_secret")),
             refresh_token=secret(settings.get("refresh_token")),
             timeout=timeout,
+            on_refresh_token=keep_token,
             **{k: settings[k] for k in ("graph_url", "authority_host") if k in settings},
         )
     raise UnknownProvider(f"provider {provider!r} cannot write events")
 
 
-def open_mailbox(provider: str, settings: Mapping[str, Any], timeout: float = 30.0) -> MailSource:
+def open_mailbox(
+    provider: str,
+    settings: Mapping[str, Any],
+    timeout: float = 30.0,
+    *,
+    keep_token: TokenKeeper | None = None,
+) -> MailSource:
     if provider == "maildir":
         from connectors.mail_archive import MaildirSource
 
@@ -146,6 +165,7 @@ def open_mailbox(provider: str, settings: Mapping[str, Any], timeout: float = 30
             refresh_token=secret(settings.get("refresh_token")),
             timeout=timeout,
             header_senders=tuple(settings.get("header_senders", ())),
+            on_refresh_token=keep_token,
             **{k: settings[k] for k in ("graph_url", "authority_host") if k in settings},
         )
     raise UnknownProvider(f"unknown mail provider {provider!r}")

@@ -18,6 +18,7 @@ from huey.api import TaskWrapper
 from sqlalchemy import select
 
 from assistant import outbox
+from assistant.services.accounts import token_keeper
 from assistant.services.runner import policy_of
 from assistant.services.sync import sync_calendar
 from assistant.store.tables import Account
@@ -70,7 +71,12 @@ def sync_account(account_id: int) -> dict[str, Any]:
     if kind == "mail":
         return _sync_mailbox(svc, account_id, pair_id, provider, conf)
     try:
-        source = open_calendar(provider, conf, timeout=svc.settings.sync.http_timeout_seconds)
+        source = open_calendar(
+            provider,
+            conf,
+            timeout=svc.settings.sync.http_timeout_seconds,
+            keep_token=token_keeper(svc, account_id),
+        )
     except ConnectorError as exc:  # e.g. a stored secret that cannot be read any more
         from assistant.services.sync import record_failure
 
@@ -109,7 +115,8 @@ def _sync_mailbox(
     from connectors.registry import open_mailbox
 
     try:
-        result = import_mail(svc, account_id, open_mailbox(provider, conf))
+        mailbox = open_mailbox(provider, conf, keep_token=token_keeper(svc, account_id))
+        result = import_mail(svc, account_id, mailbox)
     except RateLimited as exc:
         delay = exc.retry_after or svc.settings.sync.poll_interval_seconds
         jobs().sync_account.schedule((account_id,), delay=delay)

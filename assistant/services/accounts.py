@@ -9,6 +9,8 @@ plain words whether the server let us in.
 from __future__ import annotations
 
 import contextlib
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,8 @@ from connectors.base import (
 if TYPE_CHECKING:
     from assistant.bootstrap import Service
     from config.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # What a form may create, and the settings keys each provider's form fills in.
 FORM_PROVIDERS: dict[str, tuple[str, ...]] = {
@@ -120,6 +124,36 @@ def save_oauth_account(
         svc.uow, pair=pair_id, name=_unique_name(svc, pair_id, name), provider=provider,
         settings=conf, now=svc.now(),
     ).id  # fmt: skip
+
+
+def token_keeper(svc: Service, account_id: int) -> Callable[[str], None]:
+    """What a connector calls with a refresh token its provider rotated (Microsoft does).
+
+    The new token is stored encrypted in place of the old one at once, in a unit of work
+    of its own (a sync that fails later must not lose it), also when the old one came by
+    reference (``{env=...}``): the old token may stop working. Storing never breaks the
+    caller: a failure is logged (never the token) and the old token stays.
+    """
+
+    def keep(token: str) -> None:
+        try:
+            sealed = keyring_for(svc.settings).seal(token)
+            with svc.uow.begin() as session:
+                account = session.get(Account, account_id)
+                if account is None:
+                    return
+                account.settings = {**account.settings, "refresh_token": sealed}
+        except Exception as exc:
+            log.error(
+                "account %s: the provider renewed its refresh token, which could not be "
+                "stored (%s); reconnect the account if it stops working",
+                account_id,
+                type(exc).__name__,
+            )
+        else:
+            log.info("account %s: the provider renewed its refresh token; stored", account_id)
+
+    return keep
 
 
 def _unique_name(svc: Service, pair_id: int, name: str) -> str:
@@ -213,12 +247,13 @@ def check_account(svc: Service, pair_id: int, account_id: int) -> CheckResult:
     timeout = min(svc.settings.sync.http_timeout_seconds, 20.0)
     now = svc.now()
     try:
+        keep = token_keeper(svc, account_id)
         if kind == "calendar":
-            source = open_calendar(provider, conf, timeout)
+            source = open_calendar(provider, conf, timeout, keep_token=keep)
             window = Window(now, now + timedelta(minutes=1), ZoneInfo(zone).key)
             source.changes(None, window)
         else:
-            mailbox = open_mailbox(provider, conf, timeout)
+            mailbox = open_mailbox(provider, conf, timeout, keep_token=keep)
             mailbox.changes(None)
     except TokenExpired:
         return CheckResult(True, "check_ok")  # the server answered: the login works

@@ -395,7 +395,7 @@ def reconcile_checkpoints(
             if state in ("planned", "unplaced"):
                 report.messages.append(f"{label}: no writable calendar connected; not blocked")
             continue
-        target = writer or _open_writer(svc, *accounts[account_id])
+        target = writer or _open_writer(svc, account_id, *accounts[account_id])
         if state == "to_remove" or (closed and state in ("planned", "unplaced")):
             if state == "to_remove":
                 target.delete_event(uid)
@@ -441,11 +441,19 @@ def reconcile_checkpoints(
     return report
 
 
-def _open_writer(svc: Service, provider: str, conf: dict[str, Any]) -> CalendarWriter:
+def _open_writer(
+    svc: Service, account_id: int, provider: str, conf: dict[str, Any]
+) -> CalendarWriter:
+    from assistant.services.accounts import token_keeper
     from connectors.registry import open_calendar_writer
 
     try:
-        return open_calendar_writer(provider, conf, svc.settings.sync.http_timeout_seconds)
+        return open_calendar_writer(
+            provider,
+            conf,
+            svc.settings.sync.http_timeout_seconds,
+            keep_token=token_keeper(svc, account_id),
+        )
     except ValueError as exc:
         raise ConnectorError(str(exc)) from None
 

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import or_, select
 
+from assistant.services.accounts import token_keeper
 from assistant.store.tables import Account
 from connectors.base import ConnectorError, NotFound
 
@@ -184,7 +185,7 @@ def ensure_push(
     timeout = svc.settings.sync.http_timeout_seconds
     try:
         if provider == "graph":
-            with _graph(conf, timeout) as calendar:
+            with _graph(conf, timeout, token_keeper(svc, account_id)) as calendar:
                 return _ensure_graph(svc.uow, account_id, calendar, address, stored, now,
                                      renew=renew, recreate=recreate)  # fmt: skip
         calendar_g = _google(conf, timeout)
@@ -212,7 +213,7 @@ def drop_push(svc: Service, account_id: int) -> PushOutcome:
     timeout = svc.settings.sync.http_timeout_seconds
     try:
         if provider == "graph" and ident:
-            with _graph(conf, timeout) as calendar:
+            with _graph(conf, timeout, token_keeper(svc, account_id)) as calendar:
                 _graph_subs(calendar, str(stored.get("address") or "")).delete(_graph_sub(stored))
         elif provider == "google" and (ident or stale):
             watches = _watches(_google(conf, timeout), str(stored.get("address") or ""))
@@ -369,11 +370,13 @@ def _graph_sub(stored: Mapping[str, Any]) -> GraphSubscription:
 
 
 @contextmanager
-def _graph(conf: Mapping[str, Any], timeout: float) -> Iterator[GraphCalendar]:
+def _graph(
+    conf: Mapping[str, Any], timeout: float, keep_token: Callable[[str], None]
+) -> Iterator[GraphCalendar]:
     from connectors.graph_calendar import GraphCalendar
     from connectors.registry import open_calendar
 
-    calendar = open_calendar("graph", conf, timeout=timeout)
+    calendar = open_calendar("graph", conf, timeout=timeout, keep_token=keep_token)
     assert isinstance(calendar, GraphCalendar)
     try:
         yield calendar

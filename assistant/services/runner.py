@@ -30,6 +30,7 @@ def policy_of(svc: Service) -> SyncPolicy:
 def sync_now(
     svc: Service, pair: str | int | None = None, account_id: int | None = None, send: bool = True
 ) -> list[dict[str, Any]]:
+    from assistant.services.accounts import token_keeper
     from assistant.services.mail import import_mail
     from connectors.registry import open_calendar, open_mailbox
 
@@ -50,9 +51,8 @@ def sync_now(
         row: dict[str, Any] = {"account": f"{aid} {name}", "kind": kind}
         try:
             if kind == "calendar":
-                report = sync_calendar(
-                    svc.uow, aid, open_calendar(provider, conf, timeout), svc.now(), policy_of(svc)
-                )
+                source = open_calendar(provider, conf, timeout, keep_token=token_keeper(svc, aid))
+                report = sync_calendar(svc.uow, aid, source, svc.now(), policy_of(svc))
                 row |= {
                     "full": report.full,
                     "unchanged": report.unchanged,
@@ -65,7 +65,8 @@ def sync_now(
                     done += f", {len(report.skipped)} unreadable item(s)"
                 row["summary"] = done
             else:
-                imported = import_mail(svc, aid, open_mailbox(provider, conf))
+                mailbox = open_mailbox(provider, conf, keep_token=token_keeper(svc, aid))
+                imported = import_mail(svc, aid, mailbox)
                 row |= imported
                 row["summary"] = f"{imported['new']} new message(s)"
         except ConnectorError as exc:

@@ -296,6 +296,29 @@ def test_connect_microsoft_365_and_sync(world: World, graph: GraphServer) -> Non
     assert not any(t in text for t in graph._refresh)
 
 
+def test_a_rotated_microsoft_refresh_token_is_kept_encrypted_and_used_next_time(
+    world: World, graph: GraphServer
+) -> None:
+    client = configure(world, graph=graph)
+    token = login(client, "alex@alpha.example")
+    r = start(client, token, world.alpha.id, "microsoft")
+    follow(client, r, verify=ssl.create_default_context(cafile=graph.ca_file))
+    [calendar] = accounts_of(world, "graph")
+    first = calendar.settings["refresh_token"]
+    graph.single_use_refresh_tokens = True  # an old token is refused once it has been used
+    graph.create_event("Quarterly review", START, START + timedelta(hours=1))
+    for round_ in range(3):
+        graph.expire_access_tokens()  # every sync has to redeem the refresh token
+        [row] = [x for x in sync_now(world.svc, account_id=calendar.id, send=False) if "kind" in x]
+        assert "error" not in row, (round_, row)
+    [calendar] = accounts_of(world, "graph")
+    stored = calendar.settings["refresh_token"]
+    assert set(stored) == {"encrypted"} and stored != first
+    assert SecretRef(**stored).resolve().get_secret_value() in graph._refresh
+    assert len(graph._refresh) == 1, "each sync used the token the previous one stored"
+    assert not any(t in database_text(world) for t in graph._refresh)
+
+
 def test_microsoft_denied_consent(world: World, graph: GraphServer) -> None:
     client = configure(world, graph=graph)
     token = login(client, "alex@alpha.example")

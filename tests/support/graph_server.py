@@ -277,6 +277,9 @@ class GraphServer:
         self._thread: threading.Thread | None = None
         self.url = ""
         self.deny_consent = False  # the sign-in page: the user refuses consent
+        # A refresh token used once is refused afterwards (the rotated one replaces it), as
+        # Microsoft may do: a client that does not keep the rotated token is locked out.
+        self.single_use_refresh_tokens = False
         self._codes: dict[str, dict[str, str]] = {}  # authorization codes given out
 
     # ------------------------------------------------------------------ lifecycle
@@ -941,6 +944,8 @@ class _Handler(BaseHTTPRequestHandler):
                     )
                 rotated = "rt-" + secrets.token_urlsafe(16)
                 g._refresh.add(rotated)
+                if g.single_use_refresh_tokens:
+                    g._refresh.discard(str(form.get("refresh_token")))
                 reply.update({"refresh_token": rotated, "scope": form.get("scope", "")})
             elif grant == "authorization_code":
                 reply.update(self._redeem(form))
