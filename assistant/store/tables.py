@@ -447,6 +447,20 @@ class WebSession(Base):
     expires_at: Mapped[datetime]
 
 
+class LoginAttempt(Base):
+    """A refused login or a login link asked for, kept a day to throttle guessing.
+
+    ``key`` names what is counted: ``"email:<sha256>"``, ``"ip:<address>"``,
+    ``"link:<sha256>"``; the address typed in is stored only as its hash.
+    """
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(80), index=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+
+
 class LoginLink(Base):
     """A one-time login link sent by mail; only the token's hash is stored."""
 

@@ -7,6 +7,7 @@ returns it).
 
 from __future__ import annotations
 
+import math
 from datetime import date
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -28,6 +29,7 @@ from assistant.web.auth import (
     start_session,
 )
 from assistant.web.guard import Ctx, ErrorPage, HTTPProblem, guarded
+from assistant.web.login_guard import LoginGuard
 from assistant.web.openapi import openapi
 
 if TYPE_CHECKING:
@@ -68,9 +70,21 @@ def routes(
             data = await request.json()
         except ValueError:
             return JSONResponse({"error": "the body is not JSON"}, status_code=400)
-        user_id = check_password(svc, str(data.get("email", "")), str(data.get("password", "")))
+        email = str(data.get("email", ""))
+        client = request.client.host if request.client else ""
+        guard, now = LoginGuard(svc.uow), svc.now()
+        wait = guard.password_wait(email, client, now)
+        if wait > 0:
+            return JSONResponse(
+                {"error": "too many attempts", "retry_after_seconds": math.ceil(wait)},
+                status_code=429,
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
+        user_id = check_password(svc, email, str(data.get("password", "")))
         if user_id is None:
+            guard.refused(email, client, now)
             return JSONResponse({"error": "wrong email or password"}, status_code=401)
+        guard.succeeded(email)
         token, max_age = start_session(svc, user_id)
         response = JSONResponse({"ok": True})
         set_cookie(svc, response, SESSION_COOKIE, token, max_age)

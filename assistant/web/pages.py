@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ from assistant.web.auth import (
 )
 from assistant.web.guard import Ctx, guarded
 from assistant.web.i18n import translator
+from assistant.web.login_guard import LoginGuard
 from assistant.web.svg import timeline_svg, trend_svg
 
 if TYPE_CHECKING:
@@ -57,6 +59,12 @@ def make_templates() -> Jinja2Templates:
         undefined=jinja2.StrictUndefined,
     )
     return Jinja2Templates(env=env)
+
+
+def _client(request: Request) -> str:
+    """The client's address as the server saw it (behind a proxy: run uvicorn with
+    ``--proxy-headers`` and ``--forwarded-allow-ips`` so that this is the real one)."""
+    return request.client.host if request.client else ""
 
 
 def _safe_next(target: str) -> str:
@@ -144,11 +152,21 @@ class Pages:
         t = translator(request.query_params.get("lang", "en"))
         if not ok:
             return self._login_page(request, t("csrf"), 403)
-        user_id = check_password(
-            self.svc, str(form.get("email", "")), str(form.get("password", ""))
-        )
+        email, client = str(form.get("email", "")), _client(request)
+        guard, now = LoginGuard(self.svc.uow), self.svc.now()
+        wait = guard.password_wait(email, client, now)
+        if wait > 0:
+            minutes = max(1, math.ceil(wait / 60))
+            response = self._login_page(
+                request, t("too_many_logins").format(minutes=minutes), 429
+            )
+            response.headers["Retry-After"] = str(math.ceil(wait))
+            return response
+        user_id = check_password(self.svc, email, str(form.get("password", "")))
         if user_id is None:
+            guard.refused(email, client, now)
             return self._login_page(request, t("wrong_login"), 401)
+        guard.succeeded(email)
         return self._logged_in(user_id, str(form.get("next", "/")))
 
     def _logged_in(self, user_id: int, target: str) -> Response:
@@ -170,8 +188,10 @@ class Pages:
         if not ok:
             return self._login_page(request, t("csrf"), 403)
         base = self.svc.settings.web.public_url or str(request.base_url)
-        send_login_link(self.svc, str(form.get("email", "")), base)
-        return self._login_page(request, t("link_sent"), 200)
+        email = str(form.get("email", ""))
+        if LoginGuard(self.svc.uow).take_link(email, _client(request), self.svc.now()):
+            send_login_link(self.svc, email, base)
+        return self._login_page(request, t("link_sent"), 200)  # the same, sent or not
 
     async def link_form(self, request: Request) -> Response:
         return self._login_page(

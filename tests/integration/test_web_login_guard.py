@@ -1,0 +1,98 @@
+"""Guessing at the login is throttled: per address, per client, and login links too.
+
+Real app through Starlette's TestClient, real store (SQLite and PostgreSQL), time injected.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+
+from assistant.store.tables import LoginAttempt, OutboxEntry
+from tests.support.web import PASSWORD, World, login_csrf, world_fixture  # noqa: F401
+
+SAM = "sam@alpha.example"
+
+
+def try_password(client: TestClient, email: str, password: str) -> int:
+    token = login_csrf(client)
+    r = client.post("/login", data={"csrf_token": token, "email": email, "password": password})
+    return r.status_code
+
+
+def test_five_wrong_passwords_lock_the_address_for_fifteen_minutes(world: World) -> None:
+    client = world.client()
+    assert [try_password(client, SAM, f"guess {i}") for i in range(5)] == [401] * 5
+    token = login_csrf(client)
+    r = client.post("/login", data={"csrf_token": token, "email": SAM, "password": PASSWORD})
+    assert r.status_code == 429, "even the right password waits: guessing must not pay"
+    assert "Too many attempts. Try again in 15 min." in r.text
+    assert r.headers["Retry-After"] == "900"
+    assert "ea_session" not in r.headers.get("set-cookie", "")
+    # The address is not the only thing counted, but other addresses are not locked by it.
+    assert try_password(world.client(), "alex@alpha.example", PASSWORD) == 303
+    world.clock.advance(minutes=14)
+    assert try_password(client, " SAM@alpha.example ", PASSWORD) == 429, "same address"
+    world.clock.advance(minutes=1, seconds=1)
+    assert try_password(client, SAM, PASSWORD) == 303
+
+
+def test_a_successful_login_clears_the_count(world: World) -> None:
+    client = world.client()
+    for i in range(4):
+        assert try_password(client, SAM, f"guess {i}") == 401
+    assert try_password(client, SAM, PASSWORD) == 303
+    fresh = world.client()
+    assert [try_password(fresh, SAM, f"again {i}") for i in range(5)] == [401] * 5
+    assert try_password(fresh, SAM, PASSWORD) == 429
+
+
+def test_one_client_spraying_many_addresses_is_stopped(world: World) -> None:
+    client = world.client()
+    codes = [try_password(client, f"user{i}@x.example", "123456") for i in range(30)]
+    assert codes == [401] * 30
+    assert try_password(client, SAM, PASSWORD) == 429
+
+
+def test_the_api_login_is_throttled_alike(world: World) -> None:
+    client = world.client()
+    for i in range(5):
+        r = client.post("/api/login", json={"email": SAM, "password": f"guess {i}"})
+        assert r.status_code == 401
+    r = client.post("/api/login", json={"email": SAM, "password": PASSWORD})
+    assert r.status_code == 429 and r.json()["retry_after_seconds"] == 900
+    assert r.headers["Retry-After"] == "900"
+
+
+def test_login_links_are_limited_and_the_page_tells_nothing(world: World) -> None:
+    client = world.client()
+    pages = []
+    for _ in range(5):
+        token = login_csrf(client)
+        r = client.post("/login/link", data={"csrf_token": token, "email": SAM})
+        pages.append((r.status_code, "a link is on its way" in r.text))
+    assert pages == [(200, True)] * 5
+    with world.svc.uow.read() as s:
+        sent = s.scalar(
+            select(func.count()).where(OutboxEntry.idempotency_key.like("login-link:%"))
+        )
+    assert sent == 3
+    world.clock.advance(hours=1, seconds=1)
+    token = login_csrf(client)
+    client.post("/login/link", data={"csrf_token": token, "email": SAM})
+    with world.svc.uow.read() as s:
+        assert s.scalar(
+            select(func.count()).where(OutboxEntry.idempotency_key.like("login-link:%"))
+        ) == 4
+
+
+def test_the_typed_address_is_stored_only_hashed_and_old_rows_go(world: World) -> None:
+    client = world.client()
+    try_password(client, "someone@secret.example", "x")
+    with world.svc.uow.read() as s:
+        keys = list(s.scalars(select(LoginAttempt.key)))
+    assert keys and not any("secret.example" in k for k in keys)
+    world.clock.advance(days=1, seconds=1)
+    try_password(client, "other@x.example", "y")
+    with world.svc.uow.read() as s:
+        assert s.scalar(select(func.count()).select_from(LoginAttempt)) == 2  # the new ones
