@@ -252,6 +252,14 @@ class InboxSettings(_Section):
         7, ge=1, le=365, description="older messages are never acted on (first run, restores)"
     )
     timeout_seconds: float = Field(30.0, gt=0)
+    trusted_authserv_ids: list[str] = Field(
+        default_factory=list,
+        description=(
+            "the receiving mail server's Authentication-Results name (e.g. mx.google.com); "
+            "when set, only mail it found authentic (DMARC, or aligned DKIM/SPF) is acted "
+            'on; "" stands for Microsoft 365, whose header names no server'
+        ),
+    )
 
 
 class Settings(BaseSettings):

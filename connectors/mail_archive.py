@@ -234,6 +234,8 @@ class InboundMessage:
     text: str  # the plain-text part, or the HTML part crudely as text; "" when neither
     auto_reply: bool = False
     source_id: str = ""
+    # The Authentication-Results header values, topmost (added last) first.
+    authentication_results: tuple[str, ...] = ()
 
 
 def html_to_text(markup: str) -> str:
@@ -292,6 +294,10 @@ def parse_inbound(raw: bytes, *, source_id: str, mtime: datetime) -> InboundMess
     """Headers (as ``parse_message`` reads them) and text of one message.
     Raises InvalidData when it is not a mail."""
     head = parse_message(raw, source_id=source_id, folder="", mtime=mtime)
+    verdicts: list[str] = []
+    with contextlib.suppress(Exception):  # parse_message read these headers already
+        found = _PARSER.parsebytes(raw, headersonly=True).get_all("Authentication-Results")
+        verdicts = [str(v) for v in found or []]
     return InboundMessage(
         message_id=head.message_id,
         from_addr=head.from_addr,
@@ -304,6 +310,7 @@ def parse_inbound(raw: bytes, *, source_id: str, mtime: datetime) -> InboundMess
         text=body_text(raw),
         auto_reply=head.auto_reply,
         source_id=source_id,
+        authentication_results=tuple(verdicts),
     )
 
 

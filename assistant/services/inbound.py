@@ -14,7 +14,9 @@ Each new message (read with its text, never marked seen) is one of:
   checkpoints and confirmed by mail in ONE transaction, or, when the words leave the task
   unclear, a question back and nothing created;
 * anything else (strangers, automatic mail, replies to our other notifications, mail older
-  than ``inbox.max_age_days``): logged and dropped, never answered (no backscatter).
+  than ``inbox.max_age_days``, and, when ``inbox.trusted_authserv_ids`` is set, mail the
+  receiving server did not authenticate, see ``assistant.mail_auth``): logged and dropped,
+  never answered (no backscatter).
 
 Nothing twice: every effect is keyed by the message's Message-ID (outbox keys
 ``inbox-task:``/``inbox-question:``/``inbox-ask:``, feedback ``dedupe_key``), so a message
@@ -52,6 +54,7 @@ from assistant import outbox, timefmt
 from assistant.channels.smtp import MESSAGE_ID_DOMAIN, message_id_for
 from assistant.delegation import CheckpointKind
 from assistant.feedback import Confidence, FeedbackAnswer, parse_answer, reply_text
+from assistant.mail_auth import authenticated
 from assistant.services import delegation
 from assistant.services.feedback import feedback_link, record_answer
 from assistant.services.pairs import NotFoundError, check_email
@@ -196,6 +199,8 @@ def process_inbox(svc: Service, now: datetime, source: InboxSource | None = None
     source = source or open_inbox(svc.settings)
     if source is None:
         return report
+    if not svc.settings.inbox.trusted_authserv_ids:
+        _warn_unauthenticated_once()
     with _lock(svc.settings.data_dir) as mine:
         if not mine:
             report.busy = True
@@ -213,6 +218,18 @@ def process_inbox(svc: Service, now: datetime, source: InboxSource | None = None
     return report
 
 
+_warned: list[bool] = []
+
+
+def _warn_unauthenticated_once() -> None:
+    if not _warned:
+        _warned.append(True)
+        log.warning(
+            "inbox: the From address of incoming mail is trusted as it stands; set "
+            "inbox.trusted_authserv_ids to act only on mail the receiving server authenticated"
+        )
+
+
 def handle_message(svc: Service, m: InboundMessage, now: datetime, report: InboxReport) -> None:
     """Act on one message (see the module's docstring); idempotent per Message-ID."""
     sender = m.from_addr.lower()
@@ -226,6 +243,12 @@ def handle_message(svc: Service, m: InboundMessage, now: datetime, report: Inbox
         why_not = "an automatic message"
     elif m.sent_at < now - timedelta(days=svc.settings.inbox.max_age_days):
         why_not = "older than inbox.max_age_days"
+    elif svc.settings.inbox.trusted_authserv_ids:
+        verdict = authenticated(
+            m.authentication_results, sender, svc.settings.inbox.trusted_authserv_ids
+        )
+        if not verdict.ok:  # not answered: a reply to a forged From is backscatter
+            why_not = f"the sender is not authenticated ({verdict.why})"
     if why_not:
         _ignore(m, why_not, report)
         return

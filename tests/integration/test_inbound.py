@@ -91,9 +91,13 @@ def deliver(
     message_id: str = "",
     sent: datetime = NOW - timedelta(minutes=5),
     html: str = "",
+    authentication_results: tuple[str, ...] = (),
 ) -> str:
-    """APPEND one mail to the service's INBOX; its Message-ID (without brackets)."""
+    """APPEND one mail to the service's INBOX; its Message-ID (without brackets). The
+    ``Authentication-Results`` go on top, as the receiving server adds them."""
     mail = EmailMessage()
+    for verdict in authentication_results:
+        mail["Authentication-Results"] = verdict
     mail["From"] = f"Someone <{sender}>"
     mail["To"] = SERVICE
     mail["Subject"] = subject
@@ -236,6 +240,29 @@ def test_mail_from_anyone_else_is_ignored_and_never_answered(
     with svc.uow.read() as s:
         assert s.scalars(select(OutboxEntry)).all() == []
     assert smtp_server.messages == []
+
+
+def test_with_a_trusted_server_named_a_forged_from_creates_nothing(
+    svc: Service, mailbox: tuple[str, str, IMAPClient], smtp_server: SmtpServer
+) -> None:
+    inbox = svc.settings.inbox.model_copy(update={"trusted_authserv_ids": ["mx.service.test"]})
+    svc.settings = svc.settings.model_copy(update={"inbox": inbox})
+    forged = ("mx.service.test; spf=fail smtp.mailfrom=example.com; dkim=none; "
+              "dmarc=fail (p=reject) header.from=example.com")  # fmt: skip
+    deliver(mailbox, sender=MANAGER, subject="Wire the money", body="Pay it by Friday 17:00.",
+            authentication_results=(forged, "mx.service.test; dmarc=pass"))  # fmt: skip
+    deliver(mailbox, sender=MANAGER, subject="No verdict at all", body="By Friday 17:00.")
+    report = run(svc)
+    assert (report.read, report.ignored, report.tasks, report.outbox_ids) == (2, 2, [], [])
+    assert tasks(svc) == [] and smtp_server.messages == [], "nothing made, nothing answered"
+    genuine = ("mx.service.test; dkim=pass header.d=example.com header.s=k1; "
+               "dmarc=pass header.from=example.com")  # fmt: skip
+    deliver(mailbox, sender=MANAGER, subject="Board deck", body="The board deck by Friday 17:00.",
+            authentication_results=(genuine,))  # fmt: skip
+    report = run(svc)
+    [task] = tasks(svc)
+    assert report.tasks == [task.id] and task.title == "Board deck"
+    assert len(smtp_server.wait_for(1)) == 1  # the confirmation
 
 
 def test_the_same_message_twice_acts_once(
