@@ -71,7 +71,7 @@ from connectors.google_common import (
     installed_app_credentials,
     service_account_credentials,
 )
-from connectors.ical import _MEETING_URL_RE, format_recurrence_id
+from connectors.ical_event import MEETING_URL_RE, format_recurrence_id
 
 SCOPES = ("https://www.googleapis.com/auth/calendar",)
 DEFAULT_ROOT = "https://www.googleapis.com/"
@@ -633,7 +633,7 @@ def _meeting_url(item: Mapping[str, Any]) -> str:
             if point.get("entryPointType") == kind and point.get("uri"):
                 return str(point["uri"])
     for key in ("location", "description"):
-        match = _MEETING_URL_RE.search(str(item.get(key) or ""))
+        match = MEETING_URL_RE.search(str(item.get(key) or ""))
         if match:
             return match.group(0)
     return ""

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from assistant.model import OWN_EVENT_PROPERTY
 from connectors.base import InvalidData, Window
-from connectors.ical import fast_single, parse_resource
+from connectors.ical import parse_resource
+from connectors.ical_fast import fast_single
 
 EVALDATA = Path(__file__).resolve().parents[2].parent / "shared" / "evaldata" / "ics"
 HREF = "/cal/item.ics"
