@@ -90,7 +90,7 @@ class PushSupervisor:
             log.exception("could not queue a sync of account %s", account_id)
 
     def _ews(self, account_id: int, conf: dict[str, Any]) -> None:
-        from connectors.ews_calendar import ews_settings
+        from connectors.ews_account import ews_settings
         from connectors.ews_push import EwsStreamingWatcher
         from connectors.registry import secret
 

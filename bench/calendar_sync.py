@@ -503,7 +503,8 @@ def open_connector(spec: dict[str, Any]) -> Any:
 
         return CalDavCalendar(spec["url"], timeout=timeout, zone=ZONE)
     if kind == "ews":
-        from connectors.ews_calendar import EwsCalendar, EwsSettings
+        from connectors.ews_account import EwsSettings
+        from connectors.ews_calendar import EwsCalendar
 
         settings = EwsSettings(
             mailbox=spec["mailbox"],

@@ -44,7 +44,7 @@ from exchangelib import errors as ews_errors
 
 from assistant.model import MessageData
 from connectors.base import ConnectorError, InvalidData, MailDelta, TokenExpired
-from connectors.ews_calendar import EwsSettings, _translate, open_account
+from connectors.ews_account import EwsSettings, open_account, translate_error
 from connectors.mail_archive import is_auto_reply, message_ids
 
 SYNC_PAGE = 512  # the most SyncFolderItems returns at once
@@ -200,7 +200,7 @@ class EwsMailbox:
         except ConnectorError:
             raise
         except Exception as exc:
-            mapped = _translate(exc, f"EWS {what}")
+            mapped = translate_error(exc, f"EWS {what}")
             if mapped is None:
                 raise
             raise mapped from None

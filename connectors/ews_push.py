@@ -49,7 +49,8 @@ from exchangelib import errors as ews_errors
 from exchangelib.services import GetStreamingEvents, SubscribeToStreaming, Unsubscribe
 
 from connectors.base import AuthExpired, ConnectorError, RateLimited
-from connectors.ews_calendar import EwsCalendar, EwsSettings, _translate
+from connectors.ews_account import EwsSettings, translate_error
+from connectors.ews_calendar import EwsCalendar
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ class _Errors:
             raise SubscriptionLost(f"{self.what}: {type(exc).__name__}") from None
         if not isinstance(exc, Exception):
             return False
-        mapped = _translate(exc, self.what)
+        mapped = translate_error(exc, self.what)
         if mapped is None:
             return False
         raise mapped from None

@@ -88,7 +88,7 @@ def open_mail_sender(
 ) -> MailSender:
     """A sender for an account row's provider and settings (``secret`` resolves references)."""
     if provider in ("ews", "ews-mail"):
-        from connectors.ews_calendar import ews_settings
+        from connectors.ews_account import ews_settings
 
         return EwsMailSender(ews_settings(settings, secret), timeout=timeout)
     if provider in ("graph", "graph-mail"):
@@ -185,7 +185,7 @@ class EwsMailSender:
                 raise InvalidRecipient(f"EWS: recipient {mail.to!r} refused") from None
 
     def _mailbox(self) -> Any:
-        from connectors.ews_calendar import open_account
+        from connectors.ews_account import open_account
 
         if self._account is None:
             with self._errors("sign-in"):
@@ -195,14 +195,14 @@ class EwsMailSender:
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
-        from connectors.ews_calendar import _translate
+        from connectors.ews_account import translate_error
 
         try:
             yield
         except ConnectorError:
             raise
         except Exception as exc:
-            mapped = _translate(exc, f"EWS {what}")
+            mapped = translate_error(exc, f"EWS {what}")
             if mapped is None:
                 raise
             raise mapped from None

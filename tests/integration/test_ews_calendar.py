@@ -39,14 +39,9 @@ from connectors.base import (
     Transient,
     Window,
 )
-from connectors.ews_calendar import (
-    _ITEM_FIELDS,
-    EwsCalendar,
-    EwsSettings,
-    _expand,
-    _rule,
-    event_from_item,
-)
+from connectors.ews_account import EwsSettings
+from connectors.ews_calendar import _ITEM_FIELDS, EwsCalendar
+from connectors.ews_series import event_from_item, expand_series, recurrence_rule
 from tests.support.ews_server import SOAP, Change, EwsServer, M, T
 from tests.support.ews_server import Attendee as ServerAttendee
 
@@ -293,10 +288,10 @@ def test_a_series_the_server_contradicts_is_expanded_by_the_server(server: EwsSe
     cal = connect(server)
     (item,) = cal._mailbox().fetch(ids=[(master.item_id, master.change_key)],
                                    only_fields=list(_ITEM_FIELDS))  # fmt: skip
-    expansion = _expand(item, WINDOW)
+    expansion = expand_series(item, WINDOW)
     assert expansion is not None and len(expansion.occurrences) == 3
     item.first_occurrence.original_start += timedelta(hours=1)  # not an occurrence of ours
-    assert _expand(item, WINDOW) is None
+    assert expand_series(item, WINDOW) is None
 
 
 _FROM = date(2027, 1, 1)  # a Friday
@@ -326,7 +321,7 @@ _FROM = date(2027, 1, 1)  # a Friday
 def test_recurrence_patterns_as_exchange_expands_them(
     pattern: object, boundary: object, expected: list[str]
 ) -> None:
-    rule = _rule(pattern, boundary, datetime(2027, 1, 1, 9))
+    rule = recurrence_rule(pattern, boundary, datetime(2027, 1, 1, 9))
     assert rule is not None
     assert [f"{d:%Y-%m-%d}" for d in itertools.islice(rule, len(expected))] == expected
 

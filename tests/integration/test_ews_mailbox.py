@@ -19,7 +19,7 @@ from connectors.base import (
     TokenExpired,
     Transient,
 )
-from connectors.ews_calendar import EwsSettings
+from connectors.ews_account import EwsSettings
 from connectors.ews_mailbox import EwsMailbox, message_from_item
 from tests.support.ews_server import EwsServer, MailItem, T
 

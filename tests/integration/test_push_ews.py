@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from connectors.ews_calendar import EwsSettings
+from connectors.ews_account import EwsSettings
 from connectors.ews_push import EwsStreamingWatcher
 from tests.support.ews_server import EwsServer, streaming
 
