@@ -43,37 +43,34 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn, Protocol
+from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
-import msal
-import requests
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 from assistant.model import Attendee, EventData, EventStatus, Response
 from connectors.base import (
-    AuthExpired,
     CalendarDelta,
     CalendarResource,
-    ConnectorError,
     InvalidData,
-    NotFound,
     OwnEvent,
-    PreconditionFailed,
-    RateLimited,
     TokenExpired,
-    Transient,
     Window,
     WrittenEvent,
-    parse_retry_after,
+)
+from connectors.graph_client import (
+    AUTHORITY_HOST,
+    GRAPH_URL,
+    RequestHook,
+    Tokens,
+    fail,
+    graph_send,
+    odata_literal,
+    parse_time,
 )
 
-GRAPH_URL = "https://graph.microsoft.com/v1.0"
-AUTHORITY_HOST = "https://login.microsoftonline.com"
-APP_SCOPES = ("https://graph.microsoft.com/.default",)
-DELEGATED_SCOPES = ("https://graph.microsoft.com/Calendars.ReadWrite",)
 PROPERTY_SET = "{8f0c6a52-3d1e-4b7a-9c55-2e6a1f0b9d41}"
 UID_PROPERTY = f"String {PROPERTY_SET} Name x-exec-assistant-uid"
 MARKER_PROPERTY = f"String {PROPERTY_SET} Name x-exec-assistant-checkpoint"
@@ -81,133 +78,17 @@ TRANSACTION_PREFIX = "exec-assistant-"
 MAX_DELTA_PAGES = 10_000
 # Exchange's global object id: a class id, then the instance date (zero in the master).
 _GOID_CLASS = "040000008200E00074C5B7101A82E008"
-_SYNC_CODES = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid"})
-_RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _RESPONSES = {
     "accepted": Response.ACCEPTED,
     "organizer": Response.ACCEPTED,
     "declined": Response.DECLINED,
     "tentativelyaccepted": Response.TENTATIVE,
 }
-_FRACTION = re.compile(r"(\.\d{6})\d+")
 _TAG = re.compile(r"<[^>]+>")
 _IANA_TO_WINDOWS: dict[str, str] = {}
 for _windows_name, _iana_name in WINDOWS_TO_OLSON.items():
     _IANA_TO_WINDOWS.setdefault(_iana_name, _windows_name)
 
-RequestHook = Callable[[str, str, int], None]
-
-
-class _Session(requests.Session):
-    """msal's HTTP client: ``verify`` and ``timeout`` passed with every request.
-
-    requests lets REQUESTS_CA_BUNDLE override a session's ``verify``; passing it per
-    request keeps an explicit CA file (or False) in force.
-    """
-
-    def __init__(self, verify: bool | str, timeout: float) -> None:
-        super().__init__()
-        self._verify = verify
-        self._timeout = timeout
-
-    def request(  # type: ignore[override]
-        self, method: str, url: str, *args: Any, **kwargs: Any
-    ) -> requests.Response:
-        kwargs["verify"] = self._verify
-        kwargs.setdefault("timeout", self._timeout)
-        return super().request(method, url, *args, **kwargs)
-
-
-class _Tokens:
-    """Access tokens from msal: app-only (client secret) or delegated (refresh token).
-
-    The msal application is built on first use (it asks the authority for its OpenID
-    configuration). A rotated refresh token is handed to ``on_refresh_token``.
-    """
-
-    def __init__(
-        self,
-        tenant: str,
-        client_id: str,
-        client_secret: str,
-        refresh_token: str,
-        authority_host: str,
-        verify: bool | str,
-        timeout: float,
-        on_refresh_token: Callable[[str], None] | None,
-    ) -> None:
-        self._authority = f"{authority_host.rstrip('/')}/{tenant}"
-        self._client_id = client_id
-        self._client_secret = client_secret
-        self.refresh_token = refresh_token
-        self._verify = verify
-        self._timeout = timeout
-        self._on_refresh_token = on_refresh_token
-        self._app: Any = None
-        self._token = ""
-        self._expires = 0.0
-
-    def get(self) -> str:
-        if not self._token or time.monotonic() > self._expires:
-            self._acquire()
-        return self._token
-
-    def refresh(self) -> str:
-        """A new access token, not the cached one (the API refused it)."""
-        self._token = ""
-        if self._app is not None and not self.refresh_token:
-            self._app.remove_tokens_for_client()
-        self._acquire()
-        return self._token
-
-    def _application(self) -> Any:
-        if self._app is None:
-            session = _Session(self._verify, self._timeout)
-            options: dict[str, Any] = {
-                "authority": self._authority,
-                "validate_authority": False,
-                "instance_discovery": False,
-                "http_client": session,
-            }
-            if self._client_secret:
-                self._app = msal.ConfidentialClientApplication(
-                    self._client_id, client_credential=self._client_secret, **options
-                )
-            else:
-                self._app = msal.PublicClientApplication(self._client_id, **options)
-        return self._app
-
-    def _acquire(self) -> None:
-        try:
-            app = self._application()
-            if self.refresh_token:
-                result = app.acquire_token_by_refresh_token(
-                    self.refresh_token, scopes=list(DELEGATED_SCOPES)
-                )
-            elif self._client_secret:
-                result = app.acquire_token_for_client(scopes=list(APP_SCOPES))
-            else:
-                raise AuthExpired("Graph: neither a client secret nor a refresh token is set")
-        except requests.exceptions.Timeout:
-            raise Transient("Graph sign-in: timed out") from None
-        except (requests.exceptions.RequestException, OSError) as exc:
-            raise Transient(f"Graph sign-in: {type(exc).__name__}") from None
-        except ValueError as exc:  # msal: authority unreachable or a reply that is not JSON
-            raise Transient(f"Graph sign-in: {str(exc)[:200]}") from None
-        token = result.get("access_token") if isinstance(result, dict) else None
-        if not token:
-            error = str(result.get("error", "no token")) if isinstance(result, dict) else "?"
-            if error in ("temporarily_unavailable", "server_error"):
-                raise Transient(f"Graph sign-in: {error}")
-            raise AuthExpired(f"Graph sign-in refused ({error}): reconnect the account")
-        self._token = str(token)
-        lifetime = float(result.get("expires_in") or 3600)
-        self._expires = time.monotonic() + max(0.0, lifetime - 60)
-        rotated = result.get("refresh_token")
-        if self.refresh_token and rotated and rotated != self.refresh_token:
-            self.refresh_token = str(rotated)
-            if self._on_refresh_token is not None:
-                self._on_refresh_token(self.refresh_token)
 
 
 class GraphCalendar:
@@ -251,7 +132,7 @@ class GraphCalendar:
         self._sleep = sleep
         self._on_request = on_request
         self._user_url = f"{self.graph_url}/users/{quote(user, safe='@')}"
-        self._tokens = _Tokens(
+        self._tokens = Tokens(
             tenant, client_id, client_secret, refresh_token, authority_host, verify, timeout,
             on_refresh_token,
         )  # fmt: skip
@@ -330,7 +211,7 @@ class GraphCalendar:
             if reply.status_code == 404:
                 continue  # deleted meanwhile: try the next one, or write it anew
             if not reply.is_success:
-                _fail(reply, "update event")
+                fail(reply, "update event")
             for extra in found[index + 1 :]:  # duplicates (none unless written elsewhere)
                 self._delete(str(extra["id"]))
             written = self._json(reply, "update event")
@@ -338,7 +219,7 @@ class GraphCalendar:
         body["transactionId"] = TRANSACTION_PREFIX + hashlib.sha256(event.uid.encode()).hexdigest()
         reply = self._send("POST", f"{self._user_url}/events", json_body=body, idempotent=False)
         if not reply.is_success:
-            _fail(reply, "create event")
+            fail(reply, "create event")
         written = self._json(reply, "create event")
         return WrittenEvent(href=str(written.get("id", "")), etag=_etag(written))
 
@@ -351,7 +232,7 @@ class GraphCalendar:
     def get_event(self, uid: str) -> EventData | None:
         found = self._find_own(uid)
         if not found:
-            found = self._find(f"iCalUId eq {_literal(uid)}", expand=False)
+            found = self._find(f"iCalUId eq {odata_literal(uid)}", expand=False)
         for item in found:
             if item.get("type") == "seriesMaster":
                 continue
@@ -364,7 +245,7 @@ class GraphCalendar:
         """Our events holding ``uid`` (more than one only if a write was duplicated)."""
         found = self._find(
             "singleValueExtendedProperties/Any(ep: ep/id eq "
-            f"{_literal(UID_PROPERTY)} and ep/value eq {_literal(uid)})",
+            f"{odata_literal(UID_PROPERTY)} and ep/value eq {odata_literal(uid)})",
             expand=True,
         )
         return [item for item in found if _own_from(item)[0] == uid]
@@ -413,7 +294,7 @@ class GraphCalendar:
     def _delete(self, event_id: str) -> None:
         reply = self._send("DELETE", self._event_url(event_id))
         if not reply.is_success and reply.status_code != 404:
-            _fail(reply, "delete event")
+            fail(reply, "delete event")
 
     def _event_url(self, event_id: str) -> str:
         return f"{self._user_url}/events/{quote(event_id, safe='')}"
@@ -423,7 +304,7 @@ class GraphCalendar:
     ) -> httpx.Response:
         reply = self._send("GET", url, params=params)
         if not reply.is_success:
-            _fail(reply, "calendarView delta" if delta else "GET", delta=delta)
+            fail(reply, "calendarView delta" if delta else "GET", delta=delta)
         return reply
 
     def _json(self, reply: httpx.Response, what: str) -> dict[str, Any]:
@@ -473,7 +354,7 @@ def _event_data(
     recurrence_id = ""
     if item.get("type") in ("occurrence", "exception"):
         original = item.get("originalStart")
-        when = _parse(str(original)).astimezone(UTC) if original else start
+        when = parse_time(str(original)).astimezone(UTC) if original else start
         if all_day:
             local_zone = _zone(original_zone or zone)
             recurrence_id = when.astimezone(local_zone).strftime("%Y%m%d")
@@ -558,17 +439,10 @@ def _wall(value: datetime, zone: str) -> dict[str, str]:
 
 def _local(value: Mapping[str, Any]) -> datetime:
     """A Graph dateTimeTimeZone as an aware datetime."""
-    parsed = _parse(str(value["dateTime"]))
+    parsed = parse_time(str(value["dateTime"]))
     if parsed.tzinfo is not None:
         return parsed
     return parsed.replace(tzinfo=_zone(_iana(str(value.get("timeZone") or "UTC")) or "UTC"))
-
-
-def _parse(text: str) -> datetime:
-    text = _FRACTION.sub(r"\1", text.strip())
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    return datetime.fromisoformat(text)
 
 
 def _iana(name: str) -> str:
@@ -629,104 +503,8 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _literal(value: str) -> str:
-    """An OData string literal."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _fail(reply: httpx.Response, what: str, *, delta: bool = False) -> NoReturn:
-    """Raise the error of our tree that an unsuccessful Graph reply stands for."""
-    status = reply.status_code
-    code = ""
-    try:
-        error = reply.json().get("error") or {}
-        code = str(error.get("code") or "")
-    except (ValueError, AttributeError):
-        pass
-    detail = f"{status} {code}".strip()
-    if delta and (status == 410 or code.lower() in _SYNC_CODES):
-        raise TokenExpired(f"Graph {what}: the delta token is no longer valid ({detail})")
-    if status in (401, 403):
-        raise AuthExpired(f"Graph {what}: access refused ({detail})")
-    if status == 429 or (status == 503 and "Retry-After" in reply.headers):
-        raise RateLimited(
-            f"Graph {what}: throttled ({detail})",
-            retry_after=parse_retry_after(reply.headers.get("Retry-After")),
-        )
-    if status in (404, 410):
-        raise NotFound(f"Graph {what}: not found ({detail})")
-    if status == 412:
-        raise PreconditionFailed(f"Graph {what}: precondition failed")
-    if status >= 500:
-        raise Transient(f"Graph {what}: server error ({detail})")
-    raise ConnectorError(f"Graph {what}: unexpected reply ({detail})")
-
-
 _EXPAND = (
-    f"singleValueExtendedProperties($filter=id eq {_literal(UID_PROPERTY)}"
-    f" or id eq {_literal(MARKER_PROPERTY)})"
+    f"singleValueExtendedProperties($filter=id eq {odata_literal(UID_PROPERTY)}"
+    f" or id eq {odata_literal(MARKER_PROPERTY)})"
 )
 
-
-class _GraphClient(Protocol):
-    """What ``graph_send`` needs of a Graph connector (calendar or mailbox)."""
-
-    retries: int
-    backoff: float
-    requests: int
-    _tokens: _Tokens
-    _http: httpx.Client
-    _sleep: Callable[[float], None]
-    _on_request: RequestHook | None
-
-
-def graph_send(
-    client: _GraphClient,
-    method: str,
-    url: str,
-    *,
-    prefer: str,
-    params: Mapping[str, str] | None = None,
-    json_body: Mapping[str, Any] | None = None,
-    idempotent: bool = True,
-) -> httpx.Response:
-    """One Graph request: a refused token is renewed once; 5xx and dropped connections are
-    retried with back-off when the request is idempotent; every reply is counted."""
-    refreshed = False
-    attempt = 0
-    token = client._tokens.get()
-    while True:
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Prefer": prefer,
-        }
-        try:
-            reply = client._http.request(
-                method, url, params=params, json=json_body, headers=headers
-            )
-        except httpx.TimeoutException:
-            raise Transient(f"Graph {method}: timed out") from None
-        except httpx.TransportError as exc:
-            if idempotent and attempt < client.retries:
-                attempt += 1
-                client._sleep(client.backoff * 2 ** (attempt - 1))
-                continue
-            raise Transient(f"Graph {method}: {type(exc).__name__}") from None
-        client.requests += 1
-        if client._on_request is not None:
-            client._on_request(method, url, reply.status_code)
-        if reply.status_code == 401 and not refreshed:
-            refreshed = True
-            token = client._tokens.refresh()
-            continue
-        throttled = reply.status_code == 503 and "Retry-After" in reply.headers
-        if (
-            reply.status_code in _RETRY_STATUSES
-            and not throttled
-            and idempotent
-            and attempt < client.retries
-        ):
-            attempt += 1
-            client._sleep(client.backoff * 2 ** (attempt - 1))
-            continue
-        return reply

@@ -1,7 +1,7 @@
 """The manager's Inbox and Sent Items in Microsoft 365, through Microsoft Graph.
 
 The same thin httpx client as the calendar (``connectors.graph_calendar``), with its
-msal token handling (``_Tokens``) and error mapping (``_fail``).
+msal token handling (``Tokens``) and error mapping (``fail``).
 
 Reading: per folder, ``GET /users/{id}/mailFolders/{inbox|sentitems}/messages/delta``
 with ``$select`` of what threading needs (internetMessageId, conversationId, from,
@@ -48,15 +48,15 @@ from connectors.base import (
     MailDelta,
     TokenExpired,
 )
-from connectors.graph_calendar import (
+from connectors.graph_calendar import MAX_DELTA_PAGES
+from connectors.graph_client import (
     AUTHORITY_HOST,
     GRAPH_URL,
-    MAX_DELTA_PAGES,
     RequestHook,
-    _fail,
-    _parse,
-    _Tokens,
+    Tokens,
+    fail,
     graph_send,
+    parse_time,
 )
 from connectors.mail_archive import is_auto_reply, message_ids
 
@@ -112,7 +112,7 @@ class GraphMailbox:
         self._sleep = sleep
         self._on_request = on_request
         self._user_url = f"{self.graph_url}/users/{quote(user, safe='@')}"
-        self._tokens = _Tokens(
+        self._tokens = Tokens(
             tenant, client_id, client_secret, refresh_token, authority_host, verify, timeout,
             on_refresh_token,
         )  # fmt: skip
@@ -181,7 +181,7 @@ class GraphMailbox:
         for _ in range(MAX_DELTA_PAGES):
             reply = self._send("GET", url, params=params)
             if not reply.is_success:
-                _fail(reply, f"messages delta ({name})", delta=True)
+                fail(reply, f"messages delta ({name})", delta=True)
             page = _json(reply, "messages delta")
             for item in page.get("value") or []:
                 if not isinstance(item, dict) or not item.get("id"):
@@ -217,7 +217,7 @@ class GraphMailbox:
         if reply.status_code == 404:
             return message  # deleted since the delta listed it: keep what we know
         if not reply.is_success:
-            _fail(reply, "read message headers")
+            fail(reply, "read message headers")
         headers: dict[str, list[str]] = {}
         for header in _json(reply, "message headers").get("internetMessageHeaders") or []:
             if isinstance(header, dict) and header.get("name"):
@@ -288,7 +288,7 @@ def message_from_graph(item: Mapping[str, Any], folder: str, source_id: str) -> 
         raise ValueError("a message without sentDateTime or receivedDateTime")
     if not item.get("sentDateTime"):
         extra["date_source"] = "received"
-    sent_at = _parse(str(stamp))
+    sent_at = parse_time(str(stamp))
     if sent_at.tzinfo is None:
         sent_at = sent_at.replace(tzinfo=UTC)
     subject = str(item.get("subject") or "")

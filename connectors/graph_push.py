@@ -152,10 +152,10 @@ class GraphSubscriptions:
         return f"{self._url}/{quote(subscription_id, safe='')}"
 
     def _reply(self, reply: Any, what: str, *, empty: bool = False) -> dict[str, Any]:
-        from connectors.graph_calendar import _fail
+        from connectors.graph_client import fail
 
         if not reply.is_success:
-            _fail(reply, what)
+            fail(reply, what)
         if empty:
             return {}
         return self.calendar._json(reply, what)

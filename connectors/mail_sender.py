@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import ssl
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -48,8 +49,15 @@ from urllib.parse import quote
 
 import httpx
 
-from connectors.base import AuthExpired, ConnectorError, Transient
-from connectors.graph_calendar import AUTHORITY_HOST, GRAPH_URL, _fail, _literal, _Tokens
+from connectors.base import ConnectorError, Transient
+from connectors.graph_client import (
+    AUTHORITY_HOST,
+    GRAPH_URL,
+    Tokens,
+    fail,
+    graph_send,
+    odata_literal,
+)
 
 SENDING_PROVIDERS = ("ews-mail", "ews", "graph-mail", "graph", "gmail")
 KEY_HEADER = "X-Exec-Assistant-Key"
@@ -84,9 +92,15 @@ class MailSender(Protocol):
 
 
 def open_mail_sender(
-    provider: str, settings: Mapping[str, Any], secret: Callable[[Any], str], timeout: float = 30
+    provider: str,
+    settings: Mapping[str, Any],
+    secret: Callable[[Any], str],
+    timeout: float = 30,
+    *,
+    keep_token: Callable[[str], None] | None = None,
 ) -> MailSender:
-    """A sender for an account row's provider and settings (``secret`` resolves references)."""
+    """A sender for an account row's provider and settings (``secret`` resolves references;
+    ``keep_token`` stores a refresh token Microsoft rotated)."""
     if provider in ("ews", "ews-mail"):
         from connectors.ews_account import ews_settings
 
@@ -103,6 +117,7 @@ def open_mail_sender(
             authority_host=str(settings.get("authority_host", AUTHORITY_HOST)),
             verify=verify if isinstance(verify, bool) else str(verify),
             timeout=timeout,
+            on_refresh_token=keep_token,
         )
     if provider == "gmail":
         from connectors.gmail_mailbox import GmailMailbox
@@ -215,8 +230,8 @@ class GraphMailSender:
     """Sends from ``user`` (an id or user principal name) through Microsoft Graph.
 
     Needs Mail.Send (and Mail.ReadBasic or Mail.Read for ``find_sent``). A refused token
-    is renewed once; nothing else is retried here (sendMail is not idempotent: the
-    outbox retries after asking ``find_sent``).
+    is renewed once; a failed GET is retried, a failed sendMail is not (it is not
+    idempotent: the outbox retries after asking ``find_sent``).
     """
 
     def __init__(
@@ -231,12 +246,17 @@ class GraphMailSender:
         authority_host: str = AUTHORITY_HOST,
         timeout: float = 30,
         verify: bool | str = True,
+        on_refresh_token: Callable[[str], None] | None = None,
     ) -> None:
         self.user = user
+        self.retries, self.backoff, self.requests = 2, 0.5, 0  # what graph_send reads
+        self._sleep: Callable[[float], None] = time.sleep
+        self._on_request: Callable[[str, str, int], None] | None = None
         self._user_url = f"{graph_url.rstrip('/')}/users/{quote(user, safe='@')}"
-        self._tokens = _Tokens(
-            tenant, client_id, client_secret, refresh_token, authority_host, verify, timeout, None
-        )
+        self._tokens = Tokens(
+            tenant, client_id, client_secret, refresh_token, authority_host, verify, timeout,
+            on_refresh_token,
+        )  # fmt: skip
         tls = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
         self._http = httpx.Client(timeout=timeout, verify=tls)
 
@@ -245,13 +265,13 @@ class GraphMailSender:
 
     def find_sent(self, message_id: str) -> bool:
         params = {
-            "$filter": f"internetMessageId eq {_literal(message_id)}",
+            "$filter": f"internetMessageId eq {odata_literal(message_id)}",
             "$select": "id,internetMessageId",
             "$top": "1",
         }
         reply = self._request("GET", f"{self._user_url}/mailFolders/sentitems/messages", params)
         if not reply.is_success:
-            _fail(reply, "find sent mail")
+            fail(reply, "find sent mail")
         try:
             found = reply.json().get("value") or []
         except (ValueError, AttributeError):
@@ -284,7 +304,7 @@ class GraphMailSender:
             code = str((reply.json().get("error") or {}).get("code") or "")
         if reply.status_code == 400 and "recipient" in code.lower():
             raise InvalidRecipient(f"Graph sendMail: recipient {mail.to!r} refused ({code})")
-        _fail(reply, "sendMail")
+        fail(reply, "sendMail")
 
     def _request(
         self,
@@ -293,22 +313,9 @@ class GraphMailSender:
         params: Mapping[str, str] | None = None,
         json_body: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
-        token = self._tokens.get()
-        for attempt in range(2):
-            headers = {"Authorization": f"Bearer {token}"}
-            try:
-                reply = self._http.request(
-                    method, url, params=params, json=json_body, headers=headers
-                )
-            except httpx.TimeoutException:
-                raise Transient(f"Graph {method}: timed out") from None
-            except httpx.TransportError as exc:
-                raise Transient(f"Graph {method}: {type(exc).__name__}") from None
-            if reply.status_code == 401 and attempt == 0:
-                token = self._tokens.refresh()
-                continue
-            return reply
-        raise AuthExpired("Graph: access refused")  # pragma: no cover - the loop returns
+        """Through ``graph_send``: sendMail (a POST) is never repeated after a 5xx."""
+        return graph_send(self, method, url, prefer='outlook.timezone="UTC"', params=params,
+                          json_body=json_body, idempotent=method == "GET")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- Gmail

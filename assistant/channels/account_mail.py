@@ -40,8 +40,10 @@ from sqlalchemy import select
 
 from assistant.channels.smtp import message_id_for
 from assistant.outbox import DeliveryError, OutboxMessage
+from assistant.services.accounts import keeper
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Account
+from config.sealed import installed
 from connectors.base import AuthExpired, ConnectorError, NotFound, RateLimited, Transient
 from connectors.mail_sender import (
     SENDING_PROVIDERS,
@@ -57,11 +59,14 @@ FAMILIES = {"ews-mail": ("ews-mail", "ews"), "graph-mail": ("graph-mail", "graph
             "gmail": ("gmail",)}  # fmt: skip
 DEFAULT_AUTH_RETRY_SECONDS = 3600.0
 
-OpenSender = Callable[[str, Mapping[str, Any], float], MailSender]
+# (provider, settings, timeout, keep_token): keep_token stores a rotated refresh token
+OpenSender = Callable[[str, Mapping[str, Any], float, Callable[[str], None]], MailSender]
 
 
-def _open(provider: str, settings: Mapping[str, Any], timeout: float) -> MailSender:
-    return open_mail_sender(provider, settings, secret, timeout=timeout)
+def _open(
+    provider: str, settings: Mapping[str, Any], timeout: float, keep_token: Callable[[str], None]
+) -> MailSender:
+    return open_mail_sender(provider, settings, secret, timeout=timeout, keep_token=keep_token)
 
 
 def mail_key(key: str) -> str:
@@ -195,7 +200,8 @@ class AccountMailChannel:
             if held is not None and held[0] == fingerprint:
                 return held[1], held[2]
         try:
-            sender = self._open(account.provider, account.settings, self.timeout)
+            keep = keeper(self.uow, installed, account.id)
+            sender = self._open(account.provider, account.settings, self.timeout, keep)
         except AuthExpired as exc:
             raise DeliveryError(
                 f"{account.label}: {exc}; reconnect the account",

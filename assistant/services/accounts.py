@@ -35,6 +35,7 @@ from connectors.base import (
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service
+    from assistant.store.db import UnitOfWork
     from config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -135,10 +136,22 @@ def token_keeper(svc: Service, account_id: int) -> Callable[[str], None]:
     caller: a failure is logged (never the token) and the old token stays.
     """
 
+    return keeper(svc.uow, lambda: keyring_for(svc.settings), account_id)
+
+
+def keeper(
+    uow: UnitOfWork, keyring: Callable[[], Keyring | None], account_id: int
+) -> Callable[[str], None]:
+    """``token_keeper`` for callers without a ``Service`` (a channel holds a unit of work
+    and the process's installed keyring)."""
+
     def keep(token: str) -> None:
         try:
-            sealed = keyring_for(svc.settings).seal(token)
-            with svc.uow.begin() as session:
+            ring = keyring()
+            if ring is None:
+                raise LookupError("no keyring installed")
+            sealed = ring.seal(token)
+            with uow.begin() as session:
                 account = session.get(Account, account_id)
                 if account is None:
                     return

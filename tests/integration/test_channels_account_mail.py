@@ -25,7 +25,7 @@ from assistant.services.notifications import dispatch
 from assistant.services.pairs import add_account, add_pair
 from assistant.services.sync import SyncPolicy, sync_calendar
 from assistant.store.db import UnitOfWork
-from assistant.store.tables import OutboxEntry, Pair
+from assistant.store.tables import Account, OutboxEntry, Pair
 from config.settings import NotifySettings, OutboxSettings
 from connectors.base import CalendarDelta, CalendarResource, Window
 from tests.support.ews_server import EwsServer
@@ -354,6 +354,41 @@ def test_graph_reply_lost_after_acceptance_is_not_sent_again(
         assert len(graph.sent()) == 1
         assert w.entry(entry_id).state == "sent"
         w.channel.close()
+
+
+def test_a_refresh_token_rotated_while_sending_is_stored_for_the_next_process(
+    uow: UnitOfWork, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from config.sealed import Keyring, install
+
+    keyring = Keyring.from_secrets(["a test secret key, long enough to derive from"])
+    install(keyring)
+    try:
+        with GraphServer(tmp_path) as server:
+            graph = Graph(server, monkeypatch)
+            server.single_use_refresh_tokens = True  # a used token is refused afterwards
+            conf = graph.settings() | {
+                "client_secret": "", "refresh_token": keyring.seal(server.issue_refresh_token())
+            }  # fmt: skip
+            w = make_world(uow)
+            account = add_account(uow, pair="alex", name="mail", provider="graph-mail",
+                                  settings=conf, now=NOW)  # fmt: skip
+            w.notify_through("graph-mail")
+            w.board_meeting_moves()
+            assert w.drain().sent == 1
+            w.channel.close()
+            # Another process (a restarted worker) opens the account from the store.
+            w.channel = AccountMailChannel(uow, timeout=5)
+            server.expire_access_tokens()
+            w.board_meeting_moves(hours=3)
+            assert w.drain().sent == 1
+            assert len(graph.sent()) == 2
+            with uow.read() as s:
+                stored = s.get(Account, account.id).settings["refresh_token"]  # type: ignore[union-attr]
+            assert keyring.open(stored["encrypted"]) in server._refresh
+            w.channel.close()
+    finally:
+        install(None)
 
 
 def test_a_pair_names_accounts_by_id_and_by_provider(

@@ -1,0 +1,257 @@
+"""Talking to Microsoft Graph: tokens from msal, one request loop, errors mapped.
+
+``Tokens`` gets access tokens (app-only with a client secret, or delegated with a
+refresh token, whose rotated successor goes to ``on_refresh_token``). ``graph_send`` is
+every connector's request: a refused token is renewed once, 5xx and dropped connections
+are retried with back-off when the request is idempotent, every reply is counted.
+``fail`` maps an unsuccessful reply onto our error tree. Shared by the Graph calendar,
+mailbox, push and mail sender.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, NoReturn, Protocol
+
+import httpx
+import msal
+import requests
+
+from connectors.base import (
+    AuthExpired,
+    ConnectorError,
+    NotFound,
+    PreconditionFailed,
+    RateLimited,
+    TokenExpired,
+    Transient,
+    parse_retry_after,
+)
+
+GRAPH_URL = "https://graph.microsoft.com/v1.0"
+AUTHORITY_HOST = "https://login.microsoftonline.com"
+APP_SCOPES = ("https://graph.microsoft.com/.default",)
+DELEGATED_SCOPES = ("https://graph.microsoft.com/Calendars.ReadWrite",)
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+SYNC_CODES = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid"})
+FRACTION = re.compile(r"(\.\d{6})\d+")
+RequestHook = Callable[[str, str, int], None]
+
+
+class MsalSession(requests.Session):
+    """msal's HTTP client: ``verify`` and ``timeout`` passed with every request.
+
+    requests lets REQUESTS_CA_BUNDLE override a session's ``verify``; passing it per
+    request keeps an explicit CA file (or False) in force.
+    """
+
+    def __init__(self, verify: bool | str, timeout: float) -> None:
+        super().__init__()
+        self._verify = verify
+        self._timeout = timeout
+
+    def request(  # type: ignore[override]
+        self, method: str, url: str, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        kwargs["verify"] = self._verify
+        kwargs.setdefault("timeout", self._timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+class Tokens:
+    """Access tokens from msal: app-only (client secret) or delegated (refresh token).
+
+    The msal application is built on first use (it asks the authority for its OpenID
+    configuration). A rotated refresh token is handed to ``on_refresh_token``.
+    """
+
+    def __init__(
+        self,
+        tenant: str,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        authority_host: str,
+        verify: bool | str,
+        timeout: float,
+        on_refresh_token: Callable[[str], None] | None,
+    ) -> None:
+        self._authority = f"{authority_host.rstrip('/')}/{tenant}"
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self.refresh_token = refresh_token
+        self._verify = verify
+        self._timeout = timeout
+        self._on_refresh_token = on_refresh_token
+        self._app: Any = None
+        self._token = ""
+        self._expires = 0.0
+
+    def get(self) -> str:
+        if not self._token or time.monotonic() > self._expires:
+            self._acquire()
+        return self._token
+
+    def refresh(self) -> str:
+        """A new access token, not the cached one (the API refused it)."""
+        self._token = ""
+        if self._app is not None and not self.refresh_token:
+            self._app.remove_tokens_for_client()
+        self._acquire()
+        return self._token
+
+    def _application(self) -> Any:
+        if self._app is None:
+            session = MsalSession(self._verify, self._timeout)
+            options: dict[str, Any] = {
+                "authority": self._authority,
+                "validate_authority": False,
+                "instance_discovery": False,
+                "http_client": session,
+            }
+            if self._client_secret:
+                self._app = msal.ConfidentialClientApplication(
+                    self._client_id, client_credential=self._client_secret, **options
+                )
+            else:
+                self._app = msal.PublicClientApplication(self._client_id, **options)
+        return self._app
+
+    def _acquire(self) -> None:
+        try:
+            app = self._application()
+            if self.refresh_token:
+                result = app.acquire_token_by_refresh_token(
+                    self.refresh_token, scopes=list(DELEGATED_SCOPES)
+                )
+            elif self._client_secret:
+                result = app.acquire_token_for_client(scopes=list(APP_SCOPES))
+            else:
+                raise AuthExpired("Graph: neither a client secret nor a refresh token is set")
+        except requests.exceptions.Timeout:
+            raise Transient("Graph sign-in: timed out") from None
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise Transient(f"Graph sign-in: {type(exc).__name__}") from None
+        except ValueError as exc:  # msal: authority unreachable or a reply that is not JSON
+            raise Transient(f"Graph sign-in: {str(exc)[:200]}") from None
+        token = result.get("access_token") if isinstance(result, dict) else None
+        if not token:
+            error = str(result.get("error", "no token")) if isinstance(result, dict) else "?"
+            if error in ("temporarily_unavailable", "server_error"):
+                raise Transient(f"Graph sign-in: {error}")
+            raise AuthExpired(f"Graph sign-in refused ({error}): reconnect the account")
+        self._token = str(token)
+        lifetime = float(result.get("expires_in") or 3600)
+        self._expires = time.monotonic() + max(0.0, lifetime - 60)
+        rotated = result.get("refresh_token")
+        if self.refresh_token and rotated and rotated != self.refresh_token:
+            self.refresh_token = str(rotated)
+            if self._on_refresh_token is not None:
+                self._on_refresh_token(self.refresh_token)
+
+
+def odata_literal(value: str) -> str:
+    """An OData string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def fail(reply: httpx.Response, what: str, *, delta: bool = False) -> NoReturn:
+    """Raise the error of our tree that an unsuccessful Graph reply stands for."""
+    status = reply.status_code
+    code = ""
+    try:
+        error = reply.json().get("error") or {}
+        code = str(error.get("code") or "")
+    except (ValueError, AttributeError):
+        pass
+    detail = f"{status} {code}".strip()
+    if delta and (status == 410 or code.lower() in SYNC_CODES):
+        raise TokenExpired(f"Graph {what}: the delta token is no longer valid ({detail})")
+    if status in (401, 403):
+        raise AuthExpired(f"Graph {what}: access refused ({detail})")
+    if status == 429 or (status == 503 and "Retry-After" in reply.headers):
+        raise RateLimited(
+            f"Graph {what}: throttled ({detail})",
+            retry_after=parse_retry_after(reply.headers.get("Retry-After")),
+        )
+    if status in (404, 410):
+        raise NotFound(f"Graph {what}: not found ({detail})")
+    if status == 412:
+        raise PreconditionFailed(f"Graph {what}: precondition failed")
+    if status >= 500:
+        raise Transient(f"Graph {what}: server error ({detail})")
+    raise ConnectorError(f"Graph {what}: unexpected reply ({detail})")
+
+
+def parse_time(text: str) -> datetime:
+    text = FRACTION.sub(r"\1", text.strip())
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    return datetime.fromisoformat(text)
+
+
+class GraphClient(Protocol):
+    """What ``graph_send`` needs of a Graph connector (calendar or mailbox)."""
+
+    retries: int
+    backoff: float
+    requests: int
+    _tokens: Tokens
+    _http: httpx.Client
+    _sleep: Callable[[float], None]
+    _on_request: RequestHook | None
+
+
+def graph_send(
+    client: GraphClient,
+    method: str,
+    url: str,
+    *,
+    prefer: str,
+    params: Mapping[str, str] | None = None,
+    json_body: Mapping[str, Any] | None = None,
+    idempotent: bool = True,
+) -> httpx.Response:
+    """One Graph request: a refused token is renewed once; 5xx and dropped connections are
+    retried with back-off when the request is idempotent; every reply is counted."""
+    refreshed = False
+    attempt = 0
+    token = client._tokens.get()
+    while True:
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Prefer": prefer,
+        }
+        try:
+            reply = client._http.request(
+                method, url, params=params, json=json_body, headers=headers
+            )
+        except httpx.TimeoutException:
+            raise Transient(f"Graph {method}: timed out") from None
+        except httpx.TransportError as exc:
+            if idempotent and attempt < client.retries:
+                attempt += 1
+                client._sleep(client.backoff * 2 ** (attempt - 1))
+                continue
+            raise Transient(f"Graph {method}: {type(exc).__name__}") from None
+        client.requests += 1
+        if client._on_request is not None:
+            client._on_request(method, url, reply.status_code)
+        if reply.status_code == 401 and not refreshed:
+            refreshed = True
+            token = client._tokens.refresh()
+            continue
+        throttled = reply.status_code == 503 and "Retry-After" in reply.headers
+        if (
+            reply.status_code in RETRY_STATUSES
+            and not throttled
+            and idempotent
+            and attempt < client.retries
+        ):
+            attempt += 1
+            client._sleep(client.backoff * 2 ** (attempt - 1))
+            continue
+        return reply
