@@ -28,7 +28,14 @@ from assistant.changes import Change
 from assistant.conflicts import Conflict
 from assistant.model import EventData, EventStatus, Response
 from assistant.notify import LABELS as CHANGE_LABELS
-from assistant.notify import Audience, Note, RenderedMessage, _annotate, _env, _item
+from assistant.notify import (
+    Audience,
+    Note,
+    RenderedMessage,
+    annotate_item,
+    change_item,
+    template_env,
+)
 from assistant.worktime import WorkingHours
 
 WORDS = {
@@ -316,8 +323,8 @@ def context(content: DigestContent, aud: Audience) -> dict[str, Any]:
         )
     changes = []
     for dc in content.changes:
-        item = _item(dc.change, aud, lg)
-        _annotate(item, dc.note, aud, lg)
+        item = change_item(dc.change, aud, lg)
+        annotate_item(item, dc.note, aud, lg)
         changes.append({"item": item, "held": dc.held})
     tasks = [
         {
@@ -359,7 +366,7 @@ def context(content: DigestContent, aud: Audience) -> dict[str, Any]:
 def render_digest(content: DigestContent, aud: Audience) -> RenderedMessage:
     lg = timefmt.lang(aud.locale)
     ctx = context(content, aud)
-    env = _env()
+    env = template_env()
     subject = env.get_template(f"digest/digest.{lg}.subject.j2").render(ctx).strip()
     text = env.get_template(f"digest/digest.{lg}.txt.j2").render(ctx)
     html = env.get_template(f"digest/digest.{lg}.html.j2").render(ctx)

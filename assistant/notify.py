@@ -121,7 +121,7 @@ class RenderedMessage:
 
 
 @dataclass
-class _Item:
+class ChangeItem:
     label: str
     title: str
     when: str
@@ -135,7 +135,7 @@ class _Item:
 
 
 @cache
-def _env() -> jinja2.Environment:
+def template_env() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("assistant", "templates"),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
@@ -159,8 +159,8 @@ def render_changes(
     notes = notes or {}
     items = []
     for c in changes:
-        item = _item(c, audience, lg)
-        _annotate(item, notes.get(c.event.key), audience, lg)
+        item = change_item(c, audience, lg)
+        annotate_item(item, notes.get(c.event.key), audience, lg)
         items.append(item)
     items.sort(key=lambda it: not it.high)  # stable: time order within each group
     context = {
@@ -171,20 +171,20 @@ def render_changes(
         "any_high": any(it.high for it in items),
         "any_conflict": any(it.conflicts for it in items),
     }
-    env = _env()
+    env = template_env()
     subject = env.get_template(f"notify/changes.{lg}.subject.j2").render(context).strip()
     text = env.get_template(f"notify/changes.{lg}.txt.j2").render(context)
     html = env.get_template(f"notify/changes.{lg}.html.j2").render(context)
     return RenderedMessage(subject=subject, text=text, html=html)
 
 
-def _item(change: Change, aud: Audience, lg: str) -> _Item:
+def change_item(change: Change, aud: Audience, lg: str) -> ChangeItem:
     words = LABELS[lg]
     event = change.event
     hidden = event.private and not aud.share_private_details
     title = str(words["private"]) if hidden else (event.summary or words["none"])
     label = " · ".join(str(words[k]) for k in sorted(change.kinds, key=list(ChangeKind).index))
-    item = _Item(
+    item = ChangeItem(
         label=label,
         title=str(title),
         when=_when(event, aud.manager_zone, lg),
@@ -227,7 +227,7 @@ def _item(change: Change, aud: Audience, lg: str) -> _Item:
     return item
 
 
-def _annotate(item: _Item, note: Note | None, aud: Audience, lg: str) -> None:
+def annotate_item(item: ChangeItem, note: Note | None, aud: Audience, lg: str) -> None:
     if note is None:
         return
     words = LABELS[lg]

@@ -128,7 +128,7 @@ def create_task(
         )
         session.add(task)
         session.flush()
-        _ensure_checkpoints(session, task, p, svc)
+        ensure_checkpoints(session, task, p, svc)
     return task
 
 
@@ -146,7 +146,7 @@ def update_task(
         if title:
             task.title = title
         task.updated_at = svc.now()
-        _ensure_checkpoints(session, task, pair, svc)
+        ensure_checkpoints(session, task, pair, svc)
 
 
 def cancel_task(svc: Service, task_id: int) -> None:
@@ -206,7 +206,7 @@ def restore_checkpoints(svc: Service, task_id: int) -> int:
         for c in gone:
             c.state = "planned"
         if gone:
-            _ensure_checkpoints(session, task, pair, svc)
+            ensure_checkpoints(session, task, pair, svc)
         return len(gone)
 
 
@@ -279,7 +279,7 @@ def _task(session: Session, task_id: int) -> tuple[DelegatedTask, Pair]:
     return task, pair
 
 
-def _ensure_checkpoints(session: Session, task: DelegatedTask, pair: Pair, svc: Service) -> None:
+def ensure_checkpoints(session: Session, task: DelegatedTask, pair: Pair, svc: Service) -> None:
     """Create or re-plan both checkpoint rows from the task's term (nothing written yet)."""
     s = svc.settings.delegation
     hours = pair_hours(pair, task.term_start.year - 1, task.deadline.year + 1)

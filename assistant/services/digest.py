@@ -51,7 +51,7 @@ from assistant.notify import Audience, Note, RenderedMessage
 from assistant.services.delegation import OPEN_STATES
 from assistant.services.hours import pair_hours
 from assistant.services.mail import addresses, to_message
-from assistant.services.notifications import _change
+from assistant.services.notifications import change_from_row
 from assistant.services.pairs import find_pair
 from assistant.snapshots import from_row
 from assistant.store.db import UnitOfWork
@@ -320,7 +320,7 @@ def _changes(
     )
     rules = DetectionRules(manager_emails=frozenset({pair.manager_email.lower()}))
     out: list[DigestChange] = []
-    for c in net_changes([_change(r) for r in rows], rules):
+    for c in net_changes([change_from_row(r) for r in rows], rules):
         keys = {e.key for e in (c.before, c.after) if e is not None}
         touching = [r for r in rows if _row_keys(r) & keys]
         level = max((r.priority for r in touching), key=_LEVELS.__getitem__, default="normal")

@@ -582,7 +582,7 @@ def _create_confirmed(
             )  # fmt: skip
             session.add(task)
             session.flush()
-            delegation._ensure_checkpoints(session, task, pair, svc)
+            delegation.ensure_checkpoints(session, task, pair, svc)
             session.flush()
             subject, body = _confirmation_text(lang, task, pair, draft)
             entry = outbox.enqueue(

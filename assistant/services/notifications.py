@@ -202,7 +202,7 @@ def _send(
     from assistant.services.sync import audience_for
 
     rules = DetectionRules(manager_emails=frozenset({pair.manager_email.lower()}))
-    detected = [_change(r) for r in rows]
+    detected = [change_from_row(r) for r in rows]
     net = net_changes(detected, rules)
     keys = {c.event.key for c in net} | {c.before.key for c in net if c.before is not None}
     notes: dict[tuple[str, str], Note] = {}
@@ -286,7 +286,7 @@ def _structured(c: Change, note: Note, pair: Pair) -> dict[str, Any]:
     }
 
 
-def _change(row: ScheduleChange) -> Change:
+def change_from_row(row: ScheduleChange) -> Change:
     before = from_json(row.before) if row.before else None
     after = from_json(row.after) if row.after else None
     kinds = frozenset(ChangeKind(k) for k in (row.after or row.before or {}).get("kinds", []))

@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from assistant import outbox, timefmt
 from assistant.latency import Direction, LatencyRecord, reply_latencies
-from assistant.notify import _env
+from assistant.notify import template_env
 from assistant.priorities import Level, rank_message
 from assistant.services.hours import pair_hours
 from assistant.services.mail import addresses, to_message
@@ -183,4 +183,4 @@ def _queue(
 
 
 def _template(lg: str) -> jinja2.Template:
-    return _env().get_template(f"nudge/nudge.{lg}.txt.j2")
+    return template_env().get_template(f"nudge/nudge.{lg}.txt.j2")

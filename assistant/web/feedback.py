@@ -19,7 +19,7 @@ from starlette.routing import Route
 from assistant import timefmt
 from assistant.delegation import CheckpointKind
 from assistant.feedback import Confidence, FeedbackAnswer
-from assistant.notify import _env
+from assistant.notify import template_env
 from assistant.services.feedback import open_link, record_answer, web_dedupe_key
 from assistant.signing import ExpiredToken, TokenError
 from assistant.store.tables import DelegatedTask, Pair
@@ -112,7 +112,7 @@ def routes(svc: Service) -> list[Route]:
 def _render(lg: str, status: int = 200, cookie: str | None = None, **context: Any) -> Response:
     t = TEXT[lg]
     context = {"error": None, "saved": False, "kind": "", "task_title": ""} | context
-    html = _env().get_template("feedback/page.html.j2").render(lg=lg, t=t, **context)
+    html = template_env().get_template("feedback/page.html.j2").render(lg=lg, t=t, **context)
     response = HTMLResponse(html, status_code=status)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"  # the token is in the URL
