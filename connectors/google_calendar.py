@@ -33,21 +33,18 @@ import hashlib
 import http.client
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import google.auth.credentials
 import google.auth.exceptions
 import google_auth_httplib2
 import httplib2
-import icalendar
-import recurring_ical_events
 from googleapiclient import discovery
 from googleapiclient.errors import HttpError
 
-from assistant.model import Attendee, EventData, EventStatus, Response
+from assistant.model import EventData, Response
 from connectors.base import (
     AuthExpired,
     CalendarDelta,
@@ -71,26 +68,23 @@ from connectors.google_common import (
     installed_app_credentials,
     service_account_credentials,
 )
-from connectors.ical_event import MEETING_URL_RE, format_recurrence_id
+from connectors.google_series import (
+    MARKER_KEY,
+    UID_KEY,
+    Item,
+    Series,
+    group_items,
+    instant,
+    is_cancelled,
+    resource_events,
+    zone_or_utc,
+)
 
 SCOPES = ("https://www.googleapis.com/auth/calendar",)
 DEFAULT_ROOT = "https://www.googleapis.com/"
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105  # a URL
-MARKER_KEY = "x-exec-assistant-checkpoint"
-UID_KEY = "x-exec-assistant-uid"
 MAX_PAGES = 10_000
 
-_RESPONSES = {
-    "accepted": Response.ACCEPTED,
-    "declined": Response.DECLINED,
-    "tentative": Response.TENTATIVE,
-    "needsAction": Response.NEEDS_ACTION,
-}
-_STATUSES = {
-    "confirmed": EventStatus.CONFIRMED,
-    "tentative": EventStatus.TENTATIVE,
-    "cancelled": EventStatus.CANCELLED,
-}
 _TO_GOOGLE = {
     Response.ACCEPTED: "accepted",
     Response.DECLINED: "declined",
@@ -98,18 +92,10 @@ _TO_GOOGLE = {
 }
 
 RequestHook = Callable[[str, str, int], None]
-Item = dict[str, Any]
 
 
 class _Conflict(ConnectorError):
     """409: an event with that id exists already."""
-
-
-@dataclass(slots=True)
-class _Series:
-    master: Item | None = None
-    exceptions: dict[str, Item] = field(default_factory=dict)
-    ical_uid: str = ""
 
 
 class GoogleCalendar:
@@ -238,7 +224,7 @@ class GoogleCalendar:
         items, next_token, cal_zone = self._list(token)
         if token is not None and not items:
             return CalendarDelta(full=False, unchanged=True, token=next_token)
-        singles, series, deleted = _group(items)
+        singles, series, deleted = group_items(items)
         resources: list[CalendarResource] = []
         skipped: list[str] = []
         gone: list[str] = []
@@ -254,7 +240,7 @@ class GoogleCalendar:
                     continue
                 group = fetched
             members = [*([group.master] if group.master else []), *group.exceptions.values()]
-            if group.master is None and all(_cancelled(e) for e in members):
+            if group.master is None and all(is_cancelled(e) for e in members):
                 gone.append(sid)
                 continue
             self._add(resources, skipped, sid, members, group, window, cal_zone, not token)
@@ -312,14 +298,14 @@ class GoogleCalendar:
 
     def get_event(self, uid: str) -> EventData | None:
         item = self._get(event_id_for(uid))
-        if item is None or _cancelled(item):
+        if item is None or is_cancelled(item):
             item = next(iter(self._find(uid)), None)
         if item is None:
             return None
-        start = _instant(item.get("start") or {}, self.zone, ZoneInfo(_zone_or_utc(self.zone)))
+        start = instant(item.get("start") or {}, self.zone, ZoneInfo(zone_or_utc(self.zone)))
         around = Window(start - timedelta(days=1), start + timedelta(days=2), self.zone)
-        group = _Series(master=item) if item.get("recurrence") else None
-        events = _resource_events(str(item["id"]), [item], group, around, self.zone)
+        group = Series(master=item) if item.get("recurrence") else None
+        events = resource_events(str(item["id"]), [item], group, around, self.zone)
         return events[0] if events else None
 
     # ----------------------------------------------------------------- requests
@@ -343,15 +329,15 @@ class GoogleCalendar:
                 return items, reply.get("nextSyncToken"), str(reply.get("timeZone") or "")
         raise ConnectorError(f"Google events.list: more than {MAX_PAGES} pages")
 
-    def _fetch_series(self, sid: str, ical_uid: str) -> _Series | None:
+    def _fetch_series(self, sid: str, ical_uid: str) -> Series | None:
         """The master of ``sid`` and all its exceptions, or None when the series is gone."""
         if not ical_uid:
             master = self._get(sid)
-            if master is None or _cancelled(master):
+            if master is None or is_cancelled(master):
                 return None
             ical_uid = str(master.get("iCalUID", ""))
             if not ical_uid:
-                return _Series(master=master)
+                return Series(master=master)
         items: list[Item] = []
         page: str | None = None
         for _ in range(MAX_PAGES):
@@ -366,7 +352,8 @@ class GoogleCalendar:
             page = reply.get("nextPageToken")
             if not page:
                 break
-        _, series, deleted = _group(i for i in items if sid in (i["id"], i.get("recurringEventId")))
+        related = (i for i in items if sid in (i["id"], i.get("recurringEventId")))
+        _, series, deleted = group_items(related)
         if sid in deleted:
             return None
         group = series.get(sid)
@@ -393,7 +380,7 @@ class GoogleCalendar:
             ),
             "events.list by uid",
         )  # fmt: skip
-        return [i for i in reply.get("items", ()) if i.get("id") and not _cancelled(i)]
+        return [i for i in reply.get("items", ()) if i.get("id") and not is_cancelled(i)]
 
     def _execute(self, request: Any, what: str, *, gone: type[ConnectorError] = NotFound) -> Any:
         """Run one request; every failure becomes an error of our tree."""
@@ -425,13 +412,13 @@ class GoogleCalendar:
         skipped: list[str],
         href: str,
         members: list[Item],
-        group: _Series | None,
+        group: Series | None,
         window: Window,
         cal_zone: str,
         full: bool,
     ) -> None:
         try:
-            events = _resource_events(href, members, group, window, cal_zone)
+            events = resource_events(href, members, group, window, cal_zone)
         except InvalidData as exc:
             skipped.append(f"{href}: {exc}")
             return
@@ -441,248 +428,6 @@ class GoogleCalendar:
             "\n".join(sorted(f"{m['id']}\t{m.get('etag', '')}" for m in members)).encode()
         ).hexdigest()[:32]
         resources.append(CalendarResource(href=href, etag=etag, events=tuple(events)))
-
-
-# --------------------------------------------------------------------- grouping
-
-
-def _cancelled(item: Mapping[str, Any]) -> bool:
-    return item.get("status") == "cancelled"
-
-
-def _group(items: Iterable[Item]) -> tuple[list[Item], dict[str, _Series], set[str]]:
-    """(live single events, series by master id, deleted ids of singles and masters)."""
-    singles: dict[str, Item] = {}
-    series: dict[str, _Series] = {}
-    deleted: set[str] = set()
-    for item in items:
-        parent = item.get("recurringEventId")
-        if parent:
-            group = series.setdefault(str(parent), _Series())
-            group.exceptions[str(item["id"])] = item
-        elif _cancelled(item):  # a deleted event or series: Google sends little more than the id
-            deleted.add(str(item["id"]))
-            singles.pop(str(item["id"]), None)
-            continue
-        elif item.get("recurrence"):
-            group = series.setdefault(str(item["id"]), _Series())
-            group.master = item
-        else:
-            singles[str(item["id"])] = item
-            continue
-        group.ical_uid = group.ical_uid or str(item.get("iCalUID", ""))
-    return list(singles.values()), series, deleted
-
-
-# ---------------------------------------------------------------------- mapping
-
-
-def _resource_events(
-    href: str, members: list[Item], group: _Series | None, window: Window, cal_zone: str
-) -> list[EventData]:
-    """The occurrences in ``window`` of one single event or one series."""
-    zone = ZoneInfo(_zone_or_utc(window.zone))
-    try:
-        if group is None:
-            item = members[0]
-            event = _event(item, _uid(item), "", item, zone, cal_zone, href)
-            return [event] if _overlaps(event, window) else []
-        return _series_events(href, group, window, zone, cal_zone)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InvalidData(f"bad event ({str(exc)[:160] or type(exc).__name__})") from None
-
-
-def _series_events(
-    href: str, group: _Series, window: Window, zone: ZoneInfo, cal_zone: str
-) -> list[EventData]:
-    master = group.master
-    by_rid: dict[str, Item] = {}
-    for item in group.exceptions.values():
-        original = item.get("originalStartTime") or item.get("start")
-        if original:
-            by_rid[_recurrence_id(original, zone, cal_zone)] = item
-    live = [e for e in group.exceptions.values() if not _cancelled(e)]
-    basis = master or (live[0] if live else None)
-    if basis is None:
-        return []
-    uid = _uid(basis)
-    out: list[EventData] = []
-    if master is not None:
-        for start, end in _expand(master, window, cal_zone):
-            rid = format_recurrence_id(start, zone)
-            if rid in by_rid:
-                continue
-            zone_name = str(master["start"].get("timeZone") or "")
-            times = {"start": _value_dict(start, zone_name), "end": _value_dict(end, zone_name)}
-            out.append(_event(master, uid, rid, times, zone, cal_zone, href))
-    for rid, item in by_rid.items():
-        if _cancelled(item):
-            continue
-        event = _event(item, uid, rid, item, zone, cal_zone, href)
-        if _overlaps(event, window):
-            out.append(event)
-    out.sort(key=lambda e: (e.start, e.recurrence_id))
-    return out
-
-
-def _expand(master: Item, window: Window, cal_zone: str) -> list[tuple[Any, Any]]:
-    """(start, end) of the master's occurrences overlapping ``window``, by its own rules."""
-    start, end = master["start"], master["end"]
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "BEGIN:VEVENT", "UID:series"]
-    if "date" in start:
-        lines.append(f"DTSTART;VALUE=DATE:{date.fromisoformat(start['date']):%Y%m%d}")
-        lines.append(f"DTEND;VALUE=DATE:{date.fromisoformat(end['date']):%Y%m%d}")
-    else:
-        tz_name = _zone_or_utc(start.get("timeZone") or cal_zone)
-        for key, value in (("DTSTART", start), ("DTEND", end)):
-            moment = _instant(value, cal_zone, ZoneInfo(tz_name))
-            if tz_name == "UTC":
-                lines.append(f"{key}:{moment.astimezone(UTC):%Y%m%dT%H%M%SZ}")
-            else:
-                lines.append(
-                    f"{key};TZID={tz_name}:{moment.astimezone(ZoneInfo(tz_name)):%Y%m%dT%H%M%S}"
-                )
-    lines.extend(str(r).strip() for r in master.get("recurrence", ()) if str(r).strip())
-    lines += ["END:VEVENT", "END:VCALENDAR", ""]
-    try:
-        cal = icalendar.Calendar.from_ical("\r\n".join(lines))
-        found = recurring_ical_events.of(cal).between(window.start, window.end)
-        return [(c["DTSTART"].dt, c["DTEND"].dt) for c in found]
-    except Exception as exc:  # the libraries raise many kinds on bad rules
-        raise InvalidData(f"cannot expand the recurrence ({str(exc)[:160]})") from None
-
-
-def _event(
-    item: Item,
-    uid: str,
-    rid: str,
-    times: Mapping[str, Any],
-    zone: ZoneInfo,
-    cal_zone: str,
-    href: str,
-) -> EventData:
-    start_v, end_v = times.get("start") or {}, times.get("end") or {}
-    start_date = end_date = None
-    tz_name = ""
-    if "date" in start_v:
-        start_date = _date(start_v["date"], item)
-        end_date = _date(end_v["date"], item) if "date" in end_v else start_date
-        if end_date <= start_date:
-            end_date = start_date + timedelta(days=1)
-        start = datetime.combine(start_date, time(), zone).astimezone(UTC)
-        end = datetime.combine(end_date, time(), zone).astimezone(UTC)
-    elif "dateTime" in start_v:
-        start = _instant(start_v, cal_zone, zone).astimezone(UTC)
-        end = _instant(end_v, cal_zone, zone).astimezone(UTC) if end_v else start
-        end = max(end, start)
-        tz_name = _known_zone(str(start_v.get("timeZone") or ""))
-    else:
-        raise InvalidData(f"event {item.get('id')} has no start")
-    private = (item.get("extendedProperties") or {}).get("private") or {}
-    organizer = item.get("organizer") or {}
-    return EventData(
-        uid=uid,
-        recurrence_id=rid,
-        start=start,
-        end=end,
-        summary=str(item.get("summary") or ""),
-        timezone=tz_name,
-        all_day=start_date is not None,
-        start_date=start_date,
-        end_date=end_date,
-        status=_STATUSES.get(str(item.get("status") or ""), EventStatus.CONFIRMED),
-        location=str(item.get("location") or ""),
-        description=str(item.get("description") or ""),
-        organizer=str(organizer.get("email") or "").lower(),
-        attendees=tuple(_attendee(a) for a in item.get("attendees") or () if a.get("email")),
-        busy=item.get("transparency") != "transparent",
-        private=item.get("visibility") in ("private", "confidential"),
-        online_meeting_url=_meeting_url(item),
-        own_marker=str(private.get(MARKER_KEY) or ""),
-        href=href,
-    )
-
-
-def _date(value: Any, item: Mapping[str, Any]) -> date:
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise InvalidData(f"event {item.get('id')} has a malformed date {value!r}") from None
-
-
-def _uid(item: Mapping[str, Any]) -> str:
-    private = (item.get("extendedProperties") or {}).get("private") or {}
-    return str(private.get(UID_KEY) or item.get("iCalUID") or f"{item['id']}@google.com")
-
-
-def _attendee(value: Mapping[str, Any]) -> Attendee:
-    return Attendee(
-        email=str(value["email"]).lower(),
-        name=str(value.get("displayName") or ""),
-        response=_RESPONSES.get(str(value.get("responseStatus")), Response.NEEDS_ACTION),
-        required=not value.get("optional", False),
-    )
-
-
-def _meeting_url(item: Mapping[str, Any]) -> str:
-    if item.get("hangoutLink"):
-        return str(item["hangoutLink"])
-    points = (item.get("conferenceData") or {}).get("entryPoints") or []
-    for kind in ("video", "more", "phone", "sip"):
-        for point in points:
-            if point.get("entryPointType") == kind and point.get("uri"):
-                return str(point["uri"])
-    for key in ("location", "description"):
-        match = MEETING_URL_RE.search(str(item.get(key) or ""))
-        if match:
-            return match.group(0)
-    return ""
-
-
-def _instant(value: Mapping[str, Any], cal_zone: str, fallback: ZoneInfo) -> datetime:
-    """An aware datetime of a ``{"dateTime", "timeZone"}`` (or a date's midnight)."""
-    if "dateTime" not in value:
-        day = date.fromisoformat(str(value["date"]))
-        return datetime.combine(day, time(), fallback)
-    moment = datetime.fromisoformat(str(value["dateTime"]))
-    if moment.tzinfo is None:
-        name = _zone_or_utc(str(value.get("timeZone") or cal_zone or fallback.key))
-        moment = moment.replace(tzinfo=ZoneInfo(name))
-    return moment
-
-
-def _recurrence_id(original: Mapping[str, Any], zone: ZoneInfo, cal_zone: str) -> str:
-    if "date" in original and "dateTime" not in original:
-        return format_recurrence_id(date.fromisoformat(str(original["date"])), zone)
-    return format_recurrence_id(_instant(original, cal_zone, zone), zone)
-
-
-def _value_dict(value: Any, zone_name: str) -> dict[str, str]:
-    if isinstance(value, datetime):
-        return {"dateTime": value.isoformat(), "timeZone": zone_name}
-    return {"date": value.isoformat()}
-
-
-def _overlaps(event: EventData, window: Window) -> bool:
-    if event.end == event.start:
-        return window.start <= event.start < window.end
-    return event.start < window.end and event.end > window.start
-
-
-def _known_zone(name: str) -> str:
-    if not name:
-        return ""
-    if name in ("UTC", "Etc/UTC", "GMT", "Z"):
-        return "UTC"
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ""
-    return name
-
-
-def _zone_or_utc(name: str) -> str:
-    return _known_zone(name) or "UTC"
 
 
 # ------------------------------------------------------------------------ write
@@ -697,7 +442,7 @@ def event_id_for(uid: str) -> str:
 def _own_body(event: OwnEvent) -> dict[str, Any]:
     if event.start.tzinfo is None or event.end.tzinfo is None:
         raise ValueError("checkpoint times must be aware datetimes")
-    tz_name = _zone_or_utc(event.timezone)
+    tz_name = zone_or_utc(event.timezone)
     zone = ZoneInfo(tz_name)
     body: dict[str, Any] = {
         "iCalUID": event.uid,
