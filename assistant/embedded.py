@@ -20,10 +20,6 @@ from typing import IO, Self
 import httpx
 
 
-class RadicaleFailed(RuntimeError):
-    """The Radicale process did not start (its log tail is in the message)."""
-
-
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now (Radicale cannot bind port 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -31,31 +27,50 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-class EmbeddedRadicale:
-    """A Radicale server on ``http://127.0.0.1:<port>/`` storing its data in ``folder``.
+class ServerFailed(RuntimeError):
+    """A server process did not start (its log tail is in the message)."""
 
-    ``url`` ends with a slash; a calendar of user ``alex`` lives at
-    ``f"{url}alex/<name>/"``. ``new_calendar`` creates one. The log goes to
-    ``folder / "radicale.log"``.
+
+class RadicaleFailed(ServerFailed):
+    """The Radicale process did not start (its log tail is in the message)."""
+
+
+class LocalServer:
+    """An HTTP server run as a child process on ``host``, its output in ``log_path``.
+
+    A subclass gives ``command(port)`` and its name; ``start`` picks a free port (the
+    servers cannot bind port 0; a port taken meanwhile is tried again), launches the
+    command and returns once the server answers HTTP; ``stop`` terminates it (kills it
+    if it lingers). A context manager.
     """
+
+    name = "server"
+    failure: type[ServerFailed] = ServerFailed
 
     def __init__(
         self,
         folder: Path,
+        log_name: str,
         *,
         host: str = "127.0.0.1",
         port: int | None = None,
         startup_timeout: float = 20.0,
     ) -> None:
         self.folder = Path(folder)
-        self.storage_folder = self.folder / "storage"
-        self.log_path = self.folder / "radicale.log"
+        self.log_path = self.folder / log_name
         self.host = host
         self.port = port or 0
         self.startup_timeout = startup_timeout
         self.startup_seconds = 0.0
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+
+    def command(self, port: int) -> list[str]:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Before the first launch (create folders)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
 
     @property
     def url(self) -> str:
@@ -65,24 +80,20 @@ class EmbeddedRadicale:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    # ----------------------------------------------------------------- lifecycle
-
     def start(self) -> Self:
         """Start the server and return once it answers HTTP (a few tenths of a second)."""
         if self.running:
             return self
-        self.storage_folder.mkdir(parents=True, exist_ok=True)
+        self.prepare()
         began = time.monotonic()
         attempts = 1 if self.port else 3  # a picked free port may be taken meanwhile
-        for attempt in range(attempts):
+        for _ in range(attempts):
             port = self.port or free_port(self.host)
             if self._launch(port):
                 self.port = port
                 self.startup_seconds = time.monotonic() - began
                 return self
-            if attempt == attempts - 1:
-                break
-        raise RadicaleFailed(f"Radicale did not start; log tail:\n{self.log_tail()}")
+        raise self.failure(f"{self.name} did not start; log tail:\n{self.log_tail()}")
 
     def stop(self) -> None:
         """Stop the server (terminate, then kill if it lingers) and close its log."""
@@ -112,7 +123,58 @@ class EmbeddedRadicale:
     def _launch(self, port: int) -> bool:
         if self._log is None:
             self._log = self.log_path.open("ab")
-        command = [
+        self._process = subprocess.Popen(
+            self.command(port), stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:  # exited: bad option or port taken
+                self._process = None
+                return False
+            if answers_http(self.host, port):
+                return True
+            time.sleep(0.02)
+        self.stop()
+        raise self.failure(f"{self.name} did not answer within {self.startup_timeout:.0f}s")
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class EmbeddedRadicale(LocalServer):
+    """A Radicale server on ``http://127.0.0.1:<port>/`` storing its data in ``folder``.
+
+    ``url`` ends with a slash; a calendar of user ``alex`` lives at
+    ``f"{url}alex/<name>/"``. ``new_calendar`` creates one. The log goes to
+    ``folder / "radicale.log"``.
+    """
+
+    name = "Radicale"
+    failure = RadicaleFailed
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        startup_timeout: float = 20.0,
+    ) -> None:
+        super().__init__(
+            folder, "radicale.log", host=host, port=port, startup_timeout=startup_timeout
+        )
+        self.storage_folder = self.folder / "storage"
+
+    def prepare(self) -> None:
+        self.storage_folder.mkdir(parents=True, exist_ok=True)
+
+    def command(self, port: int) -> list[str]:
+        return [
             sys.executable, "-m", "radicale",
             "--config", "",
             "--auth-type", "none",
@@ -123,26 +185,6 @@ class EmbeddedRadicale:
             "--storage-filesystem-folder", str(self.storage_folder),
             "--server-hosts", f"{self.host}:{port}",
         ]  # fmt: skip
-        self._process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:  # exited: bad option or port taken
-                self._process = None
-                return False
-            if _answers(self.host, port):
-                return True
-            time.sleep(0.02)
-        self.stop()
-        raise RadicaleFailed(f"Radicale did not answer within {self.startup_timeout:.0f}s")
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
 
     # --------------------------------------------------------------- calendars
 
@@ -160,7 +202,8 @@ class EmbeddedRadicale:
         return url
 
 
-def _answers(host: str, port: int) -> bool:
+def answers_http(host: str, port: int) -> bool:
+    """Whether something on ``host:port`` speaks HTTP (an OPTIONS gets a status line)."""
     try:
         with socket.create_connection((host, port), timeout=0.5) as sock:
             sock.sendall(b"OPTIONS / HTTP/1.0\r\n\r\n")

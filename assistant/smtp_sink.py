@@ -6,7 +6,7 @@ start retried if another process takes it in between.
 
 from __future__ import annotations
 
-import socket
+import errno
 import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -15,8 +15,10 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from assistant.embedded import free_port
 
-@dataclass
+
+@dataclass(frozen=True)
 class Received:
     mail_from: str
     rcpt_tos: list[str]
@@ -41,10 +43,26 @@ class _Handler:
         return "250 OK"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def start_controller(handler: Any, host: str, attempts: int = 5) -> tuple[Controller, int]:
+    """An aiosmtpd Controller started on a free port: (controller, port).
+
+    The port is picked first (Controller cannot bind port 0) and the start retried when
+    another process takes it in between; a bind failure only shows after ``ready_timeout``,
+    hence a short one.
+    """
+    for attempt in range(attempts):
+        port = free_port(host)
+        controller = Controller(handler, hostname=host, port=port, ready_timeout=3.0)
+        try:
+            controller.start()
+        except OSError as exc:  # TimeoutError included
+            controller.stop(no_assert=True)
+            retry = exc.errno == errno.EADDRINUSE or isinstance(exc, TimeoutError)
+            if not retry or attempt == attempts - 1:
+                raise RuntimeError(f"could not start an SMTP server on {host}: {exc}") from exc
+            continue
+        return controller, port
+    raise RuntimeError(f"could not start an SMTP server on {host}")
 
 
 class SmtpSink:
@@ -62,18 +80,8 @@ class SmtpSink:
             return list(self._handler.received)
 
     def start(self) -> SmtpSink:
-        last: Exception | None = None
-        for _ in range(5):
-            port = free_port()
-            controller = Controller(self._handler, hostname=self.host, port=port)
-            try:
-                controller.start()
-            except (OSError, RuntimeError) as exc:
-                last = exc
-                continue
-            self._controller, self.port = controller, port
-            return self
-        raise RuntimeError(f"could not start the SMTP sink: {last}")
+        self._controller, self.port = start_controller(self._handler, self.host)
+        return self
 
     def stop(self) -> None:
         if self._controller is not None:

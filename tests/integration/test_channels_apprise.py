@@ -15,12 +15,12 @@ import pytest
 
 from assistant import outbox
 from assistant.channels.chat import AppriseChannel, fit
+from assistant.embedded import free_port
 from assistant.outbox import DeliveryError, OutboxMessage
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import OutboxEntry
 from config.settings import ConfigError, OutboxSettings
 from tests.support.http_receiver import HttpReceiver, Request
-from tests.support.smtp import free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
 

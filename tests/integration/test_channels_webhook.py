@@ -20,12 +20,12 @@ from assistant.channels.webhook import (
     sign,
     verify_signature,
 )
+from assistant.embedded import free_port
 from assistant.outbox import OutboxMessage
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import OutboxEntry
 from config.settings import ConfigError, OutboxSettings
 from tests.support.http_receiver import Answer, HttpReceiver, Request
-from tests.support.smtp import free_port
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 SECRET = "whsec_test_0123456789"

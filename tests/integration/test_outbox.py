@@ -10,10 +10,11 @@ from sqlalchemy import func, select
 
 from assistant import outbox
 from assistant.channels.smtp import SmtpChannel, message_id_for
+from assistant.embedded import free_port
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import OutboxEntry
 from config.settings import OutboxSettings
-from tests.support.smtp import SmtpServer, free_port
+from tests.support.smtp import SmtpServer
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 SETTINGS = OutboxSettings(

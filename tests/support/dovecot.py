@@ -46,6 +46,7 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
+from assistant.embedded import free_port
 from tests.support.services import unavailable
 
 USERNAME = "manager@example.test"
@@ -120,13 +121,6 @@ def dovecot_binary() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Dovecot:
     """One Dovecot instance with its own directory; call ``start()`` then ``stop()``."""
 
@@ -135,9 +129,9 @@ class Dovecot:
     def __init__(self, binary: str, *, tls: bool = False) -> None:
         self.binary = binary
         self.root = Path(tempfile.mkdtemp(prefix="dovecot-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.tls = tls
-        self.imaps_port = _free_port() if tls else 0
+        self.imaps_port = free_port() if tls else 0
         self._ca_pem = b""
         self.username = USERNAME
         self.password = PASSWORD

@@ -4,19 +4,16 @@
 ``Received``: envelope sender, recipients and the parsed ``EmailMessage``), ``wait_for(n)``
 and ``fail_next(n, reply)`` to make the next n DATA commands fail (451 by default).
 
-aiosmtpd 1.4.6's Controller cannot bind port 0: a free port is picked first and the
-start retried if another process takes it in between.
+The server is started, and messages are kept, as the product's own sink does
+(``assistant.smtp_sink``); this handler adds the faults.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
@@ -24,12 +21,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-
-@dataclass(frozen=True)
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    message: EmailMessage
+from assistant.smtp_sink import Received, start_controller
 
 
 class _Handler:
@@ -74,12 +66,6 @@ class _Handler:
         return "250 OK"
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 class SmtpServer:
     """A running aiosmtpd server; see the module docstring."""
 
@@ -90,22 +76,7 @@ class SmtpServer:
         self._controller: Controller | None = None
 
     def start(self, attempts: int = 5) -> None:
-        for attempt in range(attempts):
-            port = free_port(self.host)
-            # A bind failure only surfaces after ready_timeout, hence a short one.
-            controller = Controller(
-                self._handler, hostname=self.host, port=port, ready_timeout=3.0
-            )
-            try:
-                controller.start()
-            except OSError as exc:  # TimeoutError included
-                controller.stop(no_assert=True)
-                retry = exc.errno == errno.EADDRINUSE or isinstance(exc, TimeoutError)
-                if not retry or attempt == attempts - 1:
-                    raise
-                continue
-            self._controller, self.port = controller, port
-            return
+        self._controller, self.port = start_controller(self._handler, self.host, attempts)
 
     def stop(self) -> None:
         if self._controller is not None:

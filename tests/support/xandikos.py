@@ -17,101 +17,40 @@ What differs from Radicale, as seen by a client:
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from assistant.embedded import LocalServer, ServerFailed
+
 PRINCIPAL = "/user/"
 CALENDAR_HOME = "/user/calendars/"
 
 
-class XandikosFailed(RuntimeError):
+class XandikosFailed(ServerFailed):
     """The Xandikos process did not start (its log tail is in the message)."""
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-class XandikosServer:
+class XandikosServer(LocalServer):
     """A Xandikos server on ``http://127.0.0.1:<port>/`` storing its data in ``folder``."""
+
+    name = "Xandikos"
+    failure = XandikosFailed
 
     def __init__(
         self, folder: Path, *, host: str = "127.0.0.1", startup_timeout: float = 20.0
     ) -> None:
-        self.folder = Path(folder)
+        super().__init__(folder, "xandikos.log", host=host, startup_timeout=startup_timeout)
         self.data_folder = self.folder / "data"
-        self.log_path = self.folder / "xandikos.log"
-        self.host = host
-        self.port = 0
-        self.startup_timeout = startup_timeout
-        self.startup_seconds = 0.0
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    # ----------------------------------------------------------------- lifecycle
-
-    def start(self) -> Self:
-        """Start the server and return once it answers HTTP."""
-        if self.running:
-            return self
-        self.folder.mkdir(parents=True, exist_ok=True)
-        began = time.monotonic()
-        for _ in range(3):  # a picked free port may be taken meanwhile
-            port = _free_port(self.host)
-            if self._launch(port):
-                self.port = port
-                self.startup_seconds = time.monotonic() - began
-                return self
-        raise XandikosFailed(f"Xandikos did not start; log tail:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _launch(self, port: int) -> bool:
-        if self._log is None:
-            self._log = self.log_path.open("ab")
-        command = [
+    def command(self, port: int) -> list[str]:
+        return [
             sys.executable, "-m", "xandikos.web",
             "--defaults",  # principal /user/ with calendars/ and contacts/ homes
             "-d", str(self.data_folder),
@@ -120,28 +59,6 @@ class XandikosServer:
             "-l", self.host,
             "-p", str(port),
         ]  # fmt: skip
-        self._process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:  # exited: port taken or bad option
-                self._process = None
-                return False
-            if _answers(self.host, port):
-                return True
-            time.sleep(0.02)
-        self.stop()
-        raise XandikosFailed(f"Xandikos did not answer within {self.startup_timeout:.0f}s")
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    # --------------------------------------------------------------- calendars
 
     def new_calendar(self, name: str) -> str:
         """Create calendar ``name`` in the principal's calendar home; return its URL."""
@@ -215,15 +132,6 @@ def _squash_history(path: Path) -> None:
             if (loose.parent.name + loose.name).encode() not in keep:
                 loose.unlink()
         assert all(isinstance(repo.object_store[k], Commit | Tree | Blob) for k in keep)
-
-
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5) as sock:
-            sock.sendall(b"OPTIONS / HTTP/1.0\r\n\r\n")
-            return sock.recv(12).startswith(b"HTTP/")
-    except OSError:
-        return False
 
 
 def start_xandikos(folder: Path) -> XandikosServer:
