@@ -12,7 +12,18 @@ envelopes Exchange 2016/2019 return (``m:``/``t:`` namespaces, ``ResponseClass``
   left out) or with an IndexedPageItemView and an IsEqualTo restriction;
 * GetItem (masters with Recurrence, FirstOccurrence, LastOccurrence, ModifiedOccurrences
   and DeletedOccurrences; singles; occurrences by ItemId or OccurrenceItemId),
-  CreateItem, UpdateItem, DeleteItem;
+  CreateItem (a Recurrence makes a series), UpdateItem, DeleteItem;
+* every EWS recurrence pattern of calendar items (``Recurrence``: DailyRecurrence,
+  WeeklyRecurrence with several DaysOfWeek, an Interval and FirstDayOfWeek,
+  AbsoluteMonthlyRecurrence, RelativeMonthlyRecurrence with DaysOfWeek incl. Day, Weekday
+  and WeekendDay and DayOfWeekIndex First..Fourth or Last, AbsoluteYearlyRecurrence,
+  RelativeYearlyRecurrence) with every range (NoEndRecurrence, EndDateRecurrence,
+  NumberedRecurrence), serialised as Exchange does and expanded here, by plain calendar
+  arithmetic in the series' start zone (wall-clock time kept across DST), independently
+  of the connector's own expansion: this server is the reference it is checked against
+  (all-day occurrences run midnight to midnight in the zone; a series without end has
+  no LastOccurrence here, and an invalid pattern is refused with
+  ErrorCalendarInvalidRecurrence, one without occurrences ErrorRecurrenceHasNoOccurrence);
 * two mail folders (Inbox, Sent Items) with their own change logs: GetFolder,
   SyncFolderItems (Create, Update, ReadFlagChange, Delete; a state of one folder is
   invalid in the other) and GetItem of Message items (InternetMessageId, InReplyTo,
@@ -25,14 +36,16 @@ envelopes Exchange 2016/2019 return (``m:``/``t:`` namespaces, ``ResponseClass``
 * faults on demand: any HTTP status (with Retry-After), ErrorServerBusy with
   BackOffMilliseconds (a SOAP fault in an HTTP 500, as Exchange sends it), a delay.
 
-The mailbox is a small in-memory calendar of single items and weekly series (with
-modified and deleted occurrences) plus the two mail folders; tests change it directly, as the manager's other
+The mailbox is a small in-memory calendar of single items and series (any pattern, with
+modified and deleted occurrences; ``weekly_count=N`` is short for a weekly series of N
+on the start's weekday) plus the two mail folders; tests change it directly, as the manager's other
 client would, through :class:`Mailbox`.
 """
 
 from __future__ import annotations
 
 import base64
+import calendar
 import hashlib
 import itertools
 import json
@@ -41,8 +54,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -66,6 +79,15 @@ SERVER_VERSION = {
     "Version": "V2017_07_11",
 }
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = tuple(calendar.month_name)[1:]  # January .. December (MonthNamesType)
+_INDEXES = ("First", "Second", "Third", "Fourth", "Last")  # DayOfWeekIndexType
+# DayOfWeekType: a day, or a set of days (relative patterns only)
+_DAY_SETS = {"Day": _DAYS, "Weekday": _DAYS[:5], "WeekendDay": _DAYS[5:]}
+_PATTERNS = (
+    "DailyRecurrence", "WeeklyRecurrence", "AbsoluteMonthlyRecurrence",
+    "RelativeMonthlyRecurrence", "AbsoluteYearlyRecurrence", "RelativeYearlyRecurrence",
+)  # fmt: skip
+_OPEN_END = timedelta(days=5 * 366)  # how far an open-ended series is listed by default
 _ZONE_NAMES = {
     "W. Europe Standard Time": "(UTC+01:00) Amsterdam, Berlin, Bern, Rome, Stockholm, Vienna",
     "Eastern Standard Time": "(UTC-05:00) Eastern Time (US & Canada)",
@@ -136,9 +158,157 @@ class Change:
     location: str | None = None
 
 
+@dataclass(frozen=True)
+class Recurrence:
+    """A series' pattern and range, as the Recurrence element of a master holds them.
+
+    ``pattern`` is the element's name (``DailyRecurrence`` ... ``RelativeYearlyRecurrence``);
+    the range is ``NumberedRecurrence`` when ``count`` is set, ``EndDateRecurrence`` when
+    ``end_date`` is, else ``NoEndRecurrence``. ``start_date`` is the range's StartDate (by
+    default the master's start date in its zone). Build one with :func:`daily`,
+    :func:`weekly`, :func:`absolute_monthly`, :func:`relative_monthly`,
+    :func:`absolute_yearly` or :func:`relative_yearly`.
+    """
+
+    pattern: str
+    interval: int = 1  # Daily, Weekly, monthly patterns (yearly ones have none in EWS)
+    days_of_week: tuple[str, ...] = ()  # Weekly: one or more days; relative: one DayOfWeekType
+    day_of_week_index: str = ""  # relative patterns: First .. Fourth, Last
+    day_of_month: int = 0  # absolute patterns: 1-31 (past a month's end: its last day)
+    month: str = ""  # yearly patterns: January .. December
+    first_day_of_week: str = "Monday"  # Weekly
+    start_date: date | None = None
+    end_date: date | None = None
+    count: int | None = None
+
+    def __post_init__(self) -> None:
+        problem = self._problem()
+        if problem:
+            raise ValueError(f"invalid {self.pattern}: {problem}")
+
+    def _problem(self) -> str:
+        relative = self.pattern.startswith("Relative")
+        if self.pattern not in _PATTERNS:
+            return "unknown pattern"
+        if not 1 <= self.interval <= (999 if self.pattern == "DailyRecurrence" else 99):
+            return f"Interval {self.interval}"
+        if self.pattern == "WeeklyRecurrence" and (
+            not self.days_of_week or not set(self.days_of_week) <= set(_DAYS)
+            or self.first_day_of_week not in _DAYS
+        ):  # fmt: skip
+            return f"DaysOfWeek {self.days_of_week} / FirstDayOfWeek {self.first_day_of_week}"
+        if relative and (
+            len(self.days_of_week) != 1
+            or self.days_of_week[0] not in (*_DAYS, *_DAY_SETS)
+            or self.day_of_week_index not in _INDEXES
+        ):  # fmt: skip
+            return f"DaysOfWeek {self.days_of_week} / DayOfWeekIndex {self.day_of_week_index}"
+        if self.pattern.startswith("Absolute") and not 1 <= self.day_of_month <= 31:
+            return f"DayOfMonth {self.day_of_month}"
+        if "Yearly" in self.pattern and self.month not in _MONTHS:
+            return f"Month {self.month!r}"
+        if self.count is not None and (self.count < 1 or self.end_date is not None):
+            return "NumberOfOccurrences with an EndDate, or below 1"
+        return ""
+
+    @property
+    def range(self) -> str:
+        if self.count is not None:
+            return "NumberedRecurrence"
+        return "EndDateRecurrence" if self.end_date is not None else "NoEndRecurrence"
+
+    def dates(self, first: date) -> Iterator[date]:
+        """The pattern's dates from ``first`` (the range's StartDate) on, range ignored.
+
+        Plain calendar arithmetic, as Exchange defines the patterns: a weekly pattern's
+        weeks count from the week (starting on FirstDayOfWeek) that holds the start date;
+        monthly ones from its month; a day of month past the end of a shorter month is
+        that month's last day; "Last" is the last matching day of the month; dates before
+        the start date are not occurrences.
+        """
+        if self.pattern == "DailyRecurrence":
+            for n in itertools.count():
+                yield first + timedelta(days=n * self.interval)
+        if self.pattern == "WeeklyRecurrence":
+            first_day = _DAYS.index(self.first_day_of_week)
+            week = first - timedelta(days=(first.weekday() - first_day) % 7)
+            offsets = sorted({(_DAYS.index(d) - first_day) % 7 for d in self.days_of_week})
+            while True:
+                for offset in offsets:
+                    day = week + timedelta(days=offset)
+                    if day >= first:
+                        yield day
+                week += timedelta(weeks=self.interval)
+        yearly = "Yearly" in self.pattern
+        step = 12 if yearly else self.interval
+        months = first.year * 12 + (_MONTHS.index(self.month) if yearly else first.month - 1)
+        while True:
+            year, month = divmod(months, 12)
+            day = self._day_in(year, month + 1)
+            if day >= first:
+                yield day
+            months += step
+
+    def _day_in(self, year: int, month: int) -> date:
+        length = calendar.monthrange(year, month)[1]
+        if self.pattern.startswith("Absolute"):
+            return date(year, month, min(self.day_of_month, length))
+        names = _DAY_SETS.get(self.days_of_week[0], self.days_of_week)
+        wanted = {_DAYS.index(name) for name in names}
+        matching = [d for d in range(1, length + 1) if date(year, month, d).weekday() in wanted]
+        position = _INDEXES.index(self.day_of_week_index)
+        return date(year, month, matching[-1 if position == 4 else position])
+
+
+def _bounds(count: int | None, until: date | None, start: date | None) -> dict[str, Any]:
+    return {"count": count, "end_date": until, "start_date": start}
+
+
+def daily(interval: int = 1, *, count: int | None = None, until: date | None = None,
+          start: date | None = None) -> Recurrence:  # fmt: skip
+    """Every ``interval`` days; ``count`` occurrences, or until the date ``until``, or no end."""
+    return Recurrence("DailyRecurrence", interval, **_bounds(count, until, start))
+
+
+def weekly(*days: str, interval: int = 1, first_day: str = "Monday", count: int | None = None,
+           until: date | None = None, start: date | None = None) -> Recurrence:  # fmt: skip
+    """On ``days`` (Monday .. Sunday) of every ``interval``-th week."""
+    return Recurrence("WeeklyRecurrence", interval, tuple(days), first_day_of_week=first_day,
+                      **_bounds(count, until, start))  # fmt: skip
+
+
+def absolute_monthly(day: int, interval: int = 1, *, count: int | None = None,
+                     until: date | None = None, start: date | None = None) -> Recurrence:  # fmt: skip
+    """On day ``day`` (or the month's last) of every ``interval``-th month."""
+    return Recurrence("AbsoluteMonthlyRecurrence", interval, day_of_month=day,
+                      **_bounds(count, until, start))  # fmt: skip
+
+
+def relative_monthly(day: str, index: str, interval: int = 1, *, count: int | None = None,
+                     until: date | None = None, start: date | None = None) -> Recurrence:  # fmt: skip
+    """On the ``index`` (First .. Fourth, Last) ``day`` (a weekday, Day, Weekday or
+    WeekendDay) of every ``interval``-th month."""
+    return Recurrence("RelativeMonthlyRecurrence", interval, (day,), index,
+                      **_bounds(count, until, start))  # fmt: skip
+
+
+def absolute_yearly(day: int, month: str, *, count: int | None = None,
+                    until: date | None = None, start: date | None = None) -> Recurrence:  # fmt: skip
+    """Every year on day ``day`` (or the month's last) of ``month``."""
+    return Recurrence("AbsoluteYearlyRecurrence", day_of_month=day, month=month,
+                      **_bounds(count, until, start))  # fmt: skip
+
+
+def relative_yearly(day: str, index: str, month: str, *, count: int | None = None,
+                    until: date | None = None, start: date | None = None) -> Recurrence:  # fmt: skip
+    """Every year on the ``index`` ``day`` of ``month`` (e.g. the second Tuesday of March)."""
+    return Recurrence("RelativeYearlyRecurrence", days_of_week=(day,), day_of_week_index=index,
+                      month=month, **_bounds(count, until, start))  # fmt: skip
+
+
 @dataclass
 class Appointment:
-    """One calendar item: a single appointment or the master of a weekly series."""
+    """One calendar item: a single appointment or the master of a series."""
 
     item_id: str
     uid: str
@@ -157,6 +327,7 @@ class Appointment:
     organizer: str = "alex@example.com"
     attendees: list[Attendee] = field(default_factory=list)
     weekly_count: int | None = None  # a weekly series of that many occurrences
+    recurrence: Recurrence | None = None  # a series of any pattern (wins over weekly_count)
     modified: dict[datetime, Change] = field(default_factory=dict)  # original start → change
     deleted: set[datetime] = field(default_factory=set)  # original starts
     extended: dict[tuple[str, str, str], str] = field(default_factory=dict)
@@ -170,19 +341,85 @@ class Appointment:
         return _b64(b"\x0f\x00\x00\x00\x16\x00\x00\x00" + f"{self.item_id}:{self.version}".encode())
 
     @property
-    def kind(self) -> str:
-        return "RecurringMaster" if self.weekly_count else "Single"
+    def series(self) -> Recurrence | None:
+        """The recurrence of a master (``weekly_count``: weekly on the start's weekday)."""
+        if self.recurrence is not None:
+            return self.recurrence
+        if self.weekly_count:
+            local = self.start.astimezone(ZoneInfo(iana_zone(self.zone)))
+            return weekly(_DAYS[local.weekday()], count=self.weekly_count)
+        return None
 
-    def original_starts(self) -> list[datetime]:
-        """Every occurrence's original start (UTC), the deleted ones included."""
-        if not self.weekly_count:
-            return [self.start]
+    @property
+    def kind(self) -> str:
+        return "RecurringMaster" if self.series is not None else "Single"
+
+    @property
+    def bounded(self) -> bool:
+        """A single, or a series with a NumberedRecurrence or EndDateRecurrence range."""
+        series = self.series
+        return series is None or series.range != "NoEndRecurrence"
+
+    def range_start(self) -> date:
+        """The StartDate of the series' range (the master's start date by default)."""
+        series = self.series
+        local = self.start.astimezone(ZoneInfo(iana_zone(self.zone)))
+        return series.start_date if series and series.start_date else local.date()
+
+    def iter_original_starts(self) -> Iterator[datetime]:
+        """Every occurrence's original start (UTC), deleted ones included, in order: the
+        pattern's dates within the range, each at the master's wall-clock start time in
+        its StartTimeZone (so 9:00 stays 9:00 across DST). Endless for NoEndRecurrence."""
+        series = self.series
+        if series is None:
+            yield self.start
+            return
         zone = ZoneInfo(iana_zone(self.zone))
-        local = self.start.astimezone(zone).replace(tzinfo=None)
-        return [
-            (local + timedelta(weeks=i)).replace(tzinfo=zone).astimezone(UTC)
-            for i in range(self.weekly_count)
-        ]
+        wall = self.start.astimezone(zone).time().replace(tzinfo=None)
+        for number, day in enumerate(series.dates(self.range_start())):
+            if series.count is not None and number >= series.count:
+                return
+            if series.end_date is not None and day > series.end_date:
+                return
+            yield datetime.combine(day, wall, zone).astimezone(UTC)
+
+    def original_starts(self, until: datetime | None = None) -> list[datetime]:
+        """Every occurrence's original start (UTC), the deleted ones included, up to
+        ``until`` (for a series without end: by default five years from its start), and in
+        any case up to its last modified or deleted occurrence."""
+        if until is None and not self.bounded:
+            until = self.start + _OPEN_END
+        if until is not None:
+            until = max([until, *self.modified, *self.deleted])
+        out = []
+        for original in self.iter_original_starts():
+            if until is not None and original > until:
+                break
+            out.append(original)
+        return out
+
+    def occurrence_end(self, original: datetime) -> datetime:
+        """The end of the occurrence starting at ``original``: the master's duration later,
+        or for an all-day series its number of days later, midnight in its zone (a day
+        with a DST change is 23 or 25 hours long)."""
+        if not self.all_day:
+            return original + (self.end - self.start)
+        zone = ZoneInfo(iana_zone(self.zone))
+        days = self.end.astimezone(zone).date() - self.start.astimezone(zone).date()
+        last = original.astimezone(zone).date() + days
+        return datetime.combine(last, datetime.min.time(), zone).astimezone(UTC)
+
+    def align(self) -> None:
+        """Start and End of a new or re-patterned master become its first occurrence's, as
+        Exchange moves them (the range's StartDate is kept)."""
+        series = self.series
+        if series is None or self.recurrence is None:
+            return
+        first = next(self.iter_original_starts(), None)
+        if first is None:
+            raise ValueError("the recurrence has no occurrence")
+        self.recurrence = replace(series, start_date=self.range_start())
+        self.start, self.end = first, self.occurrence_end(first)
 
 
 @dataclass(frozen=True)
@@ -334,6 +571,7 @@ class Mailbox:
                 start=start.astimezone(UTC), end=end.astimezone(UTC),
                 created_seq=self.seq, changed_seq=self.seq, **kw,
             )  # fmt: skip
+            item.align()
             self.items[item.item_id] = item
             return item
 
@@ -431,23 +669,34 @@ class Mailbox:
         return None
 
     # -- views
-    def instances(self, item: Appointment) -> list[Instance]:
-        if not item.weekly_count:
+    def instances(self, item: Appointment, until: datetime | None = None) -> list[Instance]:
+        """A single, or a series' occurrences and exceptions (deleted ones left out) whose
+        original start is at most ``until`` (see ``Appointment.original_starts``)."""
+        if item.series is None:
             return [Instance(item.item_id, item, "Single", item.start, item.end)]
-        out = []
-        duration = item.end - item.start
-        for index, original in enumerate(item.original_starts(), start=1):
-            if original in item.deleted:
-                continue
-            change = item.modified.get(original)
-            occ_id = self.occurrence_id(item, index)
-            if change is None:
-                out.append(Instance(occ_id, item, "Occurrence", original, original + duration,
-                                    original, index))  # fmt: skip
-            else:
-                out.append(Instance(occ_id, item, "Exception", change.start, change.end,
-                                    original, index, change))  # fmt: skip
-        return out
+        found = (
+            self._occurrence(item, index, original)
+            for index, original in enumerate(item.original_starts(until), start=1)
+        )
+        return [inst for inst in found if inst is not None]
+
+    def instance_at(self, item: Appointment, index: int) -> Instance | None:
+        """The occurrence with InstanceIndex ``index`` (1 is the first), unless deleted."""
+        if item.series is None or index < 1:
+            return None
+        original = next(itertools.islice(item.iter_original_starts(), index - 1, None), None)
+        return None if original is None else self._occurrence(item, index, original)
+
+    def _occurrence(self, item: Appointment, index: int, original: datetime) -> Instance | None:
+        if original in item.deleted:
+            return None
+        change = item.modified.get(original)
+        occ_id = self.occurrence_id(item, index)
+        if change is None:
+            return Instance(occ_id, item, "Occurrence", original, item.occurrence_end(original),
+                            original, index)  # fmt: skip
+        return Instance(occ_id, item, "Exception", change.start, change.end,
+                        original, index, change)  # fmt: skip
 
     @staticmethod
     def occurrence_id(item: Appointment, index: int) -> str:
@@ -469,10 +718,7 @@ class Mailbox:
             master = self.items.get(master_id)
             if master is None:
                 return None
-            for inst in self.instances(master):
-                if inst.index == int(index):
-                    return inst
-            return None
+            return self.instance_at(master, int(index))
 
     # -- sync states
     def state(self, seq: int) -> str:
@@ -997,7 +1243,7 @@ def _find_item(ews: EwsServer, request: Any, body: Any) -> None:
         found = [
             inst
             for item in mailbox.items.values()
-            for inst in mailbox.instances(item)
+            for inst in mailbox.instances(item, until=end)
             if inst.start < end and (inst.end > start or inst.start == inst.end == start)
         ]
         found.sort(key=lambda i: (i.start, i.item_id))
@@ -1113,10 +1359,9 @@ def _resolve(mailbox: Mailbox, ref: Any) -> Instance | None:
         return mailbox.lookup(ref.get("Id"))
     if name == "OccurrenceItemId":
         master = mailbox.items.get(ref.get("RecurringMasterId"))
-        index = int(ref.get("InstanceIndex"))
         if master is None:
             return None
-        return next((i for i in mailbox.instances(master) if i.index == index), None)
+        return mailbox.instance_at(master, int(ref.get("InstanceIndex")))
     if name == "RecurringMasterItemId":
         inst = mailbox.lookup(ref.get("OccurrenceId"))
         if inst is None:
@@ -1137,7 +1382,11 @@ def _create_item(ews: EwsServer, request: Any, body: Any) -> None:
             _error(messages, "CreateItem", "ErrorInvalidItemForOperationCreateItem",
                    "Only calendar items can be created here.")  # fmt: skip
             continue
-        values = _item_values(elem)
+        try:
+            values = _item_values(elem)
+        except ValueError as exc:
+            _error(messages, "CreateItem", "ErrorCalendarInvalidRecurrence", str(exc))
+            continue
         start, end = values.pop("start", None), values.pop("end", None)
         if start is None or end is None:
             _error(
@@ -1153,7 +1402,11 @@ def _create_item(ews: EwsServer, request: Any, body: Any) -> None:
             continue
         uid = values.pop("uid", None) or uuid.uuid4().hex.upper()
         subject = values.pop("subject", "")
-        item = mailbox.add(uid, subject, start, end, **values)
+        try:
+            item = mailbox.add(uid, subject, start, end, **values)
+        except ValueError as exc:  # a recurrence without any occurrence
+            _error(messages, "CreateItem", "ErrorRecurrenceHasNoOccurrence", str(exc))
+            continue
         msg = _ok(messages, "CreateItem")
         rendered = _sub(_sub(msg, m("Items")), t("CalendarItem"))
         _sub(rendered, t("ItemId"), Id=item.item_id, ChangeKey=item.change_key)
@@ -1228,6 +1481,8 @@ def _item_values(elem: Any) -> dict[str, Any]:
             values["all_day"] = child.text == "true"
         elif name == "StartTimeZone":
             values["zone"] = child.get("Id")
+        elif name == "Recurrence":
+            values["recurrence"] = _parse_recurrence(child)
         elif name == "Categories":
             values["categories"] = [s.text or "" for s in child]
         elif name in ("RequiredAttendees", "OptionalAttendees"):
@@ -1270,6 +1525,10 @@ def _update_item(ews: EwsServer, request: Any, body: Any) -> None:
                     item.extended.update(extended)
                     for key, value in values.items():
                         setattr(item, key, value)
+                    if "recurrence" in values:  # a new pattern drops the old exceptions
+                        item.modified.clear()
+                        item.deleted.clear()
+                        item.align()
                 elif op == "DeleteItemField":
                     ext = update.find(t("ExtendedFieldURI"))
                     if ext is not None:
@@ -1285,6 +1544,10 @@ def _update_item(ews: EwsServer, request: Any, body: Any) -> None:
                             item.attendees = [a for a in item.attendees if a.required != required]
                         elif uri == "Categories":
                             item.categories = []
+                        elif uri == "Recurrence":  # the series becomes a single
+                            item.recurrence, item.weekly_count = None, None
+                            item.modified.clear()
+                            item.deleted.clear()
         msg = _ok(messages, "UpdateItem")
         rendered = _sub(_sub(msg, m("Items")), t("CalendarItem"))
         _sub(rendered, t("ItemId"), Id=item.item_id, ChangeKey=item.change_key)
@@ -1429,14 +1692,21 @@ def _render(parent: Any, inst: Instance, shape: _Shape) -> None:
 
 def _first_last(elem: Any, item: Appointment, want: Any) -> None:
     """FirstOccurrence and LastOccurrence of a master: its first and last occurrence not
-    deleted (ItemId, Start, End, OriginalStart), as Exchange reports them."""
-    kept = [
+    deleted (ItemId, Start, End, OriginalStart), as Exchange reports them; a series
+    without end has no LastOccurrence here."""
+    kept = (
         (index, original)
-        for index, original in enumerate(item.original_starts(), start=1)
+        for index, original in enumerate(item.iter_original_starts(), start=1)
         if original not in item.deleted
-    ]
-    duration = item.end - item.start
-    for uri, chosen in (("FirstOccurrence", kept[:1]), ("LastOccurrence", kept[-1:])):
+    )
+    first = list(itertools.islice(kept, 1))
+    last = first
+    if item.bounded:
+        for last_kept in kept:
+            last = [last_kept]
+    else:
+        last = []
+    for uri, chosen in (("FirstOccurrence", first), ("LastOccurrence", last)):
         if not want(f"calendar:{uri}") or not chosen:
             continue
         index, original = chosen[0]
@@ -1444,7 +1714,7 @@ def _first_last(elem: Any, item: Appointment, want: Any) -> None:
         occ = _sub(elem, t(uri))
         _sub(occ, t("ItemId"), Id=Mailbox.occurrence_id(item, index), ChangeKey="DwAAAA==")
         _sub(occ, t("Start"), _utc(moved.start if moved else original))
-        _sub(occ, t("End"), _utc(moved.end if moved else original + duration))
+        _sub(occ, t("End"), _utc(moved.end if moved else item.occurrence_end(original)))
         _sub(occ, t("OriginalStart"), _utc(original))
 
 
@@ -1502,17 +1772,64 @@ def _render_message(parent: Any, box: MailFolder, item: MailItem, shape: _Shape)
 
 
 def _recurrence(elem: Any, item: Appointment) -> None:
+    """The Recurrence element of a master: the pattern, then the range, children in schema
+    order; StartDate and EndDate are dates with the zone's UTC offset, as Exchange writes
+    them (``2014-03-08-08:00``)."""
+    series = item.series
+    assert series is not None
     zone = ZoneInfo(iana_zone(item.zone))
-    local = item.start.astimezone(zone)
+    wall = item.start.astimezone(zone).time().replace(tzinfo=None)
+
+    def dated(day: date) -> str:
+        offset = datetime.combine(day, wall, zone).strftime("%z")
+        return f"{day:%Y-%m-%d}{offset[:3]}:{offset[3:]}"
+
     rec = _sub(elem, t("Recurrence"))
-    weekly = _sub(rec, t("WeeklyRecurrence"))
-    _sub(weekly, t("Interval"), "1")
-    _sub(weekly, t("DaysOfWeek"), _DAYS[local.weekday()])
-    _sub(weekly, t("FirstDayOfWeek"), "Monday")
-    numbered = _sub(rec, t("NumberedRecurrence"))
-    offset = local.strftime("%z")
-    _sub(numbered, t("StartDate"), f"{local:%Y-%m-%d}{offset[:3]}:{offset[3:]}")
-    _sub(numbered, t("NumberOfOccurrences"), str(item.weekly_count))
+    pattern = _sub(rec, t(series.pattern))
+    if "Yearly" not in series.pattern:
+        _sub(pattern, t("Interval"), str(series.interval))
+    if series.pattern == "WeeklyRecurrence":
+        _sub(pattern, t("DaysOfWeek"), " ".join(series.days_of_week))
+        _sub(pattern, t("FirstDayOfWeek"), series.first_day_of_week)
+    elif series.pattern.startswith("Relative"):
+        _sub(pattern, t("DaysOfWeek"), series.days_of_week[0])
+        _sub(pattern, t("DayOfWeekIndex"), series.day_of_week_index)
+    elif series.pattern.startswith("Absolute"):
+        _sub(pattern, t("DayOfMonth"), str(series.day_of_month))
+    if "Yearly" in series.pattern:
+        _sub(pattern, t("Month"), series.month)
+    bounds = _sub(rec, t(series.range))
+    _sub(bounds, t("StartDate"), dated(item.range_start()))
+    if series.end_date is not None:
+        _sub(bounds, t("EndDate"), dated(series.end_date))
+    if series.count is not None:
+        _sub(bounds, t("NumberOfOccurrences"), str(series.count))
+
+
+def _parse_recurrence(elem: Any) -> Recurrence:
+    """A Recurrence element of CreateItem or UpdateItem (ValueError when Exchange would
+    refuse it)."""
+    pattern, bounds = elem[0], elem[1]
+
+    def text(parent: Any, tag: str) -> str:
+        return (parent.findtext(t(tag)) or "").strip()
+
+    def number(parent: Any, tag: str, default: int) -> int:
+        value = text(parent, tag)
+        return int(value) if value else default
+
+    def day(parent: Any, tag: str) -> date | None:
+        value = text(parent, tag)
+        return date.fromisoformat(value[:10]) if value else None
+
+    days = tuple(text(pattern, "DaysOfWeek").split())
+    return Recurrence(
+        etree.QName(pattern).localname, number(pattern, "Interval", 1), days,
+        text(pattern, "DayOfWeekIndex"), number(pattern, "DayOfMonth", 0),
+        text(pattern, "Month"), text(pattern, "FirstDayOfWeek") or "Monday",
+        start_date=day(bounds, "StartDate"), end_date=day(bounds, "EndDate"),
+        count=number(bounds, "NumberOfOccurrences", 0) or None,
+    )  # fmt: skip
 
 
 _HANDLERS = {
