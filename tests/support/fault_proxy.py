@@ -204,9 +204,17 @@ class FaultProxy:
                     return self._faults.pop(i)
         return None
 
-    def _record(self, seen: Seen) -> None:
+    def _record(self, seen: Seen) -> int:
         with self._lock:
             self.seen.append(seen)
+            return len(self.seen) - 1
+
+    def _unanswered(self, index: int) -> None:
+        """The client gave up before the answer: the request is recorded with status 0."""
+        with self._lock:
+            if index < len(self.seen):
+                old = self.seen[index]
+                self.seen[index] = Seen(old.method, old.path, 0)
 
     # ------------------------------------------------------------------ forwarding
 
@@ -288,6 +296,9 @@ class _Handler(BaseHTTPRequestHandler):
             except (OSError, http.client.HTTPException) as exc:
                 status, body = 502, f"fault proxy: upstream failed: {exc}".encode()
                 headers = [("Content-Type", "text/plain")]
+        # Recorded before the answer goes out: a client that has its answer may look at
+        # ``seen`` at once (recording after the write raced with it).
+        index = proxy._record(Seen(request.method, request.path, status))
         try:
             self.send_response(status, reason or None)
             for key, value in headers:
@@ -301,8 +312,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError:  # the client gave up (timed out) before the answer
             self.close_connection = True
-            status = 0
-        proxy._record(Seen(request.method, request.path, status))
+            proxy._unanswered(index)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
