@@ -22,8 +22,8 @@ _redis = redis.Redis.from_url(settings.queue.url)
 KEY = f"{settings.queue.name}:bench:requests"
 
 
-def _counted_open_calendar(provider: str, conf: Any, timeout: float = 30.0) -> Any:
-    source = _original(provider, conf, timeout=timeout)
+def _counted_open_calendar(provider: str, conf: Any, timeout: float = 30.0, **kw: Any) -> Any:
+    source = _original(provider, conf, timeout=timeout, **kw)
     changes = source.changes
 
     def counted(token: Any, window: Any) -> Any:

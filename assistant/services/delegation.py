@@ -8,6 +8,7 @@ duplicating, and a task moved twice still has exactly two events.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -389,13 +390,42 @@ def reconcile_checkpoints(
             for a in session.scalars(select(Account).where(Account.pair_id == pair.id))
         }
         closed = task.state in CLOSED_STATES
+    opened: dict[int, CalendarWriter] = {}
+    try:
+        _write_rows(svc, task_id, rows, accounts, writer, opened, closed, report, brief,
+                    manager, locale, zone)  # fmt: skip
+    finally:
+        for w in opened.values():
+            close = getattr(w, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    close()
+    return report
+
+
+def _write_rows(  # the loop of reconcile_checkpoints, its state passed in
+    svc: Service,
+    task_id: int,
+    rows: Any,
+    accounts: dict[int, tuple[str, dict[str, Any]]],
+    writer: CalendarWriter | None,
+    opened: dict[int, CalendarWriter],
+    closed: bool,
+    report: ReconcileReport,
+    brief: TaskBrief,
+    manager: str,
+    locale: str,
+    zone: str,
+) -> None:
     for cid, kind, uid, start, end, state, account_id, note in rows:
         label = LABELS[CheckpointKind(kind)]
         if account_id is None or account_id not in accounts:
             if state in ("planned", "unplaced"):
                 report.messages.append(f"{label}: no writable calendar connected; not blocked")
             continue
-        target = writer or _open_writer(svc, account_id, *accounts[account_id])
+        target = writer or opened.get(account_id)
+        if target is None:  # one writer per account: a second sign-in could be refused
+            target = opened[account_id] = _open_writer(svc, account_id, *accounts[account_id])
         if state == "to_remove" or (closed and state in ("planned", "unplaced")):
             if state == "to_remove":
                 target.delete_event(uid)
@@ -438,7 +468,6 @@ def reconcile_checkpoints(
             report.ahead.append((cid, start.isoformat()))
         local = start.astimezone(ZoneInfo(zone))
         report.messages.append(f"{label}: {local:%a %d %b %H:%M} ({zone}) in the calendar")
-    return report
 
 
 def _open_writer(

@@ -338,6 +338,11 @@ class GraphServer:
             self._refresh.add(token)
         return token
 
+    def live_refresh_tokens(self) -> frozenset[str]:
+        """The refresh tokens the token endpoint would redeem now."""
+        with self._lock:
+            return frozenset(self._refresh)
+
     def revoke_refresh_tokens(self) -> None:
         with self._lock:
             self._refresh.clear()
