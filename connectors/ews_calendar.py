@@ -17,31 +17,16 @@ delegate access. Requests, per sync:
   read), every series master and the exceptions in the window; ``full=True``. No
   ``CalendarView``: nothing is listed that is then thrown away.
 
-Series are expanded here, from the master: the pattern (daily, weekly, absolute and
-relative monthly and yearly; "day 31" falls on the last day of shorter months, as in
-Exchange) and its boundary (no end, end date, number of occurrences, deleted ones
-counted) become a dateutil ``rrule`` over the wall-clock time of the master's
-``StartTimeZone`` (a Windows zone, mapped to its IANA zone by exchangelib), and each
-occurrence is converted to UTC on its own date, so a 9:00 meeting stays at 9:00 across
-DST. Deleted occurrences are left out, modified ones are the exceptions read by id, the
-others are the master's event at their own start (timed: the master's duration; all-day:
-the master's number of days, midnight to midnight in the zone). This is cheaper than
-the alternatives: a ``CalendarView`` lists every occurrence of every series (capped at
-1,000 a view, and UIDs need a ``GetItem`` per 100 occurrences), and ``OccurrenceItemId``
-(master id + instance index) costs a ``GetItem`` entry per occurrence and still needs
-the expansion to know which indexes fall in the window.
-
-The expansion is checked against what the server says of the series before it is
-trusted: the original start of ``FirstOccurrence`` (everything expanded before it
-deleted), of ``LastOccurrence`` (for a bounded series, everything after it deleted),
-of every modified occurrence and every deleted one must be occurrences we expanded. A
-series that fails a check, has a pattern we do not know, or a zone exchangelib cannot
-map (a custom time zone definition) is expanded by the server instead: a
-``CalendarView`` over the window, probed with ``FindItem`` alone (ids and item types,
-no ``GetItem``) and split in halves while a part is capped (``MaxEntriesReturned``),
-then ``GetItem`` of the UIDs of the occurrences only and of the properties of those
-that belong to such a series. ``expand_locally=False`` takes that path for every
-series (the behaviour before local expansion, kept to compare against).
+Series are expanded locally, from the master, by ``connectors.ews_series`` (the pattern
+and its boundary as a dateutil ``rrule`` in the master's Windows zone, checked against
+what the server says of the series). A series that fails a check, has a pattern we do
+not know, or a zone exchangelib cannot map (a custom time zone definition) is expanded
+by the server instead, here: a ``CalendarView`` over the window, probed with
+``FindItem`` alone (ids and item types, no ``GetItem``) and split in halves while a part
+is capped (``MaxEntriesReturned``), then ``GetItem`` of the UIDs of the occurrences only
+and of the properties of those that belong to such a series. ``expand_locally=False``
+takes that path for every series (the behaviour before local expansion, kept to compare
+against).
 
 A resource is one calendar item as the folder holds it (a single appointment or a series
 master): ``href`` is its EWS item id, ``etag`` its change key, ``events`` its occurrences

@@ -1,8 +1,30 @@
 """EWS calendar items → our events, and recurring series expanded locally.
 
-The expansion of a series master (pattern, boundary, modified and deleted occurrences,
-Windows zones, DST) is described in ``connectors.ews_calendar``'s docstring; it lives
-here with the mapping of one calendar item to ``EventData``.
+``event_from_item`` maps one calendar item (a single, a series master, an occurrence or
+an exception) to ``EventData``; a few helpers convert times and zones both ways.
+
+``expand_series`` expands a series master: the pattern (daily, weekly, absolute and
+relative monthly and yearly; "day 31" falls on the last day of shorter months, as in
+Exchange) and its boundary (no end, end date, number of occurrences, deleted ones
+counted) become a dateutil ``rrule`` over the wall-clock time of the master's
+``StartTimeZone`` (a Windows zone, mapped to its IANA zone by exchangelib), and each
+occurrence is converted to UTC on its own date, so a 9:00 meeting stays at 9:00 across
+DST. Deleted occurrences are left out, modified ones are the exceptions to read by id,
+the others are the master's event at their own start (``occurrence``; timed: the
+master's duration; all-day: the master's number of days, midnight to midnight in the
+zone). This is cheaper than the alternatives: a ``CalendarView`` lists every occurrence
+of every series (capped at 1,000 a view, and UIDs need a ``GetItem`` per 100
+occurrences), and ``OccurrenceItemId`` (master id + instance index) costs a ``GetItem``
+entry per occurrence and still needs the expansion to know which indexes fall in the
+window.
+
+The expansion is checked against what the server says of the series before it is
+trusted: the original start of ``FirstOccurrence`` (everything expanded before it
+deleted), of ``LastOccurrence`` (for a bounded series, everything after it deleted),
+of every modified occurrence and every deleted one must be occurrences we expanded. A
+series that fails a check, has a pattern we do not know, or a zone exchangelib cannot
+map (a custom time zone definition) gets ``None``: ``connectors.ews_calendar`` has the
+server expand it.
 """
 
 from __future__ import annotations

@@ -9,9 +9,10 @@ refresh token or a service account with domain-wide delegation acting as the man
 
 Sync is ``events.list`` with ``singleEvents=False`` and ``showDeleted=True``: series
 masters and their exceptions (moved or cancelled instances, ``recurringEventId`` +
-``originalStartTime``) come as they are stored, and the series are expanded here over
-the window (``recurring-ical-events`` on the master's RRULE/RDATE/EXDATE lines, then the
-exceptions applied by original start). One resource per series (href = the master's
+``originalStartTime``) come as they are stored, and the series are expanded over the
+window by ``connectors.google_series`` (``recurring-ical-events`` on the master's
+RRULE/RDATE/EXDATE lines, then the exceptions applied by original start; the mapping of
+an event to ours is there too). One resource per series (href = the master's
 id) or per single event (href = its id). The first listing has no token; its
 ``nextSyncToken`` is our token; a 410 on a token is ``TokenExpired``.
 

@@ -26,10 +26,11 @@ our marker) and a ``transactionId``; ``put_event`` first looks the uid up with
 calendarView delta cannot ``$expand`` extended properties, so during a sync an event
 whose ``transactionId`` is ours is read once more with them.
 
-Errors: 401 refreshes the access token once and repeats the request (still refused:
-AuthExpired); 429, and 503 with Retry-After: RateLimited; other 5xx and transport
-errors on idempotent requests are retried ``retries`` times with exponential backoff,
-then Transient; timeouts: Transient at once; 404: NotFound.
+Errors (the request loop of ``connectors.graph_client``, shared with the mailbox, push
+and mail sender): 401 refreshes the access token once and repeats the request (still
+refused: AuthExpired); 429, and 503 with Retry-After: RateLimited; other 5xx and
+transport errors on idempotent requests are retried ``retries`` times with exponential
+backoff, then Transient; timeouts: Transient at once; 404: NotFound.
 
 Change-notification subscriptions (webhooks) are in ``connectors/graph_push.py``.
 """
@@ -63,6 +64,7 @@ from connectors.base import (
 from connectors.graph_client import (
     AUTHORITY_HOST,
     GRAPH_URL,
+    MAX_DELTA_PAGES,
     RequestHook,
     Tokens,
     fail,
@@ -75,7 +77,6 @@ PROPERTY_SET = "{8f0c6a52-3d1e-4b7a-9c55-2e6a1f0b9d41}"
 UID_PROPERTY = f"String {PROPERTY_SET} Name x-exec-assistant-uid"
 MARKER_PROPERTY = f"String {PROPERTY_SET} Name x-exec-assistant-checkpoint"
 TRANSACTION_PREFIX = "exec-assistant-"
-MAX_DELTA_PAGES = 10_000
 # Exchange's global object id: a class id, then the instance date (zero in the master).
 _GOID_CLASS = "040000008200E00074C5B7101A82E008"
 _RESPONSES = {
@@ -88,7 +89,6 @@ _TAG = re.compile(r"<[^>]+>")
 _IANA_TO_WINDOWS: dict[str, str] = {}
 for _windows_name, _iana_name in WINDOWS_TO_OLSON.items():
     _IANA_TO_WINDOWS.setdefault(_iana_name, _windows_name)
-
 
 
 class GraphCalendar:
@@ -507,4 +507,3 @@ _EXPAND = (
     f"singleValueExtendedProperties($filter=id eq {odata_literal(UID_PROPERTY)}"
     f" or id eq {odata_literal(MARKER_PROPERTY)})"
 )
-

@@ -37,6 +37,7 @@ APP_SCOPES = ("https://graph.microsoft.com/.default",)
 DELEGATED_SCOPES = ("https://graph.microsoft.com/Calendars.ReadWrite",)
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 SYNC_CODES = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid"})
+MAX_DELTA_PAGES = 10_000  # pages of one delta (calendarView or messages) before giving up
 FRACTION = re.compile(r"(\.\d{6})\d+")
 RequestHook = Callable[[str, str, int], None]
 

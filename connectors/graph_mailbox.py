@@ -48,10 +48,10 @@ from connectors.base import (
     MailDelta,
     TokenExpired,
 )
-from connectors.graph_calendar import MAX_DELTA_PAGES
 from connectors.graph_client import (
     AUTHORITY_HOST,
     GRAPH_URL,
+    MAX_DELTA_PAGES,
     RequestHook,
     Tokens,
     fail,
