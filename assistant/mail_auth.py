@@ -101,7 +101,9 @@ def parse(value: str) -> AuthenticationResults:
 
 
 def _domain(value: str) -> str:
-    return value.rsplit("@", 1)[-1].strip().strip(".").lower()
+    """``alex@Example.com``, ``<alex@example.com>``, ``@example.com``, ``example.com`` →
+    ``example.com``."""
+    return value.strip().strip("<>").rsplit("@", 1)[-1].strip().strip(".").lower()
 
 
 def _aligned(a: str, b: str) -> bool:

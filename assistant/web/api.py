@@ -73,18 +73,18 @@ def routes(
         email = str(data.get("email", ""))
         client = request.client.host if request.client else ""
         guard, now = LoginGuard(svc.uow), svc.now()
-        wait = guard.password_wait(email, client, now)
-        if wait > 0:
+        attempt = guard.start_password(email, client, now)
+        if attempt.wait > 0:
+            seconds = math.ceil(attempt.wait)
             return JSONResponse(
-                {"error": "too many attempts", "retry_after_seconds": math.ceil(wait)},
+                {"error": "too many attempts", "retry_after_seconds": seconds},
                 status_code=429,
-                headers={"Retry-After": str(math.ceil(wait))},
+                headers={"Retry-After": str(seconds)},
             )
         user_id = check_password(svc, email, str(data.get("password", "")))
-        if user_id is None:
-            guard.refused(email, client, now)
+        if user_id is None:  # the attempt stays counted as a refusal
             return JSONResponse({"error": "wrong email or password"}, status_code=401)
-        guard.succeeded(email)
+        guard.succeeded(email, attempt)
         token, max_age = start_session(svc, user_id)
         response = JSONResponse({"ok": True})
         set_cookie(svc, response, SESSION_COOKIE, token, max_age)

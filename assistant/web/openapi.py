@@ -29,7 +29,8 @@ _OPERATIONS: list[tuple[str, str, str, list[dict[str, Any]], dict[str, Any] | No
         "/api/login",
         "post",
         "Log in with email and password (sets the session cookie); 429 with Retry-After "
-        "after 5 refused logins for an address (or 30 from a client) in 15 minutes",
+        "after 5 refused logins for an address (locked 15 minutes, doubled by each further "
+        "refusal, at most 4 hours) or 30 from a client in 15 minutes",
         [],
         {
             "type": "object",

@@ -154,19 +154,18 @@ class Pages:
             return self._login_page(request, t("csrf"), 403)
         email, client = str(form.get("email", "")), _client(request)
         guard, now = LoginGuard(self.svc.uow), self.svc.now()
-        wait = guard.password_wait(email, client, now)
-        if wait > 0:
-            minutes = max(1, math.ceil(wait / 60))
+        attempt = guard.start_password(email, client, now)
+        if attempt.wait > 0:
+            minutes = max(1, math.ceil(attempt.wait / 60))
             response = self._login_page(
                 request, t("too_many_logins").format(minutes=minutes), 429
             )
-            response.headers["Retry-After"] = str(math.ceil(wait))
+            response.headers["Retry-After"] = str(math.ceil(attempt.wait))
             return response
         user_id = check_password(self.svc, email, str(form.get("password", "")))
-        if user_id is None:
-            guard.refused(email, client, now)
+        if user_id is None:  # the attempt stays counted as a refusal
             return self._login_page(request, t("wrong_login"), 401)
-        guard.succeeded(email)
+        guard.succeeded(email, attempt)
         return self._logged_in(user_id, str(form.get("next", "/")))
 
     def _logged_in(self, user_id: int, target: str) -> Response:
