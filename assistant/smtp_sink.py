@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 
@@ -26,7 +26,13 @@ class Received:
 
 
 @dataclass
-class _Handler:
+class SinkHandler:
+    """The aiosmtpd handler of ``SmtpSink``: every message is accepted and kept.
+
+    ``received`` is guarded by ``lock``; ``arrived`` (a condition on it) is notified as
+    each message is kept. A subclass may refuse or delay a message before ``keep``.
+    """
+
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     arrived: threading.Condition = field(init=False)
@@ -34,12 +40,16 @@ class _Handler:
     def __post_init__(self) -> None:
         self.arrived = threading.Condition(self.lock)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+    def keep(self, envelope: Any) -> None:
+        """Parse the envelope's message and keep it (takes ``lock``)."""
         raw = envelope.original_content or envelope.content
         msg = message_from_bytes(raw, policy=policy.default)
         with self.arrived:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), msg))
             self.arrived.notify_all()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.keep(envelope)
         return "250 OK"
 
 
@@ -66,12 +76,15 @@ def start_controller(handler: Any, host: str, attempts: int = 5) -> tuple[Contro
 
 
 class SmtpSink:
-    """``with SmtpSink() as sink: ... sink.port ... sink.wait_for(2)``."""
+    """``with SmtpSink() as sink: ... sink.port ... sink.wait_for(2)``.
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    ``handler``: a ``SinkHandler`` (a subclass that refuses or delays, in tests).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", handler: SinkHandler | None = None) -> None:
         self.host = host
         self.port = 0
-        self._handler = _Handler()
+        self._handler = handler if handler is not None else SinkHandler()
         self._controller: Controller | None = None
 
     @property
@@ -79,7 +92,7 @@ class SmtpSink:
         with self._handler.lock:
             return list(self._handler.received)
 
-    def start(self) -> SmtpSink:
+    def start(self) -> Self:
         self._controller, self.port = start_controller(self._handler, self.host)
         return self
 
@@ -94,7 +107,7 @@ class SmtpSink:
             self._handler.arrived.wait_for(lambda: len(self._handler.received) >= count, timeout)
             return list(self._handler.received)
 
-    def __enter__(self) -> SmtpSink:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -68,7 +68,8 @@ log = logging.getLogger("bench.notify_latency")
 
 def timed_sink() -> Any:
     """An ``SmtpSink`` that also notes when each message's DATA was accepted."""
-    from assistant.smtp_sink import Received, SmtpSink, _Handler
+    from assistant.smtp_sink import Received, SmtpSink
+    from assistant.smtp_sink import SinkHandler as _Handler
 
     class Handler(_Handler):
         def __init__(self) -> None:

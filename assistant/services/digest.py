@@ -29,7 +29,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from assistant import outbox
 from assistant.changes import DetectionRules, net_changes
 from assistant.conflicts import find_conflicts
 from assistant.digest import (
@@ -48,6 +47,7 @@ from assistant.digest import (
 from assistant.latency import Direction, reply_latencies
 from assistant.model import EventData
 from assistant.notify import Audience, Note, RenderedMessage
+from assistant.services.assistant_messages import enqueue_for_assistant, lock_pair, notify_channels
 from assistant.services.delegation import OPEN_STATES
 from assistant.services.hours import pair_hours
 from assistant.services.mail import addresses, to_message
@@ -129,7 +129,7 @@ def digest_date(pair: Pair, now: datetime) -> date:
 def digest_keys(pair: Pair, day: date) -> list[str]:
     return [
         f"digest:{pair.id}:{day.isoformat()}:{pair.assistant_email}:{channel}"
-        for channel in _channels(pair)
+        for channel in notify_channels(pair)
     ]
 
 
@@ -157,7 +157,7 @@ def digest(uow: UnitOfWork, pair_id: int, now: datetime, settings: Settings) -> 
     """Queue the pair's digest for the date ``now`` falls in (see the module docstring)."""
     report = DigestReport(pair_id)
     with uow.begin() as session:
-        pair = _lock_pair(session, pair_id)
+        pair = lock_pair(session, pair_id)
         report.date = digest_date(pair, now)
         report.next_at = next_digest_at(pair, now)
         keys = digest_keys(pair, report.date)
@@ -173,18 +173,9 @@ def digest(uow: UnitOfWork, pair_id: int, now: datetime, settings: Settings) -> 
         report.message, report.data = message, data
         report.counts = content.counts(pair.timezone)
         payload = {"kind": "digest", "change_ids": [r.id for r in rows], **data}
-        for channel, key in zip(_channels(pair), keys, strict=True):
-            entry = outbox.enqueue(
-                session,
-                key=key,
-                channel=channel,
-                recipient=pair.assistant_email,
-                subject=message.subject,
-                body_text=message.text,
-                body_html=message.html,
-                payload=payload,
-                pair_id=pair.id,
-                now=now,
+        for channel, key in zip(notify_channels(pair), keys, strict=True):
+            entry = enqueue_for_assistant(
+                session, pair, message, key=key, channel=channel, payload=payload, now=now
             )
             if entry is not None:
                 report.outbox_ids.append(entry.id)
@@ -398,10 +389,6 @@ def _tasks(session: Session, pair: Pair, now: datetime, until: datetime) -> list
 # -------------------------------------------------------------------------- helpers
 
 
-def _channels(pair: Pair) -> list[str]:
-    return [str(c) for c in (pair.notify_channels or ["smtp"])]
-
-
 def _queued(session: Session, keys: list[str]) -> bool:
     found = session.scalars(
         select(OutboxEntry.id).where(OutboxEntry.idempotency_key.in_(keys)).limit(1)
@@ -418,18 +405,3 @@ def _audience(pair: Pair) -> Audience:
         manager_emails=frozenset({pair.manager_email.lower()}),
         share_private_details=pair.share_private_details,
     )
-
-
-def _lock_pair(session: Session, pair_id: int) -> Pair:
-    """The pair row, locked for this transaction (SQLite: BEGIN IMMEDIATE holds it all).
-
-    ``dispatch`` takes the same lock before it holds a change for the digest, so a change
-    is either held before the digest reads the held ones, or waits for the next digest.
-    """
-    stmt = select(Pair).where(Pair.id == pair_id)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    pair = session.scalars(stmt).one_or_none()
-    if pair is None:
-        raise LookupError(f"no pair with id {pair_id}")
-    return pair

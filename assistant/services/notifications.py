@@ -31,11 +31,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from assistant import outbox
 from assistant.changes import Change, ChangeKind, DetectionRules, net_changes
 from assistant.conflicts import Conflict, find_conflicts
 from assistant.model import EventData
 from assistant.notify import Note, render_changes
+from assistant.services.assistant_messages import enqueue_for_assistant, lock_pair, notify_channels
 from assistant.snapshots import from_json, from_row, to_json
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Account, EventSnapshot, Pair, ScheduleChange
@@ -98,7 +98,7 @@ def dispatch(
     """
     report = DispatchReport(pair_id)
     with uow.begin() as session:
-        pair = _lock_pair(session, pair_id)
+        pair = lock_pair(session, pair_id)
         digest_on = bool(pair.digest_time)
         # With the digest turned off, changes held for it go out like normal ones.
         states = ("pending",) if digest_on else ("pending", "digest")
@@ -164,17 +164,6 @@ def _nothing_can_join(
     )
 
 
-def _lock_pair(session: Session, pair_id: int) -> Pair:
-    """The pair row, locked for this transaction (SQLite: BEGIN IMMEDIATE holds it all)."""
-    stmt = select(Pair).where(Pair.id == pair_id)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    pair = session.scalars(stmt).one_or_none()
-    if pair is None:
-        raise LookupError(f"no pair with id {pair_id}")
-    return pair
-
-
 def _quiet_until(pair: Pair, now: datetime) -> datetime | None:
     """The end of the quiet hours ``now`` is in (assistant's zone), or None."""
     q = pair.quiet_hours or {}
@@ -234,16 +223,14 @@ def _send(
         return
     message = render_changes(net, audience_for(pair), notes)
     digest = hashlib.sha256(",".join(str(r.id) for r in rows).encode()).hexdigest()[:16]
-    for channel in pair.notify_channels or ["smtp"]:
+    for channel in notify_channels(pair):
         key = f"changes:{pair.id}:{digest}:{pair.assistant_email}:{channel}"
-        entry = outbox.enqueue(
+        entry = enqueue_for_assistant(
             session,
+            pair,
+            message,
             key=key,
             channel=channel,
-            recipient=pair.assistant_email,
-            subject=message.subject,
-            body_text=message.text,
-            body_html=message.html,
             payload={
                 "change_ids": [r.id for r in rows if r.state == "sent"],
                 "kinds": [c.kind.value for c in net],
@@ -251,7 +238,6 @@ def _send(
                 "conflicts": sum(len(n.conflicts) for n in notes.values()),
                 "changes": [_structured(c, notes[c.event.key], pair) for c in net],
             },
-            pair_id=pair.id,
             now=now,
         )
         for r in rows:

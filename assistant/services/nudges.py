@@ -28,6 +28,7 @@ from assistant import outbox, timefmt
 from assistant.latency import Direction, LatencyRecord, reply_latencies
 from assistant.notify import template_env
 from assistant.priorities import Level, rank_message
+from assistant.services.assistant_messages import notify_channels
 from assistant.services.hours import pair_hours
 from assistant.services.mail import addresses, to_message
 from assistant.services.priorities import load_rules
@@ -145,7 +146,7 @@ def _queue(
     digest = hashlib.sha256(r.message_id.encode()).hexdigest()[:16]
     targets = [("manager", pair.manager_email, ["smtp"])]
     if stage == "breach":
-        targets.append(("assistant", pair.assistant_email, list(pair.notify_channels or ["smtp"])))
+        targets.append(("assistant", pair.assistant_email, notify_channels(pair)))
     sent = r.sent_at.astimezone(ZoneInfo(pair.timezone))
     context = {
         "stage": stage,

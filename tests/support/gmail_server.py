@@ -53,7 +53,6 @@ import json
 import random
 import re
 import secrets
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,16 +61,11 @@ from email import message_from_bytes, policy
 from email.message import Message
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
-
-from tests.support.google_server import JWT_BEARER, ApiError, OAuthError, new_rsa_key
+from tests.support.google_oauth import CHALLENGE, OAuthError, OAuthServer, b64decode
+from tests.support.google_server import ApiError
 
 READONLY = "https://www.googleapis.com/auth/gmail.readonly"
 METADATA = "https://www.googleapis.com/auth/gmail.metadata"
@@ -89,7 +83,6 @@ HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved")
 _HISTORY_KEYS = {"messageAdded": "messagesAdded", "messageDeleted": "messagesDeleted",
                  "labelAdded": "labelsAdded", "labelRemoved": "labelsRemoved"}  # fmt: skip
 _SYSTEM_LABELS = ("INBOX", "SENT", "DRAFT", "SPAM", "TRASH", "UNREAD", "STARRED", "IMPORTANT")
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'}
 _MESSAGES = {"rateLimitExceeded": "Rate Limit Exceeded",
              "userRateLimitExceeded": "User Rate Limit Exceeded",
              "backendError": "Backend Error", "notFound": "Requested entity was not found."}  # fmt: skip
@@ -114,20 +107,6 @@ class _Fault:
     retry_after: int | None = None
     reason: str = ""
     method: str | None = None
-
-
-@dataclass(slots=True)
-class _Token:
-    user: str
-    expires_at: float
-    scopes: frozenset[str]
-    exempt: bool = False
-
-
-@dataclass(slots=True)
-class _ServiceAccount:
-    public_key: Any
-    subjects: frozenset[str]
 
 
 @dataclass(slots=True)
@@ -160,111 +139,21 @@ class Mailbox:
     seq: int = 0
 
 
-class GmailServer:
+class GmailServer(OAuthServer):
     """A threaded server; ``url`` is the root URL (``http://127.0.0.1:<port>/``)."""
 
+    api_scopes = GMAIL_SCOPES
+    default_scopes = frozenset({READONLY})
+
     def __init__(self, *, token_lifetime: int = 3600, seed: int = 7) -> None:
-        self.token_lifetime = token_lifetime
+        super().__init__(token_lifetime=token_lifetime)
         self.requests: list[Logged] = []
         self._rng = random.Random(seed)
-        self._lock = threading.RLock()
         self._mailboxes: dict[str, Mailbox] = {}
-        self._clients: dict[str, str] = {}
-        self._refresh_tokens: dict[str, tuple[str, str, frozenset[str]]] = {}
-        self._access: dict[str, _Token] = {}
-        self._service_accounts: dict[str, _ServiceAccount] = {}
         self._faults: list[_Fault] = []
         self._after_list: list[tuple[str, str]] = []  # (user, message id)
         self._replays: list[str] = []
         self.sent: list[tuple[str, bytes]] = []  # (user, raw RFC 822) of messages.send
-        self._httpd: ThreadingHTTPServer | None = None
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> Self:
-        server = self
-
-        class Handler(_Handler):
-            app = server
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "not started"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/"
-
-    @property
-    def token_uri(self) -> str:
-        return self.url + "token"
-
-    # ------------------------------------------------------------ accounts, tokens
-
-    def add_client(self) -> tuple[str, str]:
-        client_id = f"{secrets.token_hex(6)}.apps.googleusercontent.com"
-        client_secret = secrets.token_urlsafe(18)
-        with self._lock:
-            self._clients[client_id] = client_secret
-        return client_id, client_secret
-
-    def issue_refresh_token(
-        self, user: str, client_id: str, scopes: Iterable[str] = (READONLY,)
-    ) -> str:
-        token = "1//" + secrets.token_urlsafe(32)
-        with self._lock:
-            self._refresh_tokens[token] = (client_id, user, frozenset(scopes))
-        return token
-
-    def revoke_refresh_token(self, token: str) -> None:
-        with self._lock:
-            self._refresh_tokens.pop(token, None)
-
-    def new_service_account(self, email: str, subjects: tuple[str, ...] = ()) -> dict[str, str]:
-        """Register a service account (``subjects``: users it may act as); its key file."""
-        private, public = new_rsa_key()
-        key = serialization.load_pem_public_key(public.encode())
-        with self._lock:
-            self._service_accounts[email] = _ServiceAccount(key, frozenset(subjects))
-        return {
-            "type": "service_account",
-            "project_id": "exec-assistant-tests",
-            "private_key_id": secrets.token_hex(20),
-            "private_key": private,
-            "client_email": email,
-            "client_id": str(secrets.randbelow(10**20)),
-            "token_uri": self.token_uri,
-        }
-
-    def access_token_for(
-        self, user: str, *, exempt: bool = False, scopes: Iterable[str] = (READONLY,)
-    ) -> str:
-        """An access token minted directly (``exempt``: faults never hit its calls)."""
-        return self._mint(user, frozenset(scopes), exempt)
-
-    def expire_access_tokens(self) -> None:
-        with self._lock:
-            for token in self._access.values():
-                token.expires_at = 0
 
     # ------------------------------------------------------------------ mailboxes
 
@@ -462,11 +351,6 @@ class GmailServer:
             message = _MESSAGES.get(reason, f"HTTP {fault.status}")
             raise ApiError(fault.status, reason, message, domain=domain, headers=extra)
 
-    def _token_of(self, headers: Mapping[str, str]) -> _Token | None:
-        auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
-        with self._lock:
-            return self._access.get(auth.removeprefix("Bearer ").strip()) if auth else None
-
     def _api(
         self,
         method: str,
@@ -479,10 +363,10 @@ class GmailServer:
         operation = _operation(method, path)
         self._fault(operation, headers)
         if not any(k.lower() == "authorization" for k in headers):
-            raise ApiError(401, "required", "Login Required.", headers=_CHALLENGE)
+            raise ApiError(401, "required", "Login Required.", headers=CHALLENGE)
         token = self._token_of(headers)
         if token is None or token.expires_at < time.time():
-            raise ApiError(401, "authError", "Invalid Credentials", headers=_CHALLENGE)
+            raise ApiError(401, "authError", "Invalid Credentials", headers=CHALLENGE)
         if not token.scopes & GMAIL_SCOPES:
             raise ApiError(403, "insufficientPermissions",
                            "Request had insufficient authentication scopes.")  # fmt: skip
@@ -525,7 +409,7 @@ class GmailServer:
             self._fault("messages.send", headers)
             token = self._token_of(headers)
             if token is None or token.expires_at < time.time():
-                raise ApiError(401, "authError", "Invalid Credentials", headers=_CHALLENGE)
+                raise ApiError(401, "authError", "Invalid Credentials", headers=CHALLENGE)
             if not token.scopes & SEND_SCOPES:
                 raise ApiError(403, "insufficientPermissions",
                                "Request had insufficient authentication scopes.")  # fmt: skip
@@ -533,7 +417,7 @@ class GmailServer:
             if user not in ("me", token.user):
                 raise ApiError(403, "forbidden", f"Delegation denied for {token.user}")
             try:
-                raw = _b64decode(str(json.loads(body or b"{}").get("raw") or ""))
+                raw = b64decode(str(json.loads(body or b"{}").get("raw") or ""))
             except (ValueError, AttributeError):
                 raise ApiError(400, "invalidArgument", "'raw' RFC822 payload message string "
                                "or uploading message via /upload/* URL required") from None  # fmt: skip
@@ -750,100 +634,8 @@ class GmailServer:
         box.history.append(Change(box.history_id, kind, stored.id, stored.thread_id,
                                   tuple(stored.labels), changed))  # fmt: skip
 
-    # --------------------------------------------------------------------- OAuth
-
-    def _token(self, body: bytes) -> dict[str, Any]:
-        form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
-        grant = form.get("grant_type", "")
-        requested = frozenset(form.get("scope", "").split())
-        if grant == "refresh_token":
-            client_id = form.get("client_id", "")
-            with self._lock:
-                known = self._clients.get(client_id)
-                holder = self._refresh_tokens.get(form.get("refresh_token", ""))
-            if known is None or known != form.get("client_secret"):
-                raise OAuthError(401, "invalid_client", "The OAuth client was not found.")
-            if holder is None or holder[0] != client_id:
-                raise OAuthError(400, "invalid_grant", "Token has been expired or revoked.")
-            if requested - holder[2]:
-                raise OAuthError(400, "invalid_scope", "Bad Request")
-            return self._grant(holder[1], requested or holder[2])
-        if grant == JWT_BEARER:
-            claims = self._verify_assertion(form.get("assertion", ""))
-            scopes = frozenset(str(claims.get("scope", "")).split())
-            return self._grant(str(claims.get("sub") or claims["iss"]), scopes)
-        raise OAuthError(400, "unsupported_grant_type", f"Invalid grant_type: {grant}")
-
-    def _grant(self, user: str, scopes: frozenset[str]) -> dict[str, Any]:
-        return {"access_token": self._mint(user, scopes, False), "expires_in": self.token_lifetime,
-                "scope": " ".join(sorted(scopes)), "token_type": "Bearer"}  # fmt: skip
-
-    def _verify_assertion(self, assertion: str) -> dict[str, Any]:
-        try:
-            head_b64, claims_b64, sig_b64 = assertion.split(".")
-            header = json.loads(_b64decode(head_b64))
-            claims: dict[str, Any] = json.loads(_b64decode(claims_b64))
-            signature = _b64decode(sig_b64)
-        except ValueError:
-            raise OAuthError(400, "invalid_grant", "Invalid JWT: malformed") from None
-        with self._lock:
-            account = self._service_accounts.get(str(claims.get("iss")))
-        if account is None or header.get("alg") != "RS256":
-            raise OAuthError(400, "invalid_grant", "Invalid JWT Signature.")
-        try:
-            account.public_key.verify(signature, f"{head_b64}.{claims_b64}".encode(),
-                                      padding.PKCS1v15(), hashes.SHA256())  # fmt: skip
-        except InvalidSignature:
-            raise OAuthError(400, "invalid_grant", "Invalid JWT Signature.") from None
-        if claims.get("aud") not in (self.token_uri, "https://oauth2.googleapis.com/token"):
-            raise OAuthError(400, "invalid_grant", "Invalid JWT: audience")
-        if not float(claims.get("iat", 0)) - 300 <= time.time() <= float(claims.get("exp", 0)):
-            raise OAuthError(400, "invalid_grant", "Invalid JWT: Token must be a short-lived "
-                             "token (60 minutes) and in a reasonable timeframe.")  # fmt: skip
-        if not set(str(claims.get("scope", "")).split()) & GMAIL_SCOPES:
-            raise OAuthError(400, "invalid_scope", "Invalid OAuth scope or ID token audience.")
-        subject = claims.get("sub")
-        if subject and subject != claims["iss"] and subject not in account.subjects:
-            raise OAuthError(401, "unauthorized_client",
-                             "Client is unauthorized to retrieve access tokens using this "
-                             "method, or client not authorized for any of the scopes requested.")  # fmt: skip
-        return claims
-
-    def _mint(self, user: str, scopes: frozenset[str], exempt: bool) -> str:
-        token = "ya29." + secrets.token_urlsafe(32)
-        with self._lock:
-            self._access[token] = _Token(user, time.time() + self.token_lifetime, scopes, exempt)
-        return token
-
-
-# ------------------------------------------------------------------------ HTTP
 
 _JSON = {"Content-Type": "application/json; charset=UTF-8"}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    app: GmailServer
-    protocol_version = "HTTP/1.1"
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        status, headers, data = self.app.handle(self.command, self.path, dict(self.headers), body)
-        try:
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if data and self.command != "HEAD":
-                self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 # --------------------------------------------------------------------- helpers
@@ -1032,13 +824,9 @@ def _encode_token(data: Mapping[str, Any]) -> str:
 
 def _decode_token(text: str) -> dict[str, Any]:
     try:
-        data = json.loads(_b64decode(text))
+        data = json.loads(b64decode(text))
         if not isinstance(data, dict):
             raise ValueError(text)
         return data
     except ValueError:
         raise ApiError(400, "invalidArgument", "Invalid pageToken") from None
-
-
-def _b64decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -48,18 +48,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from dateutil.rrule import rrulestr
 
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+from tests.support.google_oauth import CHALLENGE, OAuthError, OAuthServer, b64decode
+
 CALENDAR_SCOPES = frozenset(
     {
         "https://www.googleapis.com/auth/calendar",
@@ -108,12 +104,6 @@ class ApiError(Exception):
                           "status": _STATUS_NAMES.get(self.status, "UNKNOWN")}}  # fmt: skip
 
 
-class OAuthError(Exception):
-    def __init__(self, status: int, error: str, description: str) -> None:
-        super().__init__(description)
-        self.status, self.error, self.description = status, error, description
-
-
 @dataclass(frozen=True, slots=True)
 class Logged:
     method: str
@@ -131,19 +121,6 @@ class _Fault:
 
 
 @dataclass(slots=True)
-class _Token:
-    user: str
-    expires_at: float
-    exempt: bool = False
-
-
-@dataclass(slots=True)
-class _ServiceAccount:
-    public_key: Any
-    subjects: frozenset[str]
-
-
-@dataclass(slots=True)
 class Calendar:
     id: str
     time_zone: str
@@ -152,135 +129,26 @@ class Calendar:
     epoch: int = 0
 
 
-def new_rsa_key() -> tuple[str, str]:
-    """(private PEM, public PEM) of a fresh 2048-bit RSA key."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
-
-
-class GoogleCalendarServer:
+class GoogleCalendarServer(OAuthServer):
     """A threaded server; ``url`` is the root URL (``http://127.0.0.1:<port>/``)."""
 
+    api_scopes = CALENDAR_SCOPES
+    default_scopes = CALENDAR_SCOPES
+
     def __init__(self, *, time_zone: str = "UTC", token_lifetime: int = 3600) -> None:
+        super().__init__(token_lifetime=token_lifetime)
         self.time_zone = time_zone
-        self.token_lifetime = token_lifetime
         self.requests: list[Logged] = []
-        self._lock = threading.RLock()
         self._calendars: dict[str, Calendar] = {}
-        self._clients: dict[str, str] = {}
-        self._refresh_tokens: dict[str, tuple[str, str]] = {}  # token -> (client, user)
-        self._access: dict[str, _Token] = {}
-        self._service_accounts: dict[str, _ServiceAccount] = {}
         self._faults: list[_Fault] = []
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         # the authorization code flow: who consents, whether they refuse, codes given out
         self.consent_user = "manager@example.com"
         self.deny_consent = False
         self._codes: dict[str, dict[str, str]] = {}
 
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> Self:
-        server = self
-
-        class Handler(_Handler):
-            app = server
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "not started"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/"
-
-    @property
-    def token_uri(self) -> str:
-        return self.url + "token"
-
     @property
     def authorize_url(self) -> str:
         return self.url + "o/oauth2/v2/auth"
-
-    # ------------------------------------------------------------ accounts, tokens
-
-    def add_client(self, client_id: str = "", client_secret: str = "") -> tuple[str, str]:
-        client_id = client_id or f"{secrets.token_hex(6)}.apps.googleusercontent.com"
-        client_secret = client_secret or secrets.token_urlsafe(18)
-        with self._lock:
-            self._clients[client_id] = client_secret
-        return client_id, client_secret
-
-    def issue_refresh_token(self, user: str, client_id: str) -> str:
-        token = "1//" + secrets.token_urlsafe(32)
-        with self._lock:
-            self._refresh_tokens[token] = (client_id, user)
-        return token
-
-    def revoke_refresh_token(self, token: str) -> None:
-        with self._lock:
-            self._refresh_tokens.pop(token, None)
-
-    def add_service_account(
-        self, email: str, public_key_pem: str, subjects: tuple[str, ...] = ()
-    ) -> None:
-        """Register a key; ``subjects``: users it may act as (domain-wide delegation)."""
-        key = serialization.load_pem_public_key(public_key_pem.encode())
-        with self._lock:
-            self._service_accounts[email] = _ServiceAccount(key, frozenset(subjects))
-
-    def new_service_account(self, email: str, subjects: tuple[str, ...] = ()) -> dict[str, str]:
-        """Register a new service account; its JSON key file's content."""
-        private, public = new_rsa_key()
-        self.add_service_account(email, public, subjects)
-        return {
-            "type": "service_account",
-            "project_id": "exec-assistant-tests",
-            "private_key_id": secrets.token_hex(20),
-            "private_key": private,
-            "client_email": email,
-            "client_id": str(secrets.randbelow(10**20)),
-            "token_uri": self.token_uri,
-        }
-
-    def access_token_for(self, user: str, *, exempt: bool = False) -> str:
-        """An access token minted directly (``exempt``: faults never hit its requests)."""
-        return self._mint(user, exempt)
-
-    def expire_access_tokens(self) -> None:
-        with self._lock:
-            for token in self._access.values():
-                token.expires_at = 0
 
     # ---------------------------------------------------------------- calendars
 
@@ -376,7 +244,7 @@ class GoogleCalendarServer:
     ) -> tuple[int, Any, dict[str, str]]:
         auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
         with self._lock:
-            token = self._access.get(auth.removeprefix("Bearer ").strip()) if auth else None
+            token = self._token_of(headers)
             fault = self._faults.pop(0) if self._faults and not (token and token.exempt) else None
         if fault is not None:
             if fault.delay:
@@ -388,9 +256,9 @@ class GoogleCalendarServer:
                 raise ApiError(fault.status, reason, _message(fault.status, reason),
                                domain=domain, headers=extra)  # fmt: skip
         if not auth:
-            raise ApiError(401, "required", "Login Required", headers=_CHALLENGE)
+            raise ApiError(401, "required", "Login Required", headers=CHALLENGE)
         if token is None or token.expires_at < time.time():
-            raise ApiError(401, "authError", "Invalid Credentials", headers=_CHALLENGE)
+            raise ApiError(401, "authError", "Invalid Credentials", headers=CHALLENGE)
         segments = [unquote(s) for s in path[len(API) :].split("/")]
         if segments[:1] == ["channels"] or segments[-2:] == ["events", "watch"]:  # push section
             if method != "POST":
@@ -638,25 +506,15 @@ class GoogleCalendarServer:
 
     # -------------------------------------------------------------------- OAuth
 
-    def _token(self, body: bytes) -> dict[str, Any]:
-        form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
-        grant = form.get("grant_type", "")
-        if grant == "refresh_token":
-            client_id = form.get("client_id", "")
-            with self._lock:
-                known = self._clients.get(client_id)
-                holder = self._refresh_tokens.get(form.get("refresh_token", ""))
-            if known is None or known != form.get("client_secret"):
-                raise OAuthError(401, "invalid_client", "The OAuth client was not found.")
-            if holder is None or holder[0] != client_id:
-                raise OAuthError(400, "invalid_grant", "Token has been expired or revoked.")
-            return self._grant(holder[1], " ".join(sorted(CALENDAR_SCOPES)))
+    def _refreshed(
+        self, user: str, held: frozenset[str], requested: frozenset[str]
+    ) -> dict[str, Any]:
+        return self._grant(user, " ".join(sorted(held)))  # whatever the client asks for
+
+    def _other_grant(self, grant: str, form: dict[str, str]) -> dict[str, Any]:
         if grant == "authorization_code":
             return self._redeem(form)
-        if grant == JWT_BEARER:
-            claims = self._verify_assertion(form.get("assertion", ""))
-            return self._grant(claims.get("sub") or claims["iss"], str(claims.get("scope", "")))
-        raise OAuthError(400, "unsupported_grant_type", f"Invalid grant_type: {grant}")
+        return super()._other_grant(grant, form)
 
     def _consent(self, params: dict[str, list[str]]) -> dict[str, str]:
         """The consent screen, answered at once: the Location header back to the app."""
@@ -711,86 +569,6 @@ class GoogleCalendarServer:
                 for part in ({"alg": "RS256", "kid": "test"}, claims)
             ) + ".c2lnbmF0dXJl"
         return reply
-
-    def _grant(self, user: str, scope: str) -> dict[str, Any]:
-        return {
-            "access_token": self._mint(user, False),
-            "expires_in": self.token_lifetime,
-            "scope": scope,
-            "token_type": "Bearer",
-        }
-
-    def _verify_assertion(self, assertion: str) -> dict[str, Any]:
-        try:
-            head_b64, claims_b64, sig_b64 = assertion.split(".")
-            header = json.loads(_b64decode(head_b64))
-            claims: dict[str, Any] = json.loads(_b64decode(claims_b64))
-            signature = _b64decode(sig_b64)
-        except ValueError:
-            raise OAuthError(400, "invalid_grant", "Invalid JWT: malformed") from None
-        with self._lock:
-            account = self._service_accounts.get(str(claims.get("iss")))
-        if account is None or header.get("alg") != "RS256":
-            raise OAuthError(400, "invalid_grant", "Invalid JWT Signature.")
-        try:
-            account.public_key.verify(
-                signature, f"{head_b64}.{claims_b64}".encode(), padding.PKCS1v15(),
-                hashes.SHA256(),
-            )  # fmt: skip
-        except InvalidSignature:
-            raise OAuthError(400, "invalid_grant", "Invalid JWT Signature.") from None
-        now = time.time()
-        # google-auth always names Google's token endpoint as the audience, as Google wants
-        if claims.get("aud") not in (self.token_uri, "https://oauth2.googleapis.com/token"):
-            raise OAuthError(400, "invalid_grant", "Invalid JWT: audience")
-        if not float(claims.get("iat", 0)) - 300 <= now <= float(claims.get("exp", 0)):
-            raise OAuthError(400, "invalid_grant", "Invalid JWT: Token must be a short-lived "
-                             "token (60 minutes) and in a reasonable timeframe.")  # fmt: skip
-        if not set(str(claims.get("scope", "")).split()) & CALENDAR_SCOPES:
-            raise OAuthError(400, "invalid_scope", "Invalid OAuth scope or ID token audience.")
-        subject = claims.get("sub")
-        if subject and subject != claims["iss"] and subject not in account.subjects:
-            raise OAuthError(401, "unauthorized_client",
-                             "Client is unauthorized to retrieve access tokens using this "
-                             "method, or client not authorized for any of the scopes requested.")  # fmt: skip
-        return claims
-
-    def _mint(self, user: str, exempt: bool) -> str:
-        token = "ya29." + secrets.token_urlsafe(32)
-        with self._lock:
-            self._access[token] = _Token(user, time.time() + self.token_lifetime, exempt)
-        return token
-
-
-# ------------------------------------------------------------------------ HTTP
-
-
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    app: GoogleCalendarServer
-    protocol_version = "HTTP/1.1"
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        status, headers, data = self.app.handle(self.command, self.path, dict(self.headers), body)
-        try:
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if data and self.command != "HEAD":
-                self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 # --------------------------------------------------------------------- helpers
@@ -944,16 +722,12 @@ def _encode(data: Mapping[str, Any]) -> str:
 
 def _decode(text: str, message: str, status: int, reason: str) -> dict[str, Any]:
     try:
-        data = json.loads(_b64decode(text))
+        data = json.loads(b64decode(text))
         if not isinstance(data, dict):
             raise ValueError(text)
         return data
     except ValueError:
         raise ApiError(status, reason, message or "Invalid token") from None
-
-
-def _b64decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _now() -> str:

@@ -23,8 +23,5 @@ def start_radicale(folder: Path) -> EmbeddedRadicale:
 
 @pytest.fixture
 def radicale(tmp_path: Path) -> Iterator[EmbeddedRadicale]:
-    server = start_radicale(tmp_path / "radicale")
-    try:
+    with EmbeddedRadicale(tmp_path / "radicale") as server:
         yield server
-    finally:
-        server.stop()

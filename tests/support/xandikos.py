@@ -141,8 +141,5 @@ def start_xandikos(folder: Path) -> XandikosServer:
 
 @pytest.fixture
 def xandikos(tmp_path: Path) -> Iterator[XandikosServer]:
-    server = start_xandikos(tmp_path / "xandikos")
-    try:
+    with XandikosServer(tmp_path / "xandikos") as server:
         yield server
-    finally:
-        server.stop()
