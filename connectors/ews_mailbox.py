@@ -44,7 +44,7 @@ from exchangelib import errors as ews_errors
 
 from assistant.model import MessageData
 from connectors.base import ConnectorError, InvalidData, MailDelta, TokenExpired
-from connectors.ews_account import EwsSettings, open_account, translate_error
+from connectors.ews_account import EwsSettings, ews_settings, open_account, translate_error
 from connectors.mail_archive import is_auto_reply, message_ids
 
 SYNC_PAGE = 512  # the most SyncFolderItems returns at once
@@ -309,20 +309,7 @@ def _addresses(mailboxes: Any) -> tuple[str, ...]:
 def open_ews_mailbox(settings: Mapping[str, Any], secret: Any, timeout: float = 30) -> EwsMailbox:
     """An EwsMailbox from an account's settings; ``secret`` resolves secret references."""
     return EwsMailbox(
-        EwsSettings(
-            mailbox=str(settings["mailbox"]),
-            service_endpoint=str(settings.get("service_endpoint", "")),
-            autodiscover=bool(settings.get("autodiscover", False)),
-            auth=str(settings.get("auth", "basic")),
-            username=str(settings.get("username", "")),
-            password=secret(settings.get("password")),
-            client_id=str(settings.get("client_id", "")),
-            client_secret=secret(settings.get("client_secret")),
-            tenant_id=str(settings.get("tenant_id", "")),
-            access_token=secret(settings.get("access_token")),
-            access=str(settings.get("access", "delegate")),
-            version=str(settings.get("version", "")),
-        ),
+        ews_settings(settings, secret),
         timeout=timeout,
         folders=tuple(settings.get("folders", FOLDERS)),
     )

@@ -27,7 +27,7 @@ from assistant.services.runner import sync_now
 from assistant.store.tables import Account, Base, Checkpoint, EventSnapshot, Message
 from config import sealed
 from config.settings import SecretRef
-from tests.support.graph_server import GraphServer
+from tests.support.graph_server import GraphServer, trust_for_stored_accounts
 from tests.support.web import NOW, World, world_fixture  # noqa: F401
 
 START = NOW + timedelta(days=2)
@@ -36,11 +36,7 @@ START = NOW + timedelta(days=2)
 @pytest.fixture
 def graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphServer]:
     with GraphServer(tmp_path) as g:
-        monkeypatch.setenv("TEST_MS_CLIENT_SECRET", g.client_secret)
-        # Account settings carry no CA file: trust the server's (httpx: SSL_CERT_FILE,
-        # requests under msal: REQUESTS_CA_BUNDLE), as the web-connect tests do.
-        monkeypatch.setenv("SSL_CERT_FILE", str(g.ca_file))
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(g.ca_file))
+        trust_for_stored_accounts(g, monkeypatch)
         g.single_use_refresh_tokens = True
         yield g
 

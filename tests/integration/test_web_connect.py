@@ -31,7 +31,7 @@ from config.settings import (
 )
 from tests.support.dovecot import Dovecot
 from tests.support.google_server import GoogleCalendarServer
-from tests.support.graph_server import GraphServer
+from tests.support.graph_server import GraphServer, trust_for_stored_accounts
 from tests.support.web import World, login, world_fixture  # noqa: F401
 
 START = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
@@ -49,11 +49,7 @@ def google(monkeypatch: pytest.MonkeyPatch) -> Iterator[GoogleCalendarServer]:
 @pytest.fixture
 def graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphServer]:
     with GraphServer(tmp_path) as server:
-        monkeypatch.setenv("TEST_MS_CLIENT_SECRET", server.client_secret)
-        # The account settings have no CA file; trust the server's self-signed one (httpx
-        # reads SSL_CERT_FILE, requests under msal REQUESTS_CA_BUNDLE).
-        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.ca_file))
+        trust_for_stored_accounts(server, monkeypatch)
         yield server
 
 

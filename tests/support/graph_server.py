@@ -1454,3 +1454,12 @@ def _create_subscription(g: GraphServer, state: Subscriptions, body: dict[str, A
     with state.lock:
         state.items[sub.id] = sub
     return sub.render(g)
+
+
+def trust_for_stored_accounts(server: GraphServer, monkeypatch: Any) -> None:
+    """Make accounts stored without a CA file reach ``server``: its client secret in
+    ``TEST_MS_CLIENT_SECRET`` and its self-signed CA trusted by httpx (SSL_CERT_FILE) and
+    by requests under msal (REQUESTS_CA_BUNDLE)."""
+    monkeypatch.setenv("TEST_MS_CLIENT_SECRET", server.client_secret)
+    monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.ca_file))
