@@ -133,10 +133,6 @@ CASES = {
                                    moved={8: timedelta(hours=3)}),
 }  # fmt: skip
 
-# Bugs of our expansion found by this comparison: case → the reason (xfail, strict).
-KNOWN_BUGS: dict[str, str] = {}
-
-
 @pytest.fixture
 def server() -> Iterator[EwsServer]:
     with EwsServer() as srv:
@@ -218,18 +214,10 @@ def server_view(cal: EwsCalendar, window: Window = WINDOW) -> set[Occurrence]:
     return found
 
 
-def _case_params() -> list[object]:
-    return [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[name]))
-        if name in KNOWN_BUGS else name
-        for name in CASES
-    ]  # fmt: skip
-
-
 # ---------------------------------------------------- our expansion vs the server's
 
 
-@pytest.mark.parametrize("name", _case_params())
+@pytest.mark.parametrize("name", list(CASES))
 def test_our_occurrences_equal_the_servers_calendar_view(server: EwsServer, name: str) -> None:
     case = CASES[name]
     add_series(server, name, case)
