@@ -62,6 +62,7 @@ from assistant.services.feedback import feedback_link, record_answer
 from assistant.services.pairs import NotFoundError, check_email
 from assistant.store.tables import DelegatedTask, OutboxEntry, Pair, TaskFeedback
 from assistant.task_mail import TaskDraft, parse_task_email
+from assistant.text import one_line
 from connectors.base import TokenExpired
 from connectors.mail_archive import InboundMessage
 
@@ -687,7 +688,7 @@ def _lang(locale: str, text: str) -> str:
 
 
 def _re(subject: str) -> str:
-    subject = subject.strip()
+    subject = one_line(subject)
     if re.match(r"^(?:re|ответ|отв)\s*:", subject, re.I):
         return subject
     return f"Re: {subject}" if subject else "Re:"
