@@ -178,3 +178,16 @@ def test_one_line(raw: str, line: str) -> None:
 
 def test_shown_keeps_lines_but_not_direction_tricks() -> None:
     assert shown(f"one\r\ntwo\u2028three{BIDI}\x00") == "one\ntwo\nthree "
+
+
+@pytest.mark.parametrize(
+    "brk", ["\r\n", "\u2028", "\x85", "\x00"], ids=["crlf", "ls", "nel", "nul"]
+)
+def test_a_task_emails_subject_is_a_one_line_title(brk: str) -> None:
+    """A Subject decoded from RFC 2047 words (``=?utf-8?q?Board=0D=0Apack?=``) may carry
+    any character; the task title it becomes is one line."""
+    from assistant.task_mail import parse_task_email
+
+    draft = parse_task_email(f"Board{brk}pack{BIDI}", "By Friday 17:00 please.", NOW,
+                             "Europe/Berlin", "en")  # fmt: skip
+    assert draft.title == "Board pack" and draft.deadline is not None
