@@ -237,7 +237,8 @@ def annotate_item(item: ChangeItem, note: Note | None, aud: Audience, lg: str) -
         return
     words = LABELS[lg]
     item.high = note.priority == "high"
-    item.reasons = list(note.reasons) if item.high else []
+    # the rules that matched a private event would tell what it says ("mentions ...")
+    item.reasons = list(note.reasons) if item.high and not item.private else []
     item.by_you = note.by_assistant
     sees = aud.share_private_details
     for c in note.conflicts:

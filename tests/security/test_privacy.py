@@ -39,6 +39,7 @@ from assistant.services.delegation import create_task
 from assistant.services.digest import digest, digest_command
 from assistant.services.notifications import dispatch
 from assistant.services.pairs import add_account, add_pair
+from assistant.services.priorities import add_rule
 from assistant.services.sync import SyncPolicy, sync_calendar
 from assistant.services.users import add_membership, add_user
 from assistant.store.db import UnitOfWork
@@ -69,6 +70,7 @@ MARKERS = {
     "new attendee": "prvt-second-q7@clinic.example",
     "link": "https://meet.example/prvt-link-q7",
 }
+RULE_WORD = "hospital"  # in the private event's new place only
 PUBLIC_TITLE = "Public strategy review"
 PUBLIC_PLACE = "Public Hall Alpha"
 
@@ -161,6 +163,9 @@ def world(
             )
         )  # fmt: skip
     add_user(uow, email="sam@example.com", role="assistant", password_hash=PASSWORD_HASH, now=start)
+    # A rule the assistant can read (priorities page) that only the private event matches:
+    # "why it is urgent" must not tell them the private event mentions it.
+    add_rule(uow, pair="alex", kind="keyword", pattern=RULE_WORD, level="high", now=start)
     add_membership(uow, user="sam@example.com", pair=pair.id, role="assistant", now=start)
     w = World(svc, path, account.id, pair.id, smtp_server, *receivers)
     # Before: the public event in the morning, the private one at 16:00.
@@ -256,6 +261,9 @@ def test_a_private_event_is_busy_time_in_every_output(
 
     found = {name: leaks(text) for name, text in outputs.items()}
     assert {name: what for name, what in found.items() if what} == {}
+    told = [n for n, t in outputs.items() if RULE_WORD in t.lower() and "/priorities" not in n]
+    assert told == [], "a matched rule tells what the private event says"
+    assert "Urgent" in next(n for n in outputs if n.startswith("mail 0")), "the rule matched"
     # The outputs do show events: the public one's details, the private one as busy.
     shows_public = [n for n, t in outputs.items() if PUBLIC_PLACE in t and PUBLIC_TITLE in t]
     for kind in ("mail 0", "mail 1", "webhook 0", "webhook 1", "chat 0", "chat 1",
