@@ -99,3 +99,24 @@ def test_a_dmarc_fail_from_the_trusted_server_creates_nothing(
     report = run(svc)
     assert (report.read, report.ignored, report.tasks) == (2, 2, [])
     assert tasks(svc) == [] and smtp_server.messages == []
+
+
+def test_the_operator_is_warned_at_start_when_from_is_trusted_as_it_stands(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from config.settings import InboxSettings
+
+    def said(conf: InboxSettings) -> list[str]:
+        monkeypatch.setattr(inbound, "_warned", [])  # a fresh process
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger=inbound.log.name):
+            inbound.warn_inbox_trust(conf)
+        return [r.getMessage() for r in caplog.records]
+
+    imap = {"provider": "imap", "address": "tasks@service.test"}
+    [trusting] = said(InboxSettings(**imap, trust_unauthenticated=True))
+    assert "trust_unauthenticated is set" in trusting and "forge" in trusting
+    [refusing] = said(InboxSettings(**imap))
+    assert "none is acted on" in refusing
+    assert said(InboxSettings(**imap, trusted_authserv_ids=["mx.google.com"])) == []
+    assert said(InboxSettings()) == [], "no inbox, nothing to say"
