@@ -265,7 +265,8 @@ class InboxSettings(_Section):
         description=(
             "act on mail whose sender no trusted server authenticated, trusting its From as "
             "it stands (anyone can forge it; only for an inbox no outsider can reach). "
-            "Without it and without trusted_authserv_ids, no inbound mail is acted on"
+            "Without it and without trusted_authserv_ids, no inbound mail is acted on; "
+            "with trusted_authserv_ids set, it is not used"
         ),
     )
 
