@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from assistant import timefmt
+from assistant.text import one_line, shown
 from assistant.worktime import WorkingHours
 
 GRID = timedelta(minutes=5)
@@ -291,8 +292,8 @@ def checkpoint_text(
         "zone_name": zone,
     }
     module = _env().get_template(f"checkpoint/{kind.value}.{lg}.txt.j2").make_module(context)
-    summary = str(getattr(module, "summary", "")).strip()
-    return summary, str(module).strip() + "\n"
+    summary = one_line(str(getattr(module, "summary", "")))  # a Subject, an event's title
+    return summary, shown(str(module)).strip() + "\n"
 
 
 def _moment(t: datetime, zone: str, locale: str) -> str:

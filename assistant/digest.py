@@ -11,7 +11,8 @@ one the autumn fold repeats is the first of the two, and a day has one digest ei
 (local midnight to midnight in the manager's zone, 23 or 25 hours on a DST day), with the
 times in the manager's zone and, when it differs, the assistant's beside them, as the
 change notifications do. Private events are busy time only unless the manager allows
-details; our own checkpoint events are marked as such. Every section is rendered, an
+details (``assistant.privacy`` decides, for the text, the HTML and the JSON alike); our
+own checkpoint events are marked as such. Every section is rendered, an
 empty one saying so.
 """
 
@@ -23,11 +24,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from assistant import timefmt
+from assistant import privacy, timefmt
 from assistant.changes import Change
 from assistant.conflicts import Conflict
 from assistant.model import EventData, EventStatus, Response
-from assistant.notify import LABELS as CHANGE_LABELS
 from assistant.notify import (
     Audience,
     Note,
@@ -36,6 +36,7 @@ from assistant.notify import (
     change_item,
     template_env,
 )
+from assistant.text import one_line
 from assistant.worktime import WorkingHours
 
 WORDS = {
@@ -229,13 +230,11 @@ def day_conflicts(
 
 
 def _hidden(event: EventData, aud: Audience) -> bool:
-    return event.private and not aud.share_private_details
+    return privacy.hides(event.private, aud.share_private_details)
 
 
 def _title(event: EventData, aud: Audience, lg: str) -> str:
-    if _hidden(event, aud):
-        return str(CHANGE_LABELS[lg]["private"])
-    return event.summary or str(CHANGE_LABELS[lg]["none"])
+    return privacy.title(event.summary, event.private, aud.share_private_details, lg, "—")
 
 
 def _declined(event: EventData, aud: Audience) -> bool:
@@ -266,7 +265,7 @@ def _agenda_line(event: EventData, day: date, aud: Audience, lg: str) -> dict[st
         "when": _clock_span(event, day, aud.manager_zone, lg),
         "when_local": local,
         "title": _title(event, aud, lg),
-        "place": "" if hidden else event.location,
+        "place": privacy.place(event, aud.share_private_details),
         "private": hidden,
         "checkpoint": event.is_ours,
         "free": not event.busy,
@@ -291,8 +290,8 @@ def _conflict_line(c: Conflict, aud: Audience, lg: str) -> str:
         gap=round(c.gap_minutes or 0),
         a=a,
         b=b,
-        pa="…" if _hidden(first, aud) else first.location,
-        pb="…" if _hidden(second, aud) else second.location,
+        pa=privacy.place(first, aud.share_private_details) or "…",
+        pb=privacy.place(second, aud.share_private_details) or "…",
     )
 
 
@@ -329,8 +328,8 @@ def context(content: DigestContent, aud: Audience) -> dict[str, Any]:
     tasks = [
         {
             "label": WORDS[lg][t.kind],
-            "title": t.title,
-            "delegate": t.delegate,
+            "title": one_line(t.title),
+            "delegate": one_line(t.delegate),
             "line": _moment(t.line_at, zone, lg),
             "slot": (
                 timefmt.span(t.slot_start, t.slot_end, zone, lg)
@@ -342,7 +341,7 @@ def context(content: DigestContent, aud: Audience) -> dict[str, Any]:
     ]
     overdue = [
         {
-            "subject": m.subject or "—",
+            "subject": one_line(m.subject) or "—",
             "sent": _moment(m.sent_at, zone, lg),
             "waited": duration(m.waited_working_minutes, lg),
         }
@@ -367,7 +366,7 @@ def render_digest(content: DigestContent, aud: Audience) -> RenderedMessage:
     lg = timefmt.lang(aud.locale)
     ctx = context(content, aud)
     env = template_env()
-    subject = env.get_template(f"digest/digest.{lg}.subject.j2").render(ctx).strip()
+    subject = one_line(env.get_template(f"digest/digest.{lg}.subject.j2").render(ctx))
     text = env.get_template(f"digest/digest.{lg}.txt.j2").render(ctx)
     html = env.get_template(f"digest/digest.{lg}.html.j2").render(ctx)
     return RenderedMessage(subject=subject, text=text, html=html)
@@ -384,7 +383,8 @@ def structured(content: DigestContent, aud: Audience) -> dict[str, Any]:
             "busy": e.busy, "private": e.private, "checkpoint": e.is_ours,
         }  # fmt: skip
         if not _hidden(e, aud):
-            shown |= {"summary": e.summary, "location": e.location}
+            seen = privacy.visible(e, aud.share_private_details)
+            shown |= {"summary": seen.summary, "location": seen.location}
         return shown
 
     return {

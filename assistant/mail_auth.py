@@ -15,7 +15,10 @@ as Gmail, Microsoft 365, rspamd and OpenDMARC do), and accepts the mail when it 
   with the From domain, or
 * ``spf=pass`` with an envelope domain (``smtp.mailfrom``) aligned with it.
 
-Aligned is relaxed: the same domain, or one a subdomain of the other. Pure code.
+An explicit ``dmarc=fail`` refuses the mail whatever else passed: the From domain's owner
+asked for exactly that. Aligned is relaxed: the same domain, or one a subdomain of the
+other. A property value is a quoted string or a mailbox whose local part may be quoted
+(``smtp.mailfrom="alex@example.com"@evil.com`` is a mailbox at evil.com). Pure code.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 _FOLD = re.compile(r"\r?\n[ \t]+")
-_PROP = re.compile(r'([A-Za-z0-9_-]+)\.([A-Za-z0-9_.-]+)\s*=\s*("[^"]*"|[^\s;]+)')
+# a value: quoted strings and plain characters run together ("local"@domain is one value)
+_PROP = re.compile(r'([A-Za-z0-9_-]+)\.([A-Za-z0-9_.-]+)\s*=\s*((?:"(?:[^"\\]|\\.)*"|[^\s;"])+)')
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _RESULT = re.compile(r"\s*([A-Za-z0-9_-]+)(?:/[0-9]+)?\s*=\s*([A-Za-z0-9_-]+)")
 
 
@@ -93,17 +98,25 @@ def parse(value: str) -> AuthenticationResults:
         if not found:
             continue  # "none", or something unreadable: no result
         props = {
-            f"{ptype.lower()}.{prop.lower()}": v.strip('"')
+            f"{ptype.lower()}.{prop.lower()}": _unquote(v)
             for ptype, prop, v in _PROP.findall(part[found.end() :])
         }
         results.append(Result(found.group(1).lower(), found.group(2).lower(), props))
     return AuthenticationResults(authserv, tuple(results))
 
 
+def _unquote(value: str) -> str:
+    """A value that is one quoted string → its content; anything else as it stands."""
+    whole = _QUOTED.fullmatch(value)
+    return re.sub(r"\\(.)", r"\1", whole.group(1)) if whole else value
+
+
 def _domain(value: str) -> str:
     """``alex@Example.com``, ``<alex@example.com>``, ``@example.com``, ``example.com`` →
-    ``example.com``."""
-    return value.strip().strip("<>").rsplit("@", 1)[-1].strip().strip(".").lower()
+    ``example.com``; ``"alex@example.com"@evil.com`` → ``evil.com`` (the @ inside the
+    quoted local part is not the domain's)."""
+    value = _QUOTED.sub('""', value.strip().strip("<>"))
+    return value.rsplit("@", 1)[-1].strip().strip(".").lower()
 
 
 def _aligned(a: str, b: str) -> bool:
@@ -117,6 +130,10 @@ def authenticated(headers: Iterable[str], from_addr: str, trusted: Sequence[str]
     if mine is None:
         return Verdict(False, "no Authentication-Results from a trusted server")
     domain = _domain(from_addr)
+    said = ", ".join(f"{r.method}={r.result}" for r in mine.results) or "nothing"
+    refused = Verdict(False, f"{mine.authserv_id or 'the server'} says {said} for {domain}")
+    if any(r.method == "dmarc" and r.result == "fail" for r in mine.results):
+        return refused  # the domain's owner says no: no other pass overrides it
     for r in mine.results:
         if r.result != "pass":
             continue
@@ -130,5 +147,4 @@ def authenticated(headers: Iterable[str], from_addr: str, trusted: Sequence[str]
             envelope = r.props.get("smtp.mailfrom", "")
             if _aligned(_domain(envelope), domain):
                 return Verdict(True, f"spf=pass for {_domain(envelope)}")
-    said = ", ".join(f"{r.method}={r.result}" for r in mine.results) or "nothing"
-    return Verdict(False, f"{mine.authserv_id or 'the server'} says {said} for {domain}")
+    return refused

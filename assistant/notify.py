@@ -3,7 +3,9 @@
 The wording lives in Jinja2 templates per locale (``templates/notify``); this module
 prepares plain values for them: what changed, before → after, the time in the
 manager's zone and, when it differs, the assistant's. Private events show as busy time
-only unless the manager allows details.
+only unless the manager allows details: what may be shown is ``assistant.privacy``'s
+answer, for the changed event, its before and after, and the events it conflicts with.
+Titles and places are shown on one line (``assistant.text.one_line``).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from functools import cache
 
 import jinja2
 
-from assistant import timefmt
+from assistant import privacy, timefmt
 from assistant.changes import Change, ChangeKind
 from assistant.conflicts import Conflict
 from assistant.model import EventData
+from assistant.text import one_line
 
 LABELS = {
     "en": {
@@ -41,7 +44,6 @@ LABELS = {
         "shows_as": "Shows as",
         "busy": "busy",
         "free": "free",
-        "private": "Busy (private)",
         "none": "—",
         "your_time": "your time",
         "added": "added",
@@ -72,7 +74,6 @@ LABELS = {
         "shows_as": "Показывается как",
         "busy": "занят",
         "free": "свободен",
-        "private": "Занят (личное)",
         "none": "—",
         "your_time": "ваше время",
         "added": "добавлены",
@@ -172,7 +173,7 @@ def render_changes(
         "any_conflict": any(it.conflicts for it in items),
     }
     env = template_env()
-    subject = env.get_template(f"notify/changes.{lg}.subject.j2").render(context).strip()
+    subject = one_line(env.get_template(f"notify/changes.{lg}.subject.j2").render(context))
     text = env.get_template(f"notify/changes.{lg}.txt.j2").render(context)
     html = env.get_template(f"notify/changes.{lg}.html.j2").render(context)
     return RenderedMessage(subject=subject, text=text, html=html)
@@ -180,20 +181,22 @@ def render_changes(
 
 def change_item(change: Change, aud: Audience, lg: str) -> ChangeItem:
     words = LABELS[lg]
-    event = change.event
-    hidden = event.private and not aud.share_private_details
-    title = str(words["private"]) if hidden else (event.summary or words["none"])
+    sees = aud.share_private_details
+    hidden = privacy.hides(change.event.private, sees)
+    event = privacy.visible(change.event, sees, lg)
+    title = privacy.title(change.event.summary, change.event.private, sees, lg, str(words["none"]))
     label = " · ".join(str(words[k]) for k in sorted(change.kinds, key=list(ChangeKind).index))
     item = ChangeItem(
         label=label,
-        title=str(title),
+        title=title,
         when=_when(event, aud.manager_zone, lg),
         when_local=_local_when(event, aud, lg),
         private=hidden,
     )
-    before, after = change.before, change.after
-    if before is None or after is None:
+    if change.before is None or change.after is None:
         return item
+    before = privacy.visible(change.before, sees, lg)
+    after = privacy.visible(change.after, sees, lg)
     kinds = change.kinds
     if ChangeKind.MOVED in kinds:
         item.rows.append((str(words["time"]), _when(before, aud.manager_zone, lg),
@@ -202,12 +205,14 @@ def change_item(change: Change, aud: Audience, lg: str) -> ChangeItem:
         return item
     none = str(words["none"])
     if ChangeKind.RELOCATED in kinds:
-        item.rows.append((str(words["place"]), before.location or none, after.location or none))
+        item.rows.append((str(words["place"]), one_line(before.location) or none,
+                          one_line(after.location) or none))  # fmt: skip
     if ChangeKind.LINK_CHANGED in kinds:
-        item.rows.append((str(words["link"]), before.online_meeting_url or none,
-                          after.online_meeting_url or none))  # fmt: skip
+        item.rows.append((str(words["link"]), one_line(before.online_meeting_url) or none,
+                          one_line(after.online_meeting_url) or none))  # fmt: skip
     if ChangeKind.RETITLED in kinds:
-        item.rows.append((str(words["title"]), before.summary or none, after.summary or none))
+        item.rows.append((str(words["title"]), one_line(before.summary) or none,
+                          one_line(after.summary) or none))  # fmt: skip
     if ChangeKind.RESPONSE_CHANGED in kinds:
         answers = (_response(before, aud, lg), _response(after, aud, lg))
         item.rows.append((str(words["answer"]), *answers))
@@ -232,12 +237,13 @@ def annotate_item(item: ChangeItem, note: Note | None, aud: Audience, lg: str) -
         return
     words = LABELS[lg]
     item.high = note.priority == "high"
-    item.reasons = list(note.reasons) if item.high else []
+    # the rules that matched a private event would tell what it says ("mentions ...")
+    item.reasons = list(note.reasons) if item.high and not item.private else []
     item.by_you = note.by_assistant
+    sees = aud.share_private_details
     for c in note.conflicts:
         other = c.other
-        hidden = other.private and not aud.share_private_details
-        name = str(words["private"]) if hidden else (other.summary or str(words["none"]))
+        name = privacy.title(other.summary, other.private, sees, lg, str(words["none"]))
         when = _when(other, aud.manager_zone, lg)
         if c.kind == "overlap":
             item.conflicts.append(str(words["overlap"]).format(other=name, when=when))
@@ -245,10 +251,10 @@ def annotate_item(item: ChangeItem, note: Note | None, aud: Audience, lg: str) -
             first, second = (other, c.event) if other.start < c.event.start else (c.event, other)
             item.conflicts.append(
                 str(words["travel"]).format(
-                    gap=round(c.gap_minutes or 0), a=first.location, b=second.location,
-                    other=name, when=when,
+                    gap=round(c.gap_minutes or 0), a=privacy.place(first, sees) or "…",
+                    b=privacy.place(second, sees) or "…", other=name, when=when,
                 )
-            )
+            )  # fmt: skip
 
 
 def _when(event: EventData, zone: str, lg: str) -> str:

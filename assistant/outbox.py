@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import OutboxEntry
+from assistant.text import one_line
 from config.settings import OutboxSettings
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def enqueue(
         "pair_id": pair_id,
         "channel": channel,
         "recipient": recipient,
-        "subject": subject,
+        "subject": one_line(subject),  # never a header of its own
         "body_text": body_text,
         "body_html": body_html,
         "payload": dict(payload or {}),

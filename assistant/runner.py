@@ -42,6 +42,7 @@ def run_service(settings: Settings, host: str | None = None, port: int | None = 
     import uvicorn
 
     from assistant.bootstrap import build, configure_logging
+    from assistant.services.inbound import warn_inbox_trust
     from assistant.store.migrate import upgrade
     from assistant.web.app import create_app
     from jobs import runtime
@@ -52,6 +53,7 @@ def run_service(settings: Settings, host: str | None = None, port: int | None = 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.database_url)
     svc = build(settings)
+    warn_inbox_trust(settings.inbox)
     runtime.install(svc)
     huey = build_huey(settings)
     jobs = register(huey, periodic=settings.queue.scheduler)

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from assistant import timefmt
 from assistant.feedback import Confidence, reply_text
+from assistant.text import one_line
 
 try:  # dateparser has no type hints
     from dateparser.date import DateDataParser
@@ -423,11 +424,11 @@ def _language(locale: str | None, text: str) -> str:
 
 
 def _title(subject: str, lines: list[str]) -> str:
-    title = subject.strip()
+    title = one_line(subject)  # the title becomes the prompts' Subject and events' SUMMARY
     while (m := _SUBJECT_PREFIX.match(title)) and m.end() > 0:
         title = title[m.end() :]
     if not title:
-        title = next((s.strip() for s in lines if s.strip()), "")
+        title = next((one_line(s) for s in lines if one_line(s)), "")
     return title.strip(" \t-–—,:;.")[:500]
 
 

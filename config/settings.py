@@ -260,6 +260,15 @@ class InboxSettings(_Section):
             'on; "" stands for Microsoft 365, whose header names no server'
         ),
     )
+    trust_unauthenticated: bool = Field(
+        False,
+        description=(
+            "act on mail whose sender no trusted server authenticated, trusting its From as "
+            "it stands (anyone can forge it; only for an inbox no outsider can reach). "
+            "Without it and without trusted_authserv_ids, no inbound mail is acted on; "
+            "with trusted_authserv_ids set, it is not used"
+        ),
+    )
 
 
 class Settings(BaseSettings):

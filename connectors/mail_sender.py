@@ -49,6 +49,7 @@ from urllib.parse import quote
 
 import httpx
 
+from assistant.text import one_line, shown
 from connectors.base import ConnectorError, Transient
 from connectors.graph_client import (
     AUTHORITY_HOST,
@@ -134,9 +135,9 @@ def mime_message(mail: OutgoingMail, sender: str = "", now: datetime | None = No
     """The RFC 822 bytes of ``mail`` (multipart/alternative when there is HTML)."""
     msg = EmailMessage()
     if sender:
-        msg["From"] = sender
-    msg["To"] = mail.to
-    msg["Subject"] = mail.subject
+        msg["From"] = one_line(sender)
+    msg["To"] = one_line(mail.to)
+    msg["Subject"] = one_line(mail.subject)  # a title never makes a header of its own
     msg["Date"] = format_datetime((now or datetime.now(UTC)).astimezone(UTC))
     msg["Message-ID"] = mail.message_id
     if mail.in_reply_to:
@@ -144,9 +145,9 @@ def mime_message(mail: OutgoingMail, sender: str = "", now: datetime | None = No
         msg["References"] = mail.in_reply_to
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
     msg[KEY_HEADER] = mail.key
-    msg.set_content(mail.text or "")
+    msg.set_content(shown(mail.text or ""))
     if mail.html:
-        msg.add_alternative(mail.html, subtype="html")
+        msg.add_alternative(shown(mail.html), subtype="html")
     return bytes(msg)
 
 

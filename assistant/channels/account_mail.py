@@ -43,6 +43,7 @@ from assistant.outbox import DeliveryError, OutboxMessage
 from assistant.services.accounts import keeper
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Account
+from assistant.text import one_line
 from config.sealed import installed
 from connectors.base import AuthExpired, ConnectorError, NotFound, RateLimited, Transient
 from connectors.mail_sender import (
@@ -121,7 +122,7 @@ class AccountMailChannel:
         if isinstance(answered, str) and answered.strip("<> "):
             in_reply_to = f"<{answered.strip('<> ')}>"
         return OutgoingMail(
-            to=message.recipient, subject=message.subject, text=message.body_text,
+            to=message.recipient, subject=one_line(message.subject), text=message.body_text,
             html=message.body_html, message_id=message_id_for(message.key),
             key=mail_key(message.key), in_reply_to=in_reply_to,
         )  # fmt: skip

@@ -34,6 +34,7 @@ from apprise.manager_plugins import NotificationManager
 from apprise.plugins.base import NotifyBase
 
 from assistant.outbox import DeliveryError, OutboxMessage
+from assistant.text import one_line
 from config.settings import ConfigError
 
 ELLIPSIS = "\n…"
@@ -111,7 +112,7 @@ class AppriseChannel:
 
 def fit(plugin: NotifyBase, subject: str, text: str) -> tuple[str, str]:
     """The title and body to give ``plugin``: one-line title, body within its limits."""
-    title = " ".join(subject.split())
+    title = one_line(subject)
     title_max = int(plugin.title_maxlen)
     body_max = int(plugin.body_maxlen)
     buffer = int(plugin.overflow_buffer)

@@ -20,6 +20,7 @@ from email.utils import format_datetime
 from pydantic import SecretStr
 
 from assistant.outbox import DeliveryError, OutboxMessage
+from assistant.text import one_line, shown
 
 MESSAGE_ID_DOMAIN = "exec-assistant"
 
@@ -67,11 +68,13 @@ class SmtpChannel:
         return f"SmtpChannel({self.host}:{self.port}, from={self.from_address})"
 
     def build(self, message: OutboxMessage) -> EmailMessage:
-        """The mail for ``message``: multipart/alternative when there is HTML."""
+        """The mail for ``message``: multipart/alternative when there is HTML. Header values
+        are one line (``assistant.text.one_line``): a title never makes a header of its own,
+        nor a mail the library refuses to build."""
         mail = EmailMessage()
-        mail["From"] = self.from_address
-        mail["To"] = message.recipient
-        mail["Subject"] = message.subject
+        mail["From"] = one_line(self.from_address)
+        mail["To"] = one_line(message.recipient)
+        mail["Subject"] = one_line(message.subject)
         mail["Date"] = format_datetime(self.clock().astimezone(UTC))
         mail["Message-ID"] = message_id_for(message.key)
         mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
@@ -79,9 +82,9 @@ class SmtpChannel:
         if isinstance(answered, str) and answered.strip("<> "):  # a reply: keep the thread
             mail["In-Reply-To"] = f"<{answered.strip('<> ')}>"
             mail["References"] = f"<{answered.strip('<> ')}>"
-        mail.set_content(message.body_text or "")
+        mail.set_content(shown(message.body_text or ""))
         if message.body_html:
-            mail.add_alternative(message.body_html, subtype="html")
+            mail.add_alternative(shown(message.body_html), subtype="html")
         return mail
 
     def send(self, message: OutboxMessage) -> None:

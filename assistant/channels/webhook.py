@@ -72,6 +72,7 @@ import httpx
 from pydantic import SecretBytes, SecretStr
 
 from assistant.outbox import DeliveryError, OutboxMessage
+from assistant.text import one_line
 from config.settings import ConfigError
 
 PAYLOAD_VERSION = 1
@@ -178,7 +179,7 @@ def build_payload(message: OutboxMessage) -> dict[str, Any]:
         "id": delivery_id(message.key),
         "pair_id": pair_id,
         "recipient": message.recipient,
-        "subject": message.subject,
+        "subject": one_line(message.subject),
         "text": message.body_text,
         "html": message.body_html,
         "changes": changes,

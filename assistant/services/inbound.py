@@ -14,9 +14,11 @@ Each new message (read with its text, never marked seen) is one of:
   checkpoints and confirmed by mail in ONE transaction, or, when the words leave the task
   unclear, a question back and nothing created;
 * anything else (strangers, automatic mail, replies to our other notifications, mail older
-  than ``inbox.max_age_days``, and, when ``inbox.trusted_authserv_ids`` is set, mail the
-  receiving server did not authenticate, see ``assistant.mail_auth``): logged and dropped,
-  never answered (no backscatter).
+  than ``inbox.max_age_days``, and mail the receiving server did not authenticate, see
+  ``assistant.mail_auth``): logged and dropped, never answered (no backscatter). Without
+  ``inbox.trusted_authserv_ids`` no mail is authenticated, so none is acted on unless the
+  operator sets ``inbox.trust_unauthenticated`` (warned at start: a forged From then
+  creates tasks).
 
 Nothing twice: every effect is keyed by the message's Message-ID (outbox keys
 ``inbox-task:``/``inbox-question:``/``inbox-ask:``, feedback ``dedupe_key``), so a message
@@ -60,12 +62,13 @@ from assistant.services.feedback import feedback_link, record_answer
 from assistant.services.pairs import NotFoundError, check_email
 from assistant.store.tables import DelegatedTask, OutboxEntry, Pair, TaskFeedback
 from assistant.task_mail import TaskDraft, parse_task_email
+from assistant.text import one_line
 from connectors.base import TokenExpired
 from connectors.mail_archive import InboundMessage
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service
-    from config.settings import Settings
+    from config.settings import InboxSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +202,7 @@ def process_inbox(svc: Service, now: datetime, source: InboxSource | None = None
     source = source or open_inbox(svc.settings)
     if source is None:
         return report
-    if not svc.settings.inbox.trusted_authserv_ids:
-        _warn_unauthenticated_once()
+    warn_inbox_trust(svc.settings.inbox)
     with _lock(svc.settings.data_dir) as mine:
         if not mine:
             report.busy = True
@@ -221,13 +223,31 @@ def process_inbox(svc: Service, now: datetime, source: InboxSource | None = None
 _warned: list[bool] = []
 
 
-def _warn_unauthenticated_once() -> None:
-    if not _warned:
-        _warned.append(True)
+def warn_inbox_trust(conf: InboxSettings) -> None:
+    """Say once per process (at start, and at the first inbox run) how far a From is
+    trusted when that is not as far as a trusted server vouches for it."""
+    if _warned or not conf.provider or conf.trusted_authserv_ids:
+        return
+    _warned.append(True)
+    if conf.trust_unauthenticated:
         log.warning(
-            "inbox: the From address of incoming mail is trusted as it stands; set "
+            "inbox: inbox.trust_unauthenticated is set: the From address of incoming mail is "
+            "trusted as it stands, so anyone can forge a manager's mail and create tasks; set "
             "inbox.trusted_authserv_ids to act only on mail the receiving server authenticated"
         )
+    else:
+        log.warning(
+            "inbox: no inbox.trusted_authserv_ids: incoming mail cannot be authenticated and "
+            "none is acted on (set inbox.trusted_authserv_ids, or inbox.trust_unauthenticated)"
+        )
+
+
+def sender_unauthenticated(conf: InboxSettings, m: InboundMessage, sender: str) -> str:
+    """Why the sender of ``m`` may not be trusted, or "" when it may."""
+    if not conf.trusted_authserv_ids:
+        return "" if conf.trust_unauthenticated else "unauthenticated mail is refused"
+    verdict = authenticated(m.authentication_results, sender, conf.trusted_authserv_ids)
+    return "" if verdict.ok else f"the sender is not authenticated ({verdict.why})"
 
 
 def handle_message(svc: Service, m: InboundMessage, now: datetime, report: InboxReport) -> None:
@@ -243,12 +263,8 @@ def handle_message(svc: Service, m: InboundMessage, now: datetime, report: Inbox
         why_not = "an automatic message"
     elif m.sent_at < now - timedelta(days=svc.settings.inbox.max_age_days):
         why_not = "older than inbox.max_age_days"
-    elif svc.settings.inbox.trusted_authserv_ids:
-        verdict = authenticated(
-            m.authentication_results, sender, svc.settings.inbox.trusted_authserv_ids
-        )
-        if not verdict.ok:  # not answered: a reply to a forged From is backscatter
-            why_not = f"the sender is not authenticated ({verdict.why})"
+    else:  # not answered when refused: a reply to a forged From is backscatter
+        why_not = sender_unauthenticated(svc.settings.inbox, m, sender)
     if why_not:
         _ignore(m, why_not, report)
         return
@@ -672,7 +688,7 @@ def _lang(locale: str, text: str) -> str:
 
 
 def _re(subject: str) -> str:
-    subject = subject.strip()
+    subject = one_line(subject)
     if re.match(r"^(?:re|ответ|отв)\s*:", subject, re.I):
         return subject
     return f"Re: {subject}" if subject else "Re:"

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from assistant import privacy
 from assistant.changes import Change, ChangeKind, DetectionRules, net_changes
 from assistant.conflicts import Conflict, find_conflicts
 from assistant.model import EventData
@@ -251,10 +252,7 @@ def _shown(event: EventData | None, pair: Pair) -> dict[str, Any] | None:
     """An event as a machine-readable channel may see it: private ones as busy time only."""
     if event is None:
         return None
-    if event.private and not pair.share_private_details:
-        return {"uid": event.uid, "recurrence_id": event.recurrence_id, "private": True,
-                "start": event.start.isoformat(), "end": event.end.isoformat()}  # fmt: skip
-    return to_json(event)
+    return privacy.visible_json(to_json(event), pair.share_private_details)
 
 
 def _structured(c: Change, note: Note, pair: Pair) -> dict[str, Any]:

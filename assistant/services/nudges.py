@@ -34,6 +34,7 @@ from assistant.services.mail import addresses, to_message
 from assistant.services.priorities import load_rules
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Message, Pair
+from assistant.text import one_line
 from config.settings import LatencySettings
 
 SUBJECTS = {
@@ -150,7 +151,7 @@ def _queue(
     sent = r.sent_at.astimezone(ZoneInfo(pair.timezone))
     context = {
         "stage": stage,
-        "subject": r.subject or "(no subject)",
+        "subject": one_line(r.subject) or "(no subject)",
         "sent": f"{timefmt.day(sent.date(), lg)} {sent:%H:%M}",
         "waited": round(waited),
         "sla": round(sla),

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from assistant.privacy import title, visible_json
 from assistant.services.pairs import NotFoundError, find_pair
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import ChangeBatch, OutboxEntry, ScheduleChange
@@ -38,14 +39,18 @@ def recent_changes(
                 "detected_at": c.detected_at.isoformat(timespec="seconds"),
                 "kind": c.kind,
                 "kinds": (c.after or c.before or {}).get("kinds", [c.kind]),
-                "summary": c.summary,
+                "summary": title(c.summary, _private(c), p.share_private_details),
                 "starts_at": c.starts_at.isoformat(timespec="minutes"),
-                "before": c.before,
-                "after": c.after,
+                "before": visible_json(c.before, p.share_private_details),
+                "after": visible_json(c.after, p.share_private_details),
                 "notified": ", ".join(notified.get(b.id, [])) or "—",
             }
             for c, b in rows
         ]
+
+
+def _private(c: ScheduleChange) -> bool:
+    return bool((c.after or c.before or {}).get("private"))
 
 
 def outbox_entries(uow: UnitOfWork, state: str | None, limit: int = 50) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """What the pages and the API show: plain dicts, built for one user's access to one pair.
 
 Every function takes a ``PairAccess`` (see ``assistant.services.users``) and reads only
-that pair's rows; private events are masked here, once, for pages and API alike.
+that pair's rows; private events are masked here (``assistant.privacy`` decides what is
+shown), once, for pages and API alike.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from assistant import privacy
 from assistant.conflicts import find_conflicts
 from assistant.latency import Direction, LatencyRecord, reply_latencies
 from assistant.services.hours import pair_hours
@@ -37,8 +39,7 @@ if TYPE_CHECKING:
     from assistant.bootstrap import Service
 
 RECENT = timedelta(hours=48)  # changes this recent are highlighted in the agenda
-HIDDEN_FIELDS = ("location", "description", "organizer", "online_meeting_url")
-BUSY = "Busy (private)"
+BUSY = privacy.busy_label("en")
 
 
 def _iso(t: datetime | None, tz: ZoneInfo) -> str | None:
@@ -47,17 +48,7 @@ def _iso(t: datetime | None, tz: ZoneInfo) -> str | None:
 
 def mask_event(data: dict[str, Any] | None, sees_private: bool) -> dict[str, Any] | None:
     """An event dict (snapshot JSON) as this viewer may see it: private → busy only."""
-    if data is None or sees_private or not data.get("private"):
-        return data
-    out = dict(data)
-    out["summary"] = BUSY
-    for key in HIDDEN_FIELDS:
-        if key in out:
-            out[key] = ""
-    for key in ("attendees", "categories"):
-        if key in out:
-            out[key] = []
-    return out
+    return privacy.visible_json(data, sees_private, label=BUSY)
 
 
 # ------------------------------------------------------------------------------ agenda
@@ -102,7 +93,7 @@ def agenda(svc: Service, access: PairAccess, first: date, days: int) -> dict[str
             clashes.setdefault(key, clash.kind)
     latest = {(c.uid, c.recurrence_id): c for c in changes}
     items: list[dict[str, Any]] = []
-    for e in events:
+    for e in (privacy.visible(e, access.sees_private) for e in events):
         if e.all_day:
             assert e.start_date is not None
             last = e.end_date or e.start_date + timedelta(days=1)
@@ -115,12 +106,12 @@ def agenda(svc: Service, access: PairAccess, first: date, days: int) -> dict[str
         item = {
             "uid": e.uid,
             "recurrence_id": e.recurrence_id,
-            "summary": e.summary,
+            "summary": privacy.title(e.summary, e.private, access.sees_private),
             "start": _iso(e.start, tz),
             "end": _iso(e.end, tz),
             "all_day": e.all_day,
             "date": (e.start_date or e.start.astimezone(tz).date()).isoformat(),
-            "location": e.location,
+            "location": privacy.place(e, access.sees_private),
             "description": e.description,
             "organizer": e.organizer,
             "online_meeting_url": e.online_meeting_url,
@@ -171,7 +162,6 @@ def agenda(svc: Service, access: PairAccess, first: date, days: int) -> dict[str
                     "change": change,
                 }
             )
-    items = [mask_event(i, access.sees_private) or i for i in items]
     items.sort(key=lambda i: (i["date"], not i["all_day"], i["start"] or ""))
     out_days = []
     for n in range(days):
@@ -250,7 +240,7 @@ def changes(svc: Service, access: PairAccess, limit: int = 100) -> dict[str, Any
                 "id": c.id,
                 "kind": c.kind,
                 "kinds": (c.after or c.before or {}).get("kinds", [c.kind]),
-                "summary": BUSY if private and not access.sees_private else c.summary,
+                "summary": privacy.title(c.summary, private, access.sees_private),
                 "starts_at": _iso(c.starts_at, tz),
                 "detected_at": _iso(c.detected_at, tz),
                 "priority": c.priority,

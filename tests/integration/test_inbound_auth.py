@@ -77,7 +77,7 @@ def test_microsoft_365_without_a_server_name_is_trusted_as_configured(
     assert len(smtp_server.wait_for(1)) == 1, "only the authenticated one is confirmed"
 
 
-def test_without_trusted_servers_from_is_trusted_and_said_so_once(
+def test_trusting_unauthenticated_mail_is_explicit_and_said_so_once(
     svc: Service,
     mailbox: tuple[str, str, IMAPClient],
     smtp_server: SmtpServer,
@@ -86,6 +86,7 @@ def test_without_trusted_servers_from_is_trusted_and_said_so_once(
 ) -> None:
     monkeypatch.setattr(inbound, "_warned", [])  # as in a fresh process
     assert svc.settings.inbox.trusted_authserv_ids == []
+    assert svc.settings.inbox.trust_unauthenticated, "the operator said so (test_inbound.svc)"
     deliver(mailbox, sender=MANAGER, subject="Board deck", body="The board deck by Friday 17:00.")
     with caplog.at_level(logging.WARNING, logger=inbound.log.name):
         first = run(svc)
@@ -93,9 +94,10 @@ def test_without_trusted_servers_from_is_trusted_and_said_so_once(
             mailbox, sender=MANAGER, subject="Offsite", body="Plan the offsite by Friday 17:00."
         )
         second = run(svc)
-    assert len(first.tasks) == 1 and len(second.tasks) == 1, "today's behaviour: acted on"
+    assert len(first.tasks) == 1 and len(second.tasks) == 1, "as the operator chose: acted on"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len([w for w in warnings if "trusted_authserv_ids" in w]) == 1
+    assert "trust_unauthenticated is set" in warnings[0]
     assert "From address of incoming mail is trusted" in warnings[0]
 
 
