@@ -43,7 +43,15 @@ def build(
     clock: Clock | None = None,
     channels: Mapping[str, Channel] | None = None,
 ) -> Service:
+    from assistant import keys
+
+    keys.tighten(settings)  # the data folder 0700, database and key files 0600
     engine = make_engine(settings.database_url, echo=settings.database.echo)
+    try:  # a lost or different key stops start-up before anything is made with a new one
+        keys.check(settings, engine, (clock or system_clock)())
+    except BaseException:
+        engine.dispose()
+        raise
     uow = UnitOfWork(engine)
     service = Service(
         settings=settings,

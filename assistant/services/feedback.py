@@ -10,7 +10,6 @@ the score is the share of accepted tasks done on time with 80% or more.
 from __future__ import annotations
 
 import hashlib
-import secrets as random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -39,16 +38,12 @@ GOOD_SHARE = 0.8
 
 
 def secret_keys(settings: Settings) -> list[str]:
-    """The signing secrets: ``web.secret_key`` when set, else one generated once and kept
-    (mode 0600) in the data folder, so links survive restarts on the embedded default."""
-    if settings.web.secret_key is not None:
-        return [settings.web.secret_key.resolve().get_secret_value()]
-    path = settings.data_dir / "secret.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(random.token_urlsafe(48))
-    return [path.read_text().strip()]
+    """The app's keys, the signing one first: ``web.secret_key`` when set, else the one
+    generated once into the data folder (mode 0600), then the retired ones, which still
+    verify links until they expire (``assistant.keys``)."""
+    from assistant.keys import all_keys
+
+    return all_keys(settings)
 
 
 def base_url(settings: Settings) -> str:
