@@ -746,12 +746,14 @@ def latency(
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     import csv
 
+    from assistant import csvsafe
+
     columns = ["id", "direction", "subject", "sent_at", "replied_at", "wall_minutes",
                "working_minutes", "within_sla"]  # fmt: skip
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: csvsafe.cell(v) for k, v in r.items()} for r in rows)
 
 
 def _num(v: float | None) -> str:
