@@ -894,7 +894,8 @@ def task_accept(
         view = delegation.task_view(svc, task_id)
         answer = FeedbackAnswer(percent, on_time, False, None, None, comment, Confidence.HIGH)
         feedback.record_answer(svc, task_id=task_id, kind="dead_line", source="cli",
-                               respondent=view["delegator"], answer=answer)  # fmt: skip
+                               respondent=view["delegator"], answer=answer,
+                               correction=True)  # fmt: skip
         delegation.accept_task(svc, task_id)
         report = delegation.reconcile_checkpoints(svc, task_id)
     good = percent >= 80 and on_time
@@ -929,7 +930,8 @@ def task_feedback(
                 doubts = "; ".join(answer.doubts) or "say how much is done and whether on track"
                 raise UserError(f"not sure what that means ({doubts})")
             feedback.record_answer(svc, task_id=task_id, kind=line, source="cli",
-                                   respondent=view["delegator"], answer=answer)  # fmt: skip
+                                   respondent=view["delegator"], answer=answer,
+                                   correction=True)  # fmt: skip
         rows = feedback.feedback_of(svc, task_id)
     if as_json:
         emit(rows)
