@@ -212,7 +212,41 @@ def test_rotate_with_a_secret_it_cannot_open_changes_nothing(cli: Cli) -> None:
     assert key.read_text() == old and stored_tokens(cli) == tokens
 
 
-def test_json_mode_of_cli_is_parseable(cli: Cli) -> None:
+def test_keys_show_names_the_key_without_revealing_it(cli: Cli) -> None:
+    seal_password(cli, "mail", "first password")
+    key = (cli.home / "data" / "secret.key").read_text().strip()
     done = subprocess.run([*command(), "keys", "show", "--json"], env=cli.env, capture_output=True,
                           text=True, timeout=60, cwd=cli.home, check=True)  # fmt: skip
-    assert json.loads(done.stdout)["sealed_secrets"] == 0
+    shown = json.loads(done.stdout)
+    assert shown["sealed_secrets"] == 1 and shown["source"].endswith("secret.key")
+    assert len(shown["key"]) == 12 and key not in done.stdout and shown["key"] not in key
+
+
+def test_a_lost_key_with_feedback_links_already_sent_stops_start_up(cli: Cli) -> None:
+    from sqlalchemy import select, update
+
+    from assistant.bootstrap import build
+    from assistant.services.feedback import send_prompt
+    from assistant.store.tables import Checkpoint
+
+    deadline = (datetime.now(UTC) + timedelta(days=5)).strftime("%Y-%m-%dT17:00")
+    cli("task", "add", "Board pack", "--deadline", deadline, "--pair", "alex")
+    svc = build(settings_of(cli))
+    try:
+        with svc.uow.begin() as s:  # as if written to the manager's calendar, then due
+            s.execute(update(Checkpoint).where(Checkpoint.start_at.is_not(None))
+                      .values(state="written"))  # fmt: skip
+            dead = s.scalars(select(Checkpoint).where(Checkpoint.kind == "dead_line")).one()
+        assert send_prompt(svc, dead.id), "the prompt with its signed link is queued"
+    finally:
+        svc.engine.dispose()
+    key = cli.home / "data" / "secret.key"
+    saved = key.read_text()
+    key.unlink()
+    message = cli.fails("task", "list")
+    assert "secret.key is missing" in message and "1 feedback link(s) already sent" in message
+    assert not key.exists()
+    key.write_text("another key altogether, from another install")
+    assert "did not sign the 1 feedback links already sent" in cli.fails("task", "list")
+    key.write_text(saved)
+    cli("task", "list")
