@@ -250,3 +250,33 @@ def test_a_lost_key_with_feedback_links_already_sent_stops_start_up(cli: Cli) ->
     assert "did not sign the 1 feedback links already sent" in cli.fails("task", "list")
     key.write_text(saved)
     cli("task", "list")
+
+
+def test_a_key_given_in_the_settings_is_checked_and_resealed_after_a_change(cli: Cli) -> None:
+    old, new = "the operator's old key, long enough", "the operator's new key, long enough"
+    config = cli.home / "assistant.toml"
+    base = config.read_text()
+    config.write_text(base + '[web]\nsecret_key = { env = "APP_KEY" }\n')
+    cli.env["APP_KEY"] = old
+    settings = settings_of(cli)
+    engine = make_engine(settings.database_url)
+    try:
+        add_account(UnitOfWork(engine), pair="alex", name="mail", provider="imap",
+                    settings={"host": "h", "password": Keyring([old]).seal("pw")},
+                    now=NOW)  # fmt: skip
+    finally:
+        engine.dispose()
+    cli("account", "list")
+    cli.env["APP_KEY"] = new  # changed in the settings, the old one not kept
+    message = cli.fails("account", "list")
+    assert "(web.secret_key) does not open 1 of 1 sealed secrets" in message
+    assert "web.secret_key in the settings" in cli.fails("keys", "rotate")
+    # The documented way: the old key listed as previous, then reseal.
+    config.write_text(base + '[web]\nsecret_key = { env = "APP_KEY" }\n'
+                      'previous_secret_keys = [{ env = "OLD_APP_KEY" }]\n')  # fmt: skip
+    cli.env["OLD_APP_KEY"] = old
+    assert cli.json("keys", "reseal")["resealed"] == 1  # type: ignore[index]
+    [token] = stored_tokens(cli).values()
+    assert Keyring([new]).open(token) == "pw"
+    config.write_text(base + '[web]\nsecret_key = { env = "APP_KEY" }\n')  # old key dropped
+    cli("account", "list")
