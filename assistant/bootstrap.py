@@ -61,10 +61,13 @@ def build(
         channels=dict(channels) if channels is not None else default_channels(settings, uow),
     )
     from assistant.services.accounts import install_keyring
+    from config import sealed
     from config.settings import ConfigError
 
     try:  # {"encrypted": ...} account secrets open with the app's key
         install_keyring(settings)
+        # after `assistant keys rotate` in another process; never makes a key
+        sealed.reload_with(lambda: sealed.Keyring(keys.all_keys(settings, create=False)))
     except (ConfigError, OSError) as exc:  # accounts with such secrets report it when synced
         logging.getLogger(__name__).warning("no key for encrypted account secrets: %s", exc)
     return service

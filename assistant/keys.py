@@ -15,6 +15,7 @@ and the fix (restore the key; without it, ``assistant keys reset`` and reconnect
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import secrets as random
@@ -34,6 +35,8 @@ from config.sealed import Keyring, UnreadableSecret
 
 if TYPE_CHECKING:
     from config.settings import Settings
+
+log = logging.getLogger(__name__)
 
 KEY_FILE = "secret.key"
 RETIRED_FILE = "secret.key.retired"
@@ -155,12 +158,20 @@ def describe(settings: Settings) -> str:
 
 
 def tighten(settings: Settings) -> None:
-    """Start-up: the data folder 0700; the database, queue and key files 0600."""
-    private_dir(settings.data_dir)
-    names = ("assistant.db", "queue.db", KEY_FILE, RETIRED_FILE)
-    for name in names:
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            private_file(settings.data_dir / f"{name}{suffix}")
+    """Start-up: the data folder 0700; the database, queue and key files 0600. What does not
+    exist is left to be made so (a deployment on PostgreSQL may have no data folder); what
+    cannot be changed (another owner) is logged, not fatal."""
+    folder = settings.data_dir
+    paths = [folder / f"{name}{suffix}"
+             for name in ("assistant.db", "queue.db", KEY_FILE, RETIRED_FILE)
+             for suffix in ("", "-wal", "-shm", "-journal")]  # fmt: skip
+    try:
+        if folder.is_dir() and folder.stat().st_mode & 0o077:
+            folder.chmod(PRIVATE_DIR)
+        for path in paths:
+            private_file(path)
+    except PermissionError as exc:
+        log.warning("cannot make %s private (mode 0700/0600): %s", exc.filename, exc.strerror)
 
 
 # ----------------------------------------------------------------------- what was sealed

@@ -280,3 +280,19 @@ def test_a_key_given_in_the_settings_is_checked_and_resealed_after_a_change(cli:
     assert Keyring([new]).open(token) == "pw"
     config.write_text(base + '[web]\nsecret_key = { env = "APP_KEY" }\n')  # old key dropped
     cli("account", "list")
+
+
+def test_a_running_service_opens_secrets_resealed_by_a_rotation_elsewhere(cli: Cli) -> None:
+    from assistant.bootstrap import build
+    from config import sealed
+    from connectors.registry import secret
+
+    account_id = seal_password(cli, "mail", "first password")
+    svc = build(settings_of(cli))  # the running service: its keyring holds the old key
+    try:
+        cli("keys", "rotate")
+        token = stored_tokens(cli)[account_id]
+        assert secret({"encrypted": token}) == "first password"
+    finally:
+        svc.engine.dispose()
+        sealed.install(None)
