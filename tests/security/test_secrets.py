@@ -296,3 +296,20 @@ def test_a_running_service_opens_secrets_resealed_by_a_rotation_elsewhere(cli: C
     finally:
         svc.engine.dispose()
         sealed.install(None)
+
+
+def test_sqlite_makes_its_database_wal_and_shm_private(tmp_path: Path, loose_umask: None) -> None:
+    from sqlalchemy import text
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'new' / 'assistant.db'}")
+    try:
+        with engine.begin() as c:
+            c.execute(text("create table t (a int)"))
+        with engine.connect() as c:  # open: the -wal and -shm files exist now
+            c.execute(text("select * from t")).all()
+            names = sorted(p.name for p in (tmp_path / "new").iterdir())
+            assert names == ["assistant.db", "assistant.db-shm", "assistant.db-wal"]
+            assert {mode(tmp_path / "new" / n) for n in names} == {0o600}
+        assert mode(tmp_path / "new") == 0o700
+    finally:
+        engine.dispose()
