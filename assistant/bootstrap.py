@@ -43,7 +43,15 @@ def build(
     clock: Clock | None = None,
     channels: Mapping[str, Channel] | None = None,
 ) -> Service:
+    from assistant import keys
+
+    keys.tighten(settings)  # the data folder 0700, database and key files 0600
     engine = make_engine(settings.database_url, echo=settings.database.echo)
+    try:  # a lost or different key stops start-up before anything is made with a new one
+        keys.check(settings, engine, (clock or system_clock)())
+    except BaseException:
+        engine.dispose()
+        raise
     uow = UnitOfWork(engine)
     service = Service(
         settings=settings,
@@ -53,10 +61,13 @@ def build(
         channels=dict(channels) if channels is not None else default_channels(settings, uow),
     )
     from assistant.services.accounts import install_keyring
+    from config import sealed
     from config.settings import ConfigError
 
     try:  # {"encrypted": ...} account secrets open with the app's key
         install_keyring(settings)
+        # after `assistant keys rotate` in another process; never makes a key
+        sealed.reload_with(lambda: sealed.Keyring(keys.all_keys(settings, create=False)))
     except (ConfigError, OSError) as exc:  # accounts with such secrets report it when synced
         logging.getLogger(__name__).warning("no key for encrypted account secrets: %s", exc)
     return service

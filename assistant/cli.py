@@ -52,6 +52,10 @@ app.add_typer(outbox_app, name="outbox")
 app.add_typer(priorities_app, name="priorities")
 user_app = typer.Typer(help="People who log in to the web app.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+keys_app = typer.Typer(
+    help="The app's key: it signs links and seals stored secrets.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
 
 out = Console()
 err = Console(stderr=True)
@@ -155,10 +159,109 @@ def init(
         cfg.write_text('# See config/example.toml for every key.\ndata_dir = "data"\n')
         out.print(f"wrote {cfg}")
     settings = load(cfg)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from assistant import keys
+
+    keys.private_dir(settings.data_dir)  # 0700: the database and the key live here
     upgrade(settings.database_url)
+    keys.tighten(settings)
+    with _engine(settings) as engine:
+        keys.check(settings, engine, datetime.now(UTC))  # makes the key once, on a new install
     out.print(f"database ready: {settings.database_url}")
     out.print(f"next: export ASSISTANT_CONFIG={cfg.resolve()} and run `assistant pair add`")
+
+
+@contextmanager
+def _engine(settings: Settings | None = None) -> Iterator[Any]:
+    """An engine without the start-up check (the ``keys`` commands repair what it refuses)."""
+    from assistant import keys
+    from assistant.store.db import make_engine
+
+    settings = settings or state.settings
+    keys.tighten(settings)
+    engine = make_engine(settings.database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+# ------------------------------------------------------------------------------- keys
+
+
+@keys_app.command("show")
+def keys_show(as_json: JsonOpt = False) -> None:
+    """Where the key comes from, its fingerprint, the retired keys and what is sealed."""
+    from assistant import keys
+
+    settings = state.settings
+    with _engine() as engine:
+        held = keys.inventory(engine, datetime.now(UTC))
+    current = keys.current_key(settings, create=False)
+    info = {
+        "source": keys.describe(settings),
+        "key": keys.fingerprint(current) if current else None,
+        "retired_keys": len(keys.all_keys(settings, create=False)) - (1 if current else 0),
+        "sealed_secrets": len(held.sealed),
+        "accounts_with_sealed_secrets": len({s.account_id for s in held.sealed}),
+    }
+    if as_json:
+        emit(info)
+    else:
+        for k, v in info.items():
+            out.print(f"{k}: {'missing' if v is None else v}", highlight=False)
+
+
+@keys_app.command("rotate")
+def keys_rotate(as_json: JsonOpt = False) -> None:
+    """Make a new key and seal every stored secret again with it (one transaction); the old
+    key is kept as a retired key, so links already sent work until they expire."""
+    from assistant import keys
+
+    with _engine() as engine:
+        report = keys.rotate(state.settings, engine, datetime.now(UTC))
+    if as_json:
+        emit(report.to_dict())
+    else:
+        out.print(f"new key {report.fingerprint}: {report.resealed} secret(s) of "
+                  f"{report.accounts} account(s) sealed again; {report.retired} retired "
+                  "key(s) kept for links already sent", highlight=False)  # fmt: skip
+
+
+@keys_app.command("reseal")
+def keys_reseal(as_json: JsonOpt = False) -> None:
+    """Seal every stored secret again with the current key (after web.secret_key changed
+    and its predecessor went to web.previous_secret_keys)."""
+    from assistant import keys
+
+    with _engine() as engine:
+        report = keys.reseal(state.settings, engine)
+    if as_json:
+        emit(report.to_dict())
+    else:
+        out.print(f"{report.resealed} secret(s) of {report.accounts} account(s) sealed again "
+                  f"with key {report.fingerprint}", highlight=False)  # fmt: skip
+
+
+@keys_app.command("reset")
+def keys_reset(
+    yes: Annotated[bool, typer.Option("--yes", help="Yes: the old key is lost.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The old key is lost: make a key if there is none and remove the stored secrets it
+    cannot open; those accounts must be connected again. Links already sent stop working."""
+    from assistant import keys
+
+    if not yes:
+        raise UserError("this removes the stored secrets the key cannot open: add --yes")
+    with _engine() as engine:
+        report = keys.reset(state.settings, engine)
+    if as_json:
+        emit(report.to_dict())
+    else:
+        made = "a new key was made; " if report.created else ""
+        ids = ", ".join(str(i) for i in report.accounts) or "none"
+        out.print(f"{made}{report.dropped} unreadable secret(s) removed; reconnect accounts: "
+                  f"{ids}", highlight=False)  # fmt: skip
 
 
 @db_app.command("upgrade")
@@ -643,12 +746,14 @@ def latency(
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     import csv
 
+    from assistant import csvsafe
+
     columns = ["id", "direction", "subject", "sent_at", "replied_at", "wall_minutes",
                "working_minutes", "within_sla"]  # fmt: skip
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: csvsafe.cell(v) for k, v in r.items()} for r in rows)
 
 
 def _num(v: float | None) -> str:
@@ -789,7 +894,8 @@ def task_accept(
         view = delegation.task_view(svc, task_id)
         answer = FeedbackAnswer(percent, on_time, False, None, None, comment, Confidence.HIGH)
         feedback.record_answer(svc, task_id=task_id, kind="dead_line", source="cli",
-                               respondent=view["delegator"], answer=answer)  # fmt: skip
+                               respondent=view["delegator"], answer=answer,
+                               correction=True)  # fmt: skip
         delegation.accept_task(svc, task_id)
         report = delegation.reconcile_checkpoints(svc, task_id)
     good = percent >= 80 and on_time
@@ -824,7 +930,8 @@ def task_feedback(
                 doubts = "; ".join(answer.doubts) or "say how much is done and whether on track"
                 raise UserError(f"not sure what that means ({doubts})")
             feedback.record_answer(svc, task_id=task_id, kind=line, source="cli",
-                                   respondent=view["delegator"], answer=answer)  # fmt: skip
+                                   respondent=view["delegator"], answer=answer,
+                                   correction=True)  # fmt: skip
         rows = feedback.feedback_of(svc, task_id)
     if as_json:
         emit(rows)
@@ -934,7 +1041,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"error: {exc}", highlight=False, markup=False)
         return 2
     except (UserError, LookupError, ValueError, ConnectorError) as exc:
-        err.print(f"error: {exc}", highlight=False, markup=False)
+        err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -38,6 +38,26 @@ class FeedbackAnswer:
     doubts: tuple[str, ...] = ()
 
 
+PERCENT_RANGE = "percent_done must be a number from 0 to 100"
+
+
+def parse_percent(value: object) -> int:
+    """How much is done, as typed into a form or sent as JSON: a finite number from 0 to 100
+    (decimals are cut to the whole percent). ValueError (``PERCENT_RANGE``) otherwise:
+    ``inf``, ``1e400``, ``NaN``, ``-1``, ``101``, ``true``, text."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(PERCENT_RANGE)
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
+        raise ValueError(PERCENT_RANGE) from None
+    if not math.isfinite(number) or not 0 <= number <= 100:
+        raise ValueError(PERCENT_RANGE)
+    return int(number)
+
+
 def is_good(percent_done: int | float | None, on_time: bool | None) -> bool | None:
     """:func:`assistant.delegation.is_good_delegation`, or None while either part is unknown."""
     if percent_done is None or on_time is None:

@@ -16,7 +16,7 @@ encrypts uses a keyring it built from the settings it holds (``Keyring.from_secr
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
@@ -74,12 +74,21 @@ class Keyring:
 
 
 _installed: Keyring | None = None
+_reload: Callable[[], Keyring] | None = None
 
 
 def install(keyring: Keyring | None) -> None:
-    """Make ``keyring`` the one ``{"encrypted": ...}`` references are opened with."""
-    global _installed
-    _installed = keyring
+    """Make ``keyring`` the one ``{"encrypted": ...}`` references are opened with (and forget
+    any ``reload_with``)."""
+    global _installed, _reload
+    _installed, _reload = keyring, None
+
+
+def reload_with(build: Callable[[], Keyring] | None) -> None:
+    """How to build the keyring again from the key files: a running service whose key was
+    rotated (``assistant keys rotate``, another process) opens the re-sealed secrets."""
+    global _reload
+    _reload = build
 
 
 def installed() -> Keyring | None:
@@ -87,7 +96,20 @@ def installed() -> Keyring | None:
 
 
 def open_sealed(token: str) -> str:
-    """Decrypt with the installed keyring; UnreadableSecret when that is impossible."""
+    """Decrypt with the installed keyring (built again from the key files once, when it does
+    not open ``token``); UnreadableSecret when that is impossible."""
+    global _installed
     if _installed is None:
         raise UnreadableSecret("no key to read encrypted secrets is installed in this process")
-    return _installed.open(token)
+    try:
+        return _installed.open(token)
+    except UnreadableSecret:
+        if _reload is None:
+            raise
+    try:  # the key may have been rotated since this process started
+        fresh = _reload()
+    except Exception:  # the key files cannot be read now: as unreadable as before
+        raise UnreadableSecret() from None
+    opened = fresh.open(token)
+    _installed = fresh
+    return opened

@@ -5,12 +5,16 @@ signed, expiring one-click link to the feedback page (no login); for a Red Line 
 delegate is asked for a self-report too. Answers (from the page, an email reply or the
 CLI) are stored against the task. The Dead Line answer from the manager accepts the task;
 the score is the share of accepted tasks done on time with 80% or more.
+
+A recorded Dead Line answer is final for its link (and for email replies): the link then
+shows it, read only. A correction comes from the manager signed in to the web app or the
+operator's CLI (``correction=True``); it is a new answer, and the earlier ones stay as the
+task's history (the latest counts).
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets as random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -39,16 +43,12 @@ GOOD_SHARE = 0.8
 
 
 def secret_keys(settings: Settings) -> list[str]:
-    """The signing secrets: ``web.secret_key`` when set, else one generated once and kept
-    (mode 0600) in the data folder, so links survive restarts on the embedded default."""
-    if settings.web.secret_key is not None:
-        return [settings.web.secret_key.resolve().get_secret_value()]
-    path = settings.data_dir / "secret.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(random.token_urlsafe(48))
-    return [path.read_text().strip()]
+    """The app's keys, the signing one first: ``web.secret_key`` when set, else the one
+    generated once into the data folder (mode 0600), then the retired ones, which still
+    verify links until they expire (``assistant.keys``)."""
+    from assistant.keys import all_keys
+
+    return all_keys(settings)
 
 
 def base_url(settings: Settings) -> str:
@@ -174,8 +174,13 @@ def record_answer(
     respondent: str,
     answer: FeedbackAnswer,
     dedupe_key: str | None = None,
+    correction: bool = False,
 ) -> int | None:
-    """Store an answer; the manager's Dead Line answer accepts the task. None: a duplicate."""
+    """Store an answer; the manager's Dead Line answer accepts the task.
+
+    None: a duplicate, or a Dead Line answer from ``respondent`` is already recorded (it is
+    final; ``correction=True``, for the manager's signed-in session and the CLI, adds the
+    new answer and keeps the earlier one as history)."""
     now = svc.now()
     with svc.uow.begin() as session:
         task = session.get(DelegatedTask, task_id)
@@ -184,6 +189,12 @@ def record_answer(
         if dedupe_key is not None and session.scalars(
             select(TaskFeedback.id).where(TaskFeedback.dedupe_key == dedupe_key)
         ).first():
+            return None
+        if (
+            not correction
+            and kind == CheckpointKind.DEAD_LINE.value
+            and recorded_answer(session, task_id, kind, respondent) is not None
+        ):
             return None
         row = TaskFeedback(
             task_id=task_id, kind=kind, source=source, respondent=respondent.lower(),
@@ -209,6 +220,37 @@ def record_answer(
         return row.id
 
 
+def recorded_answer(
+    session: Session, task_id: int, kind: str, respondent: str
+) -> TaskFeedback | None:
+    """The latest answer ``respondent`` gave at this line of the task, if any."""
+    return session.scalars(
+        select(TaskFeedback)
+        .where(
+            TaskFeedback.task_id == task_id,
+            TaskFeedback.kind == kind,
+            TaskFeedback.respondent == respondent.lower(),
+        )
+        .order_by(TaskFeedback.answered_at.desc(), TaskFeedback.id.desc())
+    ).first()
+
+
+def correct_dead_line(svc: Service, task_id: int, answer: FeedbackAnswer, source: str) -> int:
+    """The manager's (or the operator's) Dead Line answer, replacing the one recorded; the
+    earlier answers stay as history. Raises NotFoundError, ValueError (a cancelled task)."""
+    with svc.uow.read() as session:
+        task = session.get(DelegatedTask, task_id)
+        if task is None:
+            raise NotFoundError(f"no task {task_id}")
+        if task.state == "cancelled":
+            raise ValueError(f"task {task_id} is cancelled")
+        delegator = task.delegator
+    row = record_answer(svc, task_id=task_id, kind=CheckpointKind.DEAD_LINE.value, source=source,
+                        respondent=delegator, answer=answer, correction=True)  # fmt: skip
+    assert row is not None
+    return row
+
+
 def web_dedupe_key(token: str, posted: str) -> str:
     """A form posted twice (double tap, resend) is one answer."""
     return "web:" + hashlib.sha256(f"{token}\n{posted}".encode()).hexdigest()[:40]
@@ -231,6 +273,10 @@ def outcome(session: Session, task: DelegatedTask) -> tuple[int | None, bool | N
     if row is None:
         return None, None
     return row.percent_done, row.on_time
+
+
+def _answer_order(row: TaskFeedback) -> tuple[datetime, int]:
+    return row.answered_at, row.id
 
 
 def score(svc: Service, pair_ref: str | int | None) -> dict[str, Any]:
@@ -288,13 +334,21 @@ def feedback_of(svc: Service, task_id: int) -> list[dict[str, Any]]:
         pair = session.get(Pair, task.pair_id)
         assert pair is not None
         tz = ZoneInfo(pair.timezone)
-        rows = session.scalars(
-            select(TaskFeedback).where(TaskFeedback.task_id == task_id).order_by(TaskFeedback.id)
+        rows = list(
+            session.scalars(
+                select(TaskFeedback)
+                .where(TaskFeedback.task_id == task_id)
+                .order_by(TaskFeedback.id)
+            )
         )
+        # a later answer supersedes (as in ``outcome``)
+        latest = {(r.kind, r.respondent): r.id for r in sorted(rows, key=_answer_order)}
         return [
             {"kind": r.kind, "source": r.source, "respondent": r.respondent,
              "percent_done": r.percent_done, "on_time": r.on_time, "on_track": r.on_track,
              "needs_help": r.needs_help, "quality": r.quality, "comment": r.comment,
-             "answered_at": r.answered_at.astimezone(tz).isoformat(timespec="minutes")}
+             "answered_at": r.answered_at.astimezone(tz).isoformat(timespec="minutes"),
+             "superseded": r.kind == CheckpointKind.DEAD_LINE.value
+                           and latest[(r.kind, r.respondent)] != r.id}
             for r in rows
         ]  # fmt: skip

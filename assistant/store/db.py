@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,9 @@ def make_engine(url: str, echo: bool = False) -> Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
     kwargs: dict[str, Any] = {"echo": echo, "future": True}
     if url.startswith("sqlite"):
-        db_path = url.split("///", 1)[-1]
-        if db_path and db_path != ":memory:":
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        db_path = url.split("///", 1)[-1] if "///" in url else ""
+        if db_path and db_path != ":memory:" and not db_path.startswith("file:"):
+            _private_sqlite_file(Path(db_path))
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
@@ -46,6 +47,21 @@ def make_engine(url: str, echo: bool = False) -> Engine:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """The database file exists, mode 0600, before SQLite opens it (its -wal and -shm files
+    take the same mode); a folder made for it is 0700."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        part = path.with_name(path.name + suffix)
+        try:
+            if part.stat().st_mode & 0o077:
+                part.chmod(0o600)
+        except (FileNotFoundError, PermissionError):
+            pass
 
 
 class UnitOfWork:

@@ -20,7 +20,7 @@ from assistant.services.pair_settings import pair_settings
 from assistant.services.priorities import list_rules
 from assistant.services.users import visible_pairs
 from assistant.store.tables import User
-from assistant.web import actions, views
+from assistant.web import actions, feedback, views
 from assistant.web.auth import (
     SESSION_COOKIE,
     check_password,
@@ -192,6 +192,7 @@ def routes(
         Route(f"{p}/tasks", g(tasks), methods=["GET"]),
         Route(f"{p}/tasks", g(create_task, edit=True), methods=["POST"]),
         Route(f"{p}/tasks/{{task_id:int}}", g(task), methods=["GET"]),
+        *feedback.correction_routes(svc, g),
         Route(f"{p}/accounts", g(accounts), methods=["GET"]),
         Route(f"{p}/settings", g(settings), methods=["GET"]),
         Route(f"{p}/settings", g(save_settings, edit=True), methods=["PUT"]),

@@ -9,20 +9,30 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from assistant import timefmt
 from assistant.delegation import CheckpointKind
-from assistant.feedback import Confidence, FeedbackAnswer
+from assistant.feedback import PERCENT_RANGE, Confidence, FeedbackAnswer, parse_percent
 from assistant.notify import template_env
-from assistant.services.feedback import open_link, record_answer, web_dedupe_key
+from assistant.services.feedback import (
+    correct_dead_line,
+    feedback_of,
+    open_link,
+    record_answer,
+    recorded_answer,
+    web_dedupe_key,
+)
+from assistant.services.pairs import NotFoundError
 from assistant.signing import ExpiredToken, TokenError
 from assistant.store.tables import DelegatedTask, Pair
+from assistant.web.guard import Ctx, HTTPProblem
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service
@@ -50,6 +60,10 @@ TEXT = {
         "invalid": "This link is not valid.",
         "csrf": "The form had expired. Open the link again and send it once more.",
         "gone": "The task no longer exists.",
+        "bad_percent": "How much is done: a number from 0 to 100.",
+        "recorded": "This answer is recorded; the link cannot change it.",
+        "correct": "The manager can correct it, signed in to the web app.",
+        "answered_at": "Answered",
         "red_line": [
             "Does the work match the agreed parameters?",
             "Is it on schedule for the deadline?",
@@ -83,6 +97,10 @@ TEXT = {
         "invalid": "Ссылка недействительна.",
         "csrf": "Форма устарела. Откройте ссылку ещё раз и отправьте снова.",
         "gone": "Задачи больше нет.",
+        "bad_percent": "Сколько сделано: число от 0 до 100.",
+        "recorded": "Этот ответ записан; по ссылке его изменить нельзя.",
+        "correct": "Исправить его может руководитель, войдя в веб-приложение.",
+        "answered_at": "Ответ дан",
         "red_line": [
             "Соответствует ли работа согласованным параметрам?",
             "Успевает ли к сроку?",
@@ -109,9 +127,45 @@ def routes(svc: Service) -> list[Route]:
     return [Route("/feedback/{token}", page, methods=["GET", "POST"])]
 
 
-def _render(lg: str, status: int = 200, cookie: str | None = None, **context: Any) -> Response:
+def correction_routes(svc: Service, g: Callable[..., Any]) -> list[Route]:
+    """``POST /api/pairs/{pair_id}/tasks/{task_id}/dead-line``: the pair's manager, signed in,
+    corrects the recorded Dead Line answer (JSON ``percent_done`` 0-100, ``on_time``,
+    ``quality``, ``comment``); the earlier answer stays in the task's history.
+    ``g`` is the API's guard (session, CSRF token, access to the pair)."""
+
+    async def correct(request: Request, ctx: Ctx) -> Response:
+        if ctx.pair.role != "manager":
+            raise HTTPProblem(403, "only the pair's manager may correct a Dead Line answer")
+        body = ctx.body if isinstance(ctx.body, dict) else {}
+        task_id = int(request.path_params["task_id"])
+        with svc.uow.read() as session:
+            task = session.get(DelegatedTask, task_id)
+            if task is None or task.pair_id != ctx.pair.pair_id:
+                raise NotFoundError(f"no task {task_id}")
+        on_time = body.get("on_time")
+        if not isinstance(on_time, bool):
+            raise ValueError("on_time must be true or false")
+        texts = {k: body.get(k, "") for k in ("quality", "comment")}
+        if not all(isinstance(v, str) for v in texts.values()):
+            raise ValueError("quality and comment must be text")
+        answer = FeedbackAnswer(
+            percent_done=parse_percent(body.get("percent_done")), on_time=on_time,
+            needs_help=False, on_track=None, quality=texts["quality"].strip() or None,
+            comment=texts["comment"].strip(), confidence=Confidence.HIGH,
+        )  # fmt: skip
+        correct_dead_line(svc, task_id, answer, source="manager")
+        return JSONResponse({"feedback": feedback_of(svc, task_id)})
+
+    p = "/api/pairs/{pair_id:int}/tasks/{task_id:int}/dead-line"
+    return [Route(p, g(correct), methods=["POST"])]
+
+
+def _render(
+    lg: str, status: int = 200, cookie: str | None = None, **context_in: Any
+) -> Response:
     t = TEXT[lg]
-    context = {"error": None, "saved": False, "kind": "", "task_title": ""} | context
+    context = {"error": None, "saved": False, "kind": "", "task_title": "", "recorded": None}
+    context |= context_in
     html = template_env().get_template("feedback/page.html.j2").render(lg=lg, t=t, **context)
     response = HTMLResponse(html, status_code=status)
     response.headers["Cache-Control"] = "no-store"
@@ -139,12 +193,35 @@ def _load(svc: Service, token: str) -> tuple[Any, DelegatedTask | None, Pair | N
     return target, task, pair, None
 
 
+def _recorded(svc: Service, target: Any, pair: Pair) -> dict[str, Any] | None:
+    """The Dead Line answer this link's person gave, shown read only (it is final)."""
+    if target.kind != CheckpointKind.DEAD_LINE.value:
+        return None
+    with svc.uow.read() as session:
+        row = recorded_answer(session, target.task_id, target.kind, target.respondent)
+        if row is None:
+            return None
+        local = row.answered_at.astimezone(ZoneInfo(pair.timezone))
+        return {"percent_done": row.percent_done, "on_time": row.on_time,
+                "quality": row.quality, "comment": row.comment,
+                "answered_at": f"{timefmt.day(local.date(), timefmt.lang(pair.locale))} "
+                               f"{local:%H:%M}", "dedupe_key": row.dedupe_key}  # fmt: skip
+
+
+def _show_recorded(lg: str, task: DelegatedTask, recorded: dict[str, Any], status: int) -> Response:
+    return _render(lg, status, kind=CheckpointKind.DEAD_LINE.value, task_title=task.title,
+                   delegate=task.delegate, recorded=recorded)  # fmt: skip
+
+
 def _get(svc: Service, token: str) -> Response:
     target, task, pair, error = _load(svc, token)
     lg = timefmt.lang(pair.locale) if pair is not None else "en"
     if error is not None or task is None or pair is None:
         status = 410 if error in ("expired", "gone") else 403
         return _render(lg, status, error=TEXT[lg][error or "invalid"])
+    recorded = _recorded(svc, target, pair)
+    if recorded is not None:
+        return _show_recorded(lg, task, recorded, 200)
     local = task.deadline.astimezone(ZoneInfo(pair.timezone))
     csrf = secrets.token_urlsafe(24)
     return _render(
@@ -170,34 +247,39 @@ async def _post(svc: Service, request: Request, token: str) -> Response:
     cookie = request.cookies.get(COOKIE, "")
     if not sent or not cookie or not hmac.compare_digest(sent, cookie):
         return _render(lg, 403, error=TEXT[lg]["csrf"])
-    answer = _answer(form, target.kind)
-    if answer is None:
-        return _render(lg, 400, error=TEXT[lg]["invalid"])
     posted = "&".join(f"{k}={form.get(k)}" for k in sorted(form.keys()) if k != "csrf")
-    record_answer(
+    dedupe_key = web_dedupe_key(token, posted)
+    recorded = _recorded(svc, target, pair)
+    if recorded is not None:  # final for the link: a replay or a second answer changes nothing
+        if recorded["dedupe_key"] == dedupe_key:  # the same form sent twice
+            return _render(lg, saved=True, kind=target.kind)
+        return _show_recorded(lg, task, recorded, 409)
+    try:
+        answer = _answer(form, target.kind)
+    except ValueError:
+        return _render(lg, 400, error=TEXT[lg]["bad_percent"])
+    row = record_answer(
         svc,
         task_id=task.id,
         kind=target.kind,
         source="web",
         respondent=target.respondent,
         answer=answer,
-        dedupe_key=web_dedupe_key(token, posted),
+        dedupe_key=dedupe_key,
     )
+    recorded = _recorded(svc, target, pair) if row is None else None
+    if recorded is not None and recorded["dedupe_key"] != dedupe_key:  # another came first
+        return _show_recorded(lg, task, recorded, 409)
     return _render(lg, saved=True, kind=target.kind)
 
 
-def _answer(form: Any, kind: str) -> FeedbackAnswer | None:
+def _answer(form: Any, kind: str) -> FeedbackAnswer:
+    """The answer in the form; ValueError when how much is done is missing (Dead Line) or
+    not a number from 0 to 100."""
     raw = str(form.get("percent_done", "")).strip()
-    percent: int | None = None
-    if raw:
-        try:
-            percent = int(float(raw))
-        except ValueError:
-            return None
-        if not 0 <= percent <= 100:
-            return None
+    percent = parse_percent(raw) if raw else None
     if kind == CheckpointKind.DEAD_LINE.value and percent is None:
-        return None
+        raise ValueError(PERCENT_RANGE)
 
     def yes_no(name: str) -> bool | None:
         value = str(form.get(name, ""))

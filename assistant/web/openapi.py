@@ -139,6 +139,23 @@ _OPERATIONS: list[tuple[str, str, str, list[dict[str, Any]], dict[str, Any] | No
     ),
     ("/api/pairs/{pair_id}/tasks/{task_id}", "get", "One task", [_PAIR, _id("task_id")], None, 200),
     (
+        "/api/pairs/{pair_id}/tasks/{task_id}/dead-line",
+        "post",
+        "The manager corrects the recorded Dead Line answer (the earlier one stays as history)",
+        [_PAIR, _id("task_id")],
+        {
+            "type": "object",
+            "required": ["percent_done", "on_time"],
+            "properties": {
+                "percent_done": {"type": "number", "minimum": 0, "maximum": 100},
+                "on_time": {"type": "boolean"},
+                "quality": {"type": "string"},
+                "comment": {"type": "string"},
+            },
+        },
+        200,
+    ),
+    (
         "/api/pairs/{pair_id}/accounts",
         "get",
         "Connected accounts: last sync, state, status in words",

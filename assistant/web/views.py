@@ -375,6 +375,8 @@ def weekly_trend(
 
 
 def latency_csv(data: dict[str, Any]) -> str:
+    from assistant import csvsafe
+
     out = io.StringIO()
     w = csv.writer(out)
     cols = [
@@ -388,7 +390,7 @@ def latency_csv(data: dict[str, Any]) -> str:
     ]
     w.writerow(cols)
     for r in data["records"]:
-        w.writerow(["" if r[c] is None else r[c] for c in cols])
+        w.writerow(csvsafe.row("" if r[c] is None else r[c] for c in cols))
     return out.getvalue()
 
 
