@@ -25,6 +25,7 @@ def make_engine(url: str, echo: bool = False) -> Engine:
     else:
         kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
+    event.listen(engine, "before_cursor_execute", _without_nul, retval=True)
     if url.startswith("sqlite"):
 
         @event.listens_for(engine, "connect")
@@ -47,6 +48,29 @@ def make_engine(url: str, echo: bool = False) -> Engine:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", " ") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_clean(v) for v in value)
+    return value
+
+
+def _without_nul(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> tuple[str, Any]:
+    """Text reaches the database without NUL characters, on every backend alike.
+
+    An organiser may put NUL in a title or a mail header; PostgreSQL's text cannot hold
+    it (the whole sync would fail), SQLite can. One place turns it into a space in every
+    bound string (as ``assistant.text.one_line`` does for headers), so a hostile value is
+    stored as the same text on both and the rest goes on.
+    """
+    return statement, _clean(parameters)
 
 
 def _private_sqlite_file(path: Path) -> None:

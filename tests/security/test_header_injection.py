@@ -40,17 +40,6 @@ BREAKS = {
     "nul": "\x00",
 }
 BIDI = "\u202e"  # RIGHT-TO-LEFT OVERRIDE: "gnp.exe" reads as "exe.png"
-NUL_ON_POSTGRESQL = (
-    "PostgreSQL text cannot hold NUL: storing the event or task fails before any notice "
-    "(a store-level fix for text read from outside, reported, not part of this test's fix)"
-)
-
-
-def nul_on_postgresql(uow: UnitOfWork, brk: str) -> None:
-    if brk == "\x00" and uow.engine.dialect.name == "postgresql":
-        pytest.xfail(NUL_ON_POSTGRESQL)
-
-
 def ics_text(value: str) -> str:
     """``value`` as an iCalendar TEXT value (RFC 5545 escapes; other characters raw)."""
     return (
@@ -75,7 +64,6 @@ def drain(uow: UnitOfWork, smtp_server: SmtpServer) -> list[OutboxEntry]:
 def test_an_event_title_with_a_line_break_is_delivered_on_one_line(
     world: World, smtp_server: SmtpServer, brk: str
 ) -> None:
-    nul_on_postgresql(world.uow, brk)
     title = f"Budget{brk}Bcc: mallory@evil.example"
     extra = f"SUMMARY:{ics_text(title)}\n"
     event = vevent("budget", "20261126T150000", "20261126T160000", "x", "Room 4").replace(
@@ -131,7 +119,6 @@ def svc(uow: UnitOfWork, tmp_path: Path) -> Service:
 def test_a_task_title_with_a_line_break_still_gets_both_red_line_prompts(
     svc: Service, smtp_server: SmtpServer, brk: str
 ) -> None:
-    nul_on_postgresql(svc.uow, brk)
     title = f"Board pack{brk}Bcc: mallory@evil.example"
     tid = delegation.create_task(svc, pair="alex", title=title, delegate="kim@example.com",
                                  term_start=NOW, deadline=NOW + timedelta(days=4)).id  # fmt: skip
