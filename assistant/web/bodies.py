@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
 from itertools import accumulate
 from typing import Any
 
@@ -40,11 +41,20 @@ class BodyRefused(Exception):
 
 # The longest prefix made of characters outside strings and of complete strings: after it
 # comes either the end or a quote that opens a string never closed (invalid JSON; what
-# follows is inside that string, so its brackets do not count).
-_CLOSED = re.compile(rb'(?:[^"]+|"[^"\\]*(?:\\.[^"\\]*)*")*', re.DOTALL)
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# follows is inside that string, so its brackets do not count). Possessive quantifiers:
+# no backtracking state is kept, so time and memory stay linear (constant) in the input.
+_CLOSED = re.compile(rb'(?:[^"]++|"[^"\\]*+(?:\\.[^"\\]*+)*+")*+', re.DOTALL)
+_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def _levels(raw: bytes) -> Iterator[int]:
+    """The nesting level after each bracket outside strings (computed in C, lazily)."""
+    closed = _CLOSED.match(raw)
+    prefix = raw[: closed.end()] if closed else b""
+    brackets = _STRING.sub(b"", prefix).translate(None, _NOT_BRACKET)
+    return accumulate(map(_STEP.__getitem__, brackets))
 
 
 def json_depth(raw: bytes) -> int:
@@ -53,12 +63,12 @@ def json_depth(raw: bytes) -> int:
     Brackets inside strings do not count. For invalid JSON the figure is an upper bound
     of what a parser would descend into before it fails.
     """
-    closed = _CLOSED.match(raw)
-    prefix = raw[: closed.end()] if closed else b""
-    if len(prefix) < len(raw):
-        prefix += raw[len(prefix) : len(prefix) + 1]  # the quote that opens the rest
-    brackets = _STRING.sub(b"", prefix).translate(None, _NOT_BRACKET)
-    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+    return max(_levels(raw), default=0)
+
+
+def nests_deeper_than(raw: bytes, max_depth: int) -> bool:
+    """``json_depth(raw) > max_depth``, stopping at the first bracket past the limit."""
+    return next(filter(max_depth.__lt__, _levels(raw)), None) is not None
 
 
 def _no_constant(name: str) -> Any:
@@ -75,7 +85,7 @@ def _finite(text: str) -> float:
 def parse_json(raw: bytes, max_depth: int) -> Any:
     """The JSON value in ``raw``; BodyRefused(400) when it is not JSON, nests deeper than
     ``max_depth`` levels or holds a number that is not finite."""
-    if json_depth(raw) > max_depth:
+    if nests_deeper_than(raw, max_depth):
         raise BodyRefused(400, f"the JSON nests deeper than {max_depth} levels")
     try:
         return json.loads(raw, parse_constant=_no_constant, parse_float=_finite)

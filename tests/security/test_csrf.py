@@ -96,7 +96,7 @@ def test_login_api_takes_json_only(world: World) -> None:
         {"files": {"email": (None, creds["email"]), "password": (None, creds["password"])}},
         {"content": json.dumps(creds), "headers": {"Content-Type": "application/x-json"}},
     ):
-        r = client.post("/api/login", **kwargs)  # type: ignore[arg-type]
+        r = client.post("/api/login", **kwargs)
         assert r.status_code == 415, (kwargs, r.status_code, r.text)
         assert "ea_session" not in r.headers.get("set-cookie", "")
         assert client.get("/api/me").status_code == 401
@@ -230,7 +230,7 @@ def test_json_routes_take_application_json_only(world: World) -> None:
             {"data": body or {"x": "1"}, "headers": h},
             {"content": json.dumps(body or {"x": 1}), "headers": h},  # no type at all
         ):
-            r = client.request(method, path, **kwargs)  # type: ignore[arg-type]
+            r = client.request(method, path, **kwargs)
             assert r.status_code == 415, (method, path, kwargs, r.status_code, r.text[:200])
             tried += 1
     assert tried >= 18

@@ -9,6 +9,7 @@ purpose, once in CROSS_SITE with the reason.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.routing import Route
@@ -75,7 +76,7 @@ def unsafe_routes(app: Any) -> list[tuple[str, str]]:
     return [(m, p) for m, p in routes(app) if m not in ("GET", "HEAD", "OPTIONS")]
 
 
-def fill(path: str, ids: dict[str, int | str]) -> str:
+def fill(path: str, ids: Mapping[str, int | str]) -> str:
     return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: str(ids[m.group(1)]), path)
 
 
