@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from assistant.store.tables import OutboxEntry
+from assistant.store.tables import OutboxEntry, User, WebSession
 from tests.support.web import PASSWORD, World, login, login_csrf, world_fixture  # noqa: F401
 
 NEW = "a brand new passphrase"
@@ -139,13 +139,17 @@ def test_cli_disable_ends_sessions_at_once_and_blocks_every_login(
     world: World, tmp_path: Path
 ) -> None:
     cli = Cli(world, tmp_path)
-    browser = world.client()
+    browser, untouched = world.client(), world.client()
     token = login(browser, "sam@alpha.example")
+    login(untouched, "sam@alpha.example")
     # a login link asked for before being disabled
     asking = world.client()
     asking.post("/login/link", data={"csrf_token": login_csrf(asking), "email": "sam@alpha.example"})
     done = cli("user", "disable", "sam@alpha.example")
     assert done.returncode == 0, done.stderr
+    with world.svc.uow.read() as s:
+        sam = s.scalars(select(User.id).where(User.email == "sam@alpha.example")).one()
+        assert s.scalars(select(WebSession).where(WebSession.user_id == sam)).all() == []
     assert not signed_in(browser)
     r = browser.post(
         f"/api/pairs/{world.alpha.id}/outbox/{world.alpha.entry_id}/retry",
@@ -165,4 +169,4 @@ def test_cli_disable_ends_sessions_at_once_and_blocks_every_login(
     # enabled again: the password works (the old sessions stay ended)
     assert cli("user", "enable", "sam@alpha.example").returncode == 0
     assert password_works(world, "sam@alpha.example", PASSWORD)
-    assert not signed_in(browser)
+    assert not signed_in(browser) and not signed_in(untouched)

@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from starlette.requests import Request
@@ -90,9 +91,18 @@ def test_json_bodies_over_the_limit_are_413(world: World) -> None:
     assert client.post(api, content=chunks(), headers=h).status_code == 413
     assert client.post("/api/login", content=over, headers=h).status_code == 413
     assert client.post("/push/graph", content=over, headers=h).status_code == 413
-    # forms too
+    # forms too, declared or streamed
     form = {"csrf_token": token, "kind": "keyword", "pattern": "p" * 5000, "level": "high"}
-    assert client.post(f"/pairs/{world.alpha.id}/priorities", data=form).status_code == 413
+    page = f"/pairs/{world.alpha.id}/priorities"
+    assert client.post(page, data=form).status_code == 413
+    encoded = urlencode(form)
+
+    def form_chunks() -> Iterator[bytes]:
+        for i in range(0, len(encoded), 1000):
+            yield encoded[i : i + 1000].encode()
+
+    formtype = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert client.post(page, content=form_chunks(), headers=formtype).status_code == 413
     assert "p" * 5000 not in client.get(api).text
 
 
