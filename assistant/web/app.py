@@ -6,6 +6,11 @@ task's checkpoint events in the background; without it they stay planned until t
 ``on_push`` (a :class:`~assistant.web.push.PushSignal` → None callback, e.g. one that
 queues the account's sync) receives what ``/push/graph`` and ``/push/google`` report;
 without it those answer 503, so the provider delivers again later.
+
+Before any route, ``SameSiteAndBounded`` refuses state-changing requests from other sites
+(403; see ``csrf``) and bodies over ``web.max_body_bytes`` (413). ``/health`` answers
+``{"status": "ok"}`` (200) or ``{"status": "not ok"}`` (503) to anyone; the counts of
+accounts and notifications by state only to a signed-in user.
 """
 
 from __future__ import annotations
