@@ -70,10 +70,15 @@ def own_origin(public_url: str, scheme: str, host_header: str) -> str:
 
 
 def cross_site_exempt(path: str) -> bool:
-    return any(
-        path == route or (route.endswith("/") and path.startswith(route))
-        for route in CROSS_SITE_ALLOWED
-    )
+    """Whether ``path`` is one of CROSS_SITE_ALLOWED (a key ending in "/" stands for one
+    path segment under it: ``/feedback/<token>``)."""
+    for route in CROSS_SITE_ALLOWED:
+        if path == route and not route.endswith("/"):
+            return True
+        rest = path[len(route) :] if route.endswith("/") and path.startswith(route) else ""
+        if rest and "/" not in rest:
+            return True
+    return False
 
 
 def cross_site_reason(

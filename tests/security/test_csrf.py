@@ -155,6 +155,8 @@ def test_the_considered_exceptions_take_cross_site_posts(world: World) -> None:
     assert set(CROSS_SITE) <= unsafe, "an exception listed for a route that is gone"
     for template in unsafe:
         assert csrf.cross_site_exempt(fill(template, ids)) == (template in CROSS_SITE), template
+    for path in ("/feedback/", "/feedback/x/y", "/push/graph/x", "/push", "/feedbackx"):
+        assert not csrf.cross_site_exempt(path), path
     for template in CROSS_SITE:
         r = client.post(fill(template, ids), json={}, headers=CROSS_SITE_HEADERS[0])
         assert "another site" not in r.text, template
