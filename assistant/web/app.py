@@ -15,6 +15,7 @@ accounts and notifications by state only to a signed-in user.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, text
@@ -39,6 +40,8 @@ from assistant.web.push import OnSignal, PushSignal, push_routes
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service
+
+log = logging.getLogger(__name__)
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -99,6 +102,12 @@ class SameSiteAndBounded:
         own = csrf.own_origin(web.public_url, scope.get("scheme", "http"), headers.get("host", ""))
         reason = csrf.cross_site_reason(scope["method"], path, headers, own)
         if reason is not None:
+            log.info(  # no header values: they are the caller's
+                "refused a %s as cross-site: %s (behind a proxy, web.public_url must be "
+                "the site's URL)",
+                scope["method"],
+                reason,
+            )
             await _refuse(scope, receive, send, path, 403, reason)
             return
         limit = web.max_body_bytes
