@@ -581,6 +581,44 @@ def user_add(
     out.print(f"user {uid} ({email}) added" + (f" to pair {pair}" if pair else ""))
 
 
+@user_app.command("passwd")
+def user_passwd(
+    email: Annotated[str, typer.Argument(help="The user's email address.")],
+    password_env: Annotated[
+        str, typer.Option(help="Read the new password from this env variable.")
+    ],
+) -> None:
+    """Set (reset) a user's password; every session of theirs ends."""
+    from assistant.services.users import set_password
+
+    password = os.environ.get(password_env)
+    if not password:
+        raise UserError(f"environment variable {password_env} is empty or not set")
+    with service() as svc:
+        ended = set_password(svc.uow, email, password)
+    out.print(f"password of {email} changed; {ended} session(s) ended")
+
+
+@user_app.command("disable")
+def user_disable(email: Annotated[str, typer.Argument(help="The user's email address.")]) -> None:
+    """Stop a user from logging in; their sessions end at once."""
+    from assistant.services.users import set_active
+
+    with service() as svc:
+        set_active(svc.uow, email, False)
+    out.print(f"{email} disabled; their sessions ended")
+
+
+@user_app.command("enable")
+def user_enable(email: Annotated[str, typer.Argument(help="The user's email address.")]) -> None:
+    """Let a disabled user log in again."""
+    from assistant.services.users import set_active
+
+    with service() as svc:
+        set_active(svc.uow, email, True)
+    out.print(f"{email} enabled")
+
+
 @user_app.command("list")
 def user_list(as_json: JsonOpt = False) -> None:
     """List users and the pairs they belong to."""

@@ -155,6 +155,16 @@ class WebSettings(_Section):
         default_factory=list,
         description="retired secret keys: secrets encrypted with them can still be read",
     )
+    # Limits on what a request may send (issue 12: hostile bodies).
+    max_body_bytes: int = Field(
+        1_000_000,
+        ge=1024,
+        le=100_000_000,
+        description="a request body (JSON, form, webhook) larger than this is refused: 413",
+    )
+    max_json_depth: int = Field(
+        32, ge=2, le=200, description="JSON nested deeper than this is refused: 400"
+    )
 
 
 class GoogleOAuthSettings(_Section):

@@ -16,12 +16,19 @@ from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from assistant.services.pairs import NotFoundError, check_email, find_pair
 from assistant.store.db import UnitOfWork
-from assistant.store.tables import Membership, Organisation, OrganisationPair, Pair, User
+from assistant.store.tables import (
+    Membership,
+    Organisation,
+    OrganisationPair,
+    Pair,
+    User,
+    WebSession,
+)
 
 ROLES = ("admin", "manager", "assistant")
 PAIR_ROLES = ("manager", "assistant")
@@ -143,16 +150,48 @@ def _user(session: Session, ref: str | int) -> User:
     return user
 
 
-def set_password(uow: UnitOfWork, user: str | int, password: str) -> None:
+def _end_sessions(session: Session, user_id: int, keep: int | None = None) -> int:
+    """End the user's web sessions (all, or all but ``keep``); how many ended."""
+    stmt = delete(WebSession).where(WebSession.user_id == user_id)
+    if keep is not None:
+        stmt = stmt.where(WebSession.id != keep)
+    return int(getattr(session.execute(stmt), "rowcount", 0) or 0)
+
+
+def set_password(
+    uow: UnitOfWork, user: str | int, password: str, *, keep_session: int | None = None
+) -> int:
+    """Set (or reset) a user's password and end their sessions, all but ``keep_session``
+    (the browser that changed it); returns how many sessions ended."""
     hashed = hash_password(password)
     with uow.begin() as session:
-        _user(session, user).password_hash = hashed
+        u = _user(session, user)
+        u.password_hash = hashed
+        return _end_sessions(session, u.id, keep_session)
+
+
+def change_password(
+    uow: UnitOfWork, user_id: int, current: str, new: str, *, keep_session: int | None
+) -> int:
+    """A signed-in user changes their own password: ``current`` must match.
+
+    ValueError when it does not (or the new one is too short); the user's other
+    sessions end. Returns how many ended."""
+    with uow.read() as session:
+        stored = _user(session, user_id).password_hash
+    if not password_matches(stored, current):
+        raise ValueError("the current password is wrong")
+    return set_password(uow, user_id, new, keep_session=keep_session)
 
 
 def set_active(uow: UnitOfWork, user: str | int, active: bool) -> None:
-    """Deactivating a user also ends their sessions (they are checked on every request)."""
+    """Deactivating a user ends their sessions at once; they cannot log in (password or
+    email link) until activated again."""
     with uow.begin() as session:
-        _user(session, user).active = active
+        u = _user(session, user)
+        u.active = active
+        if not active:
+            _end_sessions(session, u.id)
 
 
 def add_membership(

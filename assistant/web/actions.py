@@ -9,11 +9,16 @@ from zoneinfo import ZoneInfo
 
 from assistant.services import delegation, priorities, queries
 from assistant.services.pair_settings import update_pair_settings
-from assistant.services.users import PairAccess
+from assistant.services.users import MIN_PASSWORD, PairAccess
+from assistant.services.users import change_password as change_user_password
+from assistant.web.guard import HTTPProblem
+from assistant.web.i18n import translator
+from assistant.web.login_guard import LoginGuard
 from assistant.web.views import outbox_entry_of
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service
+    from assistant.web.auth import Viewer
 
 TaskCreated = Callable[[int], None]
 
@@ -74,3 +79,24 @@ def save_settings(svc: Service, access: PairAccess, data: dict[str, Any]) -> dic
     if "share_private_details" in data and access.role != "manager":
         data = {k: v for k, v in data.items() if k != "share_private_details"}
     return update_pair_settings(svc.uow, access.pair_id, data)
+
+
+def change_password(svc: Service, viewer: Viewer, client: str, current: str, new: str) -> None:
+    """The signed-in user sets a new password, giving the current one; their other
+    sessions end (this one stays). A wrong current password counts as a refused login
+    (``LoginGuard``): HTTPProblem 429 when the address is locked, 400 when wrong."""
+    t = translator(viewer.locale)
+    if len(new) < MIN_PASSWORD:
+        raise HTTPProblem(400, t("password_short").format(n=MIN_PASSWORD))
+    guard, now = LoginGuard(svc.uow), svc.now()
+    attempt = guard.start_password(viewer.email, client, now)
+    if attempt.wait > 0:
+        minutes = max(1, -(-int(attempt.wait) // 60))
+        raise HTTPProblem(429, t("too_many_logins").format(minutes=minutes))
+    try:
+        change_user_password(
+            svc.uow, viewer.user_id, current, new, keep_session=viewer.session_id
+        )
+    except ValueError:  # the attempt stays counted as a refusal
+        raise HTTPProblem(400, t("wrong_password")) from None
+    guard.succeeded(viewer.email, attempt)

@@ -2,7 +2,8 @@
 
 Authentication is the session cookie (log in through ``POST /api/login``); every unsafe
 method needs the session's CSRF token in the ``X-CSRF-Token`` header (``GET /api/me``
-returns it).
+returns it), a body sent as ``Content-Type: application/json`` (415 otherwise) and no
+``Origin`` of another site.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from assistant.web.auth import (
     set_cookie,
     start_session,
 )
+from assistant.web.bodies import BodyRefused, json_object, read_json
 from assistant.web.guard import Ctx, ErrorPage, HTTPProblem, guarded
 from assistant.web.login_guard import LoginGuard
 from assistant.web.openapi import openapi
@@ -66,10 +68,11 @@ def routes(
         return guarded(svc, handler, api=True, error_page=error_page, pair=pair, edit=edit)
 
     async def login(request: Request) -> Response:
-        try:
-            data = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "the body is not JSON"}, status_code=400)
+        web = svc.settings.web
+        try:  # JSON only: a cross-site text/plain form must not sign anyone in
+            data = json_object(await read_json(request, web.max_body_bytes, web.max_json_depth))
+        except BodyRefused as exc:
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
         email = str(data.get("email", ""))
         client = request.client.host if request.client else ""
         guard, now = LoginGuard(svc.uow), svc.now()
@@ -108,6 +111,18 @@ def routes(
                 "csrf_token": v.csrf_token,
             }
         )
+
+    async def change_password(request: Request, ctx: Ctx) -> Response:
+        data = ctx.body or {}
+        client = request.client.host if request.client else ""
+        actions.change_password(
+            svc,
+            ctx.viewer,
+            client,
+            str(data.get("current_password", "")),
+            str(data.get("new_password", "")),
+        )
+        return JSONResponse({"ok": True})
 
     async def pairs(request: Request, ctx: Ctx) -> Response:
         with svc.uow.read() as session:
@@ -180,6 +195,7 @@ def routes(
         Route("/api/login", login, methods=["POST"]),
         Route("/api/logout", g(logout, pair=False), methods=["POST"]),
         Route("/api/me", g(me, pair=False), methods=["GET"]),
+        Route("/api/me/password", g(change_password, pair=False), methods=["POST"]),
         Route("/api/pairs", g(pairs, pair=False), methods=["GET"]),
         Route(f"{p}/agenda", g(agenda), methods=["GET"]),
         Route(f"{p}/changes", g(changes), methods=["GET"]),

@@ -6,32 +6,42 @@ task's checkpoint events in the background; without it they stay planned until t
 ``on_push`` (a :class:`~assistant.web.push.PushSignal` → None callback, e.g. one that
 queues the account's sync) receives what ``/push/graph`` and ``/push/google`` report;
 without it those answer 503, so the provider delivers again later.
+
+Before any route, ``SameSiteAndBounded`` refuses state-changing requests from other sites
+(403; see ``csrf``) and bodies over ``web.max_body_bytes`` (413). ``/health`` answers
+``{"status": "ok"}`` (200) or ``{"status": "not ok"}`` (503) to anyone; the counts of
+accounts and notifications by state only to a signed-in user.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistant.services.accounts import install_keyring
 from assistant.services.push import DbDirectory
 from assistant.store.tables import Account, OutboxEntry, Pair
-from assistant.web import api, feedback, ics
+from assistant.web import api, csrf, feedback, ics
 from assistant.web.actions import TaskCreated
+from assistant.web.auth import viewer_of
 from assistant.web.connect import Connect
 from assistant.web.pages import Pages
 from assistant.web.push import OnSignal, PushSignal, push_routes
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service
+
+log = logging.getLogger(__name__)
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -69,6 +79,79 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class _TooLarge(Exception):
+    pass
+
+
+class SameSiteAndBounded:
+    """Before any route: unsafe requests must come from this site (``csrf.cross_site_reason``,
+    403) and no request body may pass ``web.max_body_bytes`` (413, counted while it is
+    read, whatever reads it: forms, JSON, webhooks)."""
+
+    def __init__(self, app: ASGIApp, svc: Service) -> None:
+        self.app = app
+        self.svc = svc
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        web = self.svc.settings.web
+        headers = Headers(scope=scope)
+        path: str = scope["path"]
+        own = csrf.own_origin(web.public_url, scope.get("scheme", "http"), headers.get("host", ""))
+        reason = csrf.cross_site_reason(scope["method"], path, headers, own)
+        if reason is not None:
+            log.info(  # no header values: they are the caller's
+                "refused a %s as cross-site: %s (behind a proxy, web.public_url must be "
+                "the site's URL)",
+                scope["method"],
+                reason,
+            )
+            await _refuse(scope, receive, send, path, 403, reason)
+            return
+        limit = web.max_body_bytes
+        declared = headers.get("content-length", "")
+        too_large = f"the body is larger than {limit} bytes"
+        if declared.isdigit() and int(declared) > limit:
+            await _refuse(scope, receive, send, path, 413, too_large)
+            return
+        size = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal size
+            message = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > limit:
+                    raise _TooLarge
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except _TooLarge:
+            if started:
+                raise
+            await _refuse(scope, receive, send, path, 413, too_large)
+
+
+async def _refuse(
+    scope: Scope, receive: Receive, send: Send, path: str, status: int, message: str
+) -> None:
+    response: Response
+    if path.startswith("/api/"):
+        response = JSONResponse({"error": message}, status_code=status)
+    else:
+        response = PlainTextResponse(message, status_code=status)
+    await response(scope, receive, send)
+
+
 def _push_unhandled(signal: PushSignal) -> None:
     raise RuntimeError("no push handler: the provider will deliver again")
 
@@ -82,7 +165,7 @@ def create_app(
         try:
             with svc.uow.read() as session:
                 session.execute(text("SELECT 1"))
-                # Counts only: /health needs no login, so it names nobody's accounts.
+                # Counts only, and only to a signed-in user: they name nobody's accounts.
                 accounts = [
                     {"state": state}
                     for (state,) in session.execute(select(Account.state).order_by(Account.id))
@@ -109,7 +192,11 @@ def create_app(
 
     async def health(request: Request) -> Response:
         body = status()
-        return JSONResponse(body, status_code=503 if body["status"] == "error" else 200)
+        if body["status"] == "error":
+            return JSONResponse({"status": "not ok"}, status_code=503)
+        if viewer_of(svc, request) is None:  # anonymous: a monitor needs no more than this
+            return JSONResponse({"status": "ok"})
+        return JSONResponse(body)
 
     # Secrets the app stores (OAuth tokens, typed passwords) are encrypted with its key.
     install_keyring(svc.settings)
@@ -123,6 +210,14 @@ def create_app(
         *Connect(pages).routes(),
         # No login: each notification is checked against its subscription's clientState
         # or its channel's token (assistant/services/push.py keeps them).
-        *push_routes(DbDirectory(svc.uow), on_push or _push_unhandled),
+        *push_routes(
+            DbDirectory(svc.uow),
+            on_push or _push_unhandled,
+            max_bytes=svc.settings.web.max_body_bytes,
+            max_depth=svc.settings.web.max_json_depth,
+        ),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeaders), Middleware(SameSiteAndBounded, svc=svc)],
+    )

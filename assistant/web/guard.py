@@ -1,14 +1,16 @@
 """One gate for every page and API route: login, CSRF, pair access, edit rights.
 
 A route handler is ``async def handler(request, ctx) -> Response``; ``guarded`` wraps it
-so that it only runs for a live session, with a valid CSRF token on unsafe methods, and
-(for routes under a pair) for a user who may see that pair. A pair the user may not see
+so that it only runs for a live session, with a valid CSRF token on unsafe methods (and,
+for the API, a JSON object body read within ``web.max_body_bytes`` and
+``web.max_json_depth``: see ``bodies``), and (for routes under a pair) for a user who may
+see that pair. Whether the request comes from this site is checked before any route
+(``app.SameSiteAndBounded``). A pair the user may not see
 is answered exactly like a pair that does not exist: 404.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,7 @@ from assistant.services.users import PairAccess, access_to
 from assistant.store.tables import User
 from assistant.web import csrf
 from assistant.web.auth import Viewer, viewer_of
+from assistant.web.bodies import BodyRefused, json_object, read_json
 from assistant.web.i18n import translator
 
 if TYPE_CHECKING:
@@ -57,6 +60,18 @@ class HTTPProblem(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+MAX_ID = 2**63 - 1  # the largest id a database column holds
+
+
+def ids_in_range(request: Request) -> bool:
+    """Every whole-number path parameter (pair, task, rule… ids) is a possible row id."""
+    return all(
+        0 < value <= MAX_ID
+        for value in request.path_params.values()
+        if isinstance(value, int)
+    )
 
 
 def resolve_access(svc: Service, viewer: Viewer, pair_id: int) -> PairAccess | None:
@@ -98,11 +113,15 @@ def guarded(
             if not csrf.matches(viewer.csrf_token, given):
                 return problem(request, viewer, 403, t("csrf"))
             if api:
-                raw = await request.body()
+                web = svc.settings.web
                 try:
-                    body = json.loads(raw) if raw else {}
-                except ValueError:
-                    return problem(request, viewer, 400, "the body is not JSON")
+                    body = json_object(
+                        await read_json(request, web.max_body_bytes, web.max_json_depth)
+                    )
+                except BodyRefused as exc:
+                    return problem(request, viewer, exc.status, exc.message)
+        if not ids_in_range(request):  # no row has such an id: as for a missing one
+            return problem(request, viewer, 404, t("not_found"))
         access = None
         if pair:
             access = resolve_access(svc, viewer, int(request.path_params["pair_id"]))

@@ -179,6 +179,11 @@ EN: dict[str, str] = {
     "forbidden": "You may not do this.",
     "not_found": "Not found.",
     "csrf": "The form expired or was not sent from this site. Reload the page and try again.",
+    "change_password": "Change password",
+    "current_password": "Current password",
+    "password_changed": "Your password is changed; your other sessions are signed out.",
+    "wrong_password": "The current password is wrong.",
+    "password_short": "A password needs at least {n} characters.",
 }
 
 RU: dict[str, str] = {
@@ -357,6 +362,11 @@ RU: dict[str, str] = {
     "forbidden": "Это действие вам недоступно.",
     "not_found": "Не найдено.",
     "csrf": "Форма устарела или отправлена не с этого сайта. Обновите страницу и повторите.",
+    "change_password": "Сменить пароль",
+    "current_password": "Текущий пароль",
+    "password_changed": "Пароль изменён; другие ваши сеансы завершены.",
+    "wrong_password": "Текущий пароль неверен.",
+    "password_short": "Пароль должен быть не короче {n} символов.",
 }
 
 LOCALES: dict[str, dict[str, str]] = {"en": EN, "ru": RU}

@@ -41,6 +41,22 @@ _OPERATIONS: list[tuple[str, str, str, list[dict[str, Any]], dict[str, Any] | No
     ),
     ("/api/logout", "post", "End the session", [], None, 200),
     ("/api/me", "get", "The logged-in user and the CSRF token for unsafe methods", [], None, 200),
+    (
+        "/api/me/password",
+        "post",
+        "Change one's own password (the current one is needed); one's other sessions end. "
+        "A wrong current password counts as a refused login (429 when locked)",
+        [],
+        {
+            "type": "object",
+            "required": ["current_password", "new_password"],
+            "properties": {
+                "current_password": {"type": "string"},
+                "new_password": {"type": "string", "minLength": 10},
+            },
+        },
+        200,
+    ),
     ("/api/pairs", "get", "The pairs this user may see", [], None, 200),
     (
         "/api/pairs/{pair_id}/agenda",
@@ -193,8 +209,13 @@ _ERRORS = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     },
     "401": {"description": "Not logged in"},
-    "403": {"description": "CSRF token missing or wrong, or not allowed to edit"},
+    "403": {
+        "description": "CSRF token missing or wrong, Origin or Sec-Fetch-Site of another "
+        "site, or not allowed to edit"
+    },
     "404": {"description": "Not found, or not visible to this user"},
+    "413": {"description": "The body is larger than web.max_body_bytes"},
+    "415": {"description": "A body not sent as Content-Type: application/json"},
 }
 
 

@@ -41,7 +41,7 @@ from assistant.web.auth import (
     use_login_link,
     viewer_of,
 )
-from assistant.web.guard import Ctx, guarded
+from assistant.web.guard import Ctx, HTTPProblem, guarded
 from assistant.web.i18n import translator
 from assistant.web.login_guard import LoginGuard
 from assistant.web.svg import timeline_svg, trend_svg
@@ -212,6 +212,31 @@ class Pages:
         set_locale(self.svc, ctx.viewer.user_id, str(ctx.form.get("locale", "en")))
         return RedirectResponse(_safe_next(str(ctx.form.get("next", "/"))), status_code=303)
 
+    async def password_form(self, request: Request, ctx: Ctx) -> Response:
+        changed = request.query_params.get("changed") == "1"
+        return self.render(request, ctx.viewer, "password.html", changed=changed, message="")
+
+    async def change_password(self, request: Request, ctx: Ctx) -> Response:
+        assert ctx.form is not None
+        try:
+            actions.change_password(
+                self.svc,
+                ctx.viewer,
+                _client(request),
+                str(ctx.form.get("current_password", "")),
+                str(ctx.form.get("new_password", "")),
+            )
+        except HTTPProblem as exc:
+            return self.render(
+                request,
+                ctx.viewer,
+                "password.html",
+                status=exc.status,
+                changed=False,
+                message=exc.message,
+            )
+        return RedirectResponse("/me/password?changed=1", status_code=303)
+
     # --------------------------------------------------------------------- pages
 
     async def home(self, request: Request, ctx: Ctx) -> Response:
@@ -364,6 +389,8 @@ class Pages:
             Route("/login/link/{token}", self.use_link, methods=["POST"]),
             Route("/logout", g(self.logout, pair=False), methods=["POST"]),
             Route("/me/locale", g(self.locale, pair=False), methods=["POST"]),
+            Route("/me/password", g(self.password_form, pair=False), methods=["GET"]),
+            Route("/me/password", g(self.change_password, pair=False), methods=["POST"]),
             Route("/", g(self.home, pair=False), methods=["GET"]),
             Route(p, g(self.pair_home), methods=["GET"]),
             Route(f"{p}/agenda", g(self.agenda), methods=["GET"]),

@@ -13,6 +13,14 @@ so a notification carries nothing we need, and a duplicate costs one cheap reque
   ``sync`` message (a new channel saying hello) calls nothing, ``exists`` and
   ``not_exists`` call back with ``change``.
 
+An unknown subscription or channel is answered exactly like a wrong secret, so that the
+answers tell a caller nothing about which ids exist: Graph gets 202 for both (it retries
+other answers for hours, and an endpoint that fails often is throttled for every
+subscription; what is not ours or not genuine is dropped), Google gets 403 for both (it
+does not retry 4xx). Bodies are read within ``max_bytes`` (413) and Graph's JSON within
+``max_depth`` levels (400), by the same reader as the API (``assistant.web.bodies``).
+These routes take requests from other sites by design (``csrf.CROSS_SITE_ALLOWED``).
+
 ``directory`` resolves a subscription or channel id to (account id, secret); it may read
 the database, so lookups and the callback run in the thread pool. When the callback
 fails, the answer is 503 so that the provider delivers again (Graph retries for hours,
@@ -25,6 +33,7 @@ routes to add to the service's Starlette app.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +44,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from assistant.web.bodies import BodyRefused, parse_json, read_body
 from connectors.google_push import handle_google_notification
 from connectors.graph_push import graph_subscription_ids, handle_graph_notification
 from connectors.push import PushReply
@@ -42,6 +52,7 @@ from connectors.push import PushReply
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1_000_000  # bytes; Graph batches notifications, but not that many
+MAX_DEPTH = 32  # Graph's notifications nest 3 levels
 
 SignalKind = Literal["change", "reauthorizationRequired", "subscriptionRemoved", "missed"]
 
@@ -102,25 +113,34 @@ class MemoryDirectory:
 OnSignal = Callable[[PushSignal], None]
 
 
-def push_routes(directory: PushDirectory, on_signal: OnSignal) -> list[Route]:
+def push_routes(
+    directory: PushDirectory,
+    on_signal: OnSignal,
+    *,
+    max_bytes: int = MAX_BODY,
+    max_depth: int = MAX_DEPTH,
+) -> list[Route]:
     """``/push/graph`` and ``/push/google``, calling ``on_signal`` for each signal."""
 
     def graph_work(body: bytes, query: dict[str, str]) -> PushReply:
         accounts: dict[str, int] = {}
-        secrets: dict[str, str] = {}
+        client_states: dict[str, str] = {}
         for sub_id in graph_subscription_ids(body):
             found = directory.graph_subscription(sub_id)
             if found is not None:
-                accounts[sub_id], secrets[sub_id] = found
-        reply, signals = handle_graph_notification(body, query, secrets)
+                accounts[sub_id], client_states[sub_id] = found
+        reply, signals = handle_graph_notification(body, query, client_states)
         for sub_id, kind in signals:
             on_signal(PushSignal("graph", accounts[sub_id], kind, sub_id))
+        if reply.status == 403:  # only forged ones: answered like unknown ones
+            return PushReply(202)
         return reply
 
     def google_work(headers: dict[str, str]) -> PushReply:
         channel_id = headers.get("x-goog-channel-id", "")
         found = directory.google_channel(channel_id) if channel_id else None
-        tokens = {channel_id: found[1]} if found is not None else {}
+        # An unknown channel is checked against a token nobody has: refused like a wrong one.
+        tokens = {channel_id: found[1] if found is not None else secrets.token_urlsafe(32)}
         reply, signals = handle_google_notification(headers, tokens)
         for channel, kind in signals:
             if kind != "sync" and found is not None:
@@ -133,9 +153,11 @@ def push_routes(directory: PushDirectory, on_signal: OnSignal) -> list[Route]:
         if token is not None:  # answered at once: Graph waits 10 s at most
             reply, _ = handle_graph_notification(b"", {"validationToken": token}, {})
             return _response(reply)
-        body = await _body(request)
-        if body is None:
-            return Response(b"too large", status_code=413, media_type="text/plain")
+        try:
+            body = await read_body(request, max_bytes)
+            parse_json(body, max_depth)  # the connector parses it again, bounded now
+        except BodyRefused as exc:
+            return Response(exc.message, status_code=exc.status, media_type="text/plain")
         try:
             reply = await run_in_threadpool(graph_work, body, query)
         except Exception:
@@ -145,8 +167,10 @@ def push_routes(directory: PushDirectory, on_signal: OnSignal) -> list[Route]:
 
     async def google(request: Request) -> Response:
         headers = {k.lower(): v for k, v in request.headers.items()}
-        if await _body(request) is None:
-            return Response(b"too large", status_code=413, media_type="text/plain")
+        try:
+            await read_body(request, max_bytes)  # Google sends none; nothing to parse
+        except BodyRefused as exc:
+            return Response(exc.message, status_code=exc.status, media_type="text/plain")
         try:
             reply = await run_in_threadpool(google_work, headers)
         except Exception:
@@ -158,21 +182,6 @@ def push_routes(directory: PushDirectory, on_signal: OnSignal) -> list[Route]:
         Route("/push/graph", graph, methods=["POST"], name="push_graph"),
         Route("/push/google", google, methods=["POST"], name="push_google"),
     ]
-
-
-async def _body(request: Request) -> bytes | None:
-    """The body, or None when it is larger than MAX_BODY."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _response(reply: PushReply) -> Response:

@@ -120,7 +120,7 @@ def test_an_unknown_channel_is_refused(receiver: Receiver) -> None:
         "X-Goog-Channel-ID": "not-ours", "X-Goog-Channel-Token": "x",
         "X-Goog-Resource-State": "exists", "X-Goog-Resource-ID": "r",
     })  # fmt: skip
-    assert reply.status_code == 404
+    assert reply.status_code == 403  # like a wrong token: nobody learns which channels exist
     bad = httpx.post(f"{receiver.url}/push/google", headers={"X-Goog-Channel-ID": "x"})
     assert bad.status_code == 400
     assert receiver.signals == []

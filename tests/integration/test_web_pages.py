@@ -181,7 +181,11 @@ def test_openapi_describes_every_api_route(world: World) -> None:
 
 
 def test_health_still_answers(world: World) -> None:
-    r = world.client().get("/health")
+    client = world.client()
+    r = client.get("/health")  # anonymous: ok or not ok, nothing more (tests/security)
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    login(client, "sam@alpha.example")
+    r = client.get("/health")
     assert r.status_code == 200 and r.json()["database"] == "ok"
     with world.svc.uow.read() as s:
         assert s.scalars(select(OutboxEntry)).first() is not None
