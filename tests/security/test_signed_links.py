@@ -135,7 +135,11 @@ def test_how_much_is_done_out_of_range_on_the_api_is_a_plain_400(world: World, r
                      headers={"X-CSRF-Token": api_token(manager),
                               "Content-Type": "application/json"})  # fmt: skip
     assert r.status_code == 400
-    assert "percent_done must be a number from 0 to 100" in r.json()["error"]
+    error = r.json()["error"]
+    if raw in ("1e400", "-1e400", "NaN", "Infinity"):  # refused by the JSON reader itself
+        assert error.startswith("the body is not JSON we accept")
+    else:
+        assert "percent_done must be a number from 0 to 100" in error
     assert dead_line_rows(world) == []
 
 
