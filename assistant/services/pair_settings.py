@@ -67,10 +67,7 @@ def validate(changes: dict[str, Any], current_zone: str) -> dict[str, Any]:
             public_holidays(country, "", (2026,))  # ValueError names an unknown country
         out["holidays_country"] = country
     if "sla_minutes" in changes:
-        try:
-            sla = int(changes["sla_minutes"])
-        except (TypeError, ValueError):
-            raise ValueError("the SLA must be a whole number of minutes") from None
+        sla = _whole_minutes(changes["sla_minutes"])
         if not 0 < sla <= 10080:
             raise ValueError("the SLA must be between 1 and 10080 minutes")
         out["sla_minutes"] = sla
@@ -147,3 +144,13 @@ def parse_hours(text_by_day: dict[str, str]) -> dict[str, Any]:
 
 def format_hours(hours: dict[str, Any]) -> dict[str, str]:
     return {day: ", ".join(f"{a}-{b}" for a, b in hours.get(day, [])) for day in DAYS}
+
+
+def _whole_minutes(value: object) -> int:
+    """A whole number of minutes from JSON (an integer) or a form ("45"); never a bool,
+    a fraction or a float that only looks whole."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    raise ValueError("the SLA must be a whole number of minutes")

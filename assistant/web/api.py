@@ -216,7 +216,9 @@ def routes(
 
 
 def csv_response(text: str, pair_name: str) -> Response:
-    safe = "".join(ch for ch in pair_name if ch.isalnum() or ch in "-_") or "pair"
+    # a header value: ASCII only (a pair named "Алекс" must not make the download a 500)
+    safe = "".join(ch for ch in pair_name if (ch.isascii() and ch.isalnum()) or ch in "-_")
+    safe = safe or "pair"
     return Response(
         text,
         media_type="text/csv; charset=utf-8",

@@ -133,8 +133,9 @@ def test_the_reader_stops_reading_at_the_limit() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["1e400", "-1e400", "Infinity", "-Infinity", "NaN", "1e308", "-5", "0", "10081"],
-)
+    ["1e400", "-1e400", "Infinity", "-Infinity", "NaN", "1e308", "-5", "0", "10081", "true",
+     "5.7", "30.0", '"30 min"'],
+)  # fmt: skip
 def test_numbers_in_json_must_be_finite_and_in_range(world: World, raw: str) -> None:
     client = TestClient(world.app(), follow_redirects=False, raise_server_exceptions=False)
     token = login(client, "alex@alpha.example")
@@ -209,3 +210,17 @@ def test_api_bodies_must_be_objects(world: World) -> None:
             assert r.status_code == 400, (method, template, body, r.status_code)
             tried += 1
     assert tried >= 25
+
+
+def test_a_csv_download_of_a_pair_with_a_non_latin_name_is_served(world: World) -> None:
+    from sqlalchemy import update
+
+    from assistant.store.tables import Pair
+
+    with world.svc.uow.begin() as session:
+        session.execute(update(Pair).where(Pair.id == world.alpha.id).values(name="Алекс-1"))
+    client = TestClient(world.app(), follow_redirects=False, raise_server_exceptions=False)
+    login(client, "alex@alpha.example")
+    r = client.get(f"/api/pairs/{world.alpha.id}/latency.csv")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-disposition"] == 'attachment; filename="latency--1.csv"'
