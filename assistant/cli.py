@@ -318,6 +318,11 @@ def account_add(
             )
         conf[key.strip()] = {kind: target}
     with service() as svc:
+        from assistant.services.accounts import keyring_for, seal_url_credentials
+
+        url_password = seal_url_credentials(svc.settings, provider, conf)  # sealed, not stored
+        if url_password and "password" not in conf:
+            conf["password"] = keyring_for(svc.settings).seal(url_password)
         account = add_account(
             svc.uow, pair=pair, name=name, provider=provider, settings=conf, now=svc.now()
         )
@@ -331,6 +336,7 @@ def account_add(
 def account_list(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
     """List accounts with their sync state and last error."""
     from assistant.services.pairs import list_accounts, public_settings
+    from connectors.netguard import redact_text
 
     with service() as svc:
         accounts = list_accounts(svc.uow, pair)
@@ -343,7 +349,7 @@ def account_list(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
             "kind": a.kind,
             "state": a.state,
             "last_sync_at": a.last_sync_at.isoformat() if a.last_sync_at else None,
-            "last_error": a.last_error,
+            "last_error": redact_text(a.last_error),
             "settings": public_settings(a.settings),
         }
         for a in accounts
