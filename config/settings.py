@@ -282,7 +282,12 @@ class NetworkSettings(_Section):
     max_response_bytes: int = Field(
         50_000_000,
         ge=1_000,
-        description="the most a feed or file read for an account may hold, in bytes",
+        description="the most a feed, file or server reply read for an account may hold, in bytes",
+    )
+    max_read_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="the longest reading one reply for an account may take (a slow server)",
     )
 
 

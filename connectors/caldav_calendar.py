@@ -146,9 +146,9 @@ class CalDavCalendar:
             enable_rfc6764=False,
             rate_limit_handle=False,
         )
-        if not self.policy.operator:  # a session that connects only where the policy allows
-            self._client.session.close()
-            self._client.session = guarded_session(self.policy)
+        # a session that connects only where the policy allows, and bounds what it reads
+        self._client.session.close()
+        self._client.session = guarded_session(self.policy)
         self._client.session.hooks["response"].append(self._count)
 
     def close(self) -> None:

@@ -213,13 +213,13 @@ def open_account(s: EwsSettings) -> Any:
         access_type=IMPERSONATION if s.access == "impersonation" else DELEGATE,
         default_timezone=EWS_UTC,
     )
-    if not policy.operator:
-        guard_protocol(account.protocol, policy)
+    guard_protocol(account.protocol, policy)  # where it connects, how much it reads
     return account
 
 
 def guard_protocol(protocol: Any, policy: NetPolicy) -> None:
-    """Make ``protocol`` connect only where ``policy`` allows, from its next session on.
+    """Make ``protocol`` connect only where ``policy`` allows, and read replies within its
+    limits, from its next session on.
 
     exchangelib makes its HTTP adapters from a class attribute of the protocol's class
     (``HTTP_ADAPTER_CLS``, read by a classmethod), and shares a protocol between accounts

@@ -181,7 +181,7 @@ class IcsFeed:
         if declared.isdigit() and int(declared) > limit:
             raise TooLarge(f"{what}: larger than {limit} bytes (network.max_response_bytes)")
         return (
-            read_bounded(response.iter_bytes(), limit, what),
+            read_bounded(response.iter_bytes(), limit, what, self.policy.max_read_seconds),
             response.headers.get("etag", ""),
             response.headers.get("last-modified", ""),
         )

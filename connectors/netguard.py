@@ -29,8 +29,11 @@ How each library is guarded at connect time:
   class) gives its pool managers the same resolver, and checks every URL it sends.
 * imaplib (imapclient): ``connect`` resolves, checks and opens the socket itself.
 
-What is read is bounded while it is read: ``read_bounded`` stops at
-``max_response_bytes`` (``network.max_response_bytes``) and says so.
+What is read is bounded while it is read, for every account: ``read_bounded`` stops at
+``max_response_bytes`` (``network.max_response_bytes``) or after ``max_read_seconds``
+and says so; ``bound_reply`` does the same for requests/niquests replies (CalDAV, EWS)
+that are not streamed (EWS streaming notifications are read by exchangelib as they
+come).
 
 Credentials written into URLs (``https://user:pw@host/``, ``?token=...``) are split out
 by ``split_url_credentials`` to be sealed like passwords, joined again only at connect
@@ -44,6 +47,7 @@ import ipaddress
 import logging
 import re
 import socket
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -55,6 +59,7 @@ from connectors.base import ConnectorError, InvalidData, NotFound, Transient
 OPERATOR_KEY = "added_by_operator"
 URL_SECRET_KEY = "url_secret"  # noqa: S105  # a location's secret query parameters, sealed
 DEFAULT_MAX_RESPONSE_BYTES = 50_000_000
+DEFAULT_MAX_READ_SECONDS = 120.0
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 AddrInfo = tuple[Any, Any, int, str, tuple[Any, ...]]
@@ -133,6 +138,7 @@ class NetPolicy:
     allow_http: bool = False
     allowed_hosts: tuple[str, ...] = ()
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    max_read_seconds: float = DEFAULT_MAX_READ_SECONDS
     operator: bool = False
 
     @classmethod
@@ -142,6 +148,7 @@ class NetPolicy:
             allow_http=bool(network.allow_http),
             allowed_hosts=tuple(str(h) for h in network.allowed_hosts),
             max_response_bytes=int(network.max_response_bytes),
+            max_read_seconds=float(network.max_read_seconds),
         )
 
     def for_account(self, settings: Mapping[str, Any]) -> NetPolicy:
@@ -267,14 +274,40 @@ def operator_policy() -> NetPolicy:
 # --------------------------------------------------------------------------- reading
 
 
-def read_bounded(chunks: Iterable[bytes], limit: int, what: str) -> bytes:
-    """Join ``chunks``, stopping with ``TooLarge`` as soon as more than ``limit`` came."""
+def read_bounded(
+    chunks: Iterable[bytes], limit: int, what: str, seconds: float | None = None
+) -> bytes:
+    """Join ``chunks``, stopping with ``TooLarge`` as soon as more than ``limit`` came,
+    and with ``Transient`` when reading takes longer than ``seconds`` (a slow drip)."""
+    deadline = None if seconds is None else time.monotonic() + seconds
     buf = bytearray()
     for chunk in chunks:
         buf += chunk
         if len(buf) > limit:
             raise TooLarge(f"{what}: larger than {limit} bytes (network.max_response_bytes)")
+        if deadline is not None and time.monotonic() > deadline:
+            raise Transient(f"{what}: reading took longer than {seconds:g} s")
     return bytes(buf)
+
+
+def bound_reply(response: Any, policy: NetPolicy, what: str) -> None:
+    """Read a requests/niquests response's body now, within ``policy``'s limits (it is
+    then the response's ``content``). Streamed responses are the caller's to bound."""
+    if response.raw is None or response._content is not False or response._content_consumed:
+        return
+    limit = policy.max_response_bytes
+    declared = str(response.headers.get("Content-Length", ""))
+    if declared.isdigit() and int(declared) > limit:
+        response.close()
+        raise TooLarge(f"{what}: larger than {limit} bytes (network.max_response_bytes)")
+    raw = response.raw
+    chunks = iter(lambda: raw.read(1 << 16, decode_content=True) or b"", b"")
+    try:
+        response._content = read_bounded(chunks, limit, what, policy.max_read_seconds)
+    except ConnectorError:
+        response.close()
+        raise
+    response._content_consumed = True
 
 
 def read_file_bounded(path: Path, limit: int, what: str) -> bytes:
@@ -380,11 +413,23 @@ def guarded_session(policy: NetPolicy, **kwargs: Any) -> Any:
     import niquests
 
     if policy.operator:
-        return niquests.Session(**kwargs)
-    session = niquests.Session(resolver=_guarded_resolver(policy), **kwargs)
-    session.trust_env = False  # no proxies from the environment: we connect ourselves
-    session.hooks["pre_request"].append(_url_hook(policy))  # every request: redirects too
+        session = niquests.Session(**kwargs)
+    else:
+        session = niquests.Session(resolver=_guarded_resolver(policy), **kwargs)
+        session.trust_env = False  # no proxies from the environment: we connect ourselves
+        session.hooks["pre_request"].append(_url_hook(policy))  # every request: redirects too
+    session.hooks["response"].append(_bounding_hook(policy))
     return session
+
+
+def _bounding_hook(policy: NetPolicy) -> Any:
+    def bound(response: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("stream"):
+            host = urlsplit(str(response.url)).hostname or "the server"
+            bound_reply(response, policy, f"reply of {host}")
+        return response
+
+    return bound
 
 
 def _url_hook(policy: NetPolicy) -> Any:
@@ -400,19 +445,26 @@ def requests_adapter_class(policy: NetPolicy) -> type[Any]:
 
     Its pool managers resolve through the guarded resolver (requests runs on
     urllib3-future here, which takes a ``resolver``), every URL sent is checked, and
-    proxies from the environment are not used.
+    proxies from the environment are not used. Replies that are not streamed are read
+    within the policy's limits (``bound_reply``), also for the operator's accounts.
     """
     import requests
 
     class GuardedAdapter(requests.adapters.HTTPAdapter):
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["resolver"] = _guarded_resolver(policy)
+            if not policy.operator:
+                kwargs["resolver"] = _guarded_resolver(policy)
             super().init_poolmanager(*args, **kwargs)
 
         def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
             policy.check_url(str(request.url))
-            kwargs["proxies"] = {}
-            return super().send(request, *args, **kwargs)
+            if not policy.operator:
+                kwargs["proxies"] = {}
+            response = super().send(request, *args, **kwargs)
+            if not kwargs.get("stream"):
+                host = urlsplit(str(request.url)).hostname or "the server"
+                bound_reply(response, policy, f"reply of {host}")
+            return response
 
     return GuardedAdapter
 

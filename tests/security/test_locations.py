@@ -10,6 +10,7 @@ files only for accounts the operator adds (the CLI) or hosts the operator lists 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -69,6 +70,13 @@ class Server:
                 self.send_header("Content-Length", str(len(server.body)))
                 self.end_headers()
                 self.wfile.write(server.body)
+
+            def answer_any(self) -> None:  # CalDAV and EWS requests: the same body
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                self.do_GET()
+
+            do_POST = do_PROPFIND = do_REPORT = answer_any
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -397,6 +405,26 @@ def test_a_feed_larger_than_the_limit_stops_while_reading(world: World, server: 
     assert "larger than 2000 bytes" in error and "max_response_bytes" in error
 
 
+@pytest.mark.parametrize("provider", ["caldav", "ews"])
+def test_caldav_and_ews_replies_are_bounded_while_reading(
+    world: World, server: Server, provider: str
+) -> None:
+    server.body = b"<x>" + b"y" * 20_000 + b"</x>"
+    server.chunked = True
+    network(world, allow_http=True, allowed_hosts=["127.0.0.1"], max_response_bytes=2000)
+    conf: dict[str, Any] = {
+        "caldav": {"url": f"http://127.0.0.1:{server.port}/dav/cal/"},
+        "ews": {"mailbox": "alex@alpha.example", "auth": "basic", "username": "alex",
+                "service_endpoint": f"http://127.0.0.1:{server.port}/EWS/Exchange.asmx",
+                "version": "Exchange2016"},
+    }[provider]  # fmt: skip
+    account_id = web_account(world, provider, conf)
+    assert not check_account(world.svc, world.alpha.id, account_id).ok
+    assert server.paths, "the server was asked"
+    error = account(world, account_id).last_error
+    assert "larger than 2000 bytes" in error, error
+
+
 def test_a_file_larger_than_the_limit_is_refused(world: World) -> None:
     big = world.tmp / "big.ics"
     big.write_bytes(b"BEGIN:VCALENDAR\r\n" + b"X-PAD:" + b"x" * 5000 + b"\r\nEND:VCALENDAR\r\n")
@@ -405,3 +433,33 @@ def test_a_file_larger_than_the_limit_is_refused(world: World) -> None:
                       settings={"location": str(big)}, now=world.clock())  # fmt: skip
     assert not check_account(world.svc, world.alpha.id, row.id).ok
     assert "larger than 1000 bytes" in account(world, row.id).last_error
+
+
+def test_web_accounts_on_listed_hosts_work_through_the_guards(
+    world: World, radicale: Any, server: Server
+) -> None:
+    """The guarded httpx, niquests (caldav) and requests (exchangelib) paths connect to a
+    host the operator listed; the same accounts are refused once it is not listed."""
+    from tests.support.ews_server import EwsServer
+
+    network(world, allow_http=True, allowed_hosts=["127.0.0.1"])
+    with EwsServer() as ews:
+        confs = {
+            "ics": {"location": server.url},
+            "caldav": {"url": radicale.new_calendar("work"), "username": "manager"},
+            "ews": {"mailbox": ews.mailbox.address, "service_endpoint": ews.url,
+                    "username": ews.username, "password": {"env": "TEST_EWS_PASSWORD"},
+                    "auth": "basic"},
+        }  # fmt: skip
+        os.environ["TEST_EWS_PASSWORD"] = ews.password
+        try:
+            ids = {p: web_account(world, p, conf, name=p) for p, conf in confs.items()}
+            for provider, account_id in ids.items():
+                result = check_account(world.svc, world.alpha.id, account_id)
+                assert result.ok, (provider, account(world, account_id).last_error)
+            network(world, allow_http=True, allowed_hosts=[])
+            for provider, account_id in ids.items():
+                assert not check_account(world.svc, world.alpha.id, account_id).ok, provider
+                assert "127.0.0.1" in account(world, account_id).last_error, provider
+        finally:
+            del os.environ["TEST_EWS_PASSWORD"]
