@@ -201,6 +201,8 @@ def save_form_account(svc: Service, pair_id: int, provider: str, form: dict[str,
                 raise ValueError("the port is a number, like 993") from None
     if provider in ("ews", "ews-mail"):
         conf["auth"] = "basic"
+    if provider == "ics" and conf["location"].lower().startswith("webcal://"):
+        conf["location"] = "https://" + conf["location"][len("webcal://") :]  # what webcal means
     url_password = seal_url_credentials(svc.settings, provider, conf)
     password = values["password"] or url_password
     if password:

@@ -212,7 +212,7 @@ def test_public_addresses(address: str, public: bool) -> None:
         "https://[::1]/cal.ics", "https://[::ffff:127.0.0.1]/cal.ics", "https://10.0.0.5/x",
         "https://169.254.169.254/latest/meta-data/", "https://100.64.0.1/x",
         "https://0.0.0.0/x", "https://2130706433/x", "ftp://example.com/cal.ics",
-        "http://8.8.8.8/cal.ics",
+        "http://8.8.8.8/cal.ics", "webcal://127.0.0.1/cal.ics",
     ],
 )  # fmt: skip
 def test_the_web_form_refuses_local_files_and_internal_addresses(
@@ -269,6 +269,13 @@ def test_listed_hosts_and_http_are_the_operators_choice(world: World, server: Se
     client, token = client_for(world)
     assert add_form(client, token, world.alpha.id, provider="ics", location=server.url,
                     name="b").status_code == 400  # fmt: skip
+    webcal = f"webcal://127.0.0.1:{server.port}/cal.ics"  # webcal:// means https://
+    assert add_form(client, token, world.alpha.id, provider="ics", location=webcal,
+                    name="w").status_code == 303  # fmt: skip
+    [row] = accounts(world, "ics")
+    assert row.settings["location"] == f"https://127.0.0.1:{server.port}/cal.ics"
+    with world.svc.uow.begin() as s:
+        s.delete(s.get(Account, row.id))
     network(world, allow_http=True, allowed_hosts=["127.0.0.0/8"])
     client, token = client_for(world)
     r = add_form(client, token, world.alpha.id, provider="ics", location=server.url, name="c")
@@ -341,22 +348,25 @@ def test_every_redirect_is_checked(world: World, server: Server) -> None:
     assert "127.0.0.1 is not a public address" in account(world, row.id).last_error
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 @pytest.mark.parametrize("provider", ["caldav", "ews", "imap"])
 def test_caldav_ews_and_imap_connect_only_to_allowed_addresses(
-    world: World, listener: Listener, provider: str
+    world: World, listener: Listener, provider: str, host: str
 ) -> None:
+    """An address is refused by the URL check, a name by the guarded resolver or socket
+    (``localhost`` resolves to a loopback address): nothing reaches the port."""
+    network(world, allow_http=True)
     conf: dict[str, Any] = {
-        "caldav": {"url": f"http://127.0.0.1:{listener.port}/dav/cal/"},
+        "caldav": {"url": f"http://{host}:{listener.port}/dav/cal/"},
         "ews": {"mailbox": "alex@alpha.example", "auth": "basic", "username": "alex",
-                "service_endpoint": f"http://127.0.0.1:{listener.port}/EWS/Exchange.asmx",
+                "service_endpoint": f"http://{host}:{listener.port}/EWS/Exchange.asmx",
                 "version": "Exchange2016"},
-        "imap": {"host": "127.0.0.1", "port": listener.port, "security": "none",
-                 "username": "alex"},
+        "imap": {"host": host, "port": listener.port, "security": "none", "username": "alex"},
     }[provider]  # fmt: skip
     account_id = web_account(world, provider, conf)
     assert not check_account(world.svc, world.alpha.id, account_id).ok
     assert listener.accepted == 0
-    assert "127.0.0.1" in account(world, account_id).last_error
+    assert f"{host} is not a public address" in account(world, account_id).last_error
 
 
 def test_operator_accounts_reach_private_hosts_and_files(world: World, server: Server) -> None:
