@@ -361,6 +361,22 @@ def account_list(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
         table("Accounts", cols, [[r[c] for c in cols] for r in rows])
 
 
+@account_app.command("trust")
+def account_trust(
+    account_id: Annotated[int, typer.Argument(help="Account id (see `assistant account list`).")],
+) -> None:
+    """Make an account the operator's: it may read local files and reach private hosts.
+
+    Accounts added with this CLI are the operator's already; use this for one added from
+    the web app that must reach an internal host, or one added before accounts were marked.
+    """
+    from assistant.services.pairs import trust_account
+
+    with service() as svc:
+        account = trust_account(svc.uow, account_id)
+    out.print(f"account {account.id} ({account.name}) may read local files and private hosts")
+
+
 # ------------------------------------------------------------------------------- sync
 
 

@@ -228,6 +228,18 @@ def update_account_settings(
     return account
 
 
+def trust_account(uow: UnitOfWork, account_id: int) -> Account:
+    """Mark an account as the operator's (``netguard.OPERATOR_KEY``): only the CLI does."""
+    with uow.begin() as session:
+        account = session.get(Account, account_id)
+        if account is None:
+            raise NotFoundError(f"no account {account_id}")
+        account.settings = {**account.settings, OPERATOR_KEY: True}
+        account.state = "new"
+        account.last_error = ""
+    return account
+
+
 def list_accounts(uow: UnitOfWork, pair: str | int | None = None) -> list[Account]:
     with uow.read() as session:
         stmt = select(Account).order_by(Account.id)

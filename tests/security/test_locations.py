@@ -10,11 +10,16 @@ files only for accounts the operator adds (the CLI) or hosts the operator lists 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
+import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -473,3 +478,44 @@ def test_web_accounts_on_listed_hosts_work_through_the_guards(
                 assert "127.0.0.1" in account(world, account_id).last_error, provider
         finally:
             del os.environ["TEST_EWS_PASSWORD"]
+
+
+# ------------------------------------------------------------------------------ the CLI
+
+BIN = Path(sys.executable).with_name("assistant")
+
+
+def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "assistant.cli"]
+    env = {**os.environ, "ASSISTANT_CONFIG": str(home / "assistant.toml"), "COLUMNS": "300",
+           "NO_COLOR": "1"}  # fmt: skip
+    return subprocess.run(
+        [*command, *args], env=env, capture_output=True, text=True, timeout=60, cwd=home
+    )
+
+
+def test_the_cli_adds_and_marks_the_operators_accounts(tmp_path: Path) -> None:
+    home = tmp_path
+    assert run(home, "init", str(home)).returncode == 0
+    assert run(home, "pair", "add", "alex", "--manager", "alex@example.com",
+               "--assistant", "sam@example.com").returncode == 0  # fmt: skip
+    feed = home / "team.ics"
+    feed.write_text(FEED)
+    added = run(home, "account", "add", "team", "--provider", "ics", "--path", str(feed), "--json")
+    assert added.returncode == 0, added.stderr
+    account_id = json.loads(added.stdout)["id"]
+    synced = run(home, "sync", "--json", "--no-send")
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+
+    # an account stored before accounts were marked: its local file is no longer read ...
+    [database] = home.rglob("assistant.db")
+    with sqlite3.connect(database) as db:
+        db.execute(f"UPDATE accounts SET settings = json_remove(settings, '$.{OPERATOR_KEY}')")
+    synced = run(home, "sync", "--json", "--no-send")
+    [row] = json.loads(synced.stdout)
+    assert "local files" in row["error"]
+    # ... until the operator says it is theirs
+    trusted = run(home, "account", "trust", str(account_id))
+    assert trusted.returncode == 0, trusted.stderr
+    synced = run(home, "sync", "--json", "--no-send")
+    assert synced.returncode == 0 and "error" not in json.loads(synced.stdout)[0]
