@@ -370,7 +370,7 @@ def _httpx_transport(policy: NetPolicy) -> Any:
         def __init__(self) -> None:
             super().__init__(trust_env=False)
             self._pool = httpcore.ConnectionPool(
-                ssl_context=httpx.create_ssl_context(trust_env=False),
+                ssl_context=httpx.create_ssl_context(),  # SSL_CERT_FILE still counts
                 network_backend=Backend(),
             )
 
@@ -415,6 +415,8 @@ def guarded_session(policy: NetPolicy, **kwargs: Any) -> Any:
     if policy.operator:
         session = niquests.Session(**kwargs)
     else:
+        # no HTTP/3: a QUIC upgrade (Alt-Svc) would be a connection of its own
+        kwargs.setdefault("disable_http3", True)
         session = niquests.Session(resolver=_guarded_resolver(policy), **kwargs)
         session.trust_env = False  # no proxies from the environment: we connect ourselves
         session.hooks["pre_request"].append(_url_hook(policy))  # every request: redirects too

@@ -519,3 +519,36 @@ def test_the_cli_adds_and_marks_the_operators_accounts(tmp_path: Path) -> None:
     assert trusted.returncode == 0, trusted.stderr
     synced = run(home, "sync", "--json", "--no-send")
     assert synced.returncode == 0 and "error" not in json.loads(synced.stdout)[0]
+
+
+@pytest.mark.parametrize("provider", ["ics", "caldav", "ews"])
+def test_tls_still_names_the_host_when_the_checked_address_is_connected_to(
+    world: World, server: Server, provider: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard connects to the address it checked, yet TLS is made for the name (SNI and
+    certificate check): the server sees ``localhost``, not ``127.0.0.1``."""
+    import ssl
+
+    from tests.support.graph_server import make_certificate
+
+    cert, key = make_certificate(world.tmp)
+    names: list[str | None] = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda _sock, name, _ctx: names.append(name)  # type: ignore
+    server.httpd.socket = context.wrap_socket(server.httpd.socket, server_side=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    network(world, allowed_hosts=["127.0.0.0/8", "::1"])
+    base = f"https://localhost:{server.port}"
+    conf: dict[str, Any] = {
+        "ics": {"location": f"{base}/cal.ics"},
+        "caldav": {"url": f"{base}/dav/cal/"},
+        "ews": {"mailbox": "alex@alpha.example", "auth": "basic", "username": "alex",
+                "service_endpoint": f"{base}/EWS/Exchange.asmx", "version": "Exchange2016"},
+    }[provider]  # fmt: skip
+    account_id = web_account(world, provider, conf)
+    result = check_account(world.svc, world.alpha.id, account_id)
+    assert names and set(names) == {"localhost"}, names
+    if provider == "ics":
+        assert result.ok, account(world, account_id).last_error
