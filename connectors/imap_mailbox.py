@@ -64,7 +64,7 @@ from connectors.base import (
     Transient,
 )
 from connectors.mail_archive import InboundMessage, parse_inbound, parse_message
-from connectors.netguard import NetPolicy, operator_policy
+from connectors.netguard import NetPolicy, TooLarge, operator_policy
 
 Security = Literal["ssl", "starttls", "none"]
 
@@ -571,7 +571,8 @@ def _arrivals(responses: Sequence[Any], exists: int) -> tuple[bool, int]:
 class GuardedIMAPClient(IMAPClient):  # type: ignore[misc]
     """An IMAPClient whose socket goes only where ``policy`` allows (``netguard.connect``:
     resolved, every address checked, connected to a checked address; TLS still names the
-    host)."""
+    host), and that refuses a literal larger than ``policy.max_response_bytes`` before
+    reading it (imaplib already bounds a line to 1 MB)."""
 
     def __init__(self, policy: NetPolicy, *args: Any, **kwargs: Any) -> None:
         self._policy = policy
@@ -587,10 +588,26 @@ class GuardedIMAPClient(IMAPClient):  # type: ignore[misc]
                     sock = policy.connect(self.host, self.port, timeout or self._timeout)
                     return imap_tls.wrap_socket(sock, self.ssl_context, self.host)
 
+                def read(self, size: int) -> bytes:
+                    _bounded_literal(policy, self.host, size)
+                    return super().read(size)  # type: ignore[no-any-return]
+
             return Tls(self.host, self.port, self.ssl_context, timeout)
 
         class Plain(imap_plain.IMAP4WithTimeout):  # type: ignore[misc]
             def _create_socket(self, timeout: float | None = None) -> Any:
                 return policy.connect(self.host, self.port, timeout or self._timeout)
 
+            def read(self, size: int) -> bytes:
+                _bounded_literal(policy, self.host, size)
+                return super().read(size)  # type: ignore[no-any-return]
+
         return Plain(self.host, self.port, timeout)
+
+
+def _bounded_literal(policy: NetPolicy, host: str, size: int) -> None:
+    if size > policy.max_response_bytes:
+        raise TooLarge(
+            f"the mail server at {host} sent a reply larger than {policy.max_response_bytes} "
+            "bytes (network.max_response_bytes)"
+        )

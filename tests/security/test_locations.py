@@ -440,6 +440,31 @@ def test_caldav_and_ews_replies_are_bounded_while_reading(
     assert "larger than 2000 bytes" in error, error
 
 
+def test_an_imap_literal_larger_than_the_limit_is_refused_before_reading(world: World) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def greet() -> None:  # a greeting announcing a 5,000-byte literal, then sending it
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(b"* OK hello {5000}\r\n" + b"x" * 5000 + b"\r\n")
+            conn.recv(100)
+
+    thread = threading.Thread(target=greet, daemon=True)
+    thread.start()
+    try:
+        network(world, allow_http=True, allowed_hosts=["127.0.0.1"], max_response_bytes=1000)
+        conf = {"host": "127.0.0.1", "port": port, "security": "none", "username": "alex"}
+        account_id = web_account(world, "imap", conf)
+        assert not check_account(world.svc, world.alpha.id, account_id).ok
+        assert "larger than 1000 bytes" in account(world, account_id).last_error
+    finally:
+        thread.join(timeout=5)
+        listener.close()
+
+
 def test_a_file_larger_than_the_limit_is_refused(world: World) -> None:
     big = world.tmp / "big.ics"
     big.write_bytes(b"BEGIN:VCALENDAR\r\n" + b"X-PAD:" + b"x" * 5000 + b"\r\nEND:VCALENDAR\r\n")
