@@ -192,7 +192,7 @@ def open_account(s: EwsSettings) -> Any:
     policy = s.policy
     if not policy.operator:
         if s.autodiscover:
-            raise LocationRefused("EWS: autodiscover is only for accounts the operator adds")
+            raise LocationRefused("EWS: autodiscover is only for accounts added with the CLI")
         try:
             policy.check_url(s.service_endpoint)
         except LocationRefused as exc:

@@ -132,7 +132,7 @@ class IcsFeed:
     def _read_file(self) -> tuple[bytes, str, str]:
         if not self.policy.operator:
             raise LocationRefused(
-                "ICS feed: local files can only be read by accounts the operator adds"
+                "ICS feed: local files are read only for accounts added with the CLI"
             )
         path = Path(self.location).expanduser()
         limit = self.policy.max_response_bytes

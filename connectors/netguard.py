@@ -231,7 +231,7 @@ class NetPolicy:
         if self.operator:
             return
         if not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", location):
-            raise LocationRefused("local files can only be used by accounts the operator adds")
+            raise LocationRefused("local files are read only for accounts added with the CLI")
         self.check_url(location)
         parts = urlsplit(location)
         host = parts.hostname or ""
@@ -361,7 +361,7 @@ def _httpx_transport(policy: NetPolicy) -> Any:
             self, path: str, timeout: float | None = None,
             socket_options: Iterable[Any] | None = None,
         ) -> httpcore.NetworkStream:  # fmt: skip
-            raise LocationRefused("local sockets can only be used by the operator's accounts")
+            raise LocationRefused("local sockets are only for accounts added with the CLI")
 
         def sleep(self, seconds: float) -> None:
             self._inner.sleep(seconds)

@@ -172,14 +172,14 @@ def check_locations(provider: str, settings: dict[str, Any], policy: NetPolicy) 
             policy.check_location(str(settings.get("location" if provider == "ics" else "url")))
         elif provider in ("ews", "ews-mail"):
             if settings.get("autodiscover"):
-                raise ValueError("autodiscover is only for accounts the operator adds")
+                raise ValueError("autodiscover is only for accounts added with the CLI")
             policy.check_location(str(settings.get("service_endpoint", "")))
         elif provider == "imap":
             security = str(settings.get("security", "ssl"))
             port = int(settings.get("port") or (993 if security == "ssl" else 143))
             policy.check_server(str(settings.get("host", "")), port, tls=security != "none")
         elif provider in ("maildir", "mbox"):
-            raise ValueError("local mail folders are only for accounts the operator adds")
+            raise ValueError("local mail folders are only for accounts added with the CLI")
     except ConnectorError as exc:
         raise ValueError(str(exc)) from None
 

@@ -172,6 +172,11 @@ def account(world: World, account_id: int) -> Account:
         return row
 
 
+def accounts_page(world: World) -> str:
+    client, _ = client_for(world)
+    return client.get(f"/pairs/{world.alpha.id}/accounts").text
+
+
 def web_account(world: World, provider: str, conf: dict[str, Any], name: str = "Web") -> int:
     """An account as a user added it (no operator mark), stored as it is: e.g. while its
     host was allowed, or before the form checked locations."""
@@ -311,8 +316,11 @@ def test_a_local_file_in_a_stored_web_account_is_never_read(world: World) -> Non
     assert not check_account(world.svc, world.alpha.id, account_id).ok
     [result] = [r for r in sync_now(world.svc, account_id=account_id, send=False) if "kind" in r]
     error = account(world, account_id).last_error
-    assert "local files" in error
+    assert "local files are read only for accounts added with the CLI" in error
     assert SECRET not in error and SECRET not in repr(result)
+    page = accounts_page(world)
+    assert "local files are read only for accounts added with the CLI" in page
+    assert SECRET not in page
 
 
 def test_dns_rebinding_gains_nothing(
@@ -418,6 +426,7 @@ def test_a_feed_larger_than_the_limit_stops_while_reading(world: World, server: 
     assert not check_account(world.svc, world.alpha.id, account_id).ok
     error = account(world, account_id).last_error
     assert "larger than 2000 bytes" in error and "max_response_bytes" in error
+    assert "larger than 2000 bytes" in accounts_page(world)  # the account's status says so
 
 
 @pytest.mark.parametrize("provider", ["caldav", "ews"])
