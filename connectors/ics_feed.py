@@ -112,9 +112,9 @@ class IcsFeed:
         try:
             resources, problems = parse_feed(body, window, source=self._label())
         except InvalidData as exc:
-            if isinstance(exc, TooLarge):
-                raise
-            raise InvalidData(f"ICS feed {self._label()}: {not_icalendar(body)}") from None
+            if echoes_content(str(exc), body):
+                raise InvalidData(f"ICS feed {self._label()}: {not_icalendar(body)}") from None
+            raise
         return CalendarDelta(
             full=True, resources=tuple(resources), token=new_token, skipped=tuple(problems)
         )
@@ -145,8 +145,8 @@ class IcsFeed:
                 headers["If-None-Match"] = previous.etag
             if previous.last_modified:
                 headers["If-Modified-Since"] = previous.last_modified
-        self.policy.check_url(self.location)
         try:
+            self.policy.check_url(self.location)
             with self._stream(headers) as response:
                 return self._answer(response, previous)
         except LocationRefused as exc:
@@ -201,6 +201,22 @@ class IcsFeed:
             client.stream("GET", self.location, **kwargs) as response,
         ):
             yield response
+
+
+# The parser's messages that quote what it read (icalendar's own reasons).
+_QUOTING = ("not valid iCalendar (", "expected a VCALENDAR, found", "bad X-WR-TIMEZONE (")
+
+
+def echoes_content(message: str, body: bytes) -> bool:
+    """Whether ``message`` may quote ``body``: a quoting parser message, or a line of the
+    feed's start (8 characters or more) found in it."""
+    if any(marker in message for marker in _QUOTING):
+        return True
+    for line in body[:65536].splitlines()[:200]:
+        text = line.strip().decode("utf-8", "replace")
+        if len(text) >= 8 and text in message:
+            return True
+    return False
 
 
 def not_icalendar(body: bytes) -> str:

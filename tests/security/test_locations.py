@@ -396,8 +396,16 @@ def test_operator_accounts_reach_private_hosts_and_files(world: World, server: S
 # ------------------------------------------------------------ what the status may show
 
 
-def test_what_was_read_never_shows(world: World, server: Server) -> None:
-    server.body = f"{SECRET}\r\nline two {SECRET}\r\n".encode()
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        (f"{SECRET}\r\nline two {SECRET}\r\n", "line 1"),
+        (f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{SECRET}\r\nEND:VCALENDAR\r\n", "line 3"),
+        (f"BEGIN:VCALENDAR\r\nX-WR-TIMEZONE:{SECRET}\r\nEND:VCALENDAR\r\n", "iCalendar"),
+    ],
+)
+def test_what_was_read_never_shows(world: World, server: Server, body: str, line: str) -> None:
+    server.body = body.encode()
     network(world, allow_http=True, allowed_hosts=["127.0.0.1"])
     client, token = client_for(world)
     r = add_form(client, token, world.alpha.id, provider="ics", location=server.url)
@@ -408,7 +416,7 @@ def test_what_was_read_never_shows(world: World, server: Server) -> None:
     assert SECRET not in client.get(r.headers["location"]).text
     results = sync_now(world.svc, account_id=row.id, send=False)
     error = account(world, row.id).last_error
-    assert "127.0.0.1/cal.ics" in error and "line 1" in error, error
+    assert "127.0.0.1/cal.ics" in error and line in error, error
     assert SECRET not in error and SECRET not in repr(results)
     for page in ("accounts", "settings", ""):
         assert SECRET not in client.get(f"/pairs/{world.alpha.id}/{page}").text
