@@ -421,6 +421,11 @@ def account_add(
             )
         conf[key.strip()] = {kind: target}
     with service() as svc:
+        from assistant.services.accounts import keyring_for, seal_url_credentials
+
+        url_password = seal_url_credentials(svc.settings, provider, conf)  # sealed, not stored
+        if url_password and "password" not in conf:
+            conf["password"] = keyring_for(svc.settings).seal(url_password)
         account = add_account(
             svc.uow, pair=pair, name=name, provider=provider, settings=conf, now=svc.now()
         )
@@ -434,6 +439,7 @@ def account_add(
 def account_list(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
     """List accounts with their sync state and last error."""
     from assistant.services.pairs import list_accounts, public_settings
+    from connectors.netguard import redact_text
 
     with service() as svc:
         accounts = list_accounts(svc.uow, pair)
@@ -446,7 +452,7 @@ def account_list(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
             "kind": a.kind,
             "state": a.state,
             "last_sync_at": a.last_sync_at.isoformat() if a.last_sync_at else None,
-            "last_error": a.last_error,
+            "last_error": redact_text(a.last_error),
             "settings": public_settings(a.settings),
         }
         for a in accounts
@@ -456,6 +462,22 @@ def account_list(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
     else:
         cols = ["id", "pair_id", "name", "provider", "kind", "state", "last_sync_at", "last_error"]
         table("Accounts", cols, [[r[c] for c in cols] for r in rows])
+
+
+@account_app.command("trust")
+def account_trust(
+    account_id: Annotated[int, typer.Argument(help="Account id (see `assistant account list`).")],
+) -> None:
+    """Make an account the operator's: it may read local files and reach private hosts.
+
+    Accounts added with this CLI are the operator's already; use this for one added from
+    the web app that must reach an internal host, or one added before accounts were marked.
+    """
+    from assistant.services.pairs import trust_account
+
+    with service() as svc:
+        account = trust_account(svc.uow, account_id)
+    out.print(f"account {account.id} ({account.name}) may read local files and private hosts")
 
 
 # ------------------------------------------------------------------------------- sync

@@ -101,9 +101,12 @@ class PushSupervisor:
 
     def _imap(self, account_id: int, conf: dict[str, Any]) -> None:
         from connectors.imap_mailbox import ImapMailbox
+        from connectors.netguard import NetPolicy
         from connectors.registry import open_mailbox
 
-        mailbox = open_mailbox("imap", conf, self.svc.settings.sync.http_timeout_seconds)
+        settings = self.svc.settings
+        policy = NetPolicy.from_settings(settings.network)
+        mailbox = open_mailbox("imap", conf, settings.sync.http_timeout_seconds, policy=policy)
         assert isinstance(mailbox, ImapMailbox)
         try:
             with self.svc.uow.read() as session:

@@ -281,6 +281,35 @@ class InboxSettings(_Section):
     )
 
 
+class NetworkSettings(_Section):
+    """Where accounts added from the web app may connect (the CLI's accounts go anywhere)."""
+
+    allow_http: bool = Field(
+        False,
+        description=(
+            "let accounts added from the web use http:// endpoints and IMAP without TLS "
+            "(https:// and TLS otherwise)"
+        ),
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "private hosts and networks accounts added from the web may reach, e.g. "
+            '["dav.internal", "10.0.0.0/8", "127.0.0.1"]; everything else must be public'
+        ),
+    )
+    max_response_bytes: int = Field(
+        50_000_000,
+        ge=1_000,
+        description="the most a feed, file or server reply read for an account may hold, in bytes",
+    )
+    max_read_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="the longest reading one reply for an account may take (a slow server)",
+    )
+
+
 class Settings(BaseSettings):
     """The service's settings. See ``config/example.toml`` for every key."""
 
@@ -304,6 +333,7 @@ class Settings(BaseSettings):
     chat: ChatSettings = ChatSettings()
     inbox: InboxSettings = InboxSettings()
     oauth: OAuthSettings = OAuthSettings()
+    network: NetworkSettings = NetworkSettings()
 
     @field_validator("default_timezone")
     @classmethod

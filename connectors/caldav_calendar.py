@@ -63,6 +63,7 @@ from connectors.base import (
     WrittenEvent,
 )
 from connectors.ical import own_event_to_ical, parse_resource
+from connectors.netguard import NetPolicy, guarded_session, operator_policy
 
 DAV = "DAV:"
 CALDAV = "urn:ietf:params:xml:ns:caldav"
@@ -127,7 +128,9 @@ class CalDavCalendar:
         zone: str = "UTC",
         inline_data: bool = True,
         on_request: RequestHook | None = None,
+        policy: NetPolicy | None = None,
     ) -> None:
+        self.policy = policy or operator_policy()
         self.url = url if url.endswith("/") else url + "/"
         self.path = _path(self.url)
         self.zone = zone
@@ -143,6 +146,9 @@ class CalDavCalendar:
             enable_rfc6764=False,
             rate_limit_handle=False,
         )
+        # a session that connects only where the policy allows, and bounds what it reads
+        self._client.session.close()
+        self._client.session = guarded_session(self.policy)
         self._client.session.hooks["response"].append(self._count)
 
     def close(self) -> None:

@@ -49,6 +49,12 @@ from connectors.base import (
     Transient,
     parse_retry_after,
 )
+from connectors.netguard import (
+    LocationRefused,
+    NetPolicy,
+    operator_policy,
+    requests_adapter_class,
+)
 
 OWN_UID_PROPERTY = "X-EXEC-ASSISTANT-UID"
 AUTH_TYPES = {"basic": BASIC, "ntlm": NTLM, "oauth2": OAUTH2}
@@ -146,6 +152,7 @@ class EwsSettings:
     access_token: str = field(default="", repr=False)
     access: str = "delegate"
     version: str = ""
+    policy: NetPolicy = field(default_factory=operator_policy, repr=False)
 
 
 def _credentials(s: EwsSettings) -> Any:
@@ -182,6 +189,14 @@ def open_account(s: EwsSettings) -> Any:
     credentials = _credentials(s)
     if not s.autodiscover and not s.service_endpoint:
         raise ConnectorError("EWS: give a service_endpoint or turn autodiscover on")
+    policy = s.policy
+    if not policy.operator:
+        if s.autodiscover:
+            raise LocationRefused("EWS: autodiscover is only for accounts added with the CLI")
+        try:
+            policy.check_url(s.service_endpoint)
+        except LocationRefused as exc:
+            raise LocationRefused(f"EWS: refused: {exc}") from None
     config = Configuration(
         credentials=credentials,
         service_endpoint=None if s.autodiscover else s.service_endpoint,
@@ -190,7 +205,7 @@ def open_account(s: EwsSettings) -> Any:
         retry_policy=FailFastWithStatus(),
         max_connections=1,
     )
-    return Account(
+    account = Account(
         primary_smtp_address=s.mailbox,
         config=config,
         autodiscover=s.autodiscover,
@@ -198,6 +213,34 @@ def open_account(s: EwsSettings) -> Any:
         access_type=IMPERSONATION if s.access == "impersonation" else DELEGATE,
         default_timezone=EWS_UTC,
     )
+    guard_protocol(account.protocol, policy)  # where it connects, how much it reads
+    return account
+
+
+def guard_protocol(protocol: Any, policy: NetPolicy) -> None:
+    """Make ``protocol`` connect only where ``policy`` allows, and read replies within its
+    limits, from its next session on.
+
+    exchangelib makes its HTTP adapters from a class attribute of the protocol's class
+    (``HTTP_ADAPTER_CLS``, read by a classmethod), and shares a protocol between accounts
+    with the same endpoint and credentials; so the protocol becomes an instance of a
+    subclass whose adapter is ``netguard``'s, and the sessions it had are closed.
+    """
+    base = type(protocol)
+    if getattr(base, "netguard_policy", None) == policy:
+        return
+    base = getattr(base, "netguard_base", base)
+    guarded = type(
+        "GuardedProtocol",
+        (base,),
+        {
+            "HTTP_ADAPTER_CLS": requests_adapter_class(policy),
+            "netguard_policy": policy,
+            "netguard_base": base,
+        },
+    )
+    protocol.close()  # sessions made with another adapter
+    protocol.__class__ = guarded
 
 
 def translate_error(exc: BaseException, what: str) -> ConnectorError | None:
@@ -242,11 +285,17 @@ def translate_error(exc: BaseException, what: str) -> ConnectorError | None:
     return None
 
 
-def ews_settings(settings: Mapping[str, Any], secret: Any) -> EwsSettings:
-    """EwsSettings from an account's settings; ``secret`` resolves secret references."""
+def ews_settings(
+    settings: Mapping[str, Any], secret: Any, policy: NetPolicy | None = None
+) -> EwsSettings:
+    """EwsSettings from an account's settings; ``secret`` resolves secret references;
+    ``policy``: where it may connect (none: the operator's code, anywhere)."""
+    from connectors.registry import location
+
+    endpoint = location(settings, "service_endpoint") if settings.get("service_endpoint") else ""
     return EwsSettings(
         mailbox=str(settings["mailbox"]),
-        service_endpoint=str(settings.get("service_endpoint", "")),
+        service_endpoint=endpoint,
         autodiscover=bool(settings.get("autodiscover", False)),
         auth=str(settings.get("auth", "basic")),
         username=str(settings.get("username", "")),
@@ -257,4 +306,5 @@ def ews_settings(settings: Mapping[str, Any], secret: Any) -> EwsSettings:
         access_token=secret(settings.get("access_token")),
         access=str(settings.get("access", "delegate")),
         version=str(settings.get("version", "")),
+        policy=policy or operator_policy(),
     )

@@ -399,10 +399,12 @@ class EwsCalendar:
             raise mapped from None
 
 
-def open_ews_calendar(settings: Mapping[str, Any], secret: Any, timeout: float = 30) -> EwsCalendar:
+def open_ews_calendar(
+    settings: Mapping[str, Any], secret: Any, timeout: float = 30, policy: Any = None
+) -> EwsCalendar:
     """An EwsCalendar from an account's settings; ``secret`` resolves secret references."""
     return EwsCalendar(
-        ews_settings(settings, secret),
+        ews_settings(settings, secret, policy),
         timeout=timeout,
         zone=str(settings.get("zone", "UTC")),
         send_invitations=bool(settings.get("send_invitations", False)),

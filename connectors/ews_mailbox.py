@@ -306,10 +306,12 @@ def _addresses(mailboxes: Any) -> tuple[str, ...]:
     return tuple(found)
 
 
-def open_ews_mailbox(settings: Mapping[str, Any], secret: Any, timeout: float = 30) -> EwsMailbox:
+def open_ews_mailbox(
+    settings: Mapping[str, Any], secret: Any, timeout: float = 30, policy: Any = None
+) -> EwsMailbox:
     """An EwsMailbox from an account's settings; ``secret`` resolves secret references."""
     return EwsMailbox(
-        ews_settings(settings, secret),
+        ews_settings(settings, secret, policy),
         timeout=timeout,
         folders=tuple(settings.get("folders", FOLDERS)),
     )

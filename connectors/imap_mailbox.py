@@ -50,6 +50,8 @@ from typing import Any, Literal
 
 from imapclient import IMAPClient
 from imapclient import exceptions as imap_errors
+from imapclient import imap4 as imap_plain
+from imapclient import tls as imap_tls
 
 from assistant.model import MessageData
 from connectors.base import (
@@ -62,6 +64,7 @@ from connectors.base import (
     Transient,
 )
 from connectors.mail_archive import InboundMessage, parse_inbound, parse_message
+from connectors.netguard import NetPolicy, TooLarge, operator_policy
 
 Security = Literal["ssl", "starttls", "none"]
 
@@ -106,6 +109,7 @@ class ImapMailbox:
         folders: Sequence[str] | None = None,
         timeout: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        policy: NetPolicy | None = None,
     ) -> None:
         if security not in ("ssl", "starttls", "none"):
             raise ValueError(f"security must be ssl, starttls or none, not {security!r}")
@@ -117,6 +121,7 @@ class ImapMailbox:
         self.folders = tuple(folders) if folders else None
         self.timeout = timeout
         self._ssl_context = ssl_context
+        self.policy = policy or operator_policy()
         self._client: Any = None
         self._resolved: list[tuple[str, bool]] | None = None  # (name, found by us)
         self._inbox_next: int | None = None  # INBOX UIDNEXT as of the last changes()
@@ -370,7 +375,10 @@ class ImapMailbox:
     def _connected(self) -> Any:
         if self._client is not None:
             return self._client
-        client = IMAPClient(
+        if self.security == "none":
+            self.policy.check_plaintext(self.host, "a connection without TLS")
+        client = GuardedIMAPClient(
+            self.policy,
             self.host,
             port=self.port,
             use_uid=True,
@@ -558,3 +566,48 @@ def _arrivals(responses: Sequence[Any], exists: int) -> tuple[bool, int]:
         elif kind == b"RECENT" and number > 0:
             arrived = True
     return arrived, exists
+
+
+class GuardedIMAPClient(IMAPClient):  # type: ignore[misc]
+    """An IMAPClient whose socket goes only where ``policy`` allows (``netguard.connect``:
+    resolved, every address checked, connected to a checked address; TLS still names the
+    host), and that refuses a literal larger than ``policy.max_response_bytes`` before
+    reading it (imaplib already bounds a line to 1 MB)."""
+
+    def __init__(self, policy: NetPolicy, *args: Any, **kwargs: Any) -> None:
+        self._policy = policy
+        super().__init__(*args, **kwargs)
+
+    def _create_IMAP4(self) -> Any:  # imapclient's name
+        policy = self._policy
+        timeout = getattr(self._timeout, "connect", None)
+        if self.ssl:
+
+            class Tls(imap_tls.IMAP4_TLS):  # type: ignore[misc]
+                def _create_socket(self, timeout: float | None = None) -> Any:
+                    sock = policy.connect(self.host, self.port, timeout or self._timeout)
+                    return imap_tls.wrap_socket(sock, self.ssl_context, self.host)
+
+                def read(self, size: int) -> bytes:
+                    _bounded_literal(policy, self.host, size)
+                    return super().read(size)  # type: ignore[no-any-return]
+
+            return Tls(self.host, self.port, self.ssl_context, timeout)
+
+        class Plain(imap_plain.IMAP4WithTimeout):  # type: ignore[misc]
+            def _create_socket(self, timeout: float | None = None) -> Any:
+                return policy.connect(self.host, self.port, timeout or self._timeout)
+
+            def read(self, size: int) -> bytes:
+                _bounded_literal(policy, self.host, size)
+                return super().read(size)  # type: ignore[no-any-return]
+
+        return Plain(self.host, self.port, timeout)
+
+
+def _bounded_literal(policy: NetPolicy, host: str, size: int) -> None:
+    if size > policy.max_response_bytes:
+        raise TooLarge(
+            f"the mail server at {host} sent a reply larger than {policy.max_response_bytes} "
+            "bytes (network.max_response_bytes)"
+        )

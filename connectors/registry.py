@@ -4,6 +4,12 @@ Account settings hold connection details; secrets in them are references
 (``{"env": NAME}``, ``{"file": PATH}``, ``{"command": CMD}``, or ``{"encrypted": TOKEN}``
 for secrets the service obtained itself, see ``config.sealed``) resolved here, at the
 moment of connecting, and never stored or logged in clear.
+
+Where a connector may connect is ``policy`` (``connectors.netguard.NetPolicy``, from the
+``network`` settings) narrowed to the account: an account the operator added (marked
+``netguard.OPERATOR_KEY``) may read files and reach private hosts; any other account
+only public addresses, checked by the connector at every connection. Without a policy
+the strictest one applies (nothing listed, https only).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from config.sealed import UNREADABLE
 from config.settings import ConfigError, SecretRef
 from connectors.base import AuthExpired, CalendarSource, CalendarWriter, MailSource
+from connectors.netguard import URL_SECRET_KEY, NetPolicy, with_url_secret
 
 if TYPE_CHECKING:
     from connectors.caldav_calendar import CalDavCalendar
@@ -49,24 +56,36 @@ def secret(value: Any) -> str:
     raise ValueError("secrets must be given by reference: {env=...}, {file=...} or {command=...}")
 
 
+def account_policy(settings: Mapping[str, Any], policy: NetPolicy | None) -> NetPolicy:
+    """Where this account's connector may connect (see the module's doc)."""
+    return (policy or NetPolicy()).for_account(settings)
+
+
+def location(settings: Mapping[str, Any], key: str) -> str:
+    """An account's address with its sealed URL secrets (``?token=...``) put back."""
+    return with_url_secret(str(settings[key]), secret(settings.get(URL_SECRET_KEY)))
+
+
 def open_calendar(
     provider: str,
     settings: Mapping[str, Any],
     timeout: float = 30.0,
     *,
     keep_token: TokenKeeper | None = None,
+    policy: NetPolicy | None = None,
 ) -> CalendarSource:
     if provider == "ics":
         from connectors.ics_feed import IcsFeed
 
         return IcsFeed(
-            str(settings["location"]),
+            location(settings, "location"),
             username=str(settings.get("username", "")),
             password=secret(settings.get("password")),
             timeout=timeout,
+            policy=account_policy(settings, policy),
         )
     if provider in WRITABLE_CALENDARS:
-        return _writable(provider, settings, timeout, keep_token)
+        return _writable(provider, settings, timeout, keep_token, policy)
     raise UnknownProvider(f"unknown calendar provider {provider!r}")
 
 
@@ -76,28 +95,36 @@ def open_calendar_writer(
     timeout: float = 30.0,
     *,
     keep_token: TokenKeeper | None = None,
+    policy: NetPolicy | None = None,
 ) -> CalendarWriter:
     if provider in WRITABLE_CALENDARS:
-        return _writable(provider, settings, timeout, keep_token)
+        return _writable(provider, settings, timeout, keep_token, policy)
     raise UnknownProvider(f"provider {provider!r} cannot write events")
 
 
 def _writable(
-    provider: str, settings: Mapping[str, Any], timeout: float, keep_token: TokenKeeper | None
+    provider: str,
+    settings: Mapping[str, Any],
+    timeout: float,
+    keep_token: TokenKeeper | None,
+    policy: NetPolicy | None,
 ) -> CalDavCalendar | EwsCalendar | GoogleCalendar | GraphCalendar:
     if provider == "caldav":
         from connectors.caldav_calendar import CalDavCalendar
 
         return CalDavCalendar(
-            str(settings["url"]),
+            location(settings, "url"),
             username=str(settings.get("username", "")),
             password=secret(settings.get("password")),
             timeout=timeout,
+            policy=account_policy(settings, policy),
         )
     if provider == "ews":
         from connectors.ews_calendar import open_ews_calendar
 
-        return open_ews_calendar(settings, secret, timeout=timeout)
+        return open_ews_calendar(
+            settings, secret, timeout=timeout, policy=account_policy(settings, policy)
+        )
     if provider == "google":
         from connectors.google_calendar import GoogleCalendar
 
@@ -124,6 +151,7 @@ def open_mailbox(
     timeout: float = 30.0,
     *,
     keep_token: TokenKeeper | None = None,
+    policy: NetPolicy | None = None,
 ) -> MailSource:
     if provider == "maildir":
         from connectors.mail_archive import MaildirSource
@@ -145,6 +173,7 @@ def open_mailbox(
             security=settings.get("security", "ssl"),
             folders=settings.get("folders"),
             timeout=float(settings.get("timeout", timeout)),
+            policy=account_policy(settings, policy),
         )
     if provider == "gmail":
         from connectors.gmail_mailbox import GmailMailbox
@@ -153,7 +182,9 @@ def open_mailbox(
     if provider == "ews-mail":
         from connectors.ews_mailbox import open_ews_mailbox
 
-        return open_ews_mailbox(settings, secret, timeout=timeout)
+        return open_ews_mailbox(
+            settings, secret, timeout=timeout, policy=account_policy(settings, policy)
+        )
     if provider == "graph-mail":
         from connectors.graph_mailbox import GraphMailbox
 

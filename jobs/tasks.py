@@ -23,6 +23,7 @@ from assistant.services.runner import policy_of
 from assistant.services.sync import sync_calendar
 from assistant.store.tables import Account
 from connectors.base import AuthExpired, ConnectorError, RateLimited
+from connectors.netguard import NetPolicy
 from connectors.registry import open_calendar
 from jobs import runtime
 
@@ -76,6 +77,7 @@ def sync_account(account_id: int) -> dict[str, Any]:
             conf,
             timeout=svc.settings.sync.http_timeout_seconds,
             keep_token=token_keeper(svc, account_id),
+            policy=NetPolicy.from_settings(svc.settings.network),
         )
     except ConnectorError as exc:  # e.g. a stored secret that cannot be read any more
         from assistant.services.sync import record_failure
@@ -115,7 +117,9 @@ def _sync_mailbox(
     from connectors.registry import open_mailbox
 
     try:
-        mailbox = open_mailbox(provider, conf, keep_token=token_keeper(svc, account_id))
+        policy = NetPolicy.from_settings(svc.settings.network)
+        keep = token_keeper(svc, account_id)
+        mailbox = open_mailbox(provider, conf, keep_token=keep, policy=policy)
         result = import_mail(svc, account_id, mailbox)
     except RateLimited as exc:
         delay = exc.retry_after or svc.settings.sync.poll_interval_seconds

@@ -32,6 +32,7 @@ from connectors.base import (
     Transient,
     Window,
 )
+from connectors.netguard import URL_SECRET_KEY, NetPolicy, split_url_credentials
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service
@@ -123,7 +124,7 @@ def save_oauth_account(
         return update_account_settings(svc.uow, account_id, conf, pair_id=pair_id).id
     return add_account(
         svc.uow, pair=pair_id, name=_unique_name(svc, pair_id, name), provider=provider,
-        settings=conf, now=svc.now(),
+        settings=conf, now=svc.now(), guard=net_policy(svc.settings),
     ).id  # fmt: skip
 
 
@@ -200,12 +201,43 @@ def save_form_account(svc: Service, pair_id: int, provider: str, form: dict[str,
                 raise ValueError("the port is a number, like 993") from None
     if provider in ("ews", "ews-mail"):
         conf["auth"] = "basic"
-    if values["password"]:
-        conf["password"] = keyring_for(svc.settings).seal(values["password"])
+    if provider == "ics" and conf["location"].lower().startswith("webcal://"):
+        conf["location"] = "https://" + conf["location"][len("webcal://") :]  # what webcal means
+    url_password = seal_url_credentials(svc.settings, provider, conf)
+    password = values["password"] or url_password
+    if password:
+        conf["password"] = keyring_for(svc.settings).seal(password)
     return add_account(
         svc.uow, pair=pair_id, name=name.strip()[:100], provider=provider, settings=conf,
-        now=svc.now(),
+        now=svc.now(), guard=net_policy(svc.settings),
     ).id  # fmt: skip
+
+
+def net_policy(settings: Settings) -> NetPolicy:
+    """Where accounts users add may connect (``network`` settings)."""
+    return NetPolicy.from_settings(settings.network)
+
+
+# The setting holding each provider's address (credentials written into it are split out).
+URL_SETTINGS = {"ics": "location", "caldav": "url", "ews": "service_endpoint",
+                "ews-mail": "service_endpoint"}  # fmt: skip
+
+
+def seal_url_credentials(settings: Settings, provider: str, conf: dict[str, Any]) -> str:
+    """Take credentials out of the account's address, in place: ``user:pw@`` becomes the
+    username (unless one is given) and the password returned (to be sealed by the
+    caller); secret query parameters (``?token=``, ``?key=``...) are sealed into
+    ``netguard.URL_SECRET_KEY`` and put back only when connecting."""
+    key = URL_SETTINGS.get(provider)
+    if key is None or not conf.get(key):
+        return ""
+    split = split_url_credentials(str(conf[key]))
+    conf[key] = split.url
+    if split.username and not conf.get("username"):
+        conf["username"] = split.username
+    if split.secret_query:
+        conf[URL_SECRET_KEY] = keyring_for(settings).seal(split.secret_query)
+    return split.password
 
 
 def replace_password(svc: Service, pair_id: int, account_id: int, password: str) -> None:
@@ -259,14 +291,15 @@ def check_account(svc: Service, pair_id: int, account_id: int) -> CheckResult:
         zone = a.pair.timezone if a is not None else "UTC"
     timeout = min(svc.settings.sync.http_timeout_seconds, 20.0)
     now = svc.now()
+    policy = net_policy(svc.settings)
     try:
         keep = token_keeper(svc, account_id)
         if kind == "calendar":
-            source = open_calendar(provider, conf, timeout, keep_token=keep)
+            source = open_calendar(provider, conf, timeout, keep_token=keep, policy=policy)
             window = Window(now, now + timedelta(minutes=1), ZoneInfo(zone).key)
             source.changes(None, window)
         else:
-            mailbox = open_mailbox(provider, conf, timeout, keep_token=keep)
+            mailbox = open_mailbox(provider, conf, timeout, keep_token=keep, policy=policy)
             mailbox.changes(None)
     except TokenExpired:
         return CheckResult(True, "check_ok")  # the server answered: the login works

@@ -474,6 +474,7 @@ def _open_writer(
     svc: Service, account_id: int, provider: str, conf: dict[str, Any]
 ) -> CalendarWriter:
     from assistant.services.accounts import token_keeper
+    from connectors.netguard import NetPolicy
     from connectors.registry import open_calendar_writer
 
     try:
@@ -482,6 +483,7 @@ def _open_writer(
             conf,
             svc.settings.sync.http_timeout_seconds,
             keep_token=token_keeper(svc, account_id),
+            policy=NetPolicy.from_settings(svc.settings.network),
         )
     except ValueError as exc:
         raise ConnectorError(str(exc)) from None

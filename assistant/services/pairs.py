@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Account, Pair
+from connectors.base import ConnectorError
+from connectors.netguard import OPERATOR_KEY, NetPolicy
 from connectors.registry import CALENDAR_PROVIDERS, MAIL_PROVIDERS
 from connectors.registry import WRITABLE_CALENDARS as WRITABLE_PROVIDERS
 
@@ -122,7 +124,15 @@ def add_account(
     provider: str,
     settings: dict[str, Any],
     now: datetime,
+    guard: NetPolicy | None = None,
 ) -> Account:
+    """Add an account to a pair.
+
+    ``guard`` None: the operator adds it (the CLI, the configuration, the operator's
+    code): it is marked so (``netguard.OPERATOR_KEY``) and may read local files and reach
+    private hosts. A policy: a user adds it (the web app, an API): its locations are
+    checked against the policy now, and again by its connector at every connection.
+    """
     if provider in CALENDAR_PROVIDERS:
         kind = "calendar"
     elif provider in MAIL_PROVIDERS:
@@ -131,6 +141,11 @@ def add_account(
         known = ", ".join(CALENDAR_PROVIDERS + MAIL_PROVIDERS)
         raise ValueError(f"unknown provider {provider!r} (known: {known})")
     check_secret_refs(settings)
+    settings = {k: v for k, v in settings.items() if k != OPERATOR_KEY}
+    if guard is None:
+        settings[OPERATOR_KEY] = True
+    else:
+        check_locations(provider, settings, guard.for_account({}))
     with uow.begin() as session:
         p = find_pair(session, pair)
         if session.scalars(
@@ -148,6 +163,25 @@ def add_account(
         )
         session.add(account)
     return account
+
+
+def check_locations(provider: str, settings: dict[str, Any], policy: NetPolicy) -> None:
+    """Where an account a user adds may connect (``netguard``): raises ValueError."""
+    try:
+        if provider in ("ics", "caldav"):
+            policy.check_location(str(settings.get("location" if provider == "ics" else "url")))
+        elif provider in ("ews", "ews-mail"):
+            if settings.get("autodiscover"):
+                raise ValueError("autodiscover is only for accounts added with the CLI")
+            policy.check_location(str(settings.get("service_endpoint", "")))
+        elif provider == "imap":
+            security = str(settings.get("security", "ssl"))
+            port = int(settings.get("port") or (993 if security == "ssl" else 143))
+            policy.check_server(str(settings.get("host", "")), port, tls=security != "none")
+        elif provider in ("maildir", "mbox"):
+            raise ValueError("local mail folders are only for accounts added with the CLI")
+    except ConnectorError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def is_secret_key(key: str) -> bool:
@@ -183,11 +217,24 @@ def update_account_settings(
 
     The account starts over as "new" with no error; its change token is kept."""
     check_secret_refs(changes)
+    changes = {k: v for k, v in changes.items() if k != OPERATOR_KEY}  # only add_account marks
     with uow.begin() as session:
         account = session.get(Account, account_id)
         if account is None or (pair_id is not None and account.pair_id != pair_id):
             raise NotFoundError(f"no account {account_id}")
         account.settings = {**account.settings, **changes}
+        account.state = "new"
+        account.last_error = ""
+    return account
+
+
+def trust_account(uow: UnitOfWork, account_id: int) -> Account:
+    """Mark an account as the operator's (``netguard.OPERATOR_KEY``): only the CLI does."""
+    with uow.begin() as session:
+        account = session.get(Account, account_id)
+        if account is None:
+            raise NotFoundError(f"no account {account_id}")
+        account.settings = {**account.settings, OPERATOR_KEY: True}
         account.state = "new"
         account.last_error = ""
     return account
@@ -202,11 +249,16 @@ def list_accounts(uow: UnitOfWork, pair: str | int | None = None) -> list[Accoun
 
 
 def public_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """Account settings safe to print: secret references shown by kind only."""
+    """Account settings safe to print: secret references shown by kind only, credentials
+    in URLs (``user:pw@``, ``?token=``) replaced by ``***``."""
+    from connectors.netguard import redact_text
+
     out: dict[str, Any] = {}
     for key, value in settings.items():
         if isinstance(value, dict) and ({"env", "file", "command", "encrypted"} & value.keys()):
             out[key] = "<" + ",".join(sorted(value)) + " reference>"
+        elif isinstance(value, str):
+            out[key] = redact_text(value)
         else:
             out[key] = value
     return out

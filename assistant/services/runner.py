@@ -32,6 +32,7 @@ def sync_now(
 ) -> list[dict[str, Any]]:
     from assistant.services.accounts import token_keeper
     from assistant.services.mail import import_mail
+    from connectors.netguard import NetPolicy
     from connectors.registry import open_calendar, open_mailbox
 
     with svc.uow.read() as session:
@@ -47,11 +48,13 @@ def sync_now(
         raise LookupError("no accounts to sync: add one with `assistant account add`")
     results: list[dict[str, Any]] = []
     timeout = svc.settings.sync.http_timeout_seconds
+    net = NetPolicy.from_settings(svc.settings.network)
     for aid, name, kind, provider, conf in accounts:
         row: dict[str, Any] = {"account": f"{aid} {name}", "kind": kind}
         try:
             if kind == "calendar":
-                source = open_calendar(provider, conf, timeout, keep_token=token_keeper(svc, aid))
+                keep = token_keeper(svc, aid)
+                source = open_calendar(provider, conf, timeout, keep_token=keep, policy=net)
                 report = sync_calendar(svc.uow, aid, source, svc.now(), policy_of(svc))
                 row |= {
                     "full": report.full,
@@ -65,7 +68,8 @@ def sync_now(
                     done += f", {len(report.skipped)} unreadable item(s)"
                 row["summary"] = done
             else:
-                mailbox = open_mailbox(provider, conf, keep_token=token_keeper(svc, aid))
+                keep = token_keeper(svc, aid)
+                mailbox = open_mailbox(provider, conf, keep_token=keep, policy=net)
                 imported = import_mail(svc, aid, mailbox)
                 row |= imported
                 row["summary"] = f"{imported['new']} new message(s)"

@@ -38,6 +38,7 @@ from assistant.store.tables import (
     ScheduleChange,
 )
 from connectors.base import CalendarDelta, CalendarSource, ConnectorError, TokenExpired, Window
+from connectors.netguard import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def record_failure(uow: UnitOfWork, account_id: int, exc: Exception, now: dateti
         account = session.get(Account, account_id)
         if account is not None:
             account.state = "error"
-            account.last_error = str(exc)[:500]
+            account.last_error = redact_text(str(exc))[:500]  # no credentials of URLs
             account.sync_state = {**account.sync_state, "last_error_at": now.isoformat()}
 
 

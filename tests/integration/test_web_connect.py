@@ -26,6 +26,7 @@ from assistant.store.tables import Account, Base, EventSnapshot
 from config.settings import (
     GoogleOAuthSettings,
     MicrosoftOAuthSettings,
+    NetworkSettings,
     OAuthSettings,
     SecretRef,
 )
@@ -73,7 +74,10 @@ def configure(world: World, google: Any = None, graph: Any = None) -> TestClient
             token_url=graph.token_url,
             graph_url=graph.graph_url,
         )
-    world.svc.settings = world.svc.settings.model_copy(update={"oauth": oauth})
+    # the test servers (Dovecot, an EWS address) are on 127.0.0.1 without TLS: the
+    # operator lists them, as a deployment would list its internal hosts
+    network = NetworkSettings(allow_http=True, allowed_hosts=["127.0.0.1"])
+    world.svc.settings = world.svc.settings.model_copy(update={"oauth": oauth, "network": network})
     return TestClient(world.app(public_url="http://testserver"), follow_redirects=False)
 
 
