@@ -17,10 +17,12 @@ from typing import Any
 import httpx
 
 from connectors.base import (
+    DEFAULT_LIMITS,
     AuthExpired,
     CalendarDelta,
     InvalidData,
     NotFound,
+    ParseLimits,
     RateLimited,
     Transient,
     Window,
@@ -66,6 +68,7 @@ class IcsFeed:
         password: str = "",
         timeout: float = 30.0,
         client: httpx.Client | None = None,
+        limits: ParseLimits = DEFAULT_LIMITS,
     ) -> None:
         self.location = location
         self.is_url = location.startswith(("http://", "https://", "webcal://"))
@@ -74,6 +77,7 @@ class IcsFeed:
         self._auth = (username, password) if username else None
         self._timeout = timeout
         self._client = client
+        self._limits = limits
         self.requests = 0  # HTTP requests made, for tests and benchmarks
 
     # CalendarSource
@@ -88,7 +92,7 @@ class IcsFeed:
         new_token = _Token(etag, last_modified, digest).dump()
         if previous is not None and previous.digest == digest:
             return CalendarDelta(full=False, unchanged=True, token=new_token)
-        resources, problems = parse_feed(body, window, source=self._label())
+        resources, problems = parse_feed(body, window, source=self._label(), limits=self._limits)
         return CalendarDelta(
             full=True, resources=tuple(resources), token=new_token, skipped=tuple(problems)
         )

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from config.sealed import UNREADABLE
 from config.settings import ConfigError, SecretRef
-from connectors.base import AuthExpired, CalendarSource, CalendarWriter, MailSource
+from connectors.base import (
+    DEFAULT_LIMITS,
+    AuthExpired,
+    CalendarSource,
+    CalendarWriter,
+    MailSource,
+    ParseLimits,
+)
 
 if TYPE_CHECKING:
     from connectors.caldav_calendar import CalDavCalendar
@@ -55,6 +62,7 @@ def open_calendar(
     timeout: float = 30.0,
     *,
     keep_token: TokenKeeper | None = None,
+    limits: ParseLimits = DEFAULT_LIMITS,
 ) -> CalendarSource:
     if provider == "ics":
         from connectors.ics_feed import IcsFeed
@@ -64,6 +72,7 @@ def open_calendar(
             username=str(settings.get("username", "")),
             password=secret(settings.get("password")),
             timeout=timeout,
+            limits=limits,
         )
     if provider in WRITABLE_CALENDARS:
         return _writable(provider, settings, timeout, keep_token)
@@ -124,16 +133,17 @@ def open_mailbox(
     timeout: float = 30.0,
     *,
     keep_token: TokenKeeper | None = None,
+    limits: ParseLimits = DEFAULT_LIMITS,
 ) -> MailSource:
     if provider == "maildir":
         from connectors.mail_archive import MaildirSource
 
         folders = settings.get("folders")
-        return MaildirSource(Path(str(settings["path"])), folders=folders)
+        return MaildirSource(Path(str(settings["path"])), folders=folders, limits=limits)
     if provider == "mbox":
         from connectors.mail_archive import MboxSource
 
-        return MboxSource(Path(str(settings["path"])))
+        return MboxSource(Path(str(settings["path"])), limits=limits)
     if provider == "imap":
         from connectors.imap_mailbox import ImapMailbox
 
@@ -145,6 +155,7 @@ def open_mailbox(
             security=settings.get("security", "ssl"),
             folders=settings.get("folders"),
             timeout=float(settings.get("timeout", timeout)),
+            limits=limits,
         )
     if provider == "gmail":
         from connectors.gmail_mailbox import GmailMailbox
