@@ -284,7 +284,7 @@ class LimitsSettings(_Section):
         ),
     )
     series_scan_steps: int = Field(
-        200_000, ge=1_000, description="repetitions of a rule walked before the window ends"
+        50_000, ge=1_000, description="repetitions of a rule walked before the window ends"
     )
     component_depth: int = Field(
         8, ge=3, le=100, description="calendar components nested deeper refuse the calendar"

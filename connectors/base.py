@@ -89,7 +89,7 @@ class ParseLimits:
     events_per_calendar: int = 20_000  # VEVENTs read from one calendar; the rest left out
     properties_per_event: int = 2_000  # lines in one VEVENT; beyond: the event is left out
     occurrences_per_series: int = 1_000  # in the sync window; beyond: one item, TOO_FREQUENT
-    series_scan_steps: int = 200_000  # rule steps walked before the window ends
+    series_scan_steps: int = 50_000  # rule steps walked before the window ends
     component_depth: int = 8  # BEGIN inside BEGIN
     parse_seconds: float = 20.0  # one calendar; beyond: the sync fails with that reason
     mime_headers: int = 1_000  # header lines of one message (or part)

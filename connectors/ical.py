@@ -11,12 +11,15 @@ fast path of ``connectors.ical_fast``.
 
 from __future__ import annotations
 
+import calendar
 import hashlib
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfoNotFoundError
@@ -249,7 +252,6 @@ def _occurrences(
     return tuple(kept), tuple(notes)
 
 
-_DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _MARGIN = timedelta(days=2)
 
 
@@ -271,28 +273,84 @@ def _too_frequent(series: Any, window: Window, zone: tzinfo, limits: ParseLimits
         high = high.astimezone(zone).replace(tzinfo=None)
     cap, steps = limits.occurrences_per_series, limits.series_scan_steps
     inside = 0
-    for rule in rules:
-        for walked, when in enumerate(islice(rule, steps), 1):
-            if when > high:
-                break
-            if when >= low:
-                inside += 1
-                if inside > cap:
-                    return f"more than {cap} occurrences in the sync window"
-            if walked == steps:
-                return f"more than {steps} repetitions before the sync window ends"
+    try:
+        with _call_budget(steps * CALLS_PER_STEP):
+            for rule in rules:
+                for walked, when in enumerate(islice(rule, steps), 1):
+                    if when > high:
+                        break
+                    if when >= low:
+                        inside += 1
+                        if inside > cap:
+                            return f"more than {cap} occurrences in the sync window"
+                    if walked == steps:
+                        return f"more than {steps} repetitions before the sync window ends"
+    except _Spinning:
+        return f"its rule finds no occurrence within {steps} repetitions"
     return ""
 
 
+# dateutil calls this many functions per occurrence it finds (about 20); a rule that
+# finds none (BYSETPOS=2 with one candidate per period) calls them without end.
+CALLS_PER_STEP = 40
+
+
+class _Spinning(Exception):
+    """A rule went on past its budget of function calls without getting anywhere."""
+
+
+@contextmanager
+def _call_budget(calls: int) -> Iterator[None]:
+    """Raise ``_Spinning`` inside the block once it has made more than ``calls`` calls.
+
+    dateutil only checks UNTIL when it finds an occurrence: a rule that can never
+    match would run to the year 9999. Counting calls (a profile hook, this thread
+    only) stops it at a bound, whatever the rule.
+    """
+    made = 0
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        nonlocal made
+        made += 1
+        if made > calls:
+            raise _Spinning
+
+    previous = sys.getprofile()
+    sys.setprofile(count)
+    try:
+        yield
+    finally:
+        sys.setprofile(previous)
+
+
 def _never(rule: Any) -> bool:
-    """A rule limited to days of the month that no month it names has (30 February)."""
-    days = [d for d in (getattr(rule, "_bymonthday", None) or ())] + [
-        -d for d in (getattr(rule, "_bynmonthday", None) or ())
-    ]
-    if not days:
+    """A rule whose months, days of the month and days of the year exclude each other
+    (30 February): dateutil would look for a match until the year 9999.
+
+    Checked against one common and one leap year; weekday and week-number rules are
+    left to the per-calendar time budget.
+    """
+    mdays = {
+        *(getattr(rule, "_bymonthday", None) or ()),
+        *(getattr(rule, "_bynmonthday", None) or ()),
+    }
+    ydays = set(getattr(rule, "_byyearday", None) or ())
+    if not mdays and not ydays:
         return False
-    months = getattr(rule, "_bymonth", None) or range(1, 13)
-    return not any(abs(d) <= _DAYS_IN_MONTH[m] for m in months for d in days)
+    months = set(getattr(rule, "_bymonth", None) or range(1, 13))
+    for year in (2023, 2024):
+        length = 366 if calendar.isleap(year) else 365
+        for i in range(length):
+            day = date(year, 1, 1) + timedelta(days=i)
+            if day.month not in months:
+                continue
+            month_days = calendar.monthrange(year, day.month)[1]
+            if mdays and day.day not in mdays and day.day - month_days - 1 not in mdays:
+                continue
+            if ydays and i + 1 not in ydays and i - length not in ydays:
+                continue
+            return False
+    return True
 
 
 def reason(exc: BaseException) -> str:
