@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from icalendar.prop import vText
+from icalendar.parser import unescape_backslash
 
 from connectors.base import TRUNCATED, InvalidData, ParseLimits
 
@@ -173,7 +173,9 @@ def _rebuilt(raw: bytes, drops: list[tuple[int, int]], cuts: list[tuple[int, int
 _UID = re.compile(rb"^UID(?:;[^:\r\n]*)?:([^\r\n]*)", re.MULTILINE | re.IGNORECASE)
 _TZID_LINE = re.compile(rb"^TZID(?:;[^:\r\n]*)?:([^\r\n]*?)\r?$", re.MULTILINE | re.IGNORECASE)
 _TZID_PARAM = re.compile(rb';TZID=(?:"([^"\r\n]*)"|([^;:\r\n]*))', re.IGNORECASE)
-_HEADER = re.compile(rb"^(PRODID|VERSION|X-WR-TIMEZONE)[;:][^\r\n]*", re.MULTILINE | re.IGNORECASE)
+# What each series' own calendar takes from the whole one (PRODID and VERSION change
+# nothing in the events, and the skeleton has been checked with them).
+_HEADER = re.compile(rb"^(X-WR-TIMEZONE)[;:][^\r\n]*", re.MULTILINE | re.IGNORECASE)
 _NESTED = re.compile(rb"^(BEGIN|END):", re.MULTILINE | re.IGNORECASE)
 
 
@@ -182,7 +184,7 @@ class CalendarParts:
     """A calendar's text cut into what each series needs, in one pass.
 
     ``skeleton`` is the calendar without its VEVENTs (checked once, as a whole);
-    ``header`` the PRODID, VERSION and X-WR-TIMEZONE lines; ``zones`` the VTIMEZONE
+    ``header`` the X-WR-TIMEZONE line (if any); ``zones`` the VTIMEZONE
     blocks by TZID; ``events`` the VEVENT blocks in order.
     """
 
@@ -247,7 +249,7 @@ def event_uid(block: bytes) -> str:
         for n in _NESTED.finditer(block, 0, m.start()):
             depth += 1 if n.group(1).upper() == b"BEGIN" else -1
         if depth == 1:
-            return str(vText.from_ical(_text(m.group(1)))).strip()
+            return str(unescape_backslash(_text(m.group(1)))).strip()
     return ""
 
 
