@@ -270,7 +270,7 @@ class LimitsSettings(_Section):
         64 * 1024, ge=256, description="a longer calendar text (DESCRIPTION …) is cut, marked"
     )
     events_per_calendar: int = Field(
-        20_000, ge=1, description="VEVENTs read from one calendar; the rest are left out"
+        10_000, ge=1, description="VEVENTs read from one calendar; the rest are left out"
     )
     properties_per_event: int = Field(
         2_000, ge=10, description="lines in one VEVENT; an event with more is left out"

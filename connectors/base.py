@@ -86,7 +86,7 @@ class ParseLimits:
     """
 
     property_bytes: int = 64 * 1024  # a longer text property is cut, with TRUNCATED
-    events_per_calendar: int = 20_000  # VEVENTs read from one calendar; the rest left out
+    events_per_calendar: int = 10_000  # VEVENTs read from one calendar; the rest left out
     properties_per_event: int = 2_000  # lines in one VEVENT; beyond: the event is left out
     occurrences_per_series: int = 1_000  # in the sync window; beyond: one item, TOO_FREQUENT
     series_scan_steps: int = 50_000  # rule steps walked before the window ends
