@@ -301,3 +301,27 @@ def test_mail_within_the_limits_is_read_as_before() -> None:
         parse_message(hostile.many_headers(200), source_id="x", folder="", mtime=NOW).subject
         == "hello"
     )
+
+
+def test_a_mail_refused_at_a_limit_shows_on_the_account(uow: UnitOfWork, tmp_path: Path) -> None:
+    from assistant.bootstrap import Service
+    from assistant.services.mail import import_mail
+
+    svc = Service(settings=Settings(data_dir=tmp_path), engine=uow.engine, uow=uow,
+                  clock=lambda: NOW)  # fmt: skip
+    add_pair(uow, name="alex", manager_email="alex@example.com", assistant_email="sam@example.com",
+             timezone="Europe/Berlin", now=NOW)  # fmt: skip
+    maildir = tmp_path / "mail"
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    (maildir / "cur" / "1.eml").write_bytes(hostile.many_headers(100_000))
+    (maildir / "cur" / "2.eml").write_bytes(hostile.plain_mail())
+    account = add_account(uow, pair="alex", name="export", provider="maildir",
+                          settings={"path": str(maildir)}, now=NOW)  # fmt: skip
+    with budget(seconds=10):
+        result = import_mail(svc, account.id, open_mailbox("maildir", {"path": str(maildir)}))
+    assert result["new"] == 1
+    with uow.read() as session:
+        stored = session.get(Account, account.id)
+        assert stored is not None and stored.state == "ok"
+        assert "cur/1.eml: more than 1000 header lines" in stored.last_error
