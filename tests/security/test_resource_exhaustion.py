@@ -325,3 +325,21 @@ def test_a_mail_refused_at_a_limit_shows_on_the_account(uow: UnitOfWork, tmp_pat
         stored = session.get(Account, account.id)
         assert stored is not None and stored.state == "ok"
         assert "cur/1.eml: more than 1000 header lines" in stored.last_error
+
+
+def test_a_rule_that_never_matches_is_stopped_and_kept_as_one_item(tmp_path: Path) -> None:
+    spinning = hostile.vevent("setpos@hostile", NOW, "RRULE:FREQ=HOURLY;BYSETPOS=2")
+    impossible = hostile.vevent("feb30@hostile", NOW, "RRULE:FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30")
+    with budget(seconds=15):
+        delta = feed(tmp_path, hostile.calendar(spinning, impossible))
+    events = by_uid(delta)
+    for uid in ("setpos@hostile", "feb30@hostile"):
+        assert len(events[uid]) == 1
+        assert TOO_FREQUENT in events[uid][0].categories  # type: ignore[attr-defined]
+        assert any(uid in n for n in notes(delta))
+
+
+def test_a_calendar_read_for_too_long_fails_its_sync_with_the_reason() -> None:
+    ticks = iter(range(0, 10_000, 8))  # each look at the clock: 8 s later
+    with pytest.raises(InvalidData, match=r"reading stopped after 20 s \(2 of 10 series read\)"):
+        parse_feed(hostile.many_events(10), WINDOW, "slow.ics", clock=lambda: float(next(ticks)))
