@@ -7,6 +7,12 @@ times, all-day dates, X-WR-TIMEZONE calendars and Windows zone names from Exchan
 and Outlook (mapped to IANA names; the VTIMEZONE definitions give the offsets).
 One event becomes ``EventData`` in ``connectors.ical_event``; lone single events take the
 fast path of ``connectors.ical_fast``.
+
+Everything read is bounded by ``connectors.base.ParseLimits`` while it is read: the text
+by ``connectors.ical_scan`` (long texts cut and marked, events per calendar, lines per
+event, nesting), each series by a lazy walk of its rule that stops at the cap (a series
+too frequent to expand is kept as one flagged item), a calendar by a time budget. What
+went beyond a limit is returned as notes and problems, which the sync reports.
 """
 
 from __future__ import annotations
