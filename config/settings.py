@@ -310,6 +310,44 @@ class NetworkSettings(_Section):
     )
 
 
+class LimitsSettings(_Section):
+    """Bounds on what is read from calendars and mail, enforced while reading; what goes
+    beyond one is reported on the account (never a hang, a crash or a traceback)."""
+
+    property_bytes: int = Field(
+        64 * 1024, ge=256, description="a longer calendar text (DESCRIPTION …) is cut, marked"
+    )
+    events_per_calendar: int = Field(
+        10_000, ge=1, description="VEVENTs read from one calendar; the rest are left out"
+    )
+    properties_per_event: int = Field(
+        2_000, ge=10, description="lines in one VEVENT; an event with more is left out"
+    )
+    occurrences_per_series: int = Field(
+        1_000,
+        ge=1,
+        description=(
+            "occurrences of one series in the sync window; a series with more (or repeating "
+            "every minute or second) is kept as one item flagged 'too frequent to expand'"
+        ),
+    )
+    series_scan_steps: int = Field(
+        50_000, ge=1_000, description="repetitions of a rule walked before the window ends"
+    )
+    component_depth: int = Field(
+        8, ge=3, le=100, description="calendar components nested deeper refuse the calendar"
+    )
+    parse_seconds: float = Field(
+        20.0, gt=0, description="reading one calendar longer than this fails that sync"
+    )
+    mime_headers: int = Field(
+        1_000, ge=50, description="header lines of one message; a message with more is refused"
+    )
+    mime_depth: int = Field(
+        20, ge=2, le=500, description="multiparts in one message; a message with more is refused"
+    )
+
+
 class Settings(BaseSettings):
     """The service's settings. See ``config/example.toml`` for every key."""
 
@@ -334,6 +372,7 @@ class Settings(BaseSettings):
     inbox: InboxSettings = InboxSettings()
     oauth: OAuthSettings = OAuthSettings()
     network: NetworkSettings = NetworkSettings()
+    limits: LimitsSettings = LimitsSettings()
 
     @field_validator("default_timezone")
     @classmethod

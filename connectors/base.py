@@ -71,6 +71,39 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+# --------------------------------------------------------------------------- limits
+
+# The category a series too frequent to expand carries: it is kept as one item.
+TOO_FREQUENT = "too frequent to expand"
+TRUNCATED = " … [truncated]"
+
+
+@dataclass(frozen=True, slots=True)
+class ParseLimits:
+    """Bounds on what is read from a calendar or a mail, enforced while reading.
+
+    Built from ``config.settings.LimitsSettings``; the defaults here are the same.
+    """
+
+    property_bytes: int = 64 * 1024  # a longer text property is cut, with TRUNCATED
+    events_per_calendar: int = 10_000  # VEVENTs read from one calendar; the rest left out
+    properties_per_event: int = 2_000  # lines in one VEVENT; beyond: the event is left out
+    occurrences_per_series: int = 1_000  # in the sync window; beyond: one item, TOO_FREQUENT
+    series_scan_steps: int = 50_000  # rule steps walked before the window ends
+    component_depth: int = 8  # BEGIN inside BEGIN
+    parse_seconds: float = 20.0  # one calendar; beyond: the sync fails with that reason
+    mime_headers: int = 1_000  # header lines of one message (or part)
+    mime_depth: int = 20  # multiparts of one message (bounds nesting)
+
+    @classmethod
+    def of(cls, settings: object) -> ParseLimits:
+        """From ``config.settings.LimitsSettings`` (or anything with these attributes)."""
+        return cls(**{f: getattr(settings, f) for f in cls.__dataclass_fields__})
+
+
+DEFAULT_LIMITS = ParseLimits()
+
+
 # ------------------------------------------------------------------------- calendar
 
 
@@ -92,12 +125,15 @@ class CalendarResource:
     """One calendar object resource (one .ics on a CalDAV server, one series in a feed).
 
     ``events`` are its occurrences within the window (a series is expanded, its
-    overrides applied, its EXDATEs and cancelled occurrences removed).
+    overrides applied, its EXDATEs and cancelled occurrences removed). ``notes`` say
+    what in it went beyond a limit (a series too frequent to expand, kept as one item
+    flagged ``TOO_FREQUENT``); the sync reports them with the skipped items.
     """
 
     href: str
     etag: str
     events: tuple[EventData, ...]
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,7 @@ from lxml import etree
 
 from assistant.model import EventData
 from connectors.base import (
+    DEFAULT_LIMITS,
     AuthExpired,
     CalendarDelta,
     CalendarResource,
@@ -55,6 +56,7 @@ from connectors.base import (
     InvalidData,
     NotFound,
     OwnEvent,
+    ParseLimits,
     PreconditionFailed,
     RateLimited,
     TokenExpired,
@@ -129,8 +131,10 @@ class CalDavCalendar:
         inline_data: bool = True,
         on_request: RequestHook | None = None,
         policy: NetPolicy | None = None,
+        limits: ParseLimits = DEFAULT_LIMITS,
     ) -> None:
         self.policy = policy or operator_policy()
+        self._limits = limits
         self.url = url if url.endswith("/") else url + "/"
         self.path = _path(self.url)
         self.zone = zone
@@ -221,7 +225,9 @@ class CalDavCalendar:
             found = self._find_by_uid(uid)
         for entry in found:
             assert entry.data is not None
-            resource = parse_resource(entry.href, entry.etag, entry.data, self._around(entry.data))
+            resource = parse_resource(
+                entry.href, entry.etag, entry.data, self._around(entry.data), limits=self._limits
+            )
             events = [e for e in resource.events if e.uid == uid]
             if events:
                 return next((e for e in events if not e.recurrence_id), events[0])
@@ -333,14 +339,14 @@ class CalDavCalendar:
                     vanished.append(fetched.href)
                 elif fetched.data is not None and fetched.href in by_href:
                     by_href[fetched.href] = fetched
-                    parsed[fetched.href] = _parse(fetched, window)
+                    parsed[fetched.href] = _parse(fetched, window, self._limits)
         resources: list[CalendarResource] = []
         skipped: list[str] = []
         for entry in by_href.values():
             if entry.data is None:  # the server did not answer for it: read it next time
                 skipped.append(f"{entry.href}: no calendar data returned")
                 continue
-            result = parsed.get(entry.href) or _parse(entry, window)
+            result = parsed.get(entry.href) or _parse(entry, window, self._limits)
             if isinstance(result, str):
                 skipped.append(result)
             else:
@@ -562,11 +568,11 @@ def _multistatus(tree: Any, collection: str) -> tuple[list[_Entry], str | None, 
     return entries, (token.strip() if token is not None else None), truncated
 
 
-def _parse(entry: _Entry, window: Window) -> CalendarResource | str:
+def _parse(entry: _Entry, window: Window, limits: ParseLimits) -> CalendarResource | str:
     """One entry with data → its resource, or why it was skipped."""
     assert entry.data is not None
     try:
-        return parse_resource(entry.href, entry.etag, entry.data, window)
+        return parse_resource(entry.href, entry.etag, entry.data, window, limits=limits)
     except InvalidData as exc:
         message = str(exc)
         return message if entry.href in message else f"{entry.href}: {message}"

@@ -85,7 +85,7 @@ def event_from_component(comp: Any, zone: tzinfo, href: str, recurring: set[str]
         rid_v = known_zone(rid_prop.dt) if rid_prop is not None else start_v
         rid = format_recurrence_id(rid_v, zone)
     organizer = _address(comp.get("ORGANIZER"))
-    attendees = tuple(_attendee(a) for a in _as_list(comp.get("ATTENDEE")))
+    attendees = tuple(_attendee(a) for a in as_list(comp.get("ATTENDEE")))
     status = STATUSES.get(text_value(comp.get("STATUS")).upper(), EventStatus.CONFIRMED)
     return EventData(
         uid=uid,
@@ -182,7 +182,7 @@ def text_value(value: Any) -> str:
     return str(value).strip()
 
 
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
@@ -209,7 +209,7 @@ def _attendee(value: Any) -> Attendee:
 
 def _categories(comp: Any) -> tuple[str, ...]:
     out: list[str] = []
-    for prop in _as_list(comp.get("CATEGORIES")):
+    for prop in as_list(comp.get("CATEGORIES")):
         cats = getattr(prop, "cats", None)
         if cats is not None:
             out.extend(str(c) for c in cats)
@@ -222,7 +222,7 @@ def _meeting_url(comp: Any) -> str:
     for key in MEETING_URL_PROPS:
         if comp.get(key):
             return text_value(comp.get(key))
-    for conf in _as_list(comp.get("CONFERENCE")):
+    for conf in as_list(comp.get("CONFERENCE")):
         return text_value(conf)
     for key in ("LOCATION", "URL", "DESCRIPTION"):
         match = MEETING_URL_RE.search(text_value(comp.get(key)))

@@ -25,10 +25,12 @@ from typing import Any
 import httpx
 
 from connectors.base import (
+    DEFAULT_LIMITS,
     AuthExpired,
     CalendarDelta,
     InvalidData,
     NotFound,
+    ParseLimits,
     RateLimited,
     Transient,
     Window,
@@ -86,6 +88,7 @@ class IcsFeed:
         timeout: float = 30.0,
         client: httpx.Client | None = None,
         policy: NetPolicy | None = None,
+        limits: ParseLimits = DEFAULT_LIMITS,
     ) -> None:
         self.location = location
         self.policy = policy or operator_policy()
@@ -95,6 +98,7 @@ class IcsFeed:
         self._auth = (username, password) if username else None
         self._timeout = timeout
         self._client = client
+        self._limits = limits
         self.requests = 0  # HTTP requests made, for tests and benchmarks
 
     # CalendarSource
@@ -110,7 +114,9 @@ class IcsFeed:
         if previous is not None and previous.digest == digest:
             return CalendarDelta(full=False, unchanged=True, token=new_token)
         try:
-            resources, problems = parse_feed(body, window, source=self._label())
+            resources, problems = parse_feed(
+                body, window, source=self._label(), limits=self._limits
+            )
         except InvalidData as exc:
             if echoes_content(str(exc), body):
                 raise InvalidData(f"ICS feed {self._label()}: {not_icalendar(body)}") from None

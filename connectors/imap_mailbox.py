@@ -42,6 +42,7 @@ import contextlib
 import hashlib
 import imaplib
 import json
+import logging
 import ssl
 import time
 from collections.abc import Iterator, Sequence
@@ -55,11 +56,13 @@ from imapclient import tls as imap_tls
 
 from assistant.model import MessageData
 from connectors.base import (
+    DEFAULT_LIMITS,
     AuthExpired,
     ConnectorError,
     InvalidData,
     MailDelta,
     NotFound,
+    ParseLimits,
     TokenExpired,
     Transient,
 )
@@ -67,6 +70,7 @@ from connectors.mail_archive import InboundMessage, parse_inbound, parse_message
 from connectors.netguard import NetPolicy, TooLarge, operator_policy
 
 Security = Literal["ssl", "starttls", "none"]
+log = logging.getLogger(__name__)
 
 FETCH_BATCH = 250
 MAX_IDLE = 25 * 60.0  # RFC 2177: re-issue IDLE at least every 29 minutes
@@ -110,6 +114,7 @@ class ImapMailbox:
         timeout: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
         policy: NetPolicy | None = None,
+        limits: ParseLimits = DEFAULT_LIMITS,
     ) -> None:
         if security not in ("ssl", "starttls", "none"):
             raise ValueError(f"security must be ssl, starttls or none, not {security!r}")
@@ -122,6 +127,7 @@ class ImapMailbox:
         self.timeout = timeout
         self._ssl_context = ssl_context
         self.policy = policy or operator_policy()
+        self.limits = limits
         self._client: Any = None
         self._resolved: list[tuple[str, bool]] | None = None  # (name, found by us)
         self._inbox_next: int | None = None  # INBOX UIDNEXT as of the last changes()
@@ -191,7 +197,8 @@ class ImapMailbox:
                     data = client.fetch(batch, [f"BODY.PEEK[]<0.{MAX_BODY_BYTES}>", _INTERNALDATE])
                     for uid in batch:
                         if uid in data:  # absent: expunged meanwhile
-                            found = _inbound(data[uid], f"{folder}/{uidvalidity}/{uid}")
+                            where = f"{folder}/{uidvalidity}/{uid}"
+                            found = _inbound(data[uid], where, self.limits)
                             if found is not None:
                                 out.append(found)
                 _leave(client)
@@ -292,7 +299,7 @@ class ImapMailbox:
             data = client.fetch(batch, [b"BODY.PEEK[HEADER]", _INTERNALDATE])
             for uid in batch:
                 if uid in data:  # absent: expunged meanwhile
-                    self._add(data[uid], folder, uidvalidity, uid, messages, skipped)
+                    self._add(data[uid], folder, uidvalidity, uid, messages, skipped, self.limits)
         _leave(client)
         # Every UID below the UIDNEXT seen before the search was read or is gone.
         last_uid = max([start, uidnext - 1, *uids])
@@ -315,6 +322,7 @@ class ImapMailbox:
         uid: int,
         messages: list[MessageData],
         skipped: list[str],
+        limits: ParseLimits = DEFAULT_LIMITS,
     ) -> None:
         source_id = f"{folder}/{uidvalidity}/{uid}"
         header = item.get(_HEADER)
@@ -326,7 +334,11 @@ class ImapMailbox:
             arrived = arrived.astimezone()
         try:
             msg = parse_message(
-                header, source_id=source_id, folder=folder, mtime=arrived.astimezone(UTC)
+                header,
+                source_id=source_id,
+                folder=folder,
+                mtime=arrived.astimezone(UTC),
+                limits=limits,
             )
         except InvalidData as exc:
             skipped.append(f"{source_id}: {exc}")
@@ -488,7 +500,9 @@ class ImapMailbox:
 # ------------------------------------------------------------------------ helpers
 
 
-def _inbound(item: dict[bytes, Any], source_id: str) -> InboundMessage | None:
+def _inbound(
+    item: dict[bytes, Any], source_id: str, limits: ParseLimits = DEFAULT_LIMITS
+) -> InboundMessage | None:
     raw = item.get(_BODY)
     if not isinstance(raw, bytes):
         bodies = (v for k, v in item.items() if k.startswith(b"BODY[") and isinstance(v, bytes))
@@ -500,10 +514,12 @@ def _inbound(item: dict[bytes, Any], source_id: str) -> InboundMessage | None:
     if mtime.tzinfo is None:
         mtime = mtime.astimezone()
     try:
-        return parse_inbound(raw, source_id=source_id, mtime=mtime.astimezone(UTC))
-    except InvalidData:
+        return parse_inbound(raw, source_id=source_id, mtime=mtime.astimezone(UTC), limits=limits)
+    except InvalidData as exc:
+        log.warning("mail %s left out: %s", source_id, exc)
         return None
-    except Exception:  # one bad message never stops the inbox
+    except Exception as exc:  # one bad message never stops the inbox
+        log.warning("mail %s left out: %s", source_id, type(exc).__name__)
         return None
 
 

@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import html
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,15 +41,22 @@ from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
-from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 from assistant.model import MessageData
-from connectors.base import InvalidData, MailDelta, NotFound, TokenExpired
+from connectors.base import (
+    DEFAULT_LIMITS,
+    InvalidData,
+    MailDelta,
+    NotFound,
+    ParseLimits,
+    TokenExpired,
+)
+from connectors.mime import check_message, read_headers, read_message
 
-_PARSER = BytesParser(policy=policy.compat32)
+log = logging.getLogger(__name__)
 _MAIL_HEADERS = ("from", "sender", "x-from", "date", "message-id", "subject", "to")
 _AUTO_SUBJECT = re.compile(
     r"^\s*(out of (the )?office|automatic reply|auto[- ]?reply|auto:|autosvar|"
@@ -151,14 +159,19 @@ def _body_hash(raw: bytes) -> str:
     return hashlib.sha256(body).hexdigest()[:16]
 
 
-def parse_message(raw: bytes, *, source_id: str, folder: str, mtime: datetime) -> MessageData:
-    """Map one RFC 822 message to MessageData. Raises InvalidData when it is not a mail."""
+def parse_message(
+    raw: bytes,
+    *,
+    source_id: str,
+    folder: str,
+    mtime: datetime,
+    limits: ParseLimits = DEFAULT_LIMITS,
+) -> MessageData:
+    """Map one RFC 822 message to MessageData. Raises InvalidData when it is not a mail
+    (or has more header lines than ``limits`` allow, see ``connectors.mime``)."""
     if not raw.strip():
         raise InvalidData("empty file")
-    try:
-        msg = _PARSER.parsebytes(raw, headersonly=True)
-    except Exception as exc:
-        raise InvalidData(f"unparseable: {type(exc).__name__}") from None
+    msg = read_headers(raw, limits)
     headers: dict[str, list[str]] = {}
     for name, value in msg.raw_items():
         headers.setdefault(name.strip().lower(), []).append(str(value))
@@ -211,7 +224,6 @@ def parse_message(raw: bytes, *, source_id: str, folder: str, mtime: datetime) -
 # ------------------------------------------------------------------ whole messages
 
 MAX_TEXT_CHARS = 100_000
-_BODY_PARSER = BytesParser(policy=policy.default)
 _HTML_DROP = re.compile(r"<(script|style|head|title)\b.*?</\1\s*>", re.I | re.S)
 _HTML_QUOTE = re.compile(r"<blockquote\b(?:(?!<blockquote\b).)*?</blockquote\s*>", re.I | re.S)
 _HTML_BREAK = re.compile(r"<br\s*/?>|</?(?:p|div|tr|li|h[1-6]|table|ul|ol)\b[^>]*>", re.I)
@@ -271,13 +283,13 @@ def _part_text(part: Message) -> str:
     return ""
 
 
-def body_text(raw: bytes) -> str:
-    """The text of a message: its text/plain part, else its text/html part as text."""
+def body_text(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> str:
+    """The text of a message: its text/plain part, else its text/html part as text
+    ("" when there is none, or the message goes beyond ``limits``)."""
     try:
-        msg = _BODY_PARSER.parsebytes(raw)
-    except Exception:
+        msg = read_message(raw, limits)
+    except InvalidData:
         return ""
-    assert isinstance(msg, EmailMessage)
     try:
         part = msg.get_body(preferencelist=("plain", "html"))
     except Exception:
@@ -290,13 +302,17 @@ def body_text(raw: bytes) -> str:
     return text.replace("\r\n", "\n")[:MAX_TEXT_CHARS]
 
 
-def parse_inbound(raw: bytes, *, source_id: str, mtime: datetime) -> InboundMessage:
+def parse_inbound(
+    raw: bytes, *, source_id: str, mtime: datetime, limits: ParseLimits = DEFAULT_LIMITS
+) -> InboundMessage:
     """Headers (as ``parse_message`` reads them) and text of one message.
-    Raises InvalidData when it is not a mail."""
-    head = parse_message(raw, source_id=source_id, folder="", mtime=mtime)
+    Raises InvalidData when it is not a mail, or goes beyond ``limits`` (header lines,
+    nested parts: see ``connectors.mime``)."""
+    check_message(raw, limits)
+    head = parse_message(raw, source_id=source_id, folder="", mtime=mtime, limits=limits)
     verdicts: list[str] = []
     with contextlib.suppress(Exception):  # parse_message read these headers already
-        found = _PARSER.parsebytes(raw, headersonly=True).get_all("Authentication-Results")
+        found = read_headers(raw, limits).get_all("Authentication-Results")
         verdicts = [str(v) for v in found or []]
     return InboundMessage(
         message_id=head.message_id,
@@ -307,7 +323,7 @@ def parse_inbound(raw: bytes, *, source_id: str, mtime: datetime) -> InboundMess
         in_reply_to=head.in_reply_to,
         references=head.references,
         sent_at=head.sent_at,
-        text=body_text(raw),
+        text=body_text(raw, limits),
         auto_reply=head.auto_reply,
         source_id=source_id,
         authentication_results=tuple(verdicts),
@@ -315,10 +331,15 @@ def parse_inbound(raw: bytes, *, source_id: str, mtime: datetime) -> InboundMess
 
 
 def _parse_or_skip(
-    raw: bytes, source_id: str, folder: str, mtime: datetime, skipped: list[str]
+    raw: bytes,
+    source_id: str,
+    folder: str,
+    mtime: datetime,
+    skipped: list[str],
+    limits: ParseLimits = DEFAULT_LIMITS,
 ) -> MessageData | None:
     try:
-        return parse_message(raw, source_id=source_id, folder=folder, mtime=mtime)
+        return parse_message(raw, source_id=source_id, folder=folder, mtime=mtime, limits=limits)
     except InvalidData as exc:
         skipped.append(f"{source_id}: {exc}")
     except Exception as exc:  # never let one bad message stop an import
@@ -364,9 +385,16 @@ def _is_maildir(path: Path) -> bool:
 class MaildirSource:
     """Messages of a Maildir tree (Maildir++ or the plain Enron layout), read-only."""
 
-    def __init__(self, path: Path, folders: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        folders: Sequence[str] | None = None,
+        *,
+        limits: ParseLimits = DEFAULT_LIMITS,
+    ) -> None:
         self.path = Path(path)
         self.folders = tuple(f.strip("/") for f in folders) if folders else None
+        self.limits = limits
 
     def _wanted(self, folder: str) -> bool:
         if self.folders is None:
@@ -422,7 +450,7 @@ class MaildirSource:
             except OSError as exc:
                 skipped.append(f"{f.rel}: cannot read: {exc.strerror}")
                 continue
-            msg = _parse_or_skip(raw, f.rel, f.folder, _mtime(f.mtime_ns), skipped)
+            msg = _parse_or_skip(raw, f.rel, f.folder, _mtime(f.mtime_ns), skipped, self.limits)
             if msg is not None:
                 messages.append(msg)
         return MailDelta(
@@ -438,9 +466,12 @@ class MaildirSource:
         for f in new:
             try:
                 raw = (self.path / f.rel).read_bytes()
-                out.append(parse_inbound(raw, source_id=f.rel, mtime=_mtime(f.mtime_ns)))
-            except (OSError, InvalidData):
-                continue
+                mtime = _mtime(f.mtime_ns)
+                out.append(parse_inbound(raw, source_id=f.rel, mtime=mtime, limits=self.limits))
+            except OSError as exc:
+                log.warning("mail %s left out: cannot read (%s)", f.rel, exc.strerror)
+            except InvalidData as exc:
+                log.warning("mail %s left out: %s", f.rel, exc)
         return out, next_token
 
     def _new_files(self, token: str | None) -> tuple[list[_File], str]:
@@ -508,8 +539,9 @@ def _strip_separator(lines: list[bytes]) -> bytes:
 class MboxSource:
     """Messages of one mbox file, read-only; new messages are those appended."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, limits: ParseLimits = DEFAULT_LIMITS) -> None:
         self.path = Path(path)
+        self.limits = limits
 
     def changes(self, token: str | None) -> MailDelta:
         """All messages (token None) or those appended after ``token``."""
@@ -529,7 +561,7 @@ class MboxSource:
         skipped: list[str] = []
         messages: list[MessageData] = []
         for raw in _split_mbox(data[offset:]):
-            msg = _parse_or_skip(raw, str(index), "", mtime, skipped)
+            msg = _parse_or_skip(raw, str(index), "", mtime, skipped, self.limits)
             if msg is not None:
                 messages.append(msg)
             index += 1

@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from config.sealed import UNREADABLE
 from config.settings import ConfigError, SecretRef
-from connectors.base import AuthExpired, CalendarSource, CalendarWriter, MailSource
+from connectors.base import (
+    DEFAULT_LIMITS,
+    AuthExpired,
+    CalendarSource,
+    CalendarWriter,
+    MailSource,
+    ParseLimits,
+)
 from connectors.netguard import URL_SECRET_KEY, NetPolicy, with_url_secret
 
 if TYPE_CHECKING:
@@ -73,6 +80,7 @@ def open_calendar(
     *,
     keep_token: TokenKeeper | None = None,
     policy: NetPolicy | None = None,
+    limits: ParseLimits = DEFAULT_LIMITS,
 ) -> CalendarSource:
     if provider == "ics":
         from connectors.ics_feed import IcsFeed
@@ -83,9 +91,10 @@ def open_calendar(
             password=secret(settings.get("password")),
             timeout=timeout,
             policy=account_policy(settings, policy),
+            limits=limits,
         )
     if provider in WRITABLE_CALENDARS:
-        return _writable(provider, settings, timeout, keep_token, policy)
+        return _writable(provider, settings, timeout, keep_token, policy, limits)
     raise UnknownProvider(f"unknown calendar provider {provider!r}")
 
 
@@ -108,6 +117,7 @@ def _writable(
     timeout: float,
     keep_token: TokenKeeper | None,
     policy: NetPolicy | None,
+    limits: ParseLimits = DEFAULT_LIMITS,
 ) -> CalDavCalendar | EwsCalendar | GoogleCalendar | GraphCalendar:
     if provider == "caldav":
         from connectors.caldav_calendar import CalDavCalendar
@@ -118,6 +128,7 @@ def _writable(
             password=secret(settings.get("password")),
             timeout=timeout,
             policy=account_policy(settings, policy),
+            limits=limits,
         )
     if provider == "ews":
         from connectors.ews_calendar import open_ews_calendar
@@ -152,16 +163,17 @@ def open_mailbox(
     *,
     keep_token: TokenKeeper | None = None,
     policy: NetPolicy | None = None,
+    limits: ParseLimits = DEFAULT_LIMITS,
 ) -> MailSource:
     if provider == "maildir":
         from connectors.mail_archive import MaildirSource
 
         folders = settings.get("folders")
-        return MaildirSource(Path(str(settings["path"])), folders=folders)
+        return MaildirSource(Path(str(settings["path"])), folders=folders, limits=limits)
     if provider == "mbox":
         from connectors.mail_archive import MboxSource
 
-        return MboxSource(Path(str(settings["path"])))
+        return MboxSource(Path(str(settings["path"])), limits=limits)
     if provider == "imap":
         from connectors.imap_mailbox import ImapMailbox
 
@@ -174,6 +186,7 @@ def open_mailbox(
             folders=settings.get("folders"),
             timeout=float(settings.get("timeout", timeout)),
             policy=account_policy(settings, policy),
+            limits=limits,
         )
     if provider == "gmail":
         from connectors.gmail_mailbox import GmailMailbox

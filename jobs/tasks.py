@@ -22,7 +22,7 @@ from assistant.services.accounts import token_keeper
 from assistant.services.runner import policy_of
 from assistant.services.sync import sync_calendar
 from assistant.store.tables import Account
-from connectors.base import AuthExpired, ConnectorError, RateLimited
+from connectors.base import AuthExpired, ConnectorError, ParseLimits, RateLimited
 from connectors.netguard import NetPolicy
 from connectors.registry import open_calendar
 from jobs import runtime
@@ -78,6 +78,7 @@ def sync_account(account_id: int) -> dict[str, Any]:
             timeout=svc.settings.sync.http_timeout_seconds,
             keep_token=token_keeper(svc, account_id),
             policy=NetPolicy.from_settings(svc.settings.network),
+            limits=ParseLimits.of(svc.settings.limits),
         )
     except ConnectorError as exc:  # e.g. a stored secret that cannot be read any more
         from assistant.services.sync import record_failure
@@ -118,8 +119,8 @@ def _sync_mailbox(
 
     try:
         policy = NetPolicy.from_settings(svc.settings.network)
-        keep = token_keeper(svc, account_id)
-        mailbox = open_mailbox(provider, conf, keep_token=keep, policy=policy)
+        keep, limits = token_keeper(svc, account_id), ParseLimits.of(svc.settings.limits)
+        mailbox = open_mailbox(provider, conf, keep_token=keep, limits=limits, policy=policy)
         result = import_mail(svc, account_id, mailbox)
     except RateLimited as exc:
         delay = exc.retry_after or svc.settings.sync.poll_interval_seconds

@@ -27,6 +27,7 @@ from connectors.base import (
     ConnectorError,
     InvalidData,
     NotFound,
+    ParseLimits,
     RateLimited,
     TokenExpired,
     Transient,
@@ -295,11 +296,17 @@ def check_account(svc: Service, pair_id: int, account_id: int) -> CheckResult:
     try:
         keep = token_keeper(svc, account_id)
         if kind == "calendar":
-            source = open_calendar(provider, conf, timeout, keep_token=keep, policy=policy)
+            limits = ParseLimits.of(svc.settings.limits)
+            source = open_calendar(
+                provider, conf, timeout, keep_token=keep, limits=limits, policy=policy
+            )
             window = Window(now, now + timedelta(minutes=1), ZoneInfo(zone).key)
             source.changes(None, window)
         else:
-            mailbox = open_mailbox(provider, conf, timeout, keep_token=keep, policy=policy)
+            limits = ParseLimits.of(svc.settings.limits)
+            mailbox = open_mailbox(
+                provider, conf, timeout, keep_token=keep, limits=limits, policy=policy
+            )
             mailbox.changes(None)
     except TokenExpired:
         return CheckResult(True, "check_ok")  # the server answered: the login works

@@ -63,7 +63,7 @@ from assistant.services.pairs import NotFoundError, check_email
 from assistant.store.tables import DelegatedTask, OutboxEntry, Pair, TaskFeedback
 from assistant.task_mail import TaskDraft, parse_task_email
 from assistant.text import one_line
-from connectors.base import TokenExpired
+from connectors.base import ParseLimits, TokenExpired
 from connectors.mail_archive import InboundMessage
 
 if TYPE_CHECKING:
@@ -123,13 +123,15 @@ def open_inbox(settings: Settings) -> InboxSource | None:
             port=conf.port,
             security=conf.security,
             timeout=conf.timeout_seconds,
+            limits=ParseLimits.of(settings.limits),
         )
         return _Folder(mailbox, conf.folder)
     if conf.provider == "maildir":
         from connectors.mail_archive import MaildirSource
 
         assert conf.path is not None
-        return MaildirSource(conf.path, folders=[conf.folder])
+        limits = ParseLimits.of(settings.limits)
+        return MaildirSource(conf.path, folders=[conf.folder], limits=limits)
     return None
 
 

@@ -20,6 +20,7 @@ from assistant.latency import (
 )
 from assistant.model import MessageData
 from assistant.services.pairs import find_pair
+from assistant.services.sync import skipped_status
 from assistant.store.tables import Account, Message, Pair
 from connectors.base import MailSource, TokenExpired
 
@@ -50,7 +51,7 @@ def import_mail(svc: Service, account_id: int, source: MailSource) -> dict[str, 
         new = _insert_new(session, rows)
         account.sync_token = delta.token
         account.state = "ok"
-        account.last_error = ""
+        account.last_error = skipped_status(delta.skipped)  # e.g. a mail over a limit
         account.last_sync_at = now
     return {"new": new, "seen": len(delta.messages), "skipped": list(delta.skipped)}
 

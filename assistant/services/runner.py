@@ -10,7 +10,7 @@ from assistant import outbox
 from assistant.services.pairs import find_pair
 from assistant.services.sync import SyncPolicy, record_failure, sync_calendar
 from assistant.store.tables import Account
-from connectors.base import ConnectorError
+from connectors.base import ConnectorError, ParseLimits
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service
@@ -53,8 +53,10 @@ def sync_now(
         row: dict[str, Any] = {"account": f"{aid} {name}", "kind": kind}
         try:
             if kind == "calendar":
-                keep = token_keeper(svc, aid)
-                source = open_calendar(provider, conf, timeout, keep_token=keep, policy=net)
+                keep, limits = token_keeper(svc, aid), ParseLimits.of(svc.settings.limits)
+                source = open_calendar(
+                    provider, conf, timeout, keep_token=keep, limits=limits, policy=net
+                )
                 report = sync_calendar(svc.uow, aid, source, svc.now(), policy_of(svc))
                 row |= {
                     "full": report.full,
@@ -68,8 +70,10 @@ def sync_now(
                     done += f", {len(report.skipped)} unreadable item(s)"
                 row["summary"] = done
             else:
-                keep = token_keeper(svc, aid)
-                mailbox = open_mailbox(provider, conf, keep_token=keep, policy=net)
+                keep, limits = token_keeper(svc, aid), ParseLimits.of(svc.settings.limits)
+                mailbox = open_mailbox(
+                    provider, conf, keep_token=keep, limits=limits, policy=net
+                )
                 imported = import_mail(svc, aid, mailbox)
                 row |= imported
                 row["summary"] = f"{imported['new']} new message(s)"

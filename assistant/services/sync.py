@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 EMPTY_GUARD_MIN_EVENTS = 5
 # Re-list everything when the expansion window has moved on by more than this.
 WINDOW_REFRESH = timedelta(days=1)
+# What went beyond a limit (or could not be read) is kept on the account, this much of it.
+SKIPPED_KEPT = 20
 
 
 class SuspiciousEmptyCalendar(ConnectorError):
@@ -126,7 +128,8 @@ def _apply(
     policy: SyncPolicy,
 ) -> SyncReport:
     report = SyncReport(account_id, full=delta.full, unchanged=delta.unchanged)
-    report.skipped = delta.skipped
+    # Items left out, and series kept as one item or texts cut at a limit.
+    report.skipped = (*delta.skipped, *(n for r in delta.resources for n in r.notes))
     with uow.begin() as session:
         account = _account(session, account_id, lock=True)
         if account.sync_token != token_used and not delta.full:
@@ -134,8 +137,8 @@ def _apply(
             report.superseded = True
             return report
         pair = account.pair
-        if delta.unchanged:
-            _mark_ok(account, delta.token, window, now)
+        if delta.unchanged:  # what was skipped last time still stands
+            _mark_ok(account, delta.token, window, now, None)
             return report
         affected = {r.href for r in delta.resources} | set(delta.deleted)
         old_rows = _old_rows(session, account_id, None if delta.full else affected)
@@ -167,7 +170,7 @@ def _apply(
             )
         report.resources = len(delta.resources)
         report.events = len(new_events)
-        _mark_ok(account, delta.token, window, now)
+        _mark_ok(account, delta.token, window, now, report.skipped)
     return report
 
 
@@ -355,15 +358,40 @@ def audience_for(pair: Pair) -> Audience:
     )
 
 
-def _mark_ok(account: Account, token: str | None, window: Window, now: datetime) -> None:
+def _mark_ok(
+    account: Account,
+    token: str | None,
+    window: Window,
+    now: datetime,
+    skipped: tuple[str, ...] | None,
+) -> None:
+    """The sync went through. ``skipped`` (None: as it was) is kept on the account: its
+    status (``last_error``, the account stays ``ok``) says how many items were not read
+    in full and why, and ``sync_state["skipped"]`` lists the first reasons."""
     account.sync_token = token
     account.state = "ok"
-    account.last_error = ""
     account.last_sync_at = now
     state = dict(account.sync_state)
     state.pop("last_error_at", None)
     state["window_end"] = window.end.isoformat()
+    if skipped:
+        state["skipped"] = [s[:300] for s in skipped[:SKIPPED_KEPT]]
+        state["skipped_status"] = skipped_status(skipped)
+    elif skipped is not None:
+        state.pop("skipped", None)
+        state.pop("skipped_status", None)
+    account.last_error = str(state.get("skipped_status", ""))
     account.sync_state = state
+
+
+def skipped_status(skipped: tuple[str, ...]) -> str:
+    """One line for the account's status: how many items were not read in full, the first
+    reason (reasons name the item and the limit, never its content)."""
+    if not skipped:
+        return ""
+    first = " ".join(skipped[0].split())[:300]
+    more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+    return f"{len(skipped)} item(s) not read in full: {first}{more}"[:500]
 
 
 def _parse_time(value: object) -> datetime | None:

@@ -532,8 +532,8 @@ def accounts(svc: Service, access: PairAccess) -> list[dict[str, Any]]:
             words = "Not synced yet."
         elif a.state == "error":
             words = plain_error(a.last_error)
-        else:
-            words = "Working."
+        else:  # working; what a sync left out at a limit is said after
+            words = " ".join(["Working.", a.last_error]).strip()
         out.append(
             {
                 "id": a.id,
