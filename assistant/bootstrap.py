@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from assistant.store.db import UnitOfWork, make_engine
+from assistant.adapters.store.db import UnitOfWork, make_engine
 from config.settings import Settings
 
 if TYPE_CHECKING:
-    from assistant.outbox import Channel
+    from assistant.adapters.outbox import Channel
 
 Clock = Callable[[], datetime]
 
@@ -43,7 +43,7 @@ def build(
     clock: Clock | None = None,
     channels: Mapping[str, Channel] | None = None,
 ) -> Service:
-    from assistant import keys
+    from assistant.adapters import keys
 
     keys.tighten(settings)  # the data folder 0700, database and key files 0600
     engine = make_engine(settings.database_url, echo=settings.database.echo)
@@ -74,7 +74,7 @@ def build(
 
 
 def default_channels(settings: Settings, uow: UnitOfWork | None = None) -> dict[str, Channel]:
-    from assistant.channels.smtp import SmtpChannel
+    from assistant.adapters.channels.smtp import SmtpChannel
 
     smtp = settings.smtp
     channels: dict[str, Channel] = {
@@ -90,7 +90,7 @@ def default_channels(settings: Settings, uow: UnitOfWork | None = None) -> dict[
         )
     }
     if settings.webhook.url and settings.webhook.secret is not None:
-        from assistant.channels.webhook import WebhookChannel
+        from assistant.adapters.channels.webhook import WebhookChannel
 
         channels["webhook"] = WebhookChannel(
             url=settings.webhook.url,
@@ -98,14 +98,14 @@ def default_channels(settings: Settings, uow: UnitOfWork | None = None) -> dict[
             timeout=settings.webhook.timeout_seconds,
         )
     if settings.chat.urls:
-        from assistant.channels.chat import AppriseChannel
+        from assistant.adapters.channels.chat import AppriseChannel
 
         channels["chat"] = AppriseChannel(
             [ref.resolve().get_secret_value() for ref in settings.chat.urls],
             config_key="chat.urls",
         )
     if uow is not None:  # mail through the pair's connected account (Exchange, 365, Gmail)
-        from assistant.channels.account_mail import CHANNEL_NAMES, AccountMailChannel
+        from assistant.adapters.channels.account_mail import CHANNEL_NAMES, AccountMailChannel
 
         account_mail = AccountMailChannel(uow)
         for name in CHANNEL_NAMES:  # "account:<id>" reaches it as "account"

@@ -499,12 +499,12 @@ def change_google(
 def open_connector(spec: dict[str, Any]) -> Any:
     kind, timeout = spec["provider"], 300.0
     if kind == "caldav":
-        from connectors.caldav_calendar import CalDavCalendar
+        from connectors.caldav.calendar import CalDavCalendar
 
         return CalDavCalendar(spec["url"], timeout=timeout, zone=ZONE)
     if kind == "ews":
-        from connectors.ews_account import EwsSettings
-        from connectors.ews_calendar import EwsCalendar
+        from connectors.ews.account import EwsSettings
+        from connectors.ews.calendar import EwsCalendar
 
         settings = EwsSettings(
             mailbox=spec["mailbox"],
@@ -515,7 +515,7 @@ def open_connector(spec: dict[str, Any]) -> Any:
         )
         return EwsCalendar(settings, timeout=timeout, zone=ZONE)
     if kind == "graph":
-        from connectors.graph_calendar import GraphCalendar
+        from connectors.graph.calendar import GraphCalendar
 
         return GraphCalendar(
             spec["user"],
@@ -529,7 +529,7 @@ def open_connector(spec: dict[str, Any]) -> Any:
             zone=ZONE,
         )
     if kind == "google":
-        from connectors.google_calendar import GoogleCalendar
+        from connectors.google.calendar import GoogleCalendar
 
         return GoogleCalendar.installed_app(
             spec["client_id"],
@@ -817,7 +817,7 @@ def bench_caldav(
 ) -> dict[str, Any]:
     import httpx
 
-    from assistant.embedded import EmbeddedRadicale
+    from assistant.entrypoints.embedded import EmbeddedRadicale
 
     radicale = stack.enter_context(EmbeddedRadicale(tmp / "radicale"))
     url = radicale.new_calendar("bench", user=USER)

@@ -40,15 +40,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assistant.latency import (
+from assistant.domain.latency import (
     LatencyIndex,
     LatencyRecord,
     reply_latencies,
     summarize,
     thread_messages,
 )
-from assistant.model import MessageData
-from assistant.worktime import WorkingHours
+from assistant.domain.model import MessageData
+from assistant.domain.worktime import WorkingHours
 
 ASSISTANT = "anna.assistant@corp.example"
 MANAGER = "max.boss@corp.example"

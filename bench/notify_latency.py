@@ -21,8 +21,8 @@ that saw the change began, sync to outbox row, outbox row to SMTP.
 The target (issue 5): polling p99 <= interval + 1 s.
 
 ``--push ews``: the same measure through EWS streaming notifications instead of polling
-(``assistant.push.PushSupervisor``, as ``assistant run`` starts it; polling slowed to a
-minute), one EWS test server of tests/support per pair; only when connectors/ews_push.py
+(``assistant.adapters.push.PushSupervisor``, as ``assistant run`` starts it; polling slowed to a
+minute), one EWS test server of tests/support per pair; only when connectors/ews/push.py
 has ``EwsStreamingWatcher``, else it says "not available yet". Target p99 <= 2 s.
 
 Examples::
@@ -68,8 +68,8 @@ log = logging.getLogger("bench.notify_latency")
 
 def timed_sink() -> Any:
     """An ``SmtpSink`` that also notes when each message's DATA was accepted."""
-    from assistant.smtp_sink import Received, SmtpSink
-    from assistant.smtp_sink import SinkHandler as _Handler
+    from assistant.entrypoints.smtp_sink import Received, SmtpSink
+    from assistant.entrypoints.smtp_sink import SinkHandler as _Handler
 
     class Handler(_Handler):
         def __init__(self) -> None:
@@ -124,9 +124,9 @@ class World:
 def start_service(
     stack: ExitStack, root: Path, sink: Any, args: argparse.Namespace, interval: float
 ) -> World:
+    from assistant.adapters.store.migrate import upgrade
     from assistant.bootstrap import build
-    from assistant.runner import start_consumer
-    from assistant.store.migrate import upgrade
+    from assistant.entrypoints.runner import start_consumer
     from config.settings import load
     from jobs import runtime
     from jobs.queue import build_huey
@@ -302,7 +302,7 @@ def stages(
     dispatch (``created_at``) → SMTP accepted (``sent_at``)."""
     from sqlalchemy import select
 
-    from assistant.store.tables import OutboxEntry, ScheduleChange
+    from assistant.adapters.store.tables import OutboxEntry, ScheduleChange
 
     wait, work, send = [], [], []
     with world.svc.uow.read() as s:
@@ -335,7 +335,7 @@ def stages(
 
 
 def run_poll(args: argparse.Namespace, stack: ExitStack, root: Path) -> dict[str, Any]:
-    from assistant.embedded import EmbeddedRadicale
+    from assistant.entrypoints.embedded import EmbeddedRadicale
 
     radicale = stack.enter_context(EmbeddedRadicale(root / "radicale"))
     sink = stack.enter_context(timed_sink())
@@ -418,11 +418,11 @@ def measure(
 
 def ews_push_status() -> str:
     """ "" when EWS streaming can be benchmarked here, else why not."""
-    if importlib.util.find_spec("connectors.ews_push") is None:
-        return "not available yet: connectors/ews_push.py does not exist"
+    if importlib.util.find_spec("connectors.ews.push") is None:
+        return "not available yet: connectors/ews/push.py does not exist"
     try:
-        from assistant.push import PushSupervisor  # noqa: F401
-        from connectors.ews_push import EwsStreamingWatcher  # noqa: F401
+        from assistant.adapters.push import PushSupervisor  # noqa: F401
+        from connectors.ews.push import EwsStreamingWatcher  # noqa: F401
         from tests.support.ews_server import EwsServer, streaming  # noqa: F401
     except ImportError as exc:
         return f"not available yet: {exc}"
@@ -430,7 +430,7 @@ def ews_push_status() -> str:
 
 
 def run_push_ews(args: argparse.Namespace, stack: ExitStack, root: Path) -> dict[str, Any]:
-    """Push: ``assistant.push.PushSupervisor`` (as ``assistant run`` starts it) keeps an
+    """Push: ``assistant.adapters.push.PushSupervisor`` (as ``assistant run`` starts it) keeps an
     EWS streaming subscription per account and queues ``sync_account`` on every
     notification. Polling is slowed to once a minute so that it cannot be what finds
     the change."""
@@ -454,7 +454,7 @@ def run_push_ews(args: argparse.Namespace, stack: ExitStack, root: Path) -> dict
     baseline(world, [a for _, a, _ in pairs])
     # The service's own push path (assistant run): a waiter thread per EWS account that
     # queues the account's sync on every notification.
-    from assistant.push import PushSupervisor
+    from assistant.adapters.push import PushSupervisor
 
     push = PushSupervisor(world.svc, lambda account_id: world.jobs.sync_account(account_id))
     watched = push.start()
@@ -519,7 +519,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "name is used and its keys deleted afterwards")  # fmt: skip
     ap.add_argument("--push", choices=["ews"],
                     help="measure push instead of polling: 'ews' = EWS streaming "
-                    "notifications against the EWS test server (when connectors/ews_push.py "
+                    "notifications against the EWS test server (when connectors/ews/push.py "
                     "is there)")  # fmt: skip
     ap.add_argument(
         "--jitter",

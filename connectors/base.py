@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Protocol, runtime_checkable
 
-from assistant.model import Attendee, EventData, MessageData
+from assistant.domain.model import Attendee, EventData, MessageData
 
 # --------------------------------------------------------------------------- errors
 

@@ -49,9 +49,9 @@ from urllib.parse import quote
 
 import httpx
 
-from assistant.text import one_line, shown
+from assistant.domain.text import one_line, shown
 from connectors.base import ConnectorError, Transient
-from connectors.graph_client import (
+from connectors.graph.client import (
     AUTHORITY_HOST,
     GRAPH_URL,
     Tokens,
@@ -103,7 +103,7 @@ def open_mail_sender(
     """A sender for an account row's provider and settings (``secret`` resolves references;
     ``keep_token`` stores a refresh token Microsoft rotated)."""
     if provider in ("ews", "ews-mail"):
-        from connectors.ews_account import ews_settings
+        from connectors.ews.account import ews_settings
 
         return EwsMailSender(ews_settings(settings, secret), timeout=timeout)
     if provider in ("graph", "graph-mail"):
@@ -121,7 +121,7 @@ def open_mail_sender(
             on_refresh_token=keep_token,
         )
     if provider == "gmail":
-        from connectors.gmail_mailbox import GmailMailbox
+        from connectors.google.mailbox import GmailMailbox
 
         scopes = settings.get("send_scopes") or [READ_SCOPE, SEND_SCOPE]
         mailbox = GmailMailbox.from_settings(
@@ -201,7 +201,7 @@ class EwsMailSender:
                 raise InvalidRecipient(f"EWS: recipient {mail.to!r} refused") from None
 
     def _mailbox(self) -> Any:
-        from connectors.ews_account import open_account
+        from connectors.ews.account import open_account
 
         if self._account is None:
             with self._errors("sign-in"):
@@ -211,7 +211,7 @@ class EwsMailSender:
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
-        from connectors.ews_account import translate_error
+        from connectors.ews.account import translate_error
 
         try:
             yield

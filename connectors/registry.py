@@ -31,10 +31,10 @@ from connectors.base import (
 from connectors.netguard import URL_SECRET_KEY, NetPolicy, with_url_secret
 
 if TYPE_CHECKING:
-    from connectors.caldav_calendar import CalDavCalendar
-    from connectors.ews_calendar import EwsCalendar
-    from connectors.google_calendar import GoogleCalendar
-    from connectors.graph_calendar import GraphCalendar
+    from connectors.caldav.calendar import CalDavCalendar
+    from connectors.ews.calendar import EwsCalendar
+    from connectors.google.calendar import GoogleCalendar
+    from connectors.graph.calendar import GraphCalendar
 
 CALENDAR_PROVIDERS = ("ics", "caldav", "ews", "google", "graph")
 WRITABLE_CALENDARS = ("caldav", "ews", "google", "graph")
@@ -83,7 +83,7 @@ def open_calendar(
     limits: ParseLimits = DEFAULT_LIMITS,
 ) -> CalendarSource:
     if provider == "ics":
-        from connectors.ics_feed import IcsFeed
+        from connectors.ics.feed import IcsFeed
 
         return IcsFeed(
             location(settings, "location"),
@@ -120,7 +120,7 @@ def _writable(
     limits: ParseLimits = DEFAULT_LIMITS,
 ) -> CalDavCalendar | EwsCalendar | GoogleCalendar | GraphCalendar:
     if provider == "caldav":
-        from connectors.caldav_calendar import CalDavCalendar
+        from connectors.caldav.calendar import CalDavCalendar
 
         return CalDavCalendar(
             location(settings, "url"),
@@ -131,17 +131,17 @@ def _writable(
             limits=limits,
         )
     if provider == "ews":
-        from connectors.ews_calendar import open_ews_calendar
+        from connectors.ews.calendar import open_ews_calendar
 
         return open_ews_calendar(
             settings, secret, timeout=timeout, policy=account_policy(settings, policy)
         )
     if provider == "google":
-        from connectors.google_calendar import GoogleCalendar
+        from connectors.google.calendar import GoogleCalendar
 
         return GoogleCalendar.from_settings(settings, secret, timeout=timeout)
     if provider == "graph":
-        from connectors.graph_calendar import GraphCalendar
+        from connectors.graph.calendar import GraphCalendar
 
         return GraphCalendar(
             str(settings["user"]),
@@ -166,16 +166,16 @@ def open_mailbox(
     limits: ParseLimits = DEFAULT_LIMITS,
 ) -> MailSource:
     if provider == "maildir":
-        from connectors.mail_archive import MaildirSource
+        from connectors.archive.mailbox import MaildirSource
 
         folders = settings.get("folders")
         return MaildirSource(Path(str(settings["path"])), folders=folders, limits=limits)
     if provider == "mbox":
-        from connectors.mail_archive import MboxSource
+        from connectors.archive.mailbox import MboxSource
 
         return MboxSource(Path(str(settings["path"])), limits=limits)
     if provider == "imap":
-        from connectors.imap_mailbox import ImapMailbox
+        from connectors.imap.mailbox import ImapMailbox
 
         return ImapMailbox(
             str(settings["host"]),
@@ -189,17 +189,17 @@ def open_mailbox(
             limits=limits,
         )
     if provider == "gmail":
-        from connectors.gmail_mailbox import GmailMailbox
+        from connectors.google.mailbox import GmailMailbox
 
         return GmailMailbox.from_settings(settings, secret, timeout=timeout)
     if provider == "ews-mail":
-        from connectors.ews_mailbox import open_ews_mailbox
+        from connectors.ews.mailbox import open_ews_mailbox
 
         return open_ews_mailbox(
             settings, secret, timeout=timeout, policy=account_policy(settings, policy)
         )
     if provider == "graph-mail":
-        from connectors.graph_mailbox import GraphMailbox
+        from connectors.graph.mailbox import GraphMailbox
 
         return GraphMailbox(
             str(settings["user"]),

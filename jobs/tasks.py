@@ -17,11 +17,11 @@ from huey import Huey, crontab
 from huey.api import TaskWrapper
 from sqlalchemy import select
 
-from assistant import outbox
+from assistant.adapters import outbox
+from assistant.adapters.store.tables import Account
 from assistant.services.accounts import token_keeper
 from assistant.services.runner import policy_of
 from assistant.services.sync import sync_calendar
-from assistant.store.tables import Account
 from connectors.base import AuthExpired, ConnectorError, ParseLimits, RateLimited
 from connectors.netguard import NetPolicy
 from connectors.registry import open_calendar
@@ -341,8 +341,8 @@ def drop_push(account_id: int) -> dict[str, Any]:
 
 def push_signal(provider: str, account_id: int, kind: str, subscription_id: str) -> str:
     """A lifecycle event from Graph (renew, re-create) turned into work."""
+    from assistant.entrypoints.web.push import PushSignal
     from assistant.services.push import handle_signal
-    from assistant.web.push import PushSignal
 
     signal = PushSignal(provider, account_id, kind, subscription_id)  # type: ignore[arg-type]
     return handle_signal(runtime.service(), signal, jobs().sync_account)
@@ -405,8 +405,8 @@ def send_digest(pair_id: int, planned_iso: str | None = None) -> dict[str, Any]:
     next run is claimed in Huey's storage (``put_if_empty`` on pair and instant) before
     it is scheduled, so the tick's run and the chain's own never become two chains.
     """
+    from assistant.adapters.store.tables import Pair
     from assistant.services.digest import digest
-    from assistant.store.tables import Pair
 
     svc = runtime.service()
     if planned_iso:

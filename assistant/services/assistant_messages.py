@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from assistant import outbox
-from assistant.notify import RenderedMessage
-from assistant.store.tables import OutboxEntry, Pair
+from assistant.adapters import outbox
+from assistant.adapters.store.tables import OutboxEntry, Pair
+from assistant.domain.notify import RenderedMessage
 
 
 def lock_pair(session: Session, pair_id: int) -> Pair:

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 import icalendar
 from sqlalchemy import select
 
-from assistant.delegation import CheckpointKind, checkpoint_text
-from assistant.model import OWN_EVENT_PROPERTY
+from assistant.adapters.store.tables import Checkpoint, DelegatedTask, Pair
+from assistant.domain.delegation import CheckpointKind, checkpoint_text
+from assistant.domain.model import OWN_EVENT_PROPERTY
+from assistant.domain.signing import sign, verify
 from assistant.services.feedback import base_url, brief_of, feedback_link, secret_keys
 from assistant.services.pairs import find_pair
-from assistant.signing import sign, verify
-from assistant.store.tables import Checkpoint, DelegatedTask, Pair
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service
@@ -37,7 +37,7 @@ def feed_url(svc: Service, pair_ref: str | int | None) -> str:
 
 
 def pair_of_token(svc: Service, token: str) -> int:
-    """Raises ``assistant.signing.TokenError`` for a forged or foreign token."""
+    """Raises ``assistant.domain.signing.TokenError`` for a forged or foreign token."""
     return int(verify(secret_keys(svc.settings), PURPOSE, token, svc.now())["pair"])
 
 

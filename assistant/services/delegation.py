@@ -17,17 +17,17 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from assistant.delegation import (
+from assistant.adapters.store.tables import Account, Checkpoint, DelegatedTask, EventSnapshot, Pair
+from assistant.domain.delegation import (
     CheckpointKind,
     TaskBrief,
     checkpoint_text,
     plan_checkpoints,
 )
-from assistant.model import Attendee
+from assistant.domain.model import Attendee
 from assistant.services.feedback import feedback_link
 from assistant.services.hours import pair_hours
 from assistant.services.pairs import NotFoundError, check_email, find_pair
-from assistant.store.tables import Account, Checkpoint, DelegatedTask, EventSnapshot, Pair
 from connectors.base import CalendarWriter, ConnectorError, OwnEvent
 
 if TYPE_CHECKING:
@@ -232,7 +232,8 @@ _DELETED_TEXT = {
 
 def ask_about_deleted(session: Session, pair: Pair, cp: Checkpoint, now: datetime) -> None:
     """Tell the manager a checkpoint event is gone and how to restore it (once per removal)."""
-    from assistant import outbox, timefmt
+    from assistant.adapters import outbox
+    from assistant.domain import timefmt
 
     task = session.get(DelegatedTask, cp.task_id)
     if task is None:

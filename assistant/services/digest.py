@@ -29,9 +29,21 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from assistant.changes import DetectionRules, net_changes
-from assistant.conflicts import find_conflicts
-from assistant.digest import (
+from assistant.adapters.store.db import UnitOfWork
+from assistant.adapters.store.snapshots import from_row
+from assistant.adapters.store.tables import (
+    Account,
+    Checkpoint,
+    DelegatedTask,
+    EventSnapshot,
+    Message,
+    OutboxEntry,
+    Pair,
+    ScheduleChange,
+)
+from assistant.domain.changes import DetectionRules, net_changes
+from assistant.domain.conflicts import find_conflicts
+from assistant.domain.digest import (
     DigestChange,
     DigestContent,
     OpenMessage,
@@ -44,27 +56,15 @@ from assistant.digest import (
     structured,
     working_days_end,
 )
-from assistant.latency import Direction, reply_latencies
-from assistant.model import EventData
-from assistant.notify import Audience, Note, RenderedMessage
+from assistant.domain.latency import Direction, reply_latencies
+from assistant.domain.model import EventData
+from assistant.domain.notify import Audience, Note, RenderedMessage
 from assistant.services.assistant_messages import enqueue_for_assistant, lock_pair, notify_channels
 from assistant.services.delegation import OPEN_STATES
 from assistant.services.hours import pair_hours
 from assistant.services.mail import addresses, to_message
 from assistant.services.notifications import change_from_row
 from assistant.services.pairs import find_pair
-from assistant.snapshots import from_row
-from assistant.store.db import UnitOfWork
-from assistant.store.tables import (
-    Account,
-    Checkpoint,
-    DelegatedTask,
-    EventSnapshot,
-    Message,
-    OutboxEntry,
-    Pair,
-    ScheduleChange,
-)
 from config.settings import Settings
 
 if TYPE_CHECKING:

@@ -23,12 +23,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from assistant import outbox, timefmt
-from assistant.delegation import CheckpointKind, TaskBrief, checkpoint_text, is_good_delegation
-from assistant.feedback import FeedbackAnswer
+from assistant.adapters import outbox
+from assistant.adapters.store.tables import Checkpoint, DelegatedTask, Pair, TaskFeedback
+from assistant.domain import timefmt
+from assistant.domain.delegation import (
+    CheckpointKind,
+    TaskBrief,
+    checkpoint_text,
+    is_good_delegation,
+)
+from assistant.domain.feedback import FeedbackAnswer
+from assistant.domain.signing import sign, verify
 from assistant.services.pairs import NotFoundError, find_pair
-from assistant.signing import sign, verify
-from assistant.store.tables import Checkpoint, DelegatedTask, Pair, TaskFeedback
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service
@@ -45,8 +51,8 @@ GOOD_SHARE = 0.8
 def secret_keys(settings: Settings) -> list[str]:
     """The app's keys, the signing one first: ``web.secret_key`` when set, else the one
     generated once into the data folder (mode 0600), then the retired ones, which still
-    verify links until they expire (``assistant.keys``)."""
-    from assistant.keys import all_keys
+    verify links until they expire (``assistant.adapters.keys``)."""
+    from assistant.adapters.keys import all_keys
 
     return all_keys(settings)
 
@@ -79,7 +85,8 @@ class LinkTarget:
 
 
 def open_link(settings: Settings, token: str, now: datetime) -> LinkTarget:
-    """Raises ``assistant.signing.TokenError`` (tampered, expired, wrong purpose, malformed)."""
+    """Raises ``assistant.domain.signing.TokenError`` (tampered, expired, wrong purpose,
+    malformed)."""
     data = verify(secret_keys(settings), PURPOSE, token, now)
     return LinkTarget(int(data["task"]), str(data["kind"]), str(data["who"]))
 

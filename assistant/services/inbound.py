@@ -15,7 +15,7 @@ Each new message (read with its text, never marked seen) is one of:
   unclear, a question back and nothing created;
 * anything else (strangers, automatic mail, replies to our other notifications, mail older
   than ``inbox.max_age_days``, and mail the receiving server did not authenticate, see
-  ``assistant.mail_auth``): logged and dropped, never answered (no backscatter). Without
+  ``assistant.domain.mail_auth``): logged and dropped, never answered (no backscatter). Without
   ``inbox.trusted_authserv_ids`` no mail is authenticated, so none is acted on unless the
   operator sets ``inbox.trust_unauthenticated`` (warned at start: a forged From then
   creates tasks).
@@ -52,19 +52,20 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from assistant import outbox, timefmt
-from assistant.channels.smtp import MESSAGE_ID_DOMAIN, message_id_for
-from assistant.delegation import CheckpointKind
-from assistant.feedback import Confidence, FeedbackAnswer, parse_answer, reply_text
-from assistant.mail_auth import authenticated
+from assistant.adapters import outbox
+from assistant.adapters.channels.smtp import MESSAGE_ID_DOMAIN, message_id_for
+from assistant.adapters.store.tables import DelegatedTask, OutboxEntry, Pair, TaskFeedback
+from assistant.domain import timefmt
+from assistant.domain.delegation import CheckpointKind
+from assistant.domain.feedback import Confidence, FeedbackAnswer, parse_answer, reply_text
+from assistant.domain.mail_auth import authenticated
+from assistant.domain.task_mail import TaskDraft, parse_task_email
+from assistant.domain.text import one_line
 from assistant.services import delegation
 from assistant.services.feedback import feedback_link, record_answer
 from assistant.services.pairs import NotFoundError, check_email
-from assistant.store.tables import DelegatedTask, OutboxEntry, Pair, TaskFeedback
-from assistant.task_mail import TaskDraft, parse_task_email
-from assistant.text import one_line
+from connectors.archive.mailbox import InboundMessage
 from connectors.base import ParseLimits, TokenExpired
-from connectors.mail_archive import InboundMessage
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service
@@ -113,7 +114,7 @@ def open_inbox(settings: Settings) -> InboxSource | None:
     """The configured inbox, or None when ``inbox.provider`` is empty."""
     conf = settings.inbox
     if conf.provider == "imap":
-        from connectors.imap_mailbox import ImapMailbox
+        from connectors.imap.mailbox import ImapMailbox
 
         assert conf.password is not None  # checked at start-up
         mailbox = ImapMailbox(
@@ -127,7 +128,7 @@ def open_inbox(settings: Settings) -> InboxSource | None:
         )
         return _Folder(mailbox, conf.folder)
     if conf.provider == "maildir":
-        from connectors.mail_archive import MaildirSource
+        from connectors.archive.mailbox import MaildirSource
 
         assert conf.path is not None
         limits = ParseLimits.of(settings.limits)
@@ -310,7 +311,7 @@ def _answered_entry(
 ) -> tuple[str, dict[str, Any]] | None:
     """(key, payload) of our prompt or question, sent to ``sender``, that ``refs`` name.
 
-    The Message-ID is a hash of the outbox key (``assistant.channels.smtp``), so it is
+    The Message-ID is a hash of the outbox key (``assistant.adapters.channels.smtp``), so it is
     computed for each candidate: the entries sent to this sender, with our prefixes.
     """
     wanted = {r.strip("<>") for r in refs if r.endswith("@" + MESSAGE_ID_DOMAIN)}

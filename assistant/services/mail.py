@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from assistant.latency import (
+from assistant.adapters.store.tables import Account, Message, Pair
+from assistant.domain.latency import (
     Direction,
     LatencyRecord,
     classify,
@@ -18,10 +19,9 @@ from assistant.latency import (
     summarize,
     weekly_trend,
 )
-from assistant.model import MessageData
+from assistant.domain.model import MessageData
 from assistant.services.pairs import find_pair
 from assistant.services.sync import skipped_status
-from assistant.store.tables import Account, Message, Pair
 from connectors.base import MailSource, TokenExpired
 
 if TYPE_CHECKING:
@@ -145,9 +145,9 @@ def latency_of_archive(
 ) -> dict[str, Any]:
     """Latency of an exported mailbox. With ``zone``, in working time (Mon–Fri 09–18 there,
     with ``holidays`` of that country); otherwise in wall time."""
+    from assistant.adapters.store.tables import DEFAULT_WORKING_HOURS
     from assistant.services.hours import hours_for
-    from assistant.store.tables import DEFAULT_WORKING_HOURS
-    from connectors.mail_archive import MaildirSource, MboxSource
+    from connectors.archive.mailbox import MaildirSource, MboxSource
 
     messages: list[MessageData] = []
     skipped: list[str] = []

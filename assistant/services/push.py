@@ -19,7 +19,7 @@ in one locked transaction so that neither side loses the other's keys.
 * :func:`handle_signal` turns what the receiver reported into work: a change (or
   ``missed``) is a sync of the account; ``reauthorizationRequired`` a renewal;
   ``subscriptionRemoved`` a new subscription, then a sync.
-* :class:`DbDirectory` is the receiver's :class:`~assistant.web.push.PushDirectory`: an
+* :class:`DbDirectory` is the receiver's :class:`~assistant.entrypoints.web.push.PushDirectory`: an
   id to (account id, secret), read from the store.
 
 Failures are recorded on the entry (``error``, ``failures``, ``retry_at``, with back-off)
@@ -41,25 +41,25 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import or_, select
 
+from assistant.adapters.store.tables import Account
 from assistant.services.accounts import token_keeper
-from assistant.store.tables import Account
 from connectors.base import ConnectorError, NotFound
 
 if TYPE_CHECKING:
+    from assistant.adapters.store.db import UnitOfWork
     from assistant.bootstrap import Service
-    from assistant.store.db import UnitOfWork
-    from assistant.web.push import PushSignal
+    from assistant.entrypoints.web.push import PushSignal
     from config.settings import Settings
-    from connectors.google_calendar import GoogleCalendar
-    from connectors.google_push import GoogleChannel, GoogleWatches
-    from connectors.graph_calendar import GraphCalendar
-    from connectors.graph_push import GraphSubscription, GraphSubscriptions
+    from connectors.google.calendar import GoogleCalendar
+    from connectors.google.push import GoogleChannel, GoogleWatches
+    from connectors.graph.calendar import GraphCalendar
+    from connectors.graph.push import GraphSubscription, GraphSubscriptions
 
 log = logging.getLogger(__name__)
 
 PUSH_PROVIDERS = ("graph", "google")
 PATHS = {"graph": "/push/graph", "google": "/push/google"}
-RENEW_BEFORE = timedelta(days=1)  # as connectors.graph_push / google_push renew
+RENEW_BEFORE = timedelta(days=1)  # as connectors.graph.push / google_push renew
 RETRY_FIRST = timedelta(minutes=1)
 RETRY_MAX = timedelta(hours=1)
 SYNC_KINDS = frozenset({"change", "exists", "not_exists", "sync", "missed"})
@@ -353,13 +353,13 @@ def _ensure_graph(
 
 
 def _graph_subs(calendar: GraphCalendar, address: str) -> GraphSubscriptions:
-    from connectors.graph_push import GraphSubscriptions
+    from connectors.graph.push import GraphSubscriptions
 
     return GraphSubscriptions(calendar, address, address, renew_before=RENEW_BEFORE)
 
 
 def _graph_sub(stored: Mapping[str, Any]) -> GraphSubscription:
-    from connectors.graph_push import GraphSubscription
+    from connectors.graph.push import GraphSubscription
 
     return GraphSubscription(
         id=str(stored["id"]),
@@ -373,7 +373,7 @@ def _graph_sub(stored: Mapping[str, Any]) -> GraphSubscription:
 def _graph(
     conf: Mapping[str, Any], timeout: float, keep_token: Callable[[str], None]
 ) -> Iterator[GraphCalendar]:
-    from connectors.graph_calendar import GraphCalendar
+    from connectors.graph.calendar import GraphCalendar
     from connectors.registry import open_calendar
 
     calendar = open_calendar("graph", conf, timeout=timeout, keep_token=keep_token)
@@ -460,13 +460,13 @@ def _stop_stale(
 
 
 def _watches(calendar: GoogleCalendar, address: str) -> GoogleWatches:
-    from connectors.google_push import GoogleWatches
+    from connectors.google.push import GoogleWatches
 
     return GoogleWatches(calendar, address, renew_before=RENEW_BEFORE)
 
 
 def _google_channel(stored: Mapping[str, Any]) -> GoogleChannel:
-    from connectors.google_push import GoogleChannel
+    from connectors.google.push import GoogleChannel
 
     return GoogleChannel(
         id=str(stored["id"]),
@@ -478,7 +478,7 @@ def _google_channel(stored: Mapping[str, Any]) -> GoogleChannel:
 
 
 def _google(conf: Mapping[str, Any], timeout: float) -> GoogleCalendar:
-    from connectors.google_calendar import GoogleCalendar
+    from connectors.google.calendar import GoogleCalendar
     from connectors.registry import open_calendar
 
     calendar = open_calendar("google", conf, timeout=timeout)

@@ -21,14 +21,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
-from assistant.changes import Change, DetectionRules, detect_changes
-from assistant.model import EventData
-from assistant.notify import Audience
-from assistant.priorities import rank
-from assistant.services.priorities import load_rules
-from assistant.snapshots import from_row, to_json, to_row
-from assistant.store.db import UnitOfWork
-from assistant.store.tables import (
+from assistant.adapters.store.db import UnitOfWork
+from assistant.adapters.store.snapshots import from_row, to_json, to_row
+from assistant.adapters.store.tables import (
     Account,
     CalendarResourceRow,
     ChangeBatch,
@@ -37,6 +32,11 @@ from assistant.store.tables import (
     Pair,
     ScheduleChange,
 )
+from assistant.domain.changes import Change, DetectionRules, detect_changes
+from assistant.domain.model import EventData
+from assistant.domain.notify import Audience
+from assistant.domain.priorities import rank
+from assistant.services.priorities import load_rules
 from connectors.base import CalendarDelta, CalendarSource, ConnectorError, TokenExpired, Window
 from connectors.netguard import redact_text
 

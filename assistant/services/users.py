@@ -19,9 +19,8 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from assistant.services.pairs import NotFoundError, check_email, find_pair
-from assistant.store.db import UnitOfWork
-from assistant.store.tables import (
+from assistant.adapters.store.db import UnitOfWork
+from assistant.adapters.store.tables import (
     Membership,
     Organisation,
     OrganisationPair,
@@ -29,6 +28,7 @@ from assistant.store.tables import (
     User,
     WebSession,
 )
+from assistant.services.pairs import NotFoundError, check_email, find_pair
 
 ROLES = ("admin", "manager", "assistant")
 PAIR_ROLES = ("manager", "assistant")

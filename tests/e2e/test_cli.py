@@ -22,13 +22,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from assistant.embedded import free_port
+from assistant.entrypoints.embedded import free_port
 
 BIN = Path(sys.executable).with_name("assistant")
 
 
 def command() -> list[str]:
-    return [str(BIN)] if BIN.exists() else [sys.executable, "-m", "assistant.cli"]
+    return [str(BIN)] if BIN.exists() else [sys.executable, "-m", "assistant.entrypoints.cli.app"]
 
 
 class Cli:

@@ -18,16 +18,16 @@ import pytest
 from huey import Huey
 from sqlalchemy import select
 
+from assistant.adapters.store.db import UnitOfWork
+from assistant.adapters.store.tables import Checkpoint, OutboxEntry
 from assistant.bootstrap import Service, build
-from assistant.embedded import EmbeddedRadicale
-from assistant.runner import start_consumer
+from assistant.entrypoints.embedded import EmbeddedRadicale
+from assistant.entrypoints.runner import start_consumer
 from assistant.services import delegation
 from assistant.services.pairs import add_account, add_pair
-from assistant.store.db import UnitOfWork
-from assistant.store.tables import Checkpoint, OutboxEntry
 from config.settings import load
 from connectors.base import Window
-from connectors.caldav_calendar import CalDavCalendar
+from connectors.caldav.calendar import CalDavCalendar
 from jobs import runtime
 from jobs.tasks import Jobs, register
 from tests.support.smtp import SmtpServer
@@ -224,8 +224,8 @@ def test_a_delegated_task_blocks_two_slots_that_follow_the_task(world: Slice) ->
 def test_a_prompt_reaches_the_manager_and_its_link_is_answered(world: Slice) -> None:
     from starlette.testclient import TestClient
 
+    from assistant.entrypoints.web.app import create_app
     from assistant.services.feedback import score
-    from assistant.web.app import create_app
 
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
     task = delegation.create_task(

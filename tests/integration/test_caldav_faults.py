@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from connectors.base import AuthExpired, ConnectorError, OwnEvent, TokenExpired, Window
-from connectors.caldav_calendar import CalDavCalendar
+from connectors.caldav.calendar import CalDavCalendar
 from tests.integration.contract.backends.caldav_radicale import _forget_sync_tokens
 from tests.support.fault_proxy import FaultProxy, Request, Seen
 from tests.support.radicale import start_radicale

@@ -14,8 +14,8 @@ import httpx
 import icalendar
 import pytest
 
-from assistant.embedded import EmbeddedRadicale
-from assistant.model import EventData
+from assistant.domain.model import EventData
+from assistant.entrypoints.embedded import EmbeddedRadicale
 from connectors.base import (
     AuthExpired,
     CalendarSource,
@@ -27,7 +27,7 @@ from connectors.base import (
     Transient,
     Window,
 )
-from connectors.caldav_calendar import ETAGS_PREFIX, CalDavCalendar
+from connectors.caldav.calendar import ETAGS_PREFIX, CalDavCalendar
 
 WINDOW = Window(datetime(2030, 3, 1, tzinfo=UTC), datetime(2030, 5, 1, tzinfo=UTC), "Europe/Berlin")
 BERLIN = ZoneInfo("Europe/Berlin")

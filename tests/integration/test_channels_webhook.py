@@ -10,8 +10,8 @@ from email.utils import format_datetime
 
 import pytest
 
-from assistant import outbox
-from assistant.channels.webhook import (
+from assistant.adapters import outbox
+from assistant.adapters.channels.webhook import (
     SIGNATURE_HEADER,
     SignatureError,
     WebhookChannel,
@@ -20,10 +20,10 @@ from assistant.channels.webhook import (
     sign,
     verify_signature,
 )
-from assistant.embedded import free_port
-from assistant.outbox import OutboxMessage
-from assistant.store.db import UnitOfWork
-from assistant.store.tables import OutboxEntry
+from assistant.adapters.outbox import OutboxMessage
+from assistant.adapters.store.db import UnitOfWork
+from assistant.adapters.store.tables import OutboxEntry
+from assistant.entrypoints.embedded import free_port
 from config.settings import ConfigError, OutboxSettings
 from tests.support.http_receiver import Answer, HttpReceiver, Request
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.latency import Direction, reply_latencies, summarize
-from connectors.mail_archive import MaildirSource
+from assistant.domain.latency import Direction, reply_latencies, summarize
+from connectors.archive.mailbox import MaildirSource
 
 ENRON = Path(__file__).resolve().parents[2].parent / "shared" / "evaldata" / "enron"
 pytestmark = [

@@ -29,7 +29,7 @@ from exchangelib.recurrence import (
 )
 from lxml import etree
 
-from assistant.model import Attendee, EventData, EventStatus, Response
+from assistant.domain.model import Attendee, EventData, EventStatus, Response
 from connectors.base import (
     AuthExpired,
     NotFound,
@@ -39,9 +39,9 @@ from connectors.base import (
     Transient,
     Window,
 )
-from connectors.ews_account import EwsSettings
-from connectors.ews_calendar import _ITEM_FIELDS, EwsCalendar
-from connectors.ews_series import event_from_item, expand_series, recurrence_rule
+from connectors.ews.account import EwsSettings
+from connectors.ews.calendar import _ITEM_FIELDS, EwsCalendar
+from connectors.ews.series import event_from_item, expand_series, recurrence_rule
 from tests.support.ews_server import SOAP, Change, EwsServer, M, T
 from tests.support.ews_server import Attendee as ServerAttendee
 

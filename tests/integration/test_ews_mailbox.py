@@ -19,8 +19,8 @@ from connectors.base import (
     TokenExpired,
     Transient,
 )
-from connectors.ews_account import EwsSettings
-from connectors.ews_mailbox import EwsMailbox, message_from_item
+from connectors.ews.account import EwsSettings
+from connectors.ews.mailbox import EwsMailbox, message_from_item
 from tests.support.ews_server import EwsServer, MailItem, T
 
 MANAGER = "alex@example.com"

@@ -1,6 +1,6 @@
 """Our local expansion of EWS series against the EWS server's own, for every pattern.
 
-The connector (connectors/ews_calendar.py, real exchangelib over real HTTP) expands a
+The connector (connectors/ews/calendar.py, real exchangelib over real HTTP) expands a
 series master itself, from its Recurrence, ModifiedOccurrences and DeletedOccurrences.
 tests/support/ews_server expands the same series by plain calendar arithmetic (no
 dateutil, none of the connector's code) for its CalendarView: that view is the reference
@@ -37,8 +37,8 @@ from exchangelib.recurrence import (
 from exchangelib.recurrence import Recurrence as EwsRecurrence
 
 from connectors.base import Window
-from connectors.ews_account import EwsSettings
-from connectors.ews_calendar import EwsCalendar
+from connectors.ews.account import EwsSettings
+from connectors.ews.calendar import EwsCalendar
 from tests.support.ews_server import (
     Appointment,
     Change,

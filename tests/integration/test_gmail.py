@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from connectors.base import AuthExpired, MailDelta, MailSource, RateLimited, TokenExpired, Transient
-from connectors.gmail_mailbox import METADATA_SCOPE, GmailMailbox
+from connectors.google.mailbox import METADATA_SCOPE, GmailMailbox
 from tests.support.gmail_server import GmailServer
 
 MANAGER = "alex@example.com"

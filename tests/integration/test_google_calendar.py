@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from assistant.model import Attendee, Response
+from assistant.domain.model import Attendee, Response
 from connectors.base import (
     AuthExpired,
     CalendarDelta,
@@ -30,7 +30,7 @@ from connectors.base import (
     Transient,
     Window,
 )
-from connectors.google_calendar import GoogleCalendar, event_id_for
+from connectors.google.calendar import GoogleCalendar, event_id_for
 from tests.support.google_server import GoogleCalendarServer
 
 MANAGER = "alex@example.com"

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from assistant.model import Attendee, Response
+from assistant.domain.model import Attendee, Response
 from connectors.base import (
     AuthExpired,
     CalendarSource,
@@ -25,7 +25,7 @@ from connectors.base import (
     Transient,
     Window,
 )
-from connectors.graph_calendar import UID_PROPERTY, GraphCalendar
+from connectors.graph.calendar import UID_PROPERTY, GraphCalendar
 from tests.support.graph_server import GOID_CLASS, GraphServer
 
 BERLIN = ZoneInfo("Europe/Berlin")

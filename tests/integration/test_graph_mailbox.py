@@ -19,7 +19,7 @@ from connectors.base import (
     TokenExpired,
     Transient,
 )
-from connectors.graph_mailbox import GraphMailbox
+from connectors.graph.mailbox import GraphMailbox
 from tests.support.graph_server import GraphServer, MailMessage
 
 MANAGER = "alex@example.com"

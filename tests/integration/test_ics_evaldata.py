@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from connectors.base import InvalidData, Window
-from connectors.ical import parse_feed
+from connectors.ics.ical import parse_feed
 
 EVALDATA = Path(__file__).resolve().parents[2].parent / "shared" / "evaldata" / "ics"
 pytestmark = [

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from connectors.base import AuthExpired, InvalidData, NotFound, RateLimited, Transient, Window
-from connectors.ics_feed import IcsFeed
+from connectors.ics.feed import IcsFeed
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 WINDOW = Window(NOW - timedelta(days=7), NOW + timedelta(days=60), "Europe/Berlin")

@@ -24,7 +24,7 @@ from connectors.base import (
     TokenExpired,
     Transient,
 )
-from connectors.imap_mailbox import ImapMailbox, Security, _by_use
+from connectors.imap.mailbox import ImapMailbox, Security, _by_use
 from tests.support.dovecot import Dovecot, start_dovecot
 
 MANAGER = "manager@example.test"

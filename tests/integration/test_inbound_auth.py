@@ -10,9 +10,9 @@ import pytest
 from imapclient import IMAPClient
 
 from assistant.bootstrap import Service
-from assistant.mail_auth import authenticated
+from assistant.domain.mail_auth import authenticated
 from assistant.services import inbound
-from connectors.mail_archive import MaildirSource
+from connectors.archive.mailbox import MaildirSource
 from tests.integration import test_inbound
 from tests.integration.test_inbound import MANAGER, deliver, run, tasks
 from tests.support.smtp import SmtpServer

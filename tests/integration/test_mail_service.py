@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from assistant.adapters.store.db import UnitOfWork
+from assistant.adapters.store.tables import Message
 from assistant.bootstrap import Service
 from assistant.services.mail import import_mail, latency_of_pair
 from assistant.services.pairs import add_account, add_pair
-from assistant.store.db import UnitOfWork
-from assistant.store.tables import Message
 from config.settings import Settings
-from connectors.mail_archive import MaildirSource
+from connectors.archive.mailbox import MaildirSource
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 MONDAY = datetime(2026, 11, 23, tzinfo=UTC)  # Europe/Berlin is UTC+1 in November

@@ -14,16 +14,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from assistant.model import EventData
+from assistant.adapters.store.db import UnitOfWork
+from assistant.adapters.store.tables import OutboxEntry, Pair, ScheduleChange
+from assistant.domain.model import EventData
 from assistant.services.notifications import DispatchReport, dispatch, pairs_with_pending
 from assistant.services.pairs import add_account, add_pair
 from assistant.services.priorities import add_rule, list_rules, remove_rule
 from assistant.services.sync import SyncPolicy, sync_calendar
-from assistant.store.db import UnitOfWork
-from assistant.store.tables import OutboxEntry, Pair, ScheduleChange
 from config.settings import NotifySettings
 from connectors.base import CalendarDelta, CalendarResource, Window
-from connectors.ics_feed import IcsFeed
+from connectors.ics.feed import IcsFeed
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # Tuesday 10:00 in Berlin
 POLICY = SyncPolicy(horizon=timedelta(days=14))

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from connectors.ews_account import EwsSettings
-from connectors.ews_push import EwsStreamingWatcher
+from connectors.ews.account import EwsSettings
+from connectors.ews.push import EwsStreamingWatcher
 from tests.support.ews_server import EwsServer, streaming
 
 START = datetime(2026, 12, 1, 9, tzinfo=UTC)

@@ -1,7 +1,7 @@
 """Google Calendar watch channels end to end over real HTTP: events.watch and channels.stop
 through google-api-python-client against the protocol-level server
 (tests/support/google_server), which POSTs its messages to our receiver app
-(assistant/web/push.py) served by uvicorn on 127.0.0.1."""
+(assistant/entrypoints/web/push.py) served by uvicorn on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from assistant.web.push import MemoryDirectory, PushSignal, push_routes
+from assistant.entrypoints.web.push import MemoryDirectory, PushSignal, push_routes
 from connectors.base import ConnectorError
-from connectors.google_calendar import GoogleCalendar
-from connectors.google_push import GoogleChannel, GoogleWatches
+from connectors.google.calendar import GoogleCalendar
+from connectors.google.push import GoogleChannel, GoogleWatches
 from tests.support.google_server import GoogleCalendarServer, push
 from tests.support.push_receiver import ServedApp
 

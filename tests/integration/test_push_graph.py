@@ -1,6 +1,6 @@
 """Graph change notifications end to end over real HTTP: our subscriptions client against
 the protocol-level Graph server (tests/support/graph_server, HTTPS), which validates and
-notifies our receiver app (assistant/web/push.py) served by uvicorn on 127.0.0.1."""
+notifies our receiver app (assistant/entrypoints/web/push.py) served by uvicorn on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from assistant.web.push import MemoryDirectory, PushSignal, push_routes
+from assistant.entrypoints.web.push import MemoryDirectory, PushSignal, push_routes
 from connectors.base import ConnectorError
-from connectors.graph_calendar import GraphCalendar
-from connectors.graph_push import MAX_LIFETIME, GraphSubscription, GraphSubscriptions
+from connectors.graph.calendar import GraphCalendar
+from connectors.graph.push import MAX_LIFETIME, GraphSubscription, GraphSubscriptions
 from tests.support.graph_server import GraphServer, subscriptions
 from tests.support.push_receiver import ServedApp
 

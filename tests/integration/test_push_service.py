@@ -23,14 +23,14 @@ import pytest
 from huey import Huey
 from huey.api import Task
 
+from assistant.adapters.store.db import UnitOfWork
+from assistant.adapters.store.tables import Account
 from assistant.bootstrap import Service
+from assistant.entrypoints.web.app import create_app
 from assistant.services.pairs import add_account, add_pair
 from assistant.services.push import DbDirectory, drop_push, ensure_push
-from assistant.store.db import UnitOfWork
-from assistant.store.tables import Account
-from assistant.web.app import create_app
 from config.settings import QueueSettings, Settings, WebSettings
-from connectors.graph_push import LIFETIME
+from connectors.graph.push import LIFETIME
 from jobs import runtime, tasks
 from jobs.queue import build_huey
 from tests.support.google_server import GoogleCalendarServer, push
@@ -456,8 +456,8 @@ def test_tick_queues_ensure_only_with_an_https_public_url(world: World) -> None:
 
 
 def test_signals_map_to_work(world: World) -> None:
+    from assistant.entrypoints.web.push import PushSignal
     from assistant.services.push import handle_signal
-    from assistant.web.push import PushSignal
 
     account_id = world.add("m365", "graph", {"user": "u", "tenant": "t", "client_id": "c"})
     world.set_stored(account_id, id="sub-1", secret="s")

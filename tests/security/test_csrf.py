@@ -15,8 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from assistant.services.pair_settings import pair_settings
-from assistant.store.tables import (
+from assistant.adapters.store.tables import (
     Account,
     DelegatedTask,
     OutboxEntry,
@@ -24,6 +23,7 @@ from assistant.store.tables import (
     User,
     WebSession,
 )
+from assistant.services.pair_settings import pair_settings
 from tests.security.web_routes import (
     CROSS_SITE,
     ENDS_SESSION,
@@ -146,7 +146,7 @@ def test_no_unsafe_route_takes_a_request_from_another_site(world: World) -> None
 
 def test_the_considered_exceptions_take_cross_site_posts(world: World) -> None:
     """Provider webhooks and the signed feedback page are posted to from elsewhere."""
-    from assistant.web import csrf
+    from assistant.entrypoints.web import csrf
 
     app = world.app()
     client = TestClient(app, follow_redirects=False)

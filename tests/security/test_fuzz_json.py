@@ -1,4 +1,4 @@
-"""Property-based fuzzing of the one JSON reader (assistant/web/bodies.py).
+"""Property-based fuzzing of the one JSON reader (assistant/entrypoints/web/bodies.py).
 
 Whatever the bytes, ``parse_json`` answers a value or ``BodyRefused(400)`` - never
 another exception, never a RecursionError - within a time and memory budget per
@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assistant.web.bodies import BodyRefused, json_depth, parse_json
+from assistant.entrypoints.web.bodies import BodyRefused, json_depth, parse_json
 
 MAX_DEPTH = 32
 BUDGET = settings(

@@ -22,10 +22,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connectors.archive.mailbox import body_text, parse_inbound, parse_message
 from connectors.base import InvalidData, ParseLimits, Window
-from connectors.ical import parse_feed, parse_resource
-from connectors.ical_fast import fast_single
-from connectors.mail_archive import body_text, parse_inbound, parse_message
+from connectors.ics.ical import parse_feed, parse_resource
+from connectors.ics.ical_fast import fast_single
 from connectors.mime import read_message
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from assistant import outbox
+from assistant.adapters import outbox
+from assistant.adapters.channels.smtp import SmtpChannel
+from assistant.adapters.store.db import UnitOfWork
+from assistant.adapters.store.tables import Checkpoint, OutboxEntry
 from assistant.bootstrap import Service
-from assistant.channels.smtp import SmtpChannel
+from assistant.domain.text import one_line, shown
 from assistant.services import delegation, feedback
 from assistant.services.pairs import add_pair
-from assistant.store.db import UnitOfWork
-from assistant.store.tables import Checkpoint, OutboxEntry
-from assistant.text import one_line, shown
 from config.settings import OutboxSettings, Settings
 from tests.integration import test_notifications
 from tests.integration.test_notifications import BOARD, CEO, GYM, LUNCH, NOW, World, vevent
@@ -173,7 +173,7 @@ def test_shown_keeps_lines_but_not_direction_tricks() -> None:
 def test_a_task_emails_subject_is_a_one_line_title(brk: str) -> None:
     """A Subject decoded from RFC 2047 words (``=?utf-8?q?Board=0D=0Apack?=``) may carry
     any character; the task title it becomes is one line."""
-    from assistant.task_mail import parse_task_email
+    from assistant.domain.task_mail import parse_task_email
 
     draft = parse_task_email(f"Board{brk}pack{BIDI}", "By Friday 17:00 please.", NOW,
                              "Europe/Berlin", "en")  # fmt: skip

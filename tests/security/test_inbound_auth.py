@@ -11,7 +11,7 @@ import pytest
 from imapclient import IMAPClient
 
 from assistant.bootstrap import Service
-from assistant.mail_auth import authenticated, parse
+from assistant.domain.mail_auth import authenticated, parse
 from assistant.services import inbound
 from tests.integration import test_inbound
 from tests.integration.test_inbound import MANAGER, deliver, run, tasks

@@ -26,10 +26,10 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from assistant.adapters.store.tables import Account
 from assistant.services.accounts import check_account
 from assistant.services.pairs import add_account
 from assistant.services.runner import sync_now
-from assistant.store.tables import Account
 from connectors.netguard import OPERATOR_KEY, is_public
 from tests.support.web import World, login, world_fixture  # noqa: F401
 
@@ -528,7 +528,7 @@ BIN = Path(sys.executable).with_name("assistant")
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "assistant.cli"]
+    command = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "assistant.entrypoints.cli.app"]
     env = {**os.environ, "ASSISTANT_CONFIG": str(home / "assistant.toml"), "COLUMNS": "300",
            "NO_COLOR": "1"}  # fmt: skip
     return subprocess.run(

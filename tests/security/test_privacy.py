@@ -28,12 +28,15 @@ from sqlalchemy import update
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from assistant import outbox
+from assistant.adapters import outbox
+from assistant.adapters.channels.chat import AppriseChannel
+from assistant.adapters.channels.smtp import SmtpChannel
+from assistant.adapters.channels.webhook import WebhookChannel
+from assistant.adapters.store.db import UnitOfWork
+from assistant.adapters.store.tables import Pair
 from assistant.bootstrap import Service
-from assistant.channels.chat import AppriseChannel
-from assistant.channels.smtp import SmtpChannel
-from assistant.channels.webhook import WebhookChannel
-from assistant.cli import main as cli_main
+from assistant.entrypoints.cli.app import main as cli_main
+from assistant.entrypoints.web.app import create_app
 from assistant.services.checkpoint_feed import feed_url
 from assistant.services.delegation import create_task
 from assistant.services.digest import digest, digest_command
@@ -42,11 +45,8 @@ from assistant.services.pairs import add_account, add_pair
 from assistant.services.priorities import add_rule
 from assistant.services.sync import SyncPolicy, sync_calendar
 from assistant.services.users import add_membership, add_user
-from assistant.store.db import UnitOfWork
-from assistant.store.tables import Pair
-from assistant.web.app import create_app
 from config.settings import DatabaseSettings, NotifySettings, OutboxSettings, Settings
-from connectors.ics_feed import IcsFeed
+from connectors.ics.feed import IcsFeed
 from tests.support.http_receiver import HttpReceiver
 from tests.support.smtp import SmtpServer
 from tests.support.web import PASSWORD_HASH, login
@@ -279,8 +279,8 @@ def test_a_private_event_is_busy_time_in_every_output(
 def test_the_privacy_function_keeps_only_the_time_of_a_private_event() -> None:
     from dataclasses import fields, replace
 
-    from assistant import privacy
-    from assistant.model import Attendee, EventData
+    from assistant.domain import privacy
+    from assistant.domain.model import Attendee, EventData
 
     full = EventData(
         uid="u", start=NOW, end=NOW + timedelta(hours=1), summary=MARKERS["title"],

@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from assistant.store.tables import OutboxEntry, User, WebSession
+from assistant.adapters.store.tables import OutboxEntry, User, WebSession
 from tests.support.web import PASSWORD, World, login, login_csrf, world_fixture  # noqa: F401
 
 NEW = "a brand new passphrase"
@@ -104,7 +104,7 @@ class Cli:
 
     def __call__(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "assistant.cli", *args],
+            [sys.executable, "-m", "assistant.entrypoints.cli.app", *args],
             env=self.env | env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from assistant.adapters.store.tables import Account, Base
 from assistant.services.accounts import check_account
 from assistant.services.runner import sync_now
 from assistant.services.sync import record_failure
-from assistant.store.tables import Account, Base
 from config.settings import SecretRef
 from connectors.base import ConnectorError
 from connectors.netguard import URL_SECRET_KEY, redact_url
@@ -160,7 +160,7 @@ BIN = Path(sys.executable).with_name("assistant")
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "assistant.cli"]
+    command = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "assistant.entrypoints.cli.app"]
     env = {**os.environ, "ASSISTANT_CONFIG": str(home / "assistant.toml"), "COLUMNS": "300",
            "NO_COLOR": "1"}  # fmt: skip
     return subprocess.run(

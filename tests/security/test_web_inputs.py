@@ -1,7 +1,7 @@
 """Hostile bodies and numbers: bounded JSON (size 413, depth 400, no traceback), finite
 numbers in range (400, never 500), ids past any row (404).
 
-Every JSON body goes through one reader (assistant/web/bodies.py): the API guard,
+Every JSON body goes through one reader (assistant/entrypoints/web/bodies.py): the API guard,
 ``/api/login`` and the push webhooks. The routes are enumerated from the app.
 """
 
@@ -19,9 +19,9 @@ import pytest
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
+from assistant.entrypoints.web.app import create_app
+from assistant.entrypoints.web.push import PushSignal
 from assistant.services.pair_settings import pair_settings
-from assistant.web.app import create_app
-from assistant.web.push import PushSignal
 from tests.security.web_routes import ENDS_SESSION, fill, int_params, routes, unsafe_routes
 from tests.support.web import PASSWORD, World, login, world_fixture  # noqa: F401
 
@@ -109,7 +109,7 @@ def test_json_bodies_over_the_limit_are_413(world: World) -> None:
 
 def test_the_reader_stops_reading_at_the_limit() -> None:
     """Read with a limit, not all and then check: chunks past the limit are never pulled."""
-    from assistant.web.bodies import BodyRefused, read_json
+    from assistant.entrypoints.web.bodies import BodyRefused, read_json
 
     pulled = 0
 
@@ -217,7 +217,7 @@ def test_api_bodies_must_be_objects(world: World) -> None:
 def test_a_csv_download_of_a_pair_with_a_non_latin_name_is_served(world: World) -> None:
     from sqlalchemy import update
 
-    from assistant.store.tables import Pair
+    from assistant.adapters.store.tables import Pair
 
     with world.svc.uow.begin() as session:
         session.execute(update(Pair).where(Pair.id == world.alpha.id).values(name="Алекс-1"))

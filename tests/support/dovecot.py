@@ -46,7 +46,7 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
-from assistant.embedded import free_port
+from assistant.entrypoints.embedded import free_port
 from tests.support.services import unavailable
 
 USERNAME = "manager@example.test"

@@ -1,7 +1,7 @@
 """Fixture ``radicale``: a real Radicale 3 CalDAV server on 127.0.0.1, one per test.
 
 Radicale starts in about 0.2 s, so every test gets its own server and storage folder
-(``tmp_path / "radicale"``). The yielded ``assistant.embedded.EmbeddedRadicale`` has
+(``tmp_path / "radicale"``). The yielded ``assistant.entrypoints.embedded.EmbeddedRadicale`` has
 ``.url`` (ends with "/"), ``.storage_folder``, ``.log_path`` and
 ``.new_calendar(name, user="manager") -> url``; the server is stopped afterwards.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.embedded import EmbeddedRadicale
+from assistant.entrypoints.embedded import EmbeddedRadicale
 
 
 def start_radicale(folder: Path) -> EmbeddedRadicale:

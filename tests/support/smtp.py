@@ -4,7 +4,7 @@
 ``Received``: envelope sender, recipients and the parsed ``EmailMessage``), ``wait_for(n)``
 and ``fail_next(n, reply)`` to make the next n DATA commands fail (451 by default).
 
-It is the product's own sink (``assistant.smtp_sink.SmtpSink``) with a handler that adds
+It is the product's own sink (``assistant.entrypoints.smtp_sink.SmtpSink``) with a handler that adds
 the faults.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from assistant.smtp_sink import Received, SinkHandler, SmtpSink
+from assistant.entrypoints.smtp_sink import Received, SinkHandler, SmtpSink
 
 
 class _Handler(SinkHandler):

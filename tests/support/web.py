@@ -17,7 +17,16 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from assistant.adapters.store.db import UnitOfWork
+from assistant.adapters.store.tables import (
+    ChangeBatch,
+    EventSnapshot,
+    Message,
+    OutboxEntry,
+    ScheduleChange,
+)
 from assistant.bootstrap import Service
+from assistant.entrypoints.web.app import create_app
 from assistant.services.delegation import create_task
 from assistant.services.pairs import add_account, add_pair
 from assistant.services.priorities import add_rule
@@ -28,15 +37,6 @@ from assistant.services.users import (
     assign_pair,
     hash_password,
 )
-from assistant.store.db import UnitOfWork
-from assistant.store.tables import (
-    ChangeBatch,
-    EventSnapshot,
-    Message,
-    OutboxEntry,
-    ScheduleChange,
-)
-from assistant.web.app import create_app
 from config.settings import Settings, WebSettings
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # Tuesday, 10:00 in Berlin

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from assistant.embedded import LocalServer, ServerFailed
+from assistant.entrypoints.embedded import LocalServer, ServerFailed
 
 PRINCIPAL = "/user/"
 CALENDAR_HOME = "/user/calendars/"

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from assistant.changes import ChangeKind, DetectionRules, detect_changes
-from assistant.model import Attendee, EventData, EventStatus, Response
+from assistant.domain.changes import ChangeKind, DetectionRules, detect_changes
+from assistant.domain.model import Attendee, EventData, EventStatus, Response
 from connectors.base import Window
-from connectors.ical import parse_resource
+from connectors.ics.ical import parse_resource
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 MANAGER = "ceo@example.com"

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from assistant.changes import Change, ChangeKind, DetectionRules, net_changes
-from assistant.conflicts import find_conflicts, physical_place
-from assistant.model import Attendee, EventData, EventStatus, Response
-from assistant.priorities import Level, make_rule, parse_block, rank
+from assistant.domain.changes import Change, ChangeKind, DetectionRules, net_changes
+from assistant.domain.conflicts import find_conflicts, physical_place
+from assistant.domain.model import Attendee, EventData, EventStatus, Response
+from assistant.domain.priorities import Level, make_rule, parse_block, rank
 
 BOSS = "alex@example.com"
 T = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # Tue 10:00 in Berlin

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assistant.delegation import (
+from assistant.domain.delegation import (
     CheckpointKind,
     TaskBrief,
     checkpoint_text,
@@ -20,7 +20,7 @@ from assistant.delegation import (
     lines,
     plan_checkpoints,
 )
-from assistant.worktime import WEEKDAYS, WorkingHours
+from assistant.domain.worktime import WEEKDAYS, WorkingHours
 
 BERLIN = ZoneInfo("Europe/Berlin")
 OFFICE = {d: [["09:00", "18:00"]] for d in ("mon", "tue", "wed", "thu", "fri")}

@@ -9,8 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assistant.delegation import CheckpointKind, TaskBrief, checkpoint_text, is_good_delegation
-from assistant.feedback import Confidence, is_good, parse_answer, reply_text
+from assistant.domain.delegation import (
+    CheckpointKind,
+    TaskBrief,
+    checkpoint_text,
+    is_good_delegation,
+)
+from assistant.domain.feedback import Confidence, is_good, parse_answer, reply_text
 
 BRIEF = TaskBrief(
     title="Quarterly report",

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assistant.model import OWN_EVENT_PROPERTY
+from assistant.domain.model import OWN_EVENT_PROPERTY
 from connectors.base import InvalidData, Window
-from connectors.ical import parse_resource
-from connectors.ical_fast import fast_single
+from connectors.ics.ical import parse_resource
+from connectors.ics.ical_fast import fast_single
 
 EVALDATA = Path(__file__).resolve().parents[2].parent / "shared" / "evaldata" / "ics"
 HREF = "/cal/item.ics"

@@ -1,11 +1,11 @@
-"""Bounding and splitting a calendar's text (connectors.ical_scan)."""
+"""Bounding and splitting a calendar's text (connectors.ics.ical_scan)."""
 
 from __future__ import annotations
 
 import pytest
 
 from connectors.base import TRUNCATED, InvalidData, ParseLimits
-from connectors.ical_scan import bound_calendar, event_uid, split_calendar, zones_named
+from connectors.ics.ical_scan import bound_calendar, event_uid, split_calendar, zones_named
 
 HEAD = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n"
 TAIL = b"END:VCALENDAR\r\n"

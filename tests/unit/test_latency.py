@@ -1,4 +1,4 @@
-"""Threading and reply latency (assistant/latency.py), on hand-built messages."""
+"""Threading and reply latency (assistant/domain/latency.py), on hand-built messages."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from assistant.latency import (
+from assistant.domain.latency import (
     Direction,
     LatencyRecord,
     classify,
@@ -17,7 +17,7 @@ from assistant.latency import (
     summarize,
     thread_messages,
 )
-from assistant.model import MessageData
+from assistant.domain.model import MessageData
 
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=30)

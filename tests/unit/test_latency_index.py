@@ -1,4 +1,4 @@
-"""LatencyIndex (assistant/latency.py): mail added in batches, in any order of arrival, gives
+"""LatencyIndex (assistant/domain/latency.py): mail added in batches, in any order of arrival, gives
 what reply_latencies gives on all of it at once."""
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ from itertools import pairwise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assistant.latency import (
+from assistant.domain.latency import (
     LatencyIndex,
     LatencyRecord,
     reply_latencies,
     summarize,
     thread_messages,
 )
-from assistant.model import MessageData
-from assistant.worktime import WorkingHours
+from assistant.domain.model import MessageData
+from assistant.domain.worktime import WorkingHours
 
 T0 = datetime(2026, 3, 23, 8, 0, tzinfo=UTC)  # a Monday
 BOSS, ALIAS, AIDE, OTHER = "boss@corp.com", "B.Boss@corp.com", "aide@corp.com", "x@y.com"

@@ -1,4 +1,4 @@
-"""Maildir and mbox import (connectors/mail_archive.py) on small made-up mailboxes."""
+"""Maildir and mbox import (connectors/archive/mailbox.py) on small made-up mailboxes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant.model import MessageData
+from assistant.domain.model import MessageData
+from connectors.archive.mailbox import MaildirSource, MboxSource, parse_message
 from connectors.base import MailSource, NotFound, TokenExpired
-from connectors.mail_archive import MaildirSource, MboxSource, parse_message
 
 MTIME = datetime(2021, 6, 1, 12, 0, tzinfo=UTC)
 

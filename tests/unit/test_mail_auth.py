@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from assistant.mail_auth import authenticated, parse
+from assistant.domain.mail_auth import authenticated, parse
 
 GMAIL = (
     "mx.google.com;\r\n       dkim=pass header.i=@example.com header.s=s1 header.b=AbCd;\r\n"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.mail_auth import authenticated, parse
+from assistant.domain.mail_auth import authenticated, parse
 
 FROM = "alex@example.com"
 

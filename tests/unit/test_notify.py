@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from assistant.changes import Change, ChangeKind
-from assistant.model import Attendee, EventData, Response
-from assistant.notify import Audience, render_changes
+from assistant.domain.changes import Change, ChangeKind
+from assistant.domain.model import Attendee, EventData, Response
+from assistant.domain.notify import Audience, render_changes
 
 START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)  # 10:00 in Berlin, 04:00 in New York
 BOARD = EventData(

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from connectors.google_push import handle_google_notification
-from connectors.graph_push import graph_subscription_ids, handle_graph_notification
+from connectors.google.push import handle_google_notification
+from connectors.graph.push import graph_subscription_ids, handle_graph_notification
 
 SECRETS = {"sub-1": "secret-1", "sub-2": "secret-2"}
 

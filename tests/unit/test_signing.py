@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assistant.signing import (
+from assistant.domain.signing import (
     ExpiredToken,
     MalformedToken,
     TamperedToken,

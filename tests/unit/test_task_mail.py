@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assistant.feedback import Confidence
-from assistant.task_mail import TaskDraft, parse_task_email
+from assistant.domain.feedback import Confidence
+from assistant.domain.task_mail import TaskDraft, parse_task_email
 
 MSK = ZoneInfo("Europe/Moscow")
 NY = ZoneInfo("America/New_York")

@@ -21,7 +21,7 @@ import httpx
 import icalendar
 
 from connectors.base import CalendarSource, CalendarWriter
-from connectors.caldav_calendar import CalDavCalendar
+from connectors.caldav.calendar import CalDavCalendar
 from tests.integration.contract.backend import Series
 from tests.support.fault_proxy import FaultProxy
 

@@ -15,7 +15,7 @@ import tempfile
 from itertools import count
 from pathlib import Path
 
-from assistant.embedded import EmbeddedRadicale
+from assistant.entrypoints.embedded import EmbeddedRadicale
 from tests.support.radicale import start_radicale
 from tests.support.xandikos import XandikosServer, start_xandikos
 

@@ -20,8 +20,8 @@ from datetime import datetime
 from pathlib import Path
 
 from connectors.base import CalendarSource, CalendarWriter
-from connectors.ews_account import EwsSettings
-from connectors.ews_calendar import EwsCalendar
+from connectors.ews.account import EwsSettings
+from connectors.ews.calendar import EwsCalendar
 from tests.integration.contract.backend import Series
 from tests.support.ews_server import Change, EwsServer, windows_zone
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from connectors.google_calendar import GoogleCalendar
+from connectors.google.calendar import GoogleCalendar
 from tests.integration.contract.backend import Series
 from tests.support.google_server import GoogleCalendarServer
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from connectors.base import CalendarSource, CalendarWriter
-from connectors.graph_calendar import GraphCalendar
+from connectors.graph.calendar import GraphCalendar
 from tests.integration.contract.backend import ContractBackend, Series
 from tests.support.graph_server import GraphServer
 

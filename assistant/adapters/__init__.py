@@ -1,0 +1,1 @@
+"""Adapters: storage, outbox, channels, secrets and the push supervisor."""

@@ -1,0 +1,1 @@
+"""Entry points: the CLI, the web app, the runner and the demo."""

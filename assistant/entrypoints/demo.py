@@ -1,0 +1,528 @@
+"""``assistant demo``: the whole product on embedded servers, in about half a minute.
+
+Starts Radicale (CalDAV) and an SMTP sink on 127.0.0.1 in a temporary folder, seeds a
+manager's week from ``examples/``, and plays a scenario through the real path: Huey
+jobs, the CalDAV connector with change tokens, change detection, the outbox, SMTP.
+Nothing outside this process is needed or left running.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import tomllib
+from contextlib import ExitStack
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import icalendar
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+ZONE = "Europe/Berlin"
+MANAGER = ("Alex Morgan", "alex.morgan@example.com")
+ASSISTANT = ("Sam Lee", "sam.lee@example.com")
+SAMPLE_MONDAY = date(2026, 1, 5)
+
+
+def examples_dir() -> Path:
+    """``examples/`` beside the package (a source checkout) or shipped inside it."""
+    here = Path(__file__).resolve().parents[2] / "examples"
+    if here.is_dir():
+        return here
+    return Path(str(resources.files("assistant") / "examples"))
+
+
+def next_monday(today: date) -> date:
+    return today + timedelta(days=(7 - today.weekday()) or 7)
+
+
+def shifted_week(text: str, target_monday: date) -> list[tuple[str, str]]:
+    """The sample week moved to ``target_monday``, one (uid, iCalendar) per event."""
+    weeks = (target_monday - SAMPLE_MONDAY).days // 7
+    delta = timedelta(weeks=weeks)
+    cal = icalendar.Calendar.from_ical(text)
+    out = []
+    for event in cal.walk("VEVENT"):
+        for key in ("DTSTART", "DTEND"):
+            if key in event:
+                prop: Any = event[key]
+                value = prop.dt + delta
+                params = dict(prop.params)
+                del event[key]
+                event.add(key, value)
+                for pk, pv in params.items():
+                    if pk != "VALUE":
+                        event[key].params[pk] = pv
+        single = icalendar.Calendar()
+        single.add("PRODID", "-//exec-assistant//demo//EN")
+        single.add("VERSION", "2.0")
+        single.add_component(event)
+        single.add_missing_timezones()
+        out.append((str(event["UID"]), single.to_ical().decode()))
+    return out
+
+
+class Demo:
+    def __init__(self, console: Console, root: Path) -> None:
+        self.c = console
+        self.root = root
+        self.stack = ExitStack()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def start(self) -> None:
+        from assistant.adapters.store.migrate import upgrade
+        from assistant.bootstrap import build
+        from assistant.entrypoints.embedded import EmbeddedRadicale
+        from assistant.entrypoints.runner import start_consumer
+        from assistant.entrypoints.smtp_sink import SmtpSink
+        from config.settings import load
+        from jobs import runtime
+        from jobs.queue import build_huey
+        from jobs.tasks import register
+
+        t0 = time.monotonic()
+        from assistant.entrypoints.embedded import free_port
+
+        self.radicale = self.stack.enter_context(EmbeddedRadicale(self.root / "radicale"))
+        self.sink = self.stack.enter_context(SmtpSink())
+        self.web_port = free_port()
+        self.settings = load(
+            None,
+            data_dir=str(self.root / "data"),
+            database={"url": ""},
+            queue={"backend": "sqlite", "workers": 2, "scheduler": False},
+            smtp={
+                "host": self.sink.host,
+                "port": self.sink.port,
+                "from_address": "assistant-service@example.com",
+            },
+            sync={"http_timeout_seconds": 10},
+            notify={"coalesce_seconds": 2},
+            web={"host": "127.0.0.1", "port": self.web_port},
+        )
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        upgrade(self.settings.database_url)
+        self.svc = build(self.settings)
+        runtime.install(self.svc)
+        self.stack.callback(runtime.install, None)
+        self.stack.callback(self.svc.engine.dispose)
+        huey = build_huey(self.settings)
+        self.jobs = register(huey, periodic=False)
+        consumer = start_consumer(huey, self.settings)
+        self.stack.callback(consumer.stop, True)
+        self.c.print(
+            f"[dim]Radicale (CalDAV) at {self.radicale.url} · SMTP sink at "
+            f"{self.sink.host}:{self.sink.port} · Huey consumer with 2 workers · "
+            f"data in {self.root} · ready in {time.monotonic() - t0:.1f}s[/dim]"
+        )
+
+    def close(self) -> None:
+        self.stack.close()
+
+    def run_job(self, result: Any, what: str) -> Any:
+        value = result.get(blocking=True, timeout=60)
+        if value is None:
+            raise RuntimeError(f"{what}: the job gave no result")
+        return value
+
+    # ------------------------------------------------------------------- scenario
+
+    def step(self, n: int, title: str) -> None:
+        self.c.print()
+        self.c.rule(f"[bold]{n}. {title}")
+
+    def play(self) -> None:
+        from assistant.services.pairs import add_account, add_pair
+
+        now = self.svc.now()
+        monday = next_monday(now.astimezone(ZoneInfo(ZONE)).date())
+        self.step(1, "A manager's calendar on a CalDAV server")
+        self.calendar_url = self.radicale.new_calendar("calendar", user="alex")
+        self.http = self.stack.enter_context(httpx.Client(timeout=10))
+        sample = (examples_dir() / "manager-week.ics").read_text()
+        self.events = dict(shifted_week(sample, monday))
+        for uid, body in self.events.items():
+            self.put(uid, body)
+        pair = add_pair(
+            self.svc.uow,
+            name="alex",
+            manager_name=MANAGER[0],
+            manager_email=MANAGER[1],
+            assistant_name=ASSISTANT[0],
+            assistant_email=ASSISTANT[1],
+            timezone=ZONE,
+            now=now,
+        )
+        account = add_account(
+            self.svc.uow,
+            pair=pair.id,
+            name="work calendar",
+            provider="caldav",
+            settings={"url": self.calendar_url},
+            now=now,
+        )
+        self.account_id = account.id
+        first = self.run_job(self.jobs.sync_account(account.id), "first sync")
+        self.c.print(
+            f"{len(self.events)} events for the week of {monday:%d %b %Y} written to CalDAV; "
+            f"first sync (full, sync-token stored): {first.get('changes', 0)} notifications — "
+            "the first look is a baseline, not news."
+        )
+        self.show_agenda(monday)
+
+        self.step(2, "The manager's week changes")
+        from assistant.services.priorities import add_rule, list_rules
+
+        add_rule(self.svc.uow, pair=pair.id, kind="keyword", pattern="board", level="high",
+                 note="the board comes first", now=now)  # fmt: skip
+        add_rule(self.svc.uow, pair=pair.id, kind="protected", pattern="mon-fri 08:00-09:00",
+                 level="high", note="school run", now=now)  # fmt: skip
+        rules = "; ".join(str(r["text"]) for r in list_rules(self.svc.uow, pair.id))
+        self.c.print(f"The manager's priorities, shared with the assistant: {rules}.")
+        board = self.events["demo-board@example.com"]
+        thursday = (monday + timedelta(days=3)).strftime("%Y%m%d")
+        tuesday = (monday + timedelta(days=1)).strftime("%Y%m%d")
+        moved = board.replace(f"{tuesday}T100000", f"{thursday}T133000")
+        moved = moved.replace(f"{tuesday}T120000", f"{thursday}T150000")
+        moved = moved.replace("Boardroom\\, 12th floor", "Video call (Teams)")
+        self.put("demo-board@example.com", moved)
+        self.delete("demo-investor-lunch@example.com")
+        self.c.print(
+            "Board meeting moved to Thursday 13:30 as a video call (onto the product review); "
+            "investor lunch cancelled."
+        )
+        t0 = time.monotonic()
+        res = self.run_job(self.jobs.sync_account(account.id), "sync")
+        mails = self.sink.wait_for(1, timeout=30)
+        took = time.monotonic() - t0
+        self.c.print(
+            f"Incremental sync: {res.get('changes')} changes → 1 message delivered by SMTP "
+            f"in {took:.1f}s."
+        )
+        self.show_mail(mails[-1].message)
+        again = self.run_job(self.jobs.sync_account(account.id), "sync")
+        self.run_job(self.jobs.drain_outbox(), "drain")
+        self.c.print(
+            f"Synced and drained again: {again.get('changes')} changes, "
+            f"{len(self.sink.received)} message(s) in total — nothing is sent twice."
+        )
+
+        self.step(3, "A task delegated with a term: Red Line and Dead Line")
+        self.delegate(pair.id, monday)
+
+        self.step(4, "How fast does the manager answer the assistant?")
+        self.latency(pair.id, monday)
+
+        self.step(5, "The Dead Line: the manager answers the feedback link on a phone")
+        self.feedback(self.task_id)
+
+    def put(self, uid: str, body: str) -> None:
+        url = f"{self.calendar_url}{uid.replace('@', '_')}.ics"
+        self.http.put(
+            url, content=body, headers={"Content-Type": "text/calendar"}
+        ).raise_for_status()
+
+    def delete(self, uid: str) -> None:
+        self.http.delete(f"{self.calendar_url}{uid.replace('@', '_')}.ics").raise_for_status()
+
+    def show_agenda(self, monday: date) -> None:
+        from sqlalchemy import select
+
+        from assistant.adapters.store.tables import EventSnapshot
+
+        tz = ZoneInfo(ZONE)
+        start = datetime.combine(monday, dtime(), tz)
+        table = Table(title=f"Week of {monday:%d %b} ({ZONE})", title_justify="left")
+        for col in ("when", "what", "where"):
+            table.add_column(col)
+        with self.svc.uow.read() as session:
+            rows = session.scalars(
+                select(EventSnapshot)
+                .where(
+                    EventSnapshot.start_utc >= start,
+                    EventSnapshot.start_utc < start + timedelta(days=5),
+                )
+                .order_by(EventSnapshot.start_utc)
+            ).all()
+            for r in rows:
+                when = (
+                    f"{r.start_date:%a %d} all day"
+                    if r.all_day and r.start_date
+                    else f"{r.start_utc.astimezone(tz):%a %d %H:%M}–"
+                    f"{r.end_utc.astimezone(tz):%H:%M}"
+                )
+                what = "Busy (private)" if r.private else r.summary
+                table.add_row(
+                    when, ("⚑ " if r.own_marker else "") + what, "" if r.private else r.location
+                )
+        self.c.print(table)
+
+    def show_mail(self, msg: EmailMessage) -> None:
+        body = msg.get_body(preferencelist=("plain",))
+        text = body.get_content() if body is not None else ""
+        self.c.print(
+            Panel(
+                text.rstrip(),
+                title=f"To: {msg['To']} · Subject: {msg['Subject']}",
+                title_align="left",
+                subtitle=f"Message-ID {msg['Message-ID']}",
+            )
+        )
+
+    def delegate(self, pair_id: int, monday: date) -> None:
+        from assistant.services import delegation
+        from connectors.caldav.calendar import CalDavCalendar
+
+        tz = ZoneInfo(ZONE)
+        start = datetime.combine(monday, dtime(9), tz).astimezone(UTC)
+        deadline = datetime.combine(monday + timedelta(days=3), dtime(17), tz).astimezone(UTC)
+        task = delegation.create_task(
+            self.svc,
+            pair=pair_id,
+            title="Prepare the Q3 board pack",
+            delegate="",
+            term_start=start,
+            deadline=deadline,
+            result="Deck and appendix approved by the CFO",
+            measure="CFO sign-off; numbers match the ledger",
+            resources="Finance team, last year's deck",
+            why="The board decides the budget on it",
+        )
+        self.task_id = task.id
+        res = self.run_job(self.jobs.write_checkpoints(task.id), "checkpoints")
+        view = delegation.task_view(self.svc, task.id)
+        self.c.print(
+            f"Task {task.id}: “{view['title']}”, term {view['term_start']} → {view['deadline']}"
+        )
+        for c in view["checkpoints"]:
+            self.c.print(
+                f"  {c['label']}: line at {c['line_at']}, blocked {c['start']} – {c['end']}"
+            )
+        self.c.print(f"  ({len(res['written'])} events written to the manager's calendar)")
+        cal = CalDavCalendar(self.calendar_url)
+        ev = cal.get_event(view["checkpoints"][0]["event_uid"])
+        if ev is not None:
+            self.c.print(Panel(ev.description.strip(), title=ev.summary, title_align="left"))
+        new_deadline = deadline - timedelta(days=1)
+        delegation.update_task(self.svc, task.id, deadline=new_deadline)
+        self.run_job(self.jobs.write_checkpoints(task.id), "checkpoints")
+        again = self.run_job(self.jobs.write_checkpoints(task.id), "checkpoints")
+        view = delegation.task_view(self.svc, task.id)
+        ours = [e for e in self.calendar_events() if e.own_marker]
+        self.c.print(
+            "Deadline brought forward by a day → events moved: "
+            + "; ".join(f"{c['label']} {c['start']}" for c in view["checkpoints"])
+            + f". Checkpoint events in the calendar: {len(ours)} (run again: "
+            f"{len(again['written'])} written)."
+        )
+        res = self.run_job(self.jobs.sync_account(self.account_id), "sync")
+        self.c.print(
+            f"Sync after our own writes: {res.get('changes')} changes reported "
+            "(our events are not news)."
+        )
+        self.show_agenda(monday)
+
+    def calendar_events(self) -> list[Any]:
+        from connectors.base import Window
+        from connectors.caldav.calendar import CalDavCalendar
+
+        now = self.svc.now()
+        delta = CalDavCalendar(self.calendar_url).changes(
+            None, Window(now - timedelta(days=7), now + timedelta(days=30), ZONE)
+        )
+        return [e for r in delta.resources for e in r.events]
+
+    def latency(self, pair_id: int, monday: date) -> None:
+        from assistant.services.mail import import_mail, latency_of_pair
+        from assistant.services.pairs import add_account
+        from connectors.archive.mailbox import MaildirSource
+
+        maildir = self.root / "mail"
+        count = write_sample_maildir(maildir, monday - timedelta(days=7))
+        account = add_account(
+            self.svc.uow,
+            pair=pair_id,
+            name="mail export",
+            provider="maildir",
+            settings={"path": str(maildir)},
+            now=self.svc.now(),
+        )
+        imported = import_mail(self.svc, account.id, MaildirSource(maildir))
+        result = latency_of_pair(self.svc, pair_id, None)
+        self.c.print(f"{count} messages written to a Maildir; {imported['new']} imported.")
+        table = Table(title="Messages and replies", title_justify="left")
+        for col in ("direction", "subject", "sent", "answered after (wall / working min)"):
+            table.add_column(col)
+        tz = ZoneInfo(ZONE)
+        for m in result["messages"]:
+            sent = datetime.fromisoformat(m["sent_at"]).astimezone(tz)
+            answer = (
+                "open"
+                if m["replied_at"] is None
+                else f"{m['wall_minutes']:.0f} / {m['working_minutes']:.0f}"
+            )
+            arrow = "A → M" if m["direction"] == "assistant_to_manager" else "M → A"
+            table.add_row(arrow, m["subject"][:48], f"{sent:%a %H:%M}", answer)
+        self.c.print(table)
+        s = result["summary"]
+        self.c.print(
+            f"Assistant → manager: {s['count']} messages, {s['answered']} answered, "
+            f"{s['open']} open; "
+            f"median {fmt(s['median_minutes'])} working min "
+            f"({fmt(s.get('wall_median_minutes'))} wall), p90 {fmt(s['p90_minutes'])} working min "
+            f"({fmt(s.get('wall_p90_minutes'))} wall); "
+            f"within the 30-working-minute SLA: {pct(s['within_sla_share'])}."
+        )
+        self.nudges(pair_id)
+
+
+    def nudges(self, pair_id: int) -> None:
+        from assistant.services.nudges import nudge
+
+        before = len(self.sink.received)
+        report = nudge(self.svc.uow, pair_id, self.svc.now(), self.settings.latency)
+        if report.held:
+            when = report.next_due.astimezone(ZoneInfo(ZONE)) if report.next_due else None
+            self.c.print(
+                f"{report.held} open message(s) past the SLA; it is outside the manager's "
+                f"working hours, so the reminders wait until {when:%a %H:%M}."
+                if when else f"{report.held} reminder(s) held outside working hours."
+            )
+            return
+        self.run_job(self.jobs.drain_outbox(), "drain")
+        mails = self.sink.wait_for(before + len(report.queued), timeout=20)[before:]
+        self.c.print(f"Nudges for the open messages past the SLA: {len(report.queued)} sent.")
+        for m in mails:
+            self.c.print(f"  To {m.message['To']}: {m.message['Subject']}")
+        again = nudge(self.svc.uow, pair_id, self.svc.now(), self.settings.latency)
+        self.c.print(f"Run again: {len(again.queued)} more (each stage goes once per message).")
+
+    def feedback(self, task_id: int) -> None:
+        import threading
+
+        import uvicorn
+
+        from assistant.entrypoints.web.app import create_app
+        from assistant.services import delegation
+        from assistant.services.feedback import score
+
+        view = delegation.task_view(self.svc, task_id)
+        dead = next(c for c in view["checkpoints"] if c["kind"] == "dead_line")
+        from connectors.caldav.calendar import CalDavCalendar
+
+        event = CalDavCalendar(self.calendar_url).get_event(dead["event_uid"])
+        link = next(w for w in (event.description if event else "").split() if "/feedback/" in w)
+        config = uvicorn.Config(
+            create_app(self.svc), host="127.0.0.1", port=self.web_port, log_level="warning"
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            phone = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X)"}
+            with httpx.Client(timeout=10, headers=phone) as browser:
+                for _ in range(100):
+                    try:
+                        page = browser.get(link)
+                        break
+                    except httpx.TransportError:
+                        time.sleep(0.05)
+                self.c.print(
+                    f"The Dead Line event links to a signed page: {link[:60]}… "
+                    f"(HTTP {page.status_code}, {len(page.text)} bytes, made for a phone)"
+                )
+                form = {"csrf": browser.cookies.get("fb_csrf") or "", "percent_done": "90",
+                        "on_time": "yes", "quality": "Numbers match the ledger",
+                        "comment": "Great work on the appendix"}  # fmt: skip
+                sent = browser.post(link, data=form)
+                self.c.print(f"Answered: 90% done, on time → HTTP {sent.status_code}.")
+                forged = browser.get(link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB"))
+                self.c.print(f"A tampered link is refused: HTTP {forged.status_code}.")
+        finally:
+            server.should_exit = True
+            thread.join(10)
+        view = delegation.task_view(self.svc, task_id)
+        s = score(self.svc, None)
+        self.c.print(
+            f"Task {task_id} is now {view['state']}. Delegation score of {s['manager']}: "
+            f"{s['good']} of {s['accepted']} accepted tasks done on time with 80%+ "
+            f"({pct(s['share'])}) — good delegation is 80% or more."
+        )
+
+
+def fmt(v: float | None) -> str:
+    return "—" if v is None else f"{v:.0f}"
+
+
+def pct(v: float | None) -> str:
+    return "—" if v is None else f"{v:.0%}"
+
+
+def write_sample_maildir(folder: Path, monday: date) -> int:
+    """The messages of ``examples/messages.toml`` as a Maildir, in the week of ``monday``."""
+    import mailbox
+
+    spec = tomllib.loads((examples_dir() / "messages.toml").read_text())
+    people = {
+        "manager": (MANAGER[0], spec["manager"]),
+        "assistant": (ASSISTANT[0], spec["assistant"]),
+    }
+    base = datetime.combine(monday, dtime(9), ZoneInfo(ZONE))
+    box = mailbox.Maildir(str(folder), create=True)
+    ids: dict[str, str] = {}
+    for m in spec["message"]:
+        sender = people[m["from"]]
+        receiver = people["assistant" if m["from"] == "manager" else "manager"]
+        msg = EmailMessage()
+        msg["From"] = f"{sender[0]} <{sender[1]}>"
+        msg["To"] = f"{receiver[0]} <{receiver[1]}>"
+        msg["Subject"] = m["subject"]
+        msg["Date"] = format_datetime(base + timedelta(minutes=m["at"]))
+        ids[m["id"]] = make_msgid(domain="example.com")
+        msg["Message-ID"] = ids[m["id"]]
+        if "reply_to" in m:
+            msg["In-Reply-To"] = ids[m["reply_to"]]
+            msg["References"] = ids[m["reply_to"]]
+        msg.set_content(f"{m['subject']}\n")
+        box.add(msg)
+    return len(spec["message"])
+
+
+def run_demo(console: Console, serve: bool = False, keep: Path | None = None) -> int:
+    with ExitStack() as outer:
+        if keep is None:
+            root = Path(outer.enter_context(tempfile.TemporaryDirectory(prefix="assistant-demo-")))
+        else:
+            root = keep.resolve()
+            root.mkdir(parents=True, exist_ok=True)
+        demo = Demo(console, root)
+        outer.callback(demo.close)
+        console.rule("[bold]exec-assistant demo")
+        demo.start()
+        demo.play()
+        console.print()
+        console.rule("[bold]Done")
+        if serve:
+            serve_web(console, demo)
+        console.print("All embedded servers stopped; nothing left running.")
+    return 0
+
+
+def serve_web(console: Console, demo: Demo) -> None:
+    import uvicorn
+
+    from assistant.entrypoints.web.app import create_app
+
+    host, port = demo.settings.web.host, demo.settings.web.port
+    console.print(f"Web app on http://{host}:{port}/ — Ctrl-C to stop.")
+    uvicorn.run(create_app(demo.svc), host=host, port=port, log_level="warning")

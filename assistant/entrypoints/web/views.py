@@ -1,0 +1,550 @@
+"""What the pages and the API show: plain dicts, built for one user's access to one pair.
+
+Every function takes a ``PairAccess`` (see ``assistant.services.users``) and reads only
+that pair's rows; private events are masked here (``assistant.domain.privacy`` decides what is
+shown), once, for pages and API alike.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from assistant.adapters.store.snapshots import from_row
+from assistant.adapters.store.tables import (
+    Account,
+    ChangeBatch,
+    DelegatedTask,
+    EventSnapshot,
+    Message,
+    OutboxEntry,
+    Pair,
+    ScheduleChange,
+)
+from assistant.domain import privacy
+from assistant.domain.conflicts import find_conflicts
+from assistant.domain.latency import Direction, LatencyRecord, reply_latencies
+from assistant.services.hours import pair_hours
+from assistant.services.mail import addresses, latency_of_pair, to_message
+from assistant.services.pairs import NotFoundError
+from assistant.services.users import PairAccess
+
+if TYPE_CHECKING:
+    from assistant.bootstrap import Service
+
+RECENT = timedelta(hours=48)  # changes this recent are highlighted in the agenda
+BUSY = privacy.busy_label("en")
+
+
+def _iso(t: datetime | None, tz: ZoneInfo) -> str | None:
+    return None if t is None else t.astimezone(tz).isoformat(timespec="minutes")
+
+
+def mask_event(data: dict[str, Any] | None, sees_private: bool) -> dict[str, Any] | None:
+    """An event dict (snapshot JSON) as this viewer may see it: private → busy only."""
+    return privacy.visible_json(data, sees_private, label=BUSY)
+
+
+# ------------------------------------------------------------------------------ agenda
+
+
+def agenda(svc: Service, access: PairAccess, first: date, days: int) -> dict[str, Any]:
+    tz = ZoneInfo(access.timezone)
+    start = datetime.combine(first, time(0), tz)
+    end = datetime.combine(first + timedelta(days=days), time(0), tz)
+    now = svc.now()
+    with svc.uow.read() as session:
+        pair = session.get(Pair, access.pair_id)
+        assert pair is not None
+        rows = list(
+            session.scalars(
+                select(EventSnapshot)
+                .join(Account, Account.id == EventSnapshot.account_id)
+                .where(
+                    Account.pair_id == access.pair_id,
+                    EventSnapshot.end_utc > start - timedelta(days=1),
+                    EventSnapshot.start_utc < end + timedelta(days=1),
+                )
+                .order_by(EventSnapshot.start_utc, EventSnapshot.id)
+            )
+        )
+        changes = list(
+            session.scalars(
+                select(ScheduleChange)
+                .where(
+                    ScheduleChange.pair_id == access.pair_id,
+                    ScheduleChange.detected_at >= now - RECENT,
+                )
+                .order_by(ScheduleChange.detected_at, ScheduleChange.id)
+            )
+        )
+        manager = frozenset({pair.manager_email.lower()})
+    events = [from_row(r) for r in rows]
+    buffer = timedelta(minutes=svc.settings.notify.travel_buffer_minutes)
+    clashes: dict[tuple[str, str], str] = {}
+    for clash in find_conflicts(events, events, travel_buffer=buffer, manager_emails=manager):
+        for key in (clash.event.key, clash.other.key):
+            clashes.setdefault(key, clash.kind)
+    latest = {(c.uid, c.recurrence_id): c for c in changes}
+    items: list[dict[str, Any]] = []
+    for e in (privacy.visible(e, access.sees_private) for e in events):
+        if e.all_day:
+            assert e.start_date is not None
+            last = e.end_date or e.start_date + timedelta(days=1)
+            if not (e.start_date < first + timedelta(days=days) and last > first):
+                continue
+        elif not (e.end > start and e.start < end):
+            continue
+        if e.status.value == "cancelled" and e.key not in latest:
+            continue
+        item = {
+            "uid": e.uid,
+            "recurrence_id": e.recurrence_id,
+            "summary": privacy.title(e.summary, e.private, access.sees_private),
+            "start": _iso(e.start, tz),
+            "end": _iso(e.end, tz),
+            "all_day": e.all_day,
+            "date": (e.start_date or e.start.astimezone(tz).date()).isoformat(),
+            "location": privacy.place(e, access.sees_private),
+            "description": e.description,
+            "organizer": e.organizer,
+            "online_meeting_url": e.online_meeting_url,
+            "attendees": [a.email for a in e.attendees],
+            "categories": list(e.categories),
+            "status": e.status.value,
+            "busy": e.busy,
+            "private": e.private,
+            "checkpoint": e.is_ours,
+            "conflict": clashes.get(e.key),
+            "change": None,
+        }
+        items.append(item)
+    by_key = {(i["uid"], i["recurrence_id"]): i for i in items}
+    for key, c in latest.items():
+        change = {
+            "kind": c.kind,
+            "kinds": (c.after or c.before or {}).get("kinds", [c.kind]),
+            "detected_at": _iso(c.detected_at, tz),
+            "priority": c.priority,
+            "before": _brief(mask_event(c.before, access.sees_private), tz),
+            "after": _brief(mask_event(c.after, access.sees_private), tz),
+        }
+        if key in by_key:
+            by_key[key]["change"] = change
+        elif c.before and c.after is None and start <= c.starts_at < end:  # cancelled: show it
+            shown = mask_event(c.before, access.sees_private) or {}
+            items.append(
+                {
+                    "uid": c.uid,
+                    "recurrence_id": c.recurrence_id,
+                    "summary": shown.get("summary", ""),
+                    "start": _iso(c.starts_at, tz),
+                    "end": change["before"]["end"] if change["before"] else None,
+                    "all_day": bool(shown.get("all_day")),
+                    "date": c.starts_at.astimezone(tz).date().isoformat(),
+                    "location": shown.get("location", ""),
+                    "description": "",
+                    "organizer": "",
+                    "online_meeting_url": "",
+                    "attendees": [],
+                    "categories": [],
+                    "status": "cancelled",
+                    "busy": False,
+                    "private": bool(shown.get("private")),
+                    "checkpoint": False,
+                    "conflict": None,
+                    "change": change,
+                }
+            )
+    items.sort(key=lambda i: (i["date"], not i["all_day"], i["start"] or ""))
+    out_days = []
+    for n in range(days):
+        d = (first + timedelta(days=n)).isoformat()
+        out_days.append({"date": d, "events": [i for i in items if i["date"] == d]})
+    return {"pair": access.pair_name, "timezone": access.timezone, "days": out_days}
+
+
+def _brief(data: dict[str, Any] | None, tz: ZoneInfo) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    start = datetime.fromisoformat(data["start"]) if data.get("start") else None
+    end = datetime.fromisoformat(data["end"]) if data.get("end") else None
+    return {
+        "summary": data.get("summary", ""),
+        "start": _iso(start, tz),
+        "end": _iso(end, tz),
+        "location": data.get("location", ""),
+        "status": data.get("status", ""),
+    }
+
+
+# ----------------------------------------------------------------------------- changes
+
+
+def changes(svc: Service, access: PairAccess, limit: int = 100) -> dict[str, Any]:
+    tz = ZoneInfo(access.timezone)
+    with svc.uow.read() as session:
+        rows = session.execute(
+            select(ScheduleChange, ChangeBatch)
+            .join(ChangeBatch, ChangeBatch.id == ScheduleChange.batch_id)
+            .where(ScheduleChange.pair_id == access.pair_id)
+            .order_by(ScheduleChange.detected_at.desc(), ScheduleChange.id.desc())
+            .limit(limit)
+        ).all()
+        entries = list(
+            session.scalars(
+                select(OutboxEntry)
+                .where(OutboxEntry.pair_id == access.pair_id)
+                .order_by(OutboxEntry.id.desc())
+                .limit(limit)
+            )
+        )
+    by_batch: dict[int, list[dict[str, Any]]] = {}
+    by_change: dict[int, list[dict[str, Any]]] = {}
+    by_key: dict[str, dict[str, Any]] = {}
+    outbox = []
+    for e in entries:
+        d = {
+            "id": e.id,
+            "channel": e.channel,
+            "recipient": e.recipient,
+            "subject": e.subject,
+            "state": e.state,
+            "attempts": e.attempts,
+            "last_error": e.last_error,
+            "created_at": _iso(e.created_at, tz),
+            "delivered_at": _iso(e.sent_at, tz),
+            "retryable": e.state == "dead",
+        }
+        outbox.append(d)
+        by_key[e.idempotency_key] = d
+        for cid in e.payload.get("change_ids", []) or []:  # the notification path
+            if isinstance(cid, int):
+                by_change.setdefault(cid, []).append(d)
+        bid = e.payload.get("batch_id")  # the older, per-sync path
+        if isinstance(bid, int):
+            by_batch.setdefault(bid, []).append(d)
+    feed = []
+    for c, b in rows:
+        before = mask_event(c.before, access.sees_private)
+        after = mask_event(c.after, access.sees_private)
+        private = bool((c.after or c.before or {}).get("private"))
+        feed.append(
+            {
+                "id": c.id,
+                "kind": c.kind,
+                "kinds": (c.after or c.before or {}).get("kinds", [c.kind]),
+                "summary": privacy.title(c.summary, private, access.sees_private),
+                "starts_at": _iso(c.starts_at, tz),
+                "detected_at": _iso(c.detected_at, tz),
+                "priority": c.priority,
+                "state": c.state,
+                "by_assistant": c.by_assistant,
+                "conflicts": [_conflict(x, access.sees_private) for x in c.conflicts],
+                "before": _brief(before, tz),
+                "after": _brief(after, tz),
+                "notifications": _notified(c, by_change, by_key) or by_batch.get(b.id, []),
+            }
+        )
+    return {"changes": feed, "outbox": outbox}
+
+
+def _notified(
+    c: ScheduleChange, by_change: dict[int, list[dict[str, Any]]], by_key: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    found = list(by_change.get(c.id, []))
+    keyed = by_key.get(c.message_key) if c.message_key else None
+    if keyed is not None and keyed not in found:
+        found.append(keyed)
+    return found
+
+
+def _conflict(data: Any, sees_private: bool) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {"kind": str(data)}
+    other = mask_event(data.get("other"), sees_private) or {}
+    return {
+        "kind": data.get("kind", ""),
+        "other": other.get("summary", ""),
+        "gap_minutes": data.get("gap_minutes"),
+    }
+
+
+def outbox_entry_of(svc: Service, access: PairAccess, entry_id: int) -> None:
+    """Raise NotFoundError unless the outbox entry belongs to this pair."""
+    with svc.uow.read() as session:
+        entry = session.get(OutboxEntry, entry_id)
+        if entry is None or entry.pair_id != access.pair_id:
+            raise NotFoundError(f"no outbox entry {entry_id}")
+
+
+# ----------------------------------------------------------------------------- latency
+
+
+def latency(svc: Service, access: PairAccess, weeks: int = 12) -> dict[str, Any]:
+    now = svc.now()
+    tz = ZoneInfo(access.timezone)
+    figures = latency_of_pair(svc, access.ref, None)
+    with svc.uow.read() as session:
+        pair = session.get(Pair, access.pair_id)
+        assert pair is not None
+        messages = [
+            to_message(m)
+            for m in session.scalars(
+                select(Message).where(Message.pair_id == pair.id).order_by(Message.sent_at)
+            )
+        ]
+        managers, assistants = addresses(pair)
+        first = messages[0].sent_at.year if messages else now.year
+        hours = pair_hours(pair, first, now.year + 1)
+        sla = pair.sla_minutes
+    records = reply_latencies(
+        messages, managers, assistants, now, working_minutes=hours.working_minutes
+    )
+    waiting = sorted(
+        (r for r in records if not r.answered and r.direction is Direction.ASSISTANT_TO_MANAGER),
+        key=lambda r: -(r.waiting_working_minutes or r.waiting_minutes or 0),
+    )
+    open_ = [
+        {
+            "subject": r.subject,
+            "direction": r.direction.value,
+            "sent_at": _iso(r.sent_at, tz),
+            "waiting_minutes": _round(r.waiting_minutes),
+            "waiting_working_minutes": _round(r.waiting_working_minutes),
+            "overdue": (r.waiting_working_minutes or 0) > sla,
+        }
+        for r in waiting
+    ]
+    return {
+        "sla_minutes": sla,
+        "summary": figures["summary"],
+        "reverse_summary": figures["reverse_summary"],
+        "open": open_,
+        "trend": weekly_trend(records, now, tz, weeks, sla),
+        "records": [_record(r, tz) for r in records],
+    }
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 1)
+
+
+def _record(r: LatencyRecord, tz: ZoneInfo) -> dict[str, Any]:
+    return {
+        "subject": r.subject,
+        "direction": r.direction.value,
+        "sent_at": _iso(r.sent_at, tz),
+        "replied_at": _iso(r.replied_at, tz),
+        "wall_minutes": _round(r.wall_minutes),
+        "working_minutes": _round(r.working_minutes),
+        "waiting_working_minutes": _round(r.waiting_working_minutes),
+    }
+
+
+def weekly_trend(
+    records: list[LatencyRecord], now: datetime, tz: ZoneInfo, weeks: int, sla: float
+) -> list[dict[str, Any]]:
+    """Median working minutes of the manager's answers, per week (Monday) of sending."""
+    today = now.astimezone(tz).date()
+    monday = today - timedelta(days=today.weekday())
+    starts = [monday - timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
+    buckets: dict[date, list[float]] = {s: [] for s in starts}
+    for r in records:
+        if r.direction is not Direction.ASSISTANT_TO_MANAGER or r.working_minutes is None:
+            continue
+        d = r.sent_at.astimezone(tz).date()
+        week = d - timedelta(days=d.weekday())
+        if week in buckets:
+            buckets[week].append(r.working_minutes)
+    return [
+        {
+            "week": s.isoformat(),
+            "answered": len(v),
+            "median_working_minutes": round(statistics.median(v), 1) if v else None,
+            "within_sla": sum(1 for x in v if x <= sla),
+        }
+        for s, v in buckets.items()
+    ]
+
+
+def latency_csv(data: dict[str, Any]) -> str:
+    from assistant.domain import csvsafe
+
+    out = io.StringIO()
+    w = csv.writer(out)
+    cols = [
+        "direction",
+        "subject",
+        "sent_at",
+        "replied_at",
+        "wall_minutes",
+        "working_minutes",
+        "waiting_working_minutes",
+    ]
+    w.writerow(cols)
+    for r in data["records"]:
+        w.writerow(csvsafe.row("" if r[c] is None else r[c] for c in cols))
+    return out.getvalue()
+
+
+# ------------------------------------------------------------------------------- tasks
+
+
+def tasks(svc: Service, access: PairAccess) -> dict[str, Any]:
+    tz = ZoneInfo(access.timezone)
+    with svc.uow.read() as session:
+        rows = list(
+            session.scalars(
+                select(DelegatedTask)
+                .where(DelegatedTask.pair_id == access.pair_id)
+                .order_by(DelegatedTask.deadline, DelegatedTask.id)
+            )
+        )
+        out = [_task(t, tz) for t in rows]
+    from assistant.services.feedback import score
+
+    figures = score(svc, access.pair_id)
+    return {"tasks": out, "delegation_score": figures["share"], "score": figures}
+
+
+def task(svc: Service, access: PairAccess, task_id: int) -> dict[str, Any]:
+    tz = ZoneInfo(access.timezone)
+    with svc.uow.read() as session:
+        t = session.get(DelegatedTask, task_id)
+        if t is None or t.pair_id != access.pair_id:
+            raise NotFoundError(f"no task {task_id}")
+        view = _task(t, tz)
+    from assistant.services.feedback import feedback_of
+
+    view["feedback"] = feedback_of(svc, task_id)
+    return view
+
+
+def _task(t: DelegatedTask, tz: ZoneInfo) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "title": t.title,
+        "state": t.state,
+        "delegator": t.delegator,
+        "delegate": t.delegate,
+        "term_start": _iso(t.term_start, tz),
+        "deadline": _iso(t.deadline, tz),
+        "smart": {
+            "result": t.result,
+            "measure": t.measure,
+            "resources": t.resources,
+            "why": t.why,
+        },
+        "checkpoints": [
+            {
+                "kind": c.kind,
+                "label": "Red Line" if c.kind == "red_line" else "Dead Line",
+                "line_at": _iso(c.line_at, tz),
+                "start": _iso(c.start_at, tz),
+                "end": _iso(c.end_at, tz),
+                "state": c.state,
+                "note": c.note,
+            }
+            for c in sorted(t.checkpoints, key=lambda c: c.line_at)
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------- accounts
+
+_PLAIN = (
+    (
+        ("stored secret cannot be read",),
+        "The stored password or token cannot be read any more (the service's key changed):"
+        " reconnect the account.",
+    ),
+    (
+        ("invalid_grant", "revoked", "expired or revoked"),
+        "Access was revoked or has expired: reconnect the account.",
+    ),
+    (
+        (
+            "401", "unauthor", "auth", "credential", "password", "invalid_grant", "revoked",
+            "refused the login", "login failed",
+        ),
+        "Access refused: the password or the connection is no longer valid. Reconnect the account.",
+    ),
+    (
+        ("403", "forbidden", "permission"),
+        "The provider refuses access to this calendar or mailbox. Check the account's rights.",
+    ),
+    (("404", "not found"), "The calendar or mailbox was not found at its address."),
+    (("429", "rate", "throttl"), "The provider asked us to slow down; we retry later."),
+    (("timeout", "timed out"), "The server did not answer in time; we retry."),
+    (
+        ("connection refused", "name or service", "unreachable", "connect"),
+        "The server could not be reached. Check the address or the network.",
+    ),
+    (
+        ("410", "sync token", "invalid state", "token expired"),
+        "The provider reset its change list; the next sync reads everything again.",
+    ),
+    (("ssl", "certificate"), "The server's certificate was not accepted."),
+)
+
+
+def plain_error(error: str) -> str:
+    if not error:
+        return ""
+    low = error.lower()
+    for words, text in _PLAIN:
+        if any(w in low for w in words):
+            return text
+    return "The last sync failed: " + error.splitlines()[0][:200]
+
+
+SIGN_IN_PROVIDERS = ("google", "gmail", "graph", "graph-mail")
+
+
+def signs_in(a: Account) -> bool:
+    """Connected through the provider's sign-in page (a refresh token): reconnect there."""
+    conf = a.settings
+    return (
+        a.provider in SIGN_IN_PROVIDERS
+        and str(conf.get("auth", "oauth")) == "oauth"
+        and "refresh_token" in conf
+    )
+
+
+def accounts(svc: Service, access: PairAccess) -> list[dict[str, Any]]:
+    tz = ZoneInfo(access.timezone)
+    with svc.uow.read() as session:
+        rows = list(
+            session.scalars(
+                select(Account).where(Account.pair_id == access.pair_id).order_by(Account.id)
+            )
+        )
+    out = []
+    for a in rows:
+        if a.state == "new":
+            words = "Not synced yet."
+        elif a.state == "error":
+            words = plain_error(a.last_error)
+        else:  # working; what a sync left out at a limit is said after
+            words = " ".join(["Working.", a.last_error]).strip()
+        out.append(
+            {
+                "id": a.id,
+                "name": a.name,
+                "provider": a.provider,
+                "kind": a.kind,
+                "state": a.state,
+                "last_sync_at": _iso(a.last_sync_at, tz),
+                "status": words,
+                "writable": a.writable,
+                "signs_in": signs_in(a),
+            }
+        )
+    return out

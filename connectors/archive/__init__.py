@@ -1,0 +1,1 @@
+"""Mail archives read from disk (mbox, Maildir, .eml)."""

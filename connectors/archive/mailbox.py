@@ -1,0 +1,580 @@
+"""Read-only mail sources over an exported mailbox: a Maildir tree or an mbox file.
+
+``MaildirSource`` reads a real Maildir++ (``cur``/``new``/``tmp``, subfolders ``.Sent``)
+and the plain layout of the Enron corpus (``<folder>/<nested folder>/<n>.eml``: one RFC 822
+file per message). ``MboxSource`` reads one mbox file.
+
+Change tokens (opaque JSON strings):
+
+* Maildir: per folder, the highest file mtime seen (ns), the names carrying exactly that
+  mtime, and a digest of the names at or below it. The next call returns files above the
+  mark (or at it with a name not seen). If the files at or below the mark differ from the
+  digest (a file deleted, edited, or delivered with an older mtime, as Dovecot does for
+  APPEND) the token raises ``TokenExpired`` and the caller resyncs fully. A Maildir file is
+  named by its unique part (before ``:2,``), so moving it from ``new`` to ``cur`` or
+  changing its flags is not a change.
+* mbox: the byte size reached, the message count, and digests of the first and last 4 KiB
+  before that offset. A file that shrank or whose already-read bytes changed raises
+  ``TokenExpired``; otherwise only the bytes after the offset are parsed.
+
+A message that cannot be parsed is never fatal: it is left out and named in
+``MailDelta.skipped`` with the reason.
+
+Bodies: ``changes`` reads headers only. The service's own inbox needs the text as well:
+``parse_inbound`` maps one whole message to an ``InboundMessage`` (its plain-text part, or
+its HTML part crudely turned into text), and ``MaildirSource.fetch_new_bodies`` returns
+those for the files that are new since a token (the same token as ``changes``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import html
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.header import decode_header, make_header
+from email.message import EmailMessage, Message
+from email.utils import getaddresses, parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+from assistant.domain.model import MessageData
+from connectors.base import (
+    DEFAULT_LIMITS,
+    InvalidData,
+    MailDelta,
+    NotFound,
+    ParseLimits,
+    TokenExpired,
+)
+from connectors.mime import check_message, read_headers, read_message
+
+log = logging.getLogger(__name__)
+_MAIL_HEADERS = ("from", "sender", "x-from", "date", "message-id", "subject", "to")
+_AUTO_SUBJECT = re.compile(
+    r"^\s*(out of (the )?office|automatic reply|auto[- ]?reply|auto:|autosvar|"
+    r"абонент отсутствует|автоматический ответ)",
+    re.IGNORECASE,
+)
+_BULK_PRECEDENCE = {"bulk", "junk", "auto_reply", "list"}
+_ANGLE_SPLIT = re.compile(r"<([^<>]+)>")
+
+
+# ------------------------------------------------------------------------ parsing
+
+
+def _unbytes(value: str) -> str:
+    """Undo surrogate-escaped 8-bit header bytes: UTF-8 if valid, else cp1252."""
+    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+        return value
+    raw = value.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", "replace")
+
+
+def _decoded(name: str, value: str) -> str:
+    """A header's text: the default policy first, compat32 decoding as fallback."""
+    value = _unbytes(value)
+    with contextlib.suppress(Exception):  # the header registry raises on some broken headers
+        return str(policy.default.header_fetch_parse(name, value)).strip()
+    try:
+        return str(make_header(decode_header(value))).strip()
+    except Exception:
+        return " ".join(value.split())
+
+
+def _address(raw: str) -> str:
+    addr = raw.strip().strip("'\"<> ").lower()
+    if addr.startswith("mailto:"):
+        addr = addr[7:]
+    return addr if "@" in addr and " " not in addr else ""
+
+
+def _addresses(values: Sequence[str]) -> tuple[str, ...]:
+    """Lower-cased bare addresses, in order, without duplicates or non-addresses."""
+    found: dict[str, None] = {}
+    for _name, raw in getaddresses([_unbytes(v) for v in values]):
+        addr = _address(raw)
+        if addr:
+            found.setdefault(addr)
+    return tuple(found)
+
+
+def _message_ids(value: str) -> tuple[str, ...]:
+    ids = _ANGLE_SPLIT.findall(value) or value.split()
+    return tuple(i.strip().strip("<>") for i in ids if i.strip().strip("<>"))
+
+
+def _sent_at(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(_unbytes(value).strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC with no claim about the sender's zone
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC)
+
+
+def _is_auto(headers: dict[str, list[str]], subject: str) -> bool:
+    auto = headers.get("auto-submitted")
+    if auto and auto[0].strip().lower() != "no":
+        return True
+    if "x-auto-response-suppress" in headers:
+        return True
+    precedence = headers.get("precedence")
+    if precedence and precedence[0].strip().lower() in _BULK_PRECEDENCE:
+        return True
+    return bool(_AUTO_SUBJECT.match(subject))
+
+
+def message_ids(value: str) -> tuple[str, ...]:
+    """The ids in a Message-ID, In-Reply-To or References value, without angle brackets."""
+    return _message_ids(value)
+
+
+def is_auto_reply(headers: Mapping[str, Sequence[str]], subject: str) -> bool:
+    """Whether headers (lower-cased names) or the subject mark an automatic message:
+    Auto-Submitted other than ``no``, X-Auto-Response-Suppress, a bulk Precedence, or an
+    out-of-office subject."""
+    return _is_auto({k: list(v) for k, v in headers.items()}, subject)
+
+
+def _body_hash(raw: bytes) -> str:
+    cut = raw.find(b"\n\n")
+    if cut < 0:
+        cut = raw.find(b"\r\n\r\n")
+    body = raw[cut:] if cut >= 0 else b""
+    body = b"\n".join(line.rstrip() for line in body.strip().splitlines())
+    return hashlib.sha256(body).hexdigest()[:16]
+
+
+def parse_message(
+    raw: bytes,
+    *,
+    source_id: str,
+    folder: str,
+    mtime: datetime,
+    limits: ParseLimits = DEFAULT_LIMITS,
+) -> MessageData:
+    """Map one RFC 822 message to MessageData. Raises InvalidData when it is not a mail
+    (or has more header lines than ``limits`` allow, see ``connectors.mime``)."""
+    if not raw.strip():
+        raise InvalidData("empty file")
+    msg = read_headers(raw, limits)
+    headers: dict[str, list[str]] = {}
+    for name, value in msg.raw_items():
+        headers.setdefault(name.strip().lower(), []).append(str(value))
+    if not any(h in headers for h in _MAIL_HEADERS):
+        raise InvalidData("no mail headers")
+
+    def text(name: str) -> str:
+        values = headers.get(name)
+        return _decoded(name, values[0]) if values else ""
+
+    extra: dict[str, str] = {"body_hash": _body_hash(raw)}
+    message_id = next(iter(_message_ids(text("message-id"))), "")
+    if not message_id:
+        message_id = hashlib.sha256(raw).hexdigest()[:32] + "@synthesized"
+        extra["message_id_source"] = "content-hash"
+
+    sent_at = _sent_at(headers.get("date", [None])[0])
+    if sent_at is None:
+        sent_at = mtime
+        extra["date_source"] = "mtime"
+
+    from_values = headers.get("from") or headers.get("sender") or []
+    senders = _addresses(from_values)
+    if not senders and "x-from" in headers:  # Enron: a display name, or an address
+        senders = _addresses(headers["x-from"])
+        extra["x_from"] = text("x-from")
+    to = _addresses(headers.get("to", []))
+    cc = _addresses(headers.get("cc", []))
+    if not to and "x-to" in headers:  # Enron keeps display names (rarely addresses) here
+        to = _addresses(headers["x-to"])
+        extra["x_to"] = text("x-to")[:500]
+
+    subject = text("subject")
+    return MessageData(
+        message_id=message_id,
+        sent_at=sent_at,
+        from_addr=senders[0] if senders else "",
+        to=to,
+        cc=cc,
+        subject=subject,
+        in_reply_to=next(iter(_message_ids(text("in-reply-to"))), ""),
+        references=_message_ids(text("references")),
+        folder=folder,
+        auto_reply=_is_auto(headers, subject),
+        source_id=source_id,
+        extra=extra,
+    )
+
+
+# ------------------------------------------------------------------ whole messages
+
+MAX_TEXT_CHARS = 100_000
+_HTML_DROP = re.compile(r"<(script|style|head|title)\b.*?</\1\s*>", re.I | re.S)
+_HTML_QUOTE = re.compile(r"<blockquote\b(?:(?!<blockquote\b).)*?</blockquote\s*>", re.I | re.S)
+_HTML_BREAK = re.compile(r"<br\s*/?>|</?(?:p|div|tr|li|h[1-6]|table|ul|ol)\b[^>]*>", re.I)
+_HTML_TAG = re.compile(r"<[^>]+>")
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One message as the service's own inbox needs it: who, in reply to what, and the text."""
+
+    message_id: str
+    from_addr: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+    in_reply_to: str
+    references: tuple[str, ...]
+    sent_at: datetime  # aware (UTC); the Date header, else when the server got it
+    text: str  # the plain-text part, or the HTML part crudely as text; "" when neither
+    auto_reply: bool = False
+    source_id: str = ""
+    # The Authentication-Results header values, topmost (added last) first.
+    authentication_results: tuple[str, ...] = ()
+
+
+def html_to_text(markup: str) -> str:
+    """Crude: drop scripts, styles and quoted (``blockquote``) parts, break lines at block
+    tags, drop the other tags, unescape entities."""
+    text = _HTML_COMMENT.sub("", markup)
+    text = _HTML_DROP.sub("", text)
+    while True:  # innermost quotes first
+        shorter = _HTML_QUOTE.sub("\n", text)
+        if shorter == text:
+            break
+        text = shorter
+    text = _HTML_BREAK.sub("\n", text)
+    text = html.unescape(_HTML_TAG.sub("", text)).replace("\u00a0", " ")
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _part_text(part: Message) -> str:
+    content: object = None
+    with contextlib.suppress(Exception):  # an unknown charset, a broken transfer encoding
+        assert isinstance(part, EmailMessage)
+        content = part.get_content()
+    if isinstance(content, str):
+        return content
+    payload = part.get_payload(decode=True)
+    if isinstance(payload, bytes):
+        charset = part.get_content_charset() or "utf-8"
+        try:
+            return payload.decode(charset, "replace")
+        except LookupError:
+            return payload.decode("utf-8", "replace")
+    return ""
+
+
+def body_text(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> str:
+    """The text of a message: its text/plain part, else its text/html part as text
+    ("" when there is none, or the message goes beyond ``limits``)."""
+    try:
+        msg = read_message(raw, limits)
+    except InvalidData:
+        return ""
+    try:
+        part = msg.get_body(preferencelist=("plain", "html"))
+    except Exception:
+        part = None
+    if part is None:
+        return ""
+    text = _part_text(part)
+    if part.get_content_subtype() == "html":
+        text = html_to_text(text)
+    return text.replace("\r\n", "\n")[:MAX_TEXT_CHARS]
+
+
+def parse_inbound(
+    raw: bytes, *, source_id: str, mtime: datetime, limits: ParseLimits = DEFAULT_LIMITS
+) -> InboundMessage:
+    """Headers (as ``parse_message`` reads them) and text of one message.
+    Raises InvalidData when it is not a mail, or goes beyond ``limits`` (header lines,
+    nested parts: see ``connectors.mime``)."""
+    check_message(raw, limits)
+    head = parse_message(raw, source_id=source_id, folder="", mtime=mtime, limits=limits)
+    verdicts: list[str] = []
+    with contextlib.suppress(Exception):  # parse_message read these headers already
+        found = read_headers(raw, limits).get_all("Authentication-Results")
+        verdicts = [str(v) for v in found or []]
+    return InboundMessage(
+        message_id=head.message_id,
+        from_addr=head.from_addr,
+        to=head.to,
+        cc=head.cc,
+        subject=head.subject,
+        in_reply_to=head.in_reply_to,
+        references=head.references,
+        sent_at=head.sent_at,
+        text=body_text(raw, limits),
+        auto_reply=head.auto_reply,
+        source_id=source_id,
+        authentication_results=tuple(verdicts),
+    )
+
+
+def _parse_or_skip(
+    raw: bytes,
+    source_id: str,
+    folder: str,
+    mtime: datetime,
+    skipped: list[str],
+    limits: ParseLimits = DEFAULT_LIMITS,
+) -> MessageData | None:
+    try:
+        return parse_message(raw, source_id=source_id, folder=folder, mtime=mtime, limits=limits)
+    except InvalidData as exc:
+        skipped.append(f"{source_id}: {exc}")
+    except Exception as exc:  # never let one bad message stop an import
+        skipped.append(f"{source_id}: {type(exc).__name__}: {exc}")
+    return None
+
+
+def _mtime(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
+
+
+def _digest(names: Iterator[str] | list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(names)).encode("utf-8", "surrogateescape")).hexdigest()[
+        :24
+    ]
+
+
+def _load_token(token: str, kind: str) -> dict[str, Any]:
+    try:
+        data = json.loads(token)
+    except ValueError:
+        raise TokenExpired("unreadable change token") from None
+    if not isinstance(data, dict) or data.get("v") != 1 or data.get("kind") != kind:
+        raise TokenExpired("change token of another kind or version")
+    return data
+
+
+# ------------------------------------------------------------------------ maildir
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    folder: str
+    key: str  # unique within the folder; stable across flag changes
+    rel: str  # path relative to the root: the message's source_id
+    mtime_ns: int
+
+
+def _is_maildir(path: Path) -> bool:
+    return (path / "cur").is_dir() and (path / "new").is_dir()
+
+
+class MaildirSource:
+    """Messages of a Maildir tree (Maildir++ or the plain Enron layout), read-only."""
+
+    def __init__(
+        self,
+        path: Path,
+        folders: Sequence[str] | None = None,
+        *,
+        limits: ParseLimits = DEFAULT_LIMITS,
+    ) -> None:
+        self.path = Path(path)
+        self.folders = tuple(f.strip("/") for f in folders) if folders else None
+        self.limits = limits
+
+    def _wanted(self, folder: str) -> bool:
+        if self.folders is None:
+            return True
+        return any(folder == f or folder.startswith(f + "/") for f in self.folders)
+
+    def _scan(self) -> list[_File]:
+        if not self.path.is_dir():
+            raise NotFound(f"no mail folder at {self.path}")
+        found: list[_File] = []
+        self._walk(self.path, "", found)
+        found.sort(key=lambda f: (f.folder, f.rel))
+        return found
+
+    def _walk(self, directory: Path, folder: str, found: list[_File]) -> None:
+        maildir = _is_maildir(directory)
+        name = folder or ("INBOX" if maildir else "")
+        if maildir and self._wanted(name):
+            for sub in ("new", "cur"):
+                for entry in os.scandir(directory / sub):
+                    if entry.is_file() and not entry.name.startswith("."):
+                        rel = os.path.relpath(entry.path, self.path)
+                        key = entry.name.split(":", 1)[0]
+                        found.append(_File(name, key, rel, entry.stat().st_mtime_ns))
+        for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+            if entry.is_dir():
+                if maildir and entry.name in ("cur", "new", "tmp"):
+                    continue
+                if entry.name.startswith("."):
+                    if not (maildir and folder == ""):
+                        continue
+                    sub = entry.name[1:].replace(".", "/")  # Maildir++ ".Sent.2020"
+                else:
+                    sub = f"{folder}/{entry.name}" if folder else entry.name
+                self._walk(Path(entry.path), sub, found)
+            elif (
+                not maildir
+                and entry.is_file()
+                and not entry.name.startswith(".")
+                and self._wanted(folder)
+            ):
+                rel = os.path.relpath(entry.path, self.path)
+                found.append(_File(folder, entry.name, rel, entry.stat().st_mtime_ns))
+
+    def changes(self, token: str | None) -> MailDelta:
+        """All messages (token None) or those in files not seen at ``token``."""
+        new, next_token = self._new_files(token)
+        skipped: list[str] = []
+        messages: list[MessageData] = []
+        for f in new:
+            try:
+                raw = (self.path / f.rel).read_bytes()
+            except OSError as exc:
+                skipped.append(f"{f.rel}: cannot read: {exc.strerror}")
+                continue
+            msg = _parse_or_skip(raw, f.rel, f.folder, _mtime(f.mtime_ns), skipped, self.limits)
+            if msg is not None:
+                messages.append(msg)
+        return MailDelta(
+            full=token is None, messages=tuple(messages), token=next_token, skipped=tuple(skipped)
+        )
+
+    def fetch_new_bodies(self, token: str | None) -> tuple[list[InboundMessage], str]:
+        """Whole messages (headers and text) in files not seen at ``token`` (None: all),
+        and the next token. Flags and file names are never touched. A file that cannot be
+        read or parsed is left out (and not offered again)."""
+        new, next_token = self._new_files(token)
+        out: list[InboundMessage] = []
+        for f in new:
+            try:
+                raw = (self.path / f.rel).read_bytes()
+                mtime = _mtime(f.mtime_ns)
+                out.append(parse_inbound(raw, source_id=f.rel, mtime=mtime, limits=self.limits))
+            except OSError as exc:
+                log.warning("mail %s left out: cannot read (%s)", f.rel, exc.strerror)
+            except InvalidData as exc:
+                log.warning("mail %s left out: %s", f.rel, exc)
+        return out, next_token
+
+    def _new_files(self, token: str | None) -> tuple[list[_File], str]:
+        files = self._scan()
+        by_folder: dict[str, list[_File]] = {}
+        for f in files:
+            by_folder.setdefault(f.folder, []).append(f)
+        state = _load_token(token, "maildir")["folders"] if token is not None else {}
+        new: list[_File] = []
+        next_state: dict[str, dict[str, Any]] = {}
+        for folder, members in by_folder.items():
+            old = state.get(folder)
+            if old is None:
+                new.extend(members)
+            else:
+                mark, at = int(old["m"]), set(old["at"])
+                seen = [
+                    f for f in members if f.mtime_ns < mark or (f.mtime_ns == mark and f.key in at)
+                ]
+                if _digest([f.key for f in seen]) != old["h"]:
+                    raise TokenExpired(f"files in folder {folder!r} changed below the mark")
+                seen_keys = {f.key for f in seen}
+                new.extend(f for f in members if f.key not in seen_keys)
+            mark = max(f.mtime_ns for f in members)
+            next_state[folder] = {
+                "m": mark,
+                "at": sorted(f.key for f in members if f.mtime_ns == mark),
+                "h": _digest([f.key for f in members]),
+            }
+        for folder, old in state.items():  # a folder now empty (or gone) must stay empty
+            if folder not in by_folder and self._wanted(folder) and old["h"] != _digest([]):
+                raise TokenExpired(f"folder {folder!r} lost its messages")
+        next_token = json.dumps({"v": 1, "kind": "maildir", "folders": next_state}, sort_keys=True)
+        return new, next_token
+
+
+# --------------------------------------------------------------------------- mbox
+
+_EDGE = 4096
+
+
+def _split_mbox(data: bytes) -> Iterator[bytes]:
+    """The messages of an mbox chunk, From_ lines removed. A From_ line starts a message
+    at the start of the chunk or after an empty line."""
+    current: list[bytes] | None = None
+    previous_blank = True
+    for line in data.splitlines(keepends=True):
+        if line.startswith(b"From ") and previous_blank:
+            if current is not None:
+                yield _strip_separator(current)
+            current = []
+        elif current is not None:
+            current.append(line)
+        previous_blank = not line.strip()
+    if current is not None:
+        yield _strip_separator(current)
+
+
+def _strip_separator(lines: list[bytes]) -> bytes:
+    if lines and not lines[-1].strip():
+        lines = lines[:-1]
+    return b"".join(lines)
+
+
+class MboxSource:
+    """Messages of one mbox file, read-only; new messages are those appended."""
+
+    def __init__(self, path: Path, *, limits: ParseLimits = DEFAULT_LIMITS) -> None:
+        self.path = Path(path)
+        self.limits = limits
+
+    def changes(self, token: str | None) -> MailDelta:
+        """All messages (token None) or those appended after ``token``."""
+        try:
+            data = self.path.read_bytes()
+            mtime = _mtime(self.path.stat().st_mtime_ns)
+        except FileNotFoundError:
+            raise NotFound(f"no mbox at {self.path}") from None
+        offset, index = 0, 0
+        if token is not None:
+            state = _load_token(token, "mbox")
+            offset, index = int(state["size"]), int(state["n"])
+            if len(data) < offset:
+                raise TokenExpired("the mbox shrank")
+            if _edges(data, offset) != state["edges"]:
+                raise TokenExpired("the mbox was rewritten")
+        skipped: list[str] = []
+        messages: list[MessageData] = []
+        for raw in _split_mbox(data[offset:]):
+            msg = _parse_or_skip(raw, str(index), "", mtime, skipped, self.limits)
+            if msg is not None:
+                messages.append(msg)
+            index += 1
+        edges = _edges(data, len(data))
+        next_token = json.dumps(
+            {"v": 1, "kind": "mbox", "size": len(data), "n": index, "edges": edges}
+        )
+        return MailDelta(
+            full=token is None, messages=tuple(messages), token=next_token, skipped=tuple(skipped)
+        )
+
+
+def _edges(data: bytes, offset: int) -> str:
+    head = data[: min(_EDGE, offset)]
+    tail = data[max(0, offset - _EDGE) : offset]
+    return hashlib.sha256(head + b"\0" + tail).hexdigest()[:24]

@@ -1,0 +1,1 @@
+"""CalDAV calendars (Radicale, Xandikos, iCloud, Nextcloud...)."""

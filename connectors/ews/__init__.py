@@ -1,0 +1,1 @@
+"""Exchange Web Services: calendar, mailbox, push."""

@@ -1,0 +1,504 @@
+"""A Google Calendar (API v3) calendar, through google-api-python-client.
+
+Every request goes through the real client library (``googleapiclient.discovery.build``
+with the discovery document shipped in the package) over an ``httplib2.Http`` with a
+timeout, wrapped by ``google_auth_httplib2.AuthorizedHttp``: a 401 is answered by one
+token refresh and one retry inside the call; a refresh the token endpoint refuses
+(``invalid_grant``) is ``AuthExpired``. Credentials are either an installed app's OAuth
+refresh token or a service account with domain-wide delegation acting as the manager.
+
+Sync is ``events.list`` with ``singleEvents=False`` and ``showDeleted=True``: series
+masters and their exceptions (moved or cancelled instances, ``recurringEventId`` +
+``originalStartTime``) come as they are stored, and the series are expanded over the
+window by ``connectors.google.series`` (``recurring-ical-events`` on the master's
+RRULE/RDATE/EXDATE lines, then the exceptions applied by original start; the mapping of
+an event to ours is there too). One resource per series (href = the master's
+id) or per single event (href = its id). The first listing has no token; its
+``nextSyncToken`` is our token; a 410 on a token is ``TokenExpired``.
+
+Costs: nothing changed since the token, one request. Something changed, one listing
+(paged) plus one ``events.list(iCalUID=...)`` per touched series, which brings the
+master and all its exceptions (two requests when only a cancelled exception without
+its iCalUID was listed: ``events.get`` of the master first).
+
+Our checkpoint events carry ``extendedProperties.private`` ``{x-exec-assistant-checkpoint:
+marker, x-exec-assistant-uid: uid}`` and a client-chosen event id derived from the UID
+(base32hex of its SHA-256), so a retried insert answers 409 and becomes an update:
+writing the same uid twice leaves one event.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import google.auth.credentials
+import google.auth.exceptions
+import google_auth_httplib2
+import httplib2
+from googleapiclient import discovery
+from googleapiclient.errors import HttpError
+
+from assistant.domain.model import EventData, Response
+from connectors.base import (
+    AuthExpired,
+    CalendarDelta,
+    CalendarResource,
+    ConnectorError,
+    InvalidData,
+    NotFound,
+    OwnEvent,
+    PreconditionFailed,
+    RateLimited,
+    TokenExpired,
+    Transient,
+    Window,
+    WrittenEvent,
+    parse_retry_after,
+)
+from connectors.google.common import (
+    RATE_REASONS,
+    CountingHttp,
+    error_detail,
+    installed_app_credentials,
+    service_account_credentials,
+)
+from connectors.google.series import (
+    MARKER_KEY,
+    UID_KEY,
+    Item,
+    Series,
+    group_items,
+    instant,
+    is_cancelled,
+    resource_events,
+    zone_or_utc,
+)
+
+SCOPES = ("https://www.googleapis.com/auth/calendar",)
+DEFAULT_ROOT = "https://www.googleapis.com/"
+DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105  # a URL
+MAX_PAGES = 10_000
+
+_TO_GOOGLE = {
+    Response.ACCEPTED: "accepted",
+    Response.DECLINED: "declined",
+    Response.TENTATIVE: "tentative",
+}
+
+RequestHook = Callable[[str, str, int], None]
+
+
+class _Conflict(ConnectorError):
+    """409: an event with that id exists already."""
+
+
+class GoogleCalendar:
+    """One Google calendar (``calendar_id``, "primary" by default) seen with ``credentials``.
+
+    ``api_root`` is where the API lives (``https://www.googleapis.com/``; tests point it
+    at a local server). ``zone`` is the manager's zone, used by ``get_event`` for all-day
+    dates. ``on_request(method, url, status)`` is called for every HTTP response
+    received; ``requests`` counts them. ``send_updates`` is the ``sendUpdates`` of our
+    writes ("none": attendees of checkpoints are not mailed by Google).
+    """
+
+    def __init__(
+        self,
+        credentials: google.auth.credentials.Credentials,
+        calendar_id: str = "primary",
+        *,
+        api_root: str = DEFAULT_ROOT,
+        timeout: float = 30,
+        zone: str = "UTC",
+        page_size: int = 1000,
+        send_updates: str = "none",
+        on_request: RequestHook | None = None,
+    ) -> None:
+        self.calendar_id = calendar_id
+        self.zone = zone
+        self.page_size = page_size
+        self.send_updates = send_updates
+        self.requests = 0
+        self._on_request = on_request
+        self._credentials = credentials
+        authed = google_auth_httplib2.AuthorizedHttp(
+            credentials, http=CountingHttp(timeout, self._count), max_refresh_attempts=1
+        )
+        root = api_root if api_root.endswith("/") else api_root + "/"
+        self._service = discovery.build(
+            "calendar",
+            "v3",
+            http=authed,
+            static_discovery=True,
+            cache_discovery=False,
+            client_options={"api_endpoint": root + "calendar/v3/"},
+        )
+        self._events = self._service.events()
+
+    def channels(self) -> Any:
+        """The API's channels resource (``channels.stop`` of push channels)."""
+        return self._service.channels()
+
+    # ------------------------------------------------------------------ factories
+
+    @classmethod
+    def installed_app(
+        cls,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        *,
+        token_uri: str = DEFAULT_TOKEN_URI,
+        scopes: Iterable[str] = SCOPES,
+        **kwargs: Any,
+    ) -> GoogleCalendar:
+        """OAuth for an installed app: the refresh token the manager's consent gave."""
+        creds = installed_app_credentials(
+            client_id, client_secret, refresh_token, token_uri, scopes
+        )
+        return cls(creds, **kwargs)
+
+    @classmethod
+    def service_account(
+        cls,
+        key: Mapping[str, Any],
+        subject: str,
+        *,
+        token_uri: str | None = None,
+        scopes: Iterable[str] = SCOPES,
+        **kwargs: Any,
+    ) -> GoogleCalendar:
+        """A service account key (the JSON file's content) with domain-wide delegation,
+        acting as ``subject`` (the manager)."""
+        creds = service_account_credentials(key, subject, token_uri, scopes, "Google")
+        return cls(creds, **kwargs)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Mapping[str, Any],
+        secret: Callable[[Any], str],
+        *,
+        timeout: float = 30,
+        zone: str = "UTC",
+    ) -> GoogleCalendar:
+        """From account settings; ``secret`` resolves secret references.
+
+        ``auth = "oauth"``: ``client_id``, ``client_secret``, ``refresh_token``.
+        ``auth = "service_account"``: ``service_account_key`` (the key file's JSON) and
+        ``subject``. Optional: ``calendar_id``, ``api_root``, ``token_uri``.
+        """
+        common: dict[str, Any] = {
+            "calendar_id": str(settings.get("calendar_id", "primary")),
+            "api_root": str(settings.get("api_root", DEFAULT_ROOT)),
+            "timeout": timeout,
+            "zone": zone,
+        }
+        token_uri = str(settings.get("token_uri", "")) or None
+        auth = str(settings.get("auth", "oauth"))
+        if auth == "service_account":
+            try:
+                key = json.loads(secret(settings.get("service_account_key")))
+            except ValueError:
+                raise AuthExpired("Google: the service account key is not JSON") from None
+            return cls.service_account(key, str(settings["subject"]), token_uri=token_uri, **common)
+        if auth == "oauth":
+            return cls.installed_app(
+                str(settings["client_id"]),
+                secret(settings.get("client_secret")),
+                secret(settings.get("refresh_token")),
+                token_uri=token_uri or DEFAULT_TOKEN_URI,
+                **common,
+            )
+        raise ValueError(f"unknown Google auth {auth!r} (oauth or service_account)")
+
+    # ------------------------------------------------------------- CalendarSource
+
+    def changes(self, token: str | None, window: Window) -> CalendarDelta:
+        items, next_token, cal_zone = self._list(token)
+        if token is not None and not items:
+            return CalendarDelta(full=False, unchanged=True, token=next_token)
+        singles, series, deleted = group_items(items)
+        resources: list[CalendarResource] = []
+        skipped: list[str] = []
+        gone: list[str] = []
+        for item in singles:
+            self._add(resources, skipped, item["id"], [item], None, window, cal_zone, not token)
+        for sid, group in series.items():
+            if sid in deleted:
+                continue
+            if token:  # only what changed was listed: read the whole series
+                fetched = self._fetch_series(sid, group.ical_uid)
+                if fetched is None:
+                    gone.append(sid)
+                    continue
+                group = fetched
+            members = [*([group.master] if group.master else []), *group.exceptions.values()]
+            if group.master is None and all(is_cancelled(e) for e in members):
+                gone.append(sid)
+                continue
+            self._add(resources, skipped, sid, members, group, window, cal_zone, not token)
+        return CalendarDelta(
+            full=not token,
+            resources=tuple(resources),
+            deleted=() if not token else tuple(sorted(set(deleted) | set(gone))),
+            token=next_token,
+            skipped=tuple(skipped),
+        )
+
+    # ------------------------------------------------------------- CalendarWriter
+
+    def put_event(self, event: OwnEvent) -> WrittenEvent:
+        body = _own_body(event)
+        event_id = event_id_for(event.uid)
+        cal = self.calendar_id
+        try:
+            written = self._execute(
+                self._events.insert(
+                    calendarId=cal, body={"id": event_id, **body}, sendUpdates=self.send_updates
+                ),
+                f"insert {event_id}",
+            )
+        except _Conflict:  # written before (perhaps by a retried call), or deleted since
+            body.pop("iCalUID")
+            written = self._execute(
+                self._events.update(
+                    calendarId=cal, eventId=event_id, body=body, sendUpdates=self.send_updates
+                ),
+                f"update {event_id}",
+            )
+        return WrittenEvent(
+            href=str(written.get("id", event_id)), etag=str(written.get("etag", ""))
+        )
+
+    def delete_event(self, uid: str) -> bool:
+        ids = [event_id_for(uid)]
+        found = False
+        while ids:
+            event_id = ids.pop()
+            try:
+                self._execute(
+                    self._events.delete(
+                        calendarId=self.calendar_id, eventId=event_id,
+                        sendUpdates=self.send_updates,
+                    ),
+                    f"delete {event_id}",
+                )  # fmt: skip
+                found = True
+            except NotFound:
+                if not found and event_id == event_id_for(uid):
+                    ids.extend(str(i["id"]) for i in self._find(uid))
+        return found
+
+    def get_event(self, uid: str) -> EventData | None:
+        item = self._get(event_id_for(uid))
+        if item is None or is_cancelled(item):
+            item = next(iter(self._find(uid)), None)
+        if item is None:
+            return None
+        start = instant(item.get("start") or {}, self.zone, ZoneInfo(zone_or_utc(self.zone)))
+        around = Window(start - timedelta(days=1), start + timedelta(days=2), self.zone)
+        group = Series(master=item) if item.get("recurrence") else None
+        events = resource_events(str(item["id"]), [item], group, around, self.zone)
+        return events[0] if events else None
+
+    # ----------------------------------------------------------------- requests
+
+    def _list(self, token: str | None) -> tuple[list[Item], str | None, str]:
+        """All pages of one events.list: (items, nextSyncToken, the calendar's zone)."""
+        items: list[Item] = []
+        page: str | None = None
+        for _ in range(MAX_PAGES):
+            reply = self._execute(
+                self._events.list(
+                    calendarId=self.calendar_id, singleEvents=False, showDeleted=True,
+                    maxResults=self.page_size, syncToken=token, pageToken=page,
+                ),
+                "events.list",
+                gone=TokenExpired if token else NotFound,
+            )  # fmt: skip
+            items.extend(i for i in reply.get("items", ()) if isinstance(i, dict) and i.get("id"))
+            page = reply.get("nextPageToken")
+            if not page:
+                return items, reply.get("nextSyncToken"), str(reply.get("timeZone") or "")
+        raise ConnectorError(f"Google events.list: more than {MAX_PAGES} pages")
+
+    def _fetch_series(self, sid: str, ical_uid: str) -> Series | None:
+        """The master of ``sid`` and all its exceptions, or None when the series is gone."""
+        if not ical_uid:
+            master = self._get(sid)
+            if master is None or is_cancelled(master):
+                return None
+            ical_uid = str(master.get("iCalUID", ""))
+            if not ical_uid:
+                return Series(master=master)
+        items: list[Item] = []
+        page: str | None = None
+        for _ in range(MAX_PAGES):
+            reply = self._execute(
+                self._events.list(
+                    calendarId=self.calendar_id, iCalUID=ical_uid, singleEvents=False,
+                    showDeleted=True, maxResults=self.page_size, pageToken=page,
+                ),
+                f"events.list iCalUID={ical_uid}",
+            )  # fmt: skip
+            items.extend(i for i in reply.get("items", ()) if isinstance(i, dict) and i.get("id"))
+            page = reply.get("nextPageToken")
+            if not page:
+                break
+        related = (i for i in items if sid in (i["id"], i.get("recurringEventId")))
+        _, series, deleted = group_items(related)
+        if sid in deleted:
+            return None
+        group = series.get(sid)
+        if group is None or (group.master is None and not group.exceptions):
+            return None
+        return group
+
+    def _get(self, event_id: str) -> Item | None:
+        try:
+            item = self._execute(
+                self._events.get(calendarId=self.calendar_id, eventId=event_id),
+                f"get {event_id}",
+            )
+        except NotFound:
+            return None
+        return item if isinstance(item, dict) else None
+
+    def _find(self, uid: str) -> list[Item]:
+        """Our events holding ``uid`` wherever they are (one request)."""
+        reply = self._execute(
+            self._events.list(
+                calendarId=self.calendar_id, privateExtendedProperty=f"{UID_KEY}={uid}",
+                singleEvents=False, showDeleted=False, maxResults=10,
+            ),
+            "events.list by uid",
+        )  # fmt: skip
+        return [i for i in reply.get("items", ()) if i.get("id") and not is_cancelled(i)]
+
+    def _execute(self, request: Any, what: str, *, gone: type[ConnectorError] = NotFound) -> Any:
+        """Run one request; every failure becomes an error of our tree."""
+        try:
+            return request.execute(num_retries=0)
+        except HttpError as exc:
+            raise _translate(exc, what, gone) from None
+        except google.auth.exceptions.RefreshError as exc:
+            if getattr(exc, "retryable", False):
+                raise Transient(f"Google {what}: token refresh failed, try again") from None
+            raise AuthExpired(f"Google {what}: the token refresh was refused") from None
+        except google.auth.exceptions.TransportError:
+            raise Transient(f"Google {what}: the token endpoint could not be reached") from None
+        except TimeoutError:
+            raise Transient(f"Google {what}: timed out") from None
+        except (httplib2.HttpLib2Error, http.client.HTTPException, OSError) as exc:
+            raise Transient(f"Google {what}: {type(exc).__name__}") from None
+        except ValueError:  # a body that is not JSON
+            raise InvalidData(f"Google {what}: malformed reply") from None
+
+    def _count(self, method: str, uri: str, status: int) -> None:
+        self.requests += 1
+        if self._on_request is not None:
+            self._on_request(method, uri, status)
+
+    def _add(
+        self,
+        resources: list[CalendarResource],
+        skipped: list[str],
+        href: str,
+        members: list[Item],
+        group: Series | None,
+        window: Window,
+        cal_zone: str,
+        full: bool,
+    ) -> None:
+        try:
+            events = resource_events(href, members, group, window, cal_zone)
+        except InvalidData as exc:
+            skipped.append(f"{href}: {exc}")
+            return
+        if full and not events:
+            return  # nothing of it in the window: a full listing may leave it out
+        etag = hashlib.sha256(
+            "\n".join(sorted(f"{m['id']}\t{m.get('etag', '')}" for m in members)).encode()
+        ).hexdigest()[:32]
+        resources.append(CalendarResource(href=href, etag=etag, events=tuple(events)))
+
+
+# ------------------------------------------------------------------------ write
+
+
+def event_id_for(uid: str) -> str:
+    """Our event id for ``uid``: base32hex (Google's id alphabet) of its SHA-256."""
+    digest = hashlib.sha256(uid.encode("utf-8")).digest()
+    return base64.b32hexencode(digest).decode("ascii").rstrip("=").lower()
+
+
+def _own_body(event: OwnEvent) -> dict[str, Any]:
+    if event.start.tzinfo is None or event.end.tzinfo is None:
+        raise ValueError("checkpoint times must be aware datetimes")
+    tz_name = zone_or_utc(event.timezone)
+    zone = ZoneInfo(tz_name)
+    body: dict[str, Any] = {
+        "iCalUID": event.uid,
+        "summary": event.summary,
+        "description": event.description,
+        "start": {
+            "dateTime": event.start.astimezone(zone).replace(microsecond=0).isoformat(),
+            "timeZone": tz_name,
+        },
+        "end": {
+            "dateTime": event.end.astimezone(zone).replace(microsecond=0).isoformat(),
+            "timeZone": tz_name,
+        },
+        "status": "confirmed",
+        "transparency": "opaque",
+        "extendedProperties": {"private": {MARKER_KEY: event.marker, UID_KEY: event.uid}},
+    }
+    if event.attendees:
+        body["attendees"] = [
+            {
+                "email": a.email,
+                **({"displayName": a.name} if a.name else {}),
+                "optional": not a.required,
+                "responseStatus": _TO_GOOGLE.get(a.response, "needsAction"),
+            }
+            for a in event.attendees
+        ]
+    if event.url:
+        body["source"] = {"title": "exec-assistant", "url": event.url}
+    return body
+
+
+# ----------------------------------------------------------------------- errors
+
+
+def _translate(exc: HttpError, what: str, gone: type[ConnectorError]) -> ConnectorError:
+    """The error of our tree that a Google error reply stands for."""
+    status = int(exc.resp.status)
+    reason, message = error_detail(exc.content)
+    where = f"Google {what}"
+    if status == 429 or (status == 403 and reason in RATE_REASONS):
+        return RateLimited(
+            f"{where}: rate limited ({reason or status})",
+            retry_after=parse_retry_after(exc.resp.get("retry-after")),
+        )
+    if status in (401, 403):
+        return AuthExpired(f"{where}: access refused ({status} {reason})".rstrip())
+    if status == 404:
+        return NotFound(f"{where}: not found")
+    if status == 409:
+        return _Conflict(f"{where}: already exists")
+    if status == 410:
+        return gone(f"{where}: gone ({reason or 410})")
+    if status == 412:
+        return PreconditionFailed(f"{where}: precondition failed")
+    if status >= 500:
+        return Transient(f"{where}: server error {status}")
+    return ConnectorError(f"{where}: refused ({status} {reason}: {message[:200]})")

@@ -1,0 +1,1 @@
+"""Microsoft Graph (Microsoft 365): calendar, mailbox, push."""

@@ -1,0 +1,1 @@
+"""iCalendar parsing and read-only ICS feeds."""

@@ -1,0 +1,418 @@
+"""iCalendar in and out: parse calendar objects into expanded occurrences, write ours.
+
+Shared by the ICS feed and CalDAV connectors (and any provider that can hand us
+iCalendar text). Parsing handles recurring series (RRULE, RDATE, EXDATE), moved and
+cancelled occurrences (RECURRENCE-ID overrides, with or without a master), floating
+times, all-day dates, X-WR-TIMEZONE calendars and Windows zone names from Exchange
+and Outlook (mapped to IANA names; the VTIMEZONE definitions give the offsets).
+One event becomes ``EventData`` in ``connectors.ics.ical_event``; lone single events take the
+fast path of ``connectors.ics.ical_fast``.
+
+Everything read is bounded by ``connectors.base.ParseLimits`` while it is read: the text
+by ``connectors.ics.ical_scan`` (long texts cut and marked, events per calendar, lines per
+event, nesting), each series by a lazy walk of its rule that stops at the cap (a series
+too frequent to expand is kept as one flagged item), a calendar by a time budget. What
+went beyond a limit is returned as notes and problems, which the sync reports.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from itertools import islice
+from typing import Any
+from zoneinfo import ZoneInfoNotFoundError
+
+import icalendar
+import recurring_ical_events
+import x_wr_timezone
+from dateutil.rrule import MINUTELY, SECONDLY, rrule
+
+from assistant.domain.model import OWN_EVENT_PROPERTY, EventData
+from connectors.base import (
+    DEFAULT_LIMITS,
+    TOO_FREQUENT,
+    CalendarResource,
+    InvalidData,
+    OwnEvent,
+    ParseLimits,
+    Window,
+)
+from connectors.ics.ical_event import (
+    event_from_component,
+    synthetic_uid,
+    text_value,
+    zoneinfo_for,
+)
+from connectors.ics.ical_fast import fast_single
+from connectors.ics.ical_scan import bound_calendar, event_uid, split_calendar, zones_named
+
+PRODID = "-//exec-assistant//checkpoints//EN"
+
+# ---------------------------------------------------------------------------- parse
+
+
+class NotICalendar(InvalidData):
+    """The text is not iCalendar (icalendar cannot parse it)."""
+
+    def __init__(self, source: str, why: str) -> None:
+        super().__init__(f"{source}: not valid iCalendar ({why})")
+        self.reason = why
+
+
+def parse_resource(
+    href: str,
+    etag: str,
+    text: str | bytes,
+    window: Window,
+    *,
+    fast: bool = True,
+    limits: ParseLimits = DEFAULT_LIMITS,
+) -> CalendarResource:
+    """One calendar object resource (usually one series) → its occurrences in ``window``.
+
+    A lone single event (most of a calendar) is read by ``fast_single`` (unless ``fast``
+    is false); anything else, or anything that path is not sure of, by icalendar and
+    recurring-ical-events. Both give the same result. ``limits`` bound what is read
+    (see ``connectors.ics.ical_scan``) and how far a series is expanded; what went beyond
+    them is in the resource's ``notes``.
+    """
+    raw, notes = bound_calendar(text, limits, _shown(href))
+    return _resource(href, etag, raw, window, fast, limits, tuple(notes))
+
+
+def _resource(
+    href: str,
+    etag: str,
+    raw: bytes,
+    window: Window,
+    fast: bool,
+    limits: ParseLimits,
+    notes: tuple[str, ...] = (),
+) -> CalendarResource:
+    found = fast_single(raw, window, href) if fast else None
+    if found is not None:
+        return CalendarResource(href=href, etag=etag, events=found, notes=notes)
+    cal = _load(raw, href)
+    events, more = _occurrences(cal, window, href, limits)
+    return CalendarResource(href=href, etag=etag, events=events, notes=(*notes, *more))
+
+
+def parse_feed(
+    text: str | bytes,
+    window: Window,
+    source: str = "feed",
+    *,
+    limits: ParseLimits = DEFAULT_LIMITS,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[list[CalendarResource], list[str]]:
+    """A whole calendar (an ICS feed or export) → one resource per UID, and the problems.
+
+    A feed has no hrefs; each UID becomes a resource named ``uid:<UID>`` whose etag is
+    a hash of that UID's components, so unchanged series compare equal across fetches.
+    A series that cannot be read is left out and described in the second list; the
+    rest of the feed still counts. A feed that is not iCalendar at all raises.
+
+    Linear, in one pass: the text is bounded and cut into its parts
+    (``connectors.ics.ical_scan``); the calendar without its events is checked once as a
+    whole; the VEVENTs are grouped by UID, and each series is read as a small calendar
+    of its own with the header and just the VTIMEZONEs it names (a lone single event
+    by the fast path). A series too frequent to expand is kept as one item (see
+    ``_occurrences``). Reading for longer than ``limits.parse_seconds`` (by ``clock``)
+    stops with ``InvalidData``: a partial calendar is never taken for the whole.
+    """
+    started = clock()
+    raw, notes = bound_calendar(text, limits, source)
+    parts = split_calendar(raw)
+    if not parts.events:
+        _load(raw, source)  # empty, not iCalendar, or a calendar without events
+        return [], notes
+    if parts.skeleton.strip():
+        _load(parts.skeleton, source)  # what every series shares must be sound
+    groups: dict[str, list[bytes]] = defaultdict(list)
+    for block in parts.events:
+        uid = event_uid(block)
+        if not uid:
+            uid = _synthetic_uid(parts.header, block)
+            block = _with_uid(block, uid)
+        groups[uid].append(block)
+    resources: list[CalendarResource] = []
+    problems: list[str] = list(notes)
+    for done, (uid, blocks) in enumerate(groups.items()):
+        if clock() - started > limits.parse_seconds:
+            raise InvalidData(
+                f"{source}: reading stopped after {limits.parse_seconds:g} s "
+                f"({done} of {len(groups)} series read)"
+            )
+        zones = [parts.zones[z] for z in sorted(zones_named(blocks)) if z in parts.zones]
+        mini = b"".join(
+            [b"BEGIN:VCALENDAR\r\n", parts.header, *zones, *blocks, b"END:VCALENDAR\r\n"]
+        )
+        digest = hashlib.sha256(b"".join(blocks)).hexdigest()[:32]
+        try:
+            resources.append(_resource(f"uid:{uid}", digest, mini, window, True, limits))
+        except NotICalendar as exc:  # as the whole calendar would have failed to parse
+            raise NotICalendar(source, exc.reason) from None
+        except InvalidData as exc:
+            problems.append(str(exc))
+    return resources, problems
+
+
+def _synthetic_uid(header: bytes, block: bytes) -> str:
+    """The UID ``synthetic_uid`` gives the event as the whole calendar reads it."""
+    text = b"".join([b"BEGIN:VCALENDAR\r\n", header, block, b"END:VCALENDAR\r\n"])
+    try:
+        comps = _load(text, "event").walk("VEVENT")
+    except InvalidData:
+        comps = []
+    return synthetic_uid(comps[0] if comps else icalendar.Event())
+
+
+def _with_uid(block: bytes, uid: str) -> bytes:
+    first = block.find(b"\n") + 1
+    return block[:first] + b"UID:" + icalendar.vText(uid).to_ical() + b"\r\n" + block[first:]
+
+
+def _load(text: str | bytes, source: str) -> icalendar.Calendar:
+    raw = text.encode("utf-8") if isinstance(text, str) else text
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
+    if not raw.strip():
+        raise InvalidData(f"{source}: empty calendar data")
+    try:
+        cal = icalendar.Calendar.from_ical(raw)
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError) as exc:
+        raise NotICalendar(source, reason(exc)) from None
+    if isinstance(cal, list):  # several VCALENDARs concatenated
+        merged = icalendar.Calendar()
+        for part in cal:
+            for comp in part.subcomponents:
+                merged.add_component(comp)
+        cal = merged
+    if cal.name in ("VEVENT", "VTIMEZONE"):  # a bare component: wrap it
+        wrapper = icalendar.Calendar()
+        wrapper.add_component(cal)
+        cal = wrapper
+    if cal.name != "VCALENDAR":
+        raise InvalidData(f"{source}: expected a VCALENDAR, found {cal.name[:40]}")
+    if cal.get("X-WR-TIMEZONE"):
+        try:
+            cal = x_wr_timezone.to_standard(cal)
+        except (ValueError, KeyError, ZoneInfoNotFoundError) as exc:
+            raise InvalidData(f"{source}: bad X-WR-TIMEZONE ({reason(exc)})") from None
+    return cal
+
+
+def _occurrences(
+    cal: icalendar.Calendar, window: Window, href: str, limits: ParseLimits
+) -> tuple[tuple[EventData, ...], tuple[str, ...]]:
+    """The occurrences of ``cal``'s series in ``window``, and notes on what was not expanded.
+
+    A series whose rule repeats every minute or second, or that has more than
+    ``limits.occurrences_per_series`` occurrences in the window (or takes more than
+    ``limits.series_scan_steps`` repetitions to get there), or that can never recur, is
+    not expanded: it is kept as ONE item, the series as written, with the category
+    ``TOO_FREQUENT``, and a note naming it. The rule is walked lazily and stops at the
+    cap, so nothing beyond the cap is ever built.
+    """
+    zone = zoneinfo_for(window.zone)
+    recurring = {
+        text_value(c.get("UID"))
+        for c in cal.walk("VEVENT")
+        if "RRULE" in c or "RDATE" in c or "RECURRENCE-ID" in c
+    }
+    kept: list[EventData] = []
+    notes: list[str] = []
+    try:
+        query = recurring_ical_events.of(cal, skip_bad_series=True)
+        expand = []
+        for series in query.series:
+            why = _too_frequent(series, window, zone, limits)
+            if not why:
+                expand.append(series)
+                continue
+            notes.append(f"{_shown(href)}: too frequent to expand ({why}); kept as one item")
+            core = series.recurrence.core._component
+            event = event_from_component(core, zone, href, set())
+            kept.append(replace(event, categories=(*event.categories, TOO_FREQUENT)))
+        query.series = expand
+        found = list(query.between(window.start, window.end))
+    except Exception as exc:  # the library raises many kinds on bad input
+        raise InvalidData(f"{href}: cannot expand recurrences ({reason(exc)})") from None
+    seen: set[tuple[str, str]] = {e.key for e in kept}
+    for comp in found:
+        try:
+            event = event_from_component(comp, zone, href, recurring)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise InvalidData(f"{href}: bad event ({reason(exc)})") from None
+        if event.key in seen:
+            continue
+        seen.add(event.key)
+        kept.append(event)
+    return tuple(kept), tuple(notes)
+
+
+_MARGIN = timedelta(days=2)
+
+
+def _too_frequent(series: Any, window: Window, zone: tzinfo, limits: ParseLimits) -> str:
+    """Why ``series`` is not to be expanded ("" when it may be), walking it lazily."""
+    rules = getattr(getattr(series, "recurrence", None), "rrules", None)
+    if not rules:
+        return ""
+    for rule in rules:
+        freq = getattr(rule, "_freq", None)
+        if freq in (MINUTELY, SECONDLY):
+            return "FREQ=" + ("MINUTELY" if freq == MINUTELY else "SECONDLY")
+        if isinstance(rule, rrule) and _never(rule):
+            return "its rule names no day that exists"
+    rule_zone = series.recurrence.tzinfo
+    low, high = window.start - _MARGIN, window.end + _MARGIN
+    if rule_zone is None:  # floating: wall-clock times in the calendar's zone
+        low = low.astimezone(zone).replace(tzinfo=None)
+        high = high.astimezone(zone).replace(tzinfo=None)
+    cap, steps = limits.occurrences_per_series, limits.series_scan_steps
+    inside = 0
+    try:
+        with _call_budget(steps * CALLS_PER_STEP):
+            for rule in rules:
+                for walked, when in enumerate(islice(rule, steps), 1):
+                    if when > high:
+                        break
+                    if when >= low:
+                        inside += 1
+                        if inside > cap:
+                            return f"more than {cap} occurrences in the sync window"
+                    if walked == steps:
+                        return f"more than {steps} repetitions before the sync window ends"
+    except _Spinning:
+        return f"its rule finds no occurrence within {steps} repetitions"
+    return ""
+
+
+# dateutil calls this many functions per occurrence it finds (about 20); a rule that
+# finds none (BYSETPOS=2 with one candidate per period) calls them without end.
+CALLS_PER_STEP = 40
+
+
+class _Spinning(Exception):
+    """A rule went on past its budget of function calls without getting anywhere."""
+
+
+@contextmanager
+def _call_budget(calls: int) -> Iterator[None]:
+    """Raise ``_Spinning`` inside the block once it has made more than ``calls`` calls.
+
+    dateutil only checks UNTIL when it finds an occurrence: a rule that can never
+    match would run to the year 9999. Counting calls (a profile hook, this thread
+    only) stops it at a bound, whatever the rule.
+    """
+    made = 0
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        nonlocal made
+        made += 1
+        if made > calls:
+            raise _Spinning
+
+    previous = sys.getprofile()
+    sys.setprofile(count)
+    try:
+        yield
+    finally:
+        sys.setprofile(previous)
+
+
+def _never(rule: Any) -> bool:
+    """A rule whose months, days of the month and days of the year exclude each other
+    (30 February): dateutil would look for a match until the year 9999.
+
+    Checked against one common and one leap year; weekday and week-number rules are
+    left to the per-calendar time budget.
+    """
+    mdays = {
+        *(getattr(rule, "_bymonthday", None) or ()),
+        *(getattr(rule, "_bynmonthday", None) or ()),
+    }
+    ydays = set(getattr(rule, "_byyearday", None) or ())
+    if not mdays and not ydays:
+        return False
+    months = set(getattr(rule, "_bymonth", None) or range(1, 13))
+    for year in (2023, 2024):
+        length = 366 if calendar.isleap(year) else 365
+        for i in range(length):
+            day = date(year, 1, 1) + timedelta(days=i)
+            if day.month not in months:
+                continue
+            month_days = calendar.monthrange(year, day.month)[1]
+            if mdays and day.day not in mdays and day.day - month_days - 1 not in mdays:
+                continue
+            if ydays and i + 1 not in ydays and i - length not in ydays:
+                continue
+            return False
+    return True
+
+
+def reason(exc: BaseException) -> str:
+    """An error's reason without the text it quotes from the data (never echo content)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    for mark in ("'", '"', ": "):
+        cut = text.find(mark)
+        if cut > 0:
+            text = text[:cut]
+    return text.strip(" :")[:120] or type(exc).__name__
+
+
+def _shown(href: str) -> str:
+    """An href or uid as named in a note: one line, not too long."""
+    one = "".join(ch if ch.isprintable() else "?" for ch in href[:120])
+    return one + ("…" if len(href) > 120 else "")
+
+
+# ---------------------------------------------------------------------------- write
+
+
+def own_event_to_ical(event: OwnEvent) -> str:
+    """Serialize one of our checkpoint events as a VCALENDAR with its VTIMEZONE."""
+    if event.start.tzinfo is None or event.end.tzinfo is None:
+        raise ValueError("checkpoint times must be aware datetimes")
+    zone = zoneinfo_for(event.timezone or "UTC")
+    cal = icalendar.Calendar()
+    cal.add("PRODID", PRODID)
+    cal.add("VERSION", "2.0")
+    vevent = icalendar.Event()
+    vevent.add("UID", event.uid)
+    vevent.add("DTSTAMP", datetime.now(UTC).replace(microsecond=0))
+    vevent.add("DTSTART", event.start.astimezone(zone).replace(microsecond=0))
+    vevent.add("DTEND", event.end.astimezone(zone).replace(microsecond=0))
+    vevent.add("SUMMARY", event.summary)
+    vevent.add("DESCRIPTION", event.description)
+    vevent.add("TRANSP", "OPAQUE")
+    vevent.add("STATUS", "CONFIRMED")
+    vevent.add("CATEGORIES", ["Delegation"])
+    vevent[OWN_EVENT_PROPERTY] = event.marker
+    if event.url:
+        vevent.add("URL", event.url)
+    for att in event.attendees:
+        addr = icalendar.vCalAddress(f"mailto:{att.email}")
+        if att.name:
+            addr.params["CN"] = att.name
+        addr.params["ROLE"] = "REQ-PARTICIPANT" if att.required else "OPT-PARTICIPANT"
+        addr.params["PARTSTAT"] = att.response.value.upper()
+        addr.params["RSVP"] = "TRUE"
+        vevent.add("ATTENDEE", addr, encode=False)
+    cal.add_component(vevent)
+    if event.timezone and event.timezone != "UTC":
+        cal.add_missing_timezones()
+    return str(cal.to_ical().decode("utf-8"))
+
+
+def events_in(resources: Iterable[CalendarResource]) -> Iterator[EventData]:
+    for res in resources:
+        yield from res.events

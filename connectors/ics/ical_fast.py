@@ -1,0 +1,210 @@
+"""The fast path for the commonest calendar object: one single event.
+
+``fast_single`` gives what icalendar and recurring-ical-events would for a resource
+holding one VEVENT without recurrence, at a tenth of the cost; anything it is not sure
+of goes to the full path in ``connectors.ics.ical``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import icalendar
+from icalendar.parser import Contentline, Parameters, split_on_unescaped_comma, unescape_backslash
+from icalendar.parser.content_line import NEWLINE, UFOLD
+from icalendar.parser.ical.component import ComponentIcalParser
+from icalendar.prop import vDDDTypes
+
+from assistant.domain.model import OWN_EVENT_PROPERTY, EventData
+from connectors.base import Window
+from connectors.ics.ical_event import MEETING_URL_PROPS, event_from_component, zoneinfo_for
+
+# What ``event_from_component`` reads; the other properties of a single VEVENT are not parsed.
+_FAST_PROPS = frozenset(
+    {
+        "UID", "DTSTART", "DTEND", "DURATION", "SUMMARY", "LOCATION", "DESCRIPTION",
+        "STATUS", "TRANSP", "CLASS", "ORGANIZER", "ATTENDEE", "CATEGORIES", "CONFERENCE",
+        "URL", "X-MODIFIED-BY", OWN_EVENT_PROPERTY, *MEETING_URL_PROPS,
+    }
+)  # fmt: skip
+_SERIES_PROPS = frozenset({"RRULE", "RDATE", "EXDATE", "EXRULE", "RECURRENCE-ID"})
+_NESTING = {"VCALENDAR": "", "VEVENT": "VCALENDAR", "VTIMEZONE": "VCALENDAR",
+            "STANDARD": "VTIMEZONE", "DAYLIGHT": "VTIMEZONE", "VALARM": "VEVENT"}  # fmt: skip
+_TOKEN = re.compile(r"[A-Za-z0-9-]+\Z")
+_TYPES = icalendar.Calendar.types_factory
+_DATETIME_NAMES = frozenset(ComponentIcalParser.datetime_names)
+_MARGIN = timedelta(days=1)  # more than any zone offset: floating and all-day times agree
+_known_tzids: frozenset[str] | None = None
+
+
+class _Unsure(Exception):
+    """The fast path cannot promise the full path's result: use the full path."""
+
+
+def fast_single(text: str | bytes, window: Window, href: str) -> tuple[EventData, ...] | None:
+    """The occurrences of a resource holding one single event, or None to parse it fully.
+
+    For one VEVENT without RRULE, RDATE, EXDATE or RECURRENCE-ID (with any VALARMs and
+    VTIMEZONEs of zones the zone database knows, no X-WR-TIMEZONE) that lies clearly
+    inside or clearly outside ``window``, this gives what icalendar and
+    recurring-ical-events would, at a tenth of the cost: lines are unfolded and split
+    as icalendar does, the properties ``event_from_component`` reads are built by icalendar's own
+    value types, every other line outside the VEVENT is checked as icalendar checks
+    it, and ``event_from_component`` maps the result. Anything unusual, including every error,
+    returns None and the full path decides (and names the error).
+    """
+    try:
+        return _fast_single(text, window, href)
+    except _Unsure:
+        return None
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, LookupError):
+        return None
+
+
+def _fast_single(text: str | bytes, window: Window, href: str) -> tuple[EventData, ...]:
+    if isinstance(text, bytes):
+        text = text.removeprefix(b"\xef\xbb\xbf").decode("utf-8")  # invalid: full path
+    else:
+        text = text.removeprefix("\ufeff")
+    lines = [line for line in NEWLINE.split(UFOLD.sub("", text)) if line]
+    if not lines or lines[0].upper() != "BEGIN:VCALENDAR" or lines[-1].upper() != "END:VCALENDAR":
+        raise _Unsure
+    stack: list[str] = []
+    props: dict[str, Any] = {}
+    events = 0
+    for line in lines:
+        if not stack and events:  # something after the VCALENDAR
+            raise _Unsure
+        name, params, raw = _split(line)
+        if name in ("BEGIN", "END"):
+            comp = raw.upper()
+            if name == "BEGIN":
+                if _NESTING.get(comp) != (stack[-1] if stack else ""):
+                    raise _Unsure
+                stack.append(comp)
+                events += comp == "VEVENT"
+            elif not stack or stack.pop() != comp:
+                raise _Unsure
+            continue
+        where = stack[-1] if stack else ""
+        if where == "VEVENT":
+            if name in _SERIES_PROPS:
+                raise _Unsure
+            if name in _FAST_PROPS:
+                _add(props, name, _value(name, params, raw, line))
+            continue  # icalendar keeps going past a bad property of a VEVENT
+        if where == "VCALENDAR" and name == "X-WR-TIMEZONE":
+            raise _Unsure
+        if where == "VTIMEZONE" and name == "TZID" and raw not in _zone_ids():
+            raise _Unsure  # icalendar would remember this zone's own rules
+        _value(name, params, raw, line)  # elsewhere a bad property fails the calendar
+    if stack or events != 1:
+        raise _Unsure
+    return _fast_event(props, window, href)
+
+
+def _split(line: str) -> tuple[str, Parameters | None, str]:
+    """(NAME, parameters, raw value) of a content line, as icalendar's raw_parts gives."""
+    colon = line.find(":")
+    head = line[:colon]
+    if colon > 0 and _TOKEN.match(head):
+        return head.upper(), None, line[colon + 1 :]
+    if colon <= 0 or "\\" in head:
+        raise _Unsure
+    name, params, raw = Contentline(line).raw_parts()  # type: ignore[no-untyped-call]
+    if not _TOKEN.match(name):
+        raise _Unsure
+    return name.upper(), params, raw
+
+
+def _value(name: str, params: Parameters | None, raw: str, line: str) -> Any:
+    """The property value icalendar's parser would store for this line."""
+    if params is None:
+        params = Parameters()
+    value_param = params.value if params else None
+    factory: Any = _TYPES.for_property(name, value_param)
+    content_line: Any = Contentline(line)  # type: ignore[no-untyped-call]
+    if name == "CATEGORIES":
+        colon = content_line.value_separator_index()
+        if colon <= 0:
+            raise _Unsure
+        inst = factory(split_on_unescaped_comma(line[colon + 1 :]))
+    elif name == "FREEBUSY" or (name == "RDATE" and raw == ""):
+        raise _Unsure
+    else:
+        get_raw = getattr(factory, "get_value_from_content_line", None)
+        vals = get_raw(content_line) if get_raw is not None else unescape_backslash(raw)
+        tzid = params.get("TZID") if params and name in _DATETIME_NAMES else None
+        inst = factory(factory.from_ical(vals, tzid) if tzid else factory.from_ical(vals))
+    inst.params = params
+    return inst
+
+
+def _add(props: dict[str, Any], name: str, value: Any) -> None:
+    """Component.add: a repeated property becomes a list."""
+    old = props.get(name)
+    if old is None:
+        props[name] = value
+    elif isinstance(old, list):
+        old.append(value)
+    else:
+        props[name] = [old, value]
+
+
+def _fast_event(props: dict[str, Any], window: Window, href: str) -> tuple[EventData, ...]:
+    start_p, end_p, dur_p = props.get("DTSTART"), props.get("DTEND"), props.get("DURATION")
+    if "UID" not in props or start_p is None or isinstance(start_p, list):
+        raise _Unsure
+    if isinstance(end_p, list) or isinstance(dur_p, list) or (end_p and dur_p):
+        raise _Unsure
+    start: Any = start_p.dt
+    timed = isinstance(start, datetime)
+    if not timed and not isinstance(start, date):
+        raise _Unsure
+    end: Any
+    if end_p is not None:  # recurring-ical-events' EventAdapter.raw_end, for like kinds only
+        end = end_p.dt
+        if isinstance(end, datetime) != timed or not isinstance(end, date):
+            raise _Unsure
+        if timed and (getattr(end, "tzinfo", None) is None) != (start.tzinfo is None):
+            raise _Unsure
+    elif dur_p is not None:
+        if not timed or not isinstance(dur_p.dt, timedelta):
+            raise _Unsure
+        end = start + dur_p.dt
+    else:
+        end = start if timed else start + timedelta(days=1)
+    if end < start:
+        raise _Unsure
+    begin, finish = _rough_utc(start), _rough_utc(end)
+    low, high = window.start, window.end
+    if low.tzinfo is None or high.tzinfo is None or not low < high:
+        raise _Unsure
+    if finish < low - _MARGIN or begin >= high + _MARGIN:
+        return ()  # clearly outside the window
+    if not (begin < high - _MARGIN and finish > low + _MARGIN):
+        raise _Unsure  # near an edge: recurring-ical-events decides
+    comp = dict(props)  # what Occurrence.as_component hands _occurrences
+    comp["DTSTART"] = vDDDTypes(start)
+    comp.pop("DURATION", None)
+    comp["DTEND"] = vDDDTypes(end)
+    return (event_from_component(comp, zoneinfo_for(window.zone), href, set()),)
+
+
+def _rough_utc(value: date) -> datetime:
+    """A moment within a day of ``value`` wherever it is placed."""
+    if not isinstance(value, datetime):
+        return datetime.combine(value, time(), UTC)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _zone_ids() -> frozenset[str]:
+    """The zone ids icalendar's zoneinfo provider knows (it caches no VTIMEZONE of them)."""
+    global _known_tzids
+    if _known_tzids is None:
+        import zoneinfo
+
+        _known_tzids = frozenset(zoneinfo.available_timezones())
+    return _known_tzids
