@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -25,13 +26,8 @@ def recent_changes(
             .order_by(ScheduleChange.detected_at.desc(), ScheduleChange.id.desc())
             .limit(limit)
         ).all()
-        batch_ids = {b.id for _, b in rows}
-        notified: dict[int, list[str]] = {}
-        if batch_ids:
-            for entry in session.scalars(select(OutboxEntry).where(OutboxEntry.pair_id == p.id)):
-                bid = entry.payload.get("batch_id")
-                if bid in batch_ids:
-                    notified.setdefault(bid, []).append(f"{entry.channel}:{entry.state}")
+        entries = session.scalars(select(OutboxEntry).where(OutboxEntry.pair_id == p.id)).all()
+        notified = where_notified(entries, rows)
         return [
             {
                 "id": c.id,
@@ -43,10 +39,40 @@ def recent_changes(
                 "starts_at": c.starts_at.isoformat(timespec="minutes"),
                 "before": visible_json(c.before, p.share_private_details),
                 "after": visible_json(c.after, p.share_private_details),
-                "notified": ", ".join(notified.get(b.id, [])) or "—",
+                "notified": ", ".join(f"{e.channel}:{e.state}" for e in notified[c.id]) or "—",
             }
             for c, b in rows
         ]
+
+
+def where_notified(
+    entries: Iterable[OutboxEntry], changes: Iterable[tuple[ScheduleChange, ChangeBatch]]
+) -> dict[int, list[OutboxEntry]]:
+    """The outbox entries that told the assistant about each change (by change id).
+
+    One answer for the CLI and the web: a notification names its changes in
+    ``payload["change_ids"]`` (the dispatch path) or is the change's keyed message (the
+    digest); entries of the older per-sync path name a ``batch_id``.
+    """
+    by_change: dict[int, list[OutboxEntry]] = {}
+    by_key: dict[str, OutboxEntry] = {}
+    by_batch: dict[int, list[OutboxEntry]] = {}
+    for e in entries:
+        by_key[e.idempotency_key] = e
+        for cid in e.payload.get("change_ids", []) or []:
+            if isinstance(cid, int):
+                by_change.setdefault(cid, []).append(e)
+        bid = e.payload.get("batch_id")
+        if isinstance(bid, int):
+            by_batch.setdefault(bid, []).append(e)
+    found: dict[int, list[OutboxEntry]] = {}
+    for c, b in changes:
+        told = list(by_change.get(c.id, []))
+        keyed = by_key.get(c.message_key) if c.message_key else None
+        if keyed is not None and keyed not in told:
+            told.append(keyed)
+        found[c.id] = told or by_batch.get(b.id, [])
+    return found
 
 
 def _private(c: ScheduleChange) -> bool:

@@ -351,3 +351,18 @@ def test_the_window_holds_for_a_calendar_that_pushes_or_has_not_synced_yet(
     sync_calendar(world.uow, home.id, IcsFeed(str(other)), seen + timedelta(seconds=3), POLICY)
     report = world.dispatch(seen + timedelta(seconds=4), next_poll_at=later, pushes=pushes)
     assert (report.sent, len(report.outbox_ids)) == (1, 1)
+
+
+def test_assistant_changes_shows_where_each_notification_went(world: World) -> None:
+    """``assistant changes`` (the CLI's read model) and the web's changes feed say the same:
+    the message that told the assistant about each change (it said "—" for every change
+    since notifications name their changes, not a batch)."""
+    from assistant.services.queries import recent_changes
+
+    world.write(moved(BOARD, "T100000", "T080000").replace("T120000", "T090000"), CEO, GYM)
+    assert world.sync(NOW + timedelta(minutes=1)) == 2
+    assert [r["notified"] for r in recent_changes(world.uow, "alex")] == ["—", "—"]
+    world.dispatch(NOW + timedelta(minutes=2))
+    [entry] = world.outbox()
+    rows = recent_changes(world.uow, "alex")
+    assert [r["notified"] for r in rows] == [f"{entry.channel}:{entry.state}"] * 2

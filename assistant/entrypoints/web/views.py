@@ -33,6 +33,7 @@ from assistant.domain.latency import Direction, LatencyRecord, reply_latencies
 from assistant.services.hours import pair_hours
 from assistant.services.mail import addresses, latency_of_pair, to_message
 from assistant.services.pairs import NotFoundError
+from assistant.services.queries import where_notified
 from assistant.services.users import PairAccess
 
 if TYPE_CHECKING:
@@ -205,10 +206,8 @@ def changes(svc: Service, access: PairAccess, limit: int = 100) -> dict[str, Any
                 .limit(limit)
             )
         )
-    by_batch: dict[int, list[dict[str, Any]]] = {}
-    by_change: dict[int, list[dict[str, Any]]] = {}
-    by_key: dict[str, dict[str, Any]] = {}
     outbox = []
+    as_dict: dict[int, dict[str, Any]] = {}
     for e in entries:
         d = {
             "id": e.id,
@@ -223,15 +222,10 @@ def changes(svc: Service, access: PairAccess, limit: int = 100) -> dict[str, Any
             "retryable": e.state == "dead",
         }
         outbox.append(d)
-        by_key[e.idempotency_key] = d
-        for cid in e.payload.get("change_ids", []) or []:  # the notification path
-            if isinstance(cid, int):
-                by_change.setdefault(cid, []).append(d)
-        bid = e.payload.get("batch_id")  # the older, per-sync path
-        if isinstance(bid, int):
-            by_batch.setdefault(bid, []).append(d)
+        as_dict[e.id] = d
+    notified = where_notified(entries, rows)
     feed = []
-    for c, b in rows:
+    for c, _batch in rows:
         before = mask_event(c.before, access.sees_private)
         after = mask_event(c.after, access.sees_private)
         private = bool((c.after or c.before or {}).get("private"))
@@ -249,20 +243,10 @@ def changes(svc: Service, access: PairAccess, limit: int = 100) -> dict[str, Any
                 "conflicts": [_conflict(x, access.sees_private) for x in c.conflicts],
                 "before": _brief(before, tz),
                 "after": _brief(after, tz),
-                "notifications": _notified(c, by_change, by_key) or by_batch.get(b.id, []),
+                "notifications": [as_dict[e.id] for e in notified[c.id]],
             }
         )
     return {"changes": feed, "outbox": outbox}
-
-
-def _notified(
-    c: ScheduleChange, by_change: dict[int, list[dict[str, Any]]], by_key: dict[str, dict[str, Any]]
-) -> list[dict[str, Any]]:
-    found = list(by_change.get(c.id, []))
-    keyed = by_key.get(c.message_key) if c.message_key else None
-    if keyed is not None and keyed not in found:
-        found.append(keyed)
-    return found
 
 
 def _conflict(data: Any, sees_private: bool) -> dict[str, Any]:
