@@ -1,0 +1,114 @@
+"""What every ``assistant`` sub-command shares: the consoles, the option types, the
+settings of this run, the service, and the JSON/table output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from config.settings import Settings, load
+
+if TYPE_CHECKING:
+    from assistant.bootstrap import Service
+
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML settings file (default: $ASSISTANT_CONFIG).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+PairOpt = Annotated[
+    str | None, typer.Option("--pair", "-p", help="Pair id or name.", show_default=False)
+]
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as one line."""
+
+
+@dataclass
+class State:
+    config: Path | None = None
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load(self.config)
+        return self._settings
+
+
+state = State()
+
+
+@contextmanager
+def service() -> Iterator[Service]:
+    from assistant.bootstrap import build, configure_logging
+
+    settings = state.settings
+    configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
+    svc = build(settings)
+    try:
+        yield svc
+    finally:
+        svc.engine.dispose()
+
+
+def emit(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str, ensure_ascii=False))
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
+    out.print(t)
+
+
+def parse_when(value: str, zone: str = "UTC") -> datetime:
+    """An ISO date or date-time; naive values are in ``zone``."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise UserError(
+            f"not a date/time: {value!r} (use ISO form, e.g. 2026-12-01T15:00)"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=ZoneInfo(zone))
+    return parsed.astimezone(UTC)
+
+
+@contextmanager
+def open_engine(settings: Settings | None = None) -> Iterator[Any]:
+    """An engine without the start-up check (the ``keys`` commands repair what it refuses)."""
+    from assistant.adapters import keys
+    from assistant.adapters.store.db import make_engine
+
+    settings = settings or state.settings
+    keys.tighten(settings)
+    engine = make_engine(settings.database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()

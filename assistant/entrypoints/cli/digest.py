@@ -1,0 +1,37 @@
+"""``assistant digest``: the assistant's daily digest."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from assistant.entrypoints.cli.common import (
+    JsonOpt,
+    PairOpt,
+    emit,
+    out,
+    service,
+)
+
+
+def digest(
+    pair: PairOpt = None,
+    send: Annotated[bool, typer.Option(help="Queue and send it now (once per day).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The assistant's daily digest: today and tomorrow, changes, conflicts, overdue
+    replies, lines ahead. Without --send: a preview."""
+    from assistant.adapters import outbox
+    from assistant.services.digest import digest_command
+
+    with service() as svc:
+        result = digest_command(svc, pair, send=send)
+        if send:
+            outbox.drain(svc.uow, svc.channels, svc.now, svc.settings.outbox)
+    if as_json:
+        emit(result)
+        return
+    out.print(result["text"], markup=False, highlight=False)
+    if result.get("already_sent"):
+        out.print("(already sent for this day; nothing queued again)")

@@ -1,0 +1,101 @@
+"""``assistant user``: people who log in to the web app."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from assistant.entrypoints.cli.common import (
+    JsonOpt,
+    PairOpt,
+    UserError,
+    emit,
+    out,
+    service,
+    table,
+)
+
+user_app = typer.Typer(help="People who log in to the web app.", no_args_is_help=True)
+
+
+@user_app.command("add")
+def user_add(
+    email: Annotated[str, typer.Argument(help="Their email address (the login).")],
+    role: Annotated[str, typer.Option(help="manager, assistant or admin.")] = "assistant",
+    name: Annotated[str, typer.Option(help="Their name.")] = "",
+    password_env: Annotated[
+        str, typer.Option(help="Read the password from this env variable (else: email link).")
+    ] = "",
+    pair: PairOpt = None,
+    organisation: Annotated[str, typer.Option(help="Agency, for admins.")] = "",
+) -> None:
+    """Add a user and (with --pair) give them the pair, as its manager or assistant."""
+    from assistant.services.users import add_membership, add_user
+
+    password = None
+    if password_env:
+        password = os.environ.get(password_env)
+        if not password:
+            raise UserError(f"environment variable {password_env} is empty or not set")
+    with service() as svc:
+        uid = add_user(svc.uow, email=email, role=role, name=name, password=password,
+                       organisation=organisation or None, now=svc.now())  # fmt: skip
+        if pair is not None:
+            if role not in ("manager", "assistant"):
+                raise UserError("--pair is for a manager or an assistant")
+            add_membership(svc.uow, user=uid, pair=pair, role=role, now=svc.now())
+    out.print(f"user {uid} ({email}) added" + (f" to pair {pair}" if pair else ""))
+
+
+@user_app.command("passwd")
+def user_passwd(
+    email: Annotated[str, typer.Argument(help="The user's email address.")],
+    password_env: Annotated[
+        str, typer.Option(help="Read the new password from this env variable.")
+    ],
+) -> None:
+    """Set (reset) a user's password; every session of theirs ends."""
+    from assistant.services.users import set_password
+
+    password = os.environ.get(password_env)
+    if not password:
+        raise UserError(f"environment variable {password_env} is empty or not set")
+    with service() as svc:
+        ended = set_password(svc.uow, email, password)
+    out.print(f"password of {email} changed; {ended} session(s) ended")
+
+
+@user_app.command("disable")
+def user_disable(email: Annotated[str, typer.Argument(help="The user's email address.")]) -> None:
+    """Stop a user from logging in; their sessions end at once."""
+    from assistant.services.users import set_active
+
+    with service() as svc:
+        set_active(svc.uow, email, False)
+    out.print(f"{email} disabled; their sessions ended")
+
+
+@user_app.command("enable")
+def user_enable(email: Annotated[str, typer.Argument(help="The user's email address.")]) -> None:
+    """Let a disabled user log in again."""
+    from assistant.services.users import set_active
+
+    with service() as svc:
+        set_active(svc.uow, email, True)
+    out.print(f"{email} enabled")
+
+
+@user_app.command("list")
+def user_list(as_json: JsonOpt = False) -> None:
+    """List users and the pairs they belong to."""
+    from assistant.services.users import list_users
+
+    with service() as svc:
+        rows = list_users(svc.uow)
+    if as_json:
+        emit(rows)
+    else:
+        cols = ["id", "email", "role", "pairs"]
+        table("Users", cols, [[r.get(c) for c in cols] for r in rows])
