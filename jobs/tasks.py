@@ -11,7 +11,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from huey import Huey, crontab
 from huey.api import TaskWrapper
@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from assistant.adapters import outbox
 from assistant.adapters.store.tables import Account
+from assistant.bootstrap import Service
 from assistant.services.accounts import token_keeper
 from assistant.services.runner import policy_of
 from assistant.services.sync import sync_calendar
@@ -27,7 +28,15 @@ from connectors.netguard import NetPolicy
 from connectors.registry import open_calendar
 from jobs import runtime
 
+if TYPE_CHECKING:
+    from assistant.entrypoints.web.push import PushSignal, SignalKind
+
+PushProvider = Literal["graph", "google"]
+
 log = logging.getLogger(__name__)
+
+# What a job leaves in Huey's result store: its use case's report, as plain values.
+JobResult = dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,7 @@ def jobs() -> Jobs:
 # ------------------------------------------------------------------------ job bodies
 
 
-def sync_account(account_id: int) -> dict[str, Any]:
+def sync_account(account_id: int) -> JobResult:
     """Sync one account: a calendar (then dispatch its changes) or a mailbox (then nudge)."""
     svc = runtime.service()
     with svc.uow.read() as session:
@@ -111,8 +120,8 @@ def sync_account(account_id: int) -> dict[str, Any]:
 
 
 def _sync_mailbox(
-    svc: Any, account_id: int, pair_id: int, provider: str, conf: dict[str, Any]
-) -> dict[str, Any]:
+    svc: Service, account_id: int, pair_id: int, provider: str, conf: dict[str, Any]
+) -> JobResult:
     from assistant.services.mail import import_mail
     from assistant.services.sync import record_failure
     from connectors.registry import open_mailbox
@@ -135,7 +144,7 @@ def _sync_mailbox(
     return {"account_id": account_id, **result}
 
 
-def nudge_pair(pair_id: int) -> dict[str, Any]:
+def nudge_pair(pair_id: int) -> JobResult:
     """Remind the manager of open assistant messages near or past the SLA; run again then."""
     from assistant.services.nudges import nudge
 
@@ -211,7 +220,7 @@ def keep_polling(now: datetime, interval: float) -> bool:
     return True
 
 
-def dispatch_changes(pair_id: int) -> dict[str, Any]:
+def dispatch_changes(pair_id: int) -> JobResult:
     """Turn a pair's pending changes into a message when due; run again when they will be."""
     from assistant.services.notifications import dispatch
     from assistant.services.push import calendar_pushes
@@ -250,7 +259,7 @@ def next_poll_at(now: datetime) -> datetime | None:
     return max(now, planned + timedelta(seconds=interval))
 
 
-def drain_outbox() -> dict[str, Any]:
+def drain_outbox() -> JobResult:
     svc = runtime.service()
     report = outbox.drain(svc.uow, svc.channels, svc.now, svc.settings.outbox)
     if report.next_attempt_at is not None:
@@ -259,7 +268,7 @@ def drain_outbox() -> dict[str, Any]:
     return report.to_dict()
 
 
-def write_checkpoints(task_id: int) -> dict[str, Any]:
+def write_checkpoints(task_id: int) -> JobResult:
     from assistant.services.delegation import reconcile_checkpoints
 
     svc = runtime.service()
@@ -271,7 +280,7 @@ def write_checkpoints(task_id: int) -> dict[str, Any]:
     return report.to_dict()
 
 
-def checkpoint_prompt(checkpoint_id: int, start_iso: str | None = None) -> dict[str, Any]:
+def checkpoint_prompt(checkpoint_id: int, start_iso: str | None = None) -> JobResult:
     """At a line: the method's questions and a feedback link, to the manager (and delegate)."""
     from assistant.services.feedback import send_prompt
 
@@ -317,7 +326,7 @@ def tick() -> None:
 # ------------------------------------------------------------ webhook push (Graph, Google)
 
 
-def ensure_push(account_id: int) -> dict[str, Any]:
+def ensure_push(account_id: int) -> JobResult:
     """Create or renew the account's Graph subscription or Google channel, as due."""
     from assistant.services.push import ensure_push as ensure
 
@@ -328,7 +337,7 @@ def ensure_push(account_id: int) -> dict[str, Any]:
         return {"account_id": account_id, "error": str(exc)}
 
 
-def drop_push(account_id: int) -> dict[str, Any]:
+def drop_push(account_id: int) -> JobResult:
     """Delete the account's Graph subscription or stop its Google channel."""
     from assistant.services.push import drop_push as drop
 
@@ -344,11 +353,15 @@ def push_signal(provider: str, account_id: int, kind: str, subscription_id: str)
     from assistant.entrypoints.web.push import PushSignal
     from assistant.services.push import handle_signal
 
-    signal = PushSignal(provider, account_id, kind, subscription_id)  # type: ignore[arg-type]
+    # Huey hands back the plain strings ``queue_push_signal`` took from a PushSignal; an
+    # unknown kind is logged and turned into a sync by ``handle_signal``.
+    signal = PushSignal(
+        cast(PushProvider, provider), account_id, cast("SignalKind", kind), subscription_id
+    )
     return handle_signal(runtime.service(), signal, jobs().sync_account)
 
 
-def queue_push_signal(signal: Any) -> None:
+def queue_push_signal(signal: PushSignal) -> None:
     """The web app's ``on_push``: a change (or missed notifications) queues the account's
     sync at once; a lifecycle event queues ``push_signal``."""
     if signal.kind in ("change", "missed"):
@@ -377,7 +390,7 @@ def keep_push() -> None:
 # ------------------------------------------------------------------- the service's inbox
 
 
-def process_inbox() -> dict[str, Any]:
+def process_inbox() -> JobResult:
     """New tasks from managers and answers to prompts, from the service's own mailbox."""
     from assistant.services.inbound import process_inbox as process
 
@@ -397,7 +410,7 @@ def process_inbox() -> dict[str, Any]:
 # ----------------------------------------------------------------------- daily digest
 
 
-def send_digest(pair_id: int, planned_iso: str | None = None) -> dict[str, Any]:
+def send_digest(pair_id: int, planned_iso: str | None = None) -> JobResult:
     """The pair's daily digest, then the next one scheduled at its local time (an ETA).
 
     The job schedules itself, so a digest goes at its minute, not at the next tick; the
