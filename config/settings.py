@@ -13,6 +13,7 @@ import os
 import shlex
 import subprocess
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -421,7 +422,7 @@ def _flatten_errors(exc: ValidationError) -> list[tuple[str, str]]:
     return problems
 
 
-def load(path: Path | str | None = None, **overrides: Any) -> Settings:
+def load(path: Path | str | None = None, **overrides: object) -> Settings:
     """Read and validate the settings; raise ConfigError listing every problem.
 
     ``path`` defaults to ``$ASSISTANT_CONFIG``; with neither, only defaults and the
@@ -454,10 +455,11 @@ def load(path: Path | str | None = None, **overrides: Any) -> Settings:
     return settings
 
 
-def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
+def _merge(into: dict[str, Any], extra: Mapping[str, object]) -> None:
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
+        current = into.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            _merge(current, value)
         else:
             into[key] = value
 

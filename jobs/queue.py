@@ -8,17 +8,28 @@ caller, for tests and one-off commands.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 from huey import Huey, MemoryHuey, PriorityRedisHuey, SqliteHuey
 
 from config.settings import Settings
 
 
+class _HueyOptions(TypedDict):
+    """The keyword arguments every Huey storage takes (Huey itself is untyped)."""
+
+    name: str
+    results: bool
+    store_none: bool
+    utc: bool
+    immediate: bool
+    store_intermediate_errors: bool
+
+
 def build_huey(settings: Settings, immediate: bool = False) -> Huey:
     """A Huey for ``settings.queue``: results kept, UTC timestamps, the queue's name."""
     queue = settings.queue
-    common: dict[str, Any] = {
+    common: _HueyOptions = {
         "name": queue.name,
         "results": True,
         "store_none": False,

@@ -8,10 +8,9 @@ twice: the use cases are idempotent (outbox keys, stable event UIDs, change toke
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from huey import Huey, crontab
 from huey.api import TaskWrapper
@@ -19,6 +18,8 @@ from sqlalchemy import select
 
 from assistant.adapters import outbox
 from assistant.adapters.store.tables import Account
+from assistant.bootstrap import Service
+from assistant.services import polling
 from assistant.services.accounts import token_keeper
 from assistant.services.runner import policy_of
 from assistant.services.sync import sync_calendar
@@ -27,7 +28,15 @@ from connectors.netguard import NetPolicy
 from connectors.registry import open_calendar
 from jobs import runtime
 
+if TYPE_CHECKING:
+    from assistant.entrypoints.web.push import PushSignal, SignalKind
+
+PushProvider = Literal["graph", "google"]
+
 log = logging.getLogger(__name__)
+
+# What a job leaves in Huey's result store: its use case's report, as plain values.
+JobResult = dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,7 @@ def jobs() -> Jobs:
 # ------------------------------------------------------------------------ job bodies
 
 
-def sync_account(account_id: int) -> dict[str, Any]:
+def sync_account(account_id: int) -> JobResult:
     """Sync one account: a calendar (then dispatch its changes) or a mailbox (then nudge)."""
     svc = runtime.service()
     with svc.uow.read() as session:
@@ -111,8 +120,8 @@ def sync_account(account_id: int) -> dict[str, Any]:
 
 
 def _sync_mailbox(
-    svc: Any, account_id: int, pair_id: int, provider: str, conf: dict[str, Any]
-) -> dict[str, Any]:
+    svc: Service, account_id: int, pair_id: int, provider: str, conf: dict[str, Any]
+) -> JobResult:
     from assistant.services.mail import import_mail
     from assistant.services.sync import record_failure
     from connectors.registry import open_mailbox
@@ -135,7 +144,7 @@ def _sync_mailbox(
     return {"account_id": account_id, **result}
 
 
-def nudge_pair(pair_id: int) -> dict[str, Any]:
+def nudge_pair(pair_id: int) -> JobResult:
     """Remind the manager of open assistant messages near or past the SLA; run again then."""
     from assistant.services.nudges import nudge
 
@@ -149,69 +158,46 @@ def nudge_pair(pair_id: int) -> dict[str, Any]:
     return report.to_dict()
 
 
-# Huey's storage holds {"loop": id, "planned": datetime} of the polling loop's last round.
+# Huey's storage holds the polling loop's last round (a LoopMark, as stored).
 POLL_LOOP_KEY = "sync_due:loop"
 
 
 def sync_due(rounds_left: int = 0, planned_at: datetime | None = None, loop: str = "") -> int:
-    """Queue a sync of every calendar account whose poll interval has passed.
+    """Queue a sync of every account whose poll interval has passed; plan the next round.
 
-    Huey's periodic tasks tick once a minute. For shorter intervals ``tick`` starts a
-    polling loop (``loop`` is its id): every round plans the next one interval after its
-    own planned time, as an ETA on a fixed grid (Huey's scheduler enqueues a scheduled
-    task up to a second late: a delay counted from the late start made a 2 s interval
-    poll every 3 s), and records itself in Huey's storage, where ``tick`` sees that the
-    loop is alive and starts a new one only when it is not. A round of a loop that is no
-    longer the recorded one ends it. (A loop restarted every minute broke the grid at
-    the minute: its first round ran right after the old loop's last and found nothing
-    due, so a change could wait two intervals.) Without ``loop``, ``rounds_left`` more
+    ``loop`` is the id of the polling loop this round belongs to (see
+    ``assistant.services.polling``, which decides); without one, ``rounds_left`` more
     rounds follow this one.
     """
     svc = runtime.service()
+    recorded = _loop_mark() if loop else None
     interval = svc.settings.sync.poll_interval_seconds
-    now = svc.now()
-    if loop:
-        state = jobs().huey.get(POLL_LOOP_KEY, peek=True)
-        if not isinstance(state, dict) or state.get("loop") != loop:
-            return 0  # superseded: tick started another loop
-    if planned_at is None or not timedelta(0) <= now - planned_at < timedelta(seconds=interval):
-        planned_at = now  # the first round, or one so late that catching up makes no sense
-    with svc.uow.read() as session:
-        rows = session.execute(
-            select(Account.id, Account.last_sync_at).where(
-                Account.kind.in_(("calendar", "mail")),
-                Account.provider.not_in(("maildir", "mbox")),  # exports: imported by hand
-            )
-        )
-        # Not synced within the last half interval: a round runs a little late or early
-        # (the scheduler's one-second tick, a queue that was busy); a stricter bound made
-        # such an account skip a whole round and wait two intervals.
-        due = [
-            aid for aid, last in rows
-            if last is None or (now - last).total_seconds() >= interval * 0.5
-        ]  # fmt: skip
-    for aid in due:
+    plan = polling.poll_round(svc.uow, svc.now(), interval, planned_at=planned_at,
+                      rounds_left=rounds_left, loop=loop, recorded=recorded)  # fmt: skip
+    for aid in plan.due:
         jobs().sync_account(aid)
-    if loop:
-        jobs().huey.put(POLL_LOOP_KEY, {"loop": loop, "planned": planned_at})
-    if loop or rounds_left > 0:
-        next_at = planned_at + timedelta(seconds=interval)
-        jobs().sync_due.schedule((max(rounds_left - 1, 0), next_at, loop), eta=next_at)
-    return len(due)
+    if plan.mark is not None:
+        jobs().huey.put(POLL_LOOP_KEY, plan.mark.stored())
+    if plan.next_at is not None:
+        jobs().sync_due.schedule((plan.rounds_left, plan.next_at, loop), eta=plan.next_at)
+    return len(plan.due)
 
 
 def keep_polling(now: datetime, interval: float) -> bool:
     """Start the polling loop unless it is alive; True when one was started."""
-    state = jobs().huey.get(POLL_LOOP_KEY, peek=True)
-    if isinstance(state, dict) and now - state["planned"] < timedelta(seconds=60 + 2 * interval):
+    if polling.loop_alive(_loop_mark(), now, interval):
         return False
-    loop = uuid.uuid4().hex
-    jobs().huey.put(POLL_LOOP_KEY, {"loop": loop, "planned": now})
-    jobs().sync_due(0, None, loop)
+    mark = polling.LoopMark.start(now)
+    jobs().huey.put(POLL_LOOP_KEY, mark.stored())
+    jobs().sync_due(0, None, mark.loop)
     return True
 
 
-def dispatch_changes(pair_id: int) -> dict[str, Any]:
+def _loop_mark() -> polling.LoopMark | None:
+    return polling.LoopMark.from_stored(jobs().huey.get(POLL_LOOP_KEY, peek=True))
+
+
+def dispatch_changes(pair_id: int) -> JobResult:
     """Turn a pair's pending changes into a message when due; run again when they will be."""
     from assistant.services.notifications import dispatch
     from assistant.services.push import calendar_pushes
@@ -235,22 +221,12 @@ def dispatch_changes(pair_id: int) -> dict[str, Any]:
 
 
 def next_poll_at(now: datetime) -> datetime | None:
-    """When the next polling round starts at the earliest, or None when unknown.
-
-    Below a minute, the live loop's next round is one interval after its last planned
-    one; from a minute up, ``tick`` polls at the next minute (the scheduler's tick).
-    """
+    """When the next polling round starts at the earliest, or None when unknown."""
     interval = runtime.service().settings.sync.poll_interval_seconds
-    if interval >= 60:
-        return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    state = jobs().huey.get(POLL_LOOP_KEY, peek=True)
-    planned = state.get("planned") if isinstance(state, dict) else None
-    if not isinstance(planned, datetime):
-        return None
-    return max(now, planned + timedelta(seconds=interval))
+    return polling.next_poll_at(now, interval, _loop_mark())
 
 
-def drain_outbox() -> dict[str, Any]:
+def drain_outbox() -> JobResult:
     svc = runtime.service()
     report = outbox.drain(svc.uow, svc.channels, svc.now, svc.settings.outbox)
     if report.next_attempt_at is not None:
@@ -259,7 +235,7 @@ def drain_outbox() -> dict[str, Any]:
     return report.to_dict()
 
 
-def write_checkpoints(task_id: int) -> dict[str, Any]:
+def write_checkpoints(task_id: int) -> JobResult:
     from assistant.services.delegation import reconcile_checkpoints
 
     svc = runtime.service()
@@ -271,7 +247,7 @@ def write_checkpoints(task_id: int) -> dict[str, Any]:
     return report.to_dict()
 
 
-def checkpoint_prompt(checkpoint_id: int, start_iso: str | None = None) -> dict[str, Any]:
+def checkpoint_prompt(checkpoint_id: int, start_iso: str | None = None) -> JobResult:
     """At a line: the method's questions and a feedback link, to the manager (and delegate)."""
     from assistant.services.feedback import send_prompt
 
@@ -317,7 +293,7 @@ def tick() -> None:
 # ------------------------------------------------------------ webhook push (Graph, Google)
 
 
-def ensure_push(account_id: int) -> dict[str, Any]:
+def ensure_push(account_id: int) -> JobResult:
     """Create or renew the account's Graph subscription or Google channel, as due."""
     from assistant.services.push import ensure_push as ensure
 
@@ -328,7 +304,7 @@ def ensure_push(account_id: int) -> dict[str, Any]:
         return {"account_id": account_id, "error": str(exc)}
 
 
-def drop_push(account_id: int) -> dict[str, Any]:
+def drop_push(account_id: int) -> JobResult:
     """Delete the account's Graph subscription or stop its Google channel."""
     from assistant.services.push import drop_push as drop
 
@@ -344,11 +320,15 @@ def push_signal(provider: str, account_id: int, kind: str, subscription_id: str)
     from assistant.entrypoints.web.push import PushSignal
     from assistant.services.push import handle_signal
 
-    signal = PushSignal(provider, account_id, kind, subscription_id)  # type: ignore[arg-type]
+    # Huey hands back the plain strings ``queue_push_signal`` took from a PushSignal; an
+    # unknown kind is logged and turned into a sync by ``handle_signal``.
+    signal = PushSignal(
+        cast(PushProvider, provider), account_id, cast("SignalKind", kind), subscription_id
+    )
     return handle_signal(runtime.service(), signal, jobs().sync_account)
 
 
-def queue_push_signal(signal: Any) -> None:
+def queue_push_signal(signal: PushSignal) -> None:
     """The web app's ``on_push``: a change (or missed notifications) queues the account's
     sync at once; a lifecycle event queues ``push_signal``."""
     if signal.kind in ("change", "missed"):
@@ -377,7 +357,7 @@ def keep_push() -> None:
 # ------------------------------------------------------------------- the service's inbox
 
 
-def process_inbox() -> dict[str, Any]:
+def process_inbox() -> JobResult:
     """New tasks from managers and answers to prompts, from the service's own mailbox."""
     from assistant.services.inbound import process_inbox as process
 
@@ -397,7 +377,7 @@ def process_inbox() -> dict[str, Any]:
 # ----------------------------------------------------------------------- daily digest
 
 
-def send_digest(pair_id: int, planned_iso: str | None = None) -> dict[str, Any]:
+def send_digest(pair_id: int, planned_iso: str | None = None) -> JobResult:
     """The pair's daily digest, then the next one scheduled at its local time (an ETA).
 
     The job schedules itself, so a digest goes at its minute, not at the next tick; the

@@ -1,0 +1,132 @@
+"""When to poll: which accounts a polling round syncs, and when the next round runs.
+
+Huey's periodic tasks tick once a minute. For shorter intervals the jobs keep a polling
+loop (``jobs.tasks.keep_polling``, with an id of its own): every round plans the next one
+interval after its own planned time, as an ETA on a fixed grid (Huey's scheduler enqueues
+a scheduled task up to a second late: a delay counted from the late start made a 2 s
+interval poll every 3 s), and records itself as the loop's last round (a ``LoopMark``, in
+Huey's storage), where the tick sees that the loop is alive and starts a new one only when
+it is not. A round of a loop that is no longer the recorded one ends it. (A loop restarted
+every minute broke the grid at the minute: its first round ran right after the old loop's
+last and found nothing due, so a change could wait two intervals.) Without a loop, a run
+may ask for a number of rounds to follow it.
+
+These functions decide; the jobs queue the syncs, record the mark and schedule the next
+round as told.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from assistant.adapters.store.db import UnitOfWork
+from assistant.adapters.store.tables import Account
+
+# Exports of a mailbox are imported by hand, never polled.
+_NOT_POLLED = ("maildir", "mbox")
+
+
+@dataclass(frozen=True, slots=True)
+class LoopMark:
+    """The polling loop's last round: the loop's id and the round's planned time."""
+
+    loop: str
+    planned: datetime
+
+    @classmethod
+    def start(cls, now: datetime) -> LoopMark:
+        """A new loop whose first round is planned ``now``."""
+        return cls(uuid.uuid4().hex, now)
+
+    def stored(self) -> dict[str, object]:
+        """As kept in the queue's storage: ``{"loop": id, "planned": datetime}``."""
+        return {"loop": self.loop, "planned": self.planned}
+
+    @classmethod
+    def from_stored(cls, value: object) -> LoopMark | None:
+        """What ``stored`` kept, or None (nothing kept, or not a mark)."""
+        if not isinstance(value, dict):
+            return None
+        loop, planned = value.get("loop"), value.get("planned")
+        if not isinstance(loop, str) or not isinstance(planned, datetime):
+            return None
+        return cls(loop, planned)
+
+
+@dataclass(frozen=True, slots=True)
+class PollRound:
+    """What one polling round does. A round of a replaced loop does nothing at all."""
+
+    due: tuple[int, ...]  # accounts to sync now
+    mark: LoopMark | None  # to record as the loop's last round (rounds of a loop only)
+    next_at: datetime | None  # when the next round runs; None: no next round
+    rounds_left: int  # rounds to follow the next one, for a run without a loop
+
+
+def poll_round(
+    uow: UnitOfWork,
+    now: datetime,
+    interval: float,
+    *,
+    planned_at: datetime | None,
+    rounds_left: int,
+    loop: str,
+    recorded: LoopMark | None,
+) -> PollRound:
+    """The round planned at ``planned_at`` (None for a first one), running ``now``.
+
+    ``loop`` is the id of the loop it belongs to ("" for none) and ``recorded`` the loop
+    mark in the queue's storage: a round of a loop that is not the recorded one is
+    superseded (the tick started another loop) and does nothing.
+    """
+    if loop and (recorded is None or recorded.loop != loop):
+        return PollRound(due=(), mark=None, next_at=None, rounds_left=0)
+    if planned_at is None or not timedelta(0) <= now - planned_at < timedelta(seconds=interval):
+        planned_at = now  # the first round, or one so late that catching up makes no sense
+    due = accounts_due(uow, now, interval)
+    mark = LoopMark(loop, planned_at) if loop else None
+    next_at = planned_at + timedelta(seconds=interval) if loop or rounds_left > 0 else None
+    return PollRound(due=due, mark=mark, next_at=next_at, rounds_left=max(rounds_left - 1, 0))
+
+
+def accounts_due(uow: UnitOfWork, now: datetime, interval: float) -> tuple[int, ...]:
+    """Calendar and mail accounts not synced within the last half interval.
+
+    A round runs a little late or early (the scheduler's one-second tick, a queue that
+    was busy); a stricter bound made such an account skip a whole round and wait two
+    intervals.
+    """
+    with uow.read() as session:
+        rows = session.execute(
+            select(Account.id, Account.last_sync_at).where(
+                Account.kind.in_(("calendar", "mail")),
+                Account.provider.not_in(_NOT_POLLED),
+            )
+        )
+        return tuple(
+            aid for aid, last in rows
+            if last is None or (now - last).total_seconds() >= interval * 0.5
+        )  # fmt: skip
+
+
+def loop_alive(recorded: LoopMark | None, now: datetime, interval: float) -> bool:
+    """Whether the recorded loop still runs: its last round was planned within a minute
+    (the tick) and two intervals."""
+    return recorded is not None and now - recorded.planned < timedelta(seconds=60 + 2 * interval)
+
+
+def next_poll_at(now: datetime, interval: float, recorded: LoopMark | None) -> datetime | None:
+    """When the next polling round starts at the earliest, or None when unknown.
+
+    Below a minute, the live loop's next round is one interval after its last planned
+    one; from a minute up, the tick polls at the next minute (the scheduler's tick).
+    """
+    if interval >= 60:
+        return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    if recorded is None:
+        return None
+    return max(now, recorded.planned + timedelta(seconds=interval))
