@@ -129,6 +129,19 @@ def latency_of_pair(
     svc: Service, pair_ref: str | int | None, since: datetime | None
 ) -> dict[str, Any]:
     """The pair's latency report, from its ``LatencyIndex`` brought up to date."""
+    kept = pair_latency(svc, pair_ref)
+    return _report(kept.records, kept.sla_minutes, since, "working", kept.zone)
+
+
+@dataclass(frozen=True)
+class PairLatency:
+    records: list[LatencyRecord]  # as ``reply_latencies`` gives them, in working time
+    sla_minutes: float
+    zone: str
+
+
+def pair_latency(svc: Service, pair_ref: str | int | None) -> PairLatency:
+    """Every latency record of the pair at ``svc.now()``, from its index brought up to date."""
     from assistant.services.hours import pair_hours
 
     now = svc.now()
@@ -153,9 +166,7 @@ def latency_of_pair(
         with _indexes_lock:
             index = _pair_index(session, svc.engine, pair, depends_on, hours.working_minutes, now)
             records = index.records(now)
-        sla = pair.sla_minutes
-        zone = pair.timezone
-    return _report(records, sla, since, "working", zone)
+        return PairLatency(records, pair.sla_minutes, pair.timezone)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from assistant.services.mail import (
     cached_index,
     import_mail,
     latency_of_pair,
+    pair_latency,
     report,
     to_message,
 )
@@ -80,6 +81,11 @@ def test_new_mail_is_fed_to_the_same_index_and_matches_the_batch_figures(
     answered = {m["id"].strip("<>"): m for m in second["messages"]}["a1@x"]
     assert answered["working_minutes"] == pytest.approx(20)  # Mon 17:50 → Tue 09:10 Berlin
     assert second == batch(svc)
+    # The web page's list of open messages reads the same index.
+    assert [r.message_id for r in pair_latency(svc, "alex").records] == [
+        m["id"] for m in second["messages"]
+    ]
+    assert cached_index(svc.engine, account.pair_id) is index
 
 
 def test_a_change_of_working_time_builds_the_index_again(svc: Service, tmp_path: Path) -> None:
