@@ -1,18 +1,31 @@
-"""Mail import and reply latency: stored messages → threads → latency records → summary."""
+"""Mail import and reply latency: stored messages → threads → latency records → summary.
+
+A pair's latency is kept in a ``LatencyIndex`` per process and database: each request feeds
+it only the messages stored since the last one, so its cost follows the new mail, not the
+whole mailbox. The index is built again from every message when what its records depend on
+changes (the two addresses, time zone, working hours, the years they cover) or when rows it
+was fed are gone (a deleted account; a row committed late under a lower id).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
 
 from assistant.adapters.store.tables import Account, Message, Pair
 from assistant.domain.latency import (
     Direction,
+    LatencyIndex,
     LatencyRecord,
     classify,
     reply_latencies,
@@ -115,20 +128,103 @@ def to_message(row: Message) -> MessageData:
 def latency_of_pair(
     svc: Service, pair_ref: str | int | None, since: datetime | None
 ) -> dict[str, Any]:
+    """The pair's latency report, from its ``LatencyIndex`` brought up to date."""
+    kept = pair_latency(svc, pair_ref)
+    return _report(kept.records, kept.sla_minutes, since, "working", kept.zone)
+
+
+@dataclass(frozen=True)
+class PairLatency:
+    records: list[LatencyRecord]  # as ``reply_latencies`` gives them, in working time
+    sla_minutes: float
+    zone: str
+
+
+def pair_latency(svc: Service, pair_ref: str | int | None) -> PairLatency:
+    """Every latency record of the pair at ``svc.now()``, from its index brought up to date."""
     from assistant.services.hours import pair_hours
 
+    now = svc.now()
     with svc.uow.read() as session:
         pair = find_pair(session, pair_ref)
-        stmt = select(Message).where(Message.pair_id == pair.id).order_by(Message.sent_at)
-        messages = [to_message(m) for m in session.scalars(stmt)]
+        earliest = session.scalars(
+            select(Message.sent_at)
+            .where(Message.pair_id == pair.id)
+            .order_by(Message.sent_at)
+            .limit(1)
+        ).first()
+        first = earliest.year if earliest is not None else now.year
+        hours = pair_hours(pair, first, now.year + 1)
+        depends_on = (
+            pair.manager_email.lower(),
+            pair.assistant_email.lower(),
+            pair.timezone,
+            json.dumps(pair.working_hours, sort_keys=True, default=str),
+            first,
+            now.year + 1,
+        )
+        with _indexes_lock:
+            index = _pair_index(session, svc.engine, pair, depends_on, hours.working_minutes, now)
+            records = index.records(now)
+        return PairLatency(records, pair.sla_minutes, pair.timezone)
+
+
+@dataclass
+class _PairIndex:
+    depends_on: tuple[Any, ...]  # what the records depend on besides the messages
+    index: LatencyIndex
+    last_id: int = 0  # the highest Message.id fed
+    fed: int = 0  # rows fed, all with an id up to last_id
+
+
+_MAX_PAIRS = 32  # indexes kept per database; the least recently used goes first
+_indexes: weakref.WeakKeyDictionary[Engine, dict[int, _PairIndex]] = weakref.WeakKeyDictionary()
+_indexes_lock = threading.Lock()
+
+
+def cached_index(engine: Engine, pair_id: int) -> LatencyIndex | None:
+    """The pair's index as this process keeps it (None: not built yet)."""
+    kept = _indexes.get(engine, {}).get(pair_id)
+    return kept.index if kept else None
+
+
+def _pair_index(
+    session: Any,
+    engine: Engine,
+    pair: Pair,
+    depends_on: tuple[Any, ...],
+    working_minutes: Callable[[datetime, datetime], float],
+    now: datetime,
+) -> LatencyIndex:
+    """The pair's index, fed the rows stored since the last call (or built from all)."""
+    per_pair = _indexes.setdefault(engine, {})
+    kept = per_pair.pop(pair.id, None)
+    if kept is not None and (
+        kept.depends_on != depends_on
+        or session.scalar(
+            select(func.count())
+            .select_from(Message)
+            .where(Message.pair_id == pair.id, Message.id <= kept.last_id)
+        )
+        != kept.fed
+    ):
+        kept = None
+    if kept is None:
         managers, assistants = addresses(pair)
-        first = messages[0].sent_at.year if messages else svc.now().year
-        hours = pair_hours(pair, first, svc.now().year + 1)
-        sla = pair.sla_minutes
-        zone = pair.timezone
-    return report(
-        messages, managers, assistants, svc.now(), sla, since, hours.working_minutes, zone
-    )
+        kept = _PairIndex(depends_on, LatencyIndex(managers, assistants, False, working_minutes))
+    per_pair[pair.id] = kept
+    while len(per_pair) > _MAX_PAIRS:
+        del per_pair[next(iter(per_pair))]
+    rows = session.scalars(
+        select(Message)
+        .where(Message.pair_id == pair.id, Message.id > kept.last_id)
+        .order_by(Message.sent_at, Message.id)
+    ).all()
+    if rows:
+        kept.index.add([to_message(m) for m in rows], now)
+        kept.last_id = max(kept.last_id, *(m.id for m in rows))
+        kept.fed += len(rows)
+    return kept.index
 
 
 def latency_of_archive(
@@ -181,11 +277,21 @@ def report(
     zone: str = "UTC",
 ) -> dict[str, Any]:
     records = reply_latencies(messages, managers, assistants, now, working_minutes=working_minutes)
+    basis: Literal["wall", "working"] = "working" if working_minutes is not None else "wall"
+    return _report(records, sla_minutes, since, basis, zone)
+
+
+def _report(
+    records: list[LatencyRecord],
+    sla_minutes: float,
+    since: datetime | None,
+    basis: Literal["wall", "working"],
+    zone: str,
+) -> dict[str, Any]:
     if since is not None:
         records = [r for r in records if r.sent_at >= since]
     to_manager = [r for r in records if r.direction is Direction.ASSISTANT_TO_MANAGER]
     to_assistant = [r for r in records if r.direction is Direction.MANAGER_TO_ASSISTANT]
-    basis: Literal["wall", "working"] = "working" if working_minutes is not None else "wall"
     return {
         "basis": basis,
         "summary": _summary(to_manager, sla_minutes, basis),

@@ -1,4 +1,4 @@
-"""Threading and reply latency (assistant/domain/latency.py), on hand-built messages."""
+"""Threading and reply latency (assistant/domain/latency/), on hand-built messages."""
 
 from __future__ import annotations
 

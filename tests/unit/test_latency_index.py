@@ -1,4 +1,4 @@
-"""LatencyIndex (assistant/domain/latency.py): mail added in batches, in any order of arrival, gives
+"""LatencyIndex (assistant/domain/latency/index.py): mail added in batches, in any order of arrival, gives
 what reply_latencies gives on all of it at once."""
 
 from __future__ import annotations

@@ -22,16 +22,14 @@ from assistant.adapters.store.tables import (
     ChangeBatch,
     DelegatedTask,
     EventSnapshot,
-    Message,
     OutboxEntry,
     Pair,
     ScheduleChange,
 )
 from assistant.domain import privacy
 from assistant.domain.conflicts import find_conflicts
-from assistant.domain.latency import Direction, LatencyRecord, reply_latencies
-from assistant.services.hours import pair_hours
-from assistant.services.mail import addresses, latency_of_pair, to_message
+from assistant.domain.latency import Direction, LatencyRecord
+from assistant.services.mail import latency_of_pair, pair_latency
 from assistant.services.pairs import NotFoundError
 from assistant.services.queries import where_notified
 from assistant.services.users import PairAccess
@@ -275,22 +273,8 @@ def latency(svc: Service, access: PairAccess, weeks: int = 12) -> dict[str, Any]
     now = svc.now()
     tz = ZoneInfo(access.timezone)
     figures = latency_of_pair(svc, access.ref, None)
-    with svc.uow.read() as session:
-        pair = session.get(Pair, access.pair_id)
-        assert pair is not None
-        messages = [
-            to_message(m)
-            for m in session.scalars(
-                select(Message).where(Message.pair_id == pair.id).order_by(Message.sent_at)
-            )
-        ]
-        managers, assistants = addresses(pair)
-        first = messages[0].sent_at.year if messages else now.year
-        hours = pair_hours(pair, first, now.year + 1)
-        sla = pair.sla_minutes
-    records = reply_latencies(
-        messages, managers, assistants, now, working_minutes=hours.working_minutes
-    )
+    kept = pair_latency(svc, access.ref)  # the same index, already up to date
+    records, sla = kept.records, kept.sla_minutes
     waiting = sorted(
         (r for r in records if not r.answered and r.direction is Direction.ASSISTANT_TO_MANAGER),
         key=lambda r: -(r.waiting_working_minutes or r.waiting_minutes or 0),

@@ -1,0 +1,378 @@
+"""``LatencyIndex``: threads and reply latency kept up to date as mail arrives.
+
+It keeps the state of ``threads`` and ``measure`` between batches of new mail, so that an
+update costs in proportion to the new messages and the threads they touch, and gives what
+``reply_latencies`` gives on it all.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import Literal
+
+from assistant.domain.latency.measure import LatencyRecord
+from assistant.domain.latency.summary import LatencySummary, summarize
+from assistant.domain.latency.threads import (
+    _HALF_DAY,
+    DEFAULT_WINDOW,
+    Direction,
+    _direction,
+    _gc_paused,
+    _lower,
+    normalize_subject,
+)
+from assistant.domain.model import MessageData
+
+_Pair = tuple[str, str, str]  # (normalized subject, one address, the other), sorted
+
+
+class LatencyIndex:
+    """Threads and reply latency kept up to date as mail arrives.
+
+    ``add(batch, now)`` after ``add(earlier, now)`` leaves the same records as
+    ``reply_latencies(earlier + batch, ...)``, for any split into batches and any order of
+    arrival (late ones included). A batch costs in proportion to its own messages and the
+    threads they join: copies are found by dictionary, thread ids and references join through
+    a union-find, and each (subject, two people) keeps its messages in time order, so a late
+    message is put in its place and linked to its neighbours only. Subject links are not
+    monotone: neighbours within the window are linked when one of them has no headers, so a
+    late message with headers landing between two linked ones may cut that link; then only
+    that thread is rebuilt. Per thread the replies are found again from its own messages and
+    the answered records are kept; open ones are measured at ``now`` when asked for.
+    """
+
+    def __init__(
+        self,
+        managers: set[str],
+        assistants: set[str],
+        include_cc: bool = False,
+        working_minutes: Callable[[datetime, datetime], float] | None = None,
+        window: timedelta = DEFAULT_WINDOW,
+    ) -> None:
+        self._mgr, self._asst = _lower(managers), _lower(assistants)
+        self._include_cc = include_cc
+        self._working = working_minutes
+        self._span = window.total_seconds()
+        self._messages: list[MessageData] = []  # one per distinct message
+        self._stamps: list[float] = []
+        self._facts: list[tuple[str, str, frozenset[str]]] = []  # subject, sender, recipients
+        self._index_of: dict[str, int] = {}
+        # as in _thread: the first message of a (subject, sender, recipients), or by second
+        self._by_copy: dict[tuple[str, str, frozenset[str]], int | dict[int, int]] = {}
+        # raw -> normalized subject, lower-cased sender and recipients: one object shared by
+        # every message that has it
+        self._subjects: dict[str, str] = {}
+        self._senders: dict[str, str] = {}
+        self._recipient_sets: dict[tuple[str, ...], frozenset[str]] = {}
+        self._parent: list[int] = []
+        self._members: dict[int, list[int]] = {}  # root -> members, threads of two or more
+        self._first: dict[int, int] = {}  # root -> earliest member, threads of two or more
+        self._by_thread_id: dict[str, int] = {}
+        self._unknown_refs: dict[str, int] = {}
+        self._chains: dict[_Pair, int | list[int]] = {}  # one, or by (sent_at, message_id)
+        self._direction: dict[int, Direction] = {}
+        self._reply: dict[int, int] = {}  # measured message -> its reply, -1 while open
+        self._answered: dict[int, LatencyRecord] = {}
+        self._order: list[int] = []  # measured messages by (sent_at, message_id)
+        self._unordered: list[int] = []
+
+    def __len__(self) -> int:
+        """Distinct messages seen (copies count once)."""
+        return len(self._messages)
+
+    # ---------------------------------------------------------------- public
+
+    def add(self, messages: Iterable[MessageData], now: datetime) -> list[LatencyRecord]:
+        """Take new messages (copies and messages already seen are fine); return, as of
+        ``now`` and by sent_at, every record of every thread the batch touched: new, grown,
+        merged or split."""
+        with _gc_paused():
+            touched: list[int] = []
+            dirty: list[int] = []
+            for m in messages:
+                self._register(m, touched, dirty)
+            for root in {self._find(x) for x in dirty}:
+                touched.extend(self._rebuild(root))
+            measured: list[int] = []
+            for root in {self._find(x) for x in touched}:
+                measured.extend(self._measure(root))
+            measured.sort(key=self._order_key)
+            return [r for i in measured if (r := self._record(i, now)) is not None]
+
+    def records(self, now: datetime) -> list[LatencyRecord]:
+        """What ``reply_latencies`` gives on every message added so far, as of ``now``."""
+        with _gc_paused():
+            if self._unordered:
+                self._unordered.sort(key=self._order_key)
+                self._order += self._unordered  # two sorted runs: one merge for timsort
+                self._order.sort(key=self._order_key)
+                self._unordered = []
+            return [r for i in self._order if (r := self._record(i, now)) is not None]
+
+    def summary(
+        self,
+        now: datetime,
+        sla_minutes: float = 30,
+        basis: Literal["wall", "working"] = "wall",
+    ) -> LatencySummary:
+        return summarize(self.records(now), sla_minutes, basis)
+
+    def thread_key(self, message_id: str) -> str | None:
+        """The thread key ``thread_messages`` would give ``message_id`` (None: unseen)."""
+        i = self._index_of.get(message_id)
+        if i is None:
+            return None
+        root = self._find(i)
+        return self._messages[self._first.get(root, root)].message_id
+
+    # ---------------------------------------------------------------- threading
+
+    def _order_key(self, i: int) -> tuple[float, str]:
+        return self._stamps[i], self._messages[i].message_id
+
+    def _find(self, i: int) -> int:
+        parent = self._parent
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def _union(self, a: int, b: int) -> None:
+        ra, rb = self._find(a), self._find(b)
+        if ra == rb:
+            return
+        ma, mb = self._members.get(ra), self._members.get(rb)
+        if (len(ma) if ma else 1) < (len(mb) if mb else 1):
+            ra, rb, ma, mb = rb, ra, mb, ma
+        self._parent[rb] = ra
+        if ma is None:
+            ma = self._members[ra] = [ra]
+        if mb is None:
+            ma.append(rb)
+        else:
+            ma += mb
+            del self._members[rb]
+        fa, fb = self._first.pop(ra, ra), self._first.pop(rb, rb)
+        self._first[ra] = fa if self._order_key(fa) < self._order_key(fb) else fb
+
+    def _register(self, m: MessageData, touched: list[int], dirty: list[int]) -> None:
+        """Same de-duplication as ``_thread``: the first copy seen stands for the others."""
+        if m.message_id in self._index_of:
+            return
+        stamp = m.sent_at.timestamp()
+        second = int(stamp)
+        sender = self._senders.get(m.from_addr)
+        if sender is None:
+            sender = self._senders[m.from_addr] = m.from_addr.lower()
+        subject = self._subjects.get(m.subject)
+        if subject is None:
+            subject = self._subjects[m.subject] = normalize_subject(m.subject)
+        addrs = m.to + m.cc if m.cc else m.to
+        recipients = self._recipient_sets.get(addrs)
+        if recipients is None:
+            recipients = self._recipient_sets[addrs] = frozenset([a.lower() for a in addrs])
+        fact = (subject, sender, recipients)
+        n = len(self._messages)
+        found = self._by_copy.get(fact)
+        i: int | None = None
+        if found is None:
+            self._by_copy[fact] = n
+        elif isinstance(found, int):
+            earlier = int(self._stamps[found])
+            if earlier in (second, second - _HALF_DAY, second + _HALF_DAY):
+                i = found
+            else:
+                self._by_copy[fact] = {earlier: found, second: n}
+        else:
+            i = found.get(second)
+            if i is None:
+                i = found.get(second - _HALF_DAY)
+                if i is None:
+                    i = found.get(second + _HALF_DAY)
+                    if i is None:
+                        found[second] = n
+        fresh = i is None
+        if i is None:
+            i = n
+            self._messages.append(m)
+            self._stamps.append(stamp)
+            self._facts.append(fact)
+            self._parent.append(i)
+        self._index_of[m.message_id] = i
+        waiting = self._unknown_refs.pop(m.message_id, None)  # referred to before it came
+        if waiting is not None:
+            self._union(i, waiting)
+            touched.append(i)
+        if not fresh:
+            return
+        touched.append(i)
+        self._link(i)
+        self._chain(i, dirty)
+        if not m.auto_reply:
+            d = _direction(m, self._mgr, self._asst, self._include_cc)
+            if d is not Direction.OTHER:
+                self._direction[i] = d
+                self._unordered.append(i)
+
+    def _link(self, i: int) -> None:
+        """Join ``i`` by provider thread id or by the messages it refers to."""
+        m = self._messages[i]
+        if m.thread_id:
+            self._union(i, self._by_thread_id.setdefault(m.thread_id, i))
+            return
+        refs = (*m.references, m.in_reply_to) if m.in_reply_to else m.references
+        for ref in refs:
+            j = self._index_of.get(ref)
+            self._union(i, j if j is not None else self._unknown_refs.setdefault(ref, i))
+
+    def _pairs(self, i: int) -> Iterator[_Pair]:
+        if self._messages[i].thread_id:
+            return
+        subject, sender, recipients = self._facts[i]
+        if not subject:
+            return
+        for other in recipients:
+            if other != sender:
+                yield (subject, sender, other) if sender < other else (subject, other, sender)
+
+    def _linked(self, earlier: int, later: int) -> bool:
+        """The subject rule of ``_thread`` for two neighbours of one (subject, pair)."""
+        if self._stamps[later] - self._stamps[earlier] > self._span:
+            return False
+        a, b = self._messages[earlier], self._messages[later]
+        return not (a.in_reply_to or a.references) or not (b.in_reply_to or b.references)
+
+    def _chain(self, i: int, dirty: list[int]) -> None:
+        """Put ``i`` in time order among the messages of its (subject, pair)s."""
+        key = self._order_key(i)
+        for pair in self._pairs(i):
+            chain = self._chains.get(pair)
+            if chain is None:
+                self._chains[pair] = i
+                continue
+            if isinstance(chain, int):
+                chain = self._chains[pair] = [chain]
+            pos = bisect_left(chain, key, key=self._order_key)
+            prev = chain[pos - 1] if pos else None
+            nxt = chain[pos] if pos < len(chain) else None
+            chain.insert(pos, i)
+            to_prev = prev is not None and self._linked(prev, i)
+            to_next = nxt is not None and self._linked(i, nxt)
+            if to_prev:
+                assert prev is not None
+                self._union(i, prev)
+            if to_next:
+                assert nxt is not None
+                self._union(i, nxt)
+            if (
+                prev is not None
+                and nxt is not None
+                and not (to_prev and to_next)
+                and self._linked(prev, nxt)
+            ):
+                dirty.append(prev)  # a link is gone: its thread may fall apart
+
+    def _rebuild(self, root: int) -> list[int]:
+        """Find the threads of ``root``'s members again from their links as they are now."""
+        members = self._members.pop(root, None) or [root]
+        self._first.pop(root, None)
+        for i in members:
+            self._parent[i] = i
+        for i in members:
+            m = self._messages[i]
+            if m.thread_id:
+                self._union(i, self._by_thread_id[m.thread_id])
+            else:
+                refs = (*m.references, m.in_reply_to) if m.in_reply_to else m.references
+                for ref in refs:
+                    j = self._index_of.get(ref)
+                    self._union(i, j if j is not None else self._unknown_refs[ref])
+            key = self._order_key(i)
+            for pair in self._pairs(i):
+                chain = self._chains[pair]
+                if isinstance(chain, int):
+                    continue  # ``i`` alone
+                pos = bisect_left(chain, key, key=self._order_key)
+                if pos and self._linked(chain[pos - 1], i):
+                    self._union(i, chain[pos - 1])
+        return members
+
+    # ---------------------------------------------------------------- replies
+
+    def _measure(self, root: int) -> list[int]:
+        """Find the replies in one thread again; keep its answered records."""
+        thread = [i for i in self._members.get(root) or (root,) if i in self._direction]
+        thread.sort(key=self._order_key)
+        key = self._messages[self._first.get(root, root)].message_id
+        msgs, direction, reply = self._messages, self._direction, self._reply
+        pending: dict[Direction, list[int]] = {
+            Direction.ASSISTANT_TO_MANAGER: [],
+            Direction.MANAGER_TO_ASSISTANT: [],
+        }
+        for i in thread:
+            d = direction[i]
+            other = (
+                Direction.MANAGER_TO_ASSISTANT
+                if d is Direction.ASSISTANT_TO_MANAGER
+                else Direction.ASSISTANT_TO_MANAGER
+            )
+            sent = msgs[i].sent_at
+            still_open = []
+            for j in pending[other]:
+                if msgs[j].sent_at < sent:
+                    reply[j] = i
+                else:  # the same instant: order unknown, so not an answer
+                    still_open.append(j)
+            pending[other] = still_open
+            pending[d].append(i)
+            reply[i] = -1
+        for i in thread:
+            r = reply[i]
+            if r < 0:
+                self._answered.pop(i, None)
+                continue
+            known = self._answered.get(i)
+            reply_id = msgs[r].message_id
+            if known is not None and known.reply_message_id == reply_id and known.thread_key == key:
+                continue
+            m, answer = msgs[i], msgs[r]
+            self._answered[i] = LatencyRecord(
+                m.message_id,
+                key,
+                m.subject,
+                m.sent_at,
+                direction[i],
+                replied_at=answer.sent_at,
+                reply_message_id=reply_id,
+                wall_minutes=(answer.sent_at - m.sent_at).total_seconds() / 60,
+                working_minutes=(
+                    self._working(m.sent_at, answer.sent_at) if self._working else None
+                ),
+            )
+        return thread
+
+    def _record(self, i: int, now: datetime) -> LatencyRecord | None:
+        """``i``'s record as ``reply_latencies`` gives it at ``now``: messages after ``now``
+        are left out, so a reply after ``now`` leaves its message open."""
+        m = self._messages[i]
+        if m.sent_at > now:
+            return None
+        r = self._reply[i]
+        if r >= 0 and self._messages[r].sent_at <= now:
+            return self._answered[i]
+        root = self._find(i)
+        return LatencyRecord(
+            m.message_id,
+            self._messages[self._first.get(root, root)].message_id,
+            m.subject,
+            m.sent_at,
+            self._direction[i],
+            waiting_minutes=(now - m.sent_at).total_seconds() / 60,
+            waiting_working_minutes=(
+                self._working(m.sent_at, now)
+                if self._working is not None and now > m.sent_at
+                else None
+            ),
+        )
