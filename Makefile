@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# The whole suite. Exit status 5 means pytest collected no test: that is a failure too.
+# The whole suite, in two workers (a test file stays in one worker, so its servers start
+# once). Exit status 5 means pytest collected no test: that is a failure too.
 test: venv
-	@$(VENV)/bin/python -m pytest -q; status=$$?; \
+	@$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests (exit 5) - failing" >&2; exit 1; fi; \
 	exit $$status
 

@@ -41,14 +41,16 @@ MB = 1024 * 1024
 
 @contextmanager
 def budget(seconds: float, megabytes: float | None = None) -> Iterator[None]:
-    """The block takes at most ``seconds`` of CPU (and ``megabytes`` of Python memory)."""
+    """The block takes at most ``seconds`` of this thread's CPU (and ``megabytes`` of Python
+    memory). The thread's own CPU: servers other tests started in this process run in other
+    threads, and their time is not the parser's."""
     if megabytes is not None:
         tracemalloc.start()
-    began = time.process_time()
+    began = time.thread_time()
     try:
         yield
     finally:
-        took = time.process_time() - began
+        took = time.thread_time() - began
         peak = tracemalloc.get_traced_memory()[1] if megabytes is not None else 0
         if megabytes is not None:
             tracemalloc.stop()
@@ -126,7 +128,9 @@ def test_a_series_with_more_occurrences_than_the_cap_is_one_flagged_item(tmp_pat
 
 def test_a_20_mb_description_is_cut_with_a_marker(tmp_path: Path) -> None:
     data = hostile.huge_property(20)
-    with budget(seconds=10, megabytes=150):
+    with budget(seconds=10):  # time without tracemalloc, which slows every allocation
+        feed(tmp_path, data)
+    with budget(seconds=60, megabytes=150):
         delta = feed(tmp_path, data)
     (event,) = by_uid(delta)["big@hostile"]
     description: str = event.description  # type: ignore[attr-defined]
@@ -145,10 +149,10 @@ def test_ten_thousand_events_are_read_in_linear_time(tmp_path: Path) -> None:
 
     def cpu(n: int) -> float:
         data = hostile.many_zones_and_events(n)
-        began = time.process_time()
+        began = time.thread_time()
         resources, _ = parse_feed(data, WINDOW)
         assert len(resources) == n
-        return time.process_time() - began
+        return time.thread_time() - began
 
     small, large = cpu(300), cpu(1200)
     assert large < 8 * small + 0.5  # linear: about 4 times; quadratic: 16 times
