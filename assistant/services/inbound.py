@@ -36,34 +36,28 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from assistant.adapters import outbox
 from assistant.adapters.channels.smtp import MESSAGE_ID_DOMAIN, message_id_for
-from assistant.adapters.store.tables import DelegatedTask, OutboxEntry, Pair, TaskFeedback
-from assistant.domain import timefmt
-from assistant.domain.delegation import CheckpointKind
-from assistant.domain.feedback import Confidence, FeedbackAnswer, parse_answer, reply_text
+from assistant.adapters.store.tables import OutboxEntry
 from assistant.domain.mail_auth import authenticated
-from assistant.domain.task_mail import TaskDraft, parse_task_email
-from assistant.domain.text import one_line
-from assistant.services import delegation
-from assistant.services.feedback import feedback_link, record_answer
-from assistant.services.pairs import NotFoundError, check_email
+from assistant.services.inbound_answers import ASK as ASK
+from assistant.services.inbound_answers import PROMPT as PROMPT
+from assistant.services.inbound_answers import _answer, _ignore
+from assistant.services.inbound_tasks import CONFIRM as CONFIRM
+from assistant.services.inbound_tasks import MAX_KEPT_TEXT as MAX_KEPT_TEXT
+from assistant.services.inbound_tasks import QUESTION, _task_email, _task_follow_up
+from assistant.services.pairs import NotFoundError
 from connectors.archive.mailbox import InboundMessage
 from connectors.base import ParseLimits, TokenExpired
 
@@ -75,16 +69,6 @@ log = logging.getLogger(__name__)
 
 TOKEN_FILE = "inbox.token"  # noqa: S105 - a file name, not a secret
 LOCK_FILE = "inbox.lock"
-PROMPT = "prompt:"  # assistant.services.feedback.send_prompt's keys
-ASK = "inbox-ask:"  # our question about an unclear answer
-QUESTION = "inbox-question:"  # our question about an unclear task email
-CONFIRM = "inbox-task:"  # the confirmation of a task made from an email
-MAX_KEPT_TEXT = 20_000  # of a task email, kept in the question's payload
-_YES = re.compile(
-    r"^\s*(?:yes|yep|yeah|correct|right|confirmed?|ok|okay|да|верно|подтверждаю|ага|так)"
-    r"[\s.!,]*(?:thanks|thank you|спасибо)?[\s.!]*$",
-    re.I,
-)
 
 
 class InboxSource(Protocol):
@@ -292,18 +276,9 @@ def handle_message(svc: Service, m: InboundMessage, now: datetime, report: Inbox
         report.ignored += 1
 
 
-def _ignore(m: InboundMessage, why: str, report: InboxReport) -> None:
-    log.info("inbox: message %s from %s ignored: %s", m.message_id, m.from_addr or "-", why)
-    report.ignored += 1
-
-
 def _refs(m: InboundMessage) -> list[str]:
     found = [m.in_reply_to, *reversed(m.references)]  # the nearest parent first
     return list(dict.fromkeys(r for r in found if r))
-
-
-def _digest(message_id: str) -> str:
-    return hashlib.sha256(message_id.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def _answered_entry(
@@ -330,375 +305,3 @@ def _answered_entry(
         if ref in wanted and ref in by_id:
             return by_id[ref]
     return None
-
-
-# ----------------------------------------------------------------------------- answers
-
-
-def _answer(
-    svc: Service,
-    m: InboundMessage,
-    sender: str,
-    payload: dict[str, Any],
-    now: datetime,
-    report: InboxReport,
-) -> None:
-    task_id, line = int(payload["task_id"]), str(payload["line"])
-    kind = CheckpointKind(line)
-    answer = parse_answer(reply_text(m.text), kind=kind)
-    d = _digest(m.message_id)
-    if answer.confidence is Confidence.HIGH:
-        row = record_answer(
-            svc, task_id=task_id, kind=line, source="email", respondent=sender,
-            answer=answer, dedupe_key=f"email:{d}",
-        )  # fmt: skip
-        if row is None:
-            report.duplicates += 1
-        else:
-            report.answers.append(row)
-        return
-    with svc.uow.begin() as session:
-        if session.scalars(
-            select(TaskFeedback.id).where(TaskFeedback.dedupe_key == f"email:{d}")
-        ).first():
-            report.duplicates += 1
-            return
-        task = session.get(DelegatedTask, task_id)
-        if task is None:
-            raise NotFoundError(f"no task {task_id}")
-        pair = session.get(Pair, task.pair_id)
-        assert pair is not None
-        lang = _lang(pair.locale, m.text)
-        link = feedback_link(svc.settings, task.id, task.deadline, line, sender)
-        entry = outbox.enqueue(
-            session,
-            key=f"{ASK}{d}:smtp",
-            channel="smtp",
-            recipient=sender,
-            subject=_re(m.subject),
-            body_text=_unclear_answer_text(lang, task.title, kind, answer, link),
-            payload={"kind": "feedback_question", "task_id": task.id, "line": line,
-                     "in_reply_to": m.message_id},
-            pair_id=pair.id,
-            now=now,
-        )  # fmt: skip
-    _count(entry, report)
-
-
-_LINE_NAMES = {
-    "en": {CheckpointKind.RED_LINE: "Red Line", CheckpointKind.DEAD_LINE: "Dead Line"},
-    "ru": {CheckpointKind.RED_LINE: "Красная линия", CheckpointKind.DEAD_LINE: "Мёртвая линия"},
-}
-
-
-def _understood(lang: str, a: FeedbackAnswer) -> list[str]:
-    ru = lang == "ru"
-
-    def yes_no(v: bool) -> str:
-        return ("да" if v else "нет") if ru else ("yes" if v else "no")
-
-    out = []
-    if a.percent_done is not None:
-        out.append(f"{'готово' if ru else 'done'}: {a.percent_done}%")
-    if a.on_track is not None:
-        out.append(f"{'по плану' if ru else 'on track'}: {yes_no(a.on_track)}")
-    if a.on_time is not None:
-        out.append(f"{'в срок' if ru else 'on time'}: {yes_no(a.on_time)}")
-    if a.needs_help:
-        out.append("нужна помощь" if ru else "help needed")
-    if a.quality:
-        out.append(f"{'качество' if ru else 'quality'}: {a.quality}")
-    return out
-
-
-def _unclear_answer_text(
-    lang: str, title: str, kind: CheckpointKind, answer: FeedbackAnswer, link: str
-) -> str:
-    understood = "; ".join(_understood(lang, answer))
-    line = _LINE_NAMES[lang][kind]
-    quoted = "\n".join(f"> {s}" for s in (answer.comment or "").splitlines()[:12])
-    if lang == "ru":
-        return (
-            f"Я не уверен, что правильно понял ваш ответ по задаче «{title}» ({line}):\n\n"
-            f"{quoted}\n\nПонял так: {understood or 'ничего определённого'}.\n\n"
-            "Ответ не сохранён. Ответьте, пожалуйста, по ссылке (один клик):\n"
-            f"{link}\n\nили ответом на это письмо, например: «80%, по плану», "
-            "«нужна помощь», «готово, 100%, в срок».\n\n-- \nОтправлено сервисом exec-assistant.\n"
-        )
-    return (
-        f"I am not sure I read your answer on “{title}” ({line}) right:\n\n{quoted}\n\n"
-        f"What I understood: {understood or 'nothing definite'}.\n\n"
-        f"Nothing was stored. Please answer through this link (one click):\n{link}\n\n"
-        "or reply to this message, for example “80%, on track”, “need help” or "
-        "“done, 100%, on time”.\n\n-- \nSent by exec-assistant.\n"
-    )
-
-
-# ------------------------------------------------------------------------------- tasks
-
-
-def _manager_pair(session: Session, sender: str, m: InboundMessage) -> Pair | None:
-    pairs = list(
-        session.scalars(
-            select(Pair).where(func.lower(Pair.manager_email) == sender).order_by(Pair.id)
-        )
-    )
-    if len(pairs) > 1:  # one manager, several assistants: the one the mail was sent to
-        named = {a.lower() for a in (*m.to, *m.cc)}
-        pairs.sort(key=lambda p: p.assistant_email.lower() not in named)
-    return pairs[0] if pairs else None
-
-
-def _task_email(
-    svc: Service, m: InboundMessage, sender: str, now: datetime, report: InboxReport
-) -> None:
-    with svc.uow.read() as session:
-        pair = _manager_pair(session, sender, m)
-        if pair is None:
-            _ignore(m, "not from a manager", report)
-            return
-        pair_id, zone, locale = pair.id, pair.timezone, pair.locale
-    original = {"subject": m.subject, "text": reply_text(m.text)[:MAX_KEPT_TEXT],
-                "sent_at": m.sent_at.isoformat(), "origin": m.message_id}  # fmt: skip
-    draft = _parse(svc, original, m.text, m.sent_at, zone, locale, sender)
-    _act_on_draft(svc, m, sender, pair_id, draft, original, now, report)
-
-
-def _task_follow_up(
-    svc: Service,
-    m: InboundMessage,
-    sender: str,
-    payload: dict[str, Any],
-    now: datetime,
-    report: InboxReport,
-) -> None:
-    """The manager answered our question about a task email: read the email again with
-    the answer as its deadline (or, for a "yes", with the deadline we proposed)."""
-    with svc.uow.read() as session:
-        pair = session.get(Pair, int(payload["pair_id"]))
-        if pair is None:
-            raise NotFoundError("the pair of that task email is gone")
-        zone, locale = pair.timezone, pair.locale
-    said = next((s.strip() for s in reply_text(m.text).splitlines() if s.strip()), "")
-    original = {k: payload[k] for k in ("subject", "text", "sent_at", "origin")}
-    first_sent = datetime.fromisoformat(str(payload["sent_at"]))
-    proposed = payload.get("deadline")
-    if _YES.match(said) and proposed:
-        draft = _parse(svc, original, original["text"], first_sent, zone, locale, sender)
-        draft = replace(draft, deadline=datetime.fromisoformat(proposed), question=None,
-                        confidence=Confidence.HIGH)  # fmt: skip
-        if not draft.title:
-            draft = replace(draft, question=payload.get("question") or "?")
-    else:
-        subject = original["subject"] if payload.get("title") else said
-        body = f"Deadline: {said}\n{original['text']}" if payload.get("title") else original["text"]
-        draft = _parse(svc, {**original, "subject": subject}, body, m.sent_at, zone, locale, sender)
-        if draft.question is None and draft.deadline is not None:
-            draft = replace(draft, term_start=min(draft.term_start, first_sent))
-    _act_on_draft(svc, m, sender, int(payload["pair_id"]), draft, original, now, report)
-
-
-def _parse(
-    svc: Service,
-    original: dict[str, Any],
-    body: str,
-    sent_at: datetime,
-    zone: str,
-    locale: str,
-    sender: str,
-) -> TaskDraft:
-    lang = _lang(locale, f"{original['subject']}\n{body}")
-    ignore = [sender, svc.settings.inbox.address, svc.settings.smtp.from_address]
-    return parse_task_email(
-        str(original["subject"]),
-        body,
-        sent_at,
-        zone,
-        locale if timefmt.lang(locale) == lang else lang,
-        ignore_addresses=[a for a in ignore if a],
-    )
-
-
-def _act_on_draft(
-    svc: Service,
-    m: InboundMessage,
-    sender: str,
-    pair_id: int,
-    draft: TaskDraft,
-    original: dict[str, Any],
-    now: datetime,
-    report: InboxReport,
-) -> None:
-    lang = _lang("", f"{original['subject']}\n{original['text']}")
-    if draft.question is not None:
-        with svc.uow.begin() as session:
-            entry = outbox.enqueue(
-                session,
-                key=f"{QUESTION}{_digest(m.message_id)}:smtp",
-                channel="smtp",
-                recipient=sender,
-                subject=_re(m.subject or original["subject"]),
-                body_text=_question_text(lang, draft.question),
-                payload={
-                    "kind": "task_question", "pair_id": pair_id, "question": draft.question,
-                    "deadline": draft.deadline.isoformat() if draft.deadline else None,
-                    "title": bool(draft.title), "in_reply_to": m.message_id, **original,
-                },
-                pair_id=pair_id,
-                now=now,
-            )  # fmt: skip
-        _count(entry, report)
-        return
-    assert draft.deadline is not None
-    task_id = _create_confirmed(svc, sender, pair_id, draft, original, m, now, lang)
-    if task_id is None:
-        report.duplicates += 1
-    else:
-        report.tasks.append(task_id)
-
-
-class _AlreadyDone(Exception):
-    """The confirmation key exists: this email made its task already (roll back)."""
-
-
-def _create_confirmed(
-    svc: Service,
-    sender: str,
-    pair_id: int,
-    draft: TaskDraft,
-    original: dict[str, Any],
-    m: InboundMessage,
-    now: datetime,
-    lang: str,
-) -> int | None:
-    """The task, its checkpoint rows and the confirmation, in one transaction.
-
-    ``delegation.create_task`` commits on its own, so a crash between it and the
-    confirmation would make a second task on the next read; hence its steps here, under
-    the confirmation's key. (delegation.py should offer this as a session-level function.)
-    """
-    assert draft.deadline is not None
-    key = f"{CONFIRM}{_digest(str(original['origin']))}:smtp"
-    if draft.deadline <= draft.term_start:
-        raise ValueError("the deadline must be after the start of the term")
-    try:
-        with svc.uow.begin() as session:
-            if session.scalars(
-                select(OutboxEntry.id).where(OutboxEntry.idempotency_key == key)
-            ).first():
-                raise _AlreadyDone
-            pair = session.get(Pair, pair_id)
-            if pair is None:
-                raise NotFoundError(f"no pair {pair_id}")
-            task = DelegatedTask(
-                pair_id=pair.id, title=draft.title.strip(), result=draft.result,
-                measure=draft.measure, resources=draft.resources, why=draft.why,
-                delegator=pair.manager_email,
-                delegate=check_email(draft.delegate, "delegate") if draft.delegate
-                else pair.assistant_email,
-                term_start=draft.term_start, deadline=draft.deadline, state="briefed",
-                created_at=now, updated_at=now,
-            )  # fmt: skip
-            session.add(task)
-            session.flush()
-            delegation.ensure_checkpoints(session, task, pair, svc)
-            session.flush()
-            subject, body = _confirmation_text(lang, task, pair, draft)
-            entry = outbox.enqueue(
-                session,
-                key=key,
-                channel="smtp",
-                recipient=sender,
-                subject=subject,
-                body_text=body,
-                payload={"kind": "task_confirmation", "task_id": task.id,
-                         "in_reply_to": m.message_id},
-                pair_id=pair.id,
-                now=now,
-            )  # fmt: skip
-            if entry is None:  # another run won the race: undo ours
-                raise _AlreadyDone
-            return task.id
-    except _AlreadyDone:
-        return None
-
-
-def _confirmation_text(
-    lang: str, task: DelegatedTask, pair: Pair, draft: TaskDraft
-) -> tuple[str, str]:
-    tz = ZoneInfo(pair.timezone)
-
-    def when(t: datetime) -> str:
-        local = t.astimezone(tz)
-        return f"{timefmt.day(local.date(), lang)} {local:%H:%M}"
-
-    ru = lang == "ru"
-    lines = [
-        f"«{task.title}» — исполнитель {task.delegate}." if ru
-        else f"“{task.title}” is delegated to {task.delegate}.",
-        "",
-        f"{'Срок' if ru else 'Deadline'}: {when(task.deadline)} ({pair.timezone})",
-    ]  # fmt: skip
-    for cp in sorted(task.checkpoints, key=lambda c: c.line_at):
-        name = _LINE_NAMES[lang][CheckpointKind(cp.kind)]
-        if cp.start_at is not None:
-            lines.append(f"{name}: {when(cp.start_at)}")
-        else:
-            none = "нет свободного времени" if ru else "no free slot"
-            lines.append(f"{name}: {when(cp.line_at)} ({cp.note or none})")
-    smart = [("Результат" if ru else "Result", task.result),
-             ("Критерий" if ru else "Measure", task.measure),
-             ("Ресурсы" if ru else "Resources", task.resources),
-             ("Зачем" if ru else "Why", task.why)]  # fmt: skip
-    filled = [f"{label}: {value}" for label, value in smart if value]
-    if filled:
-        lines += ["", *filled]
-    if draft.deadline_text:
-        lines += ["", f"Срок прочитан из слов «{draft.deadline_text}»." if ru
-                  else f"The deadline was read from “{draft.deadline_text}”."]  # fmt: skip
-    if ru:
-        lines += ["", f"Изменить: `assistant task update {task.id}` или страница задачи.",
-                  "", "-- ", "Отправлено сервисом exec-assistant."]  # fmt: skip
-        return f"Задача создана: {task.title}", "\n".join(lines) + "\n"
-    lines += ["", f"To change it: `assistant task update {task.id}` or the task's page.",
-              "", "-- ", "Sent by exec-assistant."]  # fmt: skip
-    return f"Task created: {task.title}", "\n".join(lines) + "\n"
-
-
-def _question_text(lang: str, question: str) -> str:
-    if lang == "ru":
-        return (
-            f"{question}\n\nЗадача пока не создана. Ответьте на это письмо — "
-            "я дочитаю исходное письмо с вашим ответом.\n\n-- \nОтправлено сервисом "
-            "exec-assistant.\n"
-        )
-    return (
-        f"{question}\n\nNo task was created yet. Reply to this message and I will read "
-        "your original email again with the answer.\n\n-- \nSent by exec-assistant.\n"
-    )
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _lang(locale: str, text: str) -> str:
-    """The language to write back in: the message's own, else the pair's."""
-    cyrillic = len(re.findall(r"[а-яё]", text, re.I))
-    latin = len(re.findall(r"[a-z]", text, re.I))
-    if cyrillic == latin == 0:
-        return timefmt.lang(locale or "en")
-    return "ru" if cyrillic > latin else "en"
-
-
-def _re(subject: str) -> str:
-    subject = one_line(subject)
-    if re.match(r"^(?:re|ответ|отв)\s*:", subject, re.I):
-        return subject
-    return f"Re: {subject}" if subject else "Re:"
-
-
-def _count(entry: OutboxEntry | None, report: InboxReport) -> None:
-    if entry is None:
-        report.duplicates += 1
-    else:
-        report.outbox_ids.append(entry.id)
