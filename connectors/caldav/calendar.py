@@ -2,7 +2,7 @@
 
 Requests are sent through the caldav library's ``DAVClient`` (it negotiates basic,
 digest or bearer auth); the REPORT bodies are built and the multistatus replies read
-here, so that every sync costs a known number of requests:
+in ``connectors.caldav.webdav``, so that every sync costs a known number of requests:
 
 * nothing changed since ``token``: one sync-collection REPORT;
 * something changed: one sync-collection REPORT that also asks for calendar-data.
@@ -33,42 +33,44 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from typing import Any
 
 from caldav.davclient import DAVClient
-from caldav.lib import error as dav_error
-from caldav.lib.http_sync import requests as http_lib
-from lxml import etree
 
 from assistant.domain.model import EventData
 from connectors.base import (
     DEFAULT_LIMITS,
-    AuthExpired,
     CalendarDelta,
     CalendarResource,
     ConnectorError,
     InvalidData,
-    NotFound,
     OwnEvent,
     ParseLimits,
-    PreconditionFailed,
-    RateLimited,
     TokenExpired,
-    Transient,
     Window,
     WrittenEvent,
+)
+from connectors.caldav.webdav import (
+    CALDAV,
+    DAV,
+    PROPFIND_SYNC_STATE,
+    Entry,
+    Reply,
+    ahead,
+    dav_path,
+    fail,
+    multiget_body,
+    multistatus,
+    query_body,
+    send,
+    status_code,
+    sync_body,
 )
 from connectors.ics.ical import own_event_to_ical, parse_resource
 from connectors.netguard import NetPolicy, guarded_session, operator_policy
 
-DAV = "DAV:"
-CALDAV = "urn:ietf:params:xml:ns:caldav"
 ETAGS_PREFIX = "exec-assistant-etags:"
 MULTIGET_CHUNK = 1000
 MAX_SYNC_PAGES = 1000
@@ -81,32 +83,11 @@ _UID_LINE = re.compile(r"^UID(?:;[^:\r\n]*)?:(.*)$", re.MULTILINE | re.IGNORECAS
 _VTIMEZONE = re.compile(r"^BEGIN:VTIMEZONE.*?^END:VTIMEZONE", re.MULTILINE | re.DOTALL)
 _DTSTART_DATE = re.compile(r"^DTSTART[^:\r\n]*:(\d{8})", re.MULTILINE)
 
-_PROPFIND_SYNC_STATE = (
-    '<?xml version="1.0" encoding="utf-8"?>\n'
-    '<d:propfind xmlns:d="DAV:"><d:prop><d:sync-token/></d:prop></d:propfind>'
-)
-
 RequestHook = Callable[[str, str, int], None]
 
 
 class _SyncUnsupported(ConnectorError):
     """The server refused the sync-collection REPORT itself."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Reply:
-    status: int
-    headers: Mapping[str, str]
-    tree: Any  # lxml element or None
-    preconditions: tuple[str, ...] = ()
-
-
-@dataclass(slots=True)
-class _Entry:
-    href: str
-    status: int
-    etag: str = ""
-    data: str | None = None
 
 
 class CalDavCalendar:
@@ -136,7 +117,7 @@ class CalDavCalendar:
         self.policy = policy or operator_policy()
         self._limits = limits
         self.url = url if url.endswith("/") else url + "/"
-        self.path = _path(self.url)
+        self.path = dav_path(self.url)
         self.zone = zone
         self.inline_data = inline_data
         self.requests = 0
@@ -196,11 +177,11 @@ class CalDavCalendar:
         if reply.status in (403, 409, 412) and _NO_UID_CONFLICT in reply.preconditions:
             found = self._find_by_uid(event.uid)  # the user's client moved it: replace there
             if not found:
-                _fail(reply, f"PUT {href}")
+                fail(reply, f"PUT {href}")
             href = found[0].href
             reply = self._put(href, body)
         if not 200 <= reply.status < 300:
-            _fail(reply, f"PUT {href}")
+            fail(reply, f"PUT {href}")
         return WrittenEvent(href=href, etag=reply.headers.get("ETag", ""))
 
     def delete_event(self, uid: str) -> bool:
@@ -213,10 +194,10 @@ class CalDavCalendar:
             for href in hrefs:
                 reply = self._send("DELETE", href)
                 if not 200 <= reply.status < 300 and reply.status != 404:
-                    _fail(reply, f"DELETE {href}")
+                    fail(reply, f"DELETE {href}")
             return True
         if not 200 <= reply.status < 300:
-            _fail(reply, f"DELETE {hrefs[0]}")
+            fail(reply, f"DELETE {hrefs[0]}")
         return True
 
     def get_event(self, uid: str) -> EventData | None:
@@ -235,17 +216,17 @@ class CalDavCalendar:
 
     # ----------------------------------------------------------------------- sync
 
-    def _sync(self, token: str, with_data: bool) -> tuple[str, list[_Entry]]:
+    def _sync(self, token: str, with_data: bool) -> tuple[str, list[Entry]]:
         """All pages of one sync-collection; later pages override earlier entries.
 
         A reply with data that is too large for the server (Radicale refuses more than
         10,000 VEVENTs in one REPORT) is asked again without data.
         """
-        entries: dict[str, _Entry] = {}
+        entries: dict[str, Entry] = {}
         current = token
         pages = 0
         while pages < MAX_SYNC_PAGES:
-            reply = self._report(_sync_body(current, with_data), depth=0)
+            reply = self._report(sync_body(current, with_data), depth=0)
             if with_data and reply.status in _TOO_LARGE:
                 with_data = False
                 continue
@@ -260,8 +241,8 @@ class CalDavCalendar:
             if token and (reply.status in (409, 412) or _VALID_SYNC_TOKEN in reply.preconditions):
                 raise TokenExpired(f"the server refused the sync token ({reply.status})")
             if reply.status != 207:
-                _fail(reply, f"sync-collection on {self.path}")
-            page, new_token, truncated = _multistatus(reply.tree, self.path)
+                fail(reply, f"sync-collection on {self.path}")
+            page, new_token, truncated = multistatus(reply.tree, self.path)
             if new_token is None:
                 if token:
                     raise TokenExpired("the server sent no sync token")
@@ -279,10 +260,10 @@ class CalDavCalendar:
         token = self._current_token()
         if token is None:
             return None
-        reply = self._report(_query_body(True, ""), depth=1)
+        reply = self._report(query_body(True, ""), depth=1)
         if reply.status != 207:
             return None  # too large, or refused: the sync-collection way names any error
-        entries = [e for e in _multistatus(reply.tree, self.path)[0] if e.status != 404]
+        entries = [e for e in multistatus(reply.tree, self.path)[0] if e.status != 404]
         resources, skipped, _ = self._resources(entries, window)
         return CalendarDelta(
             full=True, resources=tuple(resources), token=token, skipped=tuple(skipped)
@@ -293,14 +274,14 @@ class CalDavCalendar:
         reply = self._send(
             "PROPFIND",
             self.path,
-            _PROPFIND_SYNC_STATE,
+            PROPFIND_SYNC_STATE,
             {"Depth": "0", "Content-Type": 'application/xml; charset="utf-8"'},
         )
         if reply.status != 207 or reply.tree is None:
             return None
         for response in reply.tree.iterfind(f"{{{DAV}}}response"):
             for propstat in response.iterfind(f"{{{DAV}}}propstat"):
-                if _code(propstat.findtext(f"{{{DAV}}}status")) != 200:
+                if status_code(propstat.findtext(f"{{{DAV}}}status")) != 200:
                     continue
                 found = propstat.findtext(f"{{{DAV}}}prop/{{{DAV}}}sync-token")
                 if found and found.strip():
@@ -320,7 +301,7 @@ class CalDavCalendar:
         )
 
     def _resources(
-        self, entries: list[_Entry], window: Window
+        self, entries: list[Entry], window: Window
     ) -> tuple[list[CalendarResource], list[str], list[str]]:
         """Parse entries (multiget those without data): (resources, skipped, vanished).
 
@@ -355,24 +336,24 @@ class CalDavCalendar:
 
     # ------------------------------------------------------------------- requests
 
-    def _multiget(self, hrefs: list[str]) -> list[_Entry]:
+    def _multiget(self, hrefs: list[str]) -> list[Entry]:
         """calendar-multiget by chunks; a chunk too large for the server is halved."""
         return [entry for batch in self._multiget_batches(hrefs) for entry in batch]
 
-    def _multiget_batches(self, hrefs: list[str]) -> Generator[list[_Entry], None, None]:
+    def _multiget_batches(self, hrefs: list[str]) -> Generator[list[Entry], None, None]:
         """The entries of each calendar-multiget reply, one reply after the other."""
         chunks = [hrefs[i : i + MULTIGET_CHUNK] for i in range(0, len(hrefs), MULTIGET_CHUNK)]
         while chunks:
             chunk = chunks.pop(0)
-            reply = self._report(_multiget_body(chunk), depth=None)
+            reply = self._report(multiget_body(chunk), depth=None)
             if reply.status in _TOO_LARGE and len(chunk) > 1:
                 chunks[:0] = [chunk[: len(chunk) // 2], chunk[len(chunk) // 2 :]]
                 continue
             if reply.status != 207:
-                _fail(reply, f"calendar-multiget on {self.path}")
-            yield _multistatus(reply.tree, self.path)[0]
+                fail(reply, f"calendar-multiget on {self.path}")
+            yield multistatus(reply.tree, self.path)[0]
 
-    def _multiget_ahead(self, hrefs: list[str]) -> Iterator[list[_Entry]]:
+    def _multiget_ahead(self, hrefs: list[str]) -> Iterator[list[Entry]]:
         """``_multiget_batches`` with the next request sent while the caller works.
 
         One worker thread makes the requests, one at a time (the HTTP session is never
@@ -382,75 +363,33 @@ class CalDavCalendar:
         if len(hrefs) <= MULTIGET_CHUNK:
             yield from self._multiget_batches(hrefs)
             return
-        batches = self._multiget_batches(hrefs)
-        done = object()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="caldav-multiget") as pool:
-            pending = pool.submit(next, batches, done)
-            try:
-                while True:
-                    batch = pending.result()
-                    if batch is done:
-                        return
-                    pending = pool.submit(next, batches, done)
-                    yield batch  # type: ignore[misc]
-            finally:
-                pending.cancel()
-                # an abandoned generator: wait for the request under way, then close it
-                with suppress(Exception):
-                    pending.result()
-                pool.submit(batches.close).result()
+        yield from ahead(self._multiget_batches(hrefs))
 
-    def _query(self, *, with_data: bool, uid: str = "") -> list[_Entry]:
-        reply = self._report(_query_body(with_data, uid), depth=1)
+    def _query(self, *, with_data: bool, uid: str = "") -> list[Entry]:
+        reply = self._report(query_body(with_data, uid), depth=1)
         if reply.status != 207:
-            _fail(reply, f"calendar-query on {self.path}")
-        return [e for e in _multistatus(reply.tree, self.path)[0] if e.status != 404]
+            fail(reply, f"calendar-query on {self.path}")
+        return [e for e in multistatus(reply.tree, self.path)[0] if e.status != 404]
 
-    def _find_by_uid(self, uid: str) -> list[_Entry]:
+    def _find_by_uid(self, uid: str) -> list[Entry]:
         """Resources holding ``uid`` wherever they are in the collection (one REPORT)."""
         found = self._query(with_data=True, uid=uid)
         return [e for e in found if e.data and _has_uid(e.data, uid)]
 
-    def _report(self, body: str, depth: int | None) -> _Reply:
+    def _report(self, body: str, depth: int | None) -> Reply:
         headers = {"Content-Type": 'application/xml; charset="utf-8"'}
         if depth is not None:
             headers["Depth"] = str(depth)
         return self._send("REPORT", self.path, body, headers)
 
-    def _put(self, href: str, body: str) -> _Reply:
+    def _put(self, href: str, body: str) -> Reply:
         return self._send("PUT", href, body, {"Content-Type": "text/calendar; charset=utf-8"})
 
     def _send(
         self, method: str, href: str, body: str = "", headers: Mapping[str, str] | None = None
-    ) -> _Reply:
+    ) -> Reply:
         """One request; only errors that no status check could want are raised here."""
-        url = urljoin(self.url, quote(href, safe="/:@!$&'()*+,;=~"))
-        try:
-            response = self._client.request(url, method, body, dict(headers or {}))
-        except dav_error.RateLimitError as exc:
-            raise RateLimited(
-                f"CalDAV {method}: rate limited ({exc.status})",
-                retry_after=exc.retry_after_seconds,
-            ) from None
-        except dav_error.AuthorizationError as exc:
-            if exc.status == 403:
-                return _Reply(403, {}, None, tuple(exc.preconditions))
-            raise AuthExpired(f"CalDAV {method} {self.path}: credentials refused") from None
-        except NotImplementedError:  # no auth scheme we can speak
-            raise AuthExpired(f"CalDAV {method}: unsupported authentication") from None
-        except http_lib.exceptions.Timeout:
-            raise Transient(f"CalDAV {method} {self.path}: timed out") from None
-        except (http_lib.exceptions.RequestException, OSError) as exc:
-            raise Transient(f"CalDAV {method} {self.path}: {type(exc).__name__}") from None
-        except etree.XMLSyntaxError:
-            raise InvalidData(f"CalDAV {method} {self.path}: malformed XML reply") from None
-        except dav_error.DAVError as exc:
-            raise ConnectorError(f"CalDAV {method} {self.path}: {exc.reason}") from None
-        tree = response.tree
-        preconditions: tuple[str, ...] = ()
-        if tree is not None and tree.tag == f"{{{DAV}}}error":
-            preconditions = tuple(str(child.tag) for child in tree if isinstance(child.tag, str))
-        return _Reply(response.status, response.headers, tree, preconditions)
+        return send(self._client, self.url, self.path, method, href, body, headers)
 
     def _count(self, response: Any, *args: Any, **kwargs: Any) -> Any:
         self.requests += 1
@@ -480,95 +419,7 @@ class CalDavCalendar:
         return Window(first - timedelta(days=2), first + timedelta(days=3), self.zone)
 
 
-# ------------------------------------------------------------------------ XML
-
-
-def _el(parent: Any, ns: str, tag: str, text: str | None = None) -> Any:
-    child = etree.SubElement(parent, f"{{{ns}}}{tag}")
-    if text is not None:
-        child.text = text
-    return child
-
-
-def _root(ns: str, tag: str) -> Any:
-    return etree.Element(f"{{{ns}}}{tag}", nsmap={"d": DAV, "c": CALDAV})
-
-
-def _props(parent: Any, with_data: bool) -> None:
-    prop = _el(parent, DAV, "prop")
-    _el(prop, DAV, "getetag")
-    if with_data:
-        _el(prop, CALDAV, "calendar-data")
-
-
-def _xml(root: Any) -> str:
-    return str(etree.tostring(root, xml_declaration=True, encoding="utf-8").decode("utf-8"))
-
-
-def _sync_body(token: str, with_data: bool) -> str:
-    root = _root(DAV, "sync-collection")
-    _el(root, DAV, "sync-token", token or None)
-    _el(root, DAV, "sync-level", "1")
-    _props(root, with_data)
-    return _xml(root)
-
-
-def _multiget_body(hrefs: Iterable[str]) -> str:
-    root = _root(CALDAV, "calendar-multiget")
-    _props(root, True)
-    for href in hrefs:
-        _el(root, DAV, "href", quote(href, safe="/:@!$&'()*+,;=~"))
-    return _xml(root)
-
-
-def _query_body(with_data: bool, uid: str) -> str:
-    root = _root(CALDAV, "calendar-query")
-    _props(root, with_data)
-    calendar = _el(_el(root, CALDAV, "filter"), CALDAV, "comp-filter")
-    calendar.set("name", "VCALENDAR")
-    event = _el(calendar, CALDAV, "comp-filter")
-    event.set("name", "VEVENT")
-    if uid:
-        prop = _el(event, CALDAV, "prop-filter")
-        prop.set("name", "UID")
-        _el(prop, CALDAV, "text-match", uid).set("collation", "i;octet")
-    return _xml(root)
-
-
-def _multistatus(tree: Any, collection: str) -> tuple[list[_Entry], str | None, bool]:
-    """(entries, sync token, truncated) of a multistatus reply; the collection is left out."""
-    if tree is None or tree.tag != f"{{{DAV}}}multistatus":
-        raise InvalidData("CalDAV: the server did not answer with a multistatus")
-    entries: list[_Entry] = []
-    truncated = False
-    for response in tree.iterfind(f"{{{DAV}}}response"):
-        hrefs = [_path(h.text) for h in response.iterfind(f"{{{DAV}}}href") if h.text]
-        propstats = response.findall(f"{{{DAV}}}propstat")
-        if not propstats:
-            code = _code(response.findtext(f"{{{DAV}}}status"))
-            if code == 507:  # RFC 6578 §3.6: more to come with the new token
-                truncated = True
-                continue
-            entries.extend(_Entry(h, code) for h in hrefs if not _same(h, collection))
-            continue
-        entry = _Entry(hrefs[0] if hrefs else "", 200)
-        for propstat in propstats:
-            if _code(propstat.findtext(f"{{{DAV}}}status")) != 200:
-                continue
-            prop = propstat.find(f"{{{DAV}}}prop")
-            if prop is None:
-                continue
-            entry.etag = prop.findtext(f"{{{DAV}}}getetag") or entry.etag
-            data = prop.find(f"{{{CALDAV}}}calendar-data")
-            if data is not None and data.text:
-                entry.data = data.text
-        if entry.href and not _same(entry.href, collection):
-            entries.append(entry)
-    token = tree.findtext(f"{{{DAV}}}sync-token")
-    return entries, (token.strip() if token is not None else None), truncated
-
-
-def _parse(entry: _Entry, window: Window, limits: ParseLimits) -> CalendarResource | str:
+def _parse(entry: Entry, window: Window, limits: ParseLimits) -> CalendarResource | str:
     """One entry with data → its resource, or why it was skipped."""
     assert entry.data is not None
     try:
@@ -578,43 +429,11 @@ def _parse(entry: _Entry, window: Window, limits: ParseLimits) -> CalendarResour
         return message if entry.href in message else f"{entry.href}: {message}"
 
 
-def _same(path: str, other: str) -> bool:
-    return path.rstrip("/") == other.rstrip("/")
-
-
-def _code(status: str | None) -> int:
-    parts = (status or "").split()
-    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 200
-
-
-def _path(href: str) -> str:
-    return unquote(urlsplit(href.strip()).path)
-
-
 def _has_uid(text: str, uid: str) -> bool:
     unfolded = re.sub(r"\r?\n[ \t]", "", text)
     return any(m.group(1).strip() == uid for m in _UID_LINE.finditer(unfolded))
 
 
-def _etag_token(entries: list[_Entry]) -> str:
+def _etag_token(entries: list[Entry]) -> str:
     listing = "\n".join(f"{e.href}\t{e.etag}" for e in sorted(entries, key=lambda e: e.href))
     return ETAGS_PREFIX + hashlib.sha256(listing.encode()).hexdigest()
-
-
-def _fail(reply: _Reply, what: str) -> NoReturn:
-    """Raise the error of our tree that an unsuccessful reply stands for."""
-    status = reply.status
-    refused = ", ".join(reply.preconditions)
-    if status in (403, 409) and refused:  # a DAV:error names what the server objects to
-        raise ConnectorError(f"{what}: refused by the server ({status}: {refused})")
-    if status in (401, 403):
-        raise AuthExpired(f"{what}: access refused ({status})")
-    if status in (404, 410):
-        raise NotFound(f"{what}: not found ({status})")
-    if status == 409:  # RFC 4918 §9.7.1: the collection to write into does not exist
-        raise NotFound(f"{what}: no such calendar (409)")
-    if status == 412:
-        raise PreconditionFailed(f"{what}: precondition failed")
-    if status >= 500:
-        raise Transient(f"{what}: server error {status}")
-    raise ConnectorError(f"{what}: unexpected HTTP status {status}")

@@ -40,63 +40,33 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import imaplib
 import json
-import logging
 import ssl
 import time
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
-from typing import Any, Literal
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
 
-from imapclient import IMAPClient
 from imapclient import exceptions as imap_errors
-from imapclient import imap4 as imap_plain
-from imapclient import tls as imap_tls
 
 from assistant.domain.model import MessageData
-from connectors.archive.mailbox import InboundMessage, parse_inbound, parse_message
+from connectors.archive.mailbox import InboundMessage
 from connectors.base import (
     DEFAULT_LIMITS,
-    AuthExpired,
-    ConnectorError,
-    InvalidData,
     MailDelta,
     NotFound,
     ParseLimits,
     TokenExpired,
-    Transient,
 )
-from connectors.netguard import NetPolicy, TooLarge, operator_policy
-
-Security = Literal["ssl", "starttls", "none"]
-log = logging.getLogger(__name__)
+from connectors.imap.connection import Security, leave, missing, open_client, translated
+from connectors.imap.folders import resolve_folders
+from connectors.imap.messages import INTERNALDATE, add_message, inbound_message
+from connectors.netguard import NetPolicy, operator_policy
 
 FETCH_BATCH = 250
 MAX_IDLE = 25 * 60.0  # RFC 2177: re-issue IDLE at least every 29 minutes
-_SENT_NAMES = (
-    "sent",
-    "sent items",
-    "sent messages",
-    "sent mail",
-    "sent-mail",
-    "отправленные",
-    "отправленные письма",
-    "gesendet",
-    "gesendete objekte",
-    "envoyés",
-    "elementos enviados",
-)
-_HEADER = b"BODY[HEADER]"
 BODY_BATCH = 50
 MAX_BODY_BYTES = 1 << 20  # enough for any text part; attachments beyond it are cut off
-_BODY = b"BODY[]<0>"
-_INTERNALDATE = b"INTERNALDATE"
-
-
-def _text(exc: BaseException) -> str:
-    parts = [a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in exc.args]
-    return " ".join(parts)[:300]
 
 
 class ImapMailbox:
@@ -194,14 +164,14 @@ class ImapMailbox:
                 uids = sorted(u for u in client.search(["UID", f"{last + 1}:*"]) if u > last)
                 for i in range(0, len(uids), BODY_BATCH):
                     batch = uids[i : i + BODY_BATCH]
-                    data = client.fetch(batch, [f"BODY.PEEK[]<0.{MAX_BODY_BYTES}>", _INTERNALDATE])
+                    data = client.fetch(batch, [f"BODY.PEEK[]<0.{MAX_BODY_BYTES}>", INTERNALDATE])
                     for uid in batch:
                         if uid in data:  # absent: expunged meanwhile
                             where = f"{folder}/{uidvalidity}/{uid}"
-                            found = _inbound(data[uid], where, self.limits)
+                            found = inbound_message(data[uid], where, self.limits)
                             if found is not None:
                                 out.append(found)
-                _leave(client)
+                leave(client)
                 last = max([last, uidnext - 1, *uids])
         next_token = json.dumps(
             {"v": 1, "kind": "imap-inbox", "account": self._account(), "folder": folder,
@@ -228,7 +198,7 @@ class ImapMailbox:
             selected = client.select_folder("INBOX", readonly=True)
             uidnext = int(selected.get(b"UIDNEXT", 0))
             if seen_next is not None and uidnext > seen_next:
-                _leave(client)
+                leave(client)
                 return True
             if not client.has_capability("IDLE"):
                 return False
@@ -245,7 +215,7 @@ class ImapMailbox:
             finally:
                 _text_reply, responses = client.idle_done()
             arrived = arrived or _arrivals(responses, exists)[0]
-            _leave(client)
+            leave(client)
             return arrived
 
     def close(self) -> None:
@@ -296,11 +266,11 @@ class ImapMailbox:
         uids = sorted(u for u in client.search(["UID", f"{start + 1}:*"]) if u > start)
         for i in range(0, len(uids), FETCH_BATCH):
             batch = uids[i : i + FETCH_BATCH]
-            data = client.fetch(batch, [b"BODY.PEEK[HEADER]", _INTERNALDATE])
+            data = client.fetch(batch, [b"BODY.PEEK[HEADER]", INTERNALDATE])
             for uid in batch:
                 if uid in data:  # absent: expunged meanwhile
-                    self._add(data[uid], folder, uidvalidity, uid, messages, skipped, self.limits)
-        _leave(client)
+                    add_message(data[uid], folder, uidvalidity, uid, messages, skipped, self.limits)
+        leave(client)
         # Every UID below the UIDNEXT seen before the search was read or is gone.
         last_uid = max([start, uidnext - 1, *uids])
         return {"uv": uidvalidity, "uid": last_uid, "ms": modseq}, reread
@@ -310,151 +280,36 @@ class ImapMailbox:
         try:
             return dict(client.folder_status(folder, items))
         except imap_errors.IMAPClientError as exc:
-            if _missing(exc):
+            if missing(exc):
                 raise NotFound(f"no folder {folder!r} in the mailbox") from None
             raise
-
-    @staticmethod
-    def _add(
-        item: dict[bytes, Any],
-        folder: str,
-        uidvalidity: int,
-        uid: int,
-        messages: list[MessageData],
-        skipped: list[str],
-        limits: ParseLimits = DEFAULT_LIMITS,
-    ) -> None:
-        source_id = f"{folder}/{uidvalidity}/{uid}"
-        header = item.get(_HEADER)
-        arrived = item.get(_INTERNALDATE)
-        if not isinstance(header, bytes) or not isinstance(arrived, datetime):
-            skipped.append(f"{source_id}: the server sent no header or INTERNALDATE")
-            return
-        if arrived.tzinfo is None:  # imapclient gives local time when normalising
-            arrived = arrived.astimezone()
-        try:
-            msg = parse_message(
-                header,
-                source_id=source_id,
-                folder=folder,
-                mtime=arrived.astimezone(UTC),
-                limits=limits,
-            )
-        except InvalidData as exc:
-            skipped.append(f"{source_id}: {exc}")
-            return
-        except Exception as exc:  # one bad message never stops a sync
-            skipped.append(f"{source_id}: {type(exc).__name__}: {exc}")
-            return
-        msg.extra.pop("body_hash", None)  # only headers were read
-        if msg.extra.get("date_source") == "mtime":
-            msg.extra["date_source"] = "internaldate"
-        msg.extra["imap_uid"] = str(uid)
-        messages.append(msg)
 
     # ----------------------------------------------------------------- folders
 
     def _folders(self, client: Any) -> list[tuple[str, bool]]:
-        if self._resolved is not None:
-            return self._resolved
-        listing = [
-            (tuple(bytes(f).lower() for f in flags), name)
-            for flags, _delimiter, name in client.list_folders()
-            if b"\\noselect" not in {bytes(f).lower() for f in flags}
-        ]
-        names = {name for _flags, name in listing}
-        resolved: list[tuple[str, bool]] = []
-        wanted = self.folders or ("INBOX", "\\Sent")
-        for entry in wanted:
-            if entry.startswith("\\"):
-                name = _by_use(listing, entry)
-                if name is None:
-                    if self.folders is not None:
-                        raise NotFound(f"no folder marked {entry} in the mailbox")
-                    continue  # no sent folder: INBOX alone
-                resolved.append((name, self.folders is None))
-            elif entry.upper() == "INBOX":
-                resolved.append(("INBOX", False))
-            elif entry in names:
-                resolved.append((entry, False))
-            else:
-                raise NotFound(f"no folder {entry!r} in the mailbox")
-        self._resolved = list(dict.fromkeys(resolved))
+        if self._resolved is None:
+            self._resolved = resolve_folders(client, self.folders)
         return self._resolved
 
     # -------------------------------------------------------------- connection
 
     def _connected(self) -> Any:
-        if self._client is not None:
-            return self._client
-        if self.security == "none":
-            self.policy.check_plaintext(self.host, "a connection without TLS")
-        client = GuardedIMAPClient(
-            self.policy,
-            self.host,
-            port=self.port,
-            use_uid=True,
-            ssl=self.security == "ssl",
-            ssl_context=self._context() if self.security == "ssl" else None,
-            timeout=self.timeout,
-        )
-        try:
-            client.normalise_times = False  # INTERNALDATE with its zone
-            if self.security == "starttls":
-                client.starttls(self._context())
-            try:
-                client.login(self.username, self._password)
-            except imap_errors.LoginError as exc:
-                if "UNAVAILABLE" in _text(exc).upper():
-                    raise Transient("the mail server cannot log in now; try again") from None
-                raise AuthExpired(f"the mail server refused the login of {self.username}") from None
-            if client.has_capability("CONDSTORE") and client.has_capability("ENABLE"):
-                client.enable("CONDSTORE")  # HIGHESTMODSEQ in STATUS and SELECT
-        except BaseException:
-            with contextlib.suppress(Exception):
-                client.shutdown()
-            raise
-        self._client = client
-        return client
+        if self._client is None:
+            self._client = open_client(
+                self.host,
+                self.port,
+                self.security,
+                self.username,
+                self._password,
+                timeout=self.timeout,
+                ssl_context=self._ssl_context,
+                policy=self.policy,
+            )
+        return self._client
 
-    def _context(self) -> ssl.SSLContext:
-        return self._ssl_context or ssl.create_default_context()
-
-    @contextlib.contextmanager
-    def _translated(self) -> Iterator[None]:
+    def _translated(self) -> AbstractContextManager[None]:
         """Map imapclient, imaplib and socket errors to ours; drop the connection."""
-        where = f"{self.host}:{self.port}"
-        try:
-            yield
-        except ConnectorError:
-            self._drop()
-            raise
-        except imap_errors.CapabilityError as exc:
-            self._drop()
-            raise ConnectorError(f"the mail server at {where} lacks {_text(exc)}") from None
-        except imaplib.IMAP4.abort as exc:  # EOF, reset: before IMAP4.error (its base)
-            self._drop()
-            raise Transient(f"connection to {where} lost: {_text(exc)}") from None
-        except imap_errors.ProtocolError as exc:
-            self._drop()
-            raise InvalidData(f"unreadable reply from {where}: {_text(exc)}") from None
-        except imaplib.IMAP4.error as exc:  # a NO or BAD reply
-            self._drop()
-            text = _text(exc)
-            if _missing(exc):
-                raise NotFound(f"{where}: {text}") from None
-            if any(code in text.upper() for code in ("[UNAVAILABLE]", "[SERVERBUG]", "[INUSE]")):
-                raise Transient(f"{where}: {text}") from None
-            raise ConnectorError(f"{where}: {text}") from None
-        except ssl.SSLCertVerificationError as exc:
-            self._drop()
-            raise ConnectorError(f"the certificate of {where} is not trusted: {exc}") from None
-        except TimeoutError:
-            self._drop()
-            raise Transient(f"{where} did not answer within {self.timeout:g} s") from None
-        except OSError as exc:  # refused, reset, unreachable, name not resolved, TLS
-            self._drop()
-            raise Transient(f"cannot reach {where}: {exc}") from None
+        return translated(f"{self.host}:{self.port}", self.timeout, self._drop)
 
     def _drop(self) -> None:
         client, self._client, self._resolved = self._client, None, None
@@ -500,29 +355,6 @@ class ImapMailbox:
 # ------------------------------------------------------------------------ helpers
 
 
-def _inbound(
-    item: dict[bytes, Any], source_id: str, limits: ParseLimits = DEFAULT_LIMITS
-) -> InboundMessage | None:
-    raw = item.get(_BODY)
-    if not isinstance(raw, bytes):
-        bodies = (v for k, v in item.items() if k.startswith(b"BODY[") and isinstance(v, bytes))
-        raw = next(bodies, None)
-    if raw is None:
-        return None
-    arrived = item.get(_INTERNALDATE)
-    mtime = arrived if isinstance(arrived, datetime) else datetime.now(UTC)
-    if mtime.tzinfo is None:
-        mtime = mtime.astimezone()
-    try:
-        return parse_inbound(raw, source_id=source_id, mtime=mtime.astimezone(UTC), limits=limits)
-    except InvalidData as exc:
-        log.warning("mail %s left out: %s", source_id, exc)
-        return None
-    except Exception as exc:  # one bad message never stops the inbox
-        log.warning("mail %s left out: %s", source_id, type(exc).__name__)
-        return None
-
-
 def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
@@ -536,35 +368,6 @@ def _last_uid(old: dict[str, Any] | None, uidvalidity: int, modseq: int | None) 
         return None  # mod-sequences went back: the server lost its state
     last = old.get("uid")
     return last if isinstance(last, int) and last >= 0 else None
-
-
-def _by_use(listing: Sequence[tuple[tuple[bytes, ...], str]], use: str) -> str | None:
-    flag = use.lower().encode()
-    for flags, name in listing:
-        if flag in flags:
-            return name
-    if flag != b"\\sent":
-        return None
-    for wanted in _SENT_NAMES:  # servers without SPECIAL-USE
-        for _flags, name in listing:
-            leaf = name.replace(".", "/").rsplit("/", 1)[-1]
-            if leaf.lower() == wanted:
-                return name
-    return None
-
-
-def _leave(client: Any) -> None:
-    """Unselect the folder: a session that keeps a folder open may be answered from that
-    open view (STATUS on a folder deleted and recreated elsewhere shows the old one)."""
-    if client.has_capability("UNSELECT"):
-        client.unselect_folder()
-    else:
-        client.close_folder()  # selected read-only: CLOSE expunges nothing
-
-
-def _missing(exc: BaseException) -> bool:
-    text = _text(exc).upper()
-    return "[NONEXISTENT]" in text or "DOESN'T EXIST" in text or "NOT EXIST" in text
 
 
 def _arrivals(responses: Sequence[Any], exists: int) -> tuple[bool, int]:
@@ -582,48 +385,3 @@ def _arrivals(responses: Sequence[Any], exists: int) -> tuple[bool, int]:
         elif kind == b"RECENT" and number > 0:
             arrived = True
     return arrived, exists
-
-
-class GuardedIMAPClient(IMAPClient):  # type: ignore[misc]
-    """An IMAPClient whose socket goes only where ``policy`` allows (``netguard.connect``:
-    resolved, every address checked, connected to a checked address; TLS still names the
-    host), and that refuses a literal larger than ``policy.max_response_bytes`` before
-    reading it (imaplib already bounds a line to 1 MB)."""
-
-    def __init__(self, policy: NetPolicy, *args: Any, **kwargs: Any) -> None:
-        self._policy = policy
-        super().__init__(*args, **kwargs)
-
-    def _create_IMAP4(self) -> Any:  # imapclient's name
-        policy = self._policy
-        timeout = getattr(self._timeout, "connect", None)
-        if self.ssl:
-
-            class Tls(imap_tls.IMAP4_TLS):  # type: ignore[misc]
-                def _create_socket(self, timeout: float | None = None) -> Any:
-                    sock = policy.connect(self.host, self.port, timeout or self._timeout)
-                    return imap_tls.wrap_socket(sock, self.ssl_context, self.host)
-
-                def read(self, size: int) -> bytes:
-                    _bounded_literal(policy, self.host, size)
-                    return super().read(size)  # type: ignore[no-any-return]
-
-            return Tls(self.host, self.port, self.ssl_context, timeout)
-
-        class Plain(imap_plain.IMAP4WithTimeout):  # type: ignore[misc]
-            def _create_socket(self, timeout: float | None = None) -> Any:
-                return policy.connect(self.host, self.port, timeout or self._timeout)
-
-            def read(self, size: int) -> bytes:
-                _bounded_literal(policy, self.host, size)
-                return super().read(size)  # type: ignore[no-any-return]
-
-        return Plain(self.host, self.port, timeout)
-
-
-def _bounded_literal(policy: NetPolicy, host: str, size: int) -> None:
-    if size > policy.max_response_bytes:
-        raise TooLarge(
-            f"the mail server at {host} sent a reply larger than {policy.max_response_bytes} "
-            "bytes (network.max_response_bytes)"
-        )

@@ -24,7 +24,8 @@ from connectors.base import (
     TokenExpired,
     Transient,
 )
-from connectors.imap.mailbox import ImapMailbox, Security, _by_use
+from connectors.imap.folders import _by_use
+from connectors.imap.mailbox import ImapMailbox, Security
 from tests.support.dovecot import Dovecot, start_dovecot
 
 MANAGER = "manager@example.test"

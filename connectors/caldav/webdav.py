@@ -1,0 +1,237 @@
+"""WebDAV under the calendar: one request through the caldav library's ``DAVClient``
+with its errors mapped to ours, the REPORT bodies (sync-collection, calendar-multiget,
+calendar-query), the reading of multistatus replies, and the error an unsuccessful
+reply stands for."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any, NoReturn
+from urllib.parse import quote, unquote, urljoin, urlsplit
+
+from caldav.davclient import DAVClient
+from caldav.lib import error as dav_error
+from caldav.lib.http_sync import requests as http_lib
+from lxml import etree
+
+from connectors.base import (
+    AuthExpired,
+    ConnectorError,
+    InvalidData,
+    NotFound,
+    PreconditionFailed,
+    RateLimited,
+    Transient,
+)
+
+DAV = "DAV:"
+CALDAV = "urn:ietf:params:xml:ns:caldav"
+
+PROPFIND_SYNC_STATE = (
+    '<?xml version="1.0" encoding="utf-8"?>\n'
+    '<d:propfind xmlns:d="DAV:"><d:prop><d:sync-token/></d:prop></d:propfind>'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    tree: Any  # lxml element or None
+    preconditions: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Entry:
+    href: str
+    status: int
+    etag: str = ""
+    data: str | None = None
+
+
+def send(
+    client: DAVClient,
+    base_url: str,
+    path: str,
+    method: str,
+    href: str,
+    body: str = "",
+    headers: Mapping[str, str] | None = None,
+) -> Reply:
+    """One request to ``href`` under ``base_url`` (``path`` names it in errors); only
+    errors that no status check could want are raised here."""
+    url = urljoin(base_url, quote(href, safe="/:@!$&'()*+,;=~"))
+    try:
+        response = client.request(url, method, body, dict(headers or {}))
+    except dav_error.RateLimitError as exc:
+        raise RateLimited(
+            f"CalDAV {method}: rate limited ({exc.status})",
+            retry_after=exc.retry_after_seconds,
+        ) from None
+    except dav_error.AuthorizationError as exc:
+        if exc.status == 403:
+            return Reply(403, {}, None, tuple(exc.preconditions))
+        raise AuthExpired(f"CalDAV {method} {path}: credentials refused") from None
+    except NotImplementedError:  # no auth scheme we can speak
+        raise AuthExpired(f"CalDAV {method}: unsupported authentication") from None
+    except http_lib.exceptions.Timeout:
+        raise Transient(f"CalDAV {method} {path}: timed out") from None
+    except (http_lib.exceptions.RequestException, OSError) as exc:
+        raise Transient(f"CalDAV {method} {path}: {type(exc).__name__}") from None
+    except etree.XMLSyntaxError:
+        raise InvalidData(f"CalDAV {method} {path}: malformed XML reply") from None
+    except dav_error.DAVError as exc:
+        raise ConnectorError(f"CalDAV {method} {path}: {exc.reason}") from None
+    tree = response.tree
+    preconditions: tuple[str, ...] = ()
+    if tree is not None and tree.tag == f"{{{DAV}}}error":
+        preconditions = tuple(str(child.tag) for child in tree if isinstance(child.tag, str))
+    return Reply(response.status, response.headers, tree, preconditions)
+
+
+def ahead(batches: Generator[list[Entry], None, None]) -> Iterator[list[Entry]]:
+    """The items of ``batches`` with the next one already requested while the caller
+    works on the previous one.
+
+    One worker thread makes the requests, one at a time (the HTTP session is never
+    used by two threads at once); its errors are raised here, in order.
+    """
+    done = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="caldav-multiget") as pool:
+        pending = pool.submit(next, batches, done)
+        try:
+            while True:
+                batch = pending.result()
+                if batch is done:
+                    return
+                pending = pool.submit(next, batches, done)
+                yield batch  # type: ignore[misc]
+        finally:
+            pending.cancel()
+            # an abandoned generator: wait for the request under way, then close it
+            with suppress(Exception):
+                pending.result()
+            pool.submit(batches.close).result()
+
+
+# ------------------------------------------------------------------------ XML
+
+
+def _el(parent: Any, ns: str, tag: str, text: str | None = None) -> Any:
+    child = etree.SubElement(parent, f"{{{ns}}}{tag}")
+    if text is not None:
+        child.text = text
+    return child
+
+
+def _root(ns: str, tag: str) -> Any:
+    return etree.Element(f"{{{ns}}}{tag}", nsmap={"d": DAV, "c": CALDAV})
+
+
+def _props(parent: Any, with_data: bool) -> None:
+    prop = _el(parent, DAV, "prop")
+    _el(prop, DAV, "getetag")
+    if with_data:
+        _el(prop, CALDAV, "calendar-data")
+
+
+def _xml(root: Any) -> str:
+    return str(etree.tostring(root, xml_declaration=True, encoding="utf-8").decode("utf-8"))
+
+
+def sync_body(token: str, with_data: bool) -> str:
+    root = _root(DAV, "sync-collection")
+    _el(root, DAV, "sync-token", token or None)
+    _el(root, DAV, "sync-level", "1")
+    _props(root, with_data)
+    return _xml(root)
+
+
+def multiget_body(hrefs: Iterable[str]) -> str:
+    root = _root(CALDAV, "calendar-multiget")
+    _props(root, True)
+    for href in hrefs:
+        _el(root, DAV, "href", quote(href, safe="/:@!$&'()*+,;=~"))
+    return _xml(root)
+
+
+def query_body(with_data: bool, uid: str) -> str:
+    root = _root(CALDAV, "calendar-query")
+    _props(root, with_data)
+    calendar = _el(_el(root, CALDAV, "filter"), CALDAV, "comp-filter")
+    calendar.set("name", "VCALENDAR")
+    event = _el(calendar, CALDAV, "comp-filter")
+    event.set("name", "VEVENT")
+    if uid:
+        prop = _el(event, CALDAV, "prop-filter")
+        prop.set("name", "UID")
+        _el(prop, CALDAV, "text-match", uid).set("collation", "i;octet")
+    return _xml(root)
+
+
+def multistatus(tree: Any, collection: str) -> tuple[list[Entry], str | None, bool]:
+    """(entries, sync token, truncated) of a multistatus reply; the collection is left out."""
+    if tree is None or tree.tag != f"{{{DAV}}}multistatus":
+        raise InvalidData("CalDAV: the server did not answer with a multistatus")
+    entries: list[Entry] = []
+    truncated = False
+    for response in tree.iterfind(f"{{{DAV}}}response"):
+        hrefs = [dav_path(h.text) for h in response.iterfind(f"{{{DAV}}}href") if h.text]
+        propstats = response.findall(f"{{{DAV}}}propstat")
+        if not propstats:
+            code = status_code(response.findtext(f"{{{DAV}}}status"))
+            if code == 507:  # RFC 6578 §3.6: more to come with the new token
+                truncated = True
+                continue
+            entries.extend(Entry(h, code) for h in hrefs if not same_path(h, collection))
+            continue
+        entry = Entry(hrefs[0] if hrefs else "", 200)
+        for propstat in propstats:
+            if status_code(propstat.findtext(f"{{{DAV}}}status")) != 200:
+                continue
+            prop = propstat.find(f"{{{DAV}}}prop")
+            if prop is None:
+                continue
+            entry.etag = prop.findtext(f"{{{DAV}}}getetag") or entry.etag
+            data = prop.find(f"{{{CALDAV}}}calendar-data")
+            if data is not None and data.text:
+                entry.data = data.text
+        if entry.href and not same_path(entry.href, collection):
+            entries.append(entry)
+    token = tree.findtext(f"{{{DAV}}}sync-token")
+    return entries, (token.strip() if token is not None else None), truncated
+
+
+def same_path(path: str, other: str) -> bool:
+    return path.rstrip("/") == other.rstrip("/")
+
+
+def status_code(status: str | None) -> int:
+    parts = (status or "").split()
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 200
+
+
+def dav_path(href: str) -> str:
+    return unquote(urlsplit(href.strip()).path)
+
+
+def fail(reply: Reply, what: str) -> NoReturn:
+    """Raise the error of our tree that an unsuccessful reply stands for."""
+    status = reply.status
+    refused = ", ".join(reply.preconditions)
+    if status in (403, 409) and refused:  # a DAV:error names what the server objects to
+        raise ConnectorError(f"{what}: refused by the server ({status}: {refused})")
+    if status in (401, 403):
+        raise AuthExpired(f"{what}: access refused ({status})")
+    if status in (404, 410):
+        raise NotFound(f"{what}: not found ({status})")
+    if status == 409:  # RFC 4918 §9.7.1: the collection to write into does not exist
+        raise NotFound(f"{what}: no such calendar (409)")
+    if status == 412:
+        raise PreconditionFailed(f"{what}: precondition failed")
+    if status >= 500:
+        raise Transient(f"{what}: server error {status}")
+    raise ConnectorError(f"{what}: unexpected HTTP status {status}")
