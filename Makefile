@@ -24,6 +24,7 @@ test: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 demo: venv
 	$(VENV)/bin/assistant demo
