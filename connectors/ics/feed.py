@@ -113,14 +113,7 @@ class IcsFeed:
         new_token = _Token(etag, last_modified, digest).dump()
         if previous is not None and previous.digest == digest:
             return CalendarDelta(full=False, unchanged=True, token=new_token)
-        try:
-            resources, problems = parse_feed(
-                body, window, source=self._label(), limits=self._limits
-            )
-        except InvalidData as exc:
-            if echoes_content(str(exc), body):
-                raise InvalidData(f"ICS feed {self._label()}: {not_icalendar(body)}") from None
-            raise
+        resources, problems = parse_feed(body, window, source=self._label(), limits=self._limits)
         return CalendarDelta(
             full=True, resources=tuple(resources), token=new_token, skipped=tuple(problems)
         )
@@ -207,35 +200,3 @@ class IcsFeed:
             client.stream("GET", self.location, **kwargs) as response,
         ):
             yield response
-
-
-# The parser's messages that quote what it read (icalendar's own reasons).
-_QUOTING = ("not valid iCalendar (", "expected a VCALENDAR, found", "bad X-WR-TIMEZONE (")
-
-
-def echoes_content(message: str, body: bytes) -> bool:
-    """Whether ``message`` may quote ``body``: a quoting parser message, or a line of the
-    feed's start (8 characters or more) found in it."""
-    if any(marker in message for marker in _QUOTING):
-        return True
-    for line in body[:65536].splitlines()[:200]:
-        text = line.strip().decode("utf-8", "replace")
-        if len(text) >= 8 and text in message:
-            return True
-    return False
-
-
-def not_icalendar(body: bytes) -> str:
-    """Why ``body`` is not iCalendar, with a line number and no content."""
-    lines = body.removeprefix(b"\xef\xbb\xbf").splitlines()
-    for number, line in enumerate(lines, 1):
-        if line.strip():
-            if line.strip().upper() != b"BEGIN:VCALENDAR":
-                return f"not iCalendar (line {number} does not begin a VCALENDAR)"
-            break
-    else:
-        return "not iCalendar (empty)"
-    for number, line in enumerate(lines, 1):
-        if line and not line[:1].isspace() and b":" not in line and b";" not in line:
-            return f"not valid iCalendar (line {number} is not a content line)"
-    return "not valid iCalendar (the parser refused it)"

@@ -188,7 +188,7 @@ def _load(text: str | bytes, source: str) -> icalendar.Calendar:
     try:
         cal = icalendar.Calendar.from_ical(raw)
     except (ValueError, KeyError, IndexError, TypeError, RecursionError) as exc:
-        raise NotICalendar(source, reason(exc)) from None
+        raise NotICalendar(source, _where_not_icalendar(raw) or reason(exc)) from None
     if isinstance(cal, list):  # several VCALENDARs concatenated
         merged = icalendar.Calendar()
         for part in cal:
@@ -200,13 +200,25 @@ def _load(text: str | bytes, source: str) -> icalendar.Calendar:
         wrapper.add_component(cal)
         cal = wrapper
     if cal.name != "VCALENDAR":
-        raise InvalidData(f"{source}: expected a VCALENDAR, found {cal.name[:40]}")
+        raise NotICalendar(source, "it holds no VCALENDAR")
     if cal.get("X-WR-TIMEZONE"):
         try:
             cal = x_wr_timezone.to_standard(cal)
-        except (ValueError, KeyError, ZoneInfoNotFoundError) as exc:
-            raise InvalidData(f"{source}: bad X-WR-TIMEZONE ({reason(exc)})") from None
+        except (ValueError, KeyError, ZoneInfoNotFoundError):
+            raise NotICalendar(source, "bad X-WR-TIMEZONE") from None
     return cal
+
+
+def _where_not_icalendar(raw: bytes) -> str:
+    """Where ``raw`` stops being iCalendar, by line number and never by content."""
+    lines = raw.splitlines()
+    first = next((n for n, line in enumerate(lines, 1) if line.strip()), 0)
+    if first and lines[first - 1].strip().upper() != b"BEGIN:VCALENDAR":
+        return f"line {first} does not begin a VCALENDAR"
+    for number, line in enumerate(lines, 1):
+        if line and not line[:1].isspace() and b":" not in line and b";" not in line:
+            return f"line {number} is not a content line"
+    return ""
 
 
 def _occurrences(
@@ -362,6 +374,8 @@ def _never(rule: Any) -> bool:
 def reason(exc: BaseException) -> str:
     """An error's reason without the text it quotes from the data (never echo content)."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if text[:1] in ("'", '"'):  # a KeyError's message is all quoted: it may be all content
+        return type(exc).__name__
     for mark in ("'", '"', ": "):
         cut = text.find(mark)
         if cut > 0:

@@ -236,8 +236,3 @@ def synthetic_uid(comp: Any) -> str:
     start = comp.get("DTSTART") and comp["DTSTART"].to_ical()
     basis = f"{text_value(comp.get('SUMMARY'))}|{start!r}"
     return "no-uid-" + hashlib.sha256(basis.encode()).hexdigest()[:24]
-
-
-def short_error(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:160]
