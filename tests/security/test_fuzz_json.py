@@ -75,14 +75,22 @@ def within_budget(raw: bytes) -> Any:
     elapsed = time.perf_counter() - started
     _refused_with_400(outcome)
     assert elapsed < 0.2 + SECONDS_PER_MB * len(raw) / 1e6, elapsed
-    tracemalloc.start()
-    try:
-        _answer(raw)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 2_000_000 + MEMORY_PER_BYTE * len(raw), peak
+    assert _peak_memory(raw) < 2_000_000 + MEMORY_PER_BYTE * len(raw)
     return outcome
+
+
+def _peak_memory(raw: bytes) -> int:
+    """The least of two measured peaks: tracemalloc also counts what other threads of the
+    process allocate meanwhile (pytest-xdist's channel thread), which only ever adds."""
+    peaks = []
+    for _ in range(2):
+        tracemalloc.start()
+        try:
+            _answer(raw)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    return min(peaks)
 
 
 @BUDGET
