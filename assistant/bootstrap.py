@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from assistant.adapters.store.db import UnitOfWork, make_engine
+from assistant.store.db import UnitOfWork, make_engine
 from config.settings import Settings
 
 if TYPE_CHECKING:
-    from assistant.adapters.outbox import Channel
+    from assistant.services.outbox import Channel
 
 Clock = Callable[[], datetime]
 

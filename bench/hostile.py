@@ -41,10 +41,10 @@ TARGET_MB = 300.0
 def _calendar(data: bytes, work: Path) -> dict[str, Any]:
     from datetime import timedelta
 
-    from assistant.adapters.store.db import UnitOfWork, make_engine
-    from assistant.adapters.store.migrate import upgrade
     from assistant.services.pairs import add_account, add_pair
     from assistant.services.sync import SyncPolicy, sync_calendar
+    from assistant.store.db import UnitOfWork, make_engine
+    from assistant.store.migrate import upgrade
     from config.settings import Settings
     from connectors.base import ConnectorError, ParseLimits
     from connectors.registry import open_calendar
@@ -99,9 +99,9 @@ def _deep_json(work: Path) -> dict[str, Any]:
         warnings.simplefilter("ignore")
         from starlette.testclient import TestClient
 
-    from assistant.adapters.store.migrate import upgrade
     from assistant.bootstrap import build
     from assistant.entrypoints.web.app import create_app
+    from assistant.store.migrate import upgrade
     from config.settings import Settings
 
     settings = Settings(data_dir=work)

@@ -124,9 +124,9 @@ class World:
 def start_service(
     stack: ExitStack, root: Path, sink: Any, args: argparse.Namespace, interval: float
 ) -> World:
-    from assistant.adapters.store.migrate import upgrade
     from assistant.bootstrap import build
     from assistant.entrypoints.runner import start_consumer
+    from assistant.store.migrate import upgrade
     from config.settings import load
     from jobs import runtime
     from jobs.queue import build_huey
@@ -302,7 +302,7 @@ def stages(
     dispatch (``created_at``) → SMTP accepted (``sent_at``)."""
     from sqlalchemy import select
 
-    from assistant.adapters.store.tables import OutboxEntry, ScheduleChange
+    from assistant.store.tables import OutboxEntry, ScheduleChange
 
     wait, work, send = [], [], []
     with world.svc.uow.read() as s:

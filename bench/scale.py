@@ -189,7 +189,7 @@ def synced_since(svc: Any, since: datetime) -> tuple[int, int]:
     """(accounts synced at or after ``since``, accounts in error)."""
     from sqlalchemy import func, select
 
-    from assistant.adapters.store.tables import Account
+    from assistant.store.tables import Account
 
     with svc.uow.read() as s:
         done = s.scalar(select(func.count()).where(Account.last_sync_at >= since))
@@ -271,10 +271,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from assistant.adapters.store.migrate import upgrade
-    from assistant.adapters.store.tables import ScheduleChange
     from assistant.bootstrap import build
     from assistant.entrypoints.embedded import EmbeddedRadicale
+    from assistant.store.migrate import upgrade
+    from assistant.store.tables import ScheduleChange
     from config.settings import load
     from jobs.queue import build_huey
     from jobs.tasks import register

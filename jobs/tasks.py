@@ -16,13 +16,12 @@ from huey import Huey, crontab
 from huey.api import TaskWrapper
 from sqlalchemy import select
 
-from assistant.adapters import outbox
-from assistant.adapters.store.tables import Account
 from assistant.bootstrap import Service
-from assistant.services import polling
+from assistant.services import outbox, polling
 from assistant.services.accounts import token_keeper
 from assistant.services.runner import policy_of
 from assistant.services.sync import sync_calendar
+from assistant.store.tables import Account
 from connectors.base import AuthExpired, ConnectorError, ParseLimits, RateLimited
 from connectors.netguard import NetPolicy
 from connectors.registry import open_calendar
@@ -385,8 +384,8 @@ def send_digest(pair_id: int, planned_iso: str | None = None) -> JobResult:
     next run is claimed in Huey's storage (``put_if_empty`` on pair and instant) before
     it is scheduled, so the tick's run and the chain's own never become two chains.
     """
-    from assistant.adapters.store.tables import Pair
     from assistant.services.digest import digest
+    from assistant.store.tables import Pair
 
     svc = runtime.service()
     if planned_iso:

@@ -64,10 +64,10 @@ RULES: list[tuple[str, str]] = [
     (r"assistant/templates/web/(.+)", r"assistant/entrypoints/web/templates/\1"),
     (r"assistant/templates/(.+)", r"assistant/domain/templates/\1"),
     # -- adapters: storage, outbox, channels, push supervisor, secrets
-    (r"assistant/store/(.+)", r"assistant/adapters/store/\1"),
-    (r"assistant/migrations/(.+)", r"assistant/adapters/store/migrations/\1"),
-    (r"assistant/alembic\.ini", r"assistant/adapters/store/alembic.ini"),
-    (r"assistant/snapshots\.py", r"assistant/adapters/store/snapshots.py"),
+    (r"assistant/store/(.+)", r"assistant/store/\1"),
+    (r"assistant/migrations/(.+)", r"assistant/store/migrations/\1"),
+    (r"assistant/alembic\.ini", r"assistant/store/alembic.ini"),
+    (r"assistant/snapshots\.py", r"assistant/store/snapshots.py"),
     (r"assistant/(outbox|push|keys|secrets|sealed)\.py", r"assistant/adapters/\1.py"),
     (r"assistant/channels/(.+)", r"assistant/adapters/channels/\1"),
     # -- entry points
@@ -119,7 +119,7 @@ EDITS: list[tuple[str, str, str]] = [
         'Path(__file__).resolve().parent / "templates"',
     ),
     (
-        "assistant/adapters/store/migrate.py",
+        "assistant/store/migrate.py",
         'Path(__file__).resolve().parent.parent / "migrations"',
         'Path(__file__).resolve().parent / "migrations"',
     ),
@@ -136,7 +136,7 @@ LOADER_NEW = 'PackageLoader("assistant.domain", "templates")'
 PACKAGE_DATA_RE = re.compile(r'^assistant = \[.*"templates/\*".*\]$', re.MULTILINE)
 PACKAGE_DATA_NEW = (
     'assistant = ["domain/templates/**/*", "entrypoints/web/templates/*", '
-    '"adapters/store/migrations/*", "adapters/store/migrations/**/*", "py.typed"]'
+    '"store/migrations/*", "store/migrations/**/*", "py.typed"]'
 )
 
 ROOTS = ("assistant", "connectors")

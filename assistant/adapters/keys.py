@@ -30,7 +30,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from assistant.adapters.store.db import READ_ONLY
+from assistant.store.db import READ_ONLY
 from config.sealed import Keyring, UnreadableSecret
 
 if TYPE_CHECKING:
@@ -199,7 +199,7 @@ def _walk(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str |
 
 
 def sealed_secrets(session: Session) -> list[Sealed]:
-    from assistant.adapters.store.tables import Account
+    from assistant.store.tables import Account
 
     found: list[Sealed] = []
     for account_id, conf in session.execute(select(Account.id, Account.settings)):
@@ -225,8 +225,8 @@ def _replace(value: Any, path: tuple[str | int, ...], new: Any) -> Any:
 def sent_links(session: Session, now: datetime, limit: int = LINKS_CHECKED) -> list[str]:
     """Tokens of feedback links in prompts already queued or sent whose links have not
     expired yet (newest first): what a new key would silently break."""
-    from assistant.adapters.store.tables import DelegatedTask, OutboxEntry
     from assistant.services.feedback import LINK_VALID_AFTER_DEADLINE
+    from assistant.store.tables import DelegatedTask, OutboxEntry
 
     rows = session.execute(
         select(OutboxEntry.body_text, OutboxEntry.payload)
@@ -383,7 +383,7 @@ def reseal(settings: Settings, engine: Engine) -> RotateReport:
 
 
 def _reseal(session: Session, ring: Keyring) -> tuple[int, int]:
-    from assistant.adapters.store.tables import Account
+    from assistant.store.tables import Account
 
     items = sealed_secrets(session)
     by_account: dict[int, list[Sealed]] = {}
@@ -424,7 +424,7 @@ class ResetReport:
 def reset(settings: Settings, engine: Engine) -> ResetReport:
     """The operator gives up on a lost key: a key is made if there is none, and the secrets
     it does not open are removed; their accounts say "reconnect" until they are."""
-    from assistant.adapters.store.tables import Account
+    from assistant.store.tables import Account
     from config.sealed import UNREADABLE
 
     created = not from_settings(settings) and _read_key(key_path(settings)) is None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from assistant.adapters.store.tables import Account
+from assistant.store.tables import Account
 from connectors.base import ConnectorError
 
 if TYPE_CHECKING:

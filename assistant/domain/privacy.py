@@ -9,7 +9,7 @@ on its own: the assistant's mail (text and HTML, its conflict and travel lines),
 digest, pages and the JSON API, webhooks, chat, and the CLI's ``--json``.
 
 ``visible`` works on ``EventData``, ``visible_json`` on the snapshot JSON the store keeps
-(``assistant.adapters.store.snapshots.to_json``); both keep only what is listed in ``SHOWN_FIELDS``
+(``assistant.store.snapshots.to_json``); both keep only what is listed in ``SHOWN_FIELDS``
 (an allow-list: a field added to ``EventData`` later stays hidden until it is added here).
 Pure code.
 """

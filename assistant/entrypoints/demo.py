@@ -80,11 +80,11 @@ class Demo:
     # ------------------------------------------------------------------ plumbing
 
     def start(self) -> None:
-        from assistant.adapters.store.migrate import upgrade
         from assistant.bootstrap import build
         from assistant.entrypoints.embedded import EmbeddedRadicale
         from assistant.entrypoints.runner import start_consumer
         from assistant.entrypoints.smtp_sink import SmtpSink
+        from assistant.store.migrate import upgrade
         from config.settings import load
         from jobs import runtime
         from jobs.queue import build_huey
@@ -238,7 +238,7 @@ class Demo:
     def show_agenda(self, monday: date) -> None:
         from sqlalchemy import select
 
-        from assistant.adapters.store.tables import EventSnapshot
+        from assistant.store.tables import EventSnapshot
 
         tz = ZoneInfo(ZONE)
         start = datetime.combine(monday, dtime(), tz)

@@ -41,10 +41,10 @@ def start_consumer(huey: Huey, settings: Settings, **options: Any) -> EmbeddedCo
 def run_service(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     import uvicorn
 
-    from assistant.adapters.store.migrate import upgrade
     from assistant.bootstrap import build, configure_logging
     from assistant.entrypoints.web.app import create_app
     from assistant.services.inbound import warn_inbox_trust
+    from assistant.store.migrate import upgrade
     from jobs import runtime
     from jobs.queue import build_huey
     from jobs.tasks import queue_push_signal, register

@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from assistant.adapters.store.tables import Account
 from assistant.services.pairs import add_account, update_account_settings
+from assistant.store.tables import Account
 from config.sealed import UNREADABLE, Keyring, install
 from config.settings import ConfigError
 from connectors.base import (
@@ -36,8 +36,8 @@ from connectors.base import (
 from connectors.netguard import URL_SECRET_KEY, NetPolicy, split_url_credentials
 
 if TYPE_CHECKING:
-    from assistant.adapters.store.db import UnitOfWork
     from assistant.bootstrap import Service
+    from assistant.store.db import UnitOfWork
     from config.settings import Settings
 
 log = logging.getLogger(__name__)

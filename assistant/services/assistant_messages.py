@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from assistant.adapters import outbox
-from assistant.adapters.store.tables import OutboxEntry, Pair
 from assistant.domain.notify import RenderedMessage
+from assistant.services import outbox
+from assistant.store.tables import OutboxEntry, Pair
 
 
 def lock_pair(session: Session, pair_id: int) -> Pair:

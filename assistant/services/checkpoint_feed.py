@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 import icalendar
 from sqlalchemy import select
 
-from assistant.adapters.store.tables import Checkpoint, DelegatedTask, Pair
 from assistant.domain.delegation import CheckpointKind, checkpoint_text
 from assistant.domain.model import OWN_EVENT_PROPERTY
 from assistant.domain.signing import sign, verify
 from assistant.services.feedback import base_url, brief_of, feedback_link, secret_keys
 from assistant.services.pairs import find_pair
+from assistant.store.tables import Checkpoint, DelegatedTask, Pair
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service

@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from assistant.adapters.store.tables import Account, Checkpoint, DelegatedTask, EventSnapshot, Pair
 from assistant.domain.delegation import (
     CheckpointKind,
     TaskBrief,
@@ -28,6 +27,7 @@ from assistant.domain.model import Attendee
 from assistant.services.feedback import feedback_link
 from assistant.services.hours import pair_hours
 from assistant.services.pairs import NotFoundError, check_email, find_pair
+from assistant.store.tables import Account, Checkpoint, DelegatedTask, EventSnapshot, Pair
 from connectors.base import CalendarWriter, ConnectorError, OwnEvent
 
 if TYPE_CHECKING:
@@ -232,8 +232,8 @@ _DELETED_TEXT = {
 
 def ask_about_deleted(session: Session, pair: Pair, cp: Checkpoint, now: datetime) -> None:
     """Tell the manager a checkpoint event is gone and how to restore it (once per removal)."""
-    from assistant.adapters import outbox
     from assistant.domain import timefmt
+    from assistant.services import outbox
 
     task = session.get(DelegatedTask, cp.task_id)
     if task is None:

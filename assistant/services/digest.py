@@ -29,18 +29,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.snapshots import from_row
-from assistant.adapters.store.tables import (
-    Account,
-    Checkpoint,
-    DelegatedTask,
-    EventSnapshot,
-    Message,
-    OutboxEntry,
-    Pair,
-    ScheduleChange,
-)
 from assistant.domain.changes import DetectionRules, net_changes
 from assistant.domain.conflicts import find_conflicts
 from assistant.domain.digest import (
@@ -65,6 +53,18 @@ from assistant.services.hours import pair_hours
 from assistant.services.mail import addresses, to_message
 from assistant.services.notifications import change_from_row
 from assistant.services.pairs import find_pair
+from assistant.store.db import UnitOfWork
+from assistant.store.snapshots import from_row
+from assistant.store.tables import (
+    Account,
+    Checkpoint,
+    DelegatedTask,
+    EventSnapshot,
+    Message,
+    OutboxEntry,
+    Pair,
+    ScheduleChange,
+)
 from config.settings import Settings
 
 if TYPE_CHECKING:

@@ -23,8 +23,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from assistant.adapters import outbox
-from assistant.adapters.store.tables import Checkpoint, DelegatedTask, Pair, TaskFeedback
 from assistant.domain import timefmt
 from assistant.domain.delegation import (
     CheckpointKind,
@@ -34,7 +32,9 @@ from assistant.domain.delegation import (
 )
 from assistant.domain.feedback import FeedbackAnswer
 from assistant.domain.signing import sign, verify
+from assistant.services import outbox
 from assistant.services.pairs import NotFoundError, find_pair
+from assistant.store.tables import Checkpoint, DelegatedTask, Pair, TaskFeedback
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service

@@ -14,8 +14,8 @@ from typing import Any
 
 import holidays as holidays_lib
 
-from assistant.adapters.store.tables import Pair
 from assistant.domain.worktime import WorkingHours
+from assistant.store.tables import Pair
 
 HOLIDAYS_KEY = "holidays"
 

@@ -49,7 +49,6 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from assistant.adapters.channels.smtp import MESSAGE_ID_DOMAIN, message_id_for
-from assistant.adapters.store.tables import OutboxEntry
 from assistant.domain.mail_auth import authenticated
 from assistant.services.inbound_answers import ASK as ASK
 from assistant.services.inbound_answers import PROMPT as PROMPT
@@ -58,6 +57,7 @@ from assistant.services.inbound_tasks import CONFIRM as CONFIRM
 from assistant.services.inbound_tasks import MAX_KEPT_TEXT as MAX_KEPT_TEXT
 from assistant.services.inbound_tasks import QUESTION, _task_email, _task_follow_up
 from assistant.services.pairs import NotFoundError
+from assistant.store.tables import OutboxEntry
 from connectors.archive.mailbox import InboundMessage
 from connectors.base import ParseLimits, TokenExpired
 

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from assistant.adapters import outbox
-from assistant.adapters.store.tables import DelegatedTask, OutboxEntry, Pair, TaskFeedback
 from assistant.domain import timefmt
 from assistant.domain.delegation import CheckpointKind
 from assistant.domain.feedback import Confidence, FeedbackAnswer, parse_answer, reply_text
 from assistant.domain.text import one_line
+from assistant.services import outbox
 from assistant.services.feedback import feedback_link, record_answer
 from assistant.services.pairs import NotFoundError
+from assistant.store.tables import DelegatedTask, OutboxEntry, Pair, TaskFeedback
 from connectors.archive.mailbox import InboundMessage
 
 if TYPE_CHECKING:

@@ -19,13 +19,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from assistant.adapters import outbox
-from assistant.adapters.store.tables import DelegatedTask, OutboxEntry, Pair
 from assistant.domain import timefmt
 from assistant.domain.delegation import CheckpointKind
 from assistant.domain.feedback import Confidence, reply_text
 from assistant.domain.task_mail import TaskDraft, parse_task_email
-from assistant.services import delegation
+from assistant.services import delegation, outbox
 from assistant.services.inbound_answers import (
     _LINE_NAMES,
     _count,
@@ -35,6 +33,7 @@ from assistant.services.inbound_answers import (
     _re,
 )
 from assistant.services.pairs import NotFoundError, check_email
+from assistant.store.tables import DelegatedTask, OutboxEntry, Pair
 from connectors.archive.mailbox import InboundMessage
 
 if TYPE_CHECKING:

@@ -22,7 +22,6 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from assistant.adapters.store.tables import Account, Message, Pair
 from assistant.domain.latency import (
     Direction,
     LatencyIndex,
@@ -35,6 +34,7 @@ from assistant.domain.latency import (
 from assistant.domain.model import MessageData
 from assistant.services.pairs import find_pair
 from assistant.services.sync import skipped_status
+from assistant.store.tables import Account, Message, Pair
 from connectors.base import MailSource, TokenExpired
 
 if TYPE_CHECKING:
@@ -241,8 +241,8 @@ def latency_of_archive(
 ) -> dict[str, Any]:
     """Latency of an exported mailbox. With ``zone``, in working time (Mon–Fri 09–18 there,
     with ``holidays`` of that country); otherwise in wall time."""
-    from assistant.adapters.store.tables import DEFAULT_WORKING_HOURS
     from assistant.services.hours import hours_for
+    from assistant.store.tables import DEFAULT_WORKING_HOURS
     from connectors.archive.mailbox import MaildirSource, MboxSource
 
     messages: list[MessageData] = []

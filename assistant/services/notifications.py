@@ -31,15 +31,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.snapshots import from_json, from_row, to_json
-from assistant.adapters.store.tables import Account, EventSnapshot, Pair, ScheduleChange
 from assistant.domain import privacy
 from assistant.domain.changes import Change, ChangeKind, DetectionRules, net_changes
 from assistant.domain.conflicts import Conflict, find_conflicts
 from assistant.domain.model import EventData
 from assistant.domain.notify import Note, render_changes
 from assistant.services.assistant_messages import enqueue_for_assistant, lock_pair, notify_channels
+from assistant.store.db import UnitOfWork
+from assistant.store.snapshots import from_json, from_row, to_json
+from assistant.store.tables import Account, EventSnapshot, Pair, ScheduleChange
 from config.settings import NotifySettings
 
 _LEVELS = {"low": 0, "normal": 1, "high": 2}

@@ -24,18 +24,18 @@ from zoneinfo import ZoneInfo
 import jinja2
 from sqlalchemy import select
 
-from assistant.adapters import outbox
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import Message, Pair
 from assistant.domain import timefmt
 from assistant.domain.latency import Direction, LatencyRecord, reply_latencies
 from assistant.domain.notify import template_env
 from assistant.domain.priorities import Level, rank_message
 from assistant.domain.text import one_line
+from assistant.services import outbox
 from assistant.services.assistant_messages import notify_channels
 from assistant.services.hours import pair_hours
 from assistant.services.mail import addresses, to_message
 from assistant.services.priorities import load_rules
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Message, Pair
 from config.settings import LatencySettings
 
 SUBJECTS = {

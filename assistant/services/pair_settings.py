@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import Pair
 from assistant.services.hours import HOLIDAYS_KEY, holiday_setting, hours_for, public_holidays
 from assistant.services.pairs import NotFoundError, check_zone
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Pair
 
 CHANNELS = ("smtp", "webhook", "chat")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import Account, Pair
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Account, Pair
 from connectors.base import ConnectorError
 from connectors.netguard import OPERATOR_KEY, NetPolicy
 from connectors.registry import CALENDAR_PROVIDERS, MAIL_PROVIDERS

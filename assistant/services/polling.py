@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import Account
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Account
 
 # Exports of a mailbox are imported by hand, never polled.
 _NOT_POLLED = ("maildir", "mbox")

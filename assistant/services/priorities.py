@@ -7,10 +7,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import PriorityRule
 from assistant.domain.priorities import Rule, make_rule
 from assistant.services.pairs import NotFoundError, find_pair
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import PriorityRule
 
 
 def load_rules(session: Session, pair_id: int) -> list[Rule]:

@@ -41,14 +41,14 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import or_, select
 
-from assistant.adapters.store.tables import Account
 from assistant.services.accounts import token_keeper
+from assistant.store.tables import Account
 from connectors.base import ConnectorError, NotFound
 
 if TYPE_CHECKING:
-    from assistant.adapters.store.db import UnitOfWork
     from assistant.bootstrap import Service
     from assistant.entrypoints.web.push import PushSignal
+    from assistant.store.db import UnitOfWork
     from config.settings import Settings
     from connectors.google.calendar import GoogleCalendar
     from connectors.google.push import GoogleChannel, GoogleWatches

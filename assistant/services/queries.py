@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import ChangeBatch, OutboxEntry, ScheduleChange
 from assistant.domain.privacy import title, visible_json
 from assistant.services.pairs import NotFoundError, find_pair
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import ChangeBatch, OutboxEntry, ScheduleChange
 
 
 def recent_changes(

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from assistant.adapters import outbox
-from assistant.adapters.store.tables import Account
+from assistant.services import outbox
 from assistant.services.pairs import find_pair
 from assistant.services.sync import SyncPolicy, record_failure, sync_calendar
+from assistant.store.tables import Account
 from connectors.base import ConnectorError, ParseLimits
 
 if TYPE_CHECKING:

@@ -21,9 +21,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.snapshots import from_row, to_json, to_row
-from assistant.adapters.store.tables import (
+from assistant.domain.changes import Change, DetectionRules, detect_changes
+from assistant.domain.model import EventData
+from assistant.domain.notify import Audience
+from assistant.domain.priorities import rank
+from assistant.services.priorities import load_rules
+from assistant.store.db import UnitOfWork
+from assistant.store.snapshots import from_row, to_json, to_row
+from assistant.store.tables import (
     Account,
     CalendarResourceRow,
     ChangeBatch,
@@ -32,11 +37,6 @@ from assistant.adapters.store.tables import (
     Pair,
     ScheduleChange,
 )
-from assistant.domain.changes import Change, DetectionRules, detect_changes
-from assistant.domain.model import EventData
-from assistant.domain.notify import Audience
-from assistant.domain.priorities import rank
-from assistant.services.priorities import load_rules
 from connectors.base import CalendarDelta, CalendarSource, ConnectorError, TokenExpired, Window
 from connectors.netguard import redact_text
 

@@ -19,8 +19,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import (
+from assistant.services.pairs import NotFoundError, check_email, find_pair
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import (
     Membership,
     Organisation,
     OrganisationPair,
@@ -28,7 +29,6 @@ from assistant.adapters.store.tables import (
     User,
     WebSession,
 )
-from assistant.services.pairs import NotFoundError, check_email, find_pair
 
 ROLES = ("admin", "manager", "assistant")
 PAIR_ROLES = ("manager", "assistant")

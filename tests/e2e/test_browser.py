@@ -35,11 +35,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from assistant.adapters.store.tables import DelegatedTask
 from assistant.entrypoints.embedded import EmbeddedRadicale
 from assistant.services.feedback import feedback_link
 from assistant.services.pairs import add_account
 from assistant.services.runner import sync_now
+from assistant.store.tables import DelegatedTask
 from tests.support.browser import (  # noqa: F401 (fixtures)
     LiveApp,
     browser_fixture,

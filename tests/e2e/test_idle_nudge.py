@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import select
 
 from assistant.adapters.push import PushSupervisor
-from assistant.adapters.store.migrate import upgrade
-from assistant.adapters.store.tables import Message
 from assistant.bootstrap import build
 from assistant.entrypoints.runner import start_consumer
 from assistant.services.pairs import add_account, add_pair
+from assistant.store.migrate import upgrade
+from assistant.store.tables import Message
 from config.settings import load
 from jobs import runtime
 from jobs.queue import build_huey

@@ -18,13 +18,13 @@ import pytest
 from huey import Huey
 from sqlalchemy import select
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import Checkpoint, OutboxEntry
 from assistant.bootstrap import Service, build
 from assistant.entrypoints.embedded import EmbeddedRadicale
 from assistant.entrypoints.runner import start_consumer
 from assistant.services import delegation
 from assistant.services.pairs import add_account, add_pair
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Checkpoint, OutboxEntry
 from config.settings import load
 from connectors.base import Window
 from connectors.caldav.calendar import CalDavCalendar

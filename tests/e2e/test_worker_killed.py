@@ -29,9 +29,9 @@ import pytest
 from huey import Huey
 from sqlalchemy import select
 
-from assistant.adapters import outbox
-from assistant.adapters.store.db import UnitOfWork, make_engine
-from assistant.adapters.store.tables import OutboxEntry
+from assistant.services import outbox
+from assistant.store.db import UnitOfWork, make_engine
+from assistant.store.tables import OutboxEntry
 from config.settings import load
 from jobs.queue import build_huey
 from jobs.tasks import Jobs, register
@@ -95,7 +95,7 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path, smtp_server: SmtpServer)
         + f'[smtp]\nhost = "{smtp_server.host}"\nport = {smtp_server.port}\ntimeout_seconds = 30\n'
         '[outbox]\nclaim_timeout_seconds = 2\nbackoff_seconds = 0.5\nbackoff_max_seconds = 1\n'
     )
-    from assistant.adapters.store.migrate import upgrade
+    from assistant.store.migrate import upgrade
 
     upgrade(db_url)
     settings = load(config)

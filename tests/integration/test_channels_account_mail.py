@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from assistant.adapters import outbox
 from assistant.adapters.channels.account_mail import AccountMailChannel
 from assistant.adapters.channels.smtp import message_id_for
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import Account, OutboxEntry, Pair
 from assistant.domain.model import EventData
+from assistant.services import outbox
 from assistant.services.notifications import dispatch
 from assistant.services.pairs import add_account, add_pair
 from assistant.services.sync import SyncPolicy, sync_calendar
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Account, OutboxEntry, Pair
 from config.settings import NotifySettings, OutboxSettings
 from connectors.base import CalendarDelta, CalendarResource, Window
 from tests.support.ews_server import EwsServer

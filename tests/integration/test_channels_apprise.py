@@ -13,12 +13,12 @@ from xml.etree import ElementTree
 import apprise
 import pytest
 
-from assistant.adapters import outbox
 from assistant.adapters.channels.chat import AppriseChannel, fit
-from assistant.adapters.outbox import DeliveryError, OutboxMessage
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import OutboxEntry
 from assistant.entrypoints.embedded import free_port
+from assistant.services import outbox
+from assistant.services.outbox import DeliveryError, OutboxMessage
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import OutboxEntry
 from config.settings import ConfigError, OutboxSettings
 from tests.support.http_receiver import HttpReceiver, Request
 

@@ -10,7 +10,6 @@ from email.utils import format_datetime
 
 import pytest
 
-from assistant.adapters import outbox
 from assistant.adapters.channels.webhook import (
     SIGNATURE_HEADER,
     SignatureError,
@@ -20,10 +19,11 @@ from assistant.adapters.channels.webhook import (
     sign,
     verify_signature,
 )
-from assistant.adapters.outbox import OutboxMessage
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import OutboxEntry
 from assistant.entrypoints.embedded import free_port
+from assistant.services import outbox
+from assistant.services.outbox import OutboxMessage
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import OutboxEntry
 from config.settings import ConfigError, OutboxSettings
 from tests.support.http_receiver import Answer, HttpReceiver, Request
 

@@ -10,12 +10,12 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from assistant.adapters.store.db import UnitOfWork
 from assistant.bootstrap import Service
 from assistant.entrypoints.web.ics import routes
 from assistant.services import delegation
 from assistant.services.checkpoint_feed import feed_url
 from assistant.services.pairs import add_pair
+from assistant.store.db import UnitOfWork
 from config.settings import Settings
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)

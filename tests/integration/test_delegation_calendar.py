@@ -16,13 +16,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import Checkpoint, OutboxEntry
 from assistant.bootstrap import Service
 from assistant.entrypoints.embedded import EmbeddedRadicale
 from assistant.services import delegation
 from assistant.services.pairs import add_account, add_pair
 from assistant.services.sync import SyncPolicy, sync_calendar
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Checkpoint, OutboxEntry
 from config.settings import Settings
 from connectors.base import Window
 from connectors.caldav.calendar import CalDavCalendar

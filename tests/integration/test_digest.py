@@ -17,15 +17,6 @@ import pytest
 from huey import MemoryHuey
 from sqlalchemy import select, update
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import (
-    Checkpoint,
-    DelegatedTask,
-    Message,
-    OutboxEntry,
-    Pair,
-    ScheduleChange,
-)
 from assistant.bootstrap import Service, build
 from assistant.services.digest import (
     DigestReport,
@@ -39,6 +30,15 @@ from assistant.services.notifications import dispatch
 from assistant.services.pairs import add_account, add_pair
 from assistant.services.priorities import add_rule
 from assistant.services.sync import SyncPolicy, sync_calendar
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import (
+    Checkpoint,
+    DelegatedTask,
+    Message,
+    OutboxEntry,
+    Pair,
+    ScheduleChange,
+)
 from config.settings import NotifySettings, Settings, load
 from connectors.ics.feed import IcsFeed
 from jobs import runtime, tasks

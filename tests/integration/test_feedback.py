@@ -13,13 +13,13 @@ from sqlalchemy import select, update
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import Checkpoint, DelegatedTask, OutboxEntry, TaskFeedback
 from assistant.bootstrap import Service
 from assistant.domain.feedback import Confidence, FeedbackAnswer
 from assistant.entrypoints.web.feedback import routes
 from assistant.services import delegation, feedback
 from assistant.services.pairs import add_pair
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Checkpoint, DelegatedTask, OutboxEntry, TaskFeedback
 from config.settings import Settings
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)

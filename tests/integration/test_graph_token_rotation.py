@@ -21,10 +21,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from assistant.adapters.store.tables import Account, Base, Checkpoint, EventSnapshot, Message
 from assistant.services import accounts as account_service
 from assistant.services import delegation
 from assistant.services.runner import sync_now
+from assistant.store.tables import Account, Base, Checkpoint, EventSnapshot, Message
 from config import sealed
 from config.settings import SecretRef
 from tests.support.graph_server import GraphServer, trust_for_stored_accounts

@@ -16,14 +16,13 @@ import pytest
 from imapclient import IMAPClient
 from sqlalchemy import select, update
 
-from assistant.adapters import outbox
 from assistant.adapters.channels.smtp import SmtpChannel, message_id_for
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import Checkpoint, DelegatedTask, OutboxEntry, TaskFeedback
 from assistant.bootstrap import Service
-from assistant.services import delegation, feedback
+from assistant.services import delegation, feedback, outbox
 from assistant.services.inbound import TOKEN_FILE, InboxReport, process_inbox
 from assistant.services.pairs import add_pair
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Checkpoint, DelegatedTask, OutboxEntry, TaskFeedback
 from config.settings import InboxSettings, SecretRef, Settings, SmtpSettings
 from connectors.archive.mailbox import InboundMessage, MaildirSource, html_to_text
 from tests.support.dovecot import Dovecot

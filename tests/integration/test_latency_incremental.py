@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import Message, Pair
 from assistant.bootstrap import Service
 from assistant.services.hours import pair_hours
 from assistant.services.mail import (
@@ -26,6 +24,8 @@ from assistant.services.mail import (
 )
 from assistant.services.pair_settings import update_pair_settings
 from assistant.services.pairs import add_account, add_pair
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Message, Pair
 from config.settings import Settings
 from connectors.archive.mailbox import MaildirSource
 from tests.integration.test_mail_service import MONDAY, NOW, mail

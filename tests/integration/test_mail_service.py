@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import Message
 from assistant.bootstrap import Service
 from assistant.services.mail import import_mail, latency_of_pair
 from assistant.services.pairs import add_account, add_pair
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Message
 from config.settings import Settings
 from connectors.archive.mailbox import MaildirSource
 

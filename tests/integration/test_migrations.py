@@ -5,9 +5,9 @@ from __future__ import annotations
 from alembic import command
 from sqlalchemy import inspect
 
-from assistant.adapters.store import migrate
-from assistant.adapters.store.db import make_engine
-from assistant.adapters.store.tables import Base
+from assistant.store import migrate
+from assistant.store.db import make_engine
+from assistant.store.tables import Base
 
 
 def test_fresh_database_is_at_head_and_matches_the_models(database_url: str) -> None:
@@ -16,8 +16,8 @@ def test_fresh_database_is_at_head_and_matches_the_models(database_url: str) -> 
     assert migrate.current(database_url) == migrate.head()
     diff = migrate.model_diff(database_url)
     assert diff == [], (
-        "assistant/adapters/store/tables.py and the migrations differ; write a new revision with\n"
-        '  .venv/bin/python -m assistant.adapters.store.migrate revision "what changed"\n'
+        "assistant/store/tables.py and the migrations differ; write a new revision with\n"
+        '  .venv/bin/python -m assistant.store.migrate revision "what changed"\n'
         f"differences: {diff}"
     )
 

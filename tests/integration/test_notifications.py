@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import OutboxEntry, Pair, ScheduleChange
 from assistant.domain.model import EventData
 from assistant.services.notifications import DispatchReport, dispatch, pairs_with_pending
 from assistant.services.pairs import add_account, add_pair
 from assistant.services.priorities import add_rule, list_rules, remove_rule
 from assistant.services.sync import SyncPolicy, sync_calendar
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import OutboxEntry, Pair, ScheduleChange
 from config.settings import NotifySettings
 from connectors.base import CalendarDelta, CalendarResource, Window
 from connectors.ics.feed import IcsFeed

@@ -17,14 +17,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from assistant.adapters import outbox
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import OutboxEntry
 from assistant.bootstrap import Service, default_channels
+from assistant.services import outbox
 from assistant.services.mail import import_mail
 from assistant.services.nudges import NudgeReport, nudge
 from assistant.services.pairs import add_account, add_pair
 from assistant.services.priorities import add_rule
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import OutboxEntry
 from config.settings import LatencySettings, Settings, SmtpSettings
 from connectors.archive.mailbox import MaildirSource
 from tests.support.smtp import SmtpServer
@@ -141,7 +141,7 @@ def test_auto_replies_and_manager_messages_open_nothing(mb: Mailbox) -> None:
 def test_russian_pair(mb: Mailbox) -> None:
     from sqlalchemy import update
 
-    from assistant.adapters.store.tables import Pair
+    from assistant.store.tables import Pair
 
     with mb.uow.begin() as s:
         s.execute(update(Pair).values(locale="ru"))
@@ -155,7 +155,7 @@ def test_russian_pair(mb: Mailbox) -> None:
 def test_holidays_of_the_pairs_country_stop_the_clock(mb: Mailbox) -> None:
     from sqlalchemy import update
 
-    from assistant.adapters.store.tables import DEFAULT_WORKING_HOURS, Pair
+    from assistant.store.tables import DEFAULT_WORKING_HOURS, Pair
 
     with mb.uow.begin() as s:
         s.execute(update(Pair).values(working_hours=DEFAULT_WORKING_HOURS | {"holidays": {"country": "DE"}}))

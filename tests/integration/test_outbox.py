@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from assistant.adapters import outbox
 from assistant.adapters.channels.smtp import SmtpChannel, message_id_for
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import OutboxEntry
 from assistant.entrypoints.embedded import free_port
+from assistant.services import outbox
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import OutboxEntry
 from config.settings import OutboxSettings
 from tests.support.smtp import SmtpServer
 

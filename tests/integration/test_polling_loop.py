@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from huey import Huey
 
-from assistant.adapters.store.db import UnitOfWork
 from assistant.bootstrap import Service
 from assistant.services.pairs import add_account, add_pair
+from assistant.store.db import UnitOfWork
 from config.settings import Settings, SyncSettings
 from jobs import runtime, tasks
 

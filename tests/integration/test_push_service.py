@@ -23,12 +23,12 @@ import pytest
 from huey import Huey
 from huey.api import Task
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import Account
 from assistant.bootstrap import Service
 from assistant.entrypoints.web.app import create_app
 from assistant.services.pairs import add_account, add_pair
 from assistant.services.push import DbDirectory, drop_push, ensure_push
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Account
 from config.settings import QueueSettings, Settings, WebSettings
 from connectors.graph.push import LIFETIME
 from jobs import runtime, tasks

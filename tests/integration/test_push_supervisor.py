@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from assistant.adapters.push import PushSupervisor
-from assistant.adapters.store.db import UnitOfWork
 from assistant.bootstrap import Service
 from assistant.services.pairs import add_account, add_pair
+from assistant.store.db import UnitOfWork
 from config.settings import Settings
 from tests.support.dovecot import Dovecot
 from tests.support.ews_server import EwsServer, streaming

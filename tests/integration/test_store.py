@@ -7,8 +7,8 @@ import time
 
 from sqlalchemy import func, select
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import Pair
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Pair
 
 
 def test_an_open_read_neither_blocks_a_write_nor_sees_it(sqlite_uow: UnitOfWork) -> None:

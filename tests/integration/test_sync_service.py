@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import Account, EventSnapshot, OutboxEntry, ScheduleChange
 from assistant.services.notifications import dispatch
 from assistant.services.pairs import add_account, add_pair
 from assistant.services.sync import SuspiciousEmptyCalendar, SyncPolicy, sync_calendar
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Account, EventSnapshot, OutboxEntry, ScheduleChange
 from config.settings import NotifySettings
 from connectors.base import CalendarDelta, TokenExpired, Window
 from connectors.ics.feed import IcsFeed

@@ -13,8 +13,8 @@ from sqlalchemy import select
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from assistant.adapters.store.tables import Account, DelegatedTask, OutboxEntry, PriorityRule
 from assistant.services.pair_settings import pair_settings
+from assistant.store.tables import Account, DelegatedTask, OutboxEntry, PriorityRule
 from tests.support.web import World, login, world_fixture  # noqa: F401
 
 PUBLIC = {
@@ -223,8 +223,8 @@ def test_assistant_may_not_share_private_details_or_edit_by_default(world: World
 
 
 def test_user_service_rules(world: World) -> None:
-    from assistant.adapters.store.tables import User
     from assistant.services.users import add_user, list_users, password_matches, set_password
+    from assistant.store.tables import User
 
     uow = world.svc.uow
     with pytest.raises(ValueError, match="role"):

@@ -6,7 +6,7 @@ import re
 
 from sqlalchemy import select
 
-from assistant.adapters.store.tables import OutboxEntry
+from assistant.store.tables import OutboxEntry
 from tests.support.web import PASSWORD, World, login, login_csrf, world_fixture  # noqa: F401
 
 

@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from assistant.adapters.store.tables import Account, Base, EventSnapshot
 from assistant.services.runner import sync_now
+from assistant.store.tables import Account, Base, EventSnapshot
 from config.settings import (
     GoogleOAuthSettings,
     MicrosoftOAuthSettings,

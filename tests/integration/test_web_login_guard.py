@@ -8,8 +8,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from assistant.adapters.store.tables import LoginAttempt, OutboxEntry
 from assistant.entrypoints.web.login_guard import LoginGuard
+from assistant.store.tables import LoginAttempt, OutboxEntry
 from tests.support.web import PASSWORD, World, login_csrf, world_fixture  # noqa: F401
 
 SAM = "sam@alpha.example"

@@ -9,8 +9,8 @@ import io
 from sqlalchemy import select
 from starlette.routing import Route
 
-from assistant.adapters.store.tables import OutboxEntry
 from assistant.entrypoints.web.openapi import operations
+from assistant.store.tables import OutboxEntry
 from tests.support.web import World, login, world_fixture  # noqa: F401
 
 

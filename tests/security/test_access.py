@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from assistant.adapters.store.tables import Account
 from assistant.entrypoints.web.app import create_app
 from assistant.entrypoints.web.push import PushSignal
 from assistant.services.pairs import add_account
+from assistant.store.tables import Account
 from tests.security.web_routes import PUBLIC, call, fill, routes
 from tests.support.web import NOW, World, login, world_fixture  # noqa: F401
 

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from assistant.adapters.store.tables import (
+from assistant.services.pair_settings import pair_settings
+from assistant.store.tables import (
     Account,
     DelegatedTask,
     OutboxEntry,
@@ -23,7 +24,6 @@ from assistant.adapters.store.tables import (
     User,
     WebSession,
 )
-from assistant.services.pair_settings import pair_settings
 from tests.security.web_routes import (
     CROSS_SITE,
     ENDS_SESSION,

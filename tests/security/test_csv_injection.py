@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.adapters.store.tables import Message
 from assistant.domain.csvsafe import cell
+from assistant.store.tables import Message
 from tests.e2e.test_cli import Cli
 from tests.support.web import NOW, World, login, world_fixture  # noqa: F401
 

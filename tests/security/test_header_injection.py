@@ -13,14 +13,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from assistant.adapters import outbox
 from assistant.adapters.channels.smtp import SmtpChannel
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import Checkpoint, OutboxEntry
 from assistant.bootstrap import Service
 from assistant.domain.text import one_line, shown
-from assistant.services import delegation, feedback
+from assistant.services import delegation, feedback, outbox
 from assistant.services.pairs import add_pair
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Checkpoint, OutboxEntry
 from config.settings import OutboxSettings, Settings
 from tests.integration import test_notifications
 from tests.integration.test_notifications import BOARD, CEO, GYM, LUNCH, NOW, World, vevent

@@ -26,10 +26,10 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from assistant.adapters.store.tables import Account
 from assistant.services.accounts import check_account
 from assistant.services.pairs import add_account
 from assistant.services.runner import sync_now
+from assistant.store.tables import Account
 from connectors.netguard import OPERATOR_KEY, is_public
 from tests.support.web import World, login, world_fixture  # noqa: F401
 

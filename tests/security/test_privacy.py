@@ -28,15 +28,13 @@ from sqlalchemy import update
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from assistant.adapters import outbox
 from assistant.adapters.channels.chat import AppriseChannel
 from assistant.adapters.channels.smtp import SmtpChannel
 from assistant.adapters.channels.webhook import WebhookChannel
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import Pair
 from assistant.bootstrap import Service
 from assistant.entrypoints.cli.app import main as cli_main
 from assistant.entrypoints.web.app import create_app
+from assistant.services import outbox
 from assistant.services.checkpoint_feed import feed_url
 from assistant.services.delegation import create_task
 from assistant.services.digest import digest, digest_command
@@ -45,6 +43,8 @@ from assistant.services.pairs import add_account, add_pair
 from assistant.services.priorities import add_rule
 from assistant.services.sync import SyncPolicy, sync_calendar
 from assistant.services.users import add_membership, add_user
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Pair
 from config.settings import DatabaseSettings, NotifySettings, OutboxSettings, Settings
 from connectors.ics.feed import IcsFeed
 from tests.support.http_receiver import HttpReceiver

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import Account, EventSnapshot
 from assistant.services.pairs import add_account, add_pair
 from assistant.services.sync import SyncPolicy, sync_calendar
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Account, EventSnapshot
 from config.settings import Settings
 from connectors.archive.mailbox import MaildirSource, body_text, parse_inbound, parse_message
 from connectors.base import TOO_FREQUENT, TRUNCATED, CalendarDelta, InvalidData, ParseLimits

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from assistant.adapters.store.db import UnitOfWork, make_engine
-from assistant.adapters.store.tables import Account
 from assistant.services.feedback import feedback_link, open_link
 from assistant.services.pairs import add_account
+from assistant.store.db import UnitOfWork, make_engine
+from assistant.store.tables import Account
 from config.sealed import Keyring, UnreadableSecret
 from config.settings import Settings, load
 from tests.e2e.test_cli import Cli, command
@@ -225,9 +225,9 @@ def test_keys_show_names_the_key_without_revealing_it(cli: Cli) -> None:
 def test_a_lost_key_with_feedback_links_already_sent_stops_start_up(cli: Cli) -> None:
     from sqlalchemy import select, update
 
-    from assistant.adapters.store.tables import Checkpoint
     from assistant.bootstrap import build
     from assistant.services.feedback import send_prompt
+    from assistant.store.tables import Checkpoint
 
     deadline = (datetime.now(UTC) + timedelta(days=5)).strftime("%Y-%m-%dT17:00")
     cli("task", "add", "Board pack", "--deadline", deadline, "--pair", "alex")

@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from assistant.adapters.store.tables import OutboxEntry, User, WebSession
+from assistant.store.tables import OutboxEntry, User, WebSession
 from tests.support.web import PASSWORD, World, login, login_csrf, world_fixture  # noqa: F401
 
 NEW = "a brand new passphrase"

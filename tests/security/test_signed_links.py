@@ -18,10 +18,10 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from assistant.adapters.store.tables import DelegatedTask
 from assistant.bootstrap import build
 from assistant.entrypoints.web.feedback import routes
 from assistant.services import feedback
+from assistant.store.tables import DelegatedTask
 from config.settings import load
 from tests.e2e.test_cli import Cli
 from tests.support.web import World, login, world_fixture  # noqa: F401

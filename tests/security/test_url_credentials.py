@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from assistant.adapters.store.tables import Account, Base
 from assistant.services.accounts import check_account
 from assistant.services.runner import sync_now
 from assistant.services.sync import record_failure
+from assistant.store.tables import Account, Base
 from config.settings import SecretRef
 from connectors.base import ConnectorError
 from connectors.netguard import URL_SECRET_KEY, redact_url

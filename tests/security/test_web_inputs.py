@@ -217,7 +217,7 @@ def test_api_bodies_must_be_objects(world: World) -> None:
 def test_a_csv_download_of_a_pair_with_a_non_latin_name_is_served(world: World) -> None:
     from sqlalchemy import update
 
-    from assistant.adapters.store.tables import Pair
+    from assistant.store.tables import Pair
 
     with world.svc.uow.begin() as session:
         session.execute(update(Pair).where(Pair.id == world.alpha.id).values(name="Алекс-1"))

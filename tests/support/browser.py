@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from assistant.adapters.store.db import UnitOfWork
 from assistant.bootstrap import Service
 from assistant.entrypoints.web.app import create_app
 from assistant.services.users import add_membership, add_organisation, add_user, assign_pair
+from assistant.store.db import UnitOfWork
 from config.settings import Settings, WebSettings
 from tests.support.services import unavailable
 from tests.support.web import NOW, PASSWORD, PASSWORD_HASH, Clock, World, _seed_pair

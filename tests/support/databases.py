@@ -6,7 +6,7 @@ at ``$TEST_POSTGRES_URL`` or else at 127.0.0.1:5432 (trust auth, user ``postgres
 ``root``, maintenance database ``test``). When it is not reachable the PostgreSQL tests
 skip, or fail when ``CI=true``.
 
-``uow`` is a UnitOfWork on that database after ``assistant.adapters.store.migrate.upgrade``, so
+``uow`` is a UnitOfWork on that database after ``assistant.store.migrate.upgrade``, so
 every database test runs on the schema the migrations build; ``sqlite_uow`` is the same
 on SQLite only.
 """
@@ -22,8 +22,8 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
-from assistant.adapters.store.db import UnitOfWork, make_engine
-from assistant.adapters.store.migrate import upgrade
+from assistant.store.db import UnitOfWork, make_engine
+from assistant.store.migrate import upgrade
 from tests.support.services import unavailable
 
 PG_CANDIDATES = [

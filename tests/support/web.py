@@ -17,14 +17,6 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import (
-    ChangeBatch,
-    EventSnapshot,
-    Message,
-    OutboxEntry,
-    ScheduleChange,
-)
 from assistant.bootstrap import Service
 from assistant.entrypoints.web.app import create_app
 from assistant.services.delegation import create_task
@@ -36,6 +28,14 @@ from assistant.services.users import (
     add_user,
     assign_pair,
     hash_password,
+)
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import (
+    ChangeBatch,
+    EventSnapshot,
+    Message,
+    OutboxEntry,
+    ScheduleChange,
 )
 from config.settings import Settings, WebSettings
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from assistant.adapters.channels.smtp import SmtpChannel, message_id_for
-from assistant.adapters.outbox import DrainReport, OutboxMessage, backoff_delay
+from assistant.services.outbox import DrainReport, OutboxMessage, backoff_delay
 from config.settings import OutboxSettings
 
 S = OutboxSettings(max_attempts=10, backoff_seconds=30, backoff_max_seconds=600, claim_timeout_seconds=60)

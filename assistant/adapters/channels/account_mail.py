@@ -39,11 +39,11 @@ from typing import Any
 from sqlalchemy import select
 
 from assistant.adapters.channels.smtp import message_id_for
-from assistant.adapters.outbox import DeliveryError, OutboxMessage
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import Account
 from assistant.domain.text import one_line
 from assistant.services.accounts import keeper
+from assistant.services.outbox import DeliveryError, OutboxMessage
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import Account
 from config.sealed import installed
 from connectors.base import AuthExpired, ConnectorError, NotFound, RateLimited, Transient
 from connectors.mail_sender import (

@@ -33,8 +33,8 @@ import apprise
 from apprise.manager_plugins import NotificationManager
 from apprise.plugins.base import NotifyBase
 
-from assistant.adapters.outbox import DeliveryError, OutboxMessage
 from assistant.domain.text import one_line
+from assistant.services.outbox import DeliveryError, OutboxMessage
 from config.settings import ConfigError
 
 ELLIPSIS = "\n…"

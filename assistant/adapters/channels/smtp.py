@@ -19,8 +19,8 @@ from email.utils import format_datetime
 
 from pydantic import SecretStr
 
-from assistant.adapters.outbox import DeliveryError, OutboxMessage
 from assistant.domain.text import one_line, shown
+from assistant.services.outbox import DeliveryError, OutboxMessage
 
 MESSAGE_ID_DOMAIN = "exec-assistant"
 

@@ -71,8 +71,8 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import SecretBytes, SecretStr
 
-from assistant.adapters.outbox import DeliveryError, OutboxMessage
 from assistant.domain.text import one_line
+from assistant.services.outbox import DeliveryError, OutboxMessage
 from config.settings import ConfigError
 
 PAYLOAD_VERSION = 1

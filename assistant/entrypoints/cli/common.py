@@ -103,7 +103,7 @@ def parse_when(value: str, zone: str = "UTC") -> datetime:
 def open_engine(settings: Settings | None = None) -> Iterator[Any]:
     """An engine without the start-up check (the ``keys`` commands repair what it refuses)."""
     from assistant.adapters import keys
-    from assistant.adapters.store.db import make_engine
+    from assistant.store.db import make_engine
 
     settings = settings or state.settings
     keys.tighten(settings)

@@ -22,7 +22,7 @@ def digest(
 ) -> None:
     """The assistant's daily digest: today and tomorrow, changes, conflicts, overdue
     replies, lines ahead. Without --send: a preview."""
-    from assistant.adapters import outbox
+    from assistant.services import outbox
     from assistant.services.digest import digest_command
 
     with service() as svc:

@@ -24,7 +24,7 @@ def init(
     ] = Path("."),
 ) -> None:
     """Create a settings file and the database (SQLite by default)."""
-    from assistant.adapters.store.migrate import upgrade
+    from assistant.store.migrate import upgrade
 
     directory.mkdir(parents=True, exist_ok=True)
     cfg = directory / "assistant.toml"
@@ -46,7 +46,7 @@ def init(
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply the database migrations."""
-    from assistant.adapters.store.migrate import current, upgrade
+    from assistant.store.migrate import current, upgrade
 
     url = state.settings.database_url
     upgrade(url, revision)

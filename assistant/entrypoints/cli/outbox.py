@@ -53,7 +53,7 @@ def outbox_retry(entry_id: Annotated[int, typer.Argument(help="Outbox entry id."
 @outbox_app.command("send")
 def outbox_send(as_json: JsonOpt = False) -> None:
     """Deliver every due notification now."""
-    from assistant.adapters import outbox
+    from assistant.services import outbox
 
     with service() as svc:
         report = outbox.drain(svc.uow, svc.channels, svc.now, svc.settings.outbox)

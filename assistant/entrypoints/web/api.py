@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from assistant.adapters.store.tables import User
 from assistant.entrypoints.web import actions, feedback, views
 from assistant.entrypoints.web.auth import (
     SESSION_COOKIE,
@@ -33,6 +32,7 @@ from assistant.entrypoints.web.openapi import openapi
 from assistant.services.pair_settings import pair_settings
 from assistant.services.priorities import list_rules
 from assistant.services.users import visible_pairs
+from assistant.store.tables import User
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service

@@ -28,7 +28,6 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from assistant.adapters.store.tables import Account, OutboxEntry, Pair
 from assistant.entrypoints.web import api, csrf, feedback, ics
 from assistant.entrypoints.web.actions import TaskCreated
 from assistant.entrypoints.web.auth import viewer_of
@@ -37,6 +36,7 @@ from assistant.entrypoints.web.pages import Pages
 from assistant.entrypoints.web.push import OnSignal, PushSignal, push_routes
 from assistant.services.accounts import install_keyring
 from assistant.services.push import DbDirectory
+from assistant.store.tables import Account, OutboxEntry, Pair
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service

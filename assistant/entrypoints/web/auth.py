@@ -18,9 +18,9 @@ from sqlalchemy import delete, select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from assistant.adapters.outbox import enqueue
-from assistant.adapters.store.tables import LoginLink, User, WebSession
+from assistant.services.outbox import enqueue
 from assistant.services.users import password_matches, user_by_email
+from assistant.store.tables import LoginLink, User, WebSession
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service

@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from assistant.adapters.store.tables import DelegatedTask, Pair
 from assistant.domain import timefmt
 from assistant.domain.delegation import CheckpointKind
 from assistant.domain.feedback import PERCENT_RANGE, Confidence, FeedbackAnswer, parse_percent
@@ -33,6 +32,7 @@ from assistant.services.feedback import (
     web_dedupe_key,
 )
 from assistant.services.pairs import NotFoundError
+from assistant.store.tables import DelegatedTask, Pair
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service

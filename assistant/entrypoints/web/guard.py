@@ -20,13 +20,13 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from assistant.adapters.store.tables import User
 from assistant.entrypoints.web import csrf
 from assistant.entrypoints.web.auth import Viewer, viewer_of
 from assistant.entrypoints.web.bodies import BodyRefused, json_object, read_json
 from assistant.entrypoints.web.i18n import translator
 from assistant.services.pairs import NotFoundError
 from assistant.services.users import PairAccess, access_to
+from assistant.store.tables import User
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service

@@ -34,8 +34,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import LoginAttempt
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import LoginAttempt
 
 KEEP = timedelta(days=1)
 

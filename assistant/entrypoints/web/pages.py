@@ -16,7 +16,6 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
-from assistant.adapters.store.tables import User
 from assistant.domain.priorities import RULE_KINDS
 from assistant.entrypoints.web import actions, csrf, views
 from assistant.entrypoints.web.api import csv_response, first_day
@@ -45,6 +44,7 @@ from assistant.services.pair_settings import (
 )
 from assistant.services.priorities import list_rules
 from assistant.services.users import visible_pairs
+from assistant.store.tables import User
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service

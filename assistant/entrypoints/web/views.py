@@ -16,8 +16,15 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from assistant.adapters.store.snapshots import from_row
-from assistant.adapters.store.tables import (
+from assistant.domain import privacy
+from assistant.domain.conflicts import find_conflicts
+from assistant.domain.latency import Direction, LatencyRecord
+from assistant.services.mail import latency_of_pair, pair_latency
+from assistant.services.pairs import NotFoundError
+from assistant.services.queries import where_notified
+from assistant.services.users import PairAccess
+from assistant.store.snapshots import from_row
+from assistant.store.tables import (
     Account,
     ChangeBatch,
     DelegatedTask,
@@ -26,13 +33,6 @@ from assistant.adapters.store.tables import (
     Pair,
     ScheduleChange,
 )
-from assistant.domain import privacy
-from assistant.domain.conflicts import find_conflicts
-from assistant.domain.latency import Direction, LatencyRecord
-from assistant.services.mail import latency_of_pair, pair_latency
-from assistant.services.pairs import NotFoundError
-from assistant.services.queries import where_notified
-from assistant.services.users import PairAccess
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service

@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import EventSnapshot
 from assistant.domain.changes import ChangeKind
 from assistant.services.pairs import add_account, add_pair
 from assistant.services.sync import SyncPolicy, SyncReport, sync_calendar
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import EventSnapshot
 from connectors.base import AuthExpired, CalendarSource, OwnEvent, RateLimited, Transient
 from tests.integration.contract.backend import ContractBackend, Series
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from assistant.adapters.store.db import UnitOfWork
 from assistant.bootstrap import Service
 from assistant.services import delegation
 from assistant.services.pairs import add_account, add_pair
+from assistant.store.db import UnitOfWork
 from config.settings import Settings
 from tests.integration.contract.backend import ContractBackend
 

@@ -23,9 +23,9 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from assistant.adapters.store.db import UnitOfWork
-from assistant.adapters.store.tables import OutboxEntry
 from assistant.domain.text import one_line
+from assistant.store.db import UnitOfWork
+from assistant.store.tables import OutboxEntry
 from config.settings import OutboxSettings
 
 log = logging.getLogger(__name__)

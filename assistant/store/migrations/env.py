@@ -1,6 +1,6 @@
-"""Alembic environment: the target is ``assistant.adapters.store.tables.Base.metadata``.
+"""Alembic environment: the target is ``assistant.store.tables.Base.metadata``.
 
-Run through ``assistant.adapters.store.migrate`` (no alembic.ini). A connection passed in
+Run through ``assistant.store.migrate`` (no alembic.ini). A connection passed in
 ``config.attributes["connection"]`` is used as is; otherwise an engine is built from
 ``sqlalchemy.url`` with the service's own ``make_engine`` (SQLite pragmas included).
 """
@@ -12,8 +12,8 @@ from typing import Any
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from assistant.adapters.store.migrate import render_item
-from assistant.adapters.store.tables import Base
+from assistant.store.migrate import render_item
+from assistant.store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -46,7 +46,7 @@ def run_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from assistant.adapters.store.db import make_engine
+    from assistant.store.db import make_engine
 
     engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from assistant.adapters.store.tables import EventSnapshot
 from assistant.domain.model import Attendee, EventData, EventStatus, Response
+from assistant.store.tables import EventSnapshot
 
 
 def to_row(account_id: int, event: EventData, seen_at: Any) -> EventSnapshot:

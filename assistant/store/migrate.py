@@ -1,12 +1,12 @@
 """Database migrations (Alembic), driven from code: no alembic.ini on disk.
 
-The scripts live in the ``assistant/adapters/store/migrations`` package. ``upgrade`` brings a
+The scripts live in the ``assistant/store/migrations`` package. ``upgrade`` brings a
 database to a revision, ``current`` tells where it is, ``model_diff`` lists what the tables in
-``assistant.adapters.store.tables`` have that the migrations do not (empty when in step).
+``assistant.store.tables`` have that the migrations do not (empty when in step).
 
 A developer who changed the tables writes the next revision with::
 
-    python -m assistant.adapters.store.migrate revision "what changed"
+    python -m assistant.store.migrate revision "what changed"
 
 which upgrades a scratch SQLite file to head and autogenerates the difference.
 """
@@ -27,14 +27,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
-from assistant.adapters.store.db import make_engine
+from assistant.store.db import make_engine
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
     """Autogenerate hook: our UTC column type is rendered as the plain DateTime it stores."""
-    from assistant.adapters.store.tables import UtcDateTime
+    from assistant.store.tables import UtcDateTime
 
     if type_ == "type" and isinstance(obj, UtcDateTime):
         return "sa.DateTime()"
@@ -89,7 +89,7 @@ def head() -> str:
 
 def model_diff(engine_or_url: str | Engine) -> list[Any]:
     """What the models differ in from the database (Alembic's diff tuples); [] = in step."""
-    from assistant.adapters.store.tables import Base
+    from assistant.store.tables import Base
 
     with _connection(engine_or_url) as conn:
         ctx = MigrationContext.configure(
@@ -124,7 +124,7 @@ def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "revision":
         make_revision(argv[1])
         return 0
-    print('usage: python -m assistant.adapters.store.migrate revision "message"', file=sys.stderr)
+    print('usage: python -m assistant.store.migrate revision "message"', file=sys.stderr)
     return 2
 
 

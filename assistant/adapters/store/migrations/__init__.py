@@ -1,1 +1,0 @@
-"""Alembic migrations of the service database (see ``assistant.adapters.store.migrate``)."""
