@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from assistant.store.db import UnitOfWork, make_engine
+from config import keyfile
 from config.settings import Settings
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def build(
 ) -> Service:
     from assistant.adapters import keys
 
-    keys.tighten(settings)  # the data folder 0700, database and key files 0600
+    keyfile.tighten(settings)  # the data folder 0700, database and key files 0600
     engine = make_engine(settings.database_url, echo=settings.database.echo)
     try:  # a lost or different key stops start-up before anything is made with a new one
         keys.check(settings, engine, (clock or system_clock)())
@@ -67,7 +68,7 @@ def build(
     try:  # {"encrypted": ...} account secrets open with the app's key
         install_keyring(settings)
         # after `assistant keys rotate` in another process; never makes a key
-        sealed.reload_with(lambda: sealed.Keyring(keys.all_keys(settings, create=False)))
+        sealed.reload_with(lambda: sealed.Keyring(keyfile.all_keys(settings, create=False)))
     except (ConfigError, OSError) as exc:  # accounts with such secrets report it when synced
         logging.getLogger(__name__).warning("no key for encrypted account secrets: %s", exc)
     return service

@@ -28,7 +28,7 @@ from connectors.registry import open_calendar
 from jobs import runtime
 
 if TYPE_CHECKING:
-    from assistant.entrypoints.web.push import PushSignal, SignalKind
+    from assistant.services.push import PushSignal, SignalKind
 
 PushProvider = Literal["graph", "google"]
 
@@ -316,8 +316,7 @@ def drop_push(account_id: int) -> JobResult:
 
 def push_signal(provider: str, account_id: int, kind: str, subscription_id: str) -> str:
     """A lifecycle event from Graph (renew, re-create) turned into work."""
-    from assistant.entrypoints.web.push import PushSignal
-    from assistant.services.push import handle_signal
+    from assistant.services.push import PushSignal, handle_signal
 
     # Huey hands back the plain strings ``queue_push_signal`` took from a PushSignal; an
     # unknown kind is logged and turned into a sync by ``handle_signal``.

@@ -1,10 +1,5 @@
-"""The app's key: where it lives, the start-up check, rotation.
-
-The key signs one-click links (``assistant.domain.signing``) and, through HKDF, seals account
-secrets (``config.sealed``). It comes from ``web.secret_key`` when the operator sets one;
-otherwise it is generated once into ``data_dir/secret.key`` (mode 0600). A rotation keeps
-the key it replaces in ``data_dir/secret.key.retired`` (one ``<retired at> <key>`` a line,
-mode 0600): retired keys still verify links and open secrets, they never sign or seal.
+"""The app's key and what the database holds that needs it: the start-up check, rotation,
+reset. Where the key lives and how it is made is :mod:`config.keyfile`.
 
 The key is never generated again behind the operator's back: when the database holds
 secrets sealed with a key, or feedback links signed with one, and the key is missing or
@@ -14,16 +9,12 @@ and the fix (restore the key; without it, ``assistant keys reset`` and reconnect
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import re
 import secrets as random
 from collections.abc import Iterator
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
@@ -31,6 +22,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from assistant.store.db import READ_ONLY
+from config.keyfile import (
+    KeyProblem,
+    all_keys,
+    describe,
+    fingerprint,
+    from_settings,
+    key_path,
+    read_key,
+    retired_keys,
+    retired_path,
+    write_private,
+)
 from config.sealed import Keyring, UnreadableSecret
 
 if TYPE_CHECKING:
@@ -38,140 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KEY_FILE = "secret.key"
-RETIRED_FILE = "secret.key.retired"
-PRIVATE_FILE = 0o600
-PRIVATE_DIR = 0o700
 # a feedback link in a prompt's text: /feedback/v1.<body>.<mac>
 _LINK = re.compile(r"/feedback/(v1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")
 LINKS_CHECKED = 20
-
-
-class KeyProblem(ValueError):
-    """The app's key cannot serve what the database holds; the message says what to do."""
-
-
-# ------------------------------------------------------------------------------- files
-
-
-def private_dir(path: Path) -> None:
-    """Create ``path`` (and missing parents) as 0700; tighten it when others may read it."""
-    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o077:
-        path.chmod(PRIVATE_DIR)
-
-
-def private_file(path: Path) -> None:
-    """Tighten an existing file to 0600 (no-op when it does not exist)."""
-    with suppress(FileNotFoundError):
-        if path.stat().st_mode & 0o077:
-            path.chmod(PRIVATE_FILE)
-
-
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically; the file is 0600 from its first byte."""
-    private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.{random.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def key_path(settings: Settings) -> Path:
-    return settings.data_dir / KEY_FILE
-
-
-def retired_path(settings: Settings) -> Path:
-    return settings.data_dir / RETIRED_FILE
-
-
-def from_settings(settings: Settings) -> bool:
-    """True when the operator gives the key in the settings (``web.secret_key``)."""
-    return settings.web.secret_key is not None
-
-
-def _read_key(path: Path) -> str | None:
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    return text or None
-
-
-def retired_keys(settings: Settings) -> list[str]:
-    """Keys replaced by ``assistant keys rotate``, newest first."""
-    try:
-        lines = retired_path(settings).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    keys = [line.split()[-1] for line in lines if line.strip()]
-    return keys[::-1]
-
-
-def current_key(settings: Settings, *, create: bool = True) -> str | None:
-    """The key that signs and seals: ``web.secret_key``, else the key file (generated
-    once when missing and ``create``)."""
-    if settings.web.secret_key is not None:
-        return settings.web.secret_key.resolve().get_secret_value()
-    path = key_path(settings)
-    key = _read_key(path)
-    if key is None and create:
-        key = random.token_urlsafe(48)
-        private_dir(path.parent)
-        try:  # O_EXCL: two processes starting at once keep one key
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
-        except FileExistsError:
-            existing = _read_key(path)
-            if existing is None:
-                raise KeyProblem(f"{path} exists but is empty: restore it from a backup") from None
-            return existing
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(key)
-    return key
-
-
-def all_keys(settings: Settings, *, create: bool = True) -> list[str]:
-    """The current key first (it signs and seals), then every retired one (they verify and
-    open): the key file's predecessors and ``web.previous_secret_keys``."""
-    current = current_key(settings, create=create)
-    keys = [] if current is None else [current]
-    if settings.web.secret_key is None:
-        keys += retired_keys(settings)
-    keys += [r.resolve().get_secret_value() for r in settings.web.previous_secret_keys]
-    return [k for k in dict.fromkeys(keys) if k]
-
-
-def fingerprint(key: str) -> str:
-    """A short name for a key that reveals nothing of it."""
-    return hashlib.sha256(b"exec-assistant/key-fingerprint\0" + key.encode()).hexdigest()[:12]
-
-
-def describe(settings: Settings) -> str:
-    return "web.secret_key" if from_settings(settings) else str(key_path(settings))
-
-
-def tighten(settings: Settings) -> None:
-    """Start-up: the data folder 0700; the database, queue and key files 0600. What does not
-    exist is left to be made so (a deployment on PostgreSQL may have no data folder); what
-    cannot be changed (another owner) is logged, not fatal."""
-    folder = settings.data_dir
-    paths = [folder / f"{name}{suffix}"
-             for name in ("assistant.db", "queue.db", KEY_FILE, RETIRED_FILE)
-             for suffix in ("", "-wal", "-shm", "-journal")]  # fmt: skip
-    try:
-        if folder.is_dir() and folder.stat().st_mode & 0o077:
-            folder.chmod(PRIVATE_DIR)
-        for path in paths:
-            private_file(path)
-    except PermissionError as exc:
-        log.warning("cannot make %s private (mode 0700/0600): %s", exc.filename, exc.strerror)
 
 
 # ----------------------------------------------------------------------- what was sealed
@@ -281,7 +153,7 @@ def check(settings: Settings, engine: Engine, now: datetime) -> None:
 
     held = inventory(engine, now)
     where = describe(settings)
-    missing = not from_settings(settings) and _read_key(key_path(settings)) is None
+    missing = not from_settings(settings) and read_key(key_path(settings)) is None
     if missing and (held.sealed or held.links):
         raise KeyProblem(
             f"the app's key {where} is missing, but the database holds {_what(held)} made "
@@ -427,7 +299,7 @@ def reset(settings: Settings, engine: Engine) -> ResetReport:
     from assistant.store.tables import Account
     from config.sealed import UNREADABLE
 
-    created = not from_settings(settings) and _read_key(key_path(settings)) is None
+    created = not from_settings(settings) and read_key(key_path(settings)) is None
     ring = Keyring(all_keys(settings))
     dropped: list[Sealed] = []
     with Session(engine) as session, session.begin():

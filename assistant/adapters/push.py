@@ -24,7 +24,7 @@ from assistant.store.tables import Account
 from connectors.base import ConnectorError
 
 if TYPE_CHECKING:
-    from assistant.bootstrap import Service
+    from assistant.services.deps import Deps
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ IDLE_SECONDS = 60.0
 
 @dataclass
 class PushSupervisor:
-    svc: Service
+    svc: Deps
     on_change: Callable[[int], None]
     idle_seconds: float = IDLE_SECONDS
     backoff_max: float = 60.0

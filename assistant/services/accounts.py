@@ -36,7 +36,7 @@ from connectors.base import (
 from connectors.netguard import URL_SECRET_KEY, NetPolicy, split_url_credentials
 
 if TYPE_CHECKING:
-    from assistant.bootstrap import Service
+    from assistant.services.deps import Deps
     from assistant.store.db import UnitOfWork
     from config.settings import Settings
 
@@ -82,7 +82,7 @@ def install_keyring(settings: Settings) -> Keyring:
 # ------------------------------------------------------------------- storing accounts
 
 
-def account_of_pair(svc: Service, pair_id: int, account_id: int) -> Account:
+def account_of_pair(svc: Deps, pair_id: int, account_id: int) -> Account:
     from assistant.services.pairs import NotFoundError
 
     with svc.uow.read() as session:
@@ -93,7 +93,7 @@ def account_of_pair(svc: Service, pair_id: int, account_id: int) -> Account:
 
 
 def find_account_by_identity(
-    svc: Service, pair_id: int, provider: str, identity: str
+    svc: Deps, pair_id: int, provider: str, identity: str
 ) -> int | None:
     """An account of the pair for the same provider and user (connecting again = reconnect)."""
     with svc.uow.read() as session:
@@ -106,7 +106,7 @@ def find_account_by_identity(
 
 
 def save_oauth_account(
-    svc: Service,
+    svc: Deps,
     pair_id: int,
     *,
     provider: str,
@@ -129,7 +129,7 @@ def save_oauth_account(
     ).id  # fmt: skip
 
 
-def token_keeper(svc: Service, account_id: int) -> Callable[[str], None]:
+def token_keeper(svc: Deps, account_id: int) -> Callable[[str], None]:
     """What a connector calls with a refresh token its provider rotated (Microsoft does).
 
     The new token is stored encrypted in place of the old one at once, in a unit of work
@@ -144,7 +144,7 @@ def token_keeper(svc: Service, account_id: int) -> Callable[[str], None]:
 def keeper(
     uow: UnitOfWork, keyring: Callable[[], Keyring | None], account_id: int
 ) -> Callable[[str], None]:
-    """``token_keeper`` for callers without a ``Service`` (a channel holds a unit of work
+    """``token_keeper`` for callers without a ``Deps`` (a channel holds a unit of work
     and the process's installed keyring)."""
 
     def keep(token: str) -> None:
@@ -171,7 +171,7 @@ def keeper(
     return keep
 
 
-def _unique_name(svc: Service, pair_id: int, name: str) -> str:
+def _unique_name(svc: Deps, pair_id: int, name: str) -> str:
     name = name[:90]
     with svc.uow.read() as session:
         taken = set(session.scalars(select(Account.name).where(Account.pair_id == pair_id)))
@@ -181,7 +181,7 @@ def _unique_name(svc: Service, pair_id: int, name: str) -> str:
     return candidate
 
 
-def save_form_account(svc: Service, pair_id: int, provider: str, form: dict[str, str]) -> int:
+def save_form_account(svc: Deps, pair_id: int, provider: str, form: dict[str, str]) -> int:
     """A credential account from the web form; the password is encrypted before storing."""
     if provider not in FORM_PROVIDERS:
         raise ValueError(f"choose one of: {', '.join(FORM_PROVIDERS)}")
@@ -241,7 +241,7 @@ def seal_url_credentials(settings: Settings, provider: str, conf: dict[str, Any]
     return split.password
 
 
-def replace_password(svc: Service, pair_id: int, account_id: int, password: str) -> None:
+def replace_password(svc: Deps, pair_id: int, account_id: int, password: str) -> None:
     account = account_of_pair(svc, pair_id, account_id)
     if account.provider not in FORM_PROVIDERS:
         raise ValueError("this account signs in with its provider: use Reconnect")
@@ -277,7 +277,7 @@ def note_for(exc: BaseException) -> str:
     return "check_failed"
 
 
-def check_account(svc: Service, pair_id: int, account_id: int) -> CheckResult:
+def check_account(svc: Deps, pair_id: int, account_id: int) -> CheckResult:
     """Open the account's connector and ask for its changes once (a tiny window).
 
     A failure is recorded on the account as a sync failure would be; success leaves the

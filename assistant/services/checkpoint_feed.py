@@ -22,26 +22,26 @@ from assistant.services.pairs import find_pair
 from assistant.store.tables import Checkpoint, DelegatedTask, Pair
 
 if TYPE_CHECKING:
-    from assistant.bootstrap import Service
+    from assistant.services.deps import Deps
 
 PURPOSE = "ics-feed"
 NEVER = datetime(2100, 1, 1, tzinfo=UTC)
 SHOWN = ("planned", "written", "pinned")
 
 
-def feed_url(svc: Service, pair_ref: str | int | None) -> str:
+def feed_url(svc: Deps, pair_ref: str | int | None) -> str:
     with svc.uow.read() as session:
         pair_id = find_pair(session, pair_ref).id
     token = sign(secret_keys(svc.settings), PURPOSE, {"pair": pair_id}, NEVER)
     return f"{base_url(svc.settings)}/ics/{token}.ics"
 
 
-def pair_of_token(svc: Service, token: str) -> int:
+def pair_of_token(svc: Deps, token: str) -> int:
     """Raises ``assistant.domain.signing.TokenError`` for a forged or foreign token."""
     return int(verify(secret_keys(svc.settings), PURPOSE, token, svc.now())["pair"])
 
 
-def feed(svc: Service, pair_id: int) -> str:
+def feed(svc: Deps, pair_id: int) -> str:
     """The VCALENDAR of the pair's placed checkpoints of open tasks."""
     cal = icalendar.Calendar()
     cal.add("PRODID", "-//exec-assistant//checkpoints//EN")

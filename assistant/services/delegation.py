@@ -33,7 +33,7 @@ from connectors.base import CalendarWriter, ConnectorError, OwnEvent
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from assistant.bootstrap import Service
+    from assistant.services.deps import Deps
 
 # The method's eight steps: analysis (do, delegate or delete), SMART parameters and the
 # delegate are settled when a task is created (it starts "briefed"); then the delegate
@@ -82,18 +82,18 @@ class ReconcileReport:
 # ------------------------------------------------------------------------------ tasks
 
 
-def pair_zone(svc: Service, pair: str | int | None) -> str:
+def pair_zone(svc: Deps, pair: str | int | None) -> str:
     with svc.uow.read() as session:
         return find_pair(session, pair).timezone
 
 
-def task_zone(svc: Service, task_id: int) -> str:
+def task_zone(svc: Deps, task_id: int) -> str:
     with svc.uow.read() as session:
         return _task(session, task_id)[1].timezone
 
 
 def create_task(
-    svc: Service,
+    svc: Deps,
     *,
     pair: str | int | None,
     title: str,
@@ -134,7 +134,7 @@ def create_task(
 
 
 def update_task(
-    svc: Service, task_id: int, *, deadline: datetime | None = None, title: str | None = None
+    svc: Deps, task_id: int, *, deadline: datetime | None = None, title: str | None = None
 ) -> None:
     with svc.uow.begin() as session:
         task, pair = _task(session, task_id)
@@ -150,7 +150,7 @@ def update_task(
         ensure_checkpoints(session, task, pair, svc)
 
 
-def cancel_task(svc: Service, task_id: int) -> None:
+def cancel_task(svc: Deps, task_id: int) -> None:
     with svc.uow.begin() as session:
         task, _ = _task(session, task_id)
         if task.state == "cancelled":
@@ -162,7 +162,7 @@ def cancel_task(svc: Service, task_id: int) -> None:
                 c.state = "to_remove"
 
 
-def accept_task(svc: Service, task_id: int) -> None:
+def accept_task(svc: Deps, task_id: int) -> None:
     """The task is accepted (at the Dead Line or early): checkpoints still ahead go away;
     those already passed stay in the calendar as the record of what happened."""
     now = svc.now()
@@ -179,7 +179,7 @@ def accept_task(svc: Service, task_id: int) -> None:
                 c.state = "to_remove"
 
 
-def advance_task(svc: Service, task_id: int, step: str) -> str:
+def advance_task(svc: Deps, task_id: int, step: str) -> str:
     """Move a task to a later step of the method (``understood``, ``in_progress``,
     ``praised``); acceptance goes through ``accept_task`` (it changes the calendar)."""
     if step not in ("understood", "in_progress", "praised"):
@@ -197,7 +197,7 @@ def advance_task(svc: Service, task_id: int, step: str) -> str:
         return step
 
 
-def restore_checkpoints(svc: Service, task_id: int) -> int:
+def restore_checkpoints(svc: Deps, task_id: int) -> int:
     """Put back the checkpoint events the manager removed from the calendar."""
     with svc.uow.begin() as session:
         task, pair = _task(session, task_id)
@@ -257,7 +257,7 @@ def ask_about_deleted(session: Session, pair: Pair, cp: Checkpoint, now: datetim
     )
 
 
-def tasks_to_write(svc: Service) -> list[int]:
+def tasks_to_write(svc: Deps) -> list[int]:
     """Tasks whose calendar does not match them yet (a write job lost to a crash, a calendar
     that was down): the tick queues their write again. Writing is idempotent."""
     with svc.uow.read() as session:
@@ -281,7 +281,7 @@ def _task(session: Session, task_id: int) -> tuple[DelegatedTask, Pair]:
     return task, pair
 
 
-def ensure_checkpoints(session: Session, task: DelegatedTask, pair: Pair, svc: Service) -> None:
+def ensure_checkpoints(session: Session, task: DelegatedTask, pair: Pair, svc: Deps) -> None:
     """Create or re-plan both checkpoint rows from the task's term (nothing written yet)."""
     s = svc.settings.delegation
     hours = pair_hours(pair, task.term_start.year - 1, task.deadline.year + 1)
@@ -364,7 +364,7 @@ def _writable_account(session: Session, pair_id: int) -> Account | None:
 
 
 def reconcile_checkpoints(
-    svc: Service, task_id: int, writer: CalendarWriter | None = None
+    svc: Deps, task_id: int, writer: CalendarWriter | None = None
 ) -> ReconcileReport:
     """Make the calendar hold exactly the task's planned checkpoint events."""
     report = ReconcileReport(task_id)
@@ -405,7 +405,7 @@ def reconcile_checkpoints(
 
 
 def _write_rows(  # the loop of reconcile_checkpoints, its state passed in
-    svc: Service,
+    svc: Deps,
     task_id: int,
     rows: Any,
     accounts: dict[int, tuple[str, dict[str, Any]]],
@@ -472,7 +472,7 @@ def _write_rows(  # the loop of reconcile_checkpoints, its state passed in
 
 
 def _open_writer(
-    svc: Service, account_id: int, provider: str, conf: dict[str, Any]
+    svc: Deps, account_id: int, provider: str, conf: dict[str, Any]
 ) -> CalendarWriter:
     from assistant.services.accounts import token_keeper
     from connectors.netguard import NetPolicy
@@ -490,7 +490,7 @@ def _open_writer(
         raise ConnectorError(str(exc)) from None
 
 
-def _mark(svc: Service, checkpoint_id: int, state: str, href: str) -> None:
+def _mark(svc: Deps, checkpoint_id: int, state: str, href: str) -> None:
     with svc.uow.begin() as session:
         row = session.get(Checkpoint, checkpoint_id)
         if row is None:
@@ -503,7 +503,7 @@ def _mark(svc: Service, checkpoint_id: int, state: str, href: str) -> None:
 # ------------------------------------------------------------------------------ views
 
 
-def task_view(svc: Service, task_id: int) -> dict[str, Any]:
+def task_view(svc: Deps, task_id: int) -> dict[str, Any]:
     with svc.uow.read() as session:
         task, pair = _task(session, task_id)
         tz = ZoneInfo(pair.timezone)
@@ -541,7 +541,7 @@ def task_view(svc: Service, task_id: int) -> dict[str, Any]:
         }
 
 
-def list_tasks(svc: Service, pair: str | int | None) -> list[dict[str, Any]]:
+def list_tasks(svc: Deps, pair: str | int | None) -> list[dict[str, Any]]:
     with svc.uow.read() as session:
         p = find_pair(session, pair)
         tz = ZoneInfo(p.timezone)

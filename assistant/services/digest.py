@@ -68,7 +68,7 @@ from assistant.store.tables import (
 from config.settings import Settings
 
 if TYPE_CHECKING:
-    from assistant.bootstrap import Service
+    from assistant.services.deps import Deps
 
 FIRST_DIGEST_LOOKBACK = timedelta(days=1)  # with no digest before, recap the last day
 GONE_CHECKPOINT_STATES = ("to_remove", "removed")
@@ -206,7 +206,7 @@ def preview(
 
 
 def digest_command(
-    svc: Service, pair_ref: str | int | None, *, send: bool = False
+    svc: Deps, pair_ref: str | int | None, *, send: bool = False
 ) -> dict[str, Any]:
     """What ``assistant digest [--pair P] [--json] [--send]`` shows: the digest as it would
     go now (``--send``: queued, once per digest date). The caller prints ``text`` (or the

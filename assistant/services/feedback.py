@@ -37,7 +37,7 @@ from assistant.services.pairs import NotFoundError, find_pair
 from assistant.store.tables import Checkpoint, DelegatedTask, Pair, TaskFeedback
 
 if TYPE_CHECKING:
-    from assistant.bootstrap import Service
+    from assistant.services.deps import Deps
     from config.settings import Settings
 
 PURPOSE = "feedback"
@@ -52,7 +52,7 @@ def secret_keys(settings: Settings) -> list[str]:
     """The app's keys, the signing one first: ``web.secret_key`` when set, else the one
     generated once into the data folder (mode 0600), then the retired ones, which still
     verify links until they expire (``assistant.adapters.keys``)."""
-    from assistant.adapters.keys import all_keys
+    from config.keyfile import all_keys
 
     return all_keys(settings)
 
@@ -102,7 +102,7 @@ def brief_of(task: DelegatedTask, pair: Pair) -> TaskBrief:
     )  # fmt: skip
 
 
-def send_prompt(svc: Service, checkpoint_id: int, start_iso: str | None = None) -> list[int]:
+def send_prompt(svc: Deps, checkpoint_id: int, start_iso: str | None = None) -> list[int]:
     """Queue the line's prompt (manager; delegate too at a Red Line). Idempotent per line time.
 
     ``start_iso``: the start the prompt was scheduled for; when the checkpoint has moved
@@ -153,7 +153,7 @@ def _self_report_intro(locale: str, task: DelegatedTask) -> str:
     return f"A self-report on “{task.title}”, please: answer through the link below.\n\n"
 
 
-def due_prompts(svc: Service, lookback: timedelta = timedelta(minutes=15)) -> list[int]:
+def due_prompts(svc: Deps, lookback: timedelta = timedelta(minutes=15)) -> list[int]:
     """Checkpoints whose line passed within ``lookback`` (a safety net for moved lines and
     a lost schedule); ``send_prompt`` makes running this often harmless."""
     now = svc.now()
@@ -173,7 +173,7 @@ def due_prompts(svc: Service, lookback: timedelta = timedelta(minutes=15)) -> li
 
 
 def record_answer(
-    svc: Service,
+    svc: Deps,
     *,
     task_id: int,
     kind: str,
@@ -242,7 +242,7 @@ def recorded_answer(
     ).first()
 
 
-def correct_dead_line(svc: Service, task_id: int, answer: FeedbackAnswer, source: str) -> int:
+def correct_dead_line(svc: Deps, task_id: int, answer: FeedbackAnswer, source: str) -> int:
     """The manager's (or the operator's) Dead Line answer, replacing the one recorded; the
     earlier answers stay as history. Raises NotFoundError, ValueError (a cancelled task)."""
     with svc.uow.read() as session:
@@ -286,7 +286,7 @@ def _answer_order(row: TaskFeedback) -> tuple[datetime, int]:
     return row.answered_at, row.id
 
 
-def score(svc: Service, pair_ref: str | int | None) -> dict[str, Any]:
+def score(svc: Deps, pair_ref: str | int | None) -> dict[str, Any]:
     """The delegation score of the pair's manager, overall and per delegate.
 
     A task counts once it is accepted with a percentage; "good" is on time with 80% or
@@ -333,7 +333,7 @@ def score(svc: Service, pair_ref: str | int | None) -> dict[str, Any]:
         }
 
 
-def feedback_of(svc: Service, task_id: int) -> list[dict[str, Any]]:
+def feedback_of(svc: Deps, task_id: int) -> list[dict[str, Any]]:
     with svc.uow.read() as session:
         task = session.get(DelegatedTask, task_id)
         if task is None:

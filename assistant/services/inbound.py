@@ -48,8 +48,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from assistant.adapters.channels.smtp import MESSAGE_ID_DOMAIN, message_id_for
 from assistant.domain.mail_auth import authenticated
+from assistant.domain.message_ids import MESSAGE_ID_DOMAIN, message_id_for
 from assistant.services.inbound_answers import ASK as ASK
 from assistant.services.inbound_answers import PROMPT as PROMPT
 from assistant.services.inbound_answers import _answer, _ignore
@@ -62,7 +62,7 @@ from connectors.archive.mailbox import InboundMessage
 from connectors.base import ParseLimits, TokenExpired
 
 if TYPE_CHECKING:
-    from assistant.bootstrap import Service
+    from assistant.services.deps import Deps
     from config.settings import InboxSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def _lock(folder: Path) -> Iterator[bool]:
 # ----------------------------------------------------------------------------- the run
 
 
-def process_inbox(svc: Service, now: datetime, source: InboxSource | None = None) -> InboxReport:
+def process_inbox(svc: Deps, now: datetime, source: InboxSource | None = None) -> InboxReport:
     """Read what arrived since the stored token and act on each message; then store the
     next token. An error (database, connector) leaves the token where it was, so the next
     run reads the same messages again, and the Message-ID keys make that harmless."""
@@ -237,7 +237,7 @@ def sender_unauthenticated(conf: InboxSettings, m: InboundMessage, sender: str) 
     return "" if verdict.ok else f"the sender is not authenticated ({verdict.why})"
 
 
-def handle_message(svc: Service, m: InboundMessage, now: datetime, report: InboxReport) -> None:
+def handle_message(svc: Deps, m: InboundMessage, now: datetime, report: InboxReport) -> None:
     """Act on one message (see the module's docstring); idempotent per Message-ID."""
     sender = m.from_addr.lower()
     ours = {a.lower() for a in (svc.settings.inbox.address, svc.settings.smtp.from_address) if a}
@@ -282,7 +282,7 @@ def _refs(m: InboundMessage) -> list[str]:
 
 
 def _answered_entry(
-    svc: Service, sender: str, refs: Sequence[str]
+    svc: Deps, sender: str, refs: Sequence[str]
 ) -> tuple[str, dict[str, Any]] | None:
     """(key, payload) of our prompt or question, sent to ``sender``, that ``refs`` name.
 

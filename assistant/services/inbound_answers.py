@@ -28,7 +28,7 @@ from assistant.store.tables import DelegatedTask, OutboxEntry, Pair, TaskFeedbac
 from connectors.archive.mailbox import InboundMessage
 
 if TYPE_CHECKING:
-    from assistant.bootstrap import Service
+    from assistant.services.deps import Deps
     from assistant.services.inbound import InboxReport
 
 log = logging.getLogger("assistant.services.inbound")  # the inbox's one logger
@@ -50,7 +50,7 @@ def _digest(message_id: str) -> str:
 
 
 def _answer(
-    svc: Service,
+    svc: Deps,
     m: InboundMessage,
     sender: str,
     payload: dict[str, Any],

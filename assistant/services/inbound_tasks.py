@@ -37,7 +37,7 @@ from assistant.store.tables import DelegatedTask, OutboxEntry, Pair
 from connectors.archive.mailbox import InboundMessage
 
 if TYPE_CHECKING:
-    from assistant.bootstrap import Service
+    from assistant.services.deps import Deps
     from assistant.services.inbound import InboxReport
 
 QUESTION = "inbox-question:"  # our question about an unclear task email
@@ -66,7 +66,7 @@ def _manager_pair(session: Session, sender: str, m: InboundMessage) -> Pair | No
 
 
 def _task_email(
-    svc: Service, m: InboundMessage, sender: str, now: datetime, report: InboxReport
+    svc: Deps, m: InboundMessage, sender: str, now: datetime, report: InboxReport
 ) -> None:
     with svc.uow.read() as session:
         pair = _manager_pair(session, sender, m)
@@ -81,7 +81,7 @@ def _task_email(
 
 
 def _task_follow_up(
-    svc: Service,
+    svc: Deps,
     m: InboundMessage,
     sender: str,
     payload: dict[str, Any],
@@ -115,7 +115,7 @@ def _task_follow_up(
 
 
 def _parse(
-    svc: Service,
+    svc: Deps,
     original: dict[str, Any],
     body: str,
     sent_at: datetime,
@@ -136,7 +136,7 @@ def _parse(
 
 
 def _act_on_draft(
-    svc: Service,
+    svc: Deps,
     m: InboundMessage,
     sender: str,
     pair_id: int,
@@ -178,7 +178,7 @@ class _AlreadyDone(Exception):
 
 
 def _create_confirmed(
-    svc: Service,
+    svc: Deps,
     sender: str,
     pair_id: int,
     draft: TaskDraft,

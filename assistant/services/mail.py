@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
 
 from assistant.domain.latency import (
     Direction,
@@ -34,14 +33,15 @@ from assistant.domain.latency import (
 from assistant.domain.model import MessageData
 from assistant.services.pairs import find_pair
 from assistant.services.sync import skipped_status
+from assistant.store.db import UnitOfWork
 from assistant.store.tables import Account, Message, Pair
 from connectors.base import MailSource, TokenExpired
 
 if TYPE_CHECKING:
-    from assistant.bootstrap import Service
+    from assistant.services.deps import Deps
 
 
-def import_mail(svc: Service, account_id: int, source: MailSource) -> dict[str, Any]:
+def import_mail(svc: Deps, account_id: int, source: MailSource) -> dict[str, Any]:
     """Store the messages the mailbox has that we have not seen; advance its token."""
     with svc.uow.read() as session:
         account = session.get(Account, account_id)
@@ -126,7 +126,7 @@ def to_message(row: Message) -> MessageData:
 
 
 def latency_of_pair(
-    svc: Service, pair_ref: str | int | None, since: datetime | None
+    svc: Deps, pair_ref: str | int | None, since: datetime | None
 ) -> dict[str, Any]:
     """The pair's latency report, from its ``LatencyIndex`` brought up to date."""
     kept = pair_latency(svc, pair_ref)
@@ -140,7 +140,7 @@ class PairLatency:
     zone: str
 
 
-def pair_latency(svc: Service, pair_ref: str | int | None) -> PairLatency:
+def pair_latency(svc: Deps, pair_ref: str | int | None) -> PairLatency:
     """Every latency record of the pair at ``svc.now()``, from its index brought up to date."""
     from assistant.services.hours import pair_hours
 
@@ -164,7 +164,7 @@ def pair_latency(svc: Service, pair_ref: str | int | None) -> PairLatency:
             now.year + 1,
         )
         with _indexes_lock:
-            index = _pair_index(session, svc.engine, pair, depends_on, hours.working_minutes, now)
+            index = _pair_index(session, svc.uow, pair, depends_on, hours.working_minutes, now)
             records = index.records(now)
         return PairLatency(records, pair.sla_minutes, pair.timezone)
 
@@ -178,26 +178,26 @@ class _PairIndex:
 
 
 _MAX_PAIRS = 32  # indexes kept per database; the least recently used goes first
-_indexes: weakref.WeakKeyDictionary[Engine, dict[int, _PairIndex]] = weakref.WeakKeyDictionary()
+_indexes: weakref.WeakKeyDictionary[UnitOfWork, dict[int, _PairIndex]] = weakref.WeakKeyDictionary()
 _indexes_lock = threading.Lock()
 
 
-def cached_index(engine: Engine, pair_id: int) -> LatencyIndex | None:
+def cached_index(uow: UnitOfWork, pair_id: int) -> LatencyIndex | None:
     """The pair's index as this process keeps it (None: not built yet)."""
-    kept = _indexes.get(engine, {}).get(pair_id)
+    kept = _indexes.get(uow, {}).get(pair_id)
     return kept.index if kept else None
 
 
 def _pair_index(
     session: Any,
-    engine: Engine,
+    uow: UnitOfWork,
     pair: Pair,
     depends_on: tuple[Any, ...],
     working_minutes: Callable[[datetime, datetime], float],
     now: datetime,
 ) -> LatencyIndex:
     """The pair's index, fed the rows stored since the last call (or built from all)."""
-    per_pair = _indexes.setdefault(engine, {})
+    per_pair = _indexes.setdefault(uow, {})
     kept = per_pair.pop(pair.id, None)
     if kept is not None and (
         kept.depends_on != depends_on

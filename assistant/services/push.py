@@ -46,8 +46,7 @@ from assistant.store.tables import Account
 from connectors.base import ConnectorError, NotFound
 
 if TYPE_CHECKING:
-    from assistant.bootstrap import Service
-    from assistant.entrypoints.web.push import PushSignal
+    from assistant.services.deps import Deps
     from assistant.store.db import UnitOfWork
     from config.settings import Settings
     from connectors.google.calendar import GoogleCalendar
@@ -56,6 +55,18 @@ if TYPE_CHECKING:
     from connectors.graph.push import GraphSubscription, GraphSubscriptions
 
 log = logging.getLogger(__name__)
+
+SignalKind = Literal["change", "reauthorizationRequired", "subscriptionRemoved", "missed"]
+
+
+@dataclass(frozen=True, slots=True)
+class PushSignal:
+    """An account's calendar changed (or its subscription needs care)."""
+
+    provider: Literal["graph", "google"]
+    account_id: int
+    kind: SignalKind
+    subscription_id: str  # the Graph subscription or the Google channel
 
 PUSH_PROVIDERS = ("graph", "google")
 PATHS = {"graph": "/push/graph", "google": "/push/google"}
@@ -159,7 +170,7 @@ class DbDirectory:
 
 
 def ensure_push(
-    svc: Service,
+    svc: Deps,
     account_id: int,
     now: datetime,
     *,
@@ -196,7 +207,7 @@ def ensure_push(
         raise
 
 
-def drop_push(svc: Service, account_id: int) -> PushOutcome:
+def drop_push(svc: Deps, account_id: int) -> PushOutcome:
     """Delete the subscription (stop the channel) at the provider, then forget it.
 
     Called when ``web.public_url`` is unset, and before an account is removed. A
@@ -229,7 +240,7 @@ def drop_push(svc: Service, account_id: int) -> PushOutcome:
 
 
 def handle_signal(
-    svc: Service,
+    svc: Deps,
     signal: PushSignal,
     queue_sync: Callable[[int], object],
     now: datetime | None = None,
@@ -266,7 +277,7 @@ def handle_signal(
     return "sync"
 
 
-def accounts_due(svc: Service, now: datetime) -> tuple[list[int], list[int]]:
+def accounts_due(svc: Deps, now: datetime) -> tuple[list[int], list[int]]:
     """(accounts to ensure, accounts to drop) for the once-a-minute upkeep.
 
     To ensure, when webhooks are on: Graph and Google calendars without a subscription

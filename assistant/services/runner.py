@@ -13,10 +13,10 @@ from assistant.store.tables import Account
 from connectors.base import ConnectorError, ParseLimits
 
 if TYPE_CHECKING:
-    from assistant.bootstrap import Service
+    from assistant.services.deps import Deps
 
 
-def policy_of(svc: Service) -> SyncPolicy:
+def policy_of(svc: Deps) -> SyncPolicy:
     from datetime import timedelta
 
     s = svc.settings.sync
@@ -28,7 +28,7 @@ def policy_of(svc: Service) -> SyncPolicy:
 
 
 def sync_now(
-    svc: Service, pair: str | int | None = None, account_id: int | None = None, send: bool = True
+    svc: Deps, pair: str | int | None = None, account_id: int | None = None, send: bool = True
 ) -> list[dict[str, Any]]:
     from assistant.services.accounts import token_keeper
     from assistant.services.mail import import_mail

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select, update
 
 from assistant.adapters.channels.account_mail import AccountMailChannel
-from assistant.adapters.channels.smtp import message_id_for
+from assistant.domain.message_ids import message_id_for
 from assistant.domain.model import EventData
 from assistant.services import outbox
 from assistant.services.notifications import dispatch

@@ -16,8 +16,9 @@ import pytest
 from imapclient import IMAPClient
 from sqlalchemy import select, update
 
-from assistant.adapters.channels.smtp import SmtpChannel, message_id_for
+from assistant.adapters.channels.smtp import SmtpChannel
 from assistant.bootstrap import Service
+from assistant.domain.message_ids import message_id_for
 from assistant.services import delegation, feedback, outbox
 from assistant.services.inbound import TOKEN_FILE, InboxReport, process_inbox
 from assistant.services.pairs import add_pair

@@ -64,7 +64,7 @@ def test_new_mail_is_fed_to_the_same_index_and_matches_the_batch_figures(
     import_mail(svc, account.id, MaildirSource(root))
 
     first = latency_of_pair(svc, "alex", None)
-    index = cached_index(svc.engine, account.pair_id)
+    index = cached_index(svc.uow, account.pair_id)
     assert index is not None and len(index) == 2
     assert (first["summary"]["count"], first["summary"]["answered"]) == (2, 0)
     assert first == batch(svc)
@@ -75,7 +75,7 @@ def test_new_mail_is_fed_to_the_same_index_and_matches_the_batch_figures(
     assert import_mail(svc, account.id, MaildirSource(root))["new"] == 2
 
     second = latency_of_pair(svc, "alex", None)
-    assert cached_index(svc.engine, account.pair_id) is index, "fed, not built again"
+    assert cached_index(svc.uow, account.pair_id) is index, "fed, not built again"
     assert len(index) == 4
     assert (second["summary"]["count"], second["summary"]["answered"]) == (3, 1)
     answered = {m["id"].strip("<>"): m for m in second["messages"]}["a1@x"]
@@ -85,7 +85,7 @@ def test_new_mail_is_fed_to_the_same_index_and_matches_the_batch_figures(
     assert [r.message_id for r in pair_latency(svc, "alex").records] == [
         m["id"] for m in second["messages"]
     ]
-    assert cached_index(svc.engine, account.pair_id) is index
+    assert cached_index(svc.uow, account.pair_id) is index
 
 
 def test_a_change_of_working_time_builds_the_index_again(svc: Service, tmp_path: Path) -> None:
@@ -97,12 +97,12 @@ def test_a_change_of_working_time_builds_the_index_again(svc: Service, tmp_path:
                           settings={"path": str(root)}, now=NOW)  # fmt: skip
     import_mail(svc, account.id, MaildirSource(root))
     before = latency_of_pair(svc, "alex", None)
-    index = cached_index(svc.engine, account.pair_id)
+    index = cached_index(svc.uow, account.pair_id)
     assert before["messages"][0]["working_minutes"] == pytest.approx(20)
 
     update_pair_settings(svc.uow, account.pair_id, {"timezone": "UTC"})
     after = latency_of_pair(svc, "alex", None)
-    assert cached_index(svc.engine, account.pair_id) is not index
+    assert cached_index(svc.uow, account.pair_id) is not index
     # Mon 16:50 → Tue 08:10 UTC; hours 09–18 UTC: 70 working minutes on Monday.
     assert after["messages"][0]["working_minutes"] == pytest.approx(70)
     assert after == batch(svc)

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from assistant.adapters.channels.smtp import SmtpChannel, message_id_for
+from assistant.adapters.channels.smtp import SmtpChannel
+from assistant.domain.message_ids import message_id_for
 from assistant.entrypoints.embedded import free_port
 from assistant.services import outbox
 from assistant.store.db import UnitOfWork

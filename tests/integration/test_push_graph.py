@@ -14,7 +14,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from assistant.entrypoints.web.push import MemoryDirectory, PushSignal, push_routes
+from assistant.entrypoints.web.push import MemoryDirectory, push_routes
+from assistant.services.push import PushSignal
 from connectors.base import ConnectorError
 from connectors.graph.calendar import GraphCalendar
 from connectors.graph.push import MAX_LIFETIME, GraphSubscription, GraphSubscriptions

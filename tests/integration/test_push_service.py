@@ -456,8 +456,7 @@ def test_tick_queues_ensure_only_with_an_https_public_url(world: World) -> None:
 
 
 def test_signals_map_to_work(world: World) -> None:
-    from assistant.entrypoints.web.push import PushSignal
-    from assistant.services.push import handle_signal
+    from assistant.services.push import PushSignal, handle_signal
 
     account_id = world.add("m365", "graph", {"user": "u", "tenant": "t", "client_id": "c"})
     world.set_stored(account_id, id="sub-1", secret="s")

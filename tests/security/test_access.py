@@ -13,8 +13,8 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from assistant.entrypoints.web.app import create_app
-from assistant.entrypoints.web.push import PushSignal
 from assistant.services.pairs import add_account
+from assistant.services.push import PushSignal
 from assistant.store.tables import Account
 from tests.security.web_routes import PUBLIC, call, fill, routes
 from tests.support.web import NOW, World, login, world_fixture  # noqa: F401

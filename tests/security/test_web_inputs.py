@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.testclient import TestClient
 
 from assistant.entrypoints.web.app import create_app
-from assistant.entrypoints.web.push import PushSignal
 from assistant.services.pair_settings import pair_settings
+from assistant.services.push import PushSignal
 from tests.security.web_routes import ENDS_SESSION, fill, int_params, routes, unsafe_routes
 from tests.support.web import PASSWORD, World, login, world_fixture  # noqa: F401
 

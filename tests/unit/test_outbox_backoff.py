@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import SecretStr
 
-from assistant.adapters.channels.smtp import SmtpChannel, message_id_for
+from assistant.adapters.channels.smtp import SmtpChannel
+from assistant.domain.message_ids import message_id_for
 from assistant.services.outbox import DrainReport, OutboxMessage, backoff_delay
 from config.settings import OutboxSettings
 

@@ -16,7 +16,7 @@ Gmail) instead of a separate SMTP relay. A pair chooses it in ``Pair.notify_chan
 Every name is served by the one ``AccountMailChannel``; the outbox finds it under
 ``account`` for ``account:<id>`` (the part before the colon).
 
-The Message-ID is the SMTP channel's (``message_id_for(key)``), so replies thread back
+The Message-ID is the SMTP channel's (``assistant.domain.message_ids``), so replies thread back
 and a resend is the same message. Before sending, the sender looks for that Message-ID
 in the account's Sent Items: an entry retried after a crash between the provider's
 acceptance and the outbox's record finds its sent copy and is not sent again (EWS and
@@ -38,7 +38,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from assistant.adapters.channels.smtp import message_id_for
+from assistant.domain.message_ids import message_id_for
 from assistant.domain.text import one_line
 from assistant.services.accounts import keeper
 from assistant.services.outbox import DeliveryError, OutboxMessage

@@ -9,7 +9,6 @@ authentication failures (fixable by configuration, so retried).
 
 from __future__ import annotations
 
-import hashlib
 import smtplib
 import ssl as ssl_lib
 from collections.abc import Callable
@@ -19,16 +18,9 @@ from email.utils import format_datetime
 
 from pydantic import SecretStr
 
+from assistant.domain.message_ids import message_id_for
 from assistant.domain.text import one_line, shown
 from assistant.services.outbox import DeliveryError, OutboxMessage
-
-MESSAGE_ID_DOMAIN = "exec-assistant"
-
-
-def message_id_for(key: str) -> str:
-    """The Message-ID of the mail for an outbox idempotency key."""
-    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
-    return f"<{digest}@{MESSAGE_ID_DOMAIN}>"
 
 
 def _utc_now() -> datetime:

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from config import keyfile
 from config.settings import Settings, load
 
 if TYPE_CHECKING:
@@ -102,11 +103,10 @@ def parse_when(value: str, zone: str = "UTC") -> datetime:
 @contextmanager
 def open_engine(settings: Settings | None = None) -> Iterator[Any]:
     """An engine without the start-up check (the ``keys`` commands repair what it refuses)."""
-    from assistant.adapters import keys
     from assistant.store.db import make_engine
 
     settings = settings or state.settings
-    keys.tighten(settings)
+    keyfile.tighten(settings)
     engine = make_engine(settings.database_url)
     try:
         yield engine

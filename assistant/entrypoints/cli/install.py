@@ -13,6 +13,7 @@ from assistant.entrypoints.cli.common import (
     out,
     state,
 )
+from config import keyfile
 from config.settings import load
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -34,9 +35,9 @@ def init(
     settings = load(cfg)
     from assistant.adapters import keys
 
-    keys.private_dir(settings.data_dir)  # 0700: the database and the key live here
+    keyfile.private_dir(settings.data_dir)  # 0700: the database and the key live here
     upgrade(settings.database_url)
-    keys.tighten(settings)
+    keyfile.tighten(settings)
     with open_engine(settings) as engine:
         keys.check(settings, engine, datetime.now(UTC))  # makes the key once, on a new install
     out.print(f"database ready: {settings.database_url}")

@@ -15,6 +15,7 @@ from assistant.entrypoints.cli.common import (
     out,
     state,
 )
+from config import keyfile
 
 keys_app = typer.Typer(
     help="The app's key: it signs links and seals stored secrets.", no_args_is_help=True
@@ -29,11 +30,11 @@ def keys_show(as_json: JsonOpt = False) -> None:
     settings = state.settings
     with open_engine() as engine:
         held = keys.inventory(engine, datetime.now(UTC))
-    current = keys.current_key(settings, create=False)
+    current = keyfile.current_key(settings, create=False)
     info = {
-        "source": keys.describe(settings),
-        "key": keys.fingerprint(current) if current else None,
-        "retired_keys": len(keys.all_keys(settings, create=False)) - (1 if current else 0),
+        "source": keyfile.describe(settings),
+        "key": keyfile.fingerprint(current) if current else None,
+        "retired_keys": len(keyfile.all_keys(settings, create=False)) - (1 if current else 0),
         "sealed_secrets": len(held.sealed),
         "accounts_with_sealed_secrets": len({s.account_id for s in held.sealed}),
     }

@@ -33,9 +33,9 @@ from assistant.entrypoints.web.actions import TaskCreated
 from assistant.entrypoints.web.auth import viewer_of
 from assistant.entrypoints.web.connect import Connect
 from assistant.entrypoints.web.pages import Pages
-from assistant.entrypoints.web.push import OnSignal, PushSignal, push_routes
+from assistant.entrypoints.web.push import OnSignal, push_routes
 from assistant.services.accounts import install_keyring
-from assistant.services.push import DbDirectory
+from assistant.services.push import DbDirectory, PushSignal
 from assistant.store.tables import Account, OutboxEntry, Pair
 
 if TYPE_CHECKING:

@@ -36,8 +36,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -45,6 +44,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from assistant.entrypoints.web.bodies import BodyRefused, parse_json, read_body
+from assistant.services.push import PushSignal
 from connectors.google.push import handle_google_notification
 from connectors.graph.push import graph_subscription_ids, handle_graph_notification
 from connectors.push import PushReply
@@ -53,19 +53,6 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 1_000_000  # bytes; Graph batches notifications, but not that many
 MAX_DEPTH = 32  # Graph's notifications nest 3 levels
-
-SignalKind = Literal["change", "reauthorizationRequired", "subscriptionRemoved", "missed"]
-
-
-@dataclass(frozen=True, slots=True)
-class PushSignal:
-    """An account's calendar changed (or its subscription needs care)."""
-
-    provider: Literal["graph", "google"]
-    account_id: int
-    kind: SignalKind
-    subscription_id: str  # the Graph subscription or the Google channel
-
 
 class PushDirectory(Protocol):
     def graph_subscription(self, subscription_id: str) -> tuple[int, str] | None:
