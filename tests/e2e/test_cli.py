@@ -330,3 +330,52 @@ def test_accounts_for_any_provider_keep_secrets_as_references(cli: Cli) -> None:
     )  # fmt: skip
     assert "key=env:VAR" in cli.fails("account", "add", "bad2", "--pair", "alex", "--provider", "graph",
                                       "--secret", "client_secret=plain")  # fmt: skip
+
+
+def test_without_settings_a_command_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
+    done = subprocess.run(
+        [*command(), "pair", "list"], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        "error: no settings: run `assistant init` or set ASSISTANT_CONFIG (or pass --config FILE)"
+    )
+    assert list(tmp_path.iterdir()) == [], "no database, no key, no folder"
+    init = subprocess.run(
+        [*command(), "init", "."], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    again = subprocess.run(
+        [*command(), "pair", "list", "--json"], env=env, cwd=tmp_path, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr  # the assistant.toml init wrote here is found
+    assert json.loads(again.stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "usage", "says"),
+    [
+        (["synk"], "Usage: assistant [OPTIONS] COMMAND", "No such command 'synk'"),
+        (["bogus"], "Usage: assistant [OPTIONS] COMMAND", "No such command 'bogus'"),
+        (["sync", "--bogus"], "Usage: assistant sync [OPTIONS]", "No such option: --bogus"),
+        (["pair"], "Usage: assistant pair [OPTIONS] COMMAND", ""),
+        (
+            ["task", "accept", "1", "--percent", "150"],
+            "Usage: assistant task accept [OPTIONS]",
+            "Invalid value for '--percent'",
+        ),
+    ],
+)
+def test_usage_mistakes_print_the_usage_line_and_exit_2(
+    cli: Cli, args: list[str], usage: str, says: str
+) -> None:
+    done = cli(*args, ok=False)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    shown = done.stdout + done.stderr
+    assert usage in shown
+    assert says in shown
+    assert "internal error" not in shown and "Traceback" not in shown

@@ -13,7 +13,7 @@ import sys
 import typer
 
 from assistant.entrypoints.cli.accounts import account_app
-from assistant.entrypoints.cli.common import ConfigOpt, UserError, err, state
+from assistant.entrypoints.cli.common import ConfigOpt, NoSettings, UserError, err, state
 from assistant.entrypoints.cli.digest import digest
 from assistant.entrypoints.cli.install import db_app, init
 from assistant.entrypoints.cli.keys import keys_app
@@ -56,21 +56,16 @@ def _main(config: ConfigOpt = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import click
-
+    """Run one command; the exit status: 0 done, 1 an error the user can fix, 2 a usage
+    mistake or no/invalid settings (typer prints the usage line), 70 a fault of ours."""
     from connectors.base import ConnectorError
 
-    try:
-        rc = app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code or 0)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        return 1
-    except ConfigError as exc:
-        err.print(f"error: {exc}", highlight=False, markup=False)
+    try:  # standalone: typer itself answers usage mistakes (usage line, exit 2) and --help
+        app(args=argv, standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except (ConfigError, NoSettings) as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         return 2
     except (UserError, LookupError, ValueError, ConnectorError) as exc:
         err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
@@ -83,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         err.print("set ASSISTANT_DEBUG=1 to see the traceback", markup=False)
         return 70
-    return rc if isinstance(rc, int) else 0
+    return 0
 
 
 if __name__ == "__main__":

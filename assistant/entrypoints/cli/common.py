@@ -4,6 +4,7 @@ settings of this run, the service, and the JSON/table output."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from config import keyfile
-from config.settings import Settings, load
+from config.settings import CONFIG_ENV, Settings, load
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service
@@ -30,7 +31,7 @@ ConfigOpt = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="TOML settings file (default: $ASSISTANT_CONFIG).",
+        help="TOML settings file (default: $ASSISTANT_CONFIG, else ./assistant.toml).",
         show_default=False,
     ),
 ]
@@ -44,6 +45,35 @@ class UserError(Exception):
     """Something the user can fix; printed as one line."""
 
 
+class NoSettings(Exception):
+    """No settings file and no ``ASSISTANT_*`` variable: printed as one line, exit 2."""
+
+
+NO_SETTINGS = (
+    "no settings: run `assistant init` or set ASSISTANT_CONFIG "
+    "(or pass --config FILE)"
+)
+LOCAL_CONFIG = "assistant.toml"
+_NOT_SETTINGS = {CONFIG_ENV, "ASSISTANT_DEBUG"}
+
+
+def settings_source(config: Path | None) -> Path | None:
+    """The settings file of this run: ``--config``, ``$ASSISTANT_CONFIG``, else the
+    ``assistant.toml`` that ``assistant init`` wrote in this folder. NoSettings when there
+    is none and no ``ASSISTANT_*`` variable sets anything either: a command never runs on
+    made-up defaults (it would create a database and a key wherever it was started)."""
+    if config is not None:
+        return config
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    local = Path(LOCAL_CONFIG)
+    if local.is_file():
+        return local
+    if any(k.startswith("ASSISTANT_") and k not in _NOT_SETTINGS for k in os.environ):
+        return None  # settings from the environment alone (containers)
+    raise NoSettings(NO_SETTINGS)
+
+
 @dataclass
 class State:
     config: Path | None = None
@@ -52,7 +82,7 @@ class State:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load(self.config)
+            self._settings = load(settings_source(self.config))
         return self._settings
 
 

@@ -41,7 +41,11 @@ def init(
     with open_engine(settings) as engine:
         keys.check(settings, engine, datetime.now(UTC))  # makes the key once, on a new install
     out.print(f"database ready: {settings.database_url}")
-    out.print(f"next: export ASSISTANT_CONFIG={cfg.resolve()} and run `assistant pair add`")
+    out.print(
+        f"next: `assistant pair add` in {cfg.parent.resolve()} (it reads {cfg.name} there);"
+        f" elsewhere, export ASSISTANT_CONFIG={cfg.resolve()}",
+        soft_wrap=True,
+    )
 
 
 @db_app.command("upgrade")
