@@ -15,6 +15,7 @@ import typer
 from assistant.entrypoints.cli.accounts import account_app
 from assistant.entrypoints.cli.common import ConfigOpt, NoSettings, UserError, err, state
 from assistant.entrypoints.cli.digest import digest
+from assistant.entrypoints.cli.doctor import doctor
 from assistant.entrypoints.cli.install import db_app, init
 from assistant.entrypoints.cli.keys import keys_app
 from assistant.entrypoints.cli.latency import latency
@@ -36,7 +37,7 @@ app = typer.Typer(
     add_completion=False,
 )
 # Commands, then sub-apps, in the order `assistant --help` lists them.
-for command in (init, sync, changes, digest, latency, run, demo):
+for command in (init, doctor, sync, changes, digest, latency, run, demo):
     app.command()(command)
 app.add_typer(db_app, name="db")
 app.add_typer(pair_app, name="pair")
