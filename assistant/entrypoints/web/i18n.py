@@ -150,6 +150,8 @@ EN: dict[str, str] = {
         "This sign-in was started in another login session. Start again from the accounts "
         "page."
     ),
+    "not_synced": "Not synced yet.",
+    "working": "Working.",
     "check_ok": "The connection works.",
     "check_auth": "The server refused the password, or access was revoked: reconnect the account.",
     "check_secret": (
@@ -334,6 +336,8 @@ RU: dict[str, str] = {
     ),
     "state_session": "Этот вход начат в другом сеансе. Начните заново со страницы учётных записей.",
     "check_ok": "Соединение работает.",
+    "not_synced": "Ещё не синхронизировалась.",
+    "working": "Работает.",
     "check_auth": "Сервер отклонил пароль или доступ отозван: переподключите учётную запись.",
     "check_secret": (
         "Сохранённый пароль или токен больше нельзя прочитать (ключ сервиса изменился): "

@@ -33,6 +33,7 @@ from assistant.entrypoints.web.auth import (
 )
 from assistant.entrypoints.web.guard import Ctx, HTTPProblem, guarded
 from assistant.entrypoints.web.i18n import translator
+from assistant.entrypoints.web.labels import labeler, time_writer
 from assistant.entrypoints.web.login_guard import LoginGuard
 from assistant.entrypoints.web.svg import timeline_svg, trend_svg
 from assistant.services.pair_settings import (
@@ -95,8 +96,11 @@ class Pages:
         **data: Any,
     ) -> Response:
         locale = viewer.locale if viewer else request.query_params.get("lang", "en")
+        zone = ctx.access.timezone if ctx and ctx.access else "UTC"
         context = {
             "t": translator(locale),
+            "label": labeler(locale),
+            "when": time_writer(locale, zone),
             "locale": locale,
             "viewer": viewer,
             "access": ctx.access if ctx else None,
