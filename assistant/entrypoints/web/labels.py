@@ -67,7 +67,7 @@ VALUES: dict[str, dict[str, dict[str, str]]] = {
             "removed": "удалена", "pinned": "оставлена вручную",
             "user_deleted": "удалена в календаре",
         },
-        "checkpoint_kind": {"red_line": "Красная линия", "dead_line": "Дедлайн"},
+        "checkpoint_kind": {"red_line": "Красная линия", "dead_line": "Мёртвая линия"},
         "weekday": {
             "mon": "пн", "tue": "вт", "wed": "ср", "thu": "чт", "fri": "пт", "sat": "сб",
             "sun": "вс",
