@@ -26,7 +26,6 @@ from assistant.entrypoints.cli.serve import demo, run
 from assistant.entrypoints.cli.sync import changes, sync
 from assistant.entrypoints.cli.tasks import task_app
 from assistant.entrypoints.cli.users import user_app
-from config.settings import ConfigError
 
 app = typer.Typer(
     name="assistant",
@@ -65,21 +64,31 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, standalone_mode=True)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except (ConfigError, NoSettings) as exc:
+    except NoSettings as exc:
         err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         return 2
     except (UserError, LookupError, ValueError, ConnectorError) as exc:
         err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         return 1
+    except Exception as exc:
+        from config.settings import ConfigError  # loaded already when it was raised
+
+        if not isinstance(exc, ConfigError):
+            return _fault(exc)
+        err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # a fault of ours: say so plainly
-        err.print(f"internal error: {type(exc).__name__}: {exc}", markup=False, highlight=False)
-        if os.environ.get("ASSISTANT_DEBUG"):
-            raise
-        err.print("set ASSISTANT_DEBUG=1 to see the traceback", markup=False)
-        return 70
     return 0
+
+
+def _fault(exc: Exception) -> int:
+    """A fault of ours: say so plainly (the traceback with ASSISTANT_DEBUG=1)."""
+    err.print(f"internal error: {type(exc).__name__}: {exc}", markup=False, highlight=False)
+    if os.environ.get("ASSISTANT_DEBUG"):
+        raise exc
+    err.print("set ASSISTANT_DEBUG=1 to see the traceback", markup=False)
+    return 70
 
 
 if __name__ == "__main__":

@@ -17,10 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from config import keyfile
-from config.settings import CONFIG_ENV, Settings, load
 
 if TYPE_CHECKING:
     from assistant.bootstrap import Service
+    from config.settings import Settings
 
 
 out = Console()
@@ -54,7 +54,7 @@ NO_SETTINGS = (
     "(or pass --config FILE)"
 )
 LOCAL_CONFIG = "assistant.toml"
-_NOT_SETTINGS = {CONFIG_ENV, "ASSISTANT_DEBUG"}
+_NOT_SETTINGS = {"ASSISTANT_CONFIG", "ASSISTANT_DEBUG"}
 
 
 def settings_source(config: Path | None) -> Path | None:
@@ -62,6 +62,8 @@ def settings_source(config: Path | None) -> Path | None:
     ``assistant.toml`` that ``assistant init`` wrote in this folder. NoSettings when there
     is none and no ``ASSISTANT_*`` variable sets anything either: a command never runs on
     made-up defaults (it would create a database and a key wherever it was started)."""
+    from config.settings import CONFIG_ENV  # not at import: `assistant --help` stays quick
+
     if config is not None:
         return config
     if os.environ.get(CONFIG_ENV):
@@ -82,6 +84,8 @@ class State:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from config.settings import load
+
             self._settings = load(settings_source(self.config))
         return self._settings
 

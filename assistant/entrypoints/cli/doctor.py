@@ -11,8 +11,6 @@ sync would.
 from __future__ import annotations
 
 import json
-import smtplib
-import ssl
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -20,10 +18,11 @@ from typing import TYPE_CHECKING
 import typer
 
 from assistant.entrypoints.cli.common import JsonOpt, out, settings_source, state
-from config.settings import ConfigError, Settings, load
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+    from config.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +34,8 @@ class Check:
 
 
 def _settings() -> tuple[Settings | None, Check]:
+    from config.settings import ConfigError, load
+
     try:
         source = settings_source(state.config)
         settings = load(source)
@@ -82,6 +83,9 @@ def _key(settings: Settings, engine: Engine) -> Check:
 
 
 def _smtp(settings: Settings) -> Check:
+    import smtplib
+    import ssl
+
     smtp = settings.smtp
     where = f"{smtp.host}:{smtp.port}"
     try:

@@ -17,7 +17,6 @@ from assistant.entrypoints.cli.common import (
     state,
 )
 from config import keyfile
-from config.settings import load
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -130,8 +129,10 @@ def init(
             smtp = smtp.asked()
         cfg.write_text(settings_text(smtp))
         out.print(f"wrote {cfg}")
-    settings = load(cfg)
     from assistant.adapters import keys
+    from config.settings import load
+
+    settings = load(cfg)
 
     keyfile.private_dir(settings.data_dir)  # 0700: the database and the key live here
     upgrade(settings.database_url)
