@@ -101,7 +101,8 @@ def _mend_list(comp: Any, name: str) -> int:
         if isinstance(value, vBroken):
             for piece in str(value).split(","):
                 try:
-                    good.extend(vDDDLists.from_ical(piece.strip(), params.get("TZID")))
+                    read = vDDDLists.from_ical(piece.strip(), params.get("TZID"))  # type: ignore[no-untyped-call]
+                    good.extend(read)
                 except (ValueError, TypeError, KeyError, IndexError):
                     left_out += 1
         else:
