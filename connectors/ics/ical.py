@@ -6,7 +6,10 @@ cancelled occurrences (RECURRENCE-ID overrides, with or without a master), float
 times, all-day dates, X-WR-TIMEZONE calendars and Windows zone names from Exchange
 and Outlook (mapped to IANA names; the VTIMEZONE definitions give the offsets).
 One event becomes ``EventData`` in ``connectors.ics.ical_event``; lone single events take the
-fast path of ``connectors.ics.ical_fast``.
+fast path of ``connectors.ics.ical_fast``. A CalDAV object and a feed are read the same way,
+series by series (``_read_series``), so the same text gives the same events on every path;
+what cannot be read is left out by the property, not by the series
+(``connectors.ics.ical_repair``), and said in a note.
 
 Everything read is bounded by ``connectors.base.ParseLimits`` while it is read: the text
 by ``connectors.ics.ical_scan`` (long texts cut and marked, events per calendar, lines per
@@ -230,6 +233,7 @@ def _series(parts: CalendarParts, source: str) -> tuple[list[tuple[str, list[byt
         groups.setdefault(uid, []).append(block)
     out: list[tuple[str, list[bytes]]] = []
     notes: list[str] = []
+    taken = set(groups)
     for uid, blocks in groups.items():
         masters = [i for i, b in enumerate(blocks) if not is_override(b)]
         if len(masters) < 2:
@@ -246,8 +250,9 @@ def _series(parts: CalendarParts, source: str) -> tuple[list[tuple[str, list[byt
         out.append((uid, [b for i, b in enumerate(blocks) if i not in latest[1:]]))
         for n, i in enumerate(latest[1:], 2):
             other = f"{uid}#{n}"
-            while other in groups:
+            while other in taken:
                 other += "+"
+            taken.add(other)
             out.append((other, [renamed(blocks[i], other)]))
     return out, notes
 

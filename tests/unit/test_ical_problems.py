@@ -7,6 +7,7 @@ same events on all three; what was left out is said in a note naming the propert
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
@@ -147,3 +148,18 @@ def test_a_dtend_date_equal_to_dtstart_is_one_day(rule: str, window: Window) -> 
     )
     assert [(e.start_date, e.end_date) for e in events] == [(date(2030, 1, 7), date(2030, 1, 8))]
     assert events[0].all_day and notes == []
+
+
+def test_many_events_with_one_uid_are_read_in_linear_time() -> None:
+    def cpu(n: int) -> float:
+        text = calendar(
+            *(f"UID:same\r\nDTSTART:20300107T{i % 24:02d}0000Z\r\nSUMMARY:e{i}" for i in range(n))
+        )
+        began = time.thread_time()
+        resources, problems = parse_feed(text, WINDOW, "feed.ics")
+        took = time.thread_time() - began
+        assert sum(len(r.events) for r in resources) == n and problems == []
+        return took
+
+    small, large = cpu(250), cpu(1000)
+    assert large < 8 * small + 0.5  # linear: about 4 times; quadratic: 16 times
