@@ -85,6 +85,7 @@ def test_every_occurrence_and_every_problem_of_a_file(feed_file: Path) -> None:
     (problem,) = data["problems"]
     assert "uid:weekly" in problem and "RDATE" in problem
     assert data["source"] == "feed.ics" and data["zone"] == "Europe/Berlin"
+    assert (data["from"], data["to"]) == ("2030-01-01T00:00:00+01:00", "2030-03-01T00:00:00+01:00")
 
 
 def test_the_zone_places_floating_and_shows_timed_values(feed_file: Path) -> None:

@@ -40,7 +40,7 @@ def expand(
     from connectors.ics.ical_event import zoneinfo_for
     from connectors.netguard import NetPolicy
 
-    zoneinfo_for(zone)  # an unknown zone is an error before anything is read
+    tz = zoneinfo_for(zone)  # an unknown zone is an error before anything is read
     start, end = _day(from_, zone, 0), _day(to, zone, 1)
     if end <= start:
         raise UserError("--to must come after --from")
@@ -57,8 +57,8 @@ def expand(
         emit(
             {
                 "source": found.source,
-                "from": start.isoformat(),
-                "to": end.isoformat(),
+                "from": start.astimezone(tz).isoformat(),
+                "to": end.astimezone(tz).isoformat(),
                 "zone": zone,
                 "occurrences": [o.as_dict() for o in found.occurrences],
                 "problems": list(found.problems),
