@@ -118,6 +118,10 @@ class IcsFeed:
             full=True, resources=tuple(resources), token=new_token, skipped=tuple(problems)
         )
 
+    def label(self) -> str:
+        """The host and path (no credentials, no query), or the file's name."""
+        return self._label()
+
     def _label(self) -> str:
         """The host and path (no credentials, no query), or the file's name."""
         if self.is_url:

@@ -6,7 +6,10 @@ cancelled occurrences (RECURRENCE-ID overrides, with or without a master), float
 times, all-day dates, X-WR-TIMEZONE calendars and Windows zone names from Exchange
 and Outlook (mapped to IANA names; the VTIMEZONE definitions give the offsets).
 One event becomes ``EventData`` in ``connectors.ics.ical_event``; lone single events take the
-fast path of ``connectors.ics.ical_fast``.
+fast path of ``connectors.ics.ical_fast``. A CalDAV object and a feed are read the same way,
+series by series (``_read_series``), so the same text gives the same events on every path;
+what cannot be read is left out by the property, not by the series
+(``connectors.ics.ical_repair``), and said in a note.
 
 Everything read is bounded by ``connectors.base.ParseLimits`` while it is read: the text
 by ``connectors.ics.ical_scan`` (long texts cut and marked, events per calendar, lines per
@@ -21,7 +24,6 @@ import calendar
 import hashlib
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -52,7 +54,17 @@ from connectors.ics.ical_event import (
     zoneinfo_for,
 )
 from connectors.ics.ical_fast import fast_single
-from connectors.ics.ical_scan import bound_calendar, event_uid, split_calendar, zones_named
+from connectors.ics.ical_repair import repair
+from connectors.ics.ical_scan import (
+    CalendarParts,
+    bound_calendar,
+    event_uid,
+    is_override,
+    renamed,
+    sequence,
+    split_calendar,
+    zones_named,
+)
 
 PRODID = "-//exec-assistant//checkpoints//EN"
 
@@ -75,17 +87,32 @@ def parse_resource(
     *,
     fast: bool = True,
     limits: ParseLimits = DEFAULT_LIMITS,
+    clock: Callable[[], float] = time.monotonic,
 ) -> CalendarResource:
     """One calendar object resource (usually one series) → its occurrences in ``window``.
 
     A lone single event (most of a calendar) is read by ``fast_single`` (unless ``fast``
-    is false); anything else, or anything that path is not sure of, by icalendar and
-    recurring-ical-events. Both give the same result. ``limits`` bound what is read
-    (see ``connectors.ics.ical_scan``) and how far a series is expanded; what went beyond
-    them is in the resource's ``notes``.
+    is false); anything else, or anything that path is not sure of, series by series as
+    ``parse_feed`` reads a feed: both give the same events for the same text. ``limits``
+    bound what is read (see ``connectors.ics.ical_scan``) and how far a series is
+    expanded; what went beyond them, or was left out, is in the resource's ``notes``. A
+    resource none of whose series can be read raises ``InvalidData``.
     """
     raw, notes = bound_calendar(text, limits, _shown(href))
-    return _resource(href, etag, raw, window, fast, limits, tuple(notes))
+    found = fast_single(raw, window, href) if fast else None
+    if found is not None:
+        return CalendarResource(href=href, etag=etag, events=found, notes=tuple(notes))
+    read, said, failed = _read_series(
+        raw, window, _shown(href), fast=fast, limits=limits, clock=clock, href=lambda uid: href
+    )
+    if failed and not read:
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise InvalidData(failed[0] + more)
+    events = tuple(e for res in read for e in res.events)
+    extra = tuple(n for res in read for n in res.notes)
+    return CalendarResource(
+        href=href, etag=etag, events=events, notes=(*notes, *said, *failed, *extra)
+    )
 
 
 def _resource(
@@ -95,14 +122,19 @@ def _resource(
     window: Window,
     fast: bool,
     limits: ParseLimits,
-    notes: tuple[str, ...] = (),
+    name: str = "",
 ) -> CalendarResource:
+    """One series' small calendar → its resource; ``name`` (default ``href``) in notes."""
+    name = name or href
     found = fast_single(raw, window, href) if fast else None
     if found is not None:
-        return CalendarResource(href=href, etag=etag, events=found, notes=notes)
-    cal = _load(raw, href)
-    events, more = _occurrences(cal, window, href, limits)
-    return CalendarResource(href=href, etag=etag, events=events, notes=(*notes, *more))
+        return CalendarResource(href=href, etag=etag, events=found)
+    cal = _load(raw, name)
+    mended = repair(cal, lambda comp: _shown(name))
+    if mended and not cal.walk("VEVENT"):  # nothing of the series is left to read
+        raise InvalidData("; ".join(mended))
+    events, more = _occurrences(cal, window, href, limits, name)
+    return CalendarResource(href=href, etag=etag, events=events, notes=(*mended, *more))
 
 
 def parse_feed(
@@ -122,30 +154,46 @@ def parse_feed(
 
     Linear, in one pass: the text is bounded and cut into its parts
     (``connectors.ics.ical_scan``); the calendar without its events is checked once as a
-    whole; the VEVENTs are grouped by UID, and each series is read as a small calendar
-    of its own with the header and just the VTIMEZONEs it names (a lone single event
-    by the fast path). A series too frequent to expand is kept as one item (see
-    ``_occurrences``). Reading for longer than ``limits.parse_seconds`` (by ``clock``)
-    stops with ``InvalidData``: a partial calendar is never taken for the whole.
+    whole; the VEVENTs are grouped into series (``_series``), and each series is read
+    as a small calendar of its own with the header and just the VTIMEZONEs it names (a
+    lone single event by the fast path). A series too frequent to expand is kept as one
+    item (see ``_occurrences``). Reading for longer than ``limits.parse_seconds`` (by
+    ``clock``) stops with ``InvalidData``: a partial calendar is never taken for the whole.
+    """
+    raw, notes = bound_calendar(text, limits, source)
+    read, said, failed = _read_series(
+        raw, window, source, fast=True, limits=limits, clock=clock, href=lambda uid: f"uid:{uid}"
+    )
+    return read, [*notes, *said, *failed]
+
+
+def _read_series(
+    raw: bytes,
+    window: Window,
+    source: str,
+    *,
+    fast: bool,
+    limits: ParseLimits,
+    clock: Callable[[], float],
+    href: Callable[[str], str],
+) -> tuple[list[CalendarResource], list[str], list[str]]:
+    """Bounded calendar bytes → (a resource per series, notes, why series were not read).
+
+    ``href(uid)`` names each series' resource (and its events' ``href``); when the
+    resources share one href (a CalDAV object) the notes add the UID where there are
+    several series.
     """
     started = clock()
-    raw, notes = bound_calendar(text, limits, source)
     parts = split_calendar(raw)
     if not parts.events:
         _load(raw, source)  # empty, not iCalendar, or a calendar without events
-        return [], notes
+        return [], [], []
     if parts.skeleton.strip():
         _load(parts.skeleton, source)  # what every series shares must be sound
-    groups: dict[str, list[bytes]] = defaultdict(list)
-    for block in parts.events:
-        uid = event_uid(block)
-        if not uid:
-            uid = _synthetic_uid(parts.header, block)
-            block = _with_uid(block, uid)
-        groups[uid].append(block)
+    groups, said = _series(parts, source)
     resources: list[CalendarResource] = []
-    problems: list[str] = list(notes)
-    for done, (uid, blocks) in enumerate(groups.items()):
+    failed: list[str] = []
+    for done, (uid, blocks) in enumerate(groups):
         if clock() - started > limits.parse_seconds:
             raise InvalidData(
                 f"{source}: reading stopped after {limits.parse_seconds:g} s "
@@ -156,13 +204,57 @@ def parse_feed(
             [b"BEGIN:VCALENDAR\r\n", parts.header, *zones, *blocks, b"END:VCALENDAR\r\n"]
         )
         digest = hashlib.sha256(b"".join(blocks)).hexdigest()[:32]
+        where = href(uid)
+        name = f"{where} (uid:{uid})" if len(groups) > 1 and not where.startswith("uid:") else ""
         try:
-            resources.append(_resource(f"uid:{uid}", digest, mini, window, True, limits))
+            resources.append(_resource(where, digest, mini, window, fast, limits, name))
         except NotICalendar as exc:  # as the whole calendar would have failed to parse
             raise NotICalendar(source, exc.reason) from None
         except InvalidData as exc:
-            problems.append(str(exc))
-    return resources, problems
+            failed.append(str(exc))
+    return resources, said, failed
+
+
+def _series(parts: CalendarParts, source: str) -> tuple[list[tuple[str, list[bytes]]], list[str]]:
+    """The VEVENT blocks grouped into series by UID, and notes on what was replaced.
+
+    An event without a UID is given the one ``synthetic_uid`` derives from what it says,
+    the same on every path and every sync. Two VEVENTs with the same UID and no
+    RECURRENCE-ID are two events (the later ones get ``<UID>#2``, ``#3`` …), except
+    where their SEQUENCE says one is a later version of the other: then the latest
+    counts (as recurring-ical-events reads them), and a note says so.
+    """
+    groups: dict[str, list[bytes]] = {}
+    for block in parts.events:
+        uid = event_uid(block)
+        if not uid:
+            uid = _synthetic_uid(parts.header, block)
+            block = renamed(block, uid)
+        groups.setdefault(uid, []).append(block)
+    out: list[tuple[str, list[bytes]]] = []
+    notes: list[str] = []
+    taken = set(groups)
+    for uid, blocks in groups.items():
+        masters = [i for i, b in enumerate(blocks) if not is_override(b)]
+        if len(masters) < 2:
+            out.append((uid, blocks))
+            continue
+        versions = {i: sequence(blocks[i]) for i in masters}
+        latest = [i for i in masters if versions[i] == max(versions.values())]
+        older = len(masters) - len(latest)
+        if older:
+            notes.append(
+                f"{_shown('uid:' + uid)}: {older} earlier version(s) of the event "
+                "(a lower SEQUENCE) replaced by the latest"
+            )
+        out.append((uid, [b for i, b in enumerate(blocks) if i not in latest[1:]]))
+        for n, i in enumerate(latest[1:], 2):
+            other = f"{uid}#{n}"
+            while other in taken:
+                other += "+"
+            taken.add(other)
+            out.append((other, [renamed(blocks[i], other)]))
+    return out, notes
 
 
 def _synthetic_uid(header: bytes, block: bytes) -> str:
@@ -173,11 +265,6 @@ def _synthetic_uid(header: bytes, block: bytes) -> str:
     except InvalidData:
         comps = []
     return synthetic_uid(comps[0] if comps else icalendar.Event())
-
-
-def _with_uid(block: bytes, uid: str) -> bytes:
-    first = block.find(b"\n") + 1
-    return block[:first] + b"UID:" + icalendar.vText(uid).to_ical() + b"\r\n" + block[first:]
 
 
 def _load(text: str | bytes, source: str) -> icalendar.Calendar:
@@ -222,7 +309,7 @@ def _where_not_icalendar(raw: bytes) -> str:
 
 
 def _occurrences(
-    cal: icalendar.Calendar, window: Window, href: str, limits: ParseLimits
+    cal: icalendar.Calendar, window: Window, href: str, limits: ParseLimits, name: str = ""
 ) -> tuple[tuple[EventData, ...], tuple[str, ...]]:
     """The occurrences of ``cal``'s series in ``window``, and notes on what was not expanded.
 
@@ -233,6 +320,7 @@ def _occurrences(
     ``TOO_FREQUENT``, and a note naming it. The rule is walked lazily and stops at the
     cap, so nothing beyond the cap is ever built.
     """
+    name = name or href
     zone = zoneinfo_for(window.zone)
     recurring = {
         text_value(c.get("UID"))
@@ -249,20 +337,20 @@ def _occurrences(
             if not why:
                 expand.append(series)
                 continue
-            notes.append(f"{_shown(href)}: too frequent to expand ({why}); kept as one item")
+            notes.append(f"{_shown(name)}: too frequent to expand ({why}); kept as one item")
             core = series.recurrence.core._component
             event = event_from_component(core, zone, href, set())
             kept.append(replace(event, categories=(*event.categories, TOO_FREQUENT)))
         query.series = expand
         found = list(query.between(window.start, window.end))
     except Exception as exc:  # the library raises many kinds on bad input
-        raise InvalidData(f"{href}: cannot expand recurrences ({reason(exc)})") from None
+        raise InvalidData(f"{_shown(name)}: cannot expand recurrences ({reason(exc)})") from None
     seen: set[tuple[str, str]] = {e.key for e in kept}
     for comp in found:
         try:
             event = event_from_component(comp, zone, href, recurring)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise InvalidData(f"{href}: bad event ({reason(exc)})") from None
+            raise InvalidData(f"{_shown(name)}: bad event ({reason(exc)})") from None
         if event.key in seen:
             continue
         seen.add(event.key)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -51,6 +54,22 @@ MEETING_URL_RE = re.compile(
 )
 
 
+# The keys of floating events read while ``floating_keys`` is active (for ``ics expand``).
+_FLOATING: ContextVar[set[tuple[str, str]] | None] = ContextVar("ics_floating", default=None)
+
+
+@contextmanager
+def floating_keys() -> Iterator[set[tuple[str, str]]]:
+    """Collect the (uid, recurrence id) of every floating (zone-less) timed event read in
+    the block: ``EventData`` keeps them in UTC, placed in the calendar's zone."""
+    found: set[tuple[str, str]] = set()
+    token = _FLOATING.set(found)
+    try:
+        yield found
+    finally:
+        _FLOATING.reset(token)
+
+
 def event_from_component(comp: Any, zone: tzinfo, href: str, recurring: set[str]) -> EventData:
     uid = text_value(comp.get("UID")) or synthetic_uid(comp)
     start_v = known_zone(comp["DTSTART"].dt)
@@ -84,6 +103,9 @@ def event_from_component(comp: Any, zone: tzinfo, href: str, recurring: set[str]
         rid_prop = comp.get("RECURRENCE-ID")
         rid_v = known_zone(rid_prop.dt) if rid_prop is not None else start_v
         rid = format_recurrence_id(rid_v, zone)
+    floating = _FLOATING.get()
+    if floating is not None and not all_day and start_v.tzinfo is None:
+        floating.add((uid, rid))
     organizer = _address(comp.get("ORGANIZER"))
     attendees = tuple(_attendee(a) for a in as_list(comp.get("ATTENDEE")))
     status = STATUSES.get(text_value(comp.get("STATUS")).upper(), EventStatus.CONFIRMED)

@@ -94,6 +94,8 @@ def _fast_single(text: str | bytes, window: Window, href: str) -> tuple[EventDat
                 raise _Unsure
             if name in _FAST_PROPS:
                 _add(props, name, _value(name, params, raw, line))
+            elif name == "SEQUENCE":
+                _value(name, params, raw, line)  # unreadable: the full path says so
             continue  # icalendar keeps going past a bad property of a VEVENT
         if where == "VCALENDAR" and name == "X-WR-TIMEZONE":
             raise _Unsure
@@ -170,6 +172,8 @@ def _fast_event(props: dict[str, Any], window: Window, href: str) -> tuple[Event
             raise _Unsure
         if timed and (getattr(end, "tzinfo", None) is None) != (start.tzinfo is None):
             raise _Unsure
+        if not timed and end == start:  # RFC-invalid, common in holiday feeds: one day
+            end = start + timedelta(days=1)
     elif dur_p is not None:
         if not timed or not isinstance(dur_p.dt, timedelta):
             raise _Unsure

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from icalendar.parser import unescape_backslash
+from icalendar.prop import vText
 
 from connectors.base import TRUNCATED, InvalidData, ParseLimits
 
@@ -171,6 +172,8 @@ def _rebuilt(raw: bytes, drops: list[tuple[int, int]], cuts: list[tuple[int, int
 # ------------------------------------------------------------------------ splitting
 
 _UID = re.compile(rb"^UID(?:;[^:\r\n]*)?:([^\r\n]*)", re.MULTILINE | re.IGNORECASE)
+_RECURRENCE_ID = re.compile(rb"^RECURRENCE-ID[;:]", re.MULTILINE | re.IGNORECASE)
+_SEQUENCE = re.compile(rb"^SEQUENCE(?:;[^:\r\n]*)?:([^\r\n]*)", re.MULTILINE | re.IGNORECASE)
 _TZID_LINE = re.compile(rb"^TZID(?:;[^:\r\n]*)?:([^\r\n]*?)\r?$", re.MULTILINE | re.IGNORECASE)
 _TZID_PARAM = re.compile(rb';TZID=(?:"([^"\r\n]*)"|([^;:\r\n]*))', re.IGNORECASE)
 # What each series' own calendar takes from the whole one (PRODID and VERSION change
@@ -244,13 +247,43 @@ def split_calendar(raw: bytes) -> CalendarParts:
 
 def event_uid(block: bytes) -> str:
     """The UID of a VEVENT block (its own, not a VALARM's), unescaped; "" when none."""
-    for m in _UID.finditer(block):
-        depth = 0
-        for n in _NESTED.finditer(block, 0, m.start()):
-            depth += 1 if n.group(1).upper() == b"BEGIN" else -1
+    m = own_line(block, _UID)
+    return str(unescape_backslash(_text(m.group(1)))).strip() if m else ""
+
+
+def own_line(block: bytes, pattern: re.Pattern[bytes]) -> re.Match[bytes] | None:
+    """The first line of ``block`` matching ``pattern`` that is the VEVENT's own (depth 1)."""
+    marks = [(n.start(), n.group(1).upper() == b"BEGIN") for n in _NESTED.finditer(block)]
+    seen = depth = 0
+    for m in pattern.finditer(block):
+        while seen < len(marks) and marks[seen][0] < m.start():
+            depth += 1 if marks[seen][1] else -1
+            seen += 1
         if depth == 1:
-            return str(unescape_backslash(_text(m.group(1)))).strip()
-    return ""
+            return m
+    return None
+
+
+def is_override(block: bytes) -> bool:
+    """Whether a VEVENT block has its own RECURRENCE-ID (it changes one occurrence)."""
+    return own_line(block, _RECURRENCE_ID) is not None
+
+
+def sequence(block: bytes) -> int:
+    """A VEVENT block's SEQUENCE (0 when absent or not a number, as the parser reads it)."""
+    m = own_line(block, _SEQUENCE)
+    text = m.group(1).strip() if m else b""
+    return int(text) if text.isdigit() and len(text) < 10 else 0
+
+
+def renamed(block: bytes, uid: str) -> bytes:
+    """A VEVENT block with its own UID line replaced by ``uid`` (or one added)."""
+    line = b"UID:" + vText(uid).to_ical()
+    m = own_line(block, _UID)
+    if m is None:
+        first = block.find(b"\n") + 1
+        return block[:first] + line + b"\r\n" + block[first:]
+    return block[: m.start()] + line + block[m.end() :]
 
 
 def zones_named(blocks: list[bytes]) -> set[str]:

@@ -16,6 +16,7 @@ from assistant.entrypoints.cli.accounts import account_app
 from assistant.entrypoints.cli.common import ConfigOpt, NoSettings, UserError, err, state
 from assistant.entrypoints.cli.digest import digest
 from assistant.entrypoints.cli.doctor import doctor
+from assistant.entrypoints.cli.ics import ics_app
 from assistant.entrypoints.cli.install import db_app, init
 from assistant.entrypoints.cli.keys import keys_app
 from assistant.entrypoints.cli.latency import latency
@@ -47,6 +48,7 @@ app.add_typer(outbox_app, name="outbox")
 app.add_typer(priorities_app, name="priorities")
 app.add_typer(user_app, name="user")
 app.add_typer(keys_app, name="keys")
+app.add_typer(ics_app, name="ics")
 
 
 @app.callback()
