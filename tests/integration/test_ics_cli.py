@@ -197,3 +197,16 @@ def test_a_real_feed_with_windows_zones_and_all_day_events() -> None:
         else:
             datetime.fromisoformat(o["start"])
     assert any("EXDATE" in p for p in allday["problems"])  # the broken value is said
+
+
+def test_expand_needs_no_settings_and_creates_nothing(
+    feed_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = tmp_path / "empty"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for key in [k for k in os.environ if k.startswith("ASSISTANT_")]:
+        monkeypatch.delenv(key)
+    data = expand_json(str(feed_file), "--from", "2030-01-01", "--to", "2030-02-28")
+    assert data["occurrences"]
+    assert list(here.iterdir()) == []

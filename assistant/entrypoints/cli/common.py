@@ -89,6 +89,17 @@ class State:
             self._settings = load(settings_source(self.config))
         return self._settings
 
+    @property
+    def settings_or_defaults(self) -> Settings:
+        """The settings, or the defaults when there are none: for commands that read
+        what they are given and store nothing (``assistant ics expand``)."""
+        try:
+            return self.settings
+        except NoSettings:
+            from config.settings import load
+
+            return load(None)
+
 
 state = State()
 
@@ -113,7 +124,7 @@ def emit(data: Any) -> None:
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     t = Table(title=title, title_justify="left")
     for c in columns:
-        t.add_column(c)
+        t.add_column(c, overflow="fold")  # wrapped, never cut: an address stays whole
     for r in rows:
         t.add_row(*["" if v is None else str(v) for v in r])
     out.print(t)

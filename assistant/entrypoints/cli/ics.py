@@ -44,7 +44,7 @@ def expand(
     start, end = _day(from_, zone, 0), _day(to, zone, 1)
     if end <= start:
         raise UserError("--to must come after --from")
-    settings = state.settings
+    settings = state.settings_or_defaults
     found = expand_feed(
         source,
         start,
