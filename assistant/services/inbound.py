@@ -181,20 +181,20 @@ def _lock(folder: Path) -> Iterator[bool]:
 # ----------------------------------------------------------------------------- the run
 
 
-def process_inbox(svc: Deps, now: datetime, source: InboxSource | None = None) -> InboxReport:
+def process_inbox(deps: Deps, now: datetime, source: InboxSource | None = None) -> InboxReport:
     """Read what arrived since the stored token and act on each message; then store the
     next token. An error (database, connector) leaves the token where it was, so the next
     run reads the same messages again, and the Message-ID keys make that harmless."""
     report = InboxReport()
-    source = source or open_inbox(svc.settings)
+    source = source or open_inbox(deps.settings)
     if source is None:
         return report
-    warn_inbox_trust(svc.settings.inbox)
-    with _lock(svc.settings.data_dir) as mine:
+    warn_inbox_trust(deps.settings.inbox)
+    with _lock(deps.settings.data_dir) as mine:
         if not mine:
             report.busy = True
             return report
-        token = read_token(svc.settings)
+        token = read_token(deps.settings)
         try:
             messages, next_token = source.fetch_new_bodies(token)
         except TokenExpired as exc:
@@ -202,8 +202,8 @@ def process_inbox(svc: Deps, now: datetime, source: InboxSource | None = None) -
             messages, next_token = source.fetch_new_bodies(None)
         report.read = len(messages)
         for message in messages:
-            handle_message(svc, message, now, report)
-        write_token(svc.settings, next_token)
+            handle_message(deps, message, now, report)
+        write_token(deps.settings, next_token)
     return report
 
 
@@ -237,10 +237,10 @@ def sender_unauthenticated(conf: InboxSettings, m: InboundMessage, sender: str) 
     return "" if verdict.ok else f"the sender is not authenticated ({verdict.why})"
 
 
-def handle_message(svc: Deps, m: InboundMessage, now: datetime, report: InboxReport) -> None:
+def handle_message(deps: Deps, m: InboundMessage, now: datetime, report: InboxReport) -> None:
     """Act on one message (see the module's docstring); idempotent per Message-ID."""
     sender = m.from_addr.lower()
-    ours = {a.lower() for a in (svc.settings.inbox.address, svc.settings.smtp.from_address) if a}
+    ours = {a.lower() for a in (deps.settings.inbox.address, deps.settings.smtp.from_address) if a}
     why_not = ""
     if not sender:
         why_not = "no sender"
@@ -248,24 +248,24 @@ def handle_message(svc: Deps, m: InboundMessage, now: datetime, report: InboxRep
         why_not = "our own mail"
     elif m.auto_reply:
         why_not = "an automatic message"
-    elif m.sent_at < now - timedelta(days=svc.settings.inbox.max_age_days):
+    elif m.sent_at < now - timedelta(days=deps.settings.inbox.max_age_days):
         why_not = "older than inbox.max_age_days"
     else:  # not answered when refused: a reply to a forged From is backscatter
-        why_not = sender_unauthenticated(svc.settings.inbox, m, sender)
+        why_not = sender_unauthenticated(deps.settings.inbox, m, sender)
     if why_not:
         _ignore(m, why_not, report)
         return
     refs = _refs(m)
-    answered = _answered_entry(svc, sender, refs) if refs else None
+    answered = _answered_entry(deps, sender, refs) if refs else None
     try:
         if answered is not None and answered[0].startswith((PROMPT, ASK)):
-            _answer(svc, m, sender, answered[1], now, report)
+            _answer(deps, m, sender, answered[1], now, report)
         elif answered is not None and answered[0].startswith(QUESTION):
-            _task_follow_up(svc, m, sender, answered[1], now, report)
+            _task_follow_up(deps, m, sender, answered[1], now, report)
         elif any(r.endswith("@" + MESSAGE_ID_DOMAIN) for r in refs):
             _ignore(m, "a reply to another of our messages", report)
         else:
-            _task_email(svc, m, sender, now, report)
+            _task_email(deps, m, sender, now, report)
     except (ValueError, NotFoundError) as exc:  # the message, not the system, is at fault
         log.warning("inbox: message %s from %s not used: %s", m.message_id, sender, exc)
         report.ignored += 1
@@ -282,7 +282,7 @@ def _refs(m: InboundMessage) -> list[str]:
 
 
 def _answered_entry(
-    svc: Deps, sender: str, refs: Sequence[str]
+    deps: Deps, sender: str, refs: Sequence[str]
 ) -> tuple[str, dict[str, Any]] | None:
     """(key, payload) of our prompt or question, sent to ``sender``, that ``refs`` name.
 
@@ -292,7 +292,7 @@ def _answered_entry(
     wanted = {r.strip("<>") for r in refs if r.endswith("@" + MESSAGE_ID_DOMAIN)}
     if not wanted:
         return None
-    with svc.uow.read() as session:
+    with deps.uow.read() as session:
         rows = session.execute(
             select(OutboxEntry.idempotency_key, OutboxEntry.payload).where(
                 func.lower(OutboxEntry.recipient) == sender,

@@ -50,7 +50,7 @@ def _digest(message_id: str) -> str:
 
 
 def _answer(
-    svc: Deps,
+    deps: Deps,
     m: InboundMessage,
     sender: str,
     payload: dict[str, Any],
@@ -63,7 +63,7 @@ def _answer(
     d = _digest(m.message_id)
     if answer.confidence is Confidence.HIGH:
         row = record_answer(
-            svc, task_id=task_id, kind=line, source="email", respondent=sender,
+            deps, task_id=task_id, kind=line, source="email", respondent=sender,
             answer=answer, dedupe_key=f"email:{d}",
         )  # fmt: skip
         if row is None:
@@ -71,7 +71,7 @@ def _answer(
         else:
             report.answers.append(row)
         return
-    with svc.uow.begin() as session:
+    with deps.uow.begin() as session:
         if session.scalars(
             select(TaskFeedback.id).where(TaskFeedback.dedupe_key == f"email:{d}")
         ).first():
@@ -83,7 +83,7 @@ def _answer(
         pair = session.get(Pair, task.pair_id)
         assert pair is not None
         lang = _lang(pair.locale, m.text)
-        link = feedback_link(svc.settings, task.id, task.deadline, line, sender)
+        link = feedback_link(deps.settings, task.id, task.deadline, line, sender)
         entry = outbox.enqueue(
             session,
             key=f"{ASK}{d}:smtp",

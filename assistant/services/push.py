@@ -68,6 +68,7 @@ class PushSignal:
     kind: SignalKind
     subscription_id: str  # the Graph subscription or the Google channel
 
+
 PUSH_PROVIDERS = ("graph", "google")
 PATHS = {"graph": "/push/graph", "google": "/push/google"}
 RENEW_BEFORE = timedelta(days=1)  # as connectors.graph.push / google_push renew
@@ -170,7 +171,7 @@ class DbDirectory:
 
 
 def ensure_push(
-    svc: Deps,
+    deps: Deps,
     account_id: int,
     now: datetime,
     *,
@@ -184,36 +185,36 @@ def ensure_push(
     Without a usable ``web.public_url`` this is :func:`drop_push`. Raises ConnectorError
     (or a settings error), recorded on the entry with the time of the next attempt.
     """
-    loaded = _load(svc.uow, account_id)
+    loaded = _load(deps.uow, account_id)
     if loaded is None:
         return PushOutcome(account_id, "skipped", note="no such account")
     provider, conf, stored = loaded
     if provider not in PUSH_PROVIDERS:
         return PushOutcome(account_id, "skipped", note=f"{provider} has no webhook push")
-    address = push_address(svc.settings, provider)
+    address = push_address(deps.settings, provider)
     if address is None:
-        return drop_push(svc, account_id)
-    timeout = svc.settings.sync.http_timeout_seconds
+        return drop_push(deps, account_id)
+    timeout = deps.settings.sync.http_timeout_seconds
     try:
         if provider == "graph":
-            with _graph(conf, timeout, token_keeper(svc, account_id)) as calendar:
-                return _ensure_graph(svc.uow, account_id, calendar, address, stored, now,
+            with _graph(conf, timeout, token_keeper(deps, account_id)) as calendar:
+                return _ensure_graph(deps.uow, account_id, calendar, address, stored, now,
                                      renew=renew, recreate=recreate)  # fmt: skip
         calendar_g = _google(conf, timeout)
-        return _ensure_google(svc.uow, account_id, calendar_g, address, stored, now,
+        return _ensure_google(deps.uow, account_id, calendar_g, address, stored, now,
                               renew=renew, recreate=recreate)  # fmt: skip
     except Exception as exc:  # a provider's refusal, or settings that do not open
-        _record_failure(svc.uow, account_id, exc, now)
+        _record_failure(deps.uow, account_id, exc, now)
         raise
 
 
-def drop_push(svc: Deps, account_id: int) -> PushOutcome:
+def drop_push(deps: Deps, account_id: int) -> PushOutcome:
     """Delete the subscription (stop the channel) at the provider, then forget it.
 
     Called when ``web.public_url`` is unset, and before an account is removed. A
     subscription the provider no longer has counts as deleted.
     """
-    loaded = _load(svc.uow, account_id)
+    loaded = _load(deps.uow, account_id)
     if loaded is None:
         return PushOutcome(account_id, "skipped", note="no such account")
     provider, conf, stored = loaded
@@ -221,26 +222,26 @@ def drop_push(svc: Deps, account_id: int) -> PushOutcome:
         return PushOutcome(account_id, "none")
     ident = str(stored.get("id") or "")
     stale = list(stored.get("stale") or [])
-    timeout = svc.settings.sync.http_timeout_seconds
+    timeout = deps.settings.sync.http_timeout_seconds
     try:
         if provider == "graph" and ident:
-            with _graph(conf, timeout, token_keeper(svc, account_id)) as calendar:
+            with _graph(conf, timeout, token_keeper(deps, account_id)) as calendar:
                 _graph_subs(calendar, str(stored.get("address") or "")).delete(_graph_sub(stored))
         elif provider == "google" and (ident or stale):
             watches = _watches(_google(conf, timeout), str(stored.get("address") or ""))
             for entry in ([stored] if ident else []) + stale:
                 watches.stop(_google_channel(entry))
     except Exception as exc:
-        _record_failure(svc.uow, account_id, exc, svc.now())
+        _record_failure(deps.uow, account_id, exc, deps.now())
         raise
-    with _locked(svc.uow, account_id) as account:
+    with _locked(deps.uow, account_id) as account:
         if account is not None and str(_push_of(account.sync_state).get("id") or "") == ident:
             account.sync_state = {k: v for k, v in account.sync_state.items() if k != "push"}
     return PushOutcome(account_id, "dropped" if ident else "none", ident)
 
 
 def handle_signal(
-    svc: Deps,
+    deps: Deps,
     signal: PushSignal,
     queue_sync: Callable[[int], object],
     now: datetime | None = None,
@@ -252,23 +253,23 @@ def handle_signal(
     subscriptionRemoved → a new subscription, then a sync (changes made meanwhile).
     A lifecycle event for a subscription we no longer hold only queues a sync.
     """
-    now = now or svc.now()
+    now = now or deps.now()
     account_id = signal.account_id
     if signal.kind in SYNC_KINDS:
         queue_sync(account_id)
         return "sync"
-    loaded = _load(svc.uow, account_id)
+    loaded = _load(deps.uow, account_id)
     if loaded is None:
         return "no such account"
     if str(loaded[2].get("id") or "") != signal.subscription_id:
         queue_sync(account_id)
         return "sync (not the stored subscription)"
     if signal.kind == "reauthorizationRequired":
-        outcome = ensure_push(svc, account_id, now, renew=True)
+        outcome = ensure_push(deps, account_id, now, renew=True)
         return outcome.action
     if signal.kind == "subscriptionRemoved":
         try:
-            outcome = ensure_push(svc, account_id, now, recreate=True)
+            outcome = ensure_push(deps, account_id, now, recreate=True)
         finally:
             queue_sync(account_id)
         return outcome.action
@@ -277,7 +278,7 @@ def handle_signal(
     return "sync"
 
 
-def accounts_due(svc: Deps, now: datetime) -> tuple[list[int], list[int]]:
+def accounts_due(deps: Deps, now: datetime) -> tuple[list[int], list[int]]:
     """(accounts to ensure, accounts to drop) for the once-a-minute upkeep.
 
     To ensure, when webhooks are on: Graph and Google calendars without a subscription
@@ -285,8 +286,8 @@ def accounts_due(svc: Deps, now: datetime) -> tuple[list[int], list[int]]:
     To drop, when they are off: those that still have one. An account whose last
     attempt failed waits until its ``retry_at``.
     """
-    base = push_base(svc.settings)
-    with svc.uow.read() as session:
+    base = push_base(deps.settings)
+    with deps.uow.read() as session:
         rows = session.execute(
             select(Account.id, Account.provider, Account.sync_state)
             .where(Account.kind == "calendar", Account.provider.in_(PUSH_PROVIDERS))
