@@ -50,8 +50,10 @@ CLOSED_STATES = ("cancelled", "accepted", "praised")
 LABELS = {CheckpointKind.RED_LINE: "Red Line", CheckpointKind.DEAD_LINE: "Dead Line"}
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ReconcileReport:
+    """What ``reconcile_checkpoints`` did to the calendar (filled in as it goes)."""
+
     task_id: int
     written: list[str] = field(default_factory=list)
     # (checkpoint id, start) of every line still ahead: prompts are scheduled for them
@@ -60,7 +62,7 @@ class ReconcileReport:
     unchanged: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "task_id": self.task_id,
             "written": self.written,
@@ -89,7 +91,7 @@ def pair_zone(deps: Deps, pair: str | int | None) -> str:
 
 def task_zone(deps: Deps, task_id: int) -> str:
     with deps.uow.read() as session:
-        return _task(session, task_id)[1].timezone
+        return task_of(session, task_id)[1].timezone
 
 
 def create_task(
@@ -137,7 +139,7 @@ def update_task(
     deps: Deps, task_id: int, *, deadline: datetime | None = None, title: str | None = None
 ) -> None:
     with deps.uow.begin() as session:
-        task, pair = _task(session, task_id)
+        task, pair = task_of(session, task_id)
         if task.state in CLOSED_STATES:
             raise ValueError(f"task {task_id} is {task.state}; it cannot change")
         if deadline is not None:
@@ -152,7 +154,7 @@ def update_task(
 
 def cancel_task(deps: Deps, task_id: int) -> None:
     with deps.uow.begin() as session:
-        task, _ = _task(session, task_id)
+        task, _ = task_of(session, task_id)
         if task.state == "cancelled":
             return
         task.state = "cancelled"
@@ -167,7 +169,7 @@ def accept_task(deps: Deps, task_id: int) -> None:
     those already passed stay in the calendar as the record of what happened."""
     now = deps.now()
     with deps.uow.begin() as session:
-        task, _ = _task(session, task_id)
+        task, _ = task_of(session, task_id)
         if task.state == "cancelled":
             raise ValueError(f"task {task_id} is cancelled; it cannot be accepted")
         if task.state in ("accepted", "praised"):
@@ -185,7 +187,7 @@ def advance_task(deps: Deps, task_id: int, step: str) -> str:
     if step not in ("understood", "in_progress", "praised"):
         raise ValueError("a step is understood, in_progress or praised (accept with `task accept`)")
     with deps.uow.begin() as session:
-        task, _ = _task(session, task_id)
+        task, _ = task_of(session, task_id)
         if task.state == "cancelled":
             raise ValueError(f"task {task_id} is cancelled")
         if step == "praised" and task.state != "accepted":
@@ -200,7 +202,7 @@ def advance_task(deps: Deps, task_id: int, step: str) -> str:
 def restore_checkpoints(deps: Deps, task_id: int) -> int:
     """Put back the checkpoint events the manager removed from the calendar."""
     with deps.uow.begin() as session:
-        task, pair = _task(session, task_id)
+        task, pair = task_of(session, task_id)
         if task.state in CLOSED_STATES:
             raise ValueError(f"task {task_id} is {task.state}; nothing to restore")
         gone = [c for c in task.checkpoints if c.state == DELETED_IN_CALENDAR]
@@ -272,7 +274,7 @@ def tasks_to_write(deps: Deps) -> list[int]:
         return sorted(ids)
 
 
-def _task(session: Session, task_id: int) -> tuple[DelegatedTask, Pair]:
+def task_of(session: Session, task_id: int) -> tuple[DelegatedTask, Pair]:
     task = session.get(DelegatedTask, task_id)
     if task is None:
         raise NotFoundError(f"no task {task_id}")
@@ -369,7 +371,7 @@ def reconcile_checkpoints(
     """Make the calendar hold exactly the task's planned checkpoint events."""
     report = ReconcileReport(task_id)
     with deps.uow.read() as session:
-        task, pair = _task(session, task_id)
+        task, pair = task_of(session, task_id)
         brief = TaskBrief(
             title=task.title,
             result=task.result,
@@ -498,77 +500,3 @@ def _mark(deps: Deps, checkpoint_id: int, state: str, href: str) -> None:
         row.state = state
         row.event_href = href
         row.written_at = deps.now() if state == "written" else row.written_at
-
-
-# ------------------------------------------------------------------------------ views
-
-
-def task_view(deps: Deps, task_id: int) -> dict[str, Any]:
-    with deps.uow.read() as session:
-        task, pair = _task(session, task_id)
-        tz = ZoneInfo(pair.timezone)
-
-        def local(t: datetime | None) -> str | None:
-            return None if t is None else t.astimezone(tz).isoformat(timespec="minutes")
-
-        return {
-            "id": task.id,
-            "title": task.title,
-            "state": task.state,
-            "delegator": task.delegator,
-            "delegate": task.delegate,
-            "term_start": local(task.term_start),
-            "deadline": local(task.deadline),
-            "smart": {
-                "result": task.result,
-                "measure": task.measure,
-                "resources": task.resources,
-                "why": task.why,
-            },
-            "checkpoints": [
-                {
-                    "kind": c.kind,
-                    "label": LABELS[CheckpointKind(c.kind)],
-                    "line_at": local(c.line_at),
-                    "start": local(c.start_at),
-                    "end": local(c.end_at),
-                    "state": c.state,
-                    "event_uid": c.event_uid,
-                    "note": c.note,
-                }
-                for c in sorted(task.checkpoints, key=lambda c: c.line_at)
-            ],
-        }
-
-
-def list_tasks(deps: Deps, pair: str | int | None) -> list[dict[str, Any]]:
-    with deps.uow.read() as session:
-        p = find_pair(session, pair)
-        tz = ZoneInfo(p.timezone)
-        out = []
-        for t in session.scalars(
-            select(DelegatedTask)
-            .where(DelegatedTask.pair_id == p.id)
-            .order_by(DelegatedTask.deadline)
-        ):
-            lines = {c.kind: c for c in t.checkpoints}
-
-            def when(kind: str, lines: dict[str, Checkpoint] = lines) -> str:
-                c = lines.get(kind)
-                if c is None:
-                    return "—"
-                at = c.start_at or c.line_at
-                return at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
-
-            out.append(
-                {
-                    "id": t.id,
-                    "title": t.title,
-                    "delegate": t.delegate,
-                    "state": t.state,
-                    "deadline": t.deadline.astimezone(tz).isoformat(timespec="minutes"),
-                    "red_line": when("red_line"),
-                    "dead_line": when("dead_line"),
-                }
-            )
-        return out

@@ -15,9 +15,9 @@ task's history (the latest counts).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -77,7 +77,7 @@ def feedback_link(
     return f"{base_url(settings)}/feedback/{token}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LinkTarget:
     task_id: int
     kind: str
@@ -289,7 +289,56 @@ def _answer_order(row: TaskFeedback) -> tuple[datetime, int]:
     return row.answered_at, row.id
 
 
-def score(deps: Deps, pair_ref: str | int | None) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class DelegateScore:
+    """One delegate's part of the score: accepted tasks, the good ones, their share."""
+
+    delegate: str
+    accepted: int
+    good: int
+    share: float
+    mean_percent: float
+
+
+@dataclass(frozen=True, slots=True)
+class DelegationScore:
+    """The delegation score of a pair's manager, overall and per delegate."""
+
+    pair: str
+    manager: str
+    accepted: int
+    good: int
+    share: float | None
+    good_delegation: bool | None
+    open: int
+    delegates: tuple[DelegateScore, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackEntry:
+    """One answer given at a line of a task (``superseded``: a later Dead Line answer of
+    the same respondent counts instead)."""
+
+    kind: str
+    source: str
+    respondent: str
+    percent_done: int | None
+    on_time: bool | None
+    on_track: bool | None
+    needs_help: bool
+    quality: str
+    comment: str
+    answered_at: str
+    superseded: bool
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def score(deps: Deps, pair_ref: str | int | None) -> DelegationScore:
     """The delegation score of the pair's manager, overall and per delegate.
 
     A task counts once it is accepted with a percentage; "good" is on time with 80% or
@@ -297,8 +346,10 @@ def score(deps: Deps, pair_ref: str | int | None) -> dict[str, Any]:
     """
     with deps.uow.read() as session:
         pair = find_pair(session, pair_ref)
-        tasks = list(session.scalars(select(DelegatedTask).where(DelegatedTask.pair_id == pair.id)))
-        per: dict[str, dict[str, Any]] = {}
+        tasks = list(
+            session.scalars(select(DelegatedTask).where(DelegatedTask.pair_id == pair.id))
+        )
+        per: dict[str, list[int]] = {}  # delegate: [accepted, good, percent sum]
         judged = good = 0
         open_tasks = 0
         for t in tasks:
@@ -311,30 +362,28 @@ def score(deps: Deps, pair_ref: str | int | None) -> dict[str, Any]:
             ok = is_good_delegation(float(percent), bool(on_time))
             judged += 1
             good += ok
-            d = per.setdefault(t.delegate, {"delegate": t.delegate, "accepted": 0, "good": 0,
-                                            "percent_sum": 0})  # fmt: skip
-            d["accepted"] += 1
-            d["good"] += ok
-            d["percent_sum"] += percent
-        delegates = []
-        for d in sorted(per.values(), key=lambda x: x["delegate"]):
-            n = d.pop("percent_sum")
-            delegates.append(d | {"share": d["good"] / d["accepted"],
-                                  "mean_percent": n / d["accepted"]})  # fmt: skip
+            d = per.setdefault(t.delegate, [0, 0, 0])
+            d[0] += 1
+            d[1] += ok
+            d[2] += percent
+        delegates = tuple(
+            DelegateScore(delegate=name, accepted=n, good=g, share=g / n, mean_percent=total / n)
+            for name, (n, g, total) in sorted(per.items())
+        )
         share = good / judged if judged else None
-        return {
-            "pair": pair.name,
-            "manager": pair.manager_email,
-            "accepted": judged,
-            "good": good,
-            "share": share,
-            "good_delegation": None if share is None else share >= GOOD_SHARE,
-            "open": open_tasks,
-            "delegates": delegates,
-        }
+        return DelegationScore(
+            pair=pair.name,
+            manager=pair.manager_email,
+            accepted=judged,
+            good=good,
+            share=share,
+            good_delegation=None if share is None else share >= GOOD_SHARE,
+            open=open_tasks,
+            delegates=delegates,
+        )
 
 
-def feedback_of(deps: Deps, task_id: int) -> list[dict[str, Any]]:
+def feedback_of(deps: Deps, task_id: int) -> list[FeedbackEntry]:
     with deps.uow.read() as session:
         task = session.get(DelegatedTask, task_id)
         if task is None:
@@ -352,11 +401,13 @@ def feedback_of(deps: Deps, task_id: int) -> list[dict[str, Any]]:
         # a later answer supersedes (as in ``outcome``)
         latest = {(r.kind, r.respondent): r.id for r in sorted(rows, key=_answer_order)}
         return [
-            {"kind": r.kind, "source": r.source, "respondent": r.respondent,
-             "percent_done": r.percent_done, "on_time": r.on_time, "on_track": r.on_track,
-             "needs_help": r.needs_help, "quality": r.quality, "comment": r.comment,
-             "answered_at": r.answered_at.astimezone(tz).isoformat(timespec="minutes"),
-             "superseded": r.kind == CheckpointKind.DEAD_LINE.value
-                           and latest[(r.kind, r.respondent)] != r.id}
+            FeedbackEntry(
+                kind=r.kind, source=r.source, respondent=r.respondent,
+                percent_done=r.percent_done, on_time=r.on_time, on_track=r.on_track,
+                needs_help=r.needs_help, quality=r.quality, comment=r.comment,
+                answered_at=r.answered_at.astimezone(tz).isoformat(timespec="minutes"),
+                superseded=r.kind == CheckpointKind.DEAD_LINE.value
+                and latest[(r.kind, r.respondent)] != r.id,
+            )
             for r in rows
         ]  # fmt: skip

@@ -376,7 +376,7 @@ def test_a_dead_line_reply_from_the_manager_accepts_the_task(
     assert (row.percent_done, row.on_time, row.kind) == (100, True, "dead_line")
     [task] = tasks(svc)
     assert task.state == "accepted"
-    assert feedback.score(svc, "alex")["good"] == 1
+    assert feedback.score(svc, "alex").good == 1
 
 
 def test_an_unclear_reply_is_asked_back_not_stored(
