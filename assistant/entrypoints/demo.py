@@ -238,6 +238,8 @@ class Demo:
     def show_agenda(self, monday: date) -> None:
         from sqlalchemy import select
 
+        from assistant.domain import privacy
+        from assistant.store.snapshots import from_row
         from assistant.store.tables import EventSnapshot
 
         tz = ZoneInfo(ZONE)
@@ -261,10 +263,10 @@ class Demo:
                     else f"{r.start_utc.astimezone(tz):%a %d %H:%M}–"
                     f"{r.end_utc.astimezone(tz):%H:%M}"
                 )
-                what = "Busy (private)" if r.private else r.summary
-                table.add_row(
-                    when, ("⚑ " if r.own_marker else "") + what, "" if r.private else r.location
-                )
+                e = from_row(r)  # as the assistant sees it: a private event is busy time
+                what = privacy.title(e.summary, e.private, sees_private=False)
+                where = privacy.place(e, sees_private=False)
+                table.add_row(when, ("⚑ " if e.own_marker else "") + what, where)
         self.c.print(table)
 
     def show_mail(self, msg: EmailMessage) -> None:
