@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ from connectors.archive.mailbox import InboundMessage
 
 if TYPE_CHECKING:
     from assistant.services.deps import Deps
-    from assistant.services.inbound import InboxReport
+    from assistant.services.inbound import InboxTally
 
 log = logging.getLogger("assistant.services.inbound")  # the inbox's one logger
 
@@ -37,7 +38,7 @@ PROMPT = "prompt:"  # assistant.services.feedback.send_prompt's keys
 ASK = "inbox-ask:"  # our question about an unclear answer
 
 
-def _ignore(m: InboundMessage, why: str, report: InboxReport) -> None:
+def _ignore(m: InboundMessage, why: str, report: InboxTally) -> None:
     log.info("inbox: message %s from %s ignored: %s", m.message_id, m.from_addr or "-", why)
     report.ignored += 1
 
@@ -53,9 +54,9 @@ def _answer(
     deps: Deps,
     m: InboundMessage,
     sender: str,
-    payload: dict[str, Any],
+    payload: Mapping[str, Any],
     now: datetime,
-    report: InboxReport,
+    report: InboxTally,
 ) -> None:
     task_id, line = int(payload["task_id"]), str(payload["line"])
     kind = CheckpointKind(line)
@@ -167,7 +168,7 @@ def _re(subject: str) -> str:
     return f"Re: {subject}" if subject else "Re:"
 
 
-def _count(entry: OutboxEntry | None, report: InboxReport) -> None:
+def _count(entry: OutboxEntry | None, report: InboxTally) -> None:
     if entry is None:
         report.duplicates += 1
     else:

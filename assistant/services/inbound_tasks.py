@@ -11,6 +11,7 @@ routes each message here is ``assistant.services.inbound``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,7 @@ from connectors.archive.mailbox import InboundMessage
 
 if TYPE_CHECKING:
     from assistant.services.deps import Deps
-    from assistant.services.inbound import InboxReport
+    from assistant.services.inbound import InboxTally
 
 QUESTION = "inbox-question:"  # our question about an unclear task email
 CONFIRM = "inbox-task:"  # the confirmation of a task made from an email
@@ -66,7 +67,7 @@ def _manager_pair(session: Session, sender: str, m: InboundMessage) -> Pair | No
 
 
 def _task_email(
-    deps: Deps, m: InboundMessage, sender: str, now: datetime, report: InboxReport
+    deps: Deps, m: InboundMessage, sender: str, now: datetime, report: InboxTally
 ) -> None:
     with deps.uow.read() as session:
         pair = _manager_pair(session, sender, m)
@@ -84,9 +85,9 @@ def _task_follow_up(
     deps: Deps,
     m: InboundMessage,
     sender: str,
-    payload: dict[str, Any],
+    payload: Mapping[str, Any],
     now: datetime,
-    report: InboxReport,
+    report: InboxTally,
 ) -> None:
     """The manager answered our question about a task email: read the email again with
     the answer as its deadline (or, for a "yes", with the deadline we proposed)."""
@@ -145,7 +146,7 @@ def _act_on_draft(
     draft: TaskDraft,
     original: dict[str, Any],
     now: datetime,
-    report: InboxReport,
+    report: InboxTally,
 ) -> None:
     lang = _lang("", f"{original['subject']}\n{original['text']}")
     if draft.question is not None:
