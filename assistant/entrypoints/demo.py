@@ -238,6 +238,8 @@ class Demo:
     def show_agenda(self, monday: date) -> None:
         from sqlalchemy import select
 
+        from assistant.domain import privacy
+        from assistant.store.snapshots import from_row
         from assistant.store.tables import EventSnapshot
 
         tz = ZoneInfo(ZONE)
@@ -261,10 +263,10 @@ class Demo:
                     else f"{r.start_utc.astimezone(tz):%a %d %H:%M}–"
                     f"{r.end_utc.astimezone(tz):%H:%M}"
                 )
-                what = "Busy (private)" if r.private else r.summary
-                table.add_row(
-                    when, ("⚑ " if r.own_marker else "") + what, "" if r.private else r.location
-                )
+                e = from_row(r)  # as the assistant sees it: a private event is busy time
+                what = privacy.title(e.summary, e.private, sees_private=False)
+                where = privacy.place(e, sees_private=False)
+                table.add_row(when, ("⚑ " if e.own_marker else "") + what, where)
         self.c.print(table)
 
     def show_mail(self, msg: EmailMessage) -> None:
@@ -281,6 +283,7 @@ class Demo:
 
     def delegate(self, pair_id: int, monday: date) -> None:
         from assistant.services import delegation
+        from assistant.services.delegation_views import task_view
         from connectors.caldav.calendar import CalDavCalendar
 
         tz = ZoneInfo(ZONE)
@@ -300,28 +303,24 @@ class Demo:
         )
         self.task_id = task.id
         res = self.run_job(self.jobs.write_checkpoints(task.id), "checkpoints")
-        view = delegation.task_view(self.svc, task.id)
-        self.c.print(
-            f"Task {task.id}: “{view['title']}”, term {view['term_start']} → {view['deadline']}"
-        )
-        for c in view["checkpoints"]:
-            self.c.print(
-                f"  {c['label']}: line at {c['line_at']}, blocked {c['start']} – {c['end']}"
-            )
+        view = task_view(self.svc, task.id)
+        self.c.print(f"Task {task.id}: “{view.title}”, term {view.term_start} → {view.deadline}")
+        for c in view.checkpoints:
+            self.c.print(f"  {c.label}: line at {c.line_at}, blocked {c.start} – {c.end}")
         self.c.print(f"  ({len(res['written'])} events written to the manager's calendar)")
         cal = CalDavCalendar(self.calendar_url)
-        ev = cal.get_event(view["checkpoints"][0]["event_uid"])
+        ev = cal.get_event(view.checkpoints[0].event_uid)
         if ev is not None:
             self.c.print(Panel(ev.description.strip(), title=ev.summary, title_align="left"))
         new_deadline = deadline - timedelta(days=1)
         delegation.update_task(self.svc, task.id, deadline=new_deadline)
         self.run_job(self.jobs.write_checkpoints(task.id), "checkpoints")
         again = self.run_job(self.jobs.write_checkpoints(task.id), "checkpoints")
-        view = delegation.task_view(self.svc, task.id)
+        view = task_view(self.svc, task.id)
         ours = [e for e in self.calendar_events() if e.own_marker]
         self.c.print(
             "Deadline brought forward by a day → events moved: "
-            + "; ".join(f"{c['label']} {c['start']}" for c in view["checkpoints"])
+            + "; ".join(f"{c.label} {c.start}" for c in view.checkpoints)
             + f". Checkpoint events in the calendar: {len(ours)} (run again: "
             f"{len(again['written'])} written)."
         )
@@ -413,14 +412,14 @@ class Demo:
         import uvicorn
 
         from assistant.entrypoints.web.app import create_app
-        from assistant.services import delegation
+        from assistant.services.delegation_views import task_view
         from assistant.services.feedback import score
 
-        view = delegation.task_view(self.svc, task_id)
-        dead = next(c for c in view["checkpoints"] if c["kind"] == "dead_line")
+        view = task_view(self.svc, task_id)
+        dead = next(c for c in view.checkpoints if c.kind == "dead_line")
         from connectors.caldav.calendar import CalDavCalendar
 
-        event = CalDavCalendar(self.calendar_url).get_event(dead["event_uid"])
+        event = CalDavCalendar(self.calendar_url).get_event(dead.event_uid)
         link = next(w for w in (event.description if event else "").split() if "/feedback/" in w)
         config = uvicorn.Config(
             create_app(self.svc), host="127.0.0.1", port=self.web_port, log_level="warning"
@@ -451,12 +450,12 @@ class Demo:
         finally:
             server.should_exit = True
             thread.join(10)
-        view = delegation.task_view(self.svc, task_id)
+        view = task_view(self.svc, task_id)
         s = score(self.svc, None)
         self.c.print(
-            f"Task {task_id} is now {view['state']}. Delegation score of {s['manager']}: "
-            f"{s['good']} of {s['accepted']} accepted tasks done on time with 80%+ "
-            f"({pct(s['share'])}) — good delegation is 80% or more."
+            f"Task {task_id} is now {view.state}. Delegation score of {s.manager}: "
+            f"{s.good} of {s.accepted} accepted tasks done on time with 80%+ "
+            f"({pct(s.share)}) — good delegation is 80% or more."
         )
 
 

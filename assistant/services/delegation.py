@@ -50,8 +50,10 @@ CLOSED_STATES = ("cancelled", "accepted", "praised")
 LABELS = {CheckpointKind.RED_LINE: "Red Line", CheckpointKind.DEAD_LINE: "Dead Line"}
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ReconcileReport:
+    """What ``reconcile_checkpoints`` did to the calendar (filled in as it goes)."""
+
     task_id: int
     written: list[str] = field(default_factory=list)
     # (checkpoint id, start) of every line still ahead: prompts are scheduled for them
@@ -60,7 +62,7 @@ class ReconcileReport:
     unchanged: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "task_id": self.task_id,
             "written": self.written,
@@ -82,18 +84,18 @@ class ReconcileReport:
 # ------------------------------------------------------------------------------ tasks
 
 
-def pair_zone(svc: Deps, pair: str | int | None) -> str:
-    with svc.uow.read() as session:
+def pair_zone(deps: Deps, pair: str | int | None) -> str:
+    with deps.uow.read() as session:
         return find_pair(session, pair).timezone
 
 
-def task_zone(svc: Deps, task_id: int) -> str:
-    with svc.uow.read() as session:
-        return _task(session, task_id)[1].timezone
+def task_zone(deps: Deps, task_id: int) -> str:
+    with deps.uow.read() as session:
+        return task_of(session, task_id)[1].timezone
 
 
 def create_task(
-    svc: Deps,
+    deps: Deps,
     *,
     pair: str | int | None,
     title: str,
@@ -109,8 +111,8 @@ def create_task(
         raise ValueError("a task needs a title")
     if deadline <= term_start:
         raise ValueError("the deadline must be after the start of the term")
-    now = svc.now()
-    with svc.uow.begin() as session:
+    now = deps.now()
+    with deps.uow.begin() as session:
         p = find_pair(session, pair)
         task = DelegatedTask(
             pair_id=p.id,
@@ -129,15 +131,15 @@ def create_task(
         )
         session.add(task)
         session.flush()
-        ensure_checkpoints(session, task, p, svc)
+        ensure_checkpoints(session, task, p, deps)
     return task
 
 
 def update_task(
-    svc: Deps, task_id: int, *, deadline: datetime | None = None, title: str | None = None
+    deps: Deps, task_id: int, *, deadline: datetime | None = None, title: str | None = None
 ) -> None:
-    with svc.uow.begin() as session:
-        task, pair = _task(session, task_id)
+    with deps.uow.begin() as session:
+        task, pair = task_of(session, task_id)
         if task.state in CLOSED_STATES:
             raise ValueError(f"task {task_id} is {task.state}; it cannot change")
         if deadline is not None:
@@ -146,28 +148,28 @@ def update_task(
             task.deadline = deadline
         if title:
             task.title = title
-        task.updated_at = svc.now()
-        ensure_checkpoints(session, task, pair, svc)
+        task.updated_at = deps.now()
+        ensure_checkpoints(session, task, pair, deps)
 
 
-def cancel_task(svc: Deps, task_id: int) -> None:
-    with svc.uow.begin() as session:
-        task, _ = _task(session, task_id)
+def cancel_task(deps: Deps, task_id: int) -> None:
+    with deps.uow.begin() as session:
+        task, _ = task_of(session, task_id)
         if task.state == "cancelled":
             return
         task.state = "cancelled"
-        task.updated_at = svc.now()
+        task.updated_at = deps.now()
         for c in task.checkpoints:
             if c.state != "removed":
                 c.state = "to_remove"
 
 
-def accept_task(svc: Deps, task_id: int) -> None:
+def accept_task(deps: Deps, task_id: int) -> None:
     """The task is accepted (at the Dead Line or early): checkpoints still ahead go away;
     those already passed stay in the calendar as the record of what happened."""
-    now = svc.now()
-    with svc.uow.begin() as session:
-        task, _ = _task(session, task_id)
+    now = deps.now()
+    with deps.uow.begin() as session:
+        task, _ = task_of(session, task_id)
         if task.state == "cancelled":
             raise ValueError(f"task {task_id} is cancelled; it cannot be accepted")
         if task.state in ("accepted", "praised"):
@@ -179,13 +181,13 @@ def accept_task(svc: Deps, task_id: int) -> None:
                 c.state = "to_remove"
 
 
-def advance_task(svc: Deps, task_id: int, step: str) -> str:
+def advance_task(deps: Deps, task_id: int, step: str) -> str:
     """Move a task to a later step of the method (``understood``, ``in_progress``,
     ``praised``); acceptance goes through ``accept_task`` (it changes the calendar)."""
     if step not in ("understood", "in_progress", "praised"):
         raise ValueError("a step is understood, in_progress or praised (accept with `task accept`)")
-    with svc.uow.begin() as session:
-        task, _ = _task(session, task_id)
+    with deps.uow.begin() as session:
+        task, _ = task_of(session, task_id)
         if task.state == "cancelled":
             raise ValueError(f"task {task_id} is cancelled")
         if step == "praised" and task.state != "accepted":
@@ -193,21 +195,21 @@ def advance_task(svc: Deps, task_id: int, step: str) -> str:
         if STEPS.index(step) <= STEPS.index(task.state):
             raise ValueError(f"task {task_id} is already {task.state}")
         task.state = step
-        task.updated_at = svc.now()
+        task.updated_at = deps.now()
         return step
 
 
-def restore_checkpoints(svc: Deps, task_id: int) -> int:
+def restore_checkpoints(deps: Deps, task_id: int) -> int:
     """Put back the checkpoint events the manager removed from the calendar."""
-    with svc.uow.begin() as session:
-        task, pair = _task(session, task_id)
+    with deps.uow.begin() as session:
+        task, pair = task_of(session, task_id)
         if task.state in CLOSED_STATES:
             raise ValueError(f"task {task_id} is {task.state}; nothing to restore")
         gone = [c for c in task.checkpoints if c.state == DELETED_IN_CALENDAR]
         for c in gone:
             c.state = "planned"
         if gone:
-            ensure_checkpoints(session, task, pair, svc)
+            ensure_checkpoints(session, task, pair, deps)
         return len(gone)
 
 
@@ -257,10 +259,10 @@ def ask_about_deleted(session: Session, pair: Pair, cp: Checkpoint, now: datetim
     )
 
 
-def tasks_to_write(svc: Deps) -> list[int]:
+def tasks_to_write(deps: Deps) -> list[int]:
     """Tasks whose calendar does not match them yet (a write job lost to a crash, a calendar
     that was down): the tick queues their write again. Writing is idempotent."""
-    with svc.uow.read() as session:
+    with deps.uow.read() as session:
         ids = session.scalars(
             select(Checkpoint.task_id)
             .where(
@@ -272,7 +274,7 @@ def tasks_to_write(svc: Deps) -> list[int]:
         return sorted(ids)
 
 
-def _task(session: Session, task_id: int) -> tuple[DelegatedTask, Pair]:
+def task_of(session: Session, task_id: int) -> tuple[DelegatedTask, Pair]:
     task = session.get(DelegatedTask, task_id)
     if task is None:
         raise NotFoundError(f"no task {task_id}")
@@ -281,9 +283,9 @@ def _task(session: Session, task_id: int) -> tuple[DelegatedTask, Pair]:
     return task, pair
 
 
-def ensure_checkpoints(session: Session, task: DelegatedTask, pair: Pair, svc: Deps) -> None:
+def ensure_checkpoints(session: Session, task: DelegatedTask, pair: Pair, deps: Deps) -> None:
     """Create or re-plan both checkpoint rows from the task's term (nothing written yet)."""
-    s = svc.settings.delegation
+    s = deps.settings.delegation
     hours = pair_hours(pair, task.term_start.year - 1, task.deadline.year + 1)
     busy = _busy(
         session,
@@ -364,12 +366,12 @@ def _writable_account(session: Session, pair_id: int) -> Account | None:
 
 
 def reconcile_checkpoints(
-    svc: Deps, task_id: int, writer: CalendarWriter | None = None
+    deps: Deps, task_id: int, writer: CalendarWriter | None = None
 ) -> ReconcileReport:
     """Make the calendar hold exactly the task's planned checkpoint events."""
     report = ReconcileReport(task_id)
-    with svc.uow.read() as session:
-        task, pair = _task(session, task_id)
+    with deps.uow.read() as session:
+        task, pair = task_of(session, task_id)
         brief = TaskBrief(
             title=task.title,
             result=task.result,
@@ -393,7 +395,7 @@ def reconcile_checkpoints(
         closed = task.state in CLOSED_STATES
     opened: dict[int, CalendarWriter] = {}
     try:
-        _write_rows(svc, task_id, rows, accounts, writer, opened, closed, report, brief,
+        _write_rows(deps, task_id, rows, accounts, writer, opened, closed, report, brief,
                     manager, locale, zone)  # fmt: skip
     finally:
         for w in opened.values():
@@ -405,7 +407,7 @@ def reconcile_checkpoints(
 
 
 def _write_rows(  # the loop of reconcile_checkpoints, its state passed in
-    svc: Deps,
+    deps: Deps,
     task_id: int,
     rows: Any,
     accounts: dict[int, tuple[str, dict[str, Any]]],
@@ -426,11 +428,11 @@ def _write_rows(  # the loop of reconcile_checkpoints, its state passed in
             continue
         target = writer or opened.get(account_id)
         if target is None:  # one writer per account: a second sign-in could be refused
-            target = opened[account_id] = _open_writer(svc, account_id, *accounts[account_id])
+            target = opened[account_id] = _open_writer(deps, account_id, *accounts[account_id])
         if state == "to_remove" or (closed and state in ("planned", "unplaced")):
             if state == "to_remove":
                 target.delete_event(uid)
-                _mark(svc, cid, "removed", "")
+                _mark(deps, cid, "removed", "")
                 report.removed.append(uid)
             continue
         if state == "unplaced":
@@ -438,7 +440,7 @@ def _write_rows(  # the loop of reconcile_checkpoints, its state passed in
             continue
         if state in ("written", PINNED):
             report.unchanged.append(uid)
-            if start is not None and start > svc.now():
+            if start is not None and start > deps.now():
                 report.ahead.append((cid, start.isoformat()))
             continue
         if state == DELETED_IN_CALENDAR:
@@ -446,10 +448,10 @@ def _write_rows(  # the loop of reconcile_checkpoints, its state passed in
             continue
         assert start is not None
         assert end is not None
-        link = feedback_link(svc.settings, task_id, brief.deadline, kind, manager)
+        link = feedback_link(deps.settings, task_id, brief.deadline, kind, manager)
         summary, description = checkpoint_text(CheckpointKind(kind), brief, link, locale)
         attendees: tuple[Attendee, ...] = ()
-        if svc.settings.delegation.invite_delegate:
+        if deps.settings.delegation.invite_delegate:
             attendees = (Attendee(brief.delegate),)
         written = target.put_event(
             OwnEvent(
@@ -463,16 +465,16 @@ def _write_rows(  # the loop of reconcile_checkpoints, its state passed in
                 attendees=attendees,
             )
         )
-        _mark(svc, cid, "written", written.href)
+        _mark(deps, cid, "written", written.href)
         report.written.append(uid)
-        if start > svc.now():
+        if start > deps.now():
             report.ahead.append((cid, start.isoformat()))
         local = start.astimezone(ZoneInfo(zone))
         report.messages.append(f"{label}: {local:%a %d %b %H:%M} ({zone}) in the calendar")
 
 
 def _open_writer(
-    svc: Deps, account_id: int, provider: str, conf: dict[str, Any]
+    deps: Deps, account_id: int, provider: str, conf: dict[str, Any]
 ) -> CalendarWriter:
     from assistant.services.accounts import token_keeper
     from connectors.netguard import NetPolicy
@@ -482,93 +484,19 @@ def _open_writer(
         return open_calendar_writer(
             provider,
             conf,
-            svc.settings.sync.http_timeout_seconds,
-            keep_token=token_keeper(svc, account_id),
-            policy=NetPolicy.from_settings(svc.settings.network),
+            deps.settings.sync.http_timeout_seconds,
+            keep_token=token_keeper(deps, account_id),
+            policy=NetPolicy.from_settings(deps.settings.network),
         )
     except ValueError as exc:
         raise ConnectorError(str(exc)) from None
 
 
-def _mark(svc: Deps, checkpoint_id: int, state: str, href: str) -> None:
-    with svc.uow.begin() as session:
+def _mark(deps: Deps, checkpoint_id: int, state: str, href: str) -> None:
+    with deps.uow.begin() as session:
         row = session.get(Checkpoint, checkpoint_id)
         if row is None:
             return
         row.state = state
         row.event_href = href
-        row.written_at = svc.now() if state == "written" else row.written_at
-
-
-# ------------------------------------------------------------------------------ views
-
-
-def task_view(svc: Deps, task_id: int) -> dict[str, Any]:
-    with svc.uow.read() as session:
-        task, pair = _task(session, task_id)
-        tz = ZoneInfo(pair.timezone)
-
-        def local(t: datetime | None) -> str | None:
-            return None if t is None else t.astimezone(tz).isoformat(timespec="minutes")
-
-        return {
-            "id": task.id,
-            "title": task.title,
-            "state": task.state,
-            "delegator": task.delegator,
-            "delegate": task.delegate,
-            "term_start": local(task.term_start),
-            "deadline": local(task.deadline),
-            "smart": {
-                "result": task.result,
-                "measure": task.measure,
-                "resources": task.resources,
-                "why": task.why,
-            },
-            "checkpoints": [
-                {
-                    "kind": c.kind,
-                    "label": LABELS[CheckpointKind(c.kind)],
-                    "line_at": local(c.line_at),
-                    "start": local(c.start_at),
-                    "end": local(c.end_at),
-                    "state": c.state,
-                    "event_uid": c.event_uid,
-                    "note": c.note,
-                }
-                for c in sorted(task.checkpoints, key=lambda c: c.line_at)
-            ],
-        }
-
-
-def list_tasks(svc: Deps, pair: str | int | None) -> list[dict[str, Any]]:
-    with svc.uow.read() as session:
-        p = find_pair(session, pair)
-        tz = ZoneInfo(p.timezone)
-        out = []
-        for t in session.scalars(
-            select(DelegatedTask)
-            .where(DelegatedTask.pair_id == p.id)
-            .order_by(DelegatedTask.deadline)
-        ):
-            lines = {c.kind: c for c in t.checkpoints}
-
-            def when(kind: str, lines: dict[str, Checkpoint] = lines) -> str:
-                c = lines.get(kind)
-                if c is None:
-                    return "—"
-                at = c.start_at or c.line_at
-                return at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
-
-            out.append(
-                {
-                    "id": t.id,
-                    "title": t.title,
-                    "delegate": t.delegate,
-                    "state": t.state,
-                    "deadline": t.deadline.astimezone(tz).isoformat(timespec="minutes"),
-                    "red_line": when("red_line"),
-                    "dead_line": when("dead_line"),
-                }
-            )
-        return out
+        row.written_at = deps.now() if state == "written" else row.written_at

@@ -15,9 +15,9 @@ task's history (the latest counts).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -77,7 +77,7 @@ def feedback_link(
     return f"{base_url(settings)}/feedback/{token}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LinkTarget:
     task_id: int
     kind: str
@@ -102,15 +102,15 @@ def brief_of(task: DelegatedTask, pair: Pair) -> TaskBrief:
     )  # fmt: skip
 
 
-def send_prompt(svc: Deps, checkpoint_id: int, start_iso: str | None = None) -> list[int]:
+def send_prompt(deps: Deps, checkpoint_id: int, start_iso: str | None = None) -> list[int]:
     """Queue the line's prompt (manager; delegate too at a Red Line). Idempotent per line time.
 
     ``start_iso``: the start the prompt was scheduled for; when the checkpoint has moved
     since, this run does nothing (the move scheduled its own).
     """
-    now = svc.now()
+    now = deps.now()
     ids: list[int] = []
-    with svc.uow.begin() as session:
+    with deps.uow.begin() as session:
         cp = session.get(Checkpoint, checkpoint_id)
         if cp is None or cp.state not in ("written", "pinned") or cp.start_at is None:
             return ids
@@ -127,7 +127,7 @@ def send_prompt(svc: Deps, checkpoint_id: int, start_iso: str | None = None) -> 
         if kind is CheckpointKind.RED_LINE and task.delegate.lower() != pair.manager_email.lower():
             who.append(task.delegate)
         for person in who:
-            link = feedback_link(svc.settings, task.id, task.deadline, cp.kind, person)
+            link = feedback_link(deps.settings, task.id, task.deadline, cp.kind, person)
             summary, body = checkpoint_text(kind, brief_of(task, pair), link, pair.locale)
             if person != pair.manager_email:
                 body = _self_report_intro(pair.locale, task) + body
@@ -153,11 +153,11 @@ def _self_report_intro(locale: str, task: DelegatedTask) -> str:
     return f"A self-report on “{task.title}”, please: answer through the link below.\n\n"
 
 
-def due_prompts(svc: Deps, lookback: timedelta = timedelta(minutes=15)) -> list[int]:
+def due_prompts(deps: Deps, lookback: timedelta = timedelta(minutes=15)) -> list[int]:
     """Checkpoints whose line passed within ``lookback`` (a safety net for moved lines and
     a lost schedule); ``send_prompt`` makes running this often harmless."""
-    now = svc.now()
-    with svc.uow.read() as session:
+    now = deps.now()
+    with deps.uow.read() as session:
         return list(
             session.scalars(
                 select(Checkpoint.id).where(
@@ -173,7 +173,7 @@ def due_prompts(svc: Deps, lookback: timedelta = timedelta(minutes=15)) -> list[
 
 
 def record_answer(
-    svc: Deps,
+    deps: Deps,
     *,
     task_id: int,
     kind: str,
@@ -188,14 +188,17 @@ def record_answer(
     None: a duplicate, or a Dead Line answer from ``respondent`` is already recorded (it is
     final; ``correction=True``, for the manager's signed-in session and the CLI, adds the
     new answer and keeps the earlier one as history)."""
-    now = svc.now()
-    with svc.uow.begin() as session:
+    now = deps.now()
+    with deps.uow.begin() as session:
         task = session.get(DelegatedTask, task_id)
         if task is None:
             raise NotFoundError(f"no task {task_id}")
-        if dedupe_key is not None and session.scalars(
-            select(TaskFeedback.id).where(TaskFeedback.dedupe_key == dedupe_key)
-        ).first():
+        if (
+            dedupe_key is not None
+            and session.scalars(
+                select(TaskFeedback.id).where(TaskFeedback.dedupe_key == dedupe_key)
+            ).first()
+        ):
             return None
         if (
             not correction
@@ -242,17 +245,17 @@ def recorded_answer(
     ).first()
 
 
-def correct_dead_line(svc: Deps, task_id: int, answer: FeedbackAnswer, source: str) -> int:
+def correct_dead_line(deps: Deps, task_id: int, answer: FeedbackAnswer, source: str) -> int:
     """The manager's (or the operator's) Dead Line answer, replacing the one recorded; the
     earlier answers stay as history. Raises NotFoundError, ValueError (a cancelled task)."""
-    with svc.uow.read() as session:
+    with deps.uow.read() as session:
         task = session.get(DelegatedTask, task_id)
         if task is None:
             raise NotFoundError(f"no task {task_id}")
         if task.state == "cancelled":
             raise ValueError(f"task {task_id} is cancelled")
         delegator = task.delegator
-    row = record_answer(svc, task_id=task_id, kind=CheckpointKind.DEAD_LINE.value, source=source,
+    row = record_answer(deps, task_id=task_id, kind=CheckpointKind.DEAD_LINE.value, source=source,
                         respondent=delegator, answer=answer, correction=True)  # fmt: skip
     assert row is not None
     return row
@@ -286,18 +289,67 @@ def _answer_order(row: TaskFeedback) -> tuple[datetime, int]:
     return row.answered_at, row.id
 
 
-def score(svc: Deps, pair_ref: str | int | None) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class DelegateScore:
+    """One delegate's part of the score: accepted tasks, the good ones, their share."""
+
+    delegate: str
+    accepted: int
+    good: int
+    share: float
+    mean_percent: float
+
+
+@dataclass(frozen=True, slots=True)
+class DelegationScore:
+    """The delegation score of a pair's manager, overall and per delegate."""
+
+    pair: str
+    manager: str
+    accepted: int
+    good: int
+    share: float | None
+    good_delegation: bool | None
+    open: int
+    delegates: tuple[DelegateScore, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackEntry:
+    """One answer given at a line of a task (``superseded``: a later Dead Line answer of
+    the same respondent counts instead)."""
+
+    kind: str
+    source: str
+    respondent: str
+    percent_done: int | None
+    on_time: bool | None
+    on_track: bool | None
+    needs_help: bool
+    quality: str
+    comment: str
+    answered_at: str
+    superseded: bool
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def score(deps: Deps, pair_ref: str | int | None) -> DelegationScore:
     """The delegation score of the pair's manager, overall and per delegate.
 
     A task counts once it is accepted with a percentage; "good" is on time with 80% or
     more. An accepted task whose on-time answer is missing counts as not on time.
     """
-    with svc.uow.read() as session:
+    with deps.uow.read() as session:
         pair = find_pair(session, pair_ref)
         tasks = list(
             session.scalars(select(DelegatedTask).where(DelegatedTask.pair_id == pair.id))
         )
-        per: dict[str, dict[str, Any]] = {}
+        per: dict[str, list[int]] = {}  # delegate: [accepted, good, percent sum]
         judged = good = 0
         open_tasks = 0
         for t in tasks:
@@ -310,31 +362,29 @@ def score(svc: Deps, pair_ref: str | int | None) -> dict[str, Any]:
             ok = is_good_delegation(float(percent), bool(on_time))
             judged += 1
             good += ok
-            d = per.setdefault(t.delegate, {"delegate": t.delegate, "accepted": 0, "good": 0,
-                                            "percent_sum": 0})  # fmt: skip
-            d["accepted"] += 1
-            d["good"] += ok
-            d["percent_sum"] += percent
-        delegates = []
-        for d in sorted(per.values(), key=lambda x: x["delegate"]):
-            n = d.pop("percent_sum")
-            delegates.append(d | {"share": d["good"] / d["accepted"],
-                                  "mean_percent": n / d["accepted"]})  # fmt: skip
+            d = per.setdefault(t.delegate, [0, 0, 0])
+            d[0] += 1
+            d[1] += ok
+            d[2] += percent
+        delegates = tuple(
+            DelegateScore(delegate=name, accepted=n, good=g, share=g / n, mean_percent=total / n)
+            for name, (n, g, total) in sorted(per.items())
+        )
         share = good / judged if judged else None
-        return {
-            "pair": pair.name,
-            "manager": pair.manager_email,
-            "accepted": judged,
-            "good": good,
-            "share": share,
-            "good_delegation": None if share is None else share >= GOOD_SHARE,
-            "open": open_tasks,
-            "delegates": delegates,
-        }
+        return DelegationScore(
+            pair=pair.name,
+            manager=pair.manager_email,
+            accepted=judged,
+            good=good,
+            share=share,
+            good_delegation=None if share is None else share >= GOOD_SHARE,
+            open=open_tasks,
+            delegates=delegates,
+        )
 
 
-def feedback_of(svc: Deps, task_id: int) -> list[dict[str, Any]]:
-    with svc.uow.read() as session:
+def feedback_of(deps: Deps, task_id: int) -> list[FeedbackEntry]:
+    with deps.uow.read() as session:
         task = session.get(DelegatedTask, task_id)
         if task is None:
             raise NotFoundError(f"no task {task_id}")
@@ -351,11 +401,13 @@ def feedback_of(svc: Deps, task_id: int) -> list[dict[str, Any]]:
         # a later answer supersedes (as in ``outcome``)
         latest = {(r.kind, r.respondent): r.id for r in sorted(rows, key=_answer_order)}
         return [
-            {"kind": r.kind, "source": r.source, "respondent": r.respondent,
-             "percent_done": r.percent_done, "on_time": r.on_time, "on_track": r.on_track,
-             "needs_help": r.needs_help, "quality": r.quality, "comment": r.comment,
-             "answered_at": r.answered_at.astimezone(tz).isoformat(timespec="minutes"),
-             "superseded": r.kind == CheckpointKind.DEAD_LINE.value
-                           and latest[(r.kind, r.respondent)] != r.id}
+            FeedbackEntry(
+                kind=r.kind, source=r.source, respondent=r.respondent,
+                percent_done=r.percent_done, on_time=r.on_time, on_track=r.on_track,
+                needs_help=r.needs_help, quality=r.quality, comment=r.comment,
+                answered_at=r.answered_at.astimezone(tz).isoformat(timespec="minutes"),
+                superseded=r.kind == CheckpointKind.DEAD_LINE.value
+                and latest[(r.kind, r.respondent)] != r.id,
+            )
             for r in rows
         ]  # fmt: skip

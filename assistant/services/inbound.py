@@ -39,7 +39,7 @@ import fcntl
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -77,18 +77,36 @@ class InboxSource(Protocol):
     def fetch_new_bodies(self, token: str | None) -> tuple[list[InboundMessage], str]: ...
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class InboxReport:
+    """What one run of the inbox did."""
+
     read: int = 0
-    answers: list[int] = field(default_factory=list)  # TaskFeedback ids
-    tasks: list[int] = field(default_factory=list)  # DelegatedTask ids, new
-    outbox_ids: list[int] = field(default_factory=list)
+    answers: tuple[int, ...] = ()  # TaskFeedback ids
+    tasks: tuple[int, ...] = ()  # DelegatedTask ids, new
+    outbox_ids: tuple[int, ...] = ()
     ignored: int = 0
     duplicates: int = 0
     busy: bool = False  # another run held the lock; nothing done
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, object]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass(slots=True)
+class InboxTally:
+    """The run's counts as its messages are handled; ``report()`` freezes them."""
+
+    read: int = 0
+    answers: list[int] = field(default_factory=list)
+    tasks: list[int] = field(default_factory=list)
+    outbox_ids: list[int] = field(default_factory=list)
+    ignored: int = 0
+    duplicates: int = 0
+
+    def report(self) -> InboxReport:
+        return InboxReport(self.read, tuple(self.answers), tuple(self.tasks),
+                           tuple(self.outbox_ids), self.ignored, self.duplicates)  # fmt: skip
 
 
 # ------------------------------------------------------------------------- the source
@@ -181,30 +199,29 @@ def _lock(folder: Path) -> Iterator[bool]:
 # ----------------------------------------------------------------------------- the run
 
 
-def process_inbox(svc: Deps, now: datetime, source: InboxSource | None = None) -> InboxReport:
+def process_inbox(deps: Deps, now: datetime, source: InboxSource | None = None) -> InboxReport:
     """Read what arrived since the stored token and act on each message; then store the
     next token. An error (database, connector) leaves the token where it was, so the next
     run reads the same messages again, and the Message-ID keys make that harmless."""
-    report = InboxReport()
-    source = source or open_inbox(svc.settings)
+    source = source or open_inbox(deps.settings)
     if source is None:
-        return report
-    warn_inbox_trust(svc.settings.inbox)
-    with _lock(svc.settings.data_dir) as mine:
+        return InboxReport()
+    warn_inbox_trust(deps.settings.inbox)
+    tally = InboxTally()
+    with _lock(deps.settings.data_dir) as mine:
         if not mine:
-            report.busy = True
-            return report
-        token = read_token(svc.settings)
+            return InboxReport(busy=True)
+        token = read_token(deps.settings)
         try:
             messages, next_token = source.fetch_new_bodies(token)
         except TokenExpired as exc:
             log.warning("inbox token no longer valid (%s): reading the folder again", exc)
             messages, next_token = source.fetch_new_bodies(None)
-        report.read = len(messages)
+        tally.read = len(messages)
         for message in messages:
-            handle_message(svc, message, now, report)
-        write_token(svc.settings, next_token)
-    return report
+            handle_message(deps, message, now, tally)
+        write_token(deps.settings, next_token)
+    return tally.report()
 
 
 _warned: list[bool] = []
@@ -237,10 +254,10 @@ def sender_unauthenticated(conf: InboxSettings, m: InboundMessage, sender: str) 
     return "" if verdict.ok else f"the sender is not authenticated ({verdict.why})"
 
 
-def handle_message(svc: Deps, m: InboundMessage, now: datetime, report: InboxReport) -> None:
+def handle_message(deps: Deps, m: InboundMessage, now: datetime, report: InboxTally) -> None:
     """Act on one message (see the module's docstring); idempotent per Message-ID."""
     sender = m.from_addr.lower()
-    ours = {a.lower() for a in (svc.settings.inbox.address, svc.settings.smtp.from_address) if a}
+    ours = {a.lower() for a in (deps.settings.inbox.address, deps.settings.smtp.from_address) if a}
     why_not = ""
     if not sender:
         why_not = "no sender"
@@ -248,24 +265,24 @@ def handle_message(svc: Deps, m: InboundMessage, now: datetime, report: InboxRep
         why_not = "our own mail"
     elif m.auto_reply:
         why_not = "an automatic message"
-    elif m.sent_at < now - timedelta(days=svc.settings.inbox.max_age_days):
+    elif m.sent_at < now - timedelta(days=deps.settings.inbox.max_age_days):
         why_not = "older than inbox.max_age_days"
     else:  # not answered when refused: a reply to a forged From is backscatter
-        why_not = sender_unauthenticated(svc.settings.inbox, m, sender)
+        why_not = sender_unauthenticated(deps.settings.inbox, m, sender)
     if why_not:
         _ignore(m, why_not, report)
         return
     refs = _refs(m)
-    answered = _answered_entry(svc, sender, refs) if refs else None
+    answered = _answered_entry(deps, sender, refs) if refs else None
     try:
-        if answered is not None and answered[0].startswith((PROMPT, ASK)):
-            _answer(svc, m, sender, answered[1], now, report)
-        elif answered is not None and answered[0].startswith(QUESTION):
-            _task_follow_up(svc, m, sender, answered[1], now, report)
+        if answered is not None and answered.key.startswith((PROMPT, ASK)):
+            _answer(deps, m, sender, answered.payload, now, report)
+        elif answered is not None and answered.key.startswith(QUESTION):
+            _task_follow_up(deps, m, sender, answered.payload, now, report)
         elif any(r.endswith("@" + MESSAGE_ID_DOMAIN) for r in refs):
             _ignore(m, "a reply to another of our messages", report)
         else:
-            _task_email(svc, m, sender, now, report)
+            _task_email(deps, m, sender, now, report)
     except (ValueError, NotFoundError) as exc:  # the message, not the system, is at fault
         log.warning("inbox: message %s from %s not used: %s", m.message_id, sender, exc)
         report.ignored += 1
@@ -281,10 +298,16 @@ def _refs(m: InboundMessage) -> list[str]:
     return list(dict.fromkeys(r for r in found if r))
 
 
-def _answered_entry(
-    svc: Deps, sender: str, refs: Sequence[str]
-) -> tuple[str, dict[str, Any]] | None:
-    """(key, payload) of our prompt or question, sent to ``sender``, that ``refs`` name.
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """Our message a reply answers: its outbox key and the payload stored with it."""
+
+    key: str
+    payload: Mapping[str, Any]
+
+
+def _answered_entry(deps: Deps, sender: str, refs: Sequence[str]) -> _Answered | None:
+    """Our prompt or question, sent to ``sender``, that ``refs`` name.
 
     The Message-ID is a hash of the outbox key (``assistant.adapters.channels.smtp``), so it is
     computed for each candidate: the entries sent to this sender, with our prefixes.
@@ -292,7 +315,7 @@ def _answered_entry(
     wanted = {r.strip("<>") for r in refs if r.endswith("@" + MESSAGE_ID_DOMAIN)}
     if not wanted:
         return None
-    with svc.uow.read() as session:
+    with deps.uow.read() as session:
         rows = session.execute(
             select(OutboxEntry.idempotency_key, OutboxEntry.payload).where(
                 func.lower(OutboxEntry.recipient) == sender,
@@ -300,7 +323,10 @@ def _answered_entry(
                 or_(*(OutboxEntry.idempotency_key.startswith(p) for p in (PROMPT, ASK, QUESTION))),
             )
         ).all()
-    by_id = {message_id_for(key).strip("<>"): (key, dict(payload or {})) for key, payload in rows}
+    by_id = {
+        message_id_for(key).strip("<>"): _Answered(key, dict(payload or {}))
+        for key, payload in rows
+    }
     for ref in refs:  # the nearest parent wins
         if ref in wanted and ref in by_id:
             return by_id[ref]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ from connectors.archive.mailbox import InboundMessage
 
 if TYPE_CHECKING:
     from assistant.services.deps import Deps
-    from assistant.services.inbound import InboxReport
+    from assistant.services.inbound import InboxTally
 
 log = logging.getLogger("assistant.services.inbound")  # the inbox's one logger
 
@@ -37,7 +38,7 @@ PROMPT = "prompt:"  # assistant.services.feedback.send_prompt's keys
 ASK = "inbox-ask:"  # our question about an unclear answer
 
 
-def _ignore(m: InboundMessage, why: str, report: InboxReport) -> None:
+def _ignore(m: InboundMessage, why: str, report: InboxTally) -> None:
     log.info("inbox: message %s from %s ignored: %s", m.message_id, m.from_addr or "-", why)
     report.ignored += 1
 
@@ -50,12 +51,12 @@ def _digest(message_id: str) -> str:
 
 
 def _answer(
-    svc: Deps,
+    deps: Deps,
     m: InboundMessage,
     sender: str,
-    payload: dict[str, Any],
+    payload: Mapping[str, Any],
     now: datetime,
-    report: InboxReport,
+    report: InboxTally,
 ) -> None:
     task_id, line = int(payload["task_id"]), str(payload["line"])
     kind = CheckpointKind(line)
@@ -63,7 +64,7 @@ def _answer(
     d = _digest(m.message_id)
     if answer.confidence is Confidence.HIGH:
         row = record_answer(
-            svc, task_id=task_id, kind=line, source="email", respondent=sender,
+            deps, task_id=task_id, kind=line, source="email", respondent=sender,
             answer=answer, dedupe_key=f"email:{d}",
         )  # fmt: skip
         if row is None:
@@ -71,7 +72,7 @@ def _answer(
         else:
             report.answers.append(row)
         return
-    with svc.uow.begin() as session:
+    with deps.uow.begin() as session:
         if session.scalars(
             select(TaskFeedback.id).where(TaskFeedback.dedupe_key == f"email:{d}")
         ).first():
@@ -83,7 +84,7 @@ def _answer(
         pair = session.get(Pair, task.pair_id)
         assert pair is not None
         lang = _lang(pair.locale, m.text)
-        link = feedback_link(svc.settings, task.id, task.deadline, line, sender)
+        link = feedback_link(deps.settings, task.id, task.deadline, line, sender)
         entry = outbox.enqueue(
             session,
             key=f"{ASK}{d}:smtp",
@@ -167,7 +168,7 @@ def _re(subject: str) -> str:
     return f"Re: {subject}" if subject else "Re:"
 
 
-def _count(entry: OutboxEntry | None, report: InboxReport) -> None:
+def _count(entry: OutboxEntry | None, report: InboxTally) -> None:
     if entry is None:
         report.duplicates += 1
     else:

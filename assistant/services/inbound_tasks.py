@@ -11,6 +11,7 @@ routes each message here is ``assistant.services.inbound``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,7 @@ from connectors.archive.mailbox import InboundMessage
 
 if TYPE_CHECKING:
     from assistant.services.deps import Deps
-    from assistant.services.inbound import InboxReport
+    from assistant.services.inbound import InboxTally
 
 QUESTION = "inbox-question:"  # our question about an unclear task email
 CONFIRM = "inbox-task:"  # the confirmation of a task made from an email
@@ -66,9 +67,9 @@ def _manager_pair(session: Session, sender: str, m: InboundMessage) -> Pair | No
 
 
 def _task_email(
-    svc: Deps, m: InboundMessage, sender: str, now: datetime, report: InboxReport
+    deps: Deps, m: InboundMessage, sender: str, now: datetime, report: InboxTally
 ) -> None:
-    with svc.uow.read() as session:
+    with deps.uow.read() as session:
         pair = _manager_pair(session, sender, m)
         if pair is None:
             _ignore(m, "not from a manager", report)
@@ -76,21 +77,21 @@ def _task_email(
         pair_id, zone, locale = pair.id, pair.timezone, pair.locale
     original = {"subject": m.subject, "text": reply_text(m.text)[:MAX_KEPT_TEXT],
                 "sent_at": m.sent_at.isoformat(), "origin": m.message_id}  # fmt: skip
-    draft = _parse(svc, original, m.text, m.sent_at, zone, locale, sender)
-    _act_on_draft(svc, m, sender, pair_id, draft, original, now, report)
+    draft = _parse(deps, original, m.text, m.sent_at, zone, locale, sender)
+    _act_on_draft(deps, m, sender, pair_id, draft, original, now, report)
 
 
 def _task_follow_up(
-    svc: Deps,
+    deps: Deps,
     m: InboundMessage,
     sender: str,
-    payload: dict[str, Any],
+    payload: Mapping[str, Any],
     now: datetime,
-    report: InboxReport,
+    report: InboxTally,
 ) -> None:
     """The manager answered our question about a task email: read the email again with
     the answer as its deadline (or, for a "yes", with the deadline we proposed)."""
-    with svc.uow.read() as session:
+    with deps.uow.read() as session:
         pair = session.get(Pair, int(payload["pair_id"]))
         if pair is None:
             raise NotFoundError("the pair of that task email is gone")
@@ -100,7 +101,7 @@ def _task_follow_up(
     first_sent = datetime.fromisoformat(str(payload["sent_at"]))
     proposed = payload.get("deadline")
     if _YES.match(said) and proposed:
-        draft = _parse(svc, original, original["text"], first_sent, zone, locale, sender)
+        draft = _parse(deps, original, original["text"], first_sent, zone, locale, sender)
         draft = replace(draft, deadline=datetime.fromisoformat(proposed), question=None,
                         confidence=Confidence.HIGH)  # fmt: skip
         if not draft.title:
@@ -108,14 +109,16 @@ def _task_follow_up(
     else:
         subject = original["subject"] if payload.get("title") else said
         body = f"Deadline: {said}\n{original['text']}" if payload.get("title") else original["text"]
-        draft = _parse(svc, {**original, "subject": subject}, body, m.sent_at, zone, locale, sender)
+        draft = _parse(
+            deps, {**original, "subject": subject}, body, m.sent_at, zone, locale, sender
+        )
         if draft.question is None and draft.deadline is not None:
             draft = replace(draft, term_start=min(draft.term_start, first_sent))
-    _act_on_draft(svc, m, sender, int(payload["pair_id"]), draft, original, now, report)
+    _act_on_draft(deps, m, sender, int(payload["pair_id"]), draft, original, now, report)
 
 
 def _parse(
-    svc: Deps,
+    deps: Deps,
     original: dict[str, Any],
     body: str,
     sent_at: datetime,
@@ -124,7 +127,7 @@ def _parse(
     sender: str,
 ) -> TaskDraft:
     lang = _lang(locale, f"{original['subject']}\n{body}")
-    ignore = [sender, svc.settings.inbox.address, svc.settings.smtp.from_address]
+    ignore = [sender, deps.settings.inbox.address, deps.settings.smtp.from_address]
     return parse_task_email(
         str(original["subject"]),
         body,
@@ -136,18 +139,18 @@ def _parse(
 
 
 def _act_on_draft(
-    svc: Deps,
+    deps: Deps,
     m: InboundMessage,
     sender: str,
     pair_id: int,
     draft: TaskDraft,
     original: dict[str, Any],
     now: datetime,
-    report: InboxReport,
+    report: InboxTally,
 ) -> None:
     lang = _lang("", f"{original['subject']}\n{original['text']}")
     if draft.question is not None:
-        with svc.uow.begin() as session:
+        with deps.uow.begin() as session:
             entry = outbox.enqueue(
                 session,
                 key=f"{QUESTION}{_digest(m.message_id)}:smtp",
@@ -166,7 +169,7 @@ def _act_on_draft(
         _count(entry, report)
         return
     assert draft.deadline is not None
-    task_id = _create_confirmed(svc, sender, pair_id, draft, original, m, now, lang)
+    task_id = _create_confirmed(deps, sender, pair_id, draft, original, m, now, lang)
     if task_id is None:
         report.duplicates += 1
     else:
@@ -178,7 +181,7 @@ class _AlreadyDone(Exception):
 
 
 def _create_confirmed(
-    svc: Deps,
+    deps: Deps,
     sender: str,
     pair_id: int,
     draft: TaskDraft,
@@ -198,7 +201,7 @@ def _create_confirmed(
     if draft.deadline <= draft.term_start:
         raise ValueError("the deadline must be after the start of the term")
     try:
-        with svc.uow.begin() as session:
+        with deps.uow.begin() as session:
             if session.scalars(
                 select(OutboxEntry.id).where(OutboxEntry.idempotency_key == key)
             ).first():
@@ -217,7 +220,7 @@ def _create_confirmed(
             )  # fmt: skip
             session.add(task)
             session.flush()
-            delegation.ensure_checkpoints(session, task, pair, svc)
+            delegation.ensure_checkpoints(session, task, pair, deps)
             session.flush()
             subject, body = _confirmation_text(lang, task, pair, draft)
             entry = outbox.enqueue(

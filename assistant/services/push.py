@@ -5,7 +5,8 @@ subscription (Graph) or watch channel (Google) that points at ``/push/graph`` or
 ``/push/google`` under that URL. Its id, secret (Graph's clientState, Google's channel
 token), expiry and address (and Google's resourceId, needed to stop it) are kept in
 ``Account.sync_state["push"]``, beside the sync service's keys, always read and written
-in one locked transaction so that neither side loses the other's keys.
+in one locked transaction so that neither side loses the other's keys
+(``assistant.services.push_state``).
 
 * :func:`ensure_push` creates one, renews it when less than a day is left (Graph: PATCH;
   Google: a new channel, stored, then the old one stopped) or replaces it when the
@@ -42,6 +43,16 @@ from urllib.parse import urlsplit
 from sqlalchemy import or_, select
 
 from assistant.services.accounts import token_keeper
+from assistant.services.push_state import (
+    clear_pending,
+    load_entry,
+    locked_account,
+    push_of,
+    record_failure,
+    set_pending,
+    store_entry,
+    stored_time,
+)
 from assistant.store.tables import Account
 from connectors.base import ConnectorError, NotFound
 
@@ -68,11 +79,10 @@ class PushSignal:
     kind: SignalKind
     subscription_id: str  # the Graph subscription or the Google channel
 
+
 PUSH_PROVIDERS = ("graph", "google")
 PATHS = {"graph": "/push/graph", "google": "/push/google"}
 RENEW_BEFORE = timedelta(days=1)  # as connectors.graph.push / google_push renew
-RETRY_FIRST = timedelta(minutes=1)
-RETRY_MAX = timedelta(hours=1)
 SYNC_KINDS = frozenset({"change", "exists", "not_exists", "sync", "missed"})
 
 Action = Literal[
@@ -90,7 +100,7 @@ class PushOutcome:
     expires: datetime | None = None
     note: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "account_id": self.account_id,
             "action": self.action,
@@ -159,7 +169,7 @@ class DbDirectory:
                 )
             ).all()
         for account_id, state in rows:
-            push = _push_of(state)
+            push = push_of(state)
             for entry in (push, push.get("pending")):
                 if isinstance(entry, Mapping) and entry.get("id") == ident and entry.get("secret"):
                     return account_id, str(entry["secret"])
@@ -170,7 +180,7 @@ class DbDirectory:
 
 
 def ensure_push(
-    svc: Deps,
+    deps: Deps,
     account_id: int,
     now: datetime,
     *,
@@ -184,36 +194,36 @@ def ensure_push(
     Without a usable ``web.public_url`` this is :func:`drop_push`. Raises ConnectorError
     (or a settings error), recorded on the entry with the time of the next attempt.
     """
-    loaded = _load(svc.uow, account_id)
+    loaded = load_entry(deps.uow, account_id)
     if loaded is None:
         return PushOutcome(account_id, "skipped", note="no such account")
     provider, conf, stored = loaded
     if provider not in PUSH_PROVIDERS:
         return PushOutcome(account_id, "skipped", note=f"{provider} has no webhook push")
-    address = push_address(svc.settings, provider)
+    address = push_address(deps.settings, provider)
     if address is None:
-        return drop_push(svc, account_id)
-    timeout = svc.settings.sync.http_timeout_seconds
+        return drop_push(deps, account_id)
+    timeout = deps.settings.sync.http_timeout_seconds
     try:
         if provider == "graph":
-            with _graph(conf, timeout, token_keeper(svc, account_id)) as calendar:
-                return _ensure_graph(svc.uow, account_id, calendar, address, stored, now,
+            with _graph(conf, timeout, token_keeper(deps, account_id)) as calendar:
+                return _ensure_graph(deps.uow, account_id, calendar, address, stored, now,
                                      renew=renew, recreate=recreate)  # fmt: skip
         calendar_g = _google(conf, timeout)
-        return _ensure_google(svc.uow, account_id, calendar_g, address, stored, now,
+        return _ensure_google(deps.uow, account_id, calendar_g, address, stored, now,
                               renew=renew, recreate=recreate)  # fmt: skip
     except Exception as exc:  # a provider's refusal, or settings that do not open
-        _record_failure(svc.uow, account_id, exc, now)
+        record_failure(deps.uow, account_id, exc, now)
         raise
 
 
-def drop_push(svc: Deps, account_id: int) -> PushOutcome:
+def drop_push(deps: Deps, account_id: int) -> PushOutcome:
     """Delete the subscription (stop the channel) at the provider, then forget it.
 
     Called when ``web.public_url`` is unset, and before an account is removed. A
     subscription the provider no longer has counts as deleted.
     """
-    loaded = _load(svc.uow, account_id)
+    loaded = load_entry(deps.uow, account_id)
     if loaded is None:
         return PushOutcome(account_id, "skipped", note="no such account")
     provider, conf, stored = loaded
@@ -221,26 +231,26 @@ def drop_push(svc: Deps, account_id: int) -> PushOutcome:
         return PushOutcome(account_id, "none")
     ident = str(stored.get("id") or "")
     stale = list(stored.get("stale") or [])
-    timeout = svc.settings.sync.http_timeout_seconds
+    timeout = deps.settings.sync.http_timeout_seconds
     try:
         if provider == "graph" and ident:
-            with _graph(conf, timeout, token_keeper(svc, account_id)) as calendar:
+            with _graph(conf, timeout, token_keeper(deps, account_id)) as calendar:
                 _graph_subs(calendar, str(stored.get("address") or "")).delete(_graph_sub(stored))
         elif provider == "google" and (ident or stale):
             watches = _watches(_google(conf, timeout), str(stored.get("address") or ""))
             for entry in ([stored] if ident else []) + stale:
                 watches.stop(_google_channel(entry))
     except Exception as exc:
-        _record_failure(svc.uow, account_id, exc, svc.now())
+        record_failure(deps.uow, account_id, exc, deps.now())
         raise
-    with _locked(svc.uow, account_id) as account:
-        if account is not None and str(_push_of(account.sync_state).get("id") or "") == ident:
+    with locked_account(deps.uow, account_id) as account:
+        if account is not None and str(push_of(account.sync_state).get("id") or "") == ident:
             account.sync_state = {k: v for k, v in account.sync_state.items() if k != "push"}
     return PushOutcome(account_id, "dropped" if ident else "none", ident)
 
 
 def handle_signal(
-    svc: Deps,
+    deps: Deps,
     signal: PushSignal,
     queue_sync: Callable[[int], object],
     now: datetime | None = None,
@@ -252,23 +262,23 @@ def handle_signal(
     subscriptionRemoved → a new subscription, then a sync (changes made meanwhile).
     A lifecycle event for a subscription we no longer hold only queues a sync.
     """
-    now = now or svc.now()
+    now = now or deps.now()
     account_id = signal.account_id
     if signal.kind in SYNC_KINDS:
         queue_sync(account_id)
         return "sync"
-    loaded = _load(svc.uow, account_id)
+    loaded = load_entry(deps.uow, account_id)
     if loaded is None:
         return "no such account"
     if str(loaded[2].get("id") or "") != signal.subscription_id:
         queue_sync(account_id)
         return "sync (not the stored subscription)"
     if signal.kind == "reauthorizationRequired":
-        outcome = ensure_push(svc, account_id, now, renew=True)
+        outcome = ensure_push(deps, account_id, now, renew=True)
         return outcome.action
     if signal.kind == "subscriptionRemoved":
         try:
-            outcome = ensure_push(svc, account_id, now, recreate=True)
+            outcome = ensure_push(deps, account_id, now, recreate=True)
         finally:
             queue_sync(account_id)
         return outcome.action
@@ -277,7 +287,7 @@ def handle_signal(
     return "sync"
 
 
-def accounts_due(svc: Deps, now: datetime) -> tuple[list[int], list[int]]:
+def accounts_due(deps: Deps, now: datetime) -> tuple[list[int], list[int]]:
     """(accounts to ensure, accounts to drop) for the once-a-minute upkeep.
 
     To ensure, when webhooks are on: Graph and Google calendars without a subscription
@@ -285,8 +295,8 @@ def accounts_due(svc: Deps, now: datetime) -> tuple[list[int], list[int]]:
     To drop, when they are off: those that still have one. An account whose last
     attempt failed waits until its ``retry_at``.
     """
-    base = push_base(svc.settings)
-    with svc.uow.read() as session:
+    base = push_base(deps.settings)
+    with deps.uow.read() as session:
         rows = session.execute(
             select(Account.id, Account.provider, Account.sync_state)
             .where(Account.kind == "calendar", Account.provider.in_(PUSH_PROVIDERS))
@@ -295,15 +305,15 @@ def accounts_due(svc: Deps, now: datetime) -> tuple[list[int], list[int]]:
     ensure: list[int] = []
     drop: list[int] = []
     for account_id, provider, state in rows:
-        push = _push_of(state)
-        retry_at = _time(push.get("retry_at"))
+        push = push_of(state)
+        retry_at = stored_time(push.get("retry_at"))
         if retry_at is not None and retry_at > now:
             continue
         if base is None:
             if push.get("id") or push.get("stale"):
                 drop.append(account_id)
             continue
-        expires = _time(push.get("expires"))
+        expires = stored_time(push.get("expires"))
         if (
             not push.get("id")
             or expires is None
@@ -353,7 +363,7 @@ def _ensure_graph(
         "address": address,
         "resource": fresh.resource,
     }
-    if not _store(uow, account_id, base_id, entry):
+    if not store_entry(uow, account_id, base_id, entry):
         if fresh.id != base_id:  # another ensure stored its own meanwhile: ours goes
             _quietly(lambda: subs.delete(fresh), account_id, "delete a spare subscription")
         return PushOutcome(account_id, "superseded", note="another subscription was stored")
@@ -376,7 +386,7 @@ def _graph_sub(stored: Mapping[str, Any]) -> GraphSubscription:
         id=str(stored["id"]),
         resource=str(stored.get("resource") or ""),
         client_state=str(stored.get("secret") or ""),
-        expires=_time(stored.get("expires")) or datetime.min.replace(tzinfo=UTC),
+        expires=stored_time(stored.get("expires")) or datetime.min.replace(tzinfo=UTC),
     )
 
 
@@ -419,12 +429,12 @@ def _ensure_google(
         _stop_stale(uow, account_id, watches, stale)
         return PushOutcome(account_id, "kept", current.id, current.expires)
     channel_id, token = str(uuid.uuid4()), secrets.token_urlsafe(32)
-    if not _set_pending(uow, account_id, base_id, channel_id, token):
+    if not set_pending(uow, account_id, base_id, channel_id, token):
         return PushOutcome(account_id, "superseded", note="the stored channel changed")
     try:
         fresh = watches.start(now, channel_id=channel_id, token=token)
     except BaseException:
-        _clear_pending(uow, account_id, channel_id)
+        clear_pending(uow, account_id, channel_id)
         raise
     entry = {
         "provider": "google",
@@ -434,7 +444,7 @@ def _ensure_google(
         "address": fresh.address or address,
         "resource_id": fresh.resource_id,
     }
-    if not _store(uow, account_id, base_id, entry, pending_id=channel_id):
+    if not store_entry(uow, account_id, base_id, entry, pending_id=channel_id):
         _quietly(lambda: watches.stop(fresh), account_id, "stop a spare channel")
         return PushOutcome(account_id, "superseded", note="another channel was stored")
     if current is not None and live:  # the old one goes only once the new one is stored
@@ -460,9 +470,9 @@ def _stop_stale(
                         account_id, channel.id, exc)  # fmt: skip
             left.append({"id": channel.id, "resource_id": channel.resource_id,
                          "expires": channel.expires.isoformat()})  # fmt: skip
-    with _locked(uow, account_id) as account:
+    with locked_account(uow, account_id) as account:
         if account is not None:
-            push = dict(_push_of(account.sync_state))
+            push = dict(push_of(account.sync_state))
             if left:
                 push["stale"] = left
             else:
@@ -483,7 +493,7 @@ def _google_channel(stored: Mapping[str, Any]) -> GoogleChannel:
         id=str(stored["id"]),
         resource_id=str(stored.get("resource_id") or ""),
         token=str(stored.get("secret") or ""),
-        expires=_time(stored.get("expires")) or datetime.min.replace(tzinfo=UTC),
+        expires=stored_time(stored.get("expires")) or datetime.min.replace(tzinfo=UTC),
         address=str(stored.get("address") or ""),
     )
 
@@ -495,105 +505,6 @@ def _google(conf: Mapping[str, Any], timeout: float) -> GoogleCalendar:
     calendar = open_calendar("google", conf, timeout=timeout)
     assert isinstance(calendar, GoogleCalendar)
     return calendar
-
-
-# ----------------------------------------------------------------------- the store
-
-
-def _load(uow: UnitOfWork, account_id: int) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
-    """(provider, settings, stored push entry) of an account, or None."""
-    with uow.read() as session:
-        account = session.get(Account, account_id)
-        if account is None:
-            return None
-        return account.provider, dict(account.settings), dict(_push_of(account.sync_state))
-
-
-@contextmanager
-def _locked(uow: UnitOfWork, account_id: int) -> Iterator[Account | None]:
-    """The account row, locked for update, in a transaction that commits on success."""
-    with uow.begin() as session:
-        stmt = select(Account).where(Account.id == account_id).with_for_update()
-        yield session.scalars(stmt).one_or_none()
-
-
-def _store(
-    uow: UnitOfWork,
-    account_id: int,
-    base_id: str,
-    entry: dict[str, Any],
-    *,
-    pending_id: str | None = None,
-) -> bool:
-    """Store ``entry`` if the stored one is still ``base_id`` (and ``pending_id`` ours)."""
-    with _locked(uow, account_id) as account:
-        if account is None:
-            return False
-        push = _push_of(account.sync_state)
-        if str(push.get("id") or "") != base_id:
-            return False
-        pending = push.get("pending")
-        if pending_id is not None and (
-            not isinstance(pending, Mapping) or pending.get("id") != pending_id
-        ):
-            return False
-        if push.get("stale"):
-            entry = {**entry, "stale": push["stale"]}
-        account.sync_state = {**account.sync_state, "push": entry}
-        return True
-
-
-def _set_pending(
-    uow: UnitOfWork, account_id: int, base_id: str, channel_id: str, token: str
-) -> bool:
-    with _locked(uow, account_id) as account:
-        if account is None:
-            return False
-        push = dict(_push_of(account.sync_state))
-        if str(push.get("id") or "") != base_id:
-            return False
-        push["pending"] = {"id": channel_id, "secret": token}
-        account.sync_state = {**account.sync_state, "push": push}
-        return True
-
-
-def _clear_pending(uow: UnitOfWork, account_id: int, channel_id: str) -> None:
-    with _locked(uow, account_id) as account:
-        if account is None:
-            return
-        push = dict(_push_of(account.sync_state))
-        pending = push.get("pending")
-        if isinstance(pending, Mapping) and pending.get("id") == channel_id:
-            push.pop("pending")
-            account.sync_state = {**account.sync_state, "push": push}
-
-
-def _record_failure(uow: UnitOfWork, account_id: int, exc: Exception, now: datetime) -> None:
-    """Note the failure on the entry; the upkeep tries again after a growing pause."""
-    log.warning("push for account %s: %s", account_id, exc)
-    with _locked(uow, account_id) as account:
-        if account is None:
-            return
-        push = dict(_push_of(account.sync_state))
-        failures = int(push.get("failures") or 0) + 1
-        pause = min(RETRY_MAX, RETRY_FIRST * 2 ** min(failures - 1, 16))
-        push.update(failures=failures, error=str(exc)[:300], retry_at=(now + pause).isoformat())
-        account.sync_state = {**account.sync_state, "push": push}
-
-
-def _push_of(state: Any) -> Mapping[str, Any]:
-    push = state.get("push") if isinstance(state, Mapping) else None
-    return push if isinstance(push, Mapping) else {}
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _quietly(call: Callable[[], object], account_id: int, what: str) -> None:

@@ -1,12 +1,42 @@
-"""Conversions between stored snapshot rows and EventData (no session handling here)."""
+"""EventData and its stored forms, one conversion each way (no session handling here).
+
+Two stored forms: the snapshot row (``to_row``/``from_row``, what the last sync saw) and
+the JSON record kept with each detected change (``to_json``/``from_json``; also what a
+webhook carries, through ``assistant.domain.privacy``). Both encode attendees the same
+way, ``[email, response, name, required]``, in the event's own order (``_attendees``);
+reading accepts the rows written before that (``[email, name, response, required]``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from assistant.domain.model import Attendee, EventData, EventStatus, Response
 from assistant.store.tables import EventSnapshot
+
+_RESPONSES = frozenset(r.value for r in Response)
+
+
+def _attendees(event: EventData) -> list[list[Any]]:
+    """The one encoding of an event's attendees, for rows and JSON alike."""
+    return [[a.email, a.response.value, a.name, a.required] for a in event.attendees]
+
+
+def _attendee(a: Sequence[Any]) -> Attendee:
+    """One encoded attendee back: ``[email, response, name, required]`` (name and
+    required optional), or a row written before the encodings were one
+    (``[email, name, response, required]``: the response is then third)."""
+    name, response = (a[2] if len(a) > 2 else ""), a[1]
+    if len(a) > 2 and a[1] not in _RESPONSES and a[2] in _RESPONSES:
+        name, response = a[1], a[2]
+    required = bool(a[3]) if len(a) > 3 else True
+    return Attendee(email=a[0], name=name, response=Response(response), required=required)
+
+
+def _attendees_of(raw: Iterable[Sequence[Any]]) -> tuple[Attendee, ...]:
+    return tuple(_attendee(a) for a in raw)
 
 
 def to_row(account_id: int, event: EventData, seen_at: Any) -> EventSnapshot:
@@ -26,7 +56,7 @@ def to_row(account_id: int, event: EventData, seen_at: Any) -> EventSnapshot:
         location=event.location,
         description=event.description,
         organizer=event.organizer,
-        attendees=[[a.email, a.name, a.response.value, a.required] for a in event.attendees],
+        attendees=_attendees(event),
         busy=event.busy,
         private=event.private,
         online_meeting_url=event.online_meeting_url,
@@ -53,10 +83,7 @@ def from_row(row: EventSnapshot) -> EventData:
         location=row.location,
         description=row.description,
         organizer=row.organizer,
-        attendees=tuple(
-            Attendee(email=a[0], name=a[1], response=Response(a[2]), required=bool(a[3]))
-            for a in row.attendees
-        ),
+        attendees=_attendees_of(row.attendees),
         busy=row.busy,
         private=row.private,
         online_meeting_url=row.online_meeting_url,
@@ -91,18 +118,13 @@ def to_json(event: EventData) -> dict[str, Any]:
         "private": event.private,
         "categories": list(event.categories),
         "modified_by": event.modified_by,
-        "attendees": [[a.email, a.response.value, a.name, a.required] for a in event.attendees],
+        "attendees": _attendees(event),
     }
 
 
 def from_json(data: dict[str, Any]) -> EventData:
     def day(value: Any) -> date | None:
         return date.fromisoformat(value) if value else None
-
-    def attendee(a: list[Any]) -> Attendee:
-        name = a[2] if len(a) > 2 else ""
-        required = bool(a[3]) if len(a) > 3 else True
-        return Attendee(email=a[0], response=Response(a[1]), name=name, required=required)
 
     return EventData(
         uid=data["uid"],
@@ -118,7 +140,7 @@ def from_json(data: dict[str, Any]) -> EventData:
         location=data.get("location", ""),
         description=data.get("description", ""),
         organizer=data.get("organizer", ""),
-        attendees=tuple(attendee(a) for a in data.get("attendees", [])),
+        attendees=_attendees_of(data.get("attendees", [])),
         busy=bool(data.get("busy", True)),
         private=bool(data.get("private", False)),
         online_meeting_url=data.get("online_meeting_url", ""),

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from assistant.bootstrap import Service, build
 from assistant.entrypoints.embedded import EmbeddedRadicale
 from assistant.entrypoints.runner import start_consumer
-from assistant.services import delegation
+from assistant.services import delegation, delegation_views
 from assistant.services.pairs import add_account, add_pair
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Checkpoint, OutboxEntry
@@ -253,10 +253,10 @@ def test_a_prompt_reaches_the_manager_and_its_link_is_answered(world: Slice) -> 
     })  # fmt: skip
     assert answer.status_code == 200
     assert client.get(f"/feedback/{path[:-2]}zz").status_code == 403
-    view = delegation.task_view(world.svc, task.id)
-    assert view["state"] == "in_progress"
+    view = delegation_views.task_view(world.svc, task.id)
+    assert view.state == "in_progress"
     # A second run of the same prompt sends nothing more.
     world.run(world.jobs.checkpoint_prompt(red_id, red_start))
     world.run(world.jobs.drain_outbox())
     assert len(world.smtp.messages) == 2
-    assert score(world.svc, world.pair_id)["open"] == 1
+    assert score(world.svc, world.pair_id).open == 1

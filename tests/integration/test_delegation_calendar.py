@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from assistant.bootstrap import Service
 from assistant.entrypoints.embedded import EmbeddedRadicale
-from assistant.services import delegation
+from assistant.services import delegation, delegation_views
 from assistant.services.pairs import add_account, add_pair
 from assistant.services.sync import SyncPolicy, sync_calendar
 from assistant.store.db import UnitOfWork
@@ -117,9 +117,9 @@ def test_the_manager_moves_a_checkpoint_and_the_task_follows(desk: Desk) -> None
     assert desk.sync() == 0
     state, start = desk.checkpoints()["red_line"]
     assert (state, start) == ("pinned", local(26, 8).astimezone(UTC))
-    view = delegation.task_view(desk.svc, task_id)
-    red = next(c for c in view["checkpoints"] if c["kind"] == "red_line")
-    assert red["line_at"].startswith("2026-11-26T08:00")
+    view = delegation_views.task_view(desk.svc, task_id)
+    red = next(c for c in view.checkpoints if c.kind == "red_line")
+    assert red.line_at is not None and red.line_at.startswith("2026-11-26T08:00")
     # Writing again does not drag it back; a later deadline keeps the manager's Red Line.
     assert delegation.reconcile_checkpoints(desk.svc, task_id).written == []
     delegation.update_task(desk.svc, task_id, deadline=local(30, 17))

@@ -81,11 +81,11 @@ def test_a_dead_line_answer_is_stored_accepts_the_task_and_counts(svc: Service) 
     assert page.headers["referrer-policy"] == "no-referrer"
     assert answer(c, url, percent_done="90", on_time="yes", quality="solid", comment="Great") == 200
     [row] = feedback.feedback_of(svc, tid)
-    assert (row["percent_done"], row["on_time"], row["source"]) == (90, True, "web")
+    assert (row.percent_done, row.on_time, row.source) == (90, True, "web")
     with svc.uow.read() as s:
         assert s.get(DelegatedTask, tid).state == "accepted"  # type: ignore[union-attr]
     score = feedback.score(svc, "alex")
-    assert (score["accepted"], score["good"], score["share"]) == (1, 1, 1.0)
+    assert (score.accepted, score.good, score.share) == (1, 1, 1.0)
 
 
 def test_the_same_form_twice_is_one_answer(svc: Service) -> None:
@@ -99,7 +99,7 @@ def test_the_same_form_twice_is_one_answer(svc: Service) -> None:
     assert c.post(path(url), data=form).status_code == 200
     rows = feedback.feedback_of(svc, tid)
     assert len(rows) == 1
-    assert (rows[0]["on_track"], rows[0]["needs_help"]) == (False, True)
+    assert (rows[0].on_track, rows[0].needs_help) == (False, True)
     with svc.uow.read() as s:
         assert s.get(DelegatedTask, tid).state == "in_progress"  # type: ignore[union-attr]
 
@@ -160,11 +160,11 @@ def test_score_per_manager_and_delegate(svc: Service) -> None:
         )  # fmt: skip
     task(svc, "E")  # still open
     score = feedback.score(svc, "alex")
-    assert (score["accepted"], score["good"], score["open"]) == (4, 2, 1)
-    assert score["share"] == pytest.approx(0.5)
-    assert score["good_delegation"] is False
-    per = {d["delegate"]: d for d in score["delegates"]}
-    assert per["kim@example.com"]["share"] == pytest.approx(0.5)
-    assert per["sam@example.com"]["mean_percent"] == pytest.approx(80)
+    assert (score.accepted, score.good, score.open) == (4, 2, 1)
+    assert score.share == pytest.approx(0.5)
+    assert score.good_delegation is False
+    per = {d.delegate: d for d in score.delegates}
+    assert per["kim@example.com"].share == pytest.approx(0.5)
+    assert per["sam@example.com"].mean_percent == pytest.approx(80)
     with svc.uow.read() as s:
         assert len(s.scalars(select(TaskFeedback)).all()) == 4

@@ -169,7 +169,7 @@ def test_a_task_email_makes_a_task_with_two_lines_and_a_confirmation(
                        "Result: 12 slides\nMeasure: approved by the CFO\n")  # fmt: skip
     report = run(svc)
     [task] = tasks(svc)
-    assert report.tasks == [task.id] and report.ignored == 0
+    assert report.tasks == (task.id,) and report.ignored == 0
     assert task.title == "Board deck for the investors"
     assert task.deadline.astimezone(BERLIN) == datetime(2026, 11, 27, 17, 0, tzinfo=BERLIN)
     assert (task.delegator, task.delegate) == (MANAGER, ASSISTANT)  # the pair's assistant
@@ -211,7 +211,7 @@ def test_an_unclear_deadline_is_asked_back_and_the_answer_completes_the_task(
     mid = deliver(mailbox, sender=MANAGER, subject="Budget review",
                   body="Please do the budget review by next Friday.")  # fmt: skip
     report = run(svc)
-    assert report.tasks == [] and tasks(svc) == []
+    assert report.tasks == () and tasks(svc) == []
     [question] = smtp_server.wait_for(1)
     assert question.rcpt_tos == [MANAGER]
     assert question.message["In-Reply-To"] == f"<{mid}>"
@@ -236,7 +236,7 @@ def test_mail_from_anyone_else_is_ignored_and_never_answered(
             body="Pay the invoice by Friday 17:00.")  # fmt: skip
     deliver(mailbox, sender=ASSISTANT, subject="Not a manager", body="Book it by Friday 17:00.")
     report = run(svc)
-    assert (report.read, report.ignored, report.tasks, report.outbox_ids) == (2, 2, [], [])
+    assert (report.read, report.ignored, report.tasks, report.outbox_ids) == (2, 2, (), ())
     assert tasks(svc) == [] and answers(svc) == []
     with svc.uow.read() as s:
         assert s.scalars(select(OutboxEntry)).all() == []
@@ -254,7 +254,7 @@ def test_with_a_trusted_server_named_a_forged_from_creates_nothing(
             authentication_results=(forged, "mx.service.test; dmarc=pass"))  # fmt: skip
     deliver(mailbox, sender=MANAGER, subject="No verdict at all", body="By Friday 17:00.")
     report = run(svc)
-    assert (report.read, report.ignored, report.tasks, report.outbox_ids) == (2, 2, [], [])
+    assert (report.read, report.ignored, report.tasks, report.outbox_ids) == (2, 2, (), ())
     assert tasks(svc) == [] and smtp_server.messages == [], "nothing made, nothing answered"
     genuine = ("mx.service.test; dkim=pass header.d=example.com header.s=k1; "
                "dmarc=pass header.from=example.com")  # fmt: skip
@@ -262,7 +262,7 @@ def test_with_a_trusted_server_named_a_forged_from_creates_nothing(
             authentication_results=(genuine,))  # fmt: skip
     report = run(svc)
     [task] = tasks(svc)
-    assert report.tasks == [task.id] and task.title == "Board deck"
+    assert report.tasks == (task.id,) and task.title == "Board deck"
     assert len(smtp_server.wait_for(1)) == 1  # the confirmation
 
 
@@ -277,7 +277,7 @@ def test_the_same_message_twice_acts_once(
     assert (len(first.tasks), first.duplicates) == (1, 1)
     (svc.settings.data_dir / TOKEN_FILE).unlink()  # the token lost: everything read again
     again = run(svc)
-    assert (again.read, again.tasks, again.duplicates) == (2, [], 2)
+    assert (again.read, again.tasks, again.duplicates) == (2, (), 2)
     assert len(tasks(svc)) == 1
     assert len(smtp_server.wait_for(1)) == 1
     assert run(svc).read == 0, "with the token, nothing new"
@@ -303,7 +303,7 @@ def inbound(mid: str, text: str, subject: str = "Plan", reply_to: str = "") -> I
 def test_a_yes_confirms_the_deadline_proposed(svc: Service) -> None:
     source = Listed(inbound("q1@example.com", "Plan the offsite, 4 December would be great."))
     report = process_inbox(svc, NOW, source)
-    assert report.tasks == [] and len(report.outbox_ids) == 1
+    assert report.tasks == () and len(report.outbox_ids) == 1
     with svc.uow.read() as s:
         question = s.get(OutboxEntry, report.outbox_ids[0])
         assert question is not None
@@ -341,7 +341,7 @@ def test_a_red_line_reply_is_stored(
             in_reply_to=str(prompt.message["Message-ID"]))  # fmt: skip
     report = run(svc)
     [row] = answers(svc)
-    assert report.answers == [row.id]
+    assert report.answers == (row.id,)
     assert (row.kind, row.source, row.respondent) == ("red_line", "email", MANAGER)
     assert (row.percent_done, row.on_track, row.needs_help) == (80, True, False)
     assert row.comment == "80%, on track"
@@ -376,7 +376,7 @@ def test_a_dead_line_reply_from_the_manager_accepts_the_task(
     assert (row.percent_done, row.on_time, row.kind) == (100, True, "dead_line")
     [task] = tasks(svc)
     assert task.state == "accepted"
-    assert feedback.score(svc, "alex")["good"] == 1
+    assert feedback.score(svc, "alex").good == 1
 
 
 def test_an_unclear_reply_is_asked_back_not_stored(

@@ -46,9 +46,9 @@ def post_answer(c: TestClient, path: str, **fields: str) -> int:
     return c.post(path, data={"csrf": csrf, **fields}).status_code
 
 
-def dead_line_rows(world: World) -> list[dict[str, object]]:
+def dead_line_rows(world: World) -> list[feedback.FeedbackEntry]:
     rows = feedback.feedback_of(world.svc, world.alpha.task_id)
-    return [r for r in rows if r["kind"] == "dead_line"]
+    return [r for r in rows if r.kind == "dead_line"]
 
 
 def api_token(c: TestClient) -> str:
@@ -61,15 +61,15 @@ def test_a_recorded_dead_line_answer_cannot_be_replayed_through_the_link(world: 
     link = dead_line_link(world)
     c = world.client()
     assert post_answer(c, link, percent_done="90", on_time="yes", comment="Great") == 200
-    assert feedback.score(world.svc, world.alpha.id)["good"] == 1
+    assert feedback.score(world.svc, world.alpha.id).good == 1
     # The same link again, with another answer (the cookie from before still in hand).
     csrf = c.cookies.get("fb_csrf")
     replay = c.post(link, data={"csrf": csrf, "percent_done": "10", "on_time": "no"})
     assert replay.status_code == 409
     assert "recorded" in replay.text and "90 %" in replay.text
     [row] = dead_line_rows(world)
-    assert (row["percent_done"], row["on_time"]) == (90, True)
-    assert feedback.score(world.svc, world.alpha.id)["good"] == 1
+    assert (row.percent_done, row.on_time) == (90, True)
+    assert feedback.score(world.svc, world.alpha.id).good == 1
     # Opening it shows the answer, read only: no form to send.
     shown = c.get(link)
     assert shown.status_code == 200 and "90 %" in shown.text and "Great" in shown.text
@@ -101,11 +101,11 @@ def test_the_manager_corrects_an_answer_signed_in_and_the_first_stays_as_history
     r = manager.post(url, json=body, headers={"X-CSRF-Token": token})
     assert r.status_code == 200, r.text
     first, second = dead_line_rows(world)
-    assert (first["percent_done"], first["superseded"]) == (90, True)
-    assert (second["percent_done"], second["on_time"], second["superseded"]) == (50, False, False)
-    assert second["source"] == "manager"
+    assert (first.percent_done, first.superseded) == (90, True)
+    assert (second.percent_done, second.on_time, second.superseded) == (50, False, False)
+    assert second.source == "manager"
     score = feedback.score(world.svc, world.alpha.id)
-    assert (score["accepted"], score["good"]) == (1, 0)
+    assert (score.accepted, score.good) == (1, 0)
     # The link now shows the corrected answer and still cannot change it.
     assert "50 %" in world.client().get(link).text
     # Another pair's task is not reachable through this pair.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +16,9 @@ from assistant.entrypoints.cli.common import (
     service,
     table,
 )
+
+if TYPE_CHECKING:
+    from assistant.services.delegation_views import TaskView
 
 task_app = typer.Typer(help="Delegated tasks and their Red Line / Dead Line.", no_args_is_help=True)
 
@@ -36,7 +39,7 @@ def task_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Delegate a task: its Red Line and Dead Line go into the manager's calendar."""
-    from assistant.services import delegation
+    from assistant.services import delegation, delegation_views
 
     if not deadline:
         raise UserError("a task needs --deadline")
@@ -55,9 +58,9 @@ def task_add(
             why=why,
         )
         report = delegation.reconcile_checkpoints(svc, task.id)
-        shown = delegation.task_view(svc, task.id)
+        shown = delegation_views.task_view(svc, task.id)
     if as_json:
-        emit(shown | {"calendar": report.to_dict()})
+        emit(shown.to_json() | {"calendar": report.to_dict()})
     else:
         _print_task(shown)
         for line in report.messages:
@@ -67,26 +70,26 @@ def task_add(
 @task_app.command("list")
 def task_list(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
     """List delegated tasks."""
-    from assistant.services import delegation
+    from assistant.services import delegation_views
 
     with service() as svc:
-        rows = delegation.list_tasks(svc, pair)
+        rows = delegation_views.list_tasks(svc, pair)
     if as_json:
-        emit(rows)
+        emit([r.to_json() for r in rows])
     else:
         cols = ["id", "title", "delegate", "state", "red_line", "dead_line"]
-        table("Tasks", cols, [[r[c] for c in cols] for r in rows])
+        table("Tasks", cols, [[getattr(r, c) for c in cols] for r in rows])
 
 
 @task_app.command("show")
 def task_show(task_id: Annotated[int, typer.Argument()], as_json: JsonOpt = False) -> None:
     """One task with its checkpoints."""
-    from assistant.services import delegation
+    from assistant.services import delegation_views
 
     with service() as svc:
-        shown = delegation.task_view(svc, task_id)
+        shown = delegation_views.task_view(svc, task_id)
     if as_json:
-        emit(shown)
+        emit(shown.to_json())
     else:
         _print_task(shown)
 
@@ -99,7 +102,7 @@ def task_update(
     as_json: JsonOpt = False,
 ) -> None:
     """Change a task's deadline or title; its calendar events follow."""
-    from assistant.services import delegation
+    from assistant.services import delegation, delegation_views
 
     with service() as svc:
         zone = delegation.task_zone(svc, task_id)
@@ -110,9 +113,9 @@ def task_update(
             title=title or None,
         )
         report = delegation.reconcile_checkpoints(svc, task_id)
-        shown = delegation.task_view(svc, task_id)
+        shown = delegation_views.task_view(svc, task_id)
     if as_json:
-        emit(shown | {"calendar": report.to_dict()})
+        emit(shown.to_json() | {"calendar": report.to_dict()})
     else:
         _print_task(shown)
 
@@ -141,13 +144,13 @@ def task_accept(
 ) -> None:
     """Accept a task at (or before) its Dead Line; lines still ahead leave the calendar."""
     from assistant.domain.feedback import Confidence, FeedbackAnswer
-    from assistant.services import delegation, feedback
+    from assistant.services import delegation, delegation_views, feedback
 
     with service() as svc:
-        view = delegation.task_view(svc, task_id)
+        view = delegation_views.task_view(svc, task_id)
         answer = FeedbackAnswer(percent, on_time, False, None, None, comment, Confidence.HIGH)
         feedback.record_answer(svc, task_id=task_id, kind="dead_line", source="cli",
-                               respondent=view["delegator"], answer=answer,
+                               respondent=view.delegator, answer=answer,
                                correction=True)  # fmt: skip
         delegation.accept_task(svc, task_id)
         report = delegation.reconcile_checkpoints(svc, task_id)
@@ -171,27 +174,27 @@ def task_feedback(
     """Record an answer at a line (parsed from words), or list the answers so far."""
     from assistant.domain.delegation import CheckpointKind
     from assistant.domain.feedback import parse_answer
-    from assistant.services import delegation, feedback
+    from assistant.services import delegation_views, feedback
 
     with service() as svc:
         if text is not None:
             if line not in ("red_line", "dead_line"):
                 raise UserError("--line is red_line or dead_line")
-            view = delegation.task_view(svc, task_id)
+            view = delegation_views.task_view(svc, task_id)
             answer = parse_answer(text, kind=CheckpointKind(line))
             if answer.confidence.value == "low":
                 doubts = "; ".join(answer.doubts) or "say how much is done and whether on track"
                 raise UserError(f"not sure what that means ({doubts})")
             feedback.record_answer(svc, task_id=task_id, kind=line, source="cli",
-                                   respondent=view["delegator"], answer=answer,
+                                   respondent=view.delegator, answer=answer,
                                    correction=True)  # fmt: skip
         rows = feedback.feedback_of(svc, task_id)
     if as_json:
-        emit(rows)
+        emit([r.to_json() for r in rows])
     else:
         cols = ["answered_at", "kind", "respondent", "percent_done", "on_time", "on_track",
                 "needs_help", "comment"]  # fmt: skip
-        table(f"Feedback on task {task_id}", cols, [[r[c] for c in cols] for r in rows])
+        table(f"Feedback on task {task_id}", cols, [[getattr(r, c) for c in cols] for r in rows])
 
 
 @task_app.command("step")
@@ -227,20 +230,20 @@ def task_score(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
     with service() as svc:
         s = score(svc, pair)
     if as_json:
-        emit(s)
+        emit(s.to_json())
         return
-    share = "—" if s["share"] is None else f"{s['share']:.0%}"
-    verdict = {True: " (good delegation)", False: " (below 80%)", None: ""}[s["good_delegation"]]
-    out.print(f"{s['manager']}: {s['good']} of {s['accepted']} accepted tasks good: {share}"
-              f"{verdict}; {s['open']} open")  # fmt: skip
+    share = "—" if s.share is None else f"{s.share:.0%}"
+    verdict = {True: " (good delegation)", False: " (below 80%)", None: ""}[s.good_delegation]
+    out.print(f"{s.manager}: {s.good} of {s.accepted} accepted tasks good: {share}"
+              f"{verdict}; {s.open} open")  # fmt: skip
     table("Per delegate", ["delegate", "accepted", "good", "share", "mean %"],
-          [[d["delegate"], d["accepted"], d["good"], f"{d['share']:.0%}",
-            f"{d['mean_percent']:.0f}"] for d in s["delegates"]])  # fmt: skip
+          [[d.delegate, d.accepted, d.good, f"{d.share:.0%}",
+            f"{d.mean_percent:.0f}"] for d in s.delegates])  # fmt: skip
 
 
-def _print_task(t: dict[str, Any]) -> None:
-    out.print(f"[bold]Task {t['id']}[/bold]: {t['title']}  ({t['state']})")
-    out.print(f"  delegate: {t['delegate']}   term: {t['term_start']} → {t['deadline']}")
-    for c in t["checkpoints"]:
-        placed = f"{c['start']} – {c['end']}" if c["start"] else "not placed"
-        out.print(f"  {c['label']}: line {c['line_at']}; in calendar: {placed} [{c['state']}]")
+def _print_task(t: TaskView) -> None:
+    out.print(f"[bold]Task {t.id}[/bold]: {t.title}  ({t.state})")
+    out.print(f"  delegate: {t.delegate}   term: {t.term_start} → {t.deadline}")
+    for c in t.checkpoints:
+        placed = f"{c.start} – {c.end}" if c.start else "not placed"
+        out.print(f"  {c.label}: line {c.line_at}; in calendar: {placed} [{c.state}]")

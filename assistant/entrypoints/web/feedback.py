@@ -154,7 +154,7 @@ def correction_routes(svc: Service, g: Callable[..., Any]) -> list[Route]:
             comment=texts["comment"].strip(), confidence=Confidence.HIGH,
         )  # fmt: skip
         correct_dead_line(svc, task_id, answer, source="manager")
-        return JSONResponse({"feedback": feedback_of(svc, task_id)})
+        return JSONResponse({"feedback": [f.to_json() for f in feedback_of(svc, task_id)]})
 
     p = "/api/pairs/{pair_id:int}/tasks/{task_id:int}/dead-line"
     return [Route(p, g(correct), methods=["POST"])]

@@ -379,7 +379,7 @@ def tasks(svc: Service, access: PairAccess) -> dict[str, Any]:
     from assistant.services.feedback import score
 
     figures = score(svc, access.pair_id)
-    return {"tasks": out, "delegation_score": figures["share"], "score": figures}
+    return {"tasks": out, "delegation_score": figures.share, "score": figures.to_json()}
 
 
 def task(svc: Service, access: PairAccess, task_id: int) -> dict[str, Any]:
@@ -391,7 +391,7 @@ def task(svc: Service, access: PairAccess, task_id: int) -> dict[str, Any]:
         view = _task(t, tz)
     from assistant.services.feedback import feedback_of
 
-    view["feedback"] = feedback_of(svc, task_id)
+    view["feedback"] = [f.to_json() for f in feedback_of(svc, task_id)]
     return view
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from assistant.bootstrap import Service
-from assistant.services import delegation
+from assistant.services import delegation, delegation_views
 from assistant.services.pairs import add_account, add_pair
 from assistant.store.db import UnitOfWork
 from config.settings import Settings
@@ -40,12 +40,12 @@ def test_checkpoints_follow_the_task_in_every_writable_calendar(
                                   deadline=NOW + timedelta(days=4, hours=8))  # fmt: skip
     first = delegation.reconcile_checkpoints(svc, task.id, writer)
     assert len(first.written) == 2
-    view = delegation.task_view(svc, task.id)
-    uids = {c["kind"]: c["event_uid"] for c in view["checkpoints"]}
+    view = delegation_views.task_view(svc, task.id)
+    uids = {c.kind: c.event_uid for c in view.checkpoints}
     held = {k: writer.get_event(u) for k, u in uids.items()}
     assert all(e is not None and e.own_marker for e in held.values())
     starts = {k: e.start for k, e in held.items() if e is not None}
-    planned = {c["kind"]: datetime.fromisoformat(c["start"]).astimezone(UTC) for c in view["checkpoints"]}
+    planned = {c.kind: datetime.fromisoformat(c.start or "").astimezone(UTC) for c in view.checkpoints}
     assert starts == planned
     # Deadline two days later: both updated in place.
     delegation.update_task(svc, task.id, deadline=NOW + timedelta(days=6, hours=8))
