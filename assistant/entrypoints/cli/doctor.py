@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 import typer
 
 from assistant.entrypoints.cli.common import JsonOpt, out, settings_source, state
-from assistant.entrypoints.web.i18n import translator
 from config.settings import ConfigError, Settings, load
 
 if TYPE_CHECKING:
@@ -116,6 +115,7 @@ def _smtp(settings: Settings) -> Check:
 
 def _accounts(settings: Settings) -> list[Check]:
     from assistant.bootstrap import build
+    from assistant.entrypoints.web.i18n import translator
     from assistant.services.accounts import check_account
     from assistant.services.pairs import list_accounts
 
