@@ -10,13 +10,16 @@ fails on sideways scrolling, a console error, or English left on the Russian pag
 from __future__ import annotations
 
 import re
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from sqlalchemy import select
 
 from assistant.entrypoints.web.i18n import EN, RU
 from assistant.services.users import add_membership
+from assistant.store.tables import Account, EventSnapshot
 from tests.support.browser import (  # noqa: F401 (fixtures)
     LiveApp,
     browser_fixture,
@@ -77,6 +80,20 @@ def box(page: Page, selector: str) -> dict[str, float]:
     return found
 
 
+def add_offsite(live: LiveApp, pair_id: int) -> None:
+    """A day-long event on Tuesday and Wednesday, as a calendar sync stores it."""
+    with live.svc.uow.begin() as s:
+        account = s.scalars(select(Account).where(Account.pair_id == pair_id)).one()
+        offsite = EventSnapshot(
+            account_id=account.id, uid="offsite", summary="Strategy offsite",
+            start_utc=datetime(2026, 11, 24, tzinfo=NOW.tzinfo),
+            end_utc=datetime(2026, 11, 26, tzinfo=NOW.tzinfo), all_day=True,
+            start_date=date(2026, 11, 24), end_date=date(2026, 11, 26),
+            content_hash="offsite", seen_at=NOW,
+        )  # fmt: skip
+        s.add(offsite)
+
+
 def switch_to_russian(page: Page) -> None:
     with page.expect_navigation():
         page.click("header button[name=locale]")
@@ -91,6 +108,7 @@ def test_the_week_and_day_calendar_in_english_and_russian(
     a = live.world.alpha
     page = context.new_page()
     watch = Watch(page)
+    add_offsite(live, a.id)
     week_url = f"/pairs/{a.id}/week?date={DAY}"
     live.login(page, "sam@alpha.example", path=week_url)
     for locale in ("en", "ru"):
@@ -126,6 +144,10 @@ def test_the_week_and_day_calendar_in_english_and_russian(
         expect(tuesday.locator("[data-uid='alpha-merger~was']")).to_contain_text("14:00–15:00")
         expect(tuesday.locator(".now")).to_have_count(1)
         expect(page.locator(".grid .now")).to_have_count(1)
+        for day in (DAY, "2026-11-25"):
+            offsite = page.locator(f".col[data-date='{day}'] .allday [data-uid=offsite]")
+            expect(offsite).to_contain_text("Strategy offsite")
+        expect(page.locator(".allday [data-uid=offsite]")).to_have_count(2)
         content = page.content()
         assert a.secrets[1] not in content and a.secrets[2] not in content  # private details
         b, c = (
