@@ -78,3 +78,18 @@ def test_an_assistant_of_two_pairs_sees_both_and_a_newcomer_sees_none(world: Wor
     login(other, "new@x.example")
     empty = other.get("/week")
     assert empty.status_code == 200 and uids(empty.text) == []
+
+
+def test_agenda_days_are_headed_with_their_weekday_in_the_readers_language(
+    world: World,
+) -> None:
+    a = world.alpha
+    client = world.client()
+    token = login(client, "sam@alpha.example")
+    page = client.get(f"/pairs/{a.id}/agenda?view=week&date=2026-11-24").text
+    assert '<h2 data-date="2026-11-23">Mon 23 Nov</h2>' in page
+    assert '<h2 data-date="2026-11-29">Sun 29 Nov</h2>' in page
+    r = client.post("/me/locale", data={"csrf_token": token, "locale": "ru", "next": "/"})
+    assert r.status_code == 303
+    page = client.get(f"/pairs/{a.id}/agenda?date=2026-11-24").text
+    assert '<h2 data-date="2026-11-24">вт 24 ноября</h2>' in page

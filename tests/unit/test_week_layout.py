@@ -173,3 +173,8 @@ def test_checkpoints_cancellations_and_all_day_events_are_told_apart() -> None:
     (day,) = entries_of(item(all_day=True, start="2026-11-24T00:00+01:00",
                              end="2026-11-26T00:00+01:00"), 0, True, "en")  # fmt: skip
     assert day.days == (DAY, DAY + timedelta(days=2)) and day.start is None
+
+
+def test_day_headings_name_the_weekday_in_english_and_russian() -> None:
+    assert week.weekday("2026-11-24", "en") == "Tue 24 Nov"
+    assert week.weekday(date(2026, 11, 29), "ru") == "вс 29 ноября"

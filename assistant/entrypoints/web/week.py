@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from assistant.domain import timefmt
+
 SLOT = 5  # minutes per grid row
 MIN_ROWS = 4  # a short event is still 20 minutes tall: its title fits
 DEFAULT_HOURS = (8, 19)  # shown even when the day is empty
@@ -200,3 +202,9 @@ def all_day(entries: list[Entry], day: date) -> list[Entry]:
 def hour_labels(hours: tuple[int, int]) -> list[tuple[int, str]]:
     """(grid row, "09:00") for each hour shown."""
     return [((h - hours[0]) * 60 // SLOT + 1, f"{h:02d}:00") for h in range(hours[0], hours[1])]
+
+
+def weekday(day: date | str, locale: str) -> str:
+    """A day heading with its weekday, "Tue 24 Nov" / "вт 24 ноября" (a template filter)."""
+    when = date.fromisoformat(day) if isinstance(day, str) else day
+    return timefmt.day(when, locale)
