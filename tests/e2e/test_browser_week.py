@@ -81,7 +81,8 @@ def box(page: Page, selector: str) -> dict[str, float]:
 
 
 def add_offsite(live: LiveApp, pair_id: int) -> None:
-    """A day-long event on Tuesday and Wednesday, as a calendar sync stores it."""
+    """A day-long event on Tuesday and Wednesday, as a calendar sync stores it, and an
+    event on Monday whose title and place are one unbroken 300-letter word."""
     with live.svc.uow.begin() as s:
         account = s.scalars(select(Account).where(Account.pair_id == pair_id)).one()
         offsite = EventSnapshot(
@@ -91,7 +92,13 @@ def add_offsite(live: LiveApp, pair_id: int) -> None:
             start_date=date(2026, 11, 24), end_date=date(2026, 11, 26),
             content_hash="offsite", seen_at=NOW,
         )  # fmt: skip
-        s.add(offsite)
+        long = EventSnapshot(
+            account_id=account.id, uid="long", summary="Q" * 300,
+            start_utc=datetime(2026, 11, 23, 7, tzinfo=NOW.tzinfo),
+            end_utc=datetime(2026, 11, 23, 8, tzinfo=NOW.tzinfo), location="L" * 300,
+            content_hash="long", seen_at=NOW,
+        )  # fmt: skip
+        s.add_all([offsite, long])
 
 
 def switch_to_russian(page: Page) -> None:
@@ -174,12 +181,14 @@ def test_the_week_and_day_calendar_in_english_and_russian(
         check(page, watch, locale, tmp_path, f"day-next-{width}-{locale}")
 
 
+@pytest.mark.parametrize("width", ["desktop", "phone"])
 def test_an_assistant_of_two_managers_sees_their_days_side_by_side(
-    live: LiveApp, desktop: BrowserContext, tmp_path: Path
+    live: LiveApp, request: pytest.FixtureRequest, tmp_path: Path, width: str
 ) -> None:
+    context: BrowserContext = request.getfixturevalue(width)
     b = live.world.bravo
     add_membership(live.svc.uow, user="sam@alpha.example", pair=b.id, role="assistant", now=NOW)
-    page = desktop.new_page()
+    page = context.new_page()
     watch = Watch(page)
     live.login(page, "sam@alpha.example")
     page.click("#all-weeks")
@@ -194,7 +203,7 @@ def test_an_assistant_of_two_managers_sees_their_days_side_by_side(
     expect(columns.nth(1).locator("[data-uid=bravo-board]")).to_be_visible()
     left, right = box(page, "[data-uid=alpha-board]"), box(page, "[data-uid=bravo-board]")
     assert left["x"] + left["width"] <= right["x"] and abs(left["y"] - right["y"]) < 1
-    check(page, watch, "en", tmp_path, "day-two-managers")
+    check(page, watch, "en", tmp_path, f"day-two-managers-{width}")
 
     page.click("#view-week")
     tuesday = page.locator(f".col[data-date='{DAY}']")
@@ -202,7 +211,9 @@ def test_an_assistant_of_two_managers_sees_their_days_side_by_side(
     mine: Any = tuesday.locator("[data-uid=alpha-board]").evaluate(colour)
     theirs: Any = tuesday.locator("[data-uid=bravo-board]").evaluate(colour)
     assert mine != theirs  # one colour per manager in a shared day column
-    check(page, watch, "en", tmp_path, "week-two-managers")
+    check(page, watch, "en", tmp_path, f"week-two-managers-{width}")
+    switch_to_russian(page)
+    check(page, watch, "ru", tmp_path, f"week-two-managers-{width}-ru")
 
 
 def test_the_calendar_is_driven_from_the_keyboard(live: LiveApp, desktop: BrowserContext) -> None:

@@ -78,6 +78,7 @@ def test_an_assistant_of_two_pairs_sees_both_and_a_newcomer_sees_none(world: Wor
     login(other, "new@x.example")
     empty = other.get("/week")
     assert empty.status_code == 200 and uids(empty.text) == []
+    assert 'id="no-pairs"' in empty.text
 
 
 def test_agenda_days_are_headed_with_their_weekday_in_the_readers_language(

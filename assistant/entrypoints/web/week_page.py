@@ -202,6 +202,7 @@ class WeekPages:
             columns=columns,
             managers=managers if len(managers) > 1 else [],
             more=more,
+            nobody=not managers,
             rows=week.rows(hours),
             hour_labels=week.hour_labels(hours),
             all_day_rows=max((len(c.all_day) for c in columns), default=0),
