@@ -118,6 +118,10 @@ def test_now_is_marked_on_its_day_within_the_hours_shown() -> None:
     assert now_row(now, DAY, BERLIN, HOURS) == 26
     assert now_row(now, DAY + timedelta(days=1), BERLIN, HOURS) is None
     assert now_row(now, DAY, BERLIN, (11, 19)) is None
+    late = datetime(2026, 11, 24, 21, 30, tzinfo=UTC)  # 22:30 in Berlin
+    hours = hour_range([], [DAY], BERLIN, now=late)
+    assert hours == (8, 23) and now_row(late, DAY, BERLIN, hours) == 175
+    assert hour_range([], [DAY + timedelta(days=1)], BERLIN, now=late) == HOURS
 
 
 def test_all_day_events_cover_their_dates() -> None:

@@ -186,7 +186,7 @@ EN: dict[str, str] = {
     "password_short": "A password needs at least {n} characters.",
     # the week calendar (week.html)
     "calendar": "Calendar",
-    "week_calendar": "Week calendar of all managers",
+    "week_calendar": "Calendar of all your pairs",
     "day_view": "Day",
     "prev_day": "Previous day",
     "next_day": "Next day",
@@ -385,7 +385,7 @@ RU: dict[str, str] = {
     "password_short": "Пароль должен быть не короче {n} символов.",
     # the week calendar (week.html)
     "calendar": "Календарь",
-    "week_calendar": "Календарь недели всех руководителей",
+    "week_calendar": "Календарь всех ваших пар",
     "day_view": "День",
     "prev_day": "Предыдущий день",
     "next_day": "Следующий день",

@@ -98,10 +98,18 @@ def _minutes(t: datetime, day: date, zone: ZoneInfo) -> int:
 
 
 def hour_range(
-    entries: list[Entry], days: list[date], zone: ZoneInfo, default: tuple[int, int] = DEFAULT_HOURS
+    entries: list[Entry],
+    days: list[date],
+    zone: ZoneInfo,
+    default: tuple[int, int] = DEFAULT_HOURS,
+    now: datetime | None = None,
 ) -> tuple[int, int]:
-    """The hours to show: ``default`` widened to every timed entry on ``days``."""
+    """The hours to show: ``default`` widened to every timed entry on ``days`` and to
+    ``now`` when it falls on one of them (so that "now" is always marked)."""
     first, last = default
+    if now is not None and now.astimezone(zone).date() in days:
+        hour = now.astimezone(zone).hour
+        first, last = min(first, hour), max(last, hour + 1)
     for day in days:
         for entry in entries:
             part = _part(entry, day, zone)

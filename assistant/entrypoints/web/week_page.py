@@ -166,7 +166,7 @@ class WeekPages:
             for d in data["days"]:
                 for item in d["events"]:
                     entries.extend(entries_of(item, m.owner, m.access.sees_private, locale))
-        hours = week.hour_range(entries, days, zone)
+        hours = week.hour_range(entries, days, zone, now=now)
         columns: list[Column] = []
         split = day_view and len(managers) > 1
         groups: list[Manager | None] = list(managers) if split else [None]
