@@ -22,7 +22,6 @@ from assistant.services.users import add_membership
 from assistant.store.tables import Account, EventSnapshot
 from tests.support.browser import (  # noqa: F401 (fixtures)
     LiveApp,
-    browser_fixture,
     desktop_fixture,
     live_fixture,
     phone_fixture,
