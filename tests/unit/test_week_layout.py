@@ -169,6 +169,8 @@ def test_a_moved_event_brings_a_ghost_where_it_was() -> None:
     retitled = {"kinds": ["retitled"], "before": {"start": item()["start"], "end": item()["end"]}}
     (only,) = entries_of(item(change=retitled), 0, True, "en")
     assert only.moved_from is None and only.change == "retitled"
+    (gone,) = entries_of(item(change=change, status="cancelled"), 0, True, "en")
+    assert gone.kind == "cancelled" and gone.moved_from is None  # no ghost either
 
 
 def test_checkpoints_cancellations_and_all_day_events_are_told_apart() -> None:

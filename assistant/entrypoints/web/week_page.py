@@ -91,7 +91,7 @@ def entries_of(
     before = change.get("before") or {} if change else {}
     was = (_at(before.get("start")), _at(before.get("end")))
     moved = None
-    if was[0] and was[1] and start and end and (was[0], was[1]) != (start, end):
+    if kind != "cancelled" and was[0] and was[1] and start and end and was != (start, end):
         moved = (was[0], was[1])
     base = week.Entry(
         key=key,
@@ -102,7 +102,7 @@ def entries_of(
         owner=owner,
         location="" if masked else str(item.get("location") or ""),
         change=kinds,
-        moved_from=moved if kind != "cancelled" else None,
+        moved_from=moved,
     )
     if item.get("all_day"):
         first = date.fromisoformat(str(item["date"]))
