@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.support.queue",
     "tests.support.xandikos",
     "tests.support.dovecot",
+    "tests.support.browser",  # one browser for the session, whichever module asks first
 ]

@@ -42,7 +42,6 @@ from assistant.services.runner import sync_now
 from assistant.store.tables import DelegatedTask
 from tests.support.browser import (  # noqa: F401 (fixtures)
     LiveApp,
-    browser_fixture,
     desktop_fixture,
     live_fixture,
     phone_fixture,

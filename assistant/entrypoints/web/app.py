@@ -34,6 +34,7 @@ from assistant.entrypoints.web.auth import viewer_of
 from assistant.entrypoints.web.connect import Connect
 from assistant.entrypoints.web.pages import Pages
 from assistant.entrypoints.web.push import OnSignal, push_routes
+from assistant.entrypoints.web.week_page import WeekPages
 from assistant.services.accounts import install_keyring
 from assistant.services.push import DbDirectory, PushSignal
 from assistant.store.tables import Account, OutboxEntry, Pair
@@ -208,6 +209,7 @@ def create_app(
         *api.routes(svc, pages.error_page, on_task_created),
         *pages.routes(),
         *Connect(pages).routes(),
+        *WeekPages(pages).routes(),
         # No login: each notification is checked against its subscription's clientState
         # or its channel's token (assistant/services/push.py keeps them).
         *push_routes(

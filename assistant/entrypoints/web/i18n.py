@@ -186,6 +186,22 @@ EN: dict[str, str] = {
     "password_changed": "Your password is changed; your other sessions are signed out.",
     "wrong_password": "The current password is wrong.",
     "password_short": "A password needs at least {n} characters.",
+    # the week calendar (week.html)
+    "calendar": "Calendar",
+    "week_calendar": "Calendar of all your pairs",
+    "day_view": "Day",
+    "prev_day": "Previous day",
+    "next_day": "Next day",
+    "prev_week": "Previous week",
+    "next_week": "Next week",
+    "now": "now",
+    "times_in": "times in",
+    "was_here": "was here",
+    "moved_from": "moved from",
+    "private": "private",
+    "conflict_overlap": "double-booked",
+    "conflict_travel": "no time to travel",
+    "more_pairs": "Only the first managers are shown: open a pair for the others.",
 }
 
 RU: dict[str, str] = {
@@ -371,6 +387,22 @@ RU: dict[str, str] = {
     "password_changed": "Пароль изменён; другие ваши сеансы завершены.",
     "wrong_password": "Текущий пароль неверен.",
     "password_short": "Пароль должен быть не короче {n} символов.",
+    # the week calendar (week.html)
+    "calendar": "Календарь",
+    "week_calendar": "Календарь всех ваших пар",
+    "day_view": "День",
+    "prev_day": "Предыдущий день",
+    "next_day": "Следующий день",
+    "prev_week": "Предыдущая неделя",
+    "next_week": "Следующая неделя",
+    "now": "сейчас",
+    "times_in": "время:",
+    "was_here": "было здесь",
+    "moved_from": "перенесено с",
+    "private": "личное",
+    "conflict_overlap": "накладка",
+    "conflict_travel": "нет времени на дорогу",
+    "more_pairs": "Показаны только первые руководители: остальных смотрите на странице пары.",
 }
 
 LOCALES: dict[str, dict[str, str]] = {"en": EN, "ru": RU}

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
 from assistant.domain.priorities import RULE_KINDS
-from assistant.entrypoints.web import actions, csrf, views
+from assistant.entrypoints.web import actions, csrf, views, week
 from assistant.entrypoints.web.api import csv_response, first_day
 from assistant.entrypoints.web.auth import (
     SESSION_COOKIE,
@@ -59,6 +59,7 @@ def make_templates() -> Jinja2Templates:
         autoescape=jinja2.select_autoescape(["html"]),
         undefined=jinja2.StrictUndefined,
     )
+    env.filters["weekday"] = week.weekday  # day headings: "Tue 24 Nov" / "вт 24 ноября"
     return Jinja2Templates(env=env)
 
 
