@@ -40,7 +40,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -53,6 +53,7 @@ from assistant.domain.message_ids import MESSAGE_ID_DOMAIN, message_id_for
 from assistant.services.inbound_answers import ASK as ASK
 from assistant.services.inbound_answers import PROMPT as PROMPT
 from assistant.services.inbound_answers import _answer, _ignore
+from assistant.services.inbound_report import InboxReport, InboxTally
 from assistant.services.inbound_tasks import CONFIRM as CONFIRM
 from assistant.services.inbound_tasks import MAX_KEPT_TEXT as MAX_KEPT_TEXT
 from assistant.services.inbound_tasks import QUESTION, _task_email, _task_follow_up
@@ -75,38 +76,6 @@ class InboxSource(Protocol):
     """Where the inbox's messages come from (``ImapMailbox``, ``MaildirSource``)."""
 
     def fetch_new_bodies(self, token: str | None) -> tuple[list[InboundMessage], str]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class InboxReport:
-    """What one run of the inbox did."""
-
-    read: int = 0
-    answers: tuple[int, ...] = ()  # TaskFeedback ids
-    tasks: tuple[int, ...] = ()  # DelegatedTask ids, new
-    outbox_ids: tuple[int, ...] = ()
-    ignored: int = 0
-    duplicates: int = 0
-    busy: bool = False  # another run held the lock; nothing done
-
-    def to_dict(self) -> dict[str, object]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-
-@dataclass(slots=True)
-class InboxTally:
-    """The run's counts as its messages are handled; ``report()`` freezes them."""
-
-    read: int = 0
-    answers: list[int] = field(default_factory=list)
-    tasks: list[int] = field(default_factory=list)
-    outbox_ids: list[int] = field(default_factory=list)
-    ignored: int = 0
-    duplicates: int = 0
-
-    def report(self) -> InboxReport:
-        return InboxReport(self.read, tuple(self.answers), tuple(self.tasks),
-                           tuple(self.outbox_ids), self.ignored, self.duplicates)  # fmt: skip
 
 
 # ------------------------------------------------------------------------- the source

@@ -30,7 +30,7 @@ from connectors.archive.mailbox import InboundMessage
 
 if TYPE_CHECKING:
     from assistant.services.deps import Deps
-    from assistant.services.inbound import InboxTally
+    from assistant.services.inbound_report import InboxTally
 
 log = logging.getLogger("assistant.services.inbound")  # the inbox's one logger
 

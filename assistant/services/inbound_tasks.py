@@ -39,7 +39,7 @@ from connectors.archive.mailbox import InboundMessage
 
 if TYPE_CHECKING:
     from assistant.services.deps import Deps
-    from assistant.services.inbound import InboxTally
+    from assistant.services.inbound_report import InboxTally
 
 QUESTION = "inbox-question:"  # our question about an unclear task email
 CONFIRM = "inbox-task:"  # the confirmation of a task made from an email

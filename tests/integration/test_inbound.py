@@ -20,7 +20,8 @@ from assistant.adapters.channels.smtp import SmtpChannel
 from assistant.bootstrap import Service
 from assistant.domain.message_ids import message_id_for
 from assistant.services import delegation, feedback, outbox
-from assistant.services.inbound import TOKEN_FILE, InboxReport, process_inbox
+from assistant.services.inbound import TOKEN_FILE, process_inbox
+from assistant.services.inbound_report import InboxReport
 from assistant.services.pairs import add_pair
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Checkpoint, DelegatedTask, OutboxEntry, TaskFeedback

@@ -52,15 +52,6 @@ PROVIDERS = {
     "microsoft": {"calendar": "graph", "mail": "graph-mail"},
 }
 SIGN_IN_OF = {p: flow for flow, parts in PROVIDERS.items() for p in parts.values()}
-NOTES = frozenset({
-    "n_connected", "n_reconnected", "n_added", "n_saved", "n_denied", "n_refused",
-    "n_no_refresh", "n_unreachable", "n_other_user", "check_ok", "check_auth",
-    "check_secret", "check_unreachable", "check_rate", "check_not_found", "check_invalid",
-    "check_config", "check_failed", "not_configured",
-})  # fmt: skip
-GOOD_NOTES = frozenset({"n_connected", "n_reconnected", "n_added", "n_saved", "check_ok"})
-
-
 class SignInFailed(Exception):
     def __init__(self, note: str) -> None:
         super().__init__(note)

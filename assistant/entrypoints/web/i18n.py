@@ -407,6 +407,15 @@ RU: dict[str, str] = {
 
 LOCALES: dict[str, dict[str, str]] = {"en": EN, "ru": RU}
 
+# The notes the accounts page shows after an action (?note=...): anything else is ignored.
+NOTES = frozenset({
+    "n_connected", "n_reconnected", "n_added", "n_saved", "n_denied", "n_refused",
+    "n_no_refresh", "n_unreachable", "n_other_user", "check_ok", "check_auth",
+    "check_secret", "check_unreachable", "check_rate", "check_not_found", "check_invalid",
+    "check_config", "check_failed", "not_configured",
+})  # fmt: skip
+GOOD_NOTES = frozenset({"n_connected", "n_reconnected", "n_added", "n_saved", "check_ok"})
+
 
 def translator(locale: str) -> Callable[[str], str]:
     words = LOCALES.get(locale, EN)

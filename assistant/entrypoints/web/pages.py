@@ -32,7 +32,7 @@ from assistant.entrypoints.web.auth import (
     viewer_of,
 )
 from assistant.entrypoints.web.guard import Ctx, HTTPProblem, guarded
-from assistant.entrypoints.web.i18n import translator
+from assistant.entrypoints.web.i18n import GOOD_NOTES, NOTES, translator
 from assistant.entrypoints.web.labels import labeler, time_writer
 from assistant.entrypoints.web.login_guard import LoginGuard
 from assistant.entrypoints.web.svg import timeline_svg, trend_svg
@@ -323,7 +323,6 @@ class Pages:
         return self.render(request, ctx.viewer, "task.html", ctx=ctx, task=data)
 
     async def accounts(self, request: Request, ctx: Ctx) -> Response:
-        from assistant.entrypoints.web.connect import GOOD_NOTES, NOTES
         from assistant.services.accounts import FORM_PROVIDERS
 
         rows = views.accounts(self.svc, ctx.pair)
