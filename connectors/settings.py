@@ -96,7 +96,7 @@ def _reference(value: Any) -> Any:
     if value is None or value == "" or value == {}:
         return None
     if isinstance(value, str):
-        raise ValueError("give a reference (env, file, command or encrypted), not the value")
+        raise ValueError("must be a reference (env, file, command or encrypted), not a value")
     return value
 
 

@@ -74,7 +74,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
         (["--provider", "graph", "--setting", "user=alex@example.com",
           "--setting", "tenant=t"], "client_id: required"),
         (["--provider", "caldav", "--url", "https://dav.example.com/",
-          "--setting", f"password={SECRET}"], "password: give a reference"),
+          "--setting", f"password={SECRET}"], "password: must be a reference"),
         (["--provider", "caldav", "--url", "https://dav.example.com/",
           "--setting", "usrname=alex"], "usrname: not a setting of this provider"),
     ],

@@ -107,7 +107,7 @@ def test_an_unknown_provider() -> None:
 )  # fmt: skip
 def test_a_secret_given_as_its_value_is_refused_without_showing_it(provider: str, key: str) -> None:
     problems = refused(provider, {**VALID[provider], key: SECRET})
-    assert problems == {key: "give a reference (env, file, command or encrypted), not the value"}
+    assert problems == {key: "must be a reference (env, file, command or encrypted), not a value"}
 
 
 def test_a_secret_reference_names_exactly_one_source() -> None:
