@@ -36,29 +36,32 @@ the address: sending again will not help).
 from __future__ import annotations
 
 import base64
-import ssl
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Any, Protocol
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, Protocol, Unpack
 
 import httpx
 
 from assistant.domain.text import one_line, shown
 from connectors.base import ConnectorError, Transient
+from connectors.ews.settings import EwsAccountSettings
+from connectors.google.settings import GmailSettings
 from connectors.graph.client import (
-    AUTHORITY_HOST,
-    GRAPH_URL,
-    Tokens,
+    GraphConnection,
+    GraphOptions,
     fail,
     graph_send,
     odata_literal,
+    open_graph,
 )
+from connectors.graph.settings import GraphSettings
+
+if TYPE_CHECKING:
+    from connectors.ews.account import translated
 
 SENDING_PROVIDERS = ("ews-mail", "ews", "graph-mail", "graph", "gmail")
 KEY_HEADER = "X-Exec-Assistant-Key"
@@ -102,30 +105,25 @@ def open_mail_sender(
 ) -> MailSender:
     """A sender for an account row's provider and settings (``secret`` resolves references;
     ``keep_token`` stores a refresh token Microsoft rotated)."""
-    if provider in ("ews", "ews-mail"):
+    from connectors.registry import read_settings
+
+    if provider not in SENDING_PROVIDERS:
+        raise ConnectorError(
+            f"provider {provider!r} cannot send mail ({', '.join(SENDING_PROVIDERS)})"
+        )
+    conf = read_settings(provider, settings)
+    if isinstance(conf, EwsAccountSettings):
         from connectors.ews.account import ews_settings
 
-        return EwsMailSender(ews_settings(settings, secret), timeout=timeout)
-    if provider in ("graph", "graph-mail"):
-        verify = settings.get("verify", True)
-        return GraphMailSender(
-            str(settings["user"]),
-            tenant=str(settings["tenant"]),
-            client_id=str(settings["client_id"]),
-            client_secret=secret(settings.get("client_secret")),
-            refresh_token=secret(settings.get("refresh_token")),
-            graph_url=str(settings.get("graph_url", GRAPH_URL)),
-            authority_host=str(settings.get("authority_host", AUTHORITY_HOST)),
-            verify=verify if isinstance(verify, bool) else str(verify),
-            timeout=timeout,
-            on_refresh_token=keep_token,
-        )
-    if provider == "gmail":
+        return EwsMailSender(ews_settings(conf, secret), timeout=timeout)
+    if isinstance(conf, GraphSettings):
+        return open_graph(GraphMailSender, conf, secret, timeout=timeout, keep_token=keep_token)
+    if isinstance(conf, GmailSettings):
         from connectors.google.mailbox import GmailMailbox
 
-        scopes = settings.get("send_scopes") or [READ_SCOPE, SEND_SCOPE]
+        scopes = conf.send_scopes or [READ_SCOPE, SEND_SCOPE]
         mailbox = GmailMailbox.from_settings(
-            {**settings, "scopes": list(scopes)}, secret, timeout=timeout
+            conf.model_copy(update={"scopes": list(scopes)}), secret, timeout=timeout
         )
         return GmailMailSender(mailbox)
     raise ConnectorError(f"provider {provider!r} cannot send mail ({', '.join(SENDING_PROVIDERS)})")
@@ -209,60 +207,27 @@ class EwsMailSender:
         self._account.protocol.TIMEOUT = self.timeout
         return self._account
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        from connectors.ews.account import translate_error
+    def _errors(self, what: str) -> translated:
+        from connectors.ews.account import translated
 
-        try:
-            yield
-        except ConnectorError:
-            raise
-        except Exception as exc:
-            mapped = translate_error(exc, f"EWS {what}")
-            if mapped is None:
-                raise
-            raise mapped from None
+        return translated(f"EWS {what}")
 
 
 # ----------------------------------------------------------------------------- Graph
 
 
-class GraphMailSender:
+class GraphMailSender(GraphConnection):
     """Sends from ``user`` (an id or user principal name) through Microsoft Graph.
 
     Needs Mail.Send (and Mail.ReadBasic or Mail.Read for ``find_sent``). A refused token
-    is renewed once; a failed GET is retried, a failed sendMail is not (it is not
-    idempotent: the outbox retries after asking ``find_sent``).
+    is renewed once; a failed GET is retried (twice unless ``retries`` says otherwise), a
+    failed sendMail is not (it is not idempotent: the outbox retries after asking
+    ``find_sent``).
     """
 
-    def __init__(
-        self,
-        user: str,
-        *,
-        tenant: str,
-        client_id: str,
-        client_secret: str = "",
-        refresh_token: str = "",
-        graph_url: str = GRAPH_URL,
-        authority_host: str = AUTHORITY_HOST,
-        timeout: float = 30,
-        verify: bool | str = True,
-        on_refresh_token: Callable[[str], None] | None = None,
-    ) -> None:
-        self.user = user
-        self.retries, self.backoff, self.requests = 2, 0.5, 0  # what graph_send reads
-        self._sleep: Callable[[float], None] = time.sleep
-        self._on_request: Callable[[str, str, int], None] | None = None
-        self._user_url = f"{graph_url.rstrip('/')}/users/{quote(user, safe='@')}"
-        self._tokens = Tokens(
-            tenant, client_id, client_secret, refresh_token, authority_host, verify, timeout,
-            on_refresh_token,
-        )  # fmt: skip
-        tls = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
-        self._http = httpx.Client(timeout=timeout, verify=tls)
-
-    def close(self) -> None:
-        self._http.close()
+    def __init__(self, user: str, **connection: Unpack[GraphOptions]) -> None:
+        connection.setdefault("retries", 2)
+        super().__init__(user, **connection)
 
     def find_sent(self, message_id: str) -> bool:
         params = {

@@ -1,5 +1,12 @@
 """Opening a connector for an account row's provider and settings.
 
+Account settings are read through the provider's typed model (``SETTINGS``; see
+``connectors.settings``): the registry builds every connector from the model, so a
+stored account whose settings the model refuses raises ``InvalidSettings`` (a
+``ConnectorError``: the sync records it on the account) instead of failing somewhere
+inside its connector. ``read_settings`` with ``Adding`` is what the CLI and the web form
+validate a new account with.
+
 Account settings hold connection details; secrets in them are references
 (``{"env": NAME}``, ``{"file": PATH}``, ``{"command": CMD}``, or ``{"encrypted": TOKEN}``
 for secrets the service obtained itself, see ``config.sealed``) resolved here, at the
@@ -15,11 +22,11 @@ the strictest one applies (nothing listed, https only).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config.sealed import UNREADABLE
 from config.settings import ConfigError, SecretRef
+from connectors.archive.settings import MaildirSettings, MboxSettings
 from connectors.base import (
     DEFAULT_LIMITS,
     AuthExpired,
@@ -28,7 +35,13 @@ from connectors.base import (
     MailSource,
     ParseLimits,
 )
-from connectors.netguard import URL_SECRET_KEY, NetPolicy, with_url_secret
+from connectors.caldav.settings import CalDavSettings, IcsSettings
+from connectors.ews.settings import EwsCalendarSettings, EwsMailSettings
+from connectors.google.settings import GmailSettings, GoogleCalendarSettings
+from connectors.graph.settings import GraphMailSettings, GraphSettings
+from connectors.imap.settings import ImapSettings
+from connectors.netguard import OPERATOR_KEY, NetPolicy, with_url_secret
+from connectors.settings import AccountSettings, Adding, parse, resolve
 
 if TYPE_CHECKING:
     from connectors.caldav.calendar import CalDavCalendar
@@ -40,6 +53,21 @@ CALENDAR_PROVIDERS = ("ics", "caldav", "ews", "google", "graph")
 WRITABLE_CALENDARS = ("caldav", "ews", "google", "graph")
 MAIL_PROVIDERS = ("maildir", "mbox", "imap", "gmail", "ews-mail", "graph-mail")
 
+# Each provider's settings model.
+SETTINGS: dict[str, type[AccountSettings]] = {
+    "ics": IcsSettings,
+    "caldav": CalDavSettings,
+    "ews": EwsCalendarSettings,
+    "google": GoogleCalendarSettings,
+    "graph": GraphSettings,
+    "maildir": MaildirSettings,
+    "mbox": MboxSettings,
+    "imap": ImapSettings,
+    "gmail": GmailSettings,
+    "ews-mail": EwsMailSettings,
+    "graph-mail": GraphMailSettings,
+}
+
 # Called with a refresh token the provider rotated (Microsoft does), to be stored in
 # place of the account's old one; see assistant.services.accounts.token_keeper.
 TokenKeeper = Callable[[str], None]
@@ -47,6 +75,18 @@ TokenKeeper = Callable[[str], None]
 
 class UnknownProvider(ValueError):
     pass
+
+
+def read_settings(
+    provider: str, settings: Mapping[str, Any], check: Adding | None = None
+) -> AccountSettings:
+    """An account's settings read through its provider's model (``InvalidSettings`` names
+    each field it refuses); ``check``: the account is being added (see ``Adding``)."""
+    model = SETTINGS.get(provider)
+    if model is None:
+        known = ", ".join(CALENDAR_PROVIDERS + MAIL_PROVIDERS)
+        raise UnknownProvider(f"unknown provider {provider!r} (known: {known})")
+    return parse(model, provider, settings, check)
 
 
 def secret(value: Any) -> str:
@@ -63,14 +103,14 @@ def secret(value: Any) -> str:
     raise ValueError("secrets must be given by reference: {env=...}, {file=...} or {command=...}")
 
 
-def account_policy(settings: Mapping[str, Any], policy: NetPolicy | None) -> NetPolicy:
+def account_policy(settings: AccountSettings, policy: NetPolicy | None) -> NetPolicy:
     """Where this account's connector may connect (see the module's doc)."""
-    return (policy or NetPolicy()).for_account(settings)
+    return (policy or NetPolicy()).for_account({OPERATOR_KEY: settings.added_by_operator})
 
 
-def location(settings: Mapping[str, Any], key: str) -> str:
+def location(url: str, sealed: SecretRef | None) -> str:
     """An account's address with its sealed URL secrets (``?token=...``) put back."""
-    return with_url_secret(str(settings[key]), secret(settings.get(URL_SECRET_KEY)))
+    return with_url_secret(url, resolve(secret, sealed))
 
 
 def open_calendar(
@@ -82,20 +122,21 @@ def open_calendar(
     policy: NetPolicy | None = None,
     limits: ParseLimits = DEFAULT_LIMITS,
 ) -> CalendarSource:
-    if provider == "ics":
+    if provider not in CALENDAR_PROVIDERS:
+        raise UnknownProvider(f"unknown calendar provider {provider!r}")
+    conf = read_settings(provider, settings)
+    if isinstance(conf, IcsSettings):
         from connectors.ics.feed import IcsFeed
 
         return IcsFeed(
-            location(settings, "location"),
-            username=str(settings.get("username", "")),
-            password=secret(settings.get("password")),
+            location(conf.location, conf.url_secret),
+            username=conf.username,
+            password=resolve(secret, conf.password),
             timeout=timeout,
-            policy=account_policy(settings, policy),
+            policy=account_policy(conf, policy),
             limits=limits,
         )
-    if provider in WRITABLE_CALENDARS:
-        return _writable(provider, settings, timeout, keep_token, policy, limits)
-    raise UnknownProvider(f"unknown calendar provider {provider!r}")
+    return _writable(conf, timeout, keep_token, policy, limits)
 
 
 def open_calendar_writer(
@@ -106,54 +147,43 @@ def open_calendar_writer(
     keep_token: TokenKeeper | None = None,
     policy: NetPolicy | None = None,
 ) -> CalendarWriter:
-    if provider in WRITABLE_CALENDARS:
-        return _writable(provider, settings, timeout, keep_token, policy)
-    raise UnknownProvider(f"provider {provider!r} cannot write events")
+    if provider not in WRITABLE_CALENDARS:
+        raise UnknownProvider(f"provider {provider!r} cannot write events")
+    return _writable(read_settings(provider, settings), timeout, keep_token, policy)
 
 
 def _writable(
-    provider: str,
-    settings: Mapping[str, Any],
+    conf: AccountSettings,
     timeout: float,
     keep_token: TokenKeeper | None,
     policy: NetPolicy | None,
     limits: ParseLimits = DEFAULT_LIMITS,
 ) -> CalDavCalendar | EwsCalendar | GoogleCalendar | GraphCalendar:
-    if provider == "caldav":
+    if isinstance(conf, CalDavSettings):
         from connectors.caldav.calendar import CalDavCalendar
 
         return CalDavCalendar(
-            location(settings, "url"),
-            username=str(settings.get("username", "")),
-            password=secret(settings.get("password")),
+            location(conf.url, conf.url_secret),
+            username=conf.username,
+            password=resolve(secret, conf.password),
             timeout=timeout,
-            policy=account_policy(settings, policy),
+            policy=account_policy(conf, policy),
             limits=limits,
         )
-    if provider == "ews":
+    if isinstance(conf, EwsCalendarSettings):
         from connectors.ews.calendar import open_ews_calendar
 
-        return open_ews_calendar(
-            settings, secret, timeout=timeout, policy=account_policy(settings, policy)
-        )
-    if provider == "google":
+        return open_ews_calendar(conf, secret, timeout=timeout, policy=account_policy(conf, policy))
+    if isinstance(conf, GoogleCalendarSettings):
         from connectors.google.calendar import GoogleCalendar
 
-        return GoogleCalendar.from_settings(settings, secret, timeout=timeout)
-    if provider == "graph":
+        return GoogleCalendar.from_settings(conf, secret, timeout=timeout)
+    if isinstance(conf, GraphSettings):
         from connectors.graph.calendar import GraphCalendar
+        from connectors.graph.client import open_graph
 
-        return GraphCalendar(
-            str(settings["user"]),
-            tenant=str(settings["tenant"]),
-            client_id=str(settings["client_id"]),
-            client_secret=secret(settings.get("client_secret")),
-            refresh_token=secret(settings.get("refresh_token")),
-            timeout=timeout,
-            on_refresh_token=keep_token,
-            **{k: settings[k] for k in ("graph_url", "authority_host") if k in settings},
-        )
-    raise UnknownProvider(f"provider {provider!r} cannot write events")
+        return open_graph(GraphCalendar, conf, secret, timeout=timeout, keep_token=keep_token)
+    raise UnknownProvider(f"provider {type(conf).__name__} cannot write events")
 
 
 def open_mailbox(
@@ -165,51 +195,44 @@ def open_mailbox(
     policy: NetPolicy | None = None,
     limits: ParseLimits = DEFAULT_LIMITS,
 ) -> MailSource:
-    if provider == "maildir":
+    if provider not in MAIL_PROVIDERS:
+        raise UnknownProvider(f"unknown mail provider {provider!r}")
+    conf = read_settings(provider, settings)
+    if isinstance(conf, MaildirSettings):
         from connectors.archive.mailbox import MaildirSource
 
-        folders = settings.get("folders")
-        return MaildirSource(Path(str(settings["path"])), folders=folders, limits=limits)
-    if provider == "mbox":
+        return MaildirSource(conf.path, folders=conf.folders, limits=limits)
+    if isinstance(conf, MboxSettings):
         from connectors.archive.mailbox import MboxSource
 
-        return MboxSource(Path(str(settings["path"])), limits=limits)
-    if provider == "imap":
+        return MboxSource(conf.path, limits=limits)
+    if isinstance(conf, ImapSettings):
         from connectors.imap.mailbox import ImapMailbox
 
         return ImapMailbox(
-            str(settings["host"]),
-            str(settings["username"]),
-            secret(settings.get("password")),
-            port=int(settings["port"]) if settings.get("port") else None,
-            security=settings.get("security", "ssl"),
-            folders=settings.get("folders"),
-            timeout=float(settings.get("timeout", timeout)),
-            policy=account_policy(settings, policy),
+            conf.host,
+            conf.username,
+            resolve(secret, conf.password),
+            port=conf.port,
+            security=conf.security,
+            folders=conf.folders,
+            timeout=conf.timeout if conf.timeout is not None else timeout,
+            policy=account_policy(conf, policy),
             limits=limits,
         )
-    if provider == "gmail":
+    if isinstance(conf, GmailSettings):
         from connectors.google.mailbox import GmailMailbox
 
-        return GmailMailbox.from_settings(settings, secret, timeout=timeout)
-    if provider == "ews-mail":
+        return GmailMailbox.from_settings(conf, secret, timeout=timeout)
+    if isinstance(conf, EwsMailSettings):
         from connectors.ews.mailbox import open_ews_mailbox
 
-        return open_ews_mailbox(
-            settings, secret, timeout=timeout, policy=account_policy(settings, policy)
-        )
-    if provider == "graph-mail":
-        from connectors.graph.mailbox import GraphMailbox
+        return open_ews_mailbox(conf, secret, timeout=timeout, policy=account_policy(conf, policy))
+    assert isinstance(conf, GraphMailSettings)
+    from connectors.graph.client import open_graph
+    from connectors.graph.mailbox import GraphMailbox
 
-        return GraphMailbox(
-            str(settings["user"]),
-            tenant=str(settings["tenant"]),
-            client_id=str(settings["client_id"]),
-            client_secret=secret(settings.get("client_secret")),
-            refresh_token=secret(settings.get("refresh_token")),
-            timeout=timeout,
-            header_senders=tuple(settings.get("header_senders", ())),
-            on_refresh_token=keep_token,
-            **{k: settings[k] for k in ("graph_url", "authority_host") if k in settings},
-        )
-    raise UnknownProvider(f"unknown mail provider {provider!r}")
+    return open_graph(
+        GraphMailbox, conf, secret, timeout=timeout, keep_token=keep_token,
+        header_senders=tuple(conf.header_senders),
+    )  # fmt: skip

@@ -34,6 +34,7 @@ from connectors.base import (
     Window,
 )
 from connectors.netguard import URL_SECRET_KEY, NetPolicy, split_url_credentials
+from connectors.settings import InvalidSettings
 
 if TYPE_CHECKING:
     from assistant.services.deps import Deps
@@ -50,13 +51,7 @@ FORM_PROVIDERS: dict[str, tuple[str, ...]] = {
     "ews": ("mailbox", "service_endpoint", "username", "password"),
     "ews-mail": ("mailbox", "service_endpoint", "username", "password"),
 }
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "imap": ("host", "username", "password"),
-    "caldav": ("url",),
-    "ics": ("location",),
-    "ews": ("mailbox", "service_endpoint", "username", "password"),
-    "ews-mail": ("mailbox", "service_endpoint", "username", "password"),
-}
+NEEDS_PASSWORD = frozenset({"imap", "ews", "ews-mail"})  # the form's own requirement
 OAUTH_PROVIDERS = ("google", "gmail", "graph", "graph-mail")
 
 
@@ -92,9 +87,7 @@ def account_of_pair(svc: Deps, pair_id: int, account_id: int) -> Account:
         return account
 
 
-def find_account_by_identity(
-    svc: Deps, pair_id: int, provider: str, identity: str
-) -> int | None:
+def find_account_by_identity(svc: Deps, pair_id: int, provider: str, identity: str) -> int | None:
     """An account of the pair for the same provider and user (connecting again = reconnect)."""
     with svc.uow.read() as session:
         for account in session.scalars(
@@ -123,6 +116,9 @@ def save_oauth_account(
         account_id = find_account_by_identity(svc, pair_id, provider, identity)
     if account_id is not None:
         return update_account_settings(svc.uow, account_id, conf, pair_id=pair_id).id
+    from connectors.registry import read_settings
+
+    read_settings(provider, conf)  # what the sign-in gave is what the connector reads
     return add_account(
         svc.uow, pair=pair_id, name=_unique_name(svc, pair_id, name), provider=provider,
         settings=conf, now=svc.now(), guard=net_policy(svc.settings),
@@ -182,36 +178,50 @@ def _unique_name(svc: Deps, pair_id: int, name: str) -> str:
 
 
 def save_form_account(svc: Deps, pair_id: int, provider: str, form: dict[str, str]) -> int:
-    """A credential account from the web form; the password is encrypted before storing."""
+    """A credential account from the web form, validated with the provider's settings
+    model (``connectors.registry.read_settings``: a ValueError naming each field); the
+    password is encrypted before storing."""
+    from connectors.registry import read_settings
+    from connectors.settings import Adding
+
     if provider not in FORM_PROVIDERS:
         raise ValueError(f"choose one of: {', '.join(FORM_PROVIDERS)}")
     values = {k: str(form.get(k, "")).strip() for k in FORM_PROVIDERS[provider]}
     values["password"] = str(form.get("password", ""))  # passwords are not trimmed
-    missing = [k for k in REQUIRED[provider] if not values.get(k)]
-    if missing:
-        raise ValueError(f"please fill in: {', '.join(k.replace('_', ' ') for k in missing)}")
     name = str(form.get("name", "")).strip() or f"{provider} {values.get('username') or ''}"
     conf: dict[str, Any] = {k: v for k, v in values.items() if v and k != "password"}
-    if provider == "imap":
-        if values["security"] not in ("ssl", "starttls", "none"):
-            conf["security"] = "ssl"
-        if values["port"]:
-            try:
-                conf["port"] = int(values["port"])
-            except ValueError:
-                raise ValueError("the port is a number, like 993") from None
+    if provider == "imap" and values["security"] not in ("ssl", "starttls", "none"):
+        conf["security"] = "ssl"
     if provider in ("ews", "ews-mail"):
         conf["auth"] = "basic"
-    if provider == "ics" and conf["location"].lower().startswith("webcal://"):
+    if provider == "ics" and conf.get("location", "").lower().startswith("webcal://"):
         conf["location"] = "https://" + conf["location"][len("webcal://") :]  # what webcal means
     url_password = seal_url_credentials(svc.settings, provider, conf)
     password = values["password"] or url_password
     if password:
         conf["password"] = keyring_for(svc.settings).seal(password)
+    try:
+        checked = read_settings(provider, conf, Adding(net_policy(svc.settings)))
+    except InvalidSettings as exc:
+        raise ValueError(form_problems(exc.problems, provider, bool(password))) from None
+    if provider in NEEDS_PASSWORD and not password:
+        raise ValueError(form_problems([], provider, False))
     return add_account(
-        svc.uow, pair=pair_id, name=name.strip()[:100], provider=provider, settings=conf,
-        now=svc.now(), guard=net_policy(svc.settings),
+        svc.uow, pair=pair_id, name=name.strip()[:100], provider=provider,
+        settings=checked.stored(), now=svc.now(), guard=net_policy(svc.settings),
     ).id  # fmt: skip
+
+
+def form_problems(problems: list[tuple[str, str]], provider: str, password: bool) -> str:
+    """What the form says: the fields to fill in first, then each field's other problem."""
+    from connectors.settings import REQUIRED
+
+    missing = [field for field, reason in problems if reason == REQUIRED]
+    if provider in NEEDS_PASSWORD and not password:
+        missing.append("password")
+    said = [f"please fill in: {', '.join(f.replace('_', ' ') for f in missing)}"] if missing else []
+    said += [f"{field}: {reason}" for field, reason in problems if reason != REQUIRED]
+    return "; ".join(said)
 
 
 def net_policy(settings: Settings) -> NetPolicy:
@@ -272,7 +282,7 @@ def note_for(exc: BaseException) -> str:
         return "check_not_found"
     if isinstance(exc, InvalidData):
         return "check_invalid"
-    if isinstance(exc, ConfigError):
+    if isinstance(exc, ConfigError | InvalidSettings):
         return "check_config"
     return "check_failed"
 

@@ -4,7 +4,8 @@
 access to the manager's mailbox) opens an exchangelib ``Account`` whose retry policy fails
 fast, so that the service decides when to try again; ``translate_error`` maps exchangelib's
 errors onto ours (ErrorServerBusy and HTTP 429/503 → ``RateLimited`` with the server's
-back-off, 401 → ``AuthExpired``, other 5xx and network errors → ``Transient``). Also the two
+back-off, 401 → ``AuthExpired``, other 5xx and network errors → ``Transient``), and
+``translated`` is the context in which every EWS call runs. Also the two
 named properties our checkpoint events carry. Shared by the EWS calendar, mailbox, push and
 mail sender.
 """
@@ -12,9 +13,9 @@ mail sender.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import requests
 from exchangelib import (
@@ -49,12 +50,14 @@ from connectors.base import (
     Transient,
     parse_retry_after,
 )
+from connectors.ews.settings import EwsAccountSettings, EwsCalendarSettings, EwsMailSettings
 from connectors.netguard import (
     LocationRefused,
     NetPolicy,
     operator_policy,
     requests_adapter_class,
 )
+from connectors.settings import Resolver, parse, resolve
 
 OWN_UID_PROPERTY = "X-EXEC-ASSISTANT-UID"
 AUTH_TYPES = {"basic": BASIC, "ntlm": NTLM, "oauth2": OAUTH2}
@@ -285,26 +288,59 @@ def translate_error(exc: BaseException, what: str) -> ConnectorError | None:
     return None
 
 
+class translated:  # used as ``with translated(...)``
+    """``with translated("EWS GetItem"):`` exchangelib's and the transport's errors leave
+    as ours (``translate_error``); our own errors, and anything else (a bug of ours), pass
+    unchanged. ``first`` may map an error before (the push stream's lost subscription).
+    The one translator of the EWS calendar, mailbox, push and mail sender."""
+
+    def __init__(
+        self, what: str, first: Callable[[BaseException, str], ConnectorError | None] | None = None
+    ) -> None:
+        self.what = what
+        self.first = first
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> Literal[False]:
+        if exc is None or isinstance(exc, ConnectorError) or not isinstance(exc, Exception):
+            return False
+        mapped = self.first(exc, self.what) if self.first is not None else None
+        mapped = mapped or translate_error(exc, self.what)
+        if mapped is None:
+            return False
+        raise mapped from None
+
+
 def ews_settings(
-    settings: Mapping[str, Any], secret: Any, policy: NetPolicy | None = None
-) -> EwsSettings:
-    """EwsSettings from an account's settings; ``secret`` resolves secret references;
-    ``policy``: where it may connect (none: the operator's code, anywhere)."""
+    settings: Mapping[str, Any] | EwsAccountSettings, secret: Resolver,
+    policy: NetPolicy | None = None, provider: str = "ews",
+) -> EwsSettings:  # fmt: skip
+    """EwsSettings from an account's settings (a ``provider`` account's, read through its
+    model unless given as one); ``secret`` resolves secret references; ``policy``: where
+    it may connect (none: the operator's code, anywhere)."""
     from connectors.registry import location
 
-    endpoint = location(settings, "service_endpoint") if settings.get("service_endpoint") else ""
+    if not isinstance(settings, EwsAccountSettings):
+        model = EwsMailSettings if provider == "ews-mail" else EwsCalendarSettings
+        settings = parse(model, provider, settings, None)
+    s = settings
+    endpoint = location(s.service_endpoint, s.url_secret) if s.service_endpoint else ""
     return EwsSettings(
-        mailbox=str(settings["mailbox"]),
+        mailbox=s.mailbox,
         service_endpoint=endpoint,
-        autodiscover=bool(settings.get("autodiscover", False)),
-        auth=str(settings.get("auth", "basic")),
-        username=str(settings.get("username", "")),
-        password=secret(settings.get("password")),
-        client_id=str(settings.get("client_id", "")),
-        client_secret=secret(settings.get("client_secret")),
-        tenant_id=str(settings.get("tenant_id", "")),
-        access_token=secret(settings.get("access_token")),
-        access=str(settings.get("access", "delegate")),
-        version=str(settings.get("version", "")),
+        autodiscover=s.autodiscover,
+        auth=s.auth,
+        username=s.username,
+        password=resolve(secret, s.password),
+        client_id=s.client_id,
+        client_secret=resolve(secret, s.client_secret),
+        tenant_id=s.tenant_id,
+        access_token=resolve(secret, s.access_token),
+        access=s.access,
+        version=s.version,
         policy=policy or operator_policy(),
     )

@@ -50,8 +50,8 @@ Streaming notifications (Subscribe + GetStreamingEvents) are in ``connectors/ews
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -68,7 +68,6 @@ from assistant.domain.model import EventData
 from connectors.base import (
     CalendarDelta,
     CalendarResource,
-    ConnectorError,
     InvalidData,
     OwnEvent,
     Window,
@@ -82,7 +81,7 @@ from connectors.ews.account import (
     ews_settings,
     open_account,
     register_properties,
-    translate_error,
+    translated,
 )
 from connectors.ews.series import (
     NEAR,
@@ -94,6 +93,9 @@ from connectors.ews.series import (
     occurrence,
     overlaps,
 )
+from connectors.ews.settings import EwsCalendarSettings
+from connectors.netguard import NetPolicy
+from connectors.settings import Resolver
 
 SYNC_PAGE = 512  # the most SyncFolderItems returns at once
 VIEW_CAP = 1000  # Exchange's default EWSFindCountLimit
@@ -385,27 +387,19 @@ class EwsCalendar:
             self._folder = account.calendar
         return self._folder
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
+    def _errors(self, what: str) -> translated:
         """Translate exchangelib and transport errors into our error tree."""
-        try:
-            yield
-        except ConnectorError:
-            raise
-        except Exception as exc:
-            mapped = translate_error(exc, f"EWS {what}")
-            if mapped is None:
-                raise
-            raise mapped from None
+        return translated(f"EWS {what}")
 
 
 def open_ews_calendar(
-    settings: Mapping[str, Any], secret: Any, timeout: float = 30, policy: Any = None
-) -> EwsCalendar:
+    settings: EwsCalendarSettings, secret: Resolver, timeout: float = 30,
+    policy: NetPolicy | None = None,
+) -> EwsCalendar:  # fmt: skip
     """An EwsCalendar from an account's settings; ``secret`` resolves secret references."""
     return EwsCalendar(
         ews_settings(settings, secret, policy),
         timeout=timeout,
-        zone=str(settings.get("zone", "UTC")),
-        send_invitations=bool(settings.get("send_invitations", False)),
+        zone=settings.zone,
+        send_invitations=settings.send_invitations,
     )

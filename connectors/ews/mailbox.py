@@ -34,8 +34,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,7 +44,10 @@ from exchangelib import errors as ews_errors
 from assistant.domain.model import MessageData
 from connectors.archive.mailbox import is_auto_reply, message_ids
 from connectors.base import ConnectorError, InvalidData, MailDelta, TokenExpired
-from connectors.ews.account import EwsSettings, ews_settings, open_account, translate_error
+from connectors.ews.account import EwsSettings, ews_settings, open_account, translated
+from connectors.ews.settings import EwsMailSettings
+from connectors.netguard import NetPolicy
+from connectors.settings import Resolver
 
 SYNC_PAGE = 512  # the most SyncFolderItems returns at once
 FETCH_CHUNK = 100
@@ -192,18 +194,9 @@ class EwsMailbox:
             self._mailbox()
         return self._folders[name]
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
+    def _errors(self, what: str) -> translated:
         """Translate exchangelib and transport errors into our error tree."""
-        try:
-            yield
-        except ConnectorError:
-            raise
-        except Exception as exc:
-            mapped = translate_error(exc, f"EWS {what}")
-            if mapped is None:
-                raise
-            raise mapped from None
+        return translated(f"EWS {what}")
 
     # ---------------------------------------------------------------------- token
 
@@ -307,11 +300,12 @@ def _addresses(mailboxes: Any) -> tuple[str, ...]:
 
 
 def open_ews_mailbox(
-    settings: Mapping[str, Any], secret: Any, timeout: float = 30, policy: Any = None
-) -> EwsMailbox:
+    settings: EwsMailSettings, secret: Resolver, timeout: float = 30,
+    policy: NetPolicy | None = None,
+) -> EwsMailbox:  # fmt: skip
     """An EwsMailbox from an account's settings; ``secret`` resolves secret references."""
     return EwsMailbox(
-        ews_settings(settings, secret, policy),
+        ews_settings(settings, secret, policy, "ews-mail"),
         timeout=timeout,
-        folders=tuple(settings.get("folders", FOLDERS)),
+        folders=tuple(settings.folders if settings.folders is not None else FOLDERS),
     )

@@ -43,13 +43,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from exchangelib import errors as ews_errors
 from exchangelib.services import GetStreamingEvents, SubscribeToStreaming, Unsubscribe
 
 from connectors.base import AuthExpired, ConnectorError, RateLimited
-from connectors.ews.account import EwsSettings, translate_error
+from connectors.ews.account import EwsSettings, translated
 from connectors.ews.calendar import EwsCalendar
 
 log = logging.getLogger(__name__)
@@ -207,32 +207,15 @@ class EwsStreamingWatcher:
             protocol.max_connections = 2
         return account
 
-    def _errors(self, what: str) -> _Errors:
-        return _Errors(f"EWS {what}")
+    def _errors(self, what: str) -> translated:
+        """Translate exchangelib errors; a lost subscription is its own error."""
+        return translated(f"EWS {what}", _lost)
 
 
-class _Errors:
-    """Translate exchangelib errors; a lost subscription is its own error."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, et: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> Literal[False]:
-        if exc is None or isinstance(exc, ConnectorError):
-            return False
-        if isinstance(exc, _LOST):
-            raise SubscriptionLost(f"{self.what}: {type(exc).__name__}") from None
-        if not isinstance(exc, Exception):
-            return False
-        mapped = translate_error(exc, self.what)
-        if mapped is None:
-            return False
-        raise mapped from None
+def _lost(exc: BaseException, what: str) -> ConnectorError | None:
+    if isinstance(exc, _LOST):
+        return SubscriptionLost(f"{what}: {type(exc).__name__}")
+    return None
 
 
 def _notifications(service: Any, sid: str, minutes: int) -> Iterator[Any]:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
-import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -40,9 +39,7 @@ from zoneinfo import ZoneInfo
 
 import google.auth.credentials
 import google.auth.exceptions
-import google_auth_httplib2
 import httplib2
-from googleapiclient import discovery
 from googleapiclient.errors import HttpError
 
 from assistant.domain.model import EventData, Response
@@ -63,8 +60,10 @@ from connectors.base import (
     parse_retry_after,
 )
 from connectors.google.common import (
+    DEFAULT_TOKEN_URI,
     RATE_REASONS,
-    CountingHttp,
+    build_service,
+    credentials_for,
     error_detail,
     installed_app_credentials,
     service_account_credentials,
@@ -80,10 +79,11 @@ from connectors.google.series import (
     resource_events,
     zone_or_utc,
 )
+from connectors.google.settings import GoogleCalendarSettings
+from connectors.settings import Resolver, parse
 
 SCOPES = ("https://www.googleapis.com/auth/calendar",)
 DEFAULT_ROOT = "https://www.googleapis.com/"
-DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105  # a URL
 MAX_PAGES = 10_000
 
 _TO_GOOGLE = {
@@ -128,18 +128,11 @@ class GoogleCalendar:
         self.requests = 0
         self._on_request = on_request
         self._credentials = credentials
-        authed = google_auth_httplib2.AuthorizedHttp(
-            credentials, http=CountingHttp(timeout, self._count), max_refresh_attempts=1
-        )
         root = api_root if api_root.endswith("/") else api_root + "/"
-        self._service = discovery.build(
-            "calendar",
-            "v3",
-            http=authed,
-            static_discovery=True,
-            cache_discovery=False,
-            client_options={"api_endpoint": root + "calendar/v3/"},
-        )
+        self._service, _ = build_service(
+            "calendar", "v3", credentials, timeout=timeout, hook=self._count,
+            endpoint=root + "calendar/v3/",
+        )  # fmt: skip
         self._events = self._service.events()
 
     def channels(self) -> Any:
@@ -183,41 +176,21 @@ class GoogleCalendar:
     @classmethod
     def from_settings(
         cls,
-        settings: Mapping[str, Any],
-        secret: Callable[[Any], str],
+        settings: Mapping[str, Any] | GoogleCalendarSettings,
+        secret: Resolver,
         *,
         timeout: float = 30,
         zone: str = "UTC",
     ) -> GoogleCalendar:
-        """From account settings; ``secret`` resolves secret references.
-
-        ``auth = "oauth"``: ``client_id``, ``client_secret``, ``refresh_token``.
-        ``auth = "service_account"``: ``service_account_key`` (the key file's JSON) and
-        ``subject``. Optional: ``calendar_id``, ``api_root``, ``token_uri``.
-        """
-        common: dict[str, Any] = {
-            "calendar_id": str(settings.get("calendar_id", "primary")),
-            "api_root": str(settings.get("api_root", DEFAULT_ROOT)),
-            "timeout": timeout,
-            "zone": zone,
-        }
-        token_uri = str(settings.get("token_uri", "")) or None
-        auth = str(settings.get("auth", "oauth"))
-        if auth == "service_account":
-            try:
-                key = json.loads(secret(settings.get("service_account_key")))
-            except ValueError:
-                raise AuthExpired("Google: the service account key is not JSON") from None
-            return cls.service_account(key, str(settings["subject"]), token_uri=token_uri, **common)
-        if auth == "oauth":
-            return cls.installed_app(
-                str(settings["client_id"]),
-                secret(settings.get("client_secret")),
-                secret(settings.get("refresh_token")),
-                token_uri=token_uri or DEFAULT_TOKEN_URI,
-                **common,
-            )
-        raise ValueError(f"unknown Google auth {auth!r} (oauth or service_account)")
+        """From an account's settings (``connectors.google.settings``, a model or the
+        stored dict); ``secret`` resolves secret references."""
+        conf = settings
+        if not isinstance(conf, GoogleCalendarSettings):
+            conf = parse(GoogleCalendarSettings, "google", conf, None)
+        return cls(
+            credentials_for(conf, secret, SCOPES, "Google"), conf.calendar_id,
+            api_root=conf.api_root or DEFAULT_ROOT, timeout=timeout, zone=zone,
+        )  # fmt: skip
 
     # ------------------------------------------------------------- CalendarSource
 

@@ -1,7 +1,10 @@
-"""What the Google connectors (Calendar, Gmail) share: credentials, a counting HTTP, error bodies.
+"""What the Google connectors (Calendar, Gmail) share: credentials, the API client, error bodies.
 
-Each connector keeps its own mapping of statuses onto our error tree (a 404 or 410 means
-different things to a calendar and a mailbox); the pieces here are the same for both.
+``credentials_for`` reads an account's settings (``connectors.google.settings``) into
+credentials and ``build_service`` makes the API client over a counting HTTP: the one
+factory of both connectors (and of the Gmail sender). Each connector keeps its own mapping
+of statuses onto our error tree (a 404 or 410 means different things to a calendar and a
+mailbox).
 """
 
 from __future__ import annotations
@@ -11,11 +14,17 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import google.auth.credentials
+import google_auth_httplib2
 import httplib2
 from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
+from googleapiclient import discovery
 
 from connectors.base import AuthExpired
+from connectors.google.settings import GoogleSettings
+from connectors.settings import Resolver, resolve
+
+DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105  # a URL
 
 RATE_REASONS = frozenset(
     {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}
@@ -69,6 +78,52 @@ def service_account_credentials(
         )
     except (ValueError, KeyError) as exc:
         raise AuthExpired(f"{product}: unusable service account key ({exc})") from None
+
+
+def credentials_for(
+    conf: GoogleSettings, secret: Resolver, scopes: Iterable[str], product: str
+) -> google.auth.credentials.Credentials:
+    """The credentials an account's settings give (``secret`` resolves references): an
+    installed app's refresh token, or a service account key acting as ``subject``."""
+    if conf.auth == "service_account":
+        try:
+            key = json.loads(resolve(secret, conf.service_account_key))
+        except ValueError:
+            raise AuthExpired(f"{product}: the service account key is not JSON") from None
+        return service_account_credentials(key, conf.subject, conf.token_uri, scopes, product)
+    return installed_app_credentials(
+        conf.client_id,
+        resolve(secret, conf.client_secret),
+        resolve(secret, conf.refresh_token),
+        conf.token_uri or DEFAULT_TOKEN_URI,
+        scopes,
+    )
+
+
+def build_service(
+    api: str,
+    version: str,
+    credentials: google.auth.credentials.Credentials,
+    *,
+    timeout: float,
+    hook: RequestHook,
+    endpoint: str,
+) -> tuple[Any, Any]:
+    """(the API client, its authorised HTTP) for ``api`` at ``endpoint``, from the bundled
+    discovery document; every response (token requests included) goes to ``hook``; an
+    access token is refreshed once per request at most."""
+    authed = google_auth_httplib2.AuthorizedHttp(
+        credentials, http=CountingHttp(timeout, hook), max_refresh_attempts=1
+    )
+    service = discovery.build(
+        api,
+        version,
+        http=authed,
+        static_discovery=True,
+        cache_discovery=False,
+        client_options={"api_endpoint": endpoint},
+    )
+    return service, authed
 
 
 def error_detail(content: bytes | str | None) -> tuple[str, str]:

@@ -37,7 +37,6 @@ advanced, so a retry reads everything again.
 from __future__ import annotations
 
 import http.client
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -45,9 +44,7 @@ from typing import Any
 
 import google.auth.credentials
 import google.auth.exceptions
-import google_auth_httplib2
 import httplib2
-from googleapiclient import discovery
 from googleapiclient.errors import BatchError, HttpError
 from googleapiclient.http import BatchHttpRequest
 
@@ -65,18 +62,21 @@ from connectors.base import (
     parse_retry_after,
 )
 from connectors.google.common import (
+    DEFAULT_TOKEN_URI,
     RATE_REASONS,
-    CountingHttp,
+    build_service,
+    credentials_for,
     error_detail,
     installed_app_credentials,
     service_account_credentials,
 )
+from connectors.google.settings import GmailSettings
+from connectors.settings import Resolver, parse
 
 READONLY_SCOPE = "https://www.googleapis.com/auth/gmail.readonly"
 METADATA_SCOPE = "https://www.googleapis.com/auth/gmail.metadata"
 SCOPES = (READONLY_SCOPE,)
 DEFAULT_ROOT = "https://gmail.googleapis.com/"
-DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105  # a URL
 BATCH_PATH = "batch/gmail/v1"
 DEFAULT_LABELS = ("INBOX", "SENT")
 METADATA_HEADERS = (
@@ -128,20 +128,12 @@ class GmailMailbox:
         self.requests = 0
         self._on_request = on_request
         self._credentials = credentials
-        self._http = google_auth_httplib2.AuthorizedHttp(
-            credentials, http=CountingHttp(timeout, self._count), max_refresh_attempts=1
-        )
         root = api_root if api_root.endswith("/") else api_root + "/"
         # The discovery document's batchPath is joined to its own rootUrl, not to the
         # endpoint given here: the batch URI is built from ``root`` instead.
         self._batch_uri = root + BATCH_PATH
-        self._service = discovery.build(
-            "gmail",
-            "v1",
-            http=self._http,
-            static_discovery=True,
-            cache_discovery=False,
-            client_options={"api_endpoint": root},
+        self._service, self._http = build_service(
+            "gmail", "v1", credentials, timeout=timeout, hook=self._count, endpoint=root
         )
         self._users = self._service.users()
 
@@ -181,43 +173,20 @@ class GmailMailbox:
 
     @classmethod
     def from_settings(
-        cls, settings: Mapping[str, Any], secret: Callable[[Any], str], *, timeout: float = 30
+        cls, settings: Mapping[str, Any] | GmailSettings, secret: Resolver, *, timeout: float = 30
     ) -> GmailMailbox:
-        """From account settings; ``secret`` resolves secret references.
-
-        ``auth = "oauth"``: ``client_id``, ``client_secret``, ``refresh_token``.
-        ``auth = "service_account"``: ``service_account_key`` (the key file's JSON) and
-        ``subject``. Optional: ``labels`` (list of label ids), ``query``, ``user_id``,
-        ``scopes``, ``api_root``, ``token_uri``.
-        """
-        common: dict[str, Any] = {
-            "user_id": str(settings.get("user_id", "me")),
-            "api_root": str(settings.get("api_root", DEFAULT_ROOT)),
-            "labels": tuple(str(x) for x in settings.get("labels", DEFAULT_LABELS)),
-            "query": str(settings.get("query", "")),
-            "timeout": timeout,
-        }
-        scopes = tuple(str(s) for s in settings.get("scopes", SCOPES))
-        token_uri = str(settings.get("token_uri", "")) or None
-        auth = str(settings.get("auth", "oauth"))
-        if auth == "service_account":
-            try:
-                key = json.loads(secret(settings.get("service_account_key")))
-            except ValueError:
-                raise AuthExpired("Gmail: the service account key is not JSON") from None
-            return cls.service_account(
-                key, str(settings["subject"]), token_uri=token_uri, scopes=scopes, **common
-            )
-        if auth == "oauth":
-            return cls.installed_app(
-                str(settings["client_id"]),
-                secret(settings.get("client_secret")),
-                secret(settings.get("refresh_token")),
-                token_uri=token_uri or DEFAULT_TOKEN_URI,
-                scopes=scopes,
-                **common,
-            )
-        raise ValueError(f"unknown Google auth {auth!r} (oauth or service_account)")
+        """From an account's settings (``connectors.google.settings``, a model or the
+        stored dict); ``secret`` resolves secret references."""
+        conf = settings
+        if not isinstance(conf, GmailSettings):
+            conf = parse(GmailSettings, "gmail", conf, None)
+        scopes = tuple(conf.scopes) if conf.scopes is not None else SCOPES
+        return cls(
+            credentials_for(conf, secret, scopes, "Gmail"), conf.user_id,
+            api_root=conf.api_root or DEFAULT_ROOT,
+            labels=tuple(conf.labels) if conf.labels is not None else DEFAULT_LABELS,
+            query=conf.query, timeout=timeout,
+        )  # fmt: skip
 
     # ----------------------------------------------------------------- MailSource
 

@@ -40,11 +40,9 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-import ssl
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -62,11 +60,9 @@ from connectors.base import (
     WrittenEvent,
 )
 from connectors.graph.client import (
-    AUTHORITY_HOST,
-    GRAPH_URL,
     MAX_DELTA_PAGES,
-    RequestHook,
-    Tokens,
+    GraphConnection,
+    GraphOptions,
     fail,
     graph_send,
     odata_literal,
@@ -91,60 +87,21 @@ for _windows_name, _iana_name in WINDOWS_TO_OLSON.items():
     _IANA_TO_WINDOWS.setdefault(_iana_name, _windows_name)
 
 
-class GraphCalendar:
+class GraphCalendar(GraphConnection):
     """The default calendar of ``user`` (an id or user principal name) in Microsoft 365.
 
-    App-only access: ``client_secret`` (application permission Calendars.ReadWrite).
-    Delegated access: ``refresh_token`` (with ``client_secret`` for a confidential app);
-    a rotated refresh token is passed to ``on_refresh_token`` to be stored.
-    ``verify`` is True, False or a CA bundle path. ``zone`` is the manager's zone (all-day
-    events' midnights). ``on_request(method, url, status)`` sees every Graph response;
-    ``requests`` counts them.
+    Access and options as for every Graph connection (``GraphConnection``: application
+    permission Calendars.ReadWrite, or a delegated refresh token). ``zone`` is the
+    manager's zone (all-day events' midnights); ``page_size`` the delta's page size.
     """
 
     def __init__(
-        self,
-        user: str,
-        *,
-        tenant: str,
-        client_id: str,
-        client_secret: str = "",
-        refresh_token: str = "",
-        graph_url: str = GRAPH_URL,
-        authority_host: str = AUTHORITY_HOST,
-        timeout: float = 30,
-        verify: bool | str = True,
-        zone: str = "UTC",
-        page_size: int = 100,
-        retries: int = 3,
-        backoff: float = 0.5,
-        sleep: Callable[[float], None] = time.sleep,
-        on_refresh_token: Callable[[str], None] | None = None,
-        on_request: RequestHook | None = None,
-    ) -> None:
-        self.user = user
-        self.graph_url = graph_url.rstrip("/")
+        self, user: str, *, zone: str = "UTC", page_size: int = 100,
+        **connection: Unpack[GraphOptions],
+    ) -> None:  # fmt: skip
+        super().__init__(user, **connection)
         self.zone = zone
         self.page_size = page_size
-        self.retries = retries
-        self.backoff = backoff
-        self.requests = 0
-        self._sleep = sleep
-        self._on_request = on_request
-        self._user_url = f"{self.graph_url}/users/{quote(user, safe='@')}"
-        self._tokens = Tokens(
-            tenant, client_id, client_secret, refresh_token, authority_host, verify, timeout,
-            on_refresh_token,
-        )  # fmt: skip
-        tls = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
-        self._http = httpx.Client(timeout=timeout, verify=tls)
-
-    def close(self) -> None:
-        self._http.close()
-
-    @property
-    def refresh_token(self) -> str:
-        return self._tokens.refresh_token
 
     # ------------------------------------------------------------- CalendarSource
 

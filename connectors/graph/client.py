@@ -4,17 +4,21 @@
 refresh token, whose rotated successor goes to ``on_refresh_token``). ``graph_send`` is
 every connector's request: a refused token is renewed once, 5xx and dropped connections
 are retried with back-off when the request is idempotent, every reply is counted.
-``fail`` maps an unsuccessful reply onto our error tree. Shared by the Graph calendar,
-mailbox, push and mail sender.
+``fail`` maps an unsuccessful reply onto our error tree. ``GraphConnection`` holds one
+account's tokens and HTTP client for the loop; the Graph calendar, mailbox and mail sender
+are connections, and ``open_graph`` opens any of them from the account's settings
+(``connectors.graph.settings.GraphSettings``). The push subscriptions use the calendar's.
 """
 
 from __future__ import annotations
 
 import re
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Required, TypedDict, TypeVar
+from urllib.parse import quote
 
 import httpx
 import msal
@@ -30,9 +34,12 @@ from connectors.base import (
     Transient,
     parse_retry_after,
 )
+from connectors.graph.settings import AUTHORITY_HOST, GRAPH_URL
+from connectors.settings import Resolver, resolve
 
-GRAPH_URL = "https://graph.microsoft.com/v1.0"
-AUTHORITY_HOST = "https://login.microsoftonline.com"
+if TYPE_CHECKING:
+    from connectors.graph.settings import GraphSettings
+
 APP_SCOPES = ("https://graph.microsoft.com/.default",)
 DELEGATED_SCOPES = ("https://graph.microsoft.com/Calendars.ReadWrite",)
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
@@ -194,20 +201,108 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-class GraphClient(Protocol):
-    """What ``graph_send`` needs of a Graph connector (calendar or mailbox)."""
+class GraphOptions(TypedDict, total=False):
+    """How a Graph connection signs in and behaves (``GraphConnection``'s keywords)."""
 
+    tenant: Required[str]
+    client_id: Required[str]
+    client_secret: str
+    refresh_token: str
+    graph_url: str
+    authority_host: str
+    timeout: float
+    verify: bool | str
     retries: int
     backoff: float
-    requests: int
-    _tokens: Tokens
-    _http: httpx.Client
-    _sleep: Callable[[float], None]
-    _on_request: RequestHook | None
+    sleep: Callable[[float], None]
+    on_refresh_token: Callable[[str], None] | None
+    on_request: RequestHook | None
+
+
+class GraphConnection:
+    """One account's way into Graph: ``user`` (an id or user principal name), its tokens
+    and HTTP client, and what ``graph_send`` counts and waits with.
+
+    App-only access: ``client_secret``. Delegated access: ``refresh_token`` (with
+    ``client_secret`` for a confidential app); a rotated refresh token is passed to
+    ``on_refresh_token`` to be stored. ``verify`` is True, False or a CA bundle path.
+    ``on_request(method, url, status)`` sees every Graph response; ``requests`` counts
+    them.
+    """
+
+    def __init__(
+        self,
+        user: str,
+        *,
+        tenant: str,
+        client_id: str,
+        client_secret: str = "",
+        refresh_token: str = "",
+        graph_url: str = GRAPH_URL,
+        authority_host: str = AUTHORITY_HOST,
+        timeout: float = 30,
+        verify: bool | str = True,
+        retries: int = 3,
+        backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+        on_refresh_token: Callable[[str], None] | None = None,
+        on_request: RequestHook | None = None,
+    ) -> None:
+        self.user = user
+        self.graph_url = graph_url.rstrip("/")
+        self.retries = retries
+        self.backoff = backoff
+        self.requests = 0
+        self._sleep = sleep
+        self._on_request = on_request
+        self._user_url = f"{self.graph_url}/users/{quote(user, safe='@')}"
+        self._tokens = Tokens(
+            tenant, client_id, client_secret, refresh_token, authority_host, verify, timeout,
+            on_refresh_token,
+        )  # fmt: skip
+        tls = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        self._http = httpx.Client(timeout=timeout, verify=tls)
+
+    def close(self) -> None:
+        self._http.close()
+
+    @property
+    def refresh_token(self) -> str:
+        return self._tokens.refresh_token
+
+
+C = TypeVar("C", bound=GraphConnection)
+
+
+def open_graph(
+    cls: type[C],
+    conf: GraphSettings,
+    secret: Resolver,
+    *,
+    timeout: float = 30,
+    keep_token: Callable[[str], None] | None = None,
+    **options: Any,
+) -> C:
+    """A Graph connector (``cls``: the calendar, mailbox or mail sender) for an account's
+    settings; ``secret`` resolves its secret references, ``keep_token`` stores a refresh
+    token Microsoft rotated; ``options`` are the connector's own."""
+    return cls(
+        conf.user,
+        tenant=conf.tenant,
+        client_id=conf.client_id,
+        client_secret=resolve(secret, conf.client_secret),
+        refresh_token=resolve(secret, conf.refresh_token),
+        graph_url=conf.graph_url,
+        authority_host=conf.authority_host,
+        verify=conf.tls,
+        timeout=timeout,
+        on_refresh_token=keep_token,
+        **options,
+    )
 
 
 def graph_send(
-    client: GraphClient,
+    client: GraphConnection,
     method: str,
     url: str,
     *,

@@ -1,7 +1,7 @@
 """The manager's Inbox and Sent Items in Microsoft 365, through Microsoft Graph.
 
-The same thin httpx client as the calendar (``connectors.graph.calendar``), with its
-msal token handling (``Tokens``) and error mapping (``fail``).
+The same Graph connection as the calendar (``connectors.graph.client.GraphConnection``),
+with its msal token handling (``Tokens``), request loop and error mapping (``fail``).
 
 Reading: per folder, ``GET /users/{id}/mailFolders/{inbox|sentitems}/messages/delta``
 with ``$select`` of what threading needs (internetMessageId, conversationId, from,
@@ -32,11 +32,9 @@ with exponential backoff, then Transient; timeouts: Transient at once.
 from __future__ import annotations
 
 import json
-import ssl
-import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -50,11 +48,9 @@ from connectors.base import (
     TokenExpired,
 )
 from connectors.graph.client import (
-    AUTHORITY_HOST,
-    GRAPH_URL,
     MAX_DELTA_PAGES,
-    RequestHook,
-    Tokens,
+    GraphConnection,
+    GraphOptions,
     fail,
     graph_send,
     parse_time,
@@ -68,59 +64,30 @@ SELECT = (
 _STATE_KIND = "graph-mail"
 
 
-class GraphMailbox:
+class GraphMailbox(GraphConnection):
     """The Inbox and Sent Items of ``user`` (an id or user principal name) in Microsoft 365.
 
-    Access as for GraphCalendar (application permission Mail.Read, or a delegated
-    refresh token). ``header_senders`` are the addresses whose Inbox messages get their
-    headers read (see the module's docstring); ``on_request(method, url, status)`` sees
-    every Graph response and ``requests`` counts them.
+    Access and options as for every Graph connection (``GraphConnection``: application
+    permission Mail.Read, or a delegated refresh token). ``header_senders`` are the
+    addresses whose Inbox messages get their headers read (see the module's docstring).
     """
 
     def __init__(
         self,
         user: str,
         *,
-        tenant: str,
-        client_id: str,
-        client_secret: str = "",
-        refresh_token: str = "",
-        graph_url: str = GRAPH_URL,
-        authority_host: str = AUTHORITY_HOST,
-        timeout: float = 30,
-        verify: bool | str = True,
         folders: Sequence[str] = tuple(FOLDERS),
         header_senders: Collection[str] = (),
         page_size: int = 100,
-        retries: int = 3,
-        backoff: float = 0.5,
-        sleep: Callable[[float], None] = time.sleep,
-        on_refresh_token: Callable[[str], None] | None = None,
-        on_request: RequestHook | None = None,
+        **connection: Unpack[GraphOptions],
     ) -> None:
         unknown = [f for f in folders if f not in FOLDERS]
         if unknown or not folders:
             raise ConnectorError(f"Graph mail: unknown folders {unknown} (inbox, sentitems)")
-        self.user = user
-        self.graph_url = graph_url.rstrip("/")
+        super().__init__(user, **connection)
         self.folders = tuple(dict.fromkeys(folders))
         self.header_senders = frozenset(a.strip().lower() for a in header_senders)
         self.page_size = page_size
-        self.retries = retries
-        self.backoff = backoff
-        self.requests = 0
-        self._sleep = sleep
-        self._on_request = on_request
-        self._user_url = f"{self.graph_url}/users/{quote(user, safe='@')}"
-        self._tokens = Tokens(
-            tenant, client_id, client_secret, refresh_token, authority_host, verify, timeout,
-            on_refresh_token,
-        )  # fmt: skip
-        tls = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
-        self._http = httpx.Client(timeout=timeout, verify=tls)
-
-    def close(self) -> None:
-        self._http.close()
 
     def __enter__(self) -> GraphMailbox:
         return self

@@ -90,7 +90,7 @@ def test_pairs_and_one_line_errors(cli: Cli) -> None:
     assert "alex" in cli.fails(
         "pair", "add", "alex", "--manager", "a@example.com", "--assistant", "s@example.com"
     )
-    assert "unknown provider" in cli.fails("account", "add", "x", "--provider", "fax")
+    assert "unknown provider" in cli.fails("account", "add", "x", "--provider", "fax", code=2)
     assert cli.fails("task", "show", "999").startswith("error:")
     assert "not a date/time" in cli.fails("task", "add", "Report", "--deadline", "next-ish")
 
@@ -324,9 +324,9 @@ def test_accounts_for_any_provider_keep_secrets_as_references(cli: Cli) -> None:
     by_name = {a["name"]: a for a in accounts}
     assert by_name["exchange"]["kind"] == "calendar"
     assert by_name["m365"]["settings"]["client_secret"] == "<env reference>"  # not even the name
-    assert "must be a reference" in cli.fails(
+    assert "client_secret: must be a reference" in cli.fails(
         "account", "add", "bad", "--pair", "alex", "--provider", "graph",
-        "--setting", "client_secret=plain-text-secret",
+        "--setting", "client_secret=plain-text-secret", code=2,
     )  # fmt: skip
     assert "key=env:VAR" in cli.fails("account", "add", "bad2", "--pair", "alex", "--provider", "graph",
                                       "--secret", "client_secret=plain")  # fmt: skip

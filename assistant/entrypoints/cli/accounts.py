@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from connectors.settings import AccountSettings
 
 from assistant.entrypoints.cli.common import (
     JsonOpt,
     PairOpt,
     UserError,
     emit,
+    err,
     out,
     service,
     table,
@@ -25,8 +29,10 @@ def account_add(
     name: Annotated[str, typer.Argument(help="A name for the account, e.g. work-calendar.")],
     provider: Annotated[
         str,
-        typer.Option(help="ics, caldav, ews, graph, google (calendars); imap, gmail, ews-mail, "
-                          "graph-mail, maildir, mbox (mailboxes)."),
+        typer.Option(
+            help="ics, caldav, ews, graph, google (calendars); imap, gmail, ews-mail, "
+            "graph-mail, maildir, mbox (mailboxes)."
+        ),
     ],
     pair: PairOpt = None,
     url: Annotated[str, typer.Option(help="Calendar URL (caldav, ics).")] = "",
@@ -39,13 +45,17 @@ def account_add(
     password_command: Annotated[str, typer.Option(help="Run this to print the password.")] = "",
     setting: Annotated[
         list[str] | None,
-        typer.Option(help="Any other setting as key=value (repeatable), e.g. mailbox=a@b.c, "
-                          "service_endpoint=https://..., tenant=..., user=..., host=..."),
+        typer.Option(
+            help="Any other setting as key=value (repeatable), e.g. mailbox=a@b.c, "
+            "service_endpoint=https://..., tenant=..., user=..., host=..."
+        ),
     ] = None,
     secret: Annotated[
         list[str] | None,
-        typer.Option(help="A secret setting by reference, key=env:VAR | key=file:PATH | "
-                          "key=command:CMD (repeatable), e.g. refresh_token=env:GRAPH_TOKEN"),
+        typer.Option(
+            help="A secret setting by reference, key=env:VAR | key=file:PATH | "
+            "key=command:CMD (repeatable), e.g. refresh_token=env:GRAPH_TOKEN"
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -88,6 +98,7 @@ def account_add(
                 f"--secret {item!r}: write key=env:VAR, key=file:PATH or key=command:CMD"
             )
         conf[key.strip()] = {kind: target}
+    checked(provider, conf)  # before anything is opened or created
     with service() as svc:
         from assistant.services.accounts import keyring_for, seal_url_credentials
 
@@ -95,12 +106,26 @@ def account_add(
         if url_password and "password" not in conf:
             conf["password"] = keyring_for(svc.settings).seal(url_password)
         account = add_account(
-            svc.uow, pair=pair, name=name, provider=provider, settings=conf, now=svc.now()
-        )
+            svc.uow, pair=pair, name=name, provider=provider,
+            settings=checked(provider, conf).stored(), now=svc.now(),
+        )  # fmt: skip
     if as_json:
         emit({"id": account.id, "name": account.name, "kind": account.kind})
     else:
         out.print(f"account {account.id} ({account.name}, {account.kind} via {provider}) added")
+
+
+def checked(provider: str, conf: dict[str, Any]) -> AccountSettings:
+    """``conf`` read through the provider's settings model, as the operator adds it (files
+    must exist); a refusal names each field and ends the command with exit 2."""
+    from connectors.registry import UnknownProvider, read_settings
+    from connectors.settings import Adding, InvalidSettings
+
+    try:
+        return read_settings(provider, conf, Adding())
+    except (InvalidSettings, UnknownProvider) as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 @account_app.command("list")

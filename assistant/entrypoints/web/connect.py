@@ -305,7 +305,15 @@ class Connect:
         assert ctx.form is not None
         form = {k: str(v) for k, v in ctx.form.items()}
         pair_id = ctx.pair.pair_id
-        account_service.save_form_account(self.svc, pair_id, form.get("provider", ""), form)
+        try:
+            account_service.save_form_account(self.svc, pair_id, form.get("provider", ""), form)
+        except ValueError as exc:  # the form again, with what to fix; no secret is kept
+            from connectors.netguard import split_url_credentials
+
+            kept = {k: v for k, v in form.items() if k not in ("password", "csrf_token")}
+            for key in ("url", "location", "service_endpoint"):  # without user:pw@, ?token=
+                kept[key] = split_url_credentials(kept.get(key, "")).url
+            return await self.pages.accounts(request, ctx, form_error=str(exc), form=kept)
         return self._back(ctx.pair.pair_id, "n_added")
 
     async def check(self, request: Request, ctx: Ctx) -> Response:

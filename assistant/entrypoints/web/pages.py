@@ -322,7 +322,15 @@ class Pages:
         data = views.task(self.svc, ctx.pair, int(request.path_params["task_id"]))
         return self.render(request, ctx.viewer, "task.html", ctx=ctx, task=data)
 
-    async def accounts(self, request: Request, ctx: Ctx) -> Response:
+    async def accounts(
+        self,
+        request: Request,
+        ctx: Ctx,
+        *,
+        form_error: str = "",
+        form: dict[str, str] | None = None,
+    ) -> Response:
+        """The accounts page; after a refused form, the form again with ``form_error`` (400)."""
         from assistant.services.accounts import FORM_PROVIDERS
 
         rows = views.accounts(self.svc, ctx.pair)
@@ -334,8 +342,11 @@ class Pages:
             request,
             ctx.viewer,
             "accounts.html",
+            status=400 if form_error else 200,
             ctx=ctx,
             accounts=rows,
+            form_error=form_error,
+            form=form or {},
             note=note if note in NOTES else "",
             note_ok=note in GOOD_NOTES,
             may_edit=ctx.pair.may_edit,
