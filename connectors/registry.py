@@ -24,12 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from config.sealed import UNREADABLE
-from config.settings import ConfigError, SecretRef
 from connectors.archive.settings import MaildirSettings, MboxSettings
 from connectors.base import (
     DEFAULT_LIMITS,
-    AuthExpired,
     CalendarSource,
     CalendarWriter,
     MailSource,
@@ -40,8 +37,8 @@ from connectors.ews.settings import EwsCalendarSettings, EwsMailSettings
 from connectors.google.settings import GmailSettings, GoogleCalendarSettings
 from connectors.graph.settings import GraphMailSettings, GraphSettings
 from connectors.imap.settings import ImapSettings
-from connectors.netguard import OPERATOR_KEY, NetPolicy, with_url_secret
-from connectors.settings import AccountSettings, Adding, parse, resolve
+from connectors.netguard import OPERATOR_KEY, NetPolicy
+from connectors.settings import AccountSettings, Adding, location, parse, resolve, secret
 
 if TYPE_CHECKING:
     from connectors.caldav.calendar import CalDavCalendar
@@ -89,28 +86,9 @@ def read_settings(
     return parse(model, provider, settings, check)
 
 
-def secret(value: Any) -> str:
-    """Resolve a secret reference (or pass an empty value through)."""
-    if not value:
-        return ""
-    if isinstance(value, Mapping):
-        if "encrypted" in value:  # obtained by the service: unreadable means reconnect
-            try:
-                return SecretRef(**value).resolve().get_secret_value()
-            except (ConfigError, ValueError):
-                raise AuthExpired(UNREADABLE) from None
-        return SecretRef(**value).resolve().get_secret_value()
-    raise ValueError("secrets must be given by reference: {env=...}, {file=...} or {command=...}")
-
-
 def account_policy(settings: AccountSettings, policy: NetPolicy | None) -> NetPolicy:
     """Where this account's connector may connect (see the module's doc)."""
     return (policy or NetPolicy()).for_account({OPERATOR_KEY: settings.added_by_operator})
-
-
-def location(url: str, sealed: SecretRef | None) -> str:
-    """An account's address with its sealed URL secrets (``?token=...``) put back."""
-    return with_url_secret(url, resolve(secret, sealed))
 
 
 def open_calendar(

@@ -35,9 +35,10 @@ from pydantic import (
     ValidationInfo,
 )
 
-from config.settings import SecretRef
-from connectors.base import ConnectorError
-from connectors.netguard import NetPolicy
+from config.sealed import UNREADABLE
+from config.settings import ConfigError, SecretRef
+from connectors.base import AuthExpired, ConnectorError
+from connectors.netguard import NetPolicy, with_url_secret
 
 Resolver = Callable[[Any], str]  # a secret reference (a dict) -> its value
 M = TypeVar("M", bound="AccountSettings")
@@ -263,3 +264,22 @@ def resolve(secret: Resolver, ref: SecretRef | None) -> str:
     if ref is None:
         return ""
     return secret(ref.model_dump(exclude_none=True))
+
+
+def secret(value: Any) -> str:
+    """Resolve a secret reference (or pass an empty value through)."""
+    if not value:
+        return ""
+    if isinstance(value, Mapping):
+        if "encrypted" in value:  # obtained by the service: unreadable means reconnect
+            try:
+                return SecretRef(**value).resolve().get_secret_value()
+            except (ConfigError, ValueError):
+                raise AuthExpired(UNREADABLE) from None
+        return SecretRef(**value).resolve().get_secret_value()
+    raise ValueError("secrets must be given by reference: {env=...}, {file=...} or {command=...}")
+
+
+def location(url: str, sealed: SecretRef | None) -> str:
+    """An account's address with its sealed URL secrets (``?token=...``) put back."""
+    return with_url_secret(url, resolve(secret, sealed))

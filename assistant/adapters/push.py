@@ -92,7 +92,7 @@ class PushSupervisor:
     def _ews(self, account_id: int, conf: dict[str, Any]) -> None:
         from connectors.ews.account import ews_settings
         from connectors.ews.push import EwsStreamingWatcher
-        from connectors.registry import secret
+        from connectors.settings import secret
 
         watcher = EwsStreamingWatcher(
             ews_settings(conf, secret), timeout=self.svc.settings.sync.http_timeout_seconds

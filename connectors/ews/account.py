@@ -322,7 +322,7 @@ def ews_settings(
     """EwsSettings from an account's settings (a ``provider`` account's, read through its
     model unless given as one); ``secret`` resolves secret references; ``policy``: where
     it may connect (none: the operator's code, anywhere)."""
-    from connectors.registry import location
+    from connectors.settings import location
 
     if not isinstance(settings, EwsAccountSettings):
         model = EwsMailSettings if provider == "ews-mail" else EwsCalendarSettings

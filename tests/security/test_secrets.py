@@ -285,7 +285,7 @@ def test_a_key_given_in_the_settings_is_checked_and_resealed_after_a_change(cli:
 def test_a_running_service_opens_secrets_resealed_by_a_rotation_elsewhere(cli: Cli) -> None:
     from assistant.bootstrap import build
     from config import sealed
-    from connectors.registry import secret
+    from connectors.settings import secret
 
     account_id = seal_password(cli, "mail", "first password")
     svc = build(settings_of(cli))  # the running service: its keyring holds the old key

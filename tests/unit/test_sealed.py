@@ -10,7 +10,7 @@ from config import sealed
 from config.sealed import Keyring, UnreadableSecret
 from config.settings import ConfigError, SecretRef
 from connectors.base import AuthExpired
-from connectors.registry import secret
+from connectors.settings import secret
 
 OLD = "the old secret of the app, long enough"
 NEW = "the new secret of the app, long enough"

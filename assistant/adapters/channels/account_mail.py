@@ -53,7 +53,7 @@ from connectors.mail_sender import (
     OutgoingMail,
     open_mail_sender,
 )
-from connectors.registry import secret
+from connectors.settings import secret
 
 CHANNEL_NAMES = ("account", "ews-mail", "graph-mail", "gmail")
 FAMILIES = {"ews-mail": ("ews-mail", "ews"), "graph-mail": ("graph-mail", "graph"),
