@@ -385,7 +385,6 @@ class Demo:
         )
         self.nudges(pair_id)
 
-
     def nudges(self, pair_id: int) -> None:
         from assistant.services import pipeline
 
@@ -396,7 +395,8 @@ class Demo:
             self.c.print(
                 f"{report.held} open message(s) past the SLA; it is outside the manager's "
                 f"working hours, so the reminders wait until {when:%a %H:%M}."
-                if when else f"{report.held} reminder(s) held outside working hours."
+                if when
+                else f"{report.held} reminder(s) held outside working hours."
             )
             return
         mails = self.sink.wait_for(before + len(report.queued), timeout=20)[before:]
