@@ -384,26 +384,25 @@ class Demo:
         )
         self.nudges(pair_id)
 
-
     def nudges(self, pair_id: int) -> None:
-        from assistant.services.nudges import nudge
+        from assistant.services import pipeline
 
         before = len(self.sink.received)
-        report = nudge(self.svc.uow, pair_id, self.svc.now(), self.settings.latency)
+        [report] = pipeline.nudge_pair(self.svc, pair_id).nudged  # queued, then delivered
         if report.held:
             when = report.next_due.astimezone(ZoneInfo(ZONE)) if report.next_due else None
             self.c.print(
                 f"{report.held} open message(s) past the SLA; it is outside the manager's "
                 f"working hours, so the reminders wait until {when:%a %H:%M}."
-                if when else f"{report.held} reminder(s) held outside working hours."
+                if when
+                else f"{report.held} reminder(s) held outside working hours."
             )
             return
-        self.run_job(self.jobs.drain_outbox(), "drain")
         mails = self.sink.wait_for(before + len(report.queued), timeout=20)[before:]
         self.c.print(f"Nudges for the open messages past the SLA: {len(report.queued)} sent.")
         for m in mails:
             self.c.print(f"  To {m.message['To']}: {m.message['Subject']}")
-        again = nudge(self.svc.uow, pair_id, self.svc.now(), self.settings.latency)
+        [again] = pipeline.nudge_pair(self.svc, pair_id).nudged
         self.c.print(f"Run again: {len(again.queued)} more (each stage goes once per message).")
 
     def feedback(self, task_id: int) -> None:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from assistant.services.deps import Deps
+    from assistant.store.tables import OutboxEntry
 
 # The method's eight steps: analysis (do, delegate or delete), SMART parameters and the
 # delegate are settled when a task is created (it starts "briefed"); then the delegate
@@ -232,21 +233,24 @@ _DELETED_TEXT = {
 }
 
 
-def ask_about_deleted(session: Session, pair: Pair, cp: Checkpoint, now: datetime) -> None:
-    """Tell the manager a checkpoint event is gone and how to restore it (once per removal)."""
+def ask_about_deleted(
+    session: Session, pair: Pair, cp: Checkpoint, now: datetime
+) -> OutboxEntry | None:
+    """Tell the manager a checkpoint event is gone and how to restore it (once per removal);
+    the outbox entry queued, None when there was nothing (more) to ask."""
     from assistant.domain import timefmt
     from assistant.services import outbox
 
     task = session.get(DelegatedTask, cp.task_id)
     if task is None:
-        return
+        return None
     lg = timefmt.lang(pair.locale)
     label = LABELS[CheckpointKind(cp.kind)]
     local = cp.line_at.astimezone(ZoneInfo(pair.timezone))
     subject, body = _DELETED_TEXT[lg]
     values = {"label": label, "title": task.title, "delegate": task.delegate, "task": task.id,
               "when": f"{timefmt.day(local.date(), lg)} {local:%H:%M}"}  # fmt: skip
-    outbox.enqueue(
+    return outbox.enqueue(
         session,
         key=f"checkpoint-deleted:{cp.id}:{now:%Y%m%dT%H%M%S}:{pair.manager_email}:smtp",
         channel="smtp",

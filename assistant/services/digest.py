@@ -46,8 +46,9 @@ from assistant.domain.digest import (
 )
 from assistant.domain.latency import Direction, reply_latencies
 from assistant.domain.model import EventData
-from assistant.domain.notify import Audience, Note, RenderedMessage
+from assistant.domain.notify import Note, RenderedMessage
 from assistant.services.assistant_messages import enqueue_for_assistant, lock_pair, notify_channels
+from assistant.services.audience import audience_for
 from assistant.services.delegation import OPEN_STATES
 from assistant.services.hours import pair_hours
 from assistant.services.mail import addresses, to_message
@@ -167,7 +168,7 @@ def digest(uow: UnitOfWork, pair_id: int, now: datetime, settings: Settings) -> 
             return report
         content, rows = _gather(session, pair, now, settings)
         held = [r for r in rows if r.state == "digest"]
-        audience = _audience(pair)
+        audience = audience_for(pair)
         message = render_digest(content, audience)
         data = structured(content, audience)
         report.message, report.data = message, data
@@ -198,7 +199,7 @@ def preview(
         report.keys = digest_keys(pair, day)
         report.already_sent = _queued(session, report.keys)
         content, _ = _gather(session, pair, now, settings)
-        audience = _audience(pair)
+        audience = audience_for(pair)
         report.message = render_digest(content, audience)
         report.data = structured(content, audience)
         report.counts = content.counts(pair.timezone)
@@ -394,14 +395,3 @@ def _queued(session: Session, keys: list[str]) -> bool:
         select(OutboxEntry.id).where(OutboxEntry.idempotency_key.in_(keys)).limit(1)
     ).first()
     return found is not None
-
-
-def _audience(pair: Pair) -> Audience:
-    return Audience(
-        locale=pair.locale,
-        manager_zone=pair.timezone or "UTC",
-        assistant_zone=pair.assistant_timezone or pair.timezone,
-        manager_name=pair.manager_name,
-        manager_emails=frozenset({pair.manager_email.lower()}),
-        share_private_details=pair.share_private_details,
-    )

@@ -25,7 +25,6 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -37,6 +36,7 @@ from assistant.domain.conflicts import Conflict, find_conflicts
 from assistant.domain.model import EventData
 from assistant.domain.notify import Note, render_changes
 from assistant.services.assistant_messages import enqueue_for_assistant, lock_pair, notify_channels
+from assistant.services.audience import audience_for
 from assistant.store.db import UnitOfWork
 from assistant.store.snapshots import from_json, from_row, to_json
 from assistant.store.tables import Account, EventSnapshot, Pair, ScheduleChange
@@ -45,26 +45,44 @@ from config.settings import NotifySettings
 _LEVELS = {"low": 0, "normal": 1, "high": 2}
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class DispatchReport:
+    """What one ``dispatch`` did for a pair."""
+
     pair_id: int
     sent: int = 0  # changes that went into a message
     undone: int = 0
     suppressed: int = 0
     digest: int = 0
-    outbox_ids: list[int] = field(default_factory=list)
+    outbox_ids: tuple[int, ...] = ()
     next_due: datetime | None = None  # when to run again for what still waits
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
+        """As a job's result: plain values, times in ISO 8601."""
         return {
             "pair_id": self.pair_id,
             "sent": self.sent,
             "undone": self.undone,
             "suppressed": self.suppressed,
             "digest": self.digest,
-            "outbox_ids": self.outbox_ids,
+            "outbox_ids": list(self.outbox_ids),
             "next_due": self.next_due.isoformat() if self.next_due else None,
         }
+
+
+@dataclass
+class _Tally:
+    """What ``dispatch`` counts while it works, frozen into the report at the end."""
+
+    suppressed: int = 0
+    digest: int = 0
+    sent: int = 0
+    undone: int = 0
+    outbox_ids: list[int] = field(default_factory=list)
+
+    def report(self, pair_id: int, next_due: datetime | None = None) -> DispatchReport:
+        return DispatchReport(pair_id, self.sent, self.undone, self.suppressed, self.digest,
+                              tuple(self.outbox_ids), next_due)  # fmt: skip
 
 
 def pairs_with_pending(uow: UnitOfWork) -> list[int]:
@@ -97,7 +115,7 @@ def dispatch(
     ends, so nothing could join the message by waiting. (With the default 30 s polling
     and 20 s window, a CalDAV or ICS pair would otherwise get every message 20 s late.)
     """
-    report = DispatchReport(pair_id)
+    tally = _Tally()
     with uow.begin() as session:
         pair = lock_pair(session, pair_id)
         digest_on = bool(pair.digest_time)
@@ -113,19 +131,19 @@ def dispatch(
         for r in rows:
             r.state = "pending"
         if not rows:
-            return report
+            return tally.report(pair_id)
         if settings.assistant_changes == "suppress":
             for r in [r for r in rows if r.by_assistant]:
                 r.state, r.notified_at = "suppressed", now
-                report.suppressed += 1
+                tally.suppressed += 1
             rows = [r for r in rows if r.state == "pending"]
         if digest_on:
             for r in [r for r in rows if r.priority == "low"]:
                 r.state = "digest"
-                report.digest += 1
+                tally.digest += 1
             rows = [r for r in rows if r.state == "pending"]
         if not rows:
-            return report
+            return tally.report(pair_id)
         high = any(r.priority == "high" for r in rows)
         first_seen = min(r.detected_at for r in rows)
         due_at = first_seen + timedelta(seconds=settings.coalesce_seconds)
@@ -133,14 +151,12 @@ def dispatch(
                                               next_poll_at, pushes):  # fmt: skip
             due_at = now
         if not (force or high) and now < due_at:
-            report.next_due = due_at
-            return report
+            return tally.report(pair_id, next_due=due_at)
         quiet_until = _quiet_until(pair, now)
         if quiet_until is not None and not (high and pair.quiet_hours.get("high_breaks_through")):
-            report.next_due = quiet_until
-            return report
-        _send(session, pair, rows, now, settings, report)
-    return report
+            return tally.report(pair_id, next_due=quiet_until)
+        _send(session, pair, rows, now, settings, tally)
+    return tally.report(pair_id)
 
 
 def _nothing_can_join(
@@ -187,10 +203,8 @@ def _send(
     rows: Sequence[ScheduleChange],
     now: datetime,
     settings: NotifySettings,
-    report: DispatchReport,
+    report: _Tally,
 ) -> None:
-    from assistant.services.sync import audience_for
-
     rules = DetectionRules(manager_emails=frozenset({pair.manager_email.lower()}))
     detected = [change_from_row(r) for r in rows]
     net = net_changes(detected, rules)
@@ -248,14 +262,14 @@ def _send(
             report.outbox_ids.append(entry.id)
 
 
-def _shown(event: EventData | None, pair: Pair) -> dict[str, Any] | None:
+def _shown(event: EventData | None, pair: Pair) -> dict[str, object] | None:
     """An event as a machine-readable channel may see it: private ones as busy time only."""
     if event is None:
         return None
     return privacy.visible_json(to_json(event), pair.share_private_details)
 
 
-def _structured(c: Change, note: Note, pair: Pair) -> dict[str, Any]:
+def _structured(c: Change, note: Note, pair: Pair) -> dict[str, object]:
     return {
         "kind": c.kind.value,
         "kinds": sorted(k.value for k in c.kinds),

@@ -12,7 +12,8 @@ last and found nothing due, so a change could wait two intervals.) Without a loo
 may ask for a number of rounds to follow it.
 
 These functions decide; the jobs queue the syncs, record the mark and schedule the next
-round as told.
+round as told. ``due_at_tick`` is the same for the minute's tick: what it queues, each
+a safety net for a lost job or work that falls due with time passing.
 """
 
 from __future__ import annotations
@@ -20,11 +21,21 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from assistant.services.delegation import tasks_to_write
+from assistant.services.digest import pairs_due
+from assistant.services.feedback import due_prompts
+from assistant.services.notifications import pairs_with_pending
+from assistant.services.push import accounts_due as push_accounts_due
+from assistant.services.push import push_base
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Account
+
+if TYPE_CHECKING:
+    from assistant.services.deps import Deps
 
 # Exports of a mailbox are imported by hand, never polled.
 _NOT_POLLED = ("maildir", "mbox")
@@ -68,9 +79,7 @@ class PollRound:
 
 
 def poll_round(
-    uow: UnitOfWork,
-    now: datetime,
-    interval: float,
+    deps: Deps,
     *,
     planned_at: datetime | None,
     rounds_left: int,
@@ -83,11 +92,12 @@ def poll_round(
     mark in the queue's storage: a round of a loop that is not the recorded one is
     superseded (the tick started another loop) and does nothing.
     """
+    now, interval = deps.now(), deps.settings.sync.poll_interval_seconds
     if loop and (recorded is None or recorded.loop != loop):
         return PollRound(due=(), mark=None, next_at=None, rounds_left=0)
     if planned_at is None or not timedelta(0) <= now - planned_at < timedelta(seconds=interval):
         planned_at = now  # the first round, or one so late that catching up makes no sense
-    due = accounts_due(uow, now, interval)
+    due = accounts_due(deps.uow, now, interval)
     mark = LoopMark(loop, planned_at) if loop else None
     next_at = planned_at + timedelta(seconds=interval) if loop or rounds_left > 0 else None
     return PollRound(due=due, mark=mark, next_at=next_at, rounds_left=max(rounds_left - 1, 0))
@@ -130,3 +140,47 @@ def next_poll_at(now: datetime, interval: float, recorded: LoopMark | None) -> d
     if recorded is None:
         return None
     return max(now, recorded.planned + timedelta(seconds=interval))
+
+
+@dataclass(frozen=True, slots=True)
+class TickWork:
+    """What the minute's tick queues (``jobs.tasks.tick``), in this order."""
+
+    poll_loop: bool  # keep the polling loop alive (below a minute); else one round now
+    prompts: tuple[int, ...]  # checkpoints whose line passed: the prompt (sent once)
+    writes: tuple[int, ...]  # tasks whose calendar does not match them yet
+    dispatches: tuple[int, ...]  # pairs with changes waiting: a lost dispatch
+    nudges: tuple[int, ...]  # pairs with a mailbox: reminders fall due with time
+    digests: tuple[int, ...]  # pairs whose digest is overdue: a lost chain
+    push_ensure: tuple[int, ...]  # webhook subscriptions to create or renew
+    push_drop: tuple[int, ...]  # webhook subscriptions to delete
+    inbox: bool  # the service's own mailbox is read
+
+
+def due_at_tick(deps: Deps) -> TickWork:
+    """What is due at the tick, ``deps.now()``.
+
+    Push upkeep runs when ``web.public_url`` is https (ensure) or unset (drop); a loopback
+    http URL, for local protocol servers, is neither.
+    """
+    now, settings = deps.now(), deps.settings
+    with deps.uow.read() as session:
+        mail_pairs = sorted(
+            set(session.scalars(select(Account.pair_id).where(Account.kind == "mail")))
+        )
+    base = push_base(settings)
+    ensure: list[int] = []
+    drop: list[int] = []
+    if base is None or base.startswith("https://"):
+        ensure, drop = push_accounts_due(deps, now)
+    return TickWork(
+        poll_loop=settings.sync.poll_interval_seconds < 60,
+        prompts=tuple(due_prompts(deps)),
+        writes=tuple(tasks_to_write(deps)),
+        dispatches=tuple(pairs_with_pending(deps.uow)),
+        nudges=tuple(mail_pairs),
+        digests=tuple(pairs_due(deps.uow, now)),
+        push_ensure=tuple(ensure),
+        push_drop=tuple(drop),
+        inbox=bool(settings.inbox.provider),
+    )

@@ -13,8 +13,8 @@ message per burst, through the outbox. Either way the assistant is told once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session
 
 from assistant.domain.changes import Change, DetectionRules, detect_changes
 from assistant.domain.model import EventData
-from assistant.domain.notify import Audience
 from assistant.domain.priorities import rank
 from assistant.services.priorities import load_rules
 from assistant.store.db import UnitOfWork
@@ -32,11 +31,11 @@ from assistant.store.tables import (
     Account,
     CalendarResourceRow,
     ChangeBatch,
-    Checkpoint,
     EventSnapshot,
     Pair,
     ScheduleChange,
 )
+from config.settings import SyncSettings
 from connectors.base import CalendarDelta, CalendarSource, ConnectorError, TokenExpired, Window
 from connectors.netguard import redact_text
 
@@ -62,8 +61,39 @@ class SyncPolicy:
     horizon: timedelta = timedelta(days=14)
     include_description: bool = False
 
+    @classmethod
+    def of(cls, settings: SyncSettings) -> SyncPolicy:
+        """The policy the settings' ``[sync]`` section sets."""
+        return cls(
+            window_past=timedelta(days=settings.window_past_days),
+            window_future=timedelta(days=settings.window_future_days),
+            horizon=timedelta(days=settings.horizon_days),
+        )
 
-@dataclass
+
+@dataclass(frozen=True, slots=True)
+class OwnEventsSeen:
+    """What one sync saw of the events this service wrote itself (``EventData.is_ours``).
+
+    Handed to the sync's ``on_own_events`` inside its transaction, so that the feature that
+    wrote them (delegation's checkpoints) follows the manager's moves and deletions in the
+    same commit as the snapshot.
+    """
+
+    account_id: int
+    before: Mapping[str, EventData]  # ours by UID, as stored before (the part read again)
+    after: Mapping[str, EventData]  # ours by UID, as read now
+    gone: frozenset[str]  # last path segments of the resources the provider deleted
+    full: bool  # a full listing: what is not in it is gone
+    window: Window
+
+
+# Called in the sync's transaction with what it saw of our own events; the ids of the
+# outbox entries it queued come back (they are reported with the sync).
+OwnEventsHook = Callable[[Session, Pair, OwnEventsSeen, datetime], Sequence[int]]
+
+
+@dataclass(frozen=True, slots=True)
 class SyncReport:
     account_id: int
     full: bool = False
@@ -72,7 +102,7 @@ class SyncReport:
     events: int = 0
     changes: list[Change] = field(default_factory=list)
     batch_id: int | None = None
-    outbox_ids: list[int] = field(default_factory=list)
+    outbox_ids: tuple[int, ...] = ()  # queued by the sync itself (a question to the manager)
     skipped: tuple[str, ...] = ()
     superseded: bool = False
 
@@ -83,8 +113,14 @@ def sync_calendar(
     source: CalendarSource,
     now: datetime,
     policy: SyncPolicy = SyncPolicy(),
+    *,
+    on_own_events: OwnEventsHook | None = None,
 ) -> SyncReport:
-    """Sync one calendar account. Raises ConnectorError (recorded on the account)."""
+    """Sync one calendar account. Raises ConnectorError (recorded on the account).
+
+    ``on_own_events`` is told, in the sync's transaction, what became of the events this
+    service wrote (``assistant.services.pipeline`` passes the checkpoints' follower).
+    """
     with uow.read() as session:
         account = _account(session, account_id)
         token, state, zone = account.sync_token, dict(account.sync_state), account.pair.timezone
@@ -102,7 +138,8 @@ def sync_calendar(
         record_failure(uow, account_id, exc, now)
         raise
     try:
-        return _apply(uow, account_id, token, delta, window, known_until, now, policy)
+        return _apply(uow, account_id, token, delta, window, known_until, now, policy,
+                      on_own_events)  # fmt: skip
     except SuspiciousEmptyCalendar as exc:
         record_failure(uow, account_id, exc, now)
         raise
@@ -126,16 +163,16 @@ def _apply(
     known_until: datetime | None,
     now: datetime,
     policy: SyncPolicy,
+    on_own_events: OwnEventsHook | None,
 ) -> SyncReport:
-    report = SyncReport(account_id, full=delta.full, unchanged=delta.unchanged)
     # Items left out, and series kept as one item or texts cut at a limit.
-    report.skipped = (*delta.skipped, *(n for r in delta.resources for n in r.notes))
+    skipped = (*delta.skipped, *(n for r in delta.resources for n in r.notes))
+    report = SyncReport(account_id, full=delta.full, unchanged=delta.unchanged, skipped=skipped)
     with uow.begin() as session:
         account = _account(session, account_id, lock=True)
         if account.sync_token != token_used and not delta.full:
             # Another worker synced this account meanwhile; its result stands.
-            report.superseded = True
-            return report
+            return replace(report, superseded=True)
         pair = account.pair
         if delta.unchanged:  # what was skipped last time still stands
             _mark_ok(account, delta.token, window, now, None)
@@ -159,19 +196,28 @@ def _apply(
             manager_emails=frozenset({pair.manager_email.lower()}),
             include_description=policy.include_description,
         )
+        changes: list[Change] = []
         if account.last_sync_at is not None:
-            report.changes = detect_changes(old, new, now, rules, known_until=known_until)
+            changes = detect_changes(old, new, now, rules, known_until=known_until)
         # else: the first sync is the baseline; nothing in it is news to the assistant.
         _store_snapshot(session, account_id, old_rows, new_events, delta, now)
-        _follow_checkpoints(session, pair, account_id, old, new, delta, window, now)
-        if report.changes:
-            report.batch_id, report.outbox_ids = _record_changes(
-                session, pair, account, report.changes, delta.full, now
+        outbox_ids: tuple[int, ...] = ()
+        if on_own_events is not None:
+            seen = OwnEventsSeen(
+                account_id,
+                before={k[0]: e for k, e in old.items() if e.is_ours},
+                after={k[0]: e for k, e in new.items() if e.is_ours},
+                gone=frozenset(resource_name(h) for h in delta.deleted),
+                full=delta.full,
+                window=window,
             )
-        report.resources = len(delta.resources)
-        report.events = len(new_events)
-        _mark_ok(account, delta.token, window, now, report.skipped)
-    return report
+            outbox_ids = tuple(on_own_events(session, pair, seen, now))
+        batch_id = None
+        if changes:
+            batch_id = _record_changes(session, pair, account, changes, delta.full, now)
+        _mark_ok(account, delta.token, window, now, skipped)
+    return replace(report, resources=len(delta.resources), events=len(new_events),
+                   changes=changes, batch_id=batch_id, outbox_ids=outbox_ids)  # fmt: skip
 
 
 def _account(session: Session, account_id: int, lock: bool = False) -> Account:
@@ -249,55 +295,7 @@ def _store_snapshot(
     )
 
 
-def _follow_checkpoints(
-    session: Session,
-    pair: Pair,
-    account_id: int,
-    old: dict[tuple[str, str], EventData],
-    new: dict[tuple[str, str], EventData],
-    delta: CalendarDelta,
-    window: Window,
-    now: datetime,
-) -> None:
-    """The manager moved or deleted one of our checkpoint events in their calendar.
-
-    Moved: the task's line follows (the checkpoint is pinned there). Deleted: the task
-    records it and the manager is asked, instead of the event being silently recreated.
-    Rows being written or removed by us right now (planned, to_remove) are left alone.
-    """
-    from assistant.services.delegation import DELETED_IN_CALENDAR, PINNED, ask_about_deleted
-
-    was = {k[0]: e for k, e in old.items() if e.is_ours}
-    now_ours = {k[0]: e for k, e in new.items() if e.is_ours}
-    gone_names = {_name(h) for h in delta.deleted}
-    uids = set(was) | set(now_ours)
-    stmt = select(Checkpoint).where(Checkpoint.state.in_(("written", PINNED)))
-    if delta.full or gone_names:  # also ours written since the last sync and gone already
-        stmt = stmt.where(Checkpoint.account_id == account_id)
-    elif uids:
-        stmt = stmt.where(Checkpoint.event_uid.in_(sorted(uids)))
-    else:
-        return
-    for cp in session.scalars(stmt):
-        after = now_ours.get(cp.event_uid)
-        if after is None:
-            in_window = cp.start_at is not None and window.start <= cp.start_at < window.end
-            if (
-                cp.event_uid in was
-                or (cp.event_href and _name(cp.event_href) in gone_names)
-                or (delta.full and in_window)
-            ):
-                cp.state = DELETED_IN_CALENDAR
-                cp.note = f"removed from the calendar at {now:%Y-%m-%d %H:%M} UTC"
-                ask_about_deleted(session, pair, cp, now)
-            continue
-        if (after.start, after.end) != (cp.start_at, cp.end_at):
-            cp.start_at, cp.end_at, cp.line_at = after.start, after.end, after.start
-            cp.state = PINNED
-            cp.note = f"moved in the calendar by the manager at {now:%Y-%m-%d %H:%M} UTC"
-
-
-def _name(href: str) -> str:
+def resource_name(href: str) -> str:
     """The last path segment of an href (servers give paths, clients may keep URLs)."""
     return href.rstrip("/").rsplit("/", 1)[-1]
 
@@ -306,10 +304,10 @@ def _record_changes(
     session: Session,
     pair: Pair,
     account: Account,
-    changes: list[Change],
+    changes: Sequence[Change],
     full: bool,
     now: datetime,
-) -> tuple[int, list[int]]:
+) -> int:
     """Store the changes as pending notifications, ranked by the manager's priorities.
 
     Nothing is sent here: ``assistant.services.notifications.dispatch`` coalesces the
@@ -344,18 +342,7 @@ def _record_changes(
                 state="pending",
             )
         )
-    return batch.id, []
-
-
-def audience_for(pair: Pair) -> Audience:
-    return Audience(
-        locale=pair.locale,
-        manager_zone=pair.timezone,
-        assistant_zone=pair.assistant_timezone or pair.timezone,
-        manager_name=pair.manager_name,
-        manager_emails=frozenset({pair.manager_email.lower()}),
-        share_private_details=pair.share_private_details,
-    )
+    return batch.id
 
 
 def _mark_ok(

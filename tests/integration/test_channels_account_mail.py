@@ -224,7 +224,7 @@ class World:
                           end=start + timedelta(hours=hours + 1), summary="Board meeting")  # fmt: skip
         sync_calendar(self.uow, self.calendar_id, ListSource([moved]), self.clock(),
                       SyncPolicy(horizon=timedelta(days=14)))  # fmt: skip
-        return dispatch(self.uow, self.pair_id, self.clock(), NOTIFY, force=True).outbox_ids
+        return list(dispatch(self.uow, self.pair_id, self.clock(), NOTIFY, force=True).outbox_ids)
 
     def drain(self, channels: dict[str, outbox.Channel] | None = None) -> outbox.DrainReport:
         return outbox.drain(self.uow, channels or self.channels(), self.clock, SETTINGS)

@@ -18,9 +18,9 @@ from sqlalchemy import select
 
 from assistant.bootstrap import Service
 from assistant.entrypoints.embedded import EmbeddedRadicale
-from assistant.services import delegation, delegation_views
+from assistant.services import delegation, delegation_views, pipeline
 from assistant.services.pairs import add_account, add_pair
-from assistant.services.sync import SyncPolicy, sync_calendar
+from assistant.services.sync import SyncPolicy
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Checkpoint, OutboxEntry
 from config.settings import Settings
@@ -39,8 +39,8 @@ class Desk:
     cal: CalDavCalendar
 
     def sync(self) -> int:
-        report = sync_calendar(self.svc.uow, self.account_id, self.cal, self.svc.now(),
-                               SyncPolicy(horizon=timedelta(days=14)))  # fmt: skip
+        report = pipeline.calendar_sync(self.svc, self.account_id, self.cal,
+                                        SyncPolicy(horizon=timedelta(days=14)))  # fmt: skip
         return len(report.changes)
 
     def ours(self) -> dict[str, datetime]:

@@ -79,7 +79,7 @@ def stored_secret(world: World, account_id: int) -> tuple[dict[str, Any], str]:
 
 def sync(world: World, account_id: int) -> dict[str, Any]:
     rows = sync_now(world.svc, account_id=account_id, send=False)
-    [row] = [r for r in rows if r["account"].startswith(f"{account_id} ")]
+    [row] = [r.to_json() for r in rows.lines if r.account.startswith(f"{account_id} ")]
     return row
 
 

@@ -98,7 +98,7 @@ def test_a_burst_of_changes_is_one_message_after_the_window(world: World) -> Non
     world.write(moved(BOARD, "T100000", "T080000").replace("T120000", "T090000"), CEO, GYM)
     assert world.sync(NOW + timedelta(minutes=1, seconds=10)) == 1
     early = world.dispatch(NOW + timedelta(minutes=1, seconds=15))
-    assert early.outbox_ids == []
+    assert early.outbox_ids == ()
     assert early.next_due == NOW + timedelta(minutes=1, seconds=20), "window counts from the first"
     report = world.dispatch(NOW + timedelta(minutes=1, seconds=20))
     assert (report.sent, len(report.outbox_ids)) == (2, 1)
@@ -107,7 +107,7 @@ def test_a_burst_of_changes_is_one_message_after_the_window(world: World) -> Non
     assert "Board meeting" in entry.body_text and "Investor lunch" in entry.body_text
     assert world.states() == ["sent", "sent"]
     # Run again (a retried job, a second worker): nothing more.
-    assert world.dispatch(NOW + timedelta(minutes=2)).outbox_ids == []
+    assert world.dispatch(NOW + timedelta(minutes=2)).outbox_ids == ()
     assert len(world.outbox()) == 1
 
 
@@ -117,7 +117,7 @@ def test_a_change_undone_within_the_window_sends_nothing(world: World) -> None:
     world.write(BOARD, LUNCH, CEO, GYM)
     world.sync(NOW + timedelta(minutes=1, seconds=5))
     report = world.dispatch(NOW + timedelta(minutes=2))
-    assert (report.sent, report.undone, report.outbox_ids) == (0, 2, [])
+    assert (report.sent, report.undone, report.outbox_ids) == (0, 2, ())
     assert world.outbox() == []
     assert world.states() == ["undone", "undone"]
     assert pairs_with_pending(world.uow) == []
@@ -157,7 +157,7 @@ def test_quiet_hours_hold_normal_changes_and_let_high_ones_through(world: World)
     world.write(moved(BOARD, "T100000", "T150000").replace("T120000", "T170000"), LUNCH, CEO, GYM)
     world.sync(night)
     held = world.dispatch(night + timedelta(minutes=5))
-    assert held.outbox_ids == []
+    assert held.outbox_ids == ()
     assert held.next_due == datetime(2026, 11, 25, 7, 0, tzinfo=UTC)  # 08:00 Berlin
     add_rule(world.uow, pair="alex", kind="person", pattern="ceo@bigcorp.com", level="high", now=NOW)
     world.write(moved(BOARD, "T100000", "T150000").replace("T120000", "T170000"), LUNCH, GYM)
@@ -329,7 +329,7 @@ def test_the_window_holds_when_a_poll_comes_before_it_ends(world: World) -> None
     move_board(world, seen)
     report = world.dispatch(seen + timedelta(seconds=1), next_poll_at=seen + timedelta(seconds=2),
                             pushes=pushes)  # fmt: skip
-    assert (report.outbox_ids, report.next_due) == ([], seen + timedelta(seconds=20))
+    assert (report.outbox_ids, report.next_due) == ((), seen + timedelta(seconds=20))
 
 
 def test_the_window_holds_for_a_calendar_that_pushes_or_has_not_synced_yet(
@@ -340,14 +340,14 @@ def test_the_window_holds_for_a_calendar_that_pushes_or_has_not_synced_yet(
     later = seen + timedelta(seconds=30)
     held = world.dispatch(seen + timedelta(seconds=1), next_poll_at=later,
                           pushes=lambda provider: True)  # fmt: skip
-    assert held.outbox_ids == [] and held.next_due == seen + timedelta(seconds=20)
+    assert held.outbox_ids == () and held.next_due == seen + timedelta(seconds=20)
     # A second calendar of the pair, not synced since the change was seen: it may add to it.
     other = tmp_path / "home.ics"
     other.write_text("BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//t//EN\nEND:VCALENDAR\n")
     home = add_account(world.uow, pair="alex", name="home", provider="ics",
                        settings={"location": str(other)}, now=seen)  # fmt: skip
     assert world.dispatch(seen + timedelta(seconds=2), next_poll_at=later,
-                          pushes=pushes).outbox_ids == []  # fmt: skip
+                          pushes=pushes).outbox_ids == ()  # fmt: skip
     sync_calendar(world.uow, home.id, IcsFeed(str(other)), seen + timedelta(seconds=3), POLICY)
     report = world.dispatch(seen + timedelta(seconds=4), next_poll_at=later, pushes=pushes)
     assert (report.sent, len(report.outbox_ids)) == (1, 1)

@@ -90,10 +90,10 @@ def test_changes_are_stored_with_their_notification_once(uow: UnitOfWork, setup:
     assert count(uow, OutboxEntry) == 0
     # Inside the coalescing window nothing is sent; after it, one message for all three.
     early = dispatch(uow, 1, NOW + timedelta(minutes=5, seconds=10), NotifySettings())
-    assert early.outbox_ids == [] and early.next_due == NOW + timedelta(minutes=5, seconds=20)
+    assert early.outbox_ids == () and early.next_due == NOW + timedelta(minutes=5, seconds=20)
     sent = dispatch(uow, 1, NOW + timedelta(minutes=5, seconds=20), NotifySettings())
     assert len(sent.outbox_ids) == 1 and sent.sent == 3
-    assert dispatch(uow, 1, NOW + timedelta(minutes=6), NotifySettings()).outbox_ids == []
+    assert dispatch(uow, 1, NOW + timedelta(minutes=6), NotifySettings()).outbox_ids == ()
     with uow.read() as s:
         entry = s.scalars(select(OutboxEntry)).one()
         assert entry.recipient == "sam@example.com"

@@ -314,7 +314,7 @@ def test_a_local_file_in_a_stored_web_account_is_never_read(world: World) -> Non
     secret_file.write_text(SECRET + "\n")
     account_id = web_account(world, "ics", {"location": str(secret_file)})
     assert not check_account(world.svc, world.alpha.id, account_id).ok
-    [result] = [r for r in sync_now(world.svc, account_id=account_id, send=False) if "kind" in r]
+    [result] = sync_now(world.svc, account_id=account_id, send=False).lines
     error = account(world, account_id).last_error
     assert "local files are read only for accounts added with the CLI" in error
     assert SECRET not in error and SECRET not in repr(result)

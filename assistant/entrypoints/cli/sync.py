@@ -25,16 +25,16 @@ def sync(
     from assistant.services.runner import sync_now
 
     with service() as svc:
-        results = sync_now(svc, pair=pair, account_id=account, send=send)
+        report = sync_now(svc, pair=pair, account_id=account, send=send)
     if as_json:
-        emit(results)
+        emit(report.to_json())
         return
     table(
         "Sync",
         ["account", "kind", "result"],
-        [[r["account"], r["kind"], r["summary"]] for r in results],
+        [[line.account, line.kind, line.summary] for line in report.lines],
     )
-    if any(r.get("error") for r in results):
+    if report.failed:
         raise typer.Exit(1)
 
 
