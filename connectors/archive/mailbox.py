@@ -20,10 +20,9 @@ Change tokens (opaque JSON strings):
 A message that cannot be parsed is never fatal: it is left out and named in
 ``MailDelta.skipped`` with the reason.
 
-Bodies: ``changes`` reads headers only. The service's own inbox needs the text as well:
-``parse_inbound`` maps one whole message to an ``InboundMessage`` (its plain-text part, or
-its HTML part crudely turned into text), and ``MaildirSource.fetch_new_bodies`` returns
-those for the files that are new since a token (the same token as ``changes``).
+Bodies: ``changes`` keeps of the text only digests (copies, quoted replies: ``with_text``).
+``parse_inbound`` maps a whole message to an ``InboundMessage`` with its text (plain, or HTML
+crudely as text); ``MaildirSource.fetch_new_bodies`` returns those new since a token.
 """
 
 from __future__ import annotations
@@ -45,6 +44,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+from assistant.domain.latency.quotes import text_keys
 from assistant.domain.model import MessageData
 from connectors.base import (
     DEFAULT_LIMITS,
@@ -166,9 +166,11 @@ def parse_message(
     folder: str,
     mtime: datetime,
     limits: ParseLimits = DEFAULT_LIMITS,
+    with_text: bool = False,
 ) -> MessageData:
     """Map one RFC 822 message to MessageData. Raises InvalidData when it is not a mail
-    (or has more header lines than ``limits`` allow, see ``connectors.mime``)."""
+    (or has more header lines than ``limits`` allow, see ``connectors.mime``). ``with_text``:
+    the body's keys for copies and quoted replies too (``assistant.domain.latency.quotes``)."""
     if not raw.strip():
         raise InvalidData("empty file")
     msg = read_headers(raw, limits)
@@ -183,6 +185,8 @@ def parse_message(
         return _decoded(name, values[0]) if values else ""
 
     extra: dict[str, str] = {"body_hash": _body_hash(raw)}
+    if with_text:
+        extra.update(text_keys(body_text(raw, limits)))
     message_id = next(iter(_message_ids(text("message-id"))), "")
     if not message_id:
         message_id = hashlib.sha256(raw).hexdigest()[:32] + "@synthesized"
@@ -339,7 +343,8 @@ def _parse_or_skip(
     limits: ParseLimits = DEFAULT_LIMITS,
 ) -> MessageData | None:
     try:
-        return parse_message(raw, source_id=source_id, folder=folder, mtime=mtime, limits=limits)
+        return parse_message(raw, source_id=source_id, folder=folder, mtime=mtime,
+                             limits=limits, with_text=True)  # fmt: skip
     except InvalidData as exc:
         skipped.append(f"{source_id}: {exc}")
     except Exception as exc:  # never let one bad message stop an import
@@ -438,6 +443,10 @@ class MaildirSource:
             ):
                 rel = os.path.relpath(entry.path, self.path)
                 found.append(_File(folder, entry.name, rel, entry.stat().st_mtime_ns))
+
+    def count(self) -> int:
+        """How many message files the tree holds (listed, not read)."""
+        return len(self._scan())
 
     def changes(self, token: str | None) -> MailDelta:
         """All messages (token None) or those in files not seen at ``token``."""
@@ -543,13 +552,23 @@ class MboxSource:
         self.path = Path(path)
         self.limits = limits
 
-    def changes(self, token: str | None) -> MailDelta:
-        """All messages (token None) or those appended after ``token``."""
+    def _read(self) -> bytes:
         try:
             data = self.path.read_bytes()
-            mtime = _mtime(self.path.stat().st_mtime_ns)
         except FileNotFoundError:
             raise NotFound(f"no mbox at {self.path}") from None
+        if data.strip() and not data.lstrip(b"\r\n").startswith(b"From "):  # an .eml, a PDF
+            raise InvalidData(f"{self.path} is not an mbox file (it does not start with 'From ')")
+        return data
+
+    def count(self) -> int:
+        """How many messages the file holds (split, not parsed); InvalidData: not an mbox."""
+        return sum(1 for _ in _split_mbox(self._read()))
+
+    def changes(self, token: str | None) -> MailDelta:
+        """All messages (token None) or those appended after ``token``. Raises InvalidData
+        when the file is not an mbox (an empty file is an empty mbox)."""
+        data, mtime = self._read(), _mtime(self.path.stat().st_mtime_ns)
         offset, index = 0, 0
         if token is not None:
             state = _load_token(token, "mbox")
