@@ -20,7 +20,7 @@ Change tokens (opaque JSON strings):
 A message that cannot be parsed is never fatal: it is left out and named in
 ``MailDelta.skipped`` with the reason.
 
-Bodies: ``changes`` keeps of the text only digests (copies, quoted replies: ``with_text``).
+Bodies (their text: ``connectors.archive.text``): ``changes`` keeps only digests of it.
 ``parse_inbound`` maps a whole message to an ``InboundMessage`` with its text (plain, or HTML
 crudely as text); ``MaildirSource.fetch_new_bodies`` returns those new since a token.
 """
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import html
 import json
 import logging
 import os
@@ -39,13 +38,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header, make_header
-from email.message import EmailMessage, Message
 from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 from assistant.domain.latency.quotes import text_keys
 from assistant.domain.model import MessageData
+from connectors.archive.text import body_text as body_text
+from connectors.archive.text import html_to_text as html_to_text
 from connectors.base import (
     DEFAULT_LIMITS,
     InvalidData,
@@ -54,7 +54,7 @@ from connectors.base import (
     ParseLimits,
     TokenExpired,
 )
-from connectors.mime import check_message, read_headers, read_message
+from connectors.mime import check_message, read_headers
 
 log = logging.getLogger(__name__)
 _MAIL_HEADERS = ("from", "sender", "x-from", "date", "message-id", "subject", "to")
@@ -227,13 +227,6 @@ def parse_message(
 
 # ------------------------------------------------------------------ whole messages
 
-MAX_TEXT_CHARS = 100_000
-_HTML_DROP = re.compile(r"<(script|style|head|title)\b.*?</\1\s*>", re.I | re.S)
-_HTML_QUOTE = re.compile(r"<blockquote\b(?:(?!<blockquote\b).)*?</blockquote\s*>", re.I | re.S)
-_HTML_BREAK = re.compile(r"<br\s*/?>|</?(?:p|div|tr|li|h[1-6]|table|ul|ol)\b[^>]*>", re.I)
-_HTML_TAG = re.compile(r"<[^>]+>")
-_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
-
 
 @dataclass(frozen=True)
 class InboundMessage:
@@ -252,58 +245,6 @@ class InboundMessage:
     source_id: str = ""
     # The Authentication-Results header values, topmost (added last) first.
     authentication_results: tuple[str, ...] = ()
-
-
-def html_to_text(markup: str) -> str:
-    """Crude: drop scripts, styles and quoted (``blockquote``) parts, break lines at block
-    tags, drop the other tags, unescape entities."""
-    text = _HTML_COMMENT.sub("", markup)
-    text = _HTML_DROP.sub("", text)
-    while True:  # innermost quotes first
-        shorter = _HTML_QUOTE.sub("\n", text)
-        if shorter == text:
-            break
-        text = shorter
-    text = _HTML_BREAK.sub("\n", text)
-    text = html.unescape(_HTML_TAG.sub("", text)).replace("\u00a0", " ")
-    lines = [" ".join(line.split()) for line in text.splitlines()]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
-
-def _part_text(part: Message) -> str:
-    content: object = None
-    with contextlib.suppress(Exception):  # an unknown charset, a broken transfer encoding
-        assert isinstance(part, EmailMessage)
-        content = part.get_content()
-    if isinstance(content, str):
-        return content
-    payload = part.get_payload(decode=True)
-    if isinstance(payload, bytes):
-        charset = part.get_content_charset() or "utf-8"
-        try:
-            return payload.decode(charset, "replace")
-        except LookupError:
-            return payload.decode("utf-8", "replace")
-    return ""
-
-
-def body_text(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> str:
-    """The text of a message: its text/plain part, else its text/html part as text
-    ("" when there is none, or the message goes beyond ``limits``)."""
-    try:
-        msg = read_message(raw, limits)
-    except InvalidData:
-        return ""
-    try:
-        part = msg.get_body(preferencelist=("plain", "html"))
-    except Exception:
-        part = None
-    if part is None:
-        return ""
-    text = _part_text(part)
-    if part.get_content_subtype() == "html":
-        text = html_to_text(text)
-    return text.replace("\r\n", "\n")[:MAX_TEXT_CHARS]
 
 
 def parse_inbound(
