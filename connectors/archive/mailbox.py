@@ -46,6 +46,7 @@ from assistant.domain.latency.quotes import text_keys
 from assistant.domain.model import MessageData
 from connectors.archive.text import body_text as body_text
 from connectors.archive.text import html_to_text as html_to_text
+from connectors.archive.text import plain_text
 from connectors.base import (
     DEFAULT_LIMITS,
     InvalidData,
@@ -186,7 +187,8 @@ def parse_message(
 
     extra: dict[str, str] = {"body_hash": _body_hash(raw)}
     if with_text:
-        extra.update(text_keys(body_text(raw, limits)))
+        plain = msg.get_content_type() == "text/plain" and not msg.is_multipart()
+        extra.update(text_keys(plain_text(msg) if plain else body_text(raw, limits)))
     message_id = next(iter(_message_ids(text("message-id"))), "")
     if not message_id:
         message_id = hashlib.sha256(raw).hexdigest()[:32] + "@synthesized"

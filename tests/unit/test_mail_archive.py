@@ -345,3 +345,18 @@ def test_archive_messages_carry_text_keys_and_headers_only_parses_do_not() -> No
     assert set(full.extra) >= {"body_key"} and "Body text" not in str(full.extra)
     heads = parse_message(PLAIN, source_id="1", folder="", mtime=MTIME)
     assert "body_key" not in heads.extra
+
+
+@pytest.mark.parametrize("cte", ["quoted-printable", "base64", "8bit"])
+def test_plain_text_reads_what_body_text_reads(cte: str) -> None:
+    from email.message import EmailMessage
+
+    from connectors.archive.text import body_text, plain_text
+    from connectors.mime import read_headers
+
+    msg = EmailMessage()
+    msg["From"], msg["Subject"] = "aide@corp.com", "Бюджет"
+    msg.set_content("Бюджет на 2024 год - готов?\r\nДа.\n", charset="koi8-r", cte=cte)
+    raw = msg.as_bytes()
+    assert plain_text(read_headers(raw)) == body_text(raw)
+    assert "Бюджет на 2024 год" in plain_text(read_headers(raw))
