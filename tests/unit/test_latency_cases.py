@@ -189,3 +189,16 @@ def test_an_answer_that_is_answered_in_turn_is_measured() -> None:
     again = mail("3", 25, "slee@corp.com", ("alex@corp.com",), "RE: Budget")
     r = both([ask, answer, again])
     assert r["1"].wall_minutes == 10 and r["2"].wall_minutes == 15 and "3" not in r
+
+
+def test_text_keys_stay_bounded_on_hostile_text() -> None:
+    """Blank lines between words and thousands of quoted lines: at most MAX_QUOTE_LINES
+    keys, each a fixed-size digest, and a window never walks the blank lines."""
+    from assistant.domain.latency.quotes import MAX_QUOTE_LINES
+
+    many = "\n".join(f"> line {n} of a long quoted text here" for n in range(20_000))
+    keys = text_keys("Answer.\n" + many)
+    assert len(keys[QUOTE_KEYS].split()) == MAX_QUOTE_LINES
+    assert {len(k) for k in keys[QUOTE_KEYS].split()} == {16}
+    sparse = text_keys("one two three four five\n" + "\n" * 90_000 + "> six seven eight nine ten")
+    assert TEXT_KEY in sparse and QUOTE_KEYS in sparse

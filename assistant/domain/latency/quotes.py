@@ -26,7 +26,7 @@ import re
 BODY_KEY, TEXT_KEY, QUOTE_KEYS = "body_key", "text_key", "quote_keys"
 WORDS = 20  # words per key: enough to tell messages apart, few enough to survive edits
 MIN_WORDS = 5  # shorter texts ("Thanks!", "ok") would match too much
-MAX_QUOTE_LINES = 400  # quoted lines keyed per message: bounds the keys of hostile input
+MAX_QUOTE_LINES = 400  # quoted lines (with words) keyed per message: bounds hostile input
 
 _WORD = re.compile(r"\w+")
 _QUOTE_PREFIX = re.compile(r"^[\s>|]+")
@@ -57,23 +57,31 @@ def text_keys(text: str) -> dict[str, str]:
     """``body_key``, and ``text_key`` and ``quote_keys`` where the text has them, for
     ``MessageData.extra`` (``quote_keys`` space-separated)."""
     keys = {BODY_KEY: _digest(_words(text))}  # the words, whatever the line ends
-    lines = [_QUOTE_PREFIX.sub("", line) for line in text.splitlines()]
-    quoted = [bool(_QUOTE_PREFIX.match(line)) and ">" in line for line in text.splitlines()]
-    marker = [_is_marker(line) for line in lines]
-    words = [_words(line) for line in lines]
-    start = next((n for n, (m, q) in enumerate(zip(marker, quoted, strict=True)) if m or q), None)
-    own = _window(words, marker, 0, len(lines) if start is None else start)
+    # Lines with words only: a window then spans at most ``WORDS`` lines, whatever the
+    # blank lines between them (a hostile text of blank lines costs nothing).
+    words: list[list[str]] = []
+    marker: list[bool] = []
+    start: int | None = None  # the first line of the quoted part
+    for raw in text.splitlines():
+        line = _QUOTE_PREFIX.sub("", raw)
+        found = _words(line)
+        if not found:
+            continue
+        is_marker = _is_marker(line)
+        if start is None and (is_marker or raw.lstrip().startswith((">", "|"))):
+            start = len(words)
+        words.append(found)
+        marker.append(is_marker)
+    own = _window(words, marker, 0, len(words) if start is None else start)
     if own:
         keys[TEXT_KEY] = own
     if start is not None:
-        found: dict[str, None] = {}
-        for n in range(start, min(len(lines), start + MAX_QUOTE_LINES)):
-            if words[n] and not marker[n]:
-                key = _window(words, marker, n, len(lines))
-                if key:
-                    found.setdefault(key)
-        if found:
-            keys[QUOTE_KEYS] = " ".join(found)
+        quotes: dict[str, None] = {}
+        for n in range(start, min(len(words), start + MAX_QUOTE_LINES)):
+            if not marker[n] and (key := _window(words, marker, n, len(words))):
+                quotes.setdefault(key)
+        if quotes:
+            keys[QUOTE_KEYS] = " ".join(quotes)
     return keys
 
 

@@ -90,7 +90,7 @@ def latency(
         skipped = f", {result['skipped']} skipped" if result["skipped"] else ""
         out.print(f"read {read} message(s) from {maildir or mbox}{skipped}")
     else:
-        out.print(f"{len(result['messages'])} message(s) between the manager and the assistant")
+        out.print(f"measured {len(result['messages'])} stored message(s) between the two")
     rows = []
     for label, key in (
         ("assistant → manager", "summary"),
