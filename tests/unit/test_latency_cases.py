@@ -94,6 +94,20 @@ def test_same_second_and_sender_with_another_body_is_another_message() -> None:
     assert set(both([a, b])) == {"a", "b"}
 
 
+def test_a_copy_12_hours_off_may_have_another_body_but_not_other_recipients() -> None:
+    """An archive conversion that lost AM/PM also rewrote forwarded header blocks."""
+    sent = mail("a", 0, "alex@corp.com", ("sam.lee@corp.com",), "FW: Deal count",
+                text="Forwarded by Alex\nTo: Sam\ncc: Kim\n\nThe numbers for the week.")  # fmt: skip
+    converted = mail("b", 12 * 60, "alex@corp.com", ("sam.lee@corp.com",), "FW: Deal count",
+                     text="Forwarded by Alex\n\nThe numbers for the week.")  # fmt: skip
+    other = mail("c", 12 * 60, "alex@corp.com", ("kim@corp.com",), "FW: Deal count",
+                 text="Forwarded by Alex\n\nThe numbers for the week.")  # fmt: skip
+    assert set(both([sent, converted])) == {"a"}
+    index = LatencyIndex(MANAGER, ASSISTANT)
+    index.add([sent, converted, other], NOW)
+    assert len(index) == 2
+
+
 def test_copies_in_an_mbox_file_count_once(tmp_path: Path) -> None:
     """The same mail filed twice with its own Message-ID, another To and another wrapping."""
     text = "Could you confirm the dinner with the Northwind team on Wednesday at eight?"

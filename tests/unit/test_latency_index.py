@@ -103,7 +103,7 @@ def mailbox(
         copy = MessageData(
             f"<copy{n}-{shift}@archive>", m.sent_at + shift, m.from_addr, to, cc,
             m.subject, m.in_reply_to, m.references, m.thread_id, "Archive", m.auto_reply,
-            extra=dict(m.extra),
+            extra=dict(m.extra) if draw(st.booleans()) else text_keys(draw(st.sampled_from(TEXTS))),
         )  # fmt: skip
         messages.insert(draw(st.integers(0, len(messages))), copy)
     return messages

@@ -24,6 +24,7 @@ from datetime import timedelta
 from enum import StrEnum
 from itertools import compress, count, islice
 from operator import eq
+from typing import TypeVar
 
 from assistant.domain.latency.quotes import BODY_KEY, QUOTE_KEYS, TEXT_KEY
 from assistant.domain.model import MessageData
@@ -125,13 +126,18 @@ def classify(
 # ------------------------------------------------------------------------- copies
 
 
+_K = TypeVar("_K", bound=tuple[str, str, object])
+
+
 class _Distinct:
     """Messages with copies counted once, as they come: the first copy seen stands for the
     others. A copy is a message with a Message-ID already seen, or one from the same
     person in the same second (or exactly 12 h off: Enron copies that lost AM/PM in a
     conversion) with the same subject and body (``quotes.BODY_KEY``, when the source read
     the body). The recipients are not part of the key: a Bcc copy or a copy with one more
-    recipient is the same message, and its recipients join the first copy's."""
+    recipient is the same message, and its recipients join the first copy's. A copy exactly
+    12 h off may have another body (that conversion rewrote forwarded header blocks): with
+    the same subject (not blank) and the same recipients it is the same message too."""
 
     def __init__(self, canon: dict[str, str]) -> None:
         self.canon = canon
@@ -145,8 +151,38 @@ class _Distinct:
         # (sender's person, subject, body) -> the first message, or {second: index} once a
         # second one shares it
         self._by_copy: dict[tuple[str, str, str], int | dict[int, int]] = {}
+        # (person, subject, To and Cc) -> the same, for copies exactly 12 h off: the
+        # conversion that lost AM/PM also rewrote their bodies (a forwarded header block)
+        self._by_half_day: dict[tuple[str, str, frozenset[str]], int | dict[int, int]] = {}
         self._subject_keys: dict[str, str] = {}
         self._lowered: dict[tuple[str, ...], frozenset[str]] = {}
+
+    def _find(
+        self, table: dict[_K, int | dict[int, int]], key: _K, seconds: tuple[int, ...]
+    ) -> int | None:
+        """The message filed under ``key`` at one of ``seconds`` (in that order)."""
+        found = table.get(key)
+        if found is None:
+            return None
+        if isinstance(found, int):
+            return found if int(self.stamps[found]) in seconds else None
+        for second in seconds:
+            i = found.get(second)
+            if i is not None:
+                return i
+        return None
+
+    def _put(self, table: dict[_K, int | dict[int, int]], key: _K, second: int, i: int) -> None:
+        """File ``i`` under ``key`` at ``second``; the first one filed there stays."""
+        found = table.get(key)
+        if found is None:
+            table[key] = i
+        elif isinstance(found, int):
+            earlier = int(self.stamps[found])
+            if earlier != second:
+                table[key] = {earlier: found, second: i}
+        else:
+            found.setdefault(second, i)
 
     def lowered(self, addresses: tuple[str, ...]) -> frozenset[str]:
         found = self._lowered.get(addresses)
@@ -168,26 +204,13 @@ class _Distinct:
             subject = self._subject_keys[m.subject] = subject_key(m.subject)
         to = self.lowered(m.to)
         everyone = self.lowered(m.to + m.cc) if m.cc else to
-        key = (self.canon.get(sender, sender), subject, m.extra.get(BODY_KEY, ""))
+        person = self.canon.get(sender, sender)
+        key = (person, subject, m.extra.get(BODY_KEY, ""))
+        i = self._find(self._by_copy, key, (second, second - _HALF_DAY, second + _HALF_DAY))
+        half_day = (person, subject, everyone)
+        if i is None and subject:
+            i = self._find(self._by_half_day, half_day, (second - _HALF_DAY, second + _HALF_DAY))
         n = len(self.messages)
-        found = self._by_copy.get(key)
-        i: int | None = None
-        if found is None:
-            self._by_copy[key] = n
-        elif isinstance(found, int):
-            earlier = int(self.stamps[found])
-            if earlier in (second, second - _HALF_DAY, second + _HALF_DAY):
-                i = found
-            else:
-                self._by_copy[key] = {earlier: found, second: n}
-        else:
-            i = found.get(second)
-            if i is None:
-                i = found.get(second - _HALF_DAY)
-                if i is None:
-                    i = found.get(second + _HALF_DAY)
-                    if i is None:
-                        found[second] = n
         if i is None:
             self.messages.append(m)
             self.stamps.append(stamp)
@@ -196,6 +219,9 @@ class _Distinct:
             self.to.append(to)
             self.everyone.append(everyone)
             self.index_of[m.message_id] = n
+            self._put(self._by_copy, key, second, n)
+            if subject:
+                self._put(self._by_half_day, half_day, second, n)
             return n, True, frozenset(), False
         self.index_of[m.message_id] = i
         added = everyone - self.everyone[i]
