@@ -70,7 +70,11 @@ def import_mail(svc: Deps, account_id: int, source: MailSource) -> dict[str, Any
 
 
 def addresses(pair: Pair) -> tuple[set[str], set[str]]:
-    return {pair.manager_email.lower()}, {pair.assistant_email.lower()}
+    """Every address of the manager and of the assistant (aliases included), lower-cased."""
+    return (
+        {a.lower() for a in (pair.manager_email, *(pair.manager_aliases or ()))},
+        {a.lower() for a in (pair.assistant_email, *(pair.assistant_aliases or ()))},
+    )
 
 
 def _row(pair_id: int, account_id: int, m: MessageData, direction: Direction) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -56,6 +57,8 @@ def add_pair(
     sla_minutes: int = 30,
     locale: str = "en",
     working_hours: dict[str, Any] | None = None,
+    manager_aliases: Sequence[str] = (),
+    assistant_aliases: Sequence[str] = (),
 ) -> Pair:
     if not name.strip():
         raise ValueError("a pair needs a name")
@@ -76,6 +79,8 @@ def add_pair(
         sla_minutes=sla_minutes,
         locale=locale,
         created_at=now,
+        manager_aliases=_aliases(manager_aliases, "manager alias"),
+        assistant_aliases=_aliases(assistant_aliases, "assistant alias"),
     )
     if working_hours is not None:
         from assistant.services.hours import hours_for
@@ -86,6 +91,27 @@ def add_pair(
         if session.scalars(select(Pair).where(Pair.name == pair.name)).first():
             raise ValueError(f"a pair named {pair.name!r} exists already")
         session.add(pair)
+    return pair
+
+
+def _aliases(values: Sequence[str], what: str) -> list[str]:
+    return sorted({check_email(v.strip(), what).lower() for v in values})
+
+
+def set_aliases(
+    uow: UnitOfWork,
+    pair_ref: str | int | None,
+    *,
+    manager: Sequence[str] | None = None,
+    assistant: Sequence[str] | None = None,
+) -> Pair:
+    """Replace the manager's and/or the assistant's other addresses (None: keep)."""
+    with uow.begin() as session:
+        pair = find_pair(session, pair_ref)
+        if manager is not None:
+            pair.manager_aliases = _aliases(manager, "manager alias")
+        if assistant is not None:
+            pair.assistant_aliases = _aliases(assistant, "assistant alias")
     return pair
 
 

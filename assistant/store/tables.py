@@ -85,6 +85,10 @@ class Pair(Base):
     manager_email: Mapped[str] = mapped_column(String(320))
     assistant_name: Mapped[str] = mapped_column(String(200), default="")
     assistant_email: Mapped[str] = mapped_column(String(320))
+    # The other addresses of each (lower-cased): one person whatever the address, for
+    # reply latency, direction and nudges.
+    manager_aliases: Mapped[list[Any]] = mapped_column(default=list)
+    assistant_aliases: Mapped[list[Any]] = mapped_column(default=list)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     assistant_timezone: Mapped[str] = mapped_column(String(64), default="")
     working_hours: Mapped[dict[str, Any]] = mapped_column(

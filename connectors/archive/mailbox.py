@@ -20,17 +20,15 @@ Change tokens (opaque JSON strings):
 A message that cannot be parsed is never fatal: it is left out and named in
 ``MailDelta.skipped`` with the reason.
 
-Bodies: ``changes`` reads headers only. The service's own inbox needs the text as well:
-``parse_inbound`` maps one whole message to an ``InboundMessage`` (its plain-text part, or
-its HTML part crudely turned into text), and ``MaildirSource.fetch_new_bodies`` returns
-those for the files that are new since a token (the same token as ``changes``).
+Bodies (their text: ``connectors.archive.text``): ``changes`` keeps only digests of it.
+``parse_inbound`` maps a whole message to an ``InboundMessage`` with its text (plain, or HTML
+crudely as text); ``MaildirSource.fetch_new_bodies`` returns those new since a token.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import html
 import json
 import logging
 import os
@@ -40,12 +38,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header, make_header
-from email.message import EmailMessage, Message
 from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+from assistant.domain.latency.quotes import text_keys
 from assistant.domain.model import MessageData
+from connectors.archive.text import body_text as body_text
+from connectors.archive.text import html_to_text as html_to_text
+from connectors.archive.text import plain_text
 from connectors.base import (
     DEFAULT_LIMITS,
     InvalidData,
@@ -54,7 +55,7 @@ from connectors.base import (
     ParseLimits,
     TokenExpired,
 )
-from connectors.mime import check_message, read_headers, read_message
+from connectors.mime import check_message, read_headers
 
 log = logging.getLogger(__name__)
 _MAIL_HEADERS = ("from", "sender", "x-from", "date", "message-id", "subject", "to")
@@ -166,9 +167,11 @@ def parse_message(
     folder: str,
     mtime: datetime,
     limits: ParseLimits = DEFAULT_LIMITS,
+    with_text: bool = False,
 ) -> MessageData:
     """Map one RFC 822 message to MessageData. Raises InvalidData when it is not a mail
-    (or has more header lines than ``limits`` allow, see ``connectors.mime``)."""
+    (or has more header lines than ``limits`` allow, see ``connectors.mime``). ``with_text``:
+    the body's keys for copies and quoted replies too (``assistant.domain.latency.quotes``)."""
     if not raw.strip():
         raise InvalidData("empty file")
     msg = read_headers(raw, limits)
@@ -183,6 +186,9 @@ def parse_message(
         return _decoded(name, values[0]) if values else ""
 
     extra: dict[str, str] = {"body_hash": _body_hash(raw)}
+    if with_text:
+        plain = msg.get_content_type() == "text/plain" and not msg.is_multipart()
+        extra.update(text_keys(plain_text(msg) if plain else body_text(raw, limits)))
     message_id = next(iter(_message_ids(text("message-id"))), "")
     if not message_id:
         message_id = hashlib.sha256(raw).hexdigest()[:32] + "@synthesized"
@@ -223,13 +229,6 @@ def parse_message(
 
 # ------------------------------------------------------------------ whole messages
 
-MAX_TEXT_CHARS = 100_000
-_HTML_DROP = re.compile(r"<(script|style|head|title)\b.*?</\1\s*>", re.I | re.S)
-_HTML_QUOTE = re.compile(r"<blockquote\b(?:(?!<blockquote\b).)*?</blockquote\s*>", re.I | re.S)
-_HTML_BREAK = re.compile(r"<br\s*/?>|</?(?:p|div|tr|li|h[1-6]|table|ul|ol)\b[^>]*>", re.I)
-_HTML_TAG = re.compile(r"<[^>]+>")
-_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
-
 
 @dataclass(frozen=True)
 class InboundMessage:
@@ -248,58 +247,6 @@ class InboundMessage:
     source_id: str = ""
     # The Authentication-Results header values, topmost (added last) first.
     authentication_results: tuple[str, ...] = ()
-
-
-def html_to_text(markup: str) -> str:
-    """Crude: drop scripts, styles and quoted (``blockquote``) parts, break lines at block
-    tags, drop the other tags, unescape entities."""
-    text = _HTML_COMMENT.sub("", markup)
-    text = _HTML_DROP.sub("", text)
-    while True:  # innermost quotes first
-        shorter = _HTML_QUOTE.sub("\n", text)
-        if shorter == text:
-            break
-        text = shorter
-    text = _HTML_BREAK.sub("\n", text)
-    text = html.unescape(_HTML_TAG.sub("", text)).replace("\u00a0", " ")
-    lines = [" ".join(line.split()) for line in text.splitlines()]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
-
-def _part_text(part: Message) -> str:
-    content: object = None
-    with contextlib.suppress(Exception):  # an unknown charset, a broken transfer encoding
-        assert isinstance(part, EmailMessage)
-        content = part.get_content()
-    if isinstance(content, str):
-        return content
-    payload = part.get_payload(decode=True)
-    if isinstance(payload, bytes):
-        charset = part.get_content_charset() or "utf-8"
-        try:
-            return payload.decode(charset, "replace")
-        except LookupError:
-            return payload.decode("utf-8", "replace")
-    return ""
-
-
-def body_text(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> str:
-    """The text of a message: its text/plain part, else its text/html part as text
-    ("" when there is none, or the message goes beyond ``limits``)."""
-    try:
-        msg = read_message(raw, limits)
-    except InvalidData:
-        return ""
-    try:
-        part = msg.get_body(preferencelist=("plain", "html"))
-    except Exception:
-        part = None
-    if part is None:
-        return ""
-    text = _part_text(part)
-    if part.get_content_subtype() == "html":
-        text = html_to_text(text)
-    return text.replace("\r\n", "\n")[:MAX_TEXT_CHARS]
 
 
 def parse_inbound(
@@ -339,7 +286,8 @@ def _parse_or_skip(
     limits: ParseLimits = DEFAULT_LIMITS,
 ) -> MessageData | None:
     try:
-        return parse_message(raw, source_id=source_id, folder=folder, mtime=mtime, limits=limits)
+        return parse_message(raw, source_id=source_id, folder=folder, mtime=mtime,
+                             limits=limits, with_text=True)  # fmt: skip
     except InvalidData as exc:
         skipped.append(f"{source_id}: {exc}")
     except Exception as exc:  # never let one bad message stop an import
@@ -438,6 +386,10 @@ class MaildirSource:
             ):
                 rel = os.path.relpath(entry.path, self.path)
                 found.append(_File(folder, entry.name, rel, entry.stat().st_mtime_ns))
+
+    def count(self) -> int:
+        """How many message files the tree holds (listed, not read)."""
+        return len(self._scan())
 
     def changes(self, token: str | None) -> MailDelta:
         """All messages (token None) or those in files not seen at ``token``."""
@@ -543,13 +495,23 @@ class MboxSource:
         self.path = Path(path)
         self.limits = limits
 
-    def changes(self, token: str | None) -> MailDelta:
-        """All messages (token None) or those appended after ``token``."""
+    def _read(self) -> bytes:
         try:
             data = self.path.read_bytes()
-            mtime = _mtime(self.path.stat().st_mtime_ns)
         except FileNotFoundError:
             raise NotFound(f"no mbox at {self.path}") from None
+        if data.strip() and not data.lstrip(b"\r\n").startswith(b"From "):  # an .eml, a PDF
+            raise InvalidData(f"{self.path} is not an mbox file (it does not start with 'From ')")
+        return data
+
+    def count(self) -> int:
+        """How many messages the file holds (split, not parsed); InvalidData: not an mbox."""
+        return sum(1 for _ in _split_mbox(self._read()))
+
+    def changes(self, token: str | None) -> MailDelta:
+        """All messages (token None) or those appended after ``token``. Raises InvalidData
+        when the file is not an mbox (an empty file is an empty mbox)."""
+        data, mtime = self._read(), _mtime(self.path.stat().st_mtime_ns)
         offset, index = 0, 0
         if token is not None:
             state = _load_token(token, "mbox")

@@ -121,7 +121,12 @@ def test_sync_changes_and_outbox_from_an_ics_file(cli: Cli, tmp_path: Path) -> N
     feed = tmp_path / "calendar.ics"
     soon = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=2)
     head, tail = "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//t//EN\n", "END:VCALENDAR\n"
-    feed.write_text(head + vevent("a", soon, "Board meeting") + vevent("b", soon + timedelta(hours=3), "Lunch") + tail)
+    feed.write_text(
+        head
+        + vevent("a", soon, "Board meeting")
+        + vevent("b", soon + timedelta(hours=3), "Lunch")
+        + tail
+    )
     cli("account", "add", "feed", "--pair", "alex", "--provider", "ics", "--path", str(feed))
     accounts = cli.json("account", "list")
     assert isinstance(accounts, list)
@@ -192,6 +197,80 @@ def test_latency_on_an_exported_maildir(cli: Cli, tmp_path: Path) -> None:
     assert by_id["m2@example.com"]["replied_at"] is None
 
 
+def _exchange(folder: Path) -> None:
+    """sam asks, alex answers from another address, sam answers that; alex asks, unanswered."""
+    box = Maildir(str(folder), create=True)
+    start = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    plan = [("sam", "alex", 0, "Budget"), ("alex.m", "sam", 20, "RE: Budget"),
+            ("sam", "alex", 50, "RE: Budget"), ("alex", "sam", 90, "Flights")]  # fmt: skip
+    for i, (frm, to, minutes, subject) in enumerate(plan):
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = f"{frm}@example.com", f"{to}@example.com", subject
+        msg["Date"] = format_datetime(start + timedelta(minutes=minutes))
+        msg["Message-ID"] = f"<e{i}@example.com>"
+        msg.set_content(f"message {i} about {subject}")
+        box.add(msg)
+
+
+def test_latency_table_shows_both_directions_what_it_read_and_where_files_went(
+    cli: Cli, tmp_path: Path
+) -> None:
+    _exchange(tmp_path / "mail")
+    chart, rows = tmp_path / "trend.svg", tmp_path / "records.csv"
+    shown = cli("latency", "--maildir", str(tmp_path / "mail"), "--manager", "alex@example.com",
+                "--manager", "alex.m@example.com", "--assistant", "sam@example.com",
+                "--chart", str(chart), "--csv", str(rows)).stdout  # fmt: skip
+    assert "read 4 message(s) from" in shown
+    lines = {line.split("│")[1].strip(): line for line in shown.splitlines() if "→" in line}
+    # assistant → manager: "Budget" answered after 20 min; manager → assistant: the
+    # reply answered after 30 min (the last answer waits for nothing), "Flights" open
+    a2m = [c.strip() for c in lines["assistant → manager"].split("│")[2:6]]
+    m2a = [c.strip() for c in lines["manager → assistant"].split("│")[2:6]]
+    assert a2m == ["1", "1", "0", "20"]
+    assert m2a == ["2", "1", "1", "30"]
+    assert f"written to {chart}" in shown and f"as CSV to {rows}" in shown
+    assert chart.read_text().startswith("<svg") and len(rows.read_text().splitlines()) == 1 + 3
+    as_json = cli.json("latency", "--maildir", str(tmp_path / "mail"), "--manager",
+                       "alex@example.com", "--assistant", "sam@example.com")  # fmt: skip
+    assert isinstance(as_json, dict) and as_json["read"] == 4
+
+
+def test_latency_refuses_an_empty_maildir_and_a_file_that_is_not_an_mbox(
+    cli: Cli, tmp_path: Path
+) -> None:
+    Maildir(str(tmp_path / "empty"), create=True)
+    who = ("--manager", "alex@example.com", "--assistant", "sam@example.com")
+    assert "holds no messages" in cli.fails("latency", "--maildir", str(tmp_path / "empty"), *who)
+    assert "no Maildir folder" in cli.fails("latency", "--maildir", str(tmp_path / "gone"), *who)
+    not_mbox = tmp_path / "one.eml"
+    not_mbox.write_text("From: sam@example.com\nSubject: hi\n\nhello\n")
+    assert "not an mbox file" in cli.fails("latency", "--mbox", str(not_mbox), *who)
+    (tmp_path / "empty.mbox").write_bytes(b"")
+    assert "holds no messages" in cli.fails("latency", "--mbox", str(tmp_path / "empty.mbox"), *who)
+    junk = tmp_path / "junk"
+    (junk / "inbox").mkdir(parents=True)
+    (junk / "inbox" / "1.").write_bytes(b"\x00\x01 not a mail")
+    assert "none of the 1 file(s) read is a mail" in cli.fails(
+        "latency", "--maildir", str(junk), *who
+    )
+
+
+def test_pair_aliases_are_set_shown_and_cleared(cli: Cli) -> None:
+    cli("pair", "add", "aliased", "--manager", "kim@example.com", "--assistant", "lee@example.com",
+        "--manager-alias", "Kim.Park@Example.com", "--manager-alias", "kp@example.com")  # fmt: skip
+    shown = cli.json("pair", "aliases", "--pair", "aliased")
+    assert shown == {"manager": ["kim.park@example.com", "kp@example.com"], "assistant": []}
+    changed = cli.json("pair", "aliases", "--pair", "aliased", "--assistant-alias", "l@example.com")
+    assert changed == {"manager": ["kim.park@example.com", "kp@example.com"],
+                       "assistant": ["l@example.com"]}  # fmt: skip
+    assert "not an email address" in cli.fails("pair", "aliases", "--pair", "aliased",
+                                               "--manager-alias", "nobody")  # fmt: skip
+    assert cli.json("pair", "aliases", "--pair", "aliased", "--clear") == {
+        "manager": [],
+        "assistant": [],
+    }
+
+
 def test_run_serves_health_and_stops_on_ctrl_c(cli: Cli) -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -222,14 +301,18 @@ def test_run_serves_health_and_stops_on_ctrl_c(cli: Cli) -> None:
 
 def test_priorities_are_added_listed_and_removed(cli: Cli) -> None:
     cli("priorities", "add", "domain", "bigcorp.com", "--pair", "alex", "--note", "board")
-    cli("priorities", "add", "protected", "mon-fri 07:00-09:00", "--level", "high", "--pair", "alex")
+    cli(
+        "priorities", "add", "protected", "mon-fri 07:00-09:00", "--level", "high", "--pair", "alex"
+    )
     cli("priorities", "add", "keyword", "gym", "--level", "low", "--pair", "alex")
     rules = cli.json("priorities", "--pair", "alex")
     assert isinstance(rules, list)
     assert [r["level"] for r in rules] == ["high", "high", "low"]
     texts = {r["kind"]: r["text"] for r in rules}
     assert texts["domain"] == "high: with anyone at bigcorp.com (board)"
-    assert "not protected time" in cli.fails("priorities", "add", "protected", "someday", "--pair", "alex")
+    assert "not protected time" in cli.fails(
+        "priorities", "add", "protected", "someday", "--pair", "alex"
+    )
     gym = next(r["id"] for r in rules if r["pattern"] == "gym")
     cli("priorities", "remove", str(gym), "--pair", "alex")
     assert "no priority rule" in cli.fails("priorities", "remove", str(gym), "--pair", "alex")
@@ -246,7 +329,11 @@ def test_latency_in_working_time_with_chart_and_csv(cli: Cli, tmp_path: Path) ->
     for mid, frm, to, at, reply_to in plan:
         msg = EmailMessage()
         msg["From"], msg["To"] = f"{frm}@example.com", f"{to}@example.com"
-        msg["Subject"], msg["Date"], msg["Message-ID"] = f"Topic {mid[1]}", format_datetime(at), f"<{mid}@x>"
+        msg["Subject"], msg["Date"], msg["Message-ID"] = (
+            f"Topic {mid[1]}",
+            format_datetime(at),
+            f"<{mid}@x>",
+        )
         if reply_to:
             msg["In-Reply-To"] = f"<{reply_to}@x>"
         msg.set_content("text")
@@ -261,7 +348,8 @@ def test_latency_in_working_time_with_chart_and_csv(cli: Cli, tmp_path: Path) ->
     assert by_id["m1@x"]["working_minutes"] == pytest.approx(20)
     assert by_id["m1@x"]["wall_minutes"] == pytest.approx(15 * 60 + 20)
     assert [(w["week"], w["median_minutes"]) for w in result["weekly"]] == [
-        ("2026-11-09", pytest.approx(20)), ("2026-11-16", pytest.approx(45))
+        ("2026-11-09", pytest.approx(20)),
+        ("2026-11-16", pytest.approx(45)),
     ]
     svg = chart.read_text()
     assert svg.startswith("<svg") and svg.count("<rect") == 2
@@ -269,7 +357,7 @@ def test_latency_in_working_time_with_chart_and_csv(cli: Cli, tmp_path: Path) ->
     assert 'fill="#c0392b"' in svg, "the week over the SLA is red"
     rows = table_csv.read_text().splitlines()
     assert rows[0].startswith("id,direction,subject,sent_at")
-    assert len(rows) == 1 + 4
+    assert len(rows) == 1 + 2  # m1 and m3; m2 and m4 answer them and wait for nothing
     assert "unknown time zone" in cli.fails("latency", "--maildir", str(tmp_path / "mail"),
                                             "--manager", "a@x.org", "--assistant", "s@x.org",
                                             "--timezone", "Nowhere/City")  # fmt: skip
@@ -309,7 +397,9 @@ def test_users_for_the_web_app(cli: Cli) -> None:
     assert isinstance(users, list)
     [sam] = [u for u in users if u["email"] == "sam@example.com"]
     assert sam["pairs"] == ["alex:assistant"]
-    assert "empty or not set" in cli.fails("user", "add", "x@example.com", "--password-env", "NOPE_NOT_SET")
+    assert "empty or not set" in cli.fails(
+        "user", "add", "x@example.com", "--password-env", "NOPE_NOT_SET"
+    )
 
 
 def test_accounts_for_any_provider_keep_secrets_as_references(cli: Cli) -> None:

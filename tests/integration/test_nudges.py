@@ -158,7 +158,11 @@ def test_holidays_of_the_pairs_country_stop_the_clock(mb: Mailbox) -> None:
     from assistant.store.tables import DEFAULT_WORKING_HOURS, Pair
 
     with mb.uow.begin() as s:
-        s.execute(update(Pair).values(working_hours=DEFAULT_WORKING_HOURS | {"holidays": {"country": "DE"}}))
+        s.execute(
+            update(Pair).values(
+                working_hours=DEFAULT_WORKING_HOURS | {"holidays": {"country": "DE"}}
+            )
+        )
     # 24 Dec 2026 is a Thursday; 25 and 26 Dec are public holidays in Germany.
     mb.send("f2", "sam", "alex", datetime(2026, 12, 24, 17, 50, tzinfo=BERLIN), "Gifts")
     report = mb.nudge(datetime(2026, 12, 24, 18, 30, tzinfo=BERLIN))
@@ -166,8 +170,12 @@ def test_holidays_of_the_pairs_country_stop_the_clock(mb: Mailbox) -> None:
     assert report.next_due == datetime(2026, 12, 28, 9, 14, tzinfo=BERLIN).astimezone(UTC)
 
 
-def test_nudges_are_delivered_by_smtp_once(mb: Mailbox, smtp_server: SmtpServer, tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, smtp=SmtpSettings(host=smtp_server.host, port=smtp_server.port))
+def test_nudges_are_delivered_by_smtp_once(
+    mb: Mailbox, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path, smtp=SmtpSettings(host=smtp_server.host, port=smtp_server.port)
+    )
     mb.send("g1", "sam", "alex", berlin(24, 10), "Contract")
     mb.nudge(berlin(24, 10, 24))
     mb.nudge(berlin(24, 10, 25))
@@ -185,3 +193,24 @@ def test_the_assistants_answer_to_the_managers_request_is_not_nagged(mb: Mailbox
     mb.send("h2", "sam", "alex", berlin(24, 10), "Re: Please book Lisbon flights", reply_to="h1")
     report = mb.nudge(berlin(24, 12))
     assert (report.queued, report.next_due) == ([], None)
+
+
+def test_aliases_are_the_same_person_for_nudges(uow: UnitOfWork, tmp_path: Path) -> None:
+    """Mail to the manager's other address is waiting for them, and their answer from a
+    third address (no headers, as archives have it) stops the nudges."""
+    now = berlin(23, 8)
+    pair = add_pair(uow, name="alias", manager_email="alex@example.com",
+                    assistant_email="sam@example.com", timezone="Europe/Berlin", now=now,
+                    manager_aliases=["Alexander@example.com", "a.smith@example.com"],
+                    assistant_aliases=["samantha@example.com"])  # fmt: skip
+    root = tmp_path / "mail"
+    account = add_account(uow, pair="alias", name="inbox", provider="maildir",
+                          settings={"path": str(root)}, now=now)  # fmt: skip
+    mb = Mailbox(uow, root, account.id, pair.id, Maildir(str(root), create=True))
+    mb.send("d1", "samantha", "alexander", berlin(24, 10), "Budget sign-off")
+    reminder = mb.nudge(berlin(24, 10, 24))
+    assert [k.split(":")[3:5] for k in reminder.queued] == [["reminder", "manager"]]
+    assert [r for r, _s, _b in mb.entries()] == ["alex@example.com"]
+    mb.send("d2", "a.smith", "sam", berlin(24, 10, 26), "RE: Budget sign-off")
+    done = mb.nudge(berlin(24, 11))
+    assert (done.queued, done.next_due) == ([], None)

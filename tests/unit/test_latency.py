@@ -180,8 +180,7 @@ def test_one_reply_answers_every_open_message_before_it() -> None:
     assert r["1"].reply_message_id == r["2"].reply_message_id == "3"
     assert r["1"].wall_minutes == 40
     assert r["2"].wall_minutes == 30
-    assert r["4"].replied_at is None and r["4"].wall_minutes is None
-    assert r["4"].waiting_minutes == pytest.approx((NOW - T0).total_seconds() / 60 - 50)
+    assert "4" not in r  # it answers "3": an answer, not a message waiting for one
     assert r["3"].direction is Direction.MANAGER_TO_ASSISTANT
     assert r["3"].reply_message_id == "4" and r["3"].wall_minutes == 10
 
@@ -204,14 +203,14 @@ def test_auto_replies_neither_open_nor_answer() -> None:
         NOW,
     )
     r = by_id(records)
-    assert set(r) == {"1", "2"}
+    assert set(r) == {"1"}  # "2" answers "1" and waits for nothing
     assert r["1"].reply_message_id == "2" and r["1"].wall_minutes == 30
 
 
 def test_manager_messages_before_the_assistants_do_not_count() -> None:
     records = reply_latencies([m2a("early", 0, "Budget"), a2m("1", 5)], BOSS, AIDE, NOW)
     r = by_id(records)
-    assert r["1"].replied_at is None
+    assert "1" not in r  # the aide's answer to "early", not a message of its own
     assert r["early"].reply_message_id == "1"  # the other direction: the aide answered
 
 
@@ -240,10 +239,12 @@ def test_working_minutes_callback() -> None:
 
     records = reply_latencies([a2m("1", 0), m2a("2", 20)], BOSS, AIDE, NOW, working_minutes=working)
     r = by_id(records)
-    assert r["1"].working_minutes == 7.5 and r["2"].working_minutes is None
-    # the answered one is measured; the open one's wait so far is measured up to now
-    assert seen == [(T0, T0 + timedelta(minutes=20)), (T0 + timedelta(minutes=20), NOW)]
-    assert r["2"].waiting_working_minutes == 7.5
+    assert r["1"].working_minutes == 7.5 and "2" not in r  # "2" answers; it waits for nothing
+    assert seen == [(T0, T0 + timedelta(minutes=20))]
+    # an open one's wait so far is measured up to now
+    seen.clear()
+    alone = by_id(reply_latencies([a2m("1", 0)], BOSS, AIDE, NOW, working_minutes=working))
+    assert seen == [(T0, NOW)] and alone["1"].waiting_working_minutes == 7.5
 
 
 # ------------------------------------------------------------------ summary
@@ -259,7 +260,8 @@ def test_percentile_is_linear_interpolation() -> None:
 
 def test_summary_on_a_hand_computed_example() -> None:
     # Five assistant messages in five threads, answered after 5, 10, 20, 40 and 100 minutes,
-    # one left open; one manager message answered after 15 minutes (the answer stays open).
+    # one left open; one manager message answered after 15 minutes. Answers that close a
+    # thread (r0..r4, "m-reply") wait for nothing: they have no record.
     messages: list[MessageData] = []
     for n, wait in enumerate([5, 10, 20, 40, 100]):
         messages += [a2m(f"a{n}", n * 1000, f"S{n}"), m2a(f"r{n}", n * 1000 + wait, f"RE: S{n}")]
@@ -267,18 +269,17 @@ def test_summary_on_a_hand_computed_example() -> None:
     messages += [m2a("m", 20000, "Ask"), a2m("m-reply", 20015, "Re: Ask")]
     summary = summarize(reply_latencies(messages, BOSS, AIDE, NOW), sla_minutes=30)
     main = summary.by_direction["assistant_to_manager"]
-    assert (main.count, main.answered, main.open) == (7, 5, 2)  # "open" and "m-reply"
+    assert (main.count, main.answered, main.open) == (6, 5, 1)  # "open"
     assert main.median_minutes == 20
     assert main.p90_minutes == pytest.approx(76.0)  # 40 + 0.6 * (100 - 40)
     assert main.mean_minutes == 35
     assert main.max_minutes == 100
-    # both open ones have waited past the SLA by NOW: breaches already, 3 of 7 decided
-    assert main.within_sla == 3 and main.overdue == 2
-    assert main.within_sla_share == pytest.approx(3 / 7)
-    # Each manager reply waits in turn for the assistant: r0..r4 stay open, "m" is answered.
+    # the open one has waited past the SLA by NOW: a breach already, 3 of 6 decided
+    assert main.within_sla == 3 and main.overdue == 1
+    assert main.within_sla_share == pytest.approx(3 / 6)
     back = summary.by_direction["manager_to_assistant"]
-    assert (back.count, back.answered, back.median_minutes) == (6, 1, 15)
-    assert (summary.count, summary.answered, summary.open) == (13, 6, 7)
+    assert (back.count, back.answered, back.median_minutes) == (1, 1, 15)
+    assert (summary.count, summary.answered, summary.open) == (7, 6, 1)
     assert summary.median_minutes == 17.5
     data = json.loads(json.dumps(summary.to_dict()))
     assert data["by_direction"]["assistant_to_manager"]["p90_minutes"] == pytest.approx(76.0)

@@ -12,7 +12,7 @@ import pytest
 
 from assistant.domain.model import MessageData
 from connectors.archive.mailbox import MaildirSource, MboxSource, parse_message
-from connectors.base import MailSource, NotFound, TokenExpired
+from connectors.base import InvalidData, MailSource, NotFound, TokenExpired
 
 MTIME = datetime(2021, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -307,3 +307,56 @@ def test_mbox_token_expires_when_rewritten(tmp_path: Path) -> None:
         source.changes(token)
     with pytest.raises(NotFound):
         MboxSource(tmp_path / "missing.mbox").changes(None)
+
+
+def test_a_file_that_is_not_an_mbox_is_refused_and_an_empty_one_is_empty(tmp_path: Path) -> None:
+    """Before: a single message file read as an mbox gave "0 messages", silently."""
+    eml = tmp_path / "one.eml"
+    eml.write_bytes(PLAIN)
+    with pytest.raises(InvalidData, match="not an mbox file"):
+        MboxSource(eml).changes(None)
+    with pytest.raises(InvalidData, match="not an mbox file"):
+        MboxSource(eml).count()
+    empty = tmp_path / "empty.mbox"
+    empty.write_bytes(b"\n")
+    assert MboxSource(empty).count() == 0 and MboxSource(empty).changes(None).messages == ()
+    box = tmp_path / "two.mbox"
+    box.write_bytes(
+        b"From a Thu Jan  1 00:00:00 2000\n"
+        + PLAIN
+        + b"\nFrom b Thu Jan  1 00:00:00 2000\n"
+        + NO_DATE
+    )
+    assert MboxSource(box).count() == len(MboxSource(box).changes(None).messages) == 2
+
+
+def test_count_lists_a_maildir_without_reading_it(tmp_path: Path) -> None:
+    box = mailbox.Maildir(str(tmp_path / "md"), create=True)
+    assert MaildirSource(tmp_path / "md").count() == 0
+    box.add(PLAIN)
+    box.add(b"not a mail at all")
+    assert MaildirSource(tmp_path / "md").count() == 2
+
+
+def test_archive_messages_carry_text_keys_and_headers_only_parses_do_not() -> None:
+    """Threading finds copies and quoted replies by digests of the text; the text itself
+    is not kept, and a headers-only parse (IMAP, Gmail) has no keys to get wrong."""
+    full = parse_message(PLAIN, source_id="1", folder="", mtime=MTIME, with_text=True)
+    assert set(full.extra) >= {"body_key"} and "Body text" not in str(full.extra)
+    heads = parse_message(PLAIN, source_id="1", folder="", mtime=MTIME)
+    assert "body_key" not in heads.extra
+
+
+@pytest.mark.parametrize("cte", ["quoted-printable", "base64", "8bit"])
+def test_plain_text_reads_what_body_text_reads(cte: str) -> None:
+    from email.message import EmailMessage
+
+    from connectors.archive.text import body_text, plain_text
+    from connectors.mime import read_headers
+
+    msg = EmailMessage()
+    msg["From"], msg["Subject"] = "aide@corp.com", "Бюджет"
+    msg.set_content("Бюджет на 2024 год - готов?\r\nДа.\n", charset="koi8-r", cte=cte)
+    raw = msg.as_bytes()
+    assert plain_text(read_headers(raw)) == body_text(raw)
+    assert "Бюджет на 2024 год" in plain_text(read_headers(raw))

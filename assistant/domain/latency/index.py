@@ -8,20 +8,21 @@ update costs in proportion to the new messages and the threads they touch, and g
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Literal
 
 from assistant.domain.latency.measure import LatencyRecord
+from assistant.domain.latency.quotes import QUOTE_KEYS, TEXT_KEY
 from assistant.domain.latency.summary import LatencySummary, summarize
 from assistant.domain.latency.threads import (
-    _HALF_DAY,
     DEFAULT_WINDOW,
     Direction,
     _direction,
+    _Distinct,
     _gc_paused,
     _lower,
-    normalize_subject,
+    people,
 )
 from assistant.domain.model import MessageData
 
@@ -34,13 +35,15 @@ class LatencyIndex:
     ``add(batch, now)`` after ``add(earlier, now)`` leaves the same records as
     ``reply_latencies(earlier + batch, ...)``, for any split into batches and any order of
     arrival (late ones included). A batch costs in proportion to its own messages and the
-    threads they join: copies are found by dictionary, thread ids and references join through
-    a union-find, and each (subject, two people) keeps its messages in time order, so a late
-    message is put in its place and linked to its neighbours only. Subject links are not
-    monotone: neighbours within the window are linked when one of them has no headers, so a
-    late message with headers landing between two linked ones may cut that link; then only
-    that thread is rebuilt. Per thread the replies are found again from its own messages and
-    the answered records are kept; open ones are measured at ``now`` when asked for.
+    threads they join: copies are found by dictionary (``_Distinct``, as ``reply_latencies``
+    finds them; a copy's new recipients join the message's), thread ids, references and
+    quotes join through a union-find, and each (subject, two people) keeps its messages in
+    time order, so a late message is put in its place and linked to its neighbours only.
+    Subject links are not monotone: neighbours within the window are linked when one of them
+    has no headers, so a late message with headers landing between two linked ones may cut
+    that link; then only that thread is rebuilt. Per thread the replies are found again from
+    its own messages and the answered records are kept; open ones are measured at ``now``
+    when asked for. ``managers`` and ``assistants`` hold every alias of each.
     """
 
     def __init__(
@@ -55,17 +58,12 @@ class LatencyIndex:
         self._include_cc = include_cc
         self._working = working_minutes
         self._span = window.total_seconds()
-        self._messages: list[MessageData] = []  # one per distinct message
-        self._stamps: list[float] = []
-        self._facts: list[tuple[str, str, frozenset[str]]] = []  # subject, sender, recipients
-        self._index_of: dict[str, int] = {}
-        # as in _thread: the first message of a (subject, sender, recipients), or by second
-        self._by_copy: dict[tuple[str, str, frozenset[str]], int | dict[int, int]] = {}
-        # raw -> normalized subject, lower-cased sender and recipients: one object shared by
-        # every message that has it
-        self._subjects: dict[str, str] = {}
-        self._senders: dict[str, str] = {}
-        self._recipient_sets: dict[tuple[str, ...], frozenset[str]] = {}
+        self._d = _Distinct(people(managers, assistants))
+        self._messages = self._d.messages  # one per distinct message
+        self._stamps = self._d.stamps
+        self._index_of = self._d.index_of
+        self._by_text: dict[str, list[int]] = {}  # text key -> messages with it
+        self._quoting: dict[str, list[int]] = {}  # quote key -> messages quoting it
         self._parent: list[int] = []
         self._members: dict[int, list[int]] = {}  # root -> members, threads of two or more
         self._first: dict[int, int] = {}  # root -> earliest member, threads of two or more
@@ -74,6 +72,7 @@ class LatencyIndex:
         self._chains: dict[_Pair, int | list[int]] = {}  # one, or by (sent_at, message_id)
         self._direction: dict[int, Direction] = {}
         self._reply: dict[int, int] = {}  # measured message -> its reply, -1 while open
+        self._closing: set[int] = set()  # measured replies that answered something
         self._answered: dict[int, LatencyRecord] = {}
         self._order: list[int] = []  # measured messages by (sent_at, message_id)
         self._unordered: list[int] = []
@@ -158,63 +157,52 @@ class LatencyIndex:
         self._first[ra] = fa if self._order_key(fa) < self._order_key(fb) else fb
 
     def _register(self, m: MessageData, touched: list[int], dirty: list[int]) -> None:
-        """Same de-duplication as ``_thread``: the first copy seen stands for the others."""
-        if m.message_id in self._index_of:
+        """Copies as ``reply_latencies`` finds them: the first copy seen stands for the
+        others, which add their recipients."""
+        i, fresh, added, grew = self._d.add(m)
+        if i < 0:
             return
-        stamp = m.sent_at.timestamp()
-        second = int(stamp)
-        sender = self._senders.get(m.from_addr)
-        if sender is None:
-            sender = self._senders[m.from_addr] = m.from_addr.lower()
-        subject = self._subjects.get(m.subject)
-        if subject is None:
-            subject = self._subjects[m.subject] = normalize_subject(m.subject)
-        addrs = m.to + m.cc if m.cc else m.to
-        recipients = self._recipient_sets.get(addrs)
-        if recipients is None:
-            recipients = self._recipient_sets[addrs] = frozenset([a.lower() for a in addrs])
-        fact = (subject, sender, recipients)
-        n = len(self._messages)
-        found = self._by_copy.get(fact)
-        i: int | None = None
-        if found is None:
-            self._by_copy[fact] = n
-        elif isinstance(found, int):
-            earlier = int(self._stamps[found])
-            if earlier in (second, second - _HALF_DAY, second + _HALF_DAY):
-                i = found
-            else:
-                self._by_copy[fact] = {earlier: found, second: n}
-        else:
-            i = found.get(second)
-            if i is None:
-                i = found.get(second - _HALF_DAY)
-                if i is None:
-                    i = found.get(second + _HALF_DAY)
-                    if i is None:
-                        found[second] = n
-        fresh = i is None
-        if i is None:
-            i = n
-            self._messages.append(m)
-            self._stamps.append(stamp)
-            self._facts.append(fact)
+        if fresh:
             self._parent.append(i)
-        self._index_of[m.message_id] = i
         waiting = self._unknown_refs.pop(m.message_id, None)  # referred to before it came
         if waiting is not None:
             self._union(i, waiting)
             touched.append(i)
-        if not fresh:
-            return
-        touched.append(i)
-        self._link(i)
-        self._chain(i, dirty)
-        if not m.auto_reply:
-            d = _direction(m, self._mgr, self._asst, self._include_cc)
-            if d is not Direction.OTHER:
-                self._direction[i] = d
+        if fresh:
+            touched.append(i)
+            self._link(i)
+            self._quote(i)
+            self._chain(i, dirty, self._pairs(i))
+        elif added:
+            touched.append(i)
+            self._chain(i, dirty, self._pairs(i, added))
+        if (fresh or grew) and i not in self._direction:
+            first = self._messages[i]
+            if first.auto_reply:
+                return
+            d = self._d
+            direction = _direction(
+                d.senders[i], d.to[i], d.everyone[i], self._mgr, self._asst, self._include_cc
+            )
+            if direction is not Direction.OTHER:
+                self._direction[i] = direction
                 self._unordered.append(i)
+                touched.append(i)
+
+    def _quote(self, i: int) -> None:
+        """Join ``i`` with the messages it quotes and those that quote it."""
+        m = self._messages[i]
+        for j in self._d.quote_links(i, self._by_text):
+            self._union(i, j)
+        if not m.thread_id and not m.in_reply_to and not m.references:
+            for quoted in m.extra.get(QUOTE_KEYS, "").split():
+                self._quoting.setdefault(quoted, []).append(i)
+        text = m.extra.get(TEXT_KEY)
+        if text and not m.thread_id:
+            self._by_text.setdefault(text, []).append(i)
+            for j in self._quoting.get(text, ()):
+                if j != i:
+                    self._union(i, j)
 
     def _link(self, i: int) -> None:
         """Join ``i`` by provider thread id or by the messages it refers to."""
@@ -227,15 +215,18 @@ class LatencyIndex:
             j = self._index_of.get(ref)
             self._union(i, j if j is not None else self._unknown_refs.setdefault(ref, i))
 
-    def _pairs(self, i: int) -> Iterator[_Pair]:
-        if self._messages[i].thread_id:
-            return
-        subject, sender, recipients = self._facts[i]
-        if not subject:
-            return
-        for other in recipients:
-            if other != sender:
-                yield (subject, sender, other) if sender < other else (subject, other, sender)
+    def _pairs(self, i: int, addresses: Iterable[str] | None = None) -> list[_Pair]:
+        """``i``'s (subject, two people)s: with all its recipients, or those of ``addresses``."""
+        d = self._d
+        subject = d.subjects[i]
+        if not subject or self._messages[i].thread_id:
+            return []
+        sender = d.senders[i]
+        me = d.canon.get(sender, sender)
+        return [
+            (subject, me, other) if me < other else (subject, other, me)
+            for other in d.people(i, addresses)
+        ]
 
     def _linked(self, earlier: int, later: int) -> bool:
         """The subject rule of ``_thread`` for two neighbours of one (subject, pair)."""
@@ -244,17 +235,21 @@ class LatencyIndex:
         a, b = self._messages[earlier], self._messages[later]
         return not (a.in_reply_to or a.references) or not (b.in_reply_to or b.references)
 
-    def _chain(self, i: int, dirty: list[int]) -> None:
+    def _chain(self, i: int, dirty: list[int], pairs: list[_Pair]) -> None:
         """Put ``i`` in time order among the messages of its (subject, pair)s."""
         key = self._order_key(i)
-        for pair in self._pairs(i):
+        for pair in pairs:
             chain = self._chains.get(pair)
             if chain is None:
                 self._chains[pair] = i
                 continue
+            if chain == i:
+                continue  # a copy named the same person by another alias
             if isinstance(chain, int):
                 chain = self._chains[pair] = [chain]
             pos = bisect_left(chain, key, key=self._order_key)
+            if pos < len(chain) and chain[pos] == i:
+                continue
             prev = chain[pos - 1] if pos else None
             nxt = chain[pos] if pos < len(chain) else None
             chain.insert(pos, i)
@@ -289,6 +284,8 @@ class LatencyIndex:
                 for ref in refs:
                     j = self._index_of.get(ref)
                     self._union(i, j if j is not None else self._unknown_refs[ref])
+            for j in self._d.quote_links(i, self._by_text):
+                self._union(i, j)
             key = self._order_key(i)
             for pair in self._pairs(i):
                 chain = self._chains[pair]
@@ -306,7 +303,13 @@ class LatencyIndex:
         thread = [i for i in self._members.get(root) or (root,) if i in self._direction]
         thread.sort(key=self._order_key)
         key = self._messages[self._first.get(root, root)].message_id
-        msgs, direction, reply = self._messages, self._direction, self._reply
+        msgs, direction, reply, closing = (
+            self._messages,
+            self._direction,
+            self._reply,
+            self._closing,
+        )
+        closing.difference_update(thread)
         pending: dict[Direction, list[int]] = {
             Direction.ASSISTANT_TO_MANAGER: [],
             Direction.MANAGER_TO_ASSISTANT: [],
@@ -323,6 +326,7 @@ class LatencyIndex:
             for j in pending[other]:
                 if msgs[j].sent_at < sent:
                     reply[j] = i
+                    closing.add(i)
                 else:  # the same instant: order unknown, so not an answer
                     still_open.append(j)
             pending[other] = still_open
@@ -355,13 +359,16 @@ class LatencyIndex:
 
     def _record(self, i: int, now: datetime) -> LatencyRecord | None:
         """``i``'s record as ``reply_latencies`` gives it at ``now``: messages after ``now``
-        are left out, so a reply after ``now`` leaves its message open."""
+        are left out, so a reply after ``now`` leaves its message open; a reply that
+        answered something and is open has none."""
         m = self._messages[i]
         if m.sent_at > now:
             return None
         r = self._reply[i]
         if r >= 0 and self._messages[r].sent_at <= now:
             return self._answered[i]
+        if i in self._closing:
+            return None
         root = self._find(i)
         return LatencyRecord(
             m.message_id,

@@ -2,7 +2,11 @@
 
 An assistant→manager message is answered by the first strictly later manager→assistant
 message in the same thread; that reply answers every message still open before it. The
-other direction is measured the same way. Auto-replies neither open nor answer anything.
+other direction is measured the same way. A reply that answers something is not itself
+waiting for an answer: it has a record only once the other side answers it in turn (the
+manager's "Re: Board pack" closes the thread; it does not open one). Auto-replies neither
+open nor answer anything. ``managers`` and ``assistants`` are every alias of each: one
+person whatever the address, for threading as for direction.
 Answered records carry wall minutes (and working minutes when a working-time function is
 given); open ones carry how long they have waited at ``now``.
 """
@@ -22,6 +26,7 @@ from assistant.domain.latency.threads import (
     _lower,
     _thread_unpaused,
     _Threads,
+    people,
 )
 from assistant.domain.model import MessageData
 
@@ -112,11 +117,12 @@ def reply_latencies(
     """A record per assistant→manager and manager→assistant message, by sent_at.
 
     Messages dated after ``now`` (bad clocks, archive outliers) and auto-replies are
-    ignored. ``working_minutes(start, end)``, when given, fills the working time of
-    answered records.
+    ignored; so is a reply that answered something and has no answer itself.
+    ``working_minutes(start, end)``, when given, fills the working time of answered
+    records.
     """
     with _gc_paused():
-        threads = _thread_unpaused(messages, window)
+        threads = _thread_unpaused(messages, window, people(managers, assistants))
         return _records(
             threads, _lower(managers), _lower(assistants), now, include_cc, working_minutes
         )
@@ -131,16 +137,17 @@ def _records(
     working_minutes: Callable[[datetime, datetime], float] | None,
 ) -> list[LatencyRecord]:
     a2m, m2a = Direction.ASSISTANT_TO_MANAGER, Direction.MANAGER_TO_ASSISTANT
-    msgs, senders, root, stamps = threads.messages, threads.senders, threads.root, threads.stamps
+    dist = threads.distinct
+    msgs, senders, root, stamps = dist.messages, dist.senders, threads.root, dist.stamps
+    recipient_sets = dist.everyone if include_cc else dist.to
     # Float seconds keep the order of distinct microseconds; within a second of ``now`` the
     # dates decide (and a naive ``now`` fails as comparing dates does).
     aware = now.tzinfo is not None and now.utcoffset() is not None
     after, near = (now.timestamp() + 1, now.timestamp() - 1) if aware else (math.inf, -math.inf)
-    # To (or To and Cc), lower-cased, per distinct tuple of addresses
-    lowered: dict[tuple[str, ...], frozenset[str]] = {}
     measured: list[int] = []  # by (sent_at, message_id)
     direction: dict[int, Direction] = {}
     reply_of: dict[int, int] = {}
+    closing: set[int] = set()  # replies that answered something
     # thread -> (open assistant->manager messages, open manager->assistant messages)
     open_by_thread: dict[int, tuple[list[int], list[int]]] = {}
     first: dict[int, int] = {}  # thread -> its earliest message, which names it
@@ -158,11 +165,7 @@ def _records(
             continue
         if stamps[i] > after or (stamps[i] > near and m.sent_at > now):
             continue
-        addrs = m.to + m.cc if include_cc and m.cc else m.to
-        recipients = lowered.get(addrs)
-        if recipients is None:
-            recipients = lowered[addrs] = frozenset([a.lower() for a in addrs])
-        if recipients.isdisjoint(wanted):
+        if recipient_sets[i].isdisjoint(wanted):
             continue
         direction[i] = d
         measured.append(i)
@@ -177,11 +180,12 @@ def _records(
             for j in theirs:
                 if msgs[j].sent_at < sent:
                     reply_of[j] = i
+                    closing.add(i)
                 else:  # the same instant: order unknown, so not an answer
                     still_open.append(j)
             theirs[:] = still_open
         mine.append(i)
-    del open_by_thread, lowered
+    del open_by_thread
 
     records: list[LatencyRecord] = []
     append = records.append
@@ -190,6 +194,8 @@ def _records(
         key = msgs[first[root[i]]].message_id
         r = reply_of.get(i)
         if r is None:
+            if i in closing:
+                continue  # an answer, not a question
             waiting = (now - m.sent_at).total_seconds() / 60
             waiting_working = (
                 working_minutes(m.sent_at, now)

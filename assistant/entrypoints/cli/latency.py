@@ -13,6 +13,7 @@ from assistant.entrypoints.cli.common import (
     PairOpt,
     UserError,
     emit,
+    out,
     parse_when,
     service,
     table,
@@ -53,35 +54,82 @@ def latency(
     from assistant.services.pairs import check_zone
 
     since_at = parse_when(since) if since else None
+    read: int | None = None
     if maildir or mbox:
         if not manager or not assistant:
             raise UserError("with --maildir/--mbox give --manager and --assistant addresses")
+        found = _archive_size(maildir, mbox)
         result = mail.latency_of_archive(
             maildir=maildir, mbox=mbox, managers=manager, assistants=assistant,
             sla_minutes=sla, since=since_at, now=datetime.now(UTC),
             zone=check_zone(timezone) if timezone else None, holidays=holidays,
         )  # fmt: skip
+        read = found - result["skipped"]
+        if read <= 0:
+            raise UserError(f"none of the {found} file(s) read is a mail message")
+        result["read"] = read
     else:
         with service() as svc:
             result = mail.latency_of_pair(svc, pair, since_at)
+    unit = "working min" if result["basis"] == "working" else "min"
+    written: list[str] = []
     if chart is not None:
         from assistant.domain.charts import trend_svg
 
-        unit = "working min" if result["basis"] == "working" else "min"
         chart.write_text(trend_svg(result["weekly"], result["sla_minutes"], unit=unit))
+        result["chart"] = str(chart)
+        written.append(f"chart (weekly trend, SVG) written to {chart}")
     if csv_file is not None:
         _write_csv(csv_file, result["messages"])
+        result["csv"] = str(csv_file)
+        written.append(f"{len(result['messages'])} record(s) written as CSV to {csv_file}")
     if as_json:
         emit(result)
         return
-    s = result["summary"]
-    unit = "working min" if result["basis"] == "working" else "min"
+    if read is not None:
+        skipped = f", {result['skipped']} skipped" if result["skipped"] else ""
+        out.print(f"read {read} message(s) from {maildir or mbox}{skipped}")
+    else:
+        out.print(f"measured {len(result['messages'])} stored message(s) between the two")
+    rows = []
+    for label, key in (
+        ("assistant → manager", "summary"),
+        ("manager → assistant", "reverse_summary"),
+    ):
+        s = result[key]
+        rows.append([label, s["count"], s["answered"], s["open"], _num(s["median_minutes"]),
+                     _num(s["p90_minutes"]), _pct(s["within_sla_share"])])  # fmt: skip
     table(
-        "Reply latency (assistant → manager)",
-        ["messages", "answered", "open", f"median {unit}", f"p90 {unit}", "within SLA"],
-        [[s["count"], s["answered"], s["open"], _num(s["median_minutes"]), _num(s["p90_minutes"]),
-          _pct(s["within_sla_share"])]],
+        f"Reply latency (SLA {result['sla_minutes']:g} {unit})",
+        ["direction", "messages", "answered", "open", f"median {unit}", f"p90 {unit}",
+         "within SLA"],
+        rows,
     )  # fmt: skip
+    for line in written:
+        out.print(line, soft_wrap=True)
+
+
+def _archive_size(maildir: Path | None, mbox: Path | None) -> int:
+    """How many messages the archive holds; a UserError when it holds none (an empty or
+    missing Maildir, a file that is not an mbox): never a report on nothing."""
+    from connectors.archive.mailbox import MaildirSource, MboxSource
+
+    found = 0
+    if maildir is not None:
+        if not maildir.is_dir():
+            raise UserError(f"no Maildir folder at {maildir}")
+        n = MaildirSource(maildir).count()
+        if n == 0:
+            raise UserError(f"the Maildir {maildir} holds no messages")
+        found += n
+    if mbox is not None:
+        if not mbox.is_file():
+            raise UserError(f"no mbox file at {mbox}")
+        n = MboxSource(mbox).count()  # InvalidData: not an mbox
+        if n == 0:
+            raise UserError(f"the mbox {mbox} holds no messages")
+        found += n
+    return found
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -31,6 +31,12 @@ def pair_add(
     ] = "",
     sla: Annotated[int, typer.Option(help="Reply SLA in working minutes.")] = 30,
     locale: Annotated[str, typer.Option(help="Messages to the assistant in: en or ru.")] = "en",
+    manager_alias: Annotated[
+        list[str] | None, typer.Option(help="Another address of the manager (repeatable).")
+    ] = None,
+    assistant_alias: Annotated[
+        list[str] | None, typer.Option(help="Another address of the assistant (repeatable).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add a manager–assistant pair."""
@@ -49,11 +55,44 @@ def pair_add(
             sla_minutes=sla,
             locale=locale,
             now=svc.now(),
+            manager_aliases=manager_alias or (),
+            assistant_aliases=assistant_alias or (),
         )
     if as_json:
         emit({"id": pair.id, "name": pair.name})
     else:
         out.print(f"pair {pair.id} ({pair.name}) added")
+
+
+@pair_app.command("aliases")
+def pair_aliases(
+    pair: PairOpt = None,
+    manager_alias: Annotated[
+        list[str] | None,
+        typer.Option(help="Another address of the manager (repeatable; replaces the list)."),
+    ] = None,
+    assistant_alias: Annotated[
+        list[str] | None,
+        typer.Option(help="Another address of the assistant (repeatable; replaces the list)."),
+    ] = None,
+    clear: Annotated[bool, typer.Option(help="Remove every alias of both.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show or set the other addresses of the manager and the assistant: mail from or to
+    any of them counts as theirs (reply latency, nudges)."""
+    from assistant.services.pairs import set_aliases
+
+    with service() as svc:
+        found = set_aliases(
+            svc.uow, pair,
+            manager=[] if clear else manager_alias, assistant=[] if clear else assistant_alias,
+        )  # fmt: skip
+    data = {"manager": found.manager_aliases, "assistant": found.assistant_aliases}
+    if as_json:
+        emit(data)
+    else:
+        for who, values in data.items():
+            out.print(f"{who} aliases: {', '.join(values) if values else '(none)'}")
 
 
 @pair_app.command("feed-url")
