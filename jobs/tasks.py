@@ -138,9 +138,9 @@ def _sync_mailbox(
         record_failure(svc.uow, account_id, exc, svc.now())
         log.warning("account %s: %s", account_id, exc)
         return {"account_id": account_id, "error": str(exc)}
-    if result["new"]:
+    if result.new:
         jobs().nudge_pair(pair_id)
-    return {"account_id": account_id, **result}
+    return {"account_id": account_id, **result.to_dict()}
 
 
 def nudge_pair(pair_id: int) -> JobResult:
@@ -148,7 +148,7 @@ def nudge_pair(pair_id: int) -> JobResult:
     from assistant.services.nudges import nudge
 
     svc = runtime.service()
-    report = nudge(svc.uow, pair_id, svc.now(), svc.settings.latency)
+    report = nudge(svc, pair_id)
     if report.outbox_ids:
         jobs().drain_outbox()
     if report.next_due is not None:
@@ -394,7 +394,7 @@ def send_digest(pair_id: int, planned_iso: str | None = None) -> JobResult:
         enabled = pair is not None and bool(pair.digest_time)
     if not enabled:  # removed, or the digest turned off: the chain ends here
         return {"pair_id": pair_id, "skipped": "no digest"}
-    report = digest(svc.uow, pair_id, svc.now(), svc.settings)
+    report = digest(svc, pair_id)
     if report.outbox_ids:
         jobs().drain_outbox()
     if report.next_at is not None:
@@ -414,7 +414,7 @@ def keep_digests() -> list[int]:
     from assistant.services.digest import pairs_due
 
     svc = runtime.service()
-    due = pairs_due(svc.uow, svc.now())
+    due = pairs_due(svc)
     for pair_id in due:
         jobs().send_digest(pair_id)
     return due

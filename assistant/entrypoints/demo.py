@@ -359,29 +359,29 @@ class Demo:
         )
         imported = import_mail(self.svc, account.id, MaildirSource(maildir))
         result = latency_of_pair(self.svc, pair_id, None)
-        self.c.print(f"{count} messages written to a Maildir; {imported['new']} imported.")
+        self.c.print(f"{count} messages written to a Maildir; {imported.new} imported.")
         table = Table(title="Messages and replies", title_justify="left")
         for col in ("direction", "subject", "sent", "answered after (wall / working min)"):
             table.add_column(col)
         tz = ZoneInfo(ZONE)
-        for m in result["messages"]:
-            sent = datetime.fromisoformat(m["sent_at"]).astimezone(tz)
+        for m in result.messages:
+            sent = m.sent_at.astimezone(tz)
             answer = (
                 "open"
-                if m["replied_at"] is None
-                else f"{m['wall_minutes']:.0f} / {m['working_minutes']:.0f}"
+                if m.replied_at is None
+                else f"{m.wall_minutes or 0:.0f} / {m.working_minutes or 0:.0f}"
             )
-            arrow = "A → M" if m["direction"] == "assistant_to_manager" else "M → A"
-            table.add_row(arrow, m["subject"][:48], f"{sent:%a %H:%M}", answer)
+            arrow = "A → M" if m.direction == "assistant_to_manager" else "M → A"
+            table.add_row(arrow, m.subject[:48], f"{sent:%a %H:%M}", answer)
         self.c.print(table)
-        s = result["summary"]
+        s = result.summary
         self.c.print(
-            f"Assistant → manager: {s['count']} messages, {s['answered']} answered, "
-            f"{s['open']} open; "
-            f"median {fmt(s['median_minutes'])} working min "
-            f"({fmt(s.get('wall_median_minutes'))} wall), p90 {fmt(s['p90_minutes'])} working min "
-            f"({fmt(s.get('wall_p90_minutes'))} wall); "
-            f"within the 30-working-minute SLA: {pct(s['within_sla_share'])}."
+            f"Assistant → manager: {s.count} messages, {s.answered} answered, "
+            f"{s.open} open; "
+            f"median {fmt(s.median_minutes)} working min "
+            f"({fmt(s.wall_median_minutes)} wall), p90 {fmt(s.p90_minutes)} working min "
+            f"({fmt(s.wall_p90_minutes)} wall); "
+            f"within the 30-working-minute SLA: {pct(s.within_sla_share)}."
         )
         self.nudges(pair_id)
 
@@ -390,7 +390,7 @@ class Demo:
         from assistant.services.nudges import nudge
 
         before = len(self.sink.received)
-        report = nudge(self.svc.uow, pair_id, self.svc.now(), self.settings.latency)
+        report = nudge(self.svc, pair_id)
         if report.held:
             when = report.next_due.astimezone(ZoneInfo(ZONE)) if report.next_due else None
             self.c.print(
@@ -404,7 +404,7 @@ class Demo:
         self.c.print(f"Nudges for the open messages past the SLA: {len(report.queued)} sent.")
         for m in mails:
             self.c.print(f"  To {m.message['To']}: {m.message['Subject']}")
-        again = nudge(self.svc.uow, pair_id, self.svc.now(), self.settings.latency)
+        again = nudge(self.svc, pair_id)
         self.c.print(f"Run again: {len(again.queued)} more (each stage goes once per message).")
 
     def feedback(self, task_id: int) -> None:

@@ -75,8 +75,8 @@ def sync_now(
                     provider, conf, keep_token=keep, limits=limits, policy=net
                 )
                 imported = import_mail(svc, aid, mailbox)
-                row |= imported
-                row["summary"] = f"{imported['new']} new message(s)"
+                row |= imported.to_dict()
+                row["summary"] = f"{imported.new} new message(s)"
         except ConnectorError as exc:
             # Opening the connector can fail too (a stored secret that cannot be read):
             # the account shows it like any failed sync. Recording twice changes nothing.
@@ -87,7 +87,7 @@ def sync_now(
     from assistant.services.nudges import nudge
 
     for pair_id in sorted({pid for pid, kind in touched if kind == "mail"}):
-        n = nudge(svc.uow, pair_id, svc.now(), svc.settings.latency)
+        n = nudge(svc, pair_id)
         if n.queued:
             summary = f"{len(n.queued)} reminder(s) queued"
             results.append({"account": f"pair {pair_id}", "kind": "nudge", "summary": summary})

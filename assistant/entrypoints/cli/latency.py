@@ -67,20 +67,20 @@ def latency(
     if chart is not None:
         from assistant.domain.charts import trend_svg
 
-        unit = "working min" if result["basis"] == "working" else "min"
-        chart.write_text(trend_svg(result["weekly"], result["sla_minutes"], unit=unit))
+        unit = "working min" if result.basis == "working" else "min"
+        chart.write_text(trend_svg(result.weekly, result.sla_minutes, unit=unit))
     if csv_file is not None:
-        _write_csv(csv_file, result["messages"])
+        _write_csv(csv_file, [m.to_dict() for m in result.messages])
     if as_json:
-        emit(result)
+        emit(result.to_dict())
         return
-    s = result["summary"]
-    unit = "working min" if result["basis"] == "working" else "min"
+    s = result.summary
+    unit = "working min" if result.basis == "working" else "min"
     table(
         "Reply latency (assistant → manager)",
         ["messages", "answered", "open", f"median {unit}", f"p90 {unit}", "within SLA"],
-        [[s["count"], s["answered"], s["open"], _num(s["median_minutes"]), _num(s["p90_minutes"]),
-          _pct(s["within_sla_share"])]],
+        [[s.count, s.answered, s.open, _num(s.median_minutes), _num(s.p90_minutes),
+          _pct(s.within_sla_share)]],
     )  # fmt: skip
 
 
