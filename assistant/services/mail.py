@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from assistant.domain.latency import (
     Direction,
@@ -106,20 +107,21 @@ def _row(pair_id: int, account_id: int, m: MessageData, direction: Direction) ->
     }
 
 
-def _insert_new(session: Any, rows: list[dict[str, Any]]) -> int:
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> int:
     """Insert rows whose (pair, Message-ID) is new; a copy in another folder counts once."""
     if not rows:
         return 0
     unique = list({(r["pair_id"], r["message_id"]): r for r in rows}.values())
-    dialect = session.bind.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    total = 0
-    for i in range(0, len(unique), 500):
-        stmt = insert(Message).values(unique[i : i + 500])
-        stmt = stmt.on_conflict_do_nothing(index_elements=["pair_id", "message_id"])
-        # rowcount is -1 for multi-row inserts on some drivers; count what came back
-        total += len(session.execute(stmt.returning(Message.id)).all())
-    return total
+    bind = session.get_bind()
+    insert = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
+    # One statement, compiled once and sent in batches (SQLAlchemy's "insertmanyvalues");
+    # rowcount is -1 for such inserts on some drivers: count the ids that came back.
+    stmt = (
+        insert(Message.__table__)
+        .on_conflict_do_nothing(index_elements=["pair_id", "message_id"])
+        .returning(Message.__table__.c.id)
+    )
+    return len(session.connection().execute(stmt, unique).all())
 
 
 def latency_of_pair(

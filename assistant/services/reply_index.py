@@ -174,6 +174,38 @@ def fed_index(session: Session, uow: UnitOfWork, pair: Pair, now: datetime) -> I
         )
 
 
+_COLUMNS = (
+    Message.id, Message.message_id, Message.sent_at, Message.from_addr, Message.to_addrs,
+    Message.cc_addrs, Message.subject, Message.in_reply_to, Message.references,
+    Message.thread_key, Message.folder, Message.auto_reply,
+)  # fmt: skip
+_PART = 20_000  # rows per round trip when a whole mailbox is read
+
+
+def _stored_after(
+    session: Session, pair_id: int, last_id: int
+) -> Iterator[tuple[list[int], list[MessageData]]]:
+    """The pair's rows with an id after ``last_id`` as messages, by (sent_at, id), in parts:
+    columns, not ORM objects (a first build reads the whole mailbox)."""
+    stmt = (
+        select(*_COLUMNS)
+        .where(Message.pair_id == pair_id, Message.id > last_id)
+        .order_by(Message.sent_at, Message.id)
+        .execution_options(yield_per=_PART)
+    )
+    no_extra: dict[str, str] = {}  # one shared empty dict instead of one per message
+    for part in session.execute(stmt).partitions():
+        ids = []
+        messages = []
+        for row_id, mid, sent, sender, to, cc, subject, irt, refs, tid, folder, auto in part:
+            ids.append(row_id)
+            messages.append(
+                MessageData(mid, sent, sender, tuple(to), tuple(cc), subject, irt, tuple(refs),
+                            tid, folder, auto, extra=no_extra)
+            )  # fmt: skip
+        yield ids, messages
+
+
 def _feed(
     session: Session,
     uow: UnitOfWork,
@@ -201,20 +233,18 @@ def _feed(
     per_pair[pair.id] = kept
     while len(per_pair) > _MAX_PAIRS:
         del per_pair[next(iter(per_pair))]
-    rows = session.scalars(
-        select(Message)
-        .where(Message.pair_id == pair.id, Message.id > kept.last_id)
-        .order_by(Message.sent_at, Message.id)
-    ).all()
+    building = kept.fed == 0
     changed: list[LatencyRecord] = []
-    if rows:
-        changed = kept.index.add([to_message(m) for m in rows], now)
-        kept.last_id = max(kept.last_id, *(m.id for m in rows))
-        kept.fed += len(rows)
-        for m in rows:
+    for ids, messages in _stored_after(session, pair.id, kept.last_id):
+        added = kept.index.add(messages, now)
+        if not building:  # a first build takes every record once, below
+            changed += added
+        kept.last_id = max(kept.last_id, *ids)
+        kept.fed += len(ids)
+        for m in messages:
             if m.sent_at > now:
                 heapq.heappush(kept.due, m.sent_at)
-    stale = False
+    stale = building
     while kept.due and kept.due[0] <= now:  # dated ahead of an earlier call, due now
         heapq.heappop(kept.due)
         stale = True
