@@ -10,8 +10,9 @@ time (so "open since" is a bisection), and which manager's messages each of the
 assistant's messages answers.
 
 The index is built again from every message when what its records depend on changes (the
-two addresses, time zone, working hours, the years they cover), when rows it was fed are
-gone (a deleted account; a row committed late under a lower id), or when the clock goes
+two addresses, time zone, working hours, the years they cover), when the count of rows
+fed recently differs from the store's (a row gone; a row committed late under a lower id;
+rows fed more than ``SETTLE_SECONDS`` ago are not counted again), or when the clock goes
 back. What it keeps is brought back from ``LatencyIndex.records`` when a message dated after
 the last call's ``now`` (a reply from a fast clock) becomes due.
 """
@@ -21,8 +22,10 @@ from __future__ import annotations
 import heapq
 import json
 import threading
+import time
 import weakref
 from bisect import bisect_left, insort
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -74,6 +77,11 @@ class PairIndex:
     index: LatencyIndex
     last_id: int = 0  # the highest Message.id fed
     fed: int = 0  # rows fed, all with an id up to last_id
+    # Rows up to ``settled_id`` (``settled_fed`` of them) are no longer counted on each call:
+    # see ``SETTLE_SECONDS``. ``checks``: (monotonic time, last_id, fed) after each feed.
+    settled_id: int = 0
+    settled_fed: int = 0
+    checks: deque[tuple[float, int, int]] = field(default_factory=deque)
     as_of: datetime | None = None  # the ``now`` of the last call
     due: list[datetime] = field(default_factory=list)  # heap: rows dated after their call
     # the assistant's messages the manager has not answered, by (sent_at, message_id)
@@ -136,6 +144,11 @@ class PairIndex:
         self._take(self.index.records(now))
 
 
+# A row with an id at or below what was fed this long ago is settled: a transaction that
+# allocated it and commits later than that (a late row under a lower id) is not expected, and
+# the store deletes a pair's messages only with the pair. Each call counts only the rows
+# above the settled id, so its cost does not grow with the mailbox.
+SETTLE_SECONDS = 600.0
 _MAX_PAIRS = 32  # indexes kept per database; the least recently used goes first
 _indexes: weakref.WeakKeyDictionary[UnitOfWork, dict[int, PairIndex]] = weakref.WeakKeyDictionary()
 _indexes_lock = threading.Lock()
@@ -216,15 +229,23 @@ def _feed(
 ) -> PairIndex:
     per_pair = _indexes.setdefault(uow, {})
     kept = per_pair.pop(pair.id, None)
+    clock = time.monotonic()
+    if kept is not None:
+        while kept.checks and kept.checks[0][0] <= clock - SETTLE_SECONDS:
+            _, kept.settled_id, kept.settled_fed = kept.checks.popleft()
     if kept is not None and (
         kept.depends_on != depends_on
         or (kept.as_of is not None and now < kept.as_of)
         or session.scalar(
             select(func.count())
             .select_from(Message)
-            .where(Message.pair_id == pair.id, Message.id <= kept.last_id)
+            .where(
+                Message.pair_id == pair.id,
+                Message.id > kept.settled_id,
+                Message.id <= kept.last_id,
+            )
         )
-        != kept.fed
+        != kept.fed - kept.settled_fed
     ):
         kept = None
     if kept is None:
@@ -244,6 +265,8 @@ def _feed(
         for m in messages:
             if m.sent_at > now:
                 heapq.heappush(kept.due, m.sent_at)
+    if not kept.checks or kept.checks[-1][1] != kept.last_id:
+        kept.checks.append((clock, kept.last_id, kept.fed))
     stale = building
     while kept.due and kept.due[0] <= now:  # dated ahead of an earlier call, due now
         heapq.heappop(kept.due)

@@ -25,6 +25,7 @@ from assistant.bootstrap import Service
 from assistant.domain.latency import Direction, reply_latencies
 from assistant.domain.model import MessageData
 from assistant.domain.priorities import Level, rank_message
+from assistant.services import reply_index
 from assistant.services.digest import preview
 from assistant.services.hours import pair_hours
 from assistant.services.mail import (
@@ -202,10 +203,13 @@ def report_batch(uow: UnitOfWork, pair_id: int, now: datetime) -> Any:
 # ------------------------------------------------------------------------------ test
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize(("seed", "settle"), [(1, reply_index.SETTLE_SECONDS), (2, 0.0)])
 def test_services_on_the_index_decide_as_the_batch_did(
-    uow: UnitOfWork, tmp_path: Path, seed: int
+    uow: UnitOfWork, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, settle: float
 ) -> None:
+    # settle 0: every row fed before is settled (as ten minutes after a start), and only
+    # the rows since are counted on each call
+    monkeypatch.setattr(reply_index, "SETTLE_SECONDS", settle)
     accounts = {}
     for name in ("a", "b"):
         pair = add_pair(uow, name=name, manager_email=ALEX, assistant_email=SAM,
