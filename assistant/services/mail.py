@@ -117,9 +117,9 @@ def _insert_new(session: Session, rows: list[dict[str, Any]]) -> int:
     # One statement, compiled once and sent in batches (SQLAlchemy's "insertmanyvalues");
     # rowcount is -1 for such inserts on some drivers: count the ids that came back.
     stmt = (
-        insert(Message.__table__)
+        insert(Message)
         .on_conflict_do_nothing(index_elements=["pair_id", "message_id"])
-        .returning(Message.__table__.c.id)
+        .returning(Message.id)
     )
     return len(session.connection().execute(stmt, unique).all())
 
