@@ -252,3 +252,52 @@ def test_services_on_the_index_decide_as_the_batch_did(
     # The run went through what it is meant to compare.
     assert seen["queued"] > 10 and seen["held"] > 0 and seen["overdue"] > 0, seen
     assert seen["future"] > 0, seen
+
+
+def test_a_thread_joined_through_mail_older_than_the_lookback_is_seen_whole(
+    uow: UnitOfWork, tmp_path: Path
+) -> None:
+    """The one difference from the batch code before: it threaded the lookback's mail alone,
+    so an answer linked to its question only through older mail did not count; the index
+    threads the whole mailbox, as the latency report does."""
+    now = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)  # a Wednesday, 11:00 in Berlin
+    ids = {}
+    for name in ("a", "b"):
+        pair = add_pair(uow, name=name, manager_email=ALEX, assistant_email=SAM,
+                        timezone="Europe/Berlin", now=START)  # fmt: skip
+        account = add_account(uow, pair=name, name="mail", provider="maildir",
+                              settings={"path": str(tmp_path)}, now=START)  # fmt: skip
+        ids[name] = (pair.id, account.id)
+    day = timedelta(days=1)
+    mail = [
+        # 16 and 15 days ago: the plan, and an answer with no headers (joined by subject)
+        MessageData("w@x", now - 16 * day, ALEX, (SAM,), subject="Plan"),
+        MessageData("z@x", now - 15 * day, SAM, (ALEX,), subject="Re: Plan"),
+        # yesterday: the assistant refers to the plan; the manager answers, quoting z
+        MessageData(
+            "x@x",
+            now - day,
+            SAM,
+            (ALEX,),
+            subject="Re: Plan",
+            in_reply_to="w@x",
+            references=("w@x",),
+        ),
+        MessageData(
+            "y@x",
+            now - day + timedelta(minutes=10),
+            ALEX,
+            (SAM,),
+            subject="Re: Plan",
+            in_reply_to="z@x",
+            references=("z@x",),
+        ),
+    ]
+    for _, account in ids.values():
+        import_mail(at_time(uow, now), account, ListSource(mail))
+    (a, _), (b, _) = ids["a"], ids["b"]
+    assert nudge(at_time(uow, now), a).queued == []
+    before, _, _ = nudge_batch(uow, b, now)
+    assert {k.split(":")[3] for k in before} == {"breach"}, "before: x looked unanswered"
+    [x] = [m for m in latency_of_pair(at_time(uow, now), a, None).messages if m.id == "x@x"]
+    assert x.replied_at == now - day + timedelta(minutes=10)
