@@ -7,7 +7,8 @@ only, replies dated minutes ahead by a fast clock). After each import and again 
 later, pair A goes through the services (the index, fed only the new rows) and pair B
 through the batch code the services ran before: every stored message of the lookback
 threaded and measured again. The reminders queued, held and planned, the digest's
-overdue messages and the latency report must be the same.
+overdue messages and the latency report must be the same. The one exception, on purpose:
+a thread joined only through mail older than the lookback (the last test).
 """
 
 from __future__ import annotations
