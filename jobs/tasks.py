@@ -297,7 +297,7 @@ def keep_digests() -> list[int]:
     """From tick: queue the digest of every pair whose digest is overdue (the chain of
     self-scheduled jobs was lost with the queue, or the digest was just turned on)."""
     svc = runtime.service()
-    due = digest.pairs_due(svc.uow, svc.now())
+    due = digest.pairs_due(svc)
     for pair_id in due:
         jobs().send_digest(pair_id)
     return due

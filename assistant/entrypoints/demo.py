@@ -358,29 +358,29 @@ class Demo:
         )
         imported = import_mail(self.svc, account.id, MaildirSource(maildir))
         result = latency_of_pair(self.svc, pair_id, None)
-        self.c.print(f"{count} messages written to a Maildir; {imported['new']} imported.")
+        self.c.print(f"{count} messages written to a Maildir; {imported.new} imported.")
         table = Table(title="Messages and replies", title_justify="left")
         for col in ("direction", "subject", "sent", "answered after (wall / working min)"):
             table.add_column(col)
         tz = ZoneInfo(ZONE)
-        for m in result["messages"]:
-            sent = datetime.fromisoformat(m["sent_at"]).astimezone(tz)
+        for m in result.messages:
+            sent = m.sent_at.astimezone(tz)
             answer = (
                 "open"
-                if m["replied_at"] is None
-                else f"{m['wall_minutes']:.0f} / {m['working_minutes']:.0f}"
+                if m.replied_at is None
+                else f"{m.wall_minutes or 0:.0f} / {m.working_minutes or 0:.0f}"
             )
-            arrow = "A → M" if m["direction"] == "assistant_to_manager" else "M → A"
-            table.add_row(arrow, m["subject"][:48], f"{sent:%a %H:%M}", answer)
+            arrow = "A → M" if m.direction == "assistant_to_manager" else "M → A"
+            table.add_row(arrow, m.subject[:48], f"{sent:%a %H:%M}", answer)
         self.c.print(table)
-        s = result["summary"]
+        s = result.summary
         self.c.print(
-            f"Assistant → manager: {s['count']} messages, {s['answered']} answered, "
-            f"{s['open']} open; "
-            f"median {fmt(s['median_minutes'])} working min "
-            f"({fmt(s.get('wall_median_minutes'))} wall), p90 {fmt(s['p90_minutes'])} working min "
-            f"({fmt(s.get('wall_p90_minutes'))} wall); "
-            f"within the 30-working-minute SLA: {pct(s['within_sla_share'])}."
+            f"Assistant → manager: {s.count} messages, {s.answered} answered, "
+            f"{s.open} open; "
+            f"median {fmt(s.median_minutes)} working min "
+            f"({fmt(s.wall_median_minutes)} wall), p90 {fmt(s.p90_minutes)} working min "
+            f"({fmt(s.wall_p90_minutes)} wall); "
+            f"within the 30-working-minute SLA: {pct(s.within_sla_share)}."
         )
         self.nudges(pair_id)
 

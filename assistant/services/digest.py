@@ -21,7 +21,7 @@ without queueing it (``assistant digest`` without ``--send``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -44,16 +44,15 @@ from assistant.domain.digest import (
     structured,
     working_days_end,
 )
-from assistant.domain.latency import Direction, reply_latencies
 from assistant.domain.model import EventData
 from assistant.domain.notify import Note, RenderedMessage
 from assistant.services.assistant_messages import enqueue_for_assistant, lock_pair, notify_channels
 from assistant.services.audience import audience_for
 from assistant.services.delegation import OPEN_STATES
 from assistant.services.hours import pair_hours
-from assistant.services.mail import addresses, to_message
 from assistant.services.notifications import change_from_row
 from assistant.services.pairs import find_pair
+from assistant.services.reply_index import fed_index
 from assistant.store.db import UnitOfWork
 from assistant.store.snapshots import from_row
 from assistant.store.tables import (
@@ -61,7 +60,6 @@ from assistant.store.tables import (
     Checkpoint,
     DelegatedTask,
     EventSnapshot,
-    Message,
     OutboxEntry,
     Pair,
     ScheduleChange,
@@ -76,7 +74,7 @@ GONE_CHECKPOINT_STATES = ("to_remove", "removed")
 _LEVELS = {"low": 0, "normal": 1, "high": 2}
 
 
-@dataclass
+@dataclass(frozen=True)
 class DigestReport:
     pair_id: int
     date: date | None = None  # the digest date the message is for
@@ -134,11 +132,12 @@ def digest_keys(pair: Pair, day: date) -> list[str]:
     ]
 
 
-def pairs_due(uow: UnitOfWork, now: datetime) -> list[int]:
+def pairs_due(deps: Deps) -> list[int]:
     """Pairs whose digest time has passed (``last_digest_at`` before it) and whose digest
     for that date is not queued: the tick's safety net for a lost self-scheduled job."""
+    now = deps.now()
     due: list[int] = []
-    with uow.read() as session:
+    with deps.uow.read() as session:
         for pair in session.scalars(select(Pair).where(Pair.digest_time != "").order_by(Pair.id)):
             try:
                 slot = last_slot(pair.digest_time, digest_zone(pair), now)
@@ -154,86 +153,102 @@ def pairs_due(uow: UnitOfWork, now: datetime) -> list[int]:
 # --------------------------------------------------------------------------- digest
 
 
-def digest(uow: UnitOfWork, pair_id: int, now: datetime, settings: Settings) -> DigestReport:
-    """Queue the pair's digest for the date ``now`` falls in (see the module docstring)."""
-    report = DigestReport(pair_id)
-    with uow.begin() as session:
+def digest(deps: Deps, pair_id: int) -> DigestReport:
+    """Queue the pair's digest for the date ``deps.now()`` falls in (see the module
+    docstring)."""
+    now, settings = deps.now(), deps.settings
+    with deps.uow.begin() as session:
         pair = lock_pair(session, pair_id)
-        report.date = digest_date(pair, now)
-        report.next_at = next_digest_at(pair, now)
-        keys = digest_keys(pair, report.date)
-        report.keys = keys
+        day = digest_date(pair, now)
+        keys = digest_keys(pair, day)
+        report = DigestReport(pair_id, date=day, keys=keys, next_at=next_digest_at(pair, now))
         if _queued(session, keys):
-            report.already_sent = True
-            return report
-        content, rows = _gather(session, pair, now, settings)
+            return replace(report, already_sent=True)
+        content, rows = _gather(session, deps.uow, pair, now, settings)
         held = [r for r in rows if r.state == "digest"]
         audience = audience_for(pair)
         message = render_digest(content, audience)
         data = structured(content, audience)
-        report.message, report.data = message, data
-        report.counts = content.counts(pair.timezone)
         payload = {"kind": "digest", "change_ids": [r.id for r in rows], **data}
+        outbox_ids: list[int] = []
         for channel, key in zip(notify_channels(pair), keys, strict=True):
             entry = enqueue_for_assistant(
                 session, pair, message, key=key, channel=channel, payload=payload, now=now
             )
             if entry is not None:
-                report.outbox_ids.append(entry.id)
+                outbox_ids.append(entry.id)
         for row in held:
             row.state, row.notified_at, row.message_key = "sent", now, keys[0]
-        report.held_sent = len(held)
         pair.last_digest_at = now
-        report.queued = True
-    return report
+        return replace(
+            report,
+            queued=True,
+            held_sent=len(held),
+            outbox_ids=outbox_ids,
+            counts=content.counts(pair.timezone),
+            message=message,
+            data=data,
+        )
 
 
-def preview(
-    uow: UnitOfWork, pair_ref: str | int | None, now: datetime, settings: Settings
-) -> DigestReport:
-    """The digest ``digest`` would queue at ``now``, built without writing anything."""
-    with uow.read() as session:
+def preview(deps: Deps, pair_ref: str | int | None) -> DigestReport:
+    """The digest ``digest`` would queue at ``deps.now()``, built without writing anything."""
+    now = deps.now()
+    with deps.uow.read() as session:
         pair = find_pair(session, pair_ref)
         day = digest_date(pair, now)
-        report = DigestReport(pair.id, date=day, next_at=next_digest_at(pair, now))
-        report.keys = digest_keys(pair, day)
-        report.already_sent = _queued(session, report.keys)
-        content, _ = _gather(session, pair, now, settings)
+        keys = digest_keys(pair, day)
+        content, _ = _gather(session, deps.uow, pair, now, deps.settings)
         audience = audience_for(pair)
-        report.message = render_digest(content, audience)
-        report.data = structured(content, audience)
-        report.counts = content.counts(pair.timezone)
-    return report
+        return DigestReport(
+            pair.id,
+            date=day,
+            next_at=next_digest_at(pair, now),
+            keys=keys,
+            already_sent=_queued(session, keys),
+            message=render_digest(content, audience),
+            data=structured(content, audience),
+            counts=content.counts(pair.timezone),
+        )
 
 
-def digest_command(
-    svc: Deps, pair_ref: str | int | None, *, send: bool = False
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DigestShown:
+    """What ``assistant digest`` shows: the report, and whether it was a send."""
+
+    report: DigestReport
+    sent: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        message = self.report.message
+        return self.report.to_dict() | {
+            "sent": self.sent,
+            "html": message.html if message else None,
+            "digest": self.report.data,
+        }
+
+
+def digest_command(deps: Deps, pair_ref: str | int | None, *, send: bool = False) -> DigestShown:
     """What ``assistant digest [--pair P] [--json] [--send]`` shows: the digest as it would
-    go now (``--send``: queued, once per digest date). The caller prints ``text`` (or the
-    whole dict with ``--json``) and, after a send, drains the outbox."""
-    now = svc.now()
+    go now (``--send``: queued, once per digest date). The caller prints the message's
+    text (or ``to_dict()`` with ``--json``) and, after a send, drains the outbox."""
     if send:
-        with svc.uow.read() as session:
+        with deps.uow.read() as session:
             pair_id = find_pair(session, pair_ref).id
-        report = digest(svc.uow, pair_id, now, svc.settings)
+        report = digest(deps, pair_id)
         if report.already_sent:  # show what went, as it would read now
-            shown = preview(svc.uow, pair_id, now, svc.settings)
-            report.message, report.data, report.counts = shown.message, shown.data, shown.counts
+            shown = preview(deps, pair_id)
+            report = replace(report, message=shown.message, data=shown.data, counts=shown.counts)
     else:
-        report = preview(svc.uow, pair_ref, now, svc.settings)
-    out = report.to_dict()
-    out["sent"] = send
-    out["html"] = report.message.html if report.message else None
-    out["digest"] = report.data
-    return out
+        report = preview(deps, pair_ref)
+    return DigestShown(report, send)
 
 
 # -------------------------------------------------------------------------- gather
 
 
 def _gather(
-    session: Session, pair: Pair, now: datetime, settings: Settings
+    session: Session, uow: UnitOfWork, pair: Pair, now: datetime, settings: Settings
 ) -> tuple[DigestContent, list[ScheduleChange]]:
     zone = pair.timezone or "UTC"
     today = now.astimezone(ZoneInfo(digest_zone(pair))).date()
@@ -253,7 +268,7 @@ def _gather(
     hours = pair_hours(
         pair, (now - timedelta(days=settings.latency.lookback_days)).year, now.year + 1
     )
-    open_messages = _open_messages(session, pair, now, settings, hours.working_minutes)
+    open_messages = _open_messages(session, uow, pair, now, settings, hours.working_minutes)
     until = working_days_end(hours, now, 2)
     content = DigestContent(
         today=today,
@@ -333,27 +348,23 @@ def _row_keys(row: ScheduleChange) -> set[tuple[str, str]]:
 
 
 def _open_messages(
-    session: Session, pair: Pair, now: datetime, settings: Settings, working_minutes: Any
+    session: Session,
+    uow: UnitOfWork,
+    pair: Pair,
+    now: datetime,
+    settings: Settings,
+    working_minutes: Any,
 ) -> list[OpenMessage]:
+    """The assistant's messages of the lookback the manager has left open past the SLA."""
     since = now - timedelta(days=settings.latency.lookback_days)
-    rows = session.scalars(
-        select(Message)
-        .where(Message.pair_id == pair.id, Message.sent_at >= since)
-        .order_by(Message.sent_at)
-    )
-    messages = [to_message(m) for m in rows]
-    if not messages:
-        return []
-    managers, assistants = addresses(pair)
-    records = reply_latencies(messages, managers, assistants, now, working_minutes=working_minutes)
+    with fed_index(session, uow, pair, now) as kept:
+        waiting = kept.waiting_for_manager(since, now, working_minutes)
     return [
         OpenMessage(
             r.subject, r.sent_at, r.waiting_working_minutes or 0.0, r.waiting_minutes or 0.0
         )
-        for r in records
-        if r.direction is Direction.ASSISTANT_TO_MANAGER
-        and not r.answered
-        and (r.waiting_working_minutes or 0.0) >= pair.sla_minutes
+        for r in waiting
+        if (r.waiting_working_minutes or 0.0) >= pair.sla_minutes
     ]
 
 

@@ -1,29 +1,22 @@
-"""Mail import and reply latency: stored messages → threads → latency records → summary.
+"""Mail import and reply latency: stored messages → threads → latency records → report.
 
-A pair's latency is kept in a ``LatencyIndex`` per process and database: each request feeds
-it only the messages stored since the last one, so its cost follows the new mail, not the
-whole mailbox. The index is built again from every message when what its records depend on
-changes (the two addresses, time zone, working hours, the years they cover) or when rows it
-was fed are gone (a deleted account; a row committed late under a lower id).
+The pair's records come from its ``LatencyIndex`` (``assistant.services.reply_index``), fed
+only the messages stored since the last call; an exported mailbox is measured in one batch.
 """
 
 from __future__ import annotations
 
-import json
-import threading
-import weakref
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from assistant.domain.latency import (
     Direction,
-    LatencyIndex,
     LatencyRecord,
     classify,
     reply_latencies,
@@ -31,19 +24,44 @@ from assistant.domain.latency import (
     weekly_trend,
 )
 from assistant.domain.model import MessageData
-from assistant.services.pairs import find_pair
+from assistant.services.reply_index import (
+    PairLatency,
+    addresses,
+    cached_index,
+    pair_latency,
+    to_message,
+)
 from assistant.services.sync import skipped_status
-from assistant.store.db import UnitOfWork
-from assistant.store.tables import Account, Message, Pair
+from assistant.store.tables import Account, Message
 from connectors.base import MailSource, TokenExpired
 
 if TYPE_CHECKING:
     from assistant.services.deps import Deps
 
+__all__ = [  # the index's names, as callers found them here before
+    "PairLatency",
+    "addresses",
+    "cached_index",
+    "pair_latency",
+    "to_message",
+]
 
-def import_mail(svc: Deps, account_id: int, source: MailSource) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class MailImport:
+    """What one import stored: ``new`` messages of ``seen``, and what could not be read."""
+
+    new: int
+    seen: int
+    skipped: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"new": self.new, "seen": self.seen, "skipped": list(self.skipped)}
+
+
+def import_mail(deps: Deps, account_id: int, source: MailSource) -> MailImport:
     """Store the messages the mailbox has that we have not seen; advance its token."""
-    with svc.uow.read() as session:
+    with deps.uow.read() as session:
         account = session.get(Account, account_id)
         if account is None:
             raise LookupError(f"no account with id {account_id}")
@@ -52,8 +70,8 @@ def import_mail(svc: Deps, account_id: int, source: MailSource) -> dict[str, Any
         delta = source.changes(token)
     except TokenExpired:
         delta = source.changes(None)
-    now = svc.now()
-    with svc.uow.begin() as session:
+    now = deps.now()
+    with deps.uow.begin() as session:
         account = session.get(Account, account_id)
         assert account is not None
         pair = account.pair
@@ -66,15 +84,7 @@ def import_mail(svc: Deps, account_id: int, source: MailSource) -> dict[str, Any
         account.state = "ok"
         account.last_error = skipped_status(delta.skipped)  # e.g. a mail over a limit
         account.last_sync_at = now
-    return {"new": new, "seen": len(delta.messages), "skipped": list(delta.skipped)}
-
-
-def addresses(pair: Pair) -> tuple[set[str], set[str]]:
-    """Every address of the manager and of the assistant (aliases included), lower-cased."""
-    return (
-        {a.lower() for a in (pair.manager_email, *(pair.manager_aliases or ()))},
-        {a.lower() for a in (pair.assistant_email, *(pair.assistant_aliases or ()))},
-    )
+    return MailImport(new=new, seen=len(delta.messages), skipped=list(delta.skipped))
 
 
 def _row(pair_id: int, account_id: int, m: MessageData, direction: Direction) -> dict[str, Any]:
@@ -97,138 +107,29 @@ def _row(pair_id: int, account_id: int, m: MessageData, direction: Direction) ->
     }
 
 
-def _insert_new(session: Any, rows: list[dict[str, Any]]) -> int:
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> int:
     """Insert rows whose (pair, Message-ID) is new; a copy in another folder counts once."""
     if not rows:
         return 0
     unique = list({(r["pair_id"], r["message_id"]): r for r in rows}.values())
-    dialect = session.bind.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    total = 0
-    for i in range(0, len(unique), 500):
-        stmt = insert(Message).values(unique[i : i + 500])
-        stmt = stmt.on_conflict_do_nothing(index_elements=["pair_id", "message_id"])
-        # rowcount is -1 for multi-row inserts on some drivers; count what came back
-        total += len(session.execute(stmt.returning(Message.id)).all())
-    return total
-
-
-def to_message(row: Message) -> MessageData:
-    return MessageData(
-        message_id=row.message_id,
-        sent_at=row.sent_at,
-        from_addr=row.from_addr,
-        to=tuple(row.to_addrs),
-        cc=tuple(row.cc_addrs),
-        subject=row.subject,
-        in_reply_to=row.in_reply_to,
-        references=tuple(row.references),
-        thread_id=row.thread_key,
-        folder=row.folder,
-        auto_reply=row.auto_reply,
+    bind = session.get_bind()
+    insert = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
+    # One statement, compiled once and sent in batches (SQLAlchemy's "insertmanyvalues");
+    # rowcount is -1 for such inserts on some drivers: count the ids that came back.
+    stmt = (
+        insert(Message)
+        .on_conflict_do_nothing(index_elements=["pair_id", "message_id"])
+        .returning(Message.id)
     )
+    return len(session.connection().execute(stmt, unique).all())
 
 
 def latency_of_pair(
-    svc: Deps, pair_ref: str | int | None, since: datetime | None
-) -> dict[str, Any]:
+    deps: Deps, pair_ref: str | int | None, since: datetime | None
+) -> LatencyReport:
     """The pair's latency report, from its ``LatencyIndex`` brought up to date."""
-    kept = pair_latency(svc, pair_ref)
+    kept = pair_latency(deps, pair_ref)
     return _report(kept.records, kept.sla_minutes, since, "working", kept.zone)
-
-
-@dataclass(frozen=True)
-class PairLatency:
-    records: list[LatencyRecord]  # as ``reply_latencies`` gives them, in working time
-    sla_minutes: float
-    zone: str
-
-
-def pair_latency(svc: Deps, pair_ref: str | int | None) -> PairLatency:
-    """Every latency record of the pair at ``svc.now()``, from its index brought up to date."""
-    from assistant.services.hours import pair_hours
-
-    now = svc.now()
-    with svc.uow.read() as session:
-        pair = find_pair(session, pair_ref)
-        earliest = session.scalars(
-            select(Message.sent_at)
-            .where(Message.pair_id == pair.id)
-            .order_by(Message.sent_at)
-            .limit(1)
-        ).first()
-        first = earliest.year if earliest is not None else now.year
-        hours = pair_hours(pair, first, now.year + 1)
-        depends_on = (
-            pair.manager_email.lower(),
-            pair.assistant_email.lower(),
-            pair.timezone,
-            json.dumps(pair.working_hours, sort_keys=True, default=str),
-            first,
-            now.year + 1,
-        )
-        with _indexes_lock:
-            index = _pair_index(session, svc.uow, pair, depends_on, hours.working_minutes, now)
-            records = index.records(now)
-        return PairLatency(records, pair.sla_minutes, pair.timezone)
-
-
-@dataclass
-class _PairIndex:
-    depends_on: tuple[Any, ...]  # what the records depend on besides the messages
-    index: LatencyIndex
-    last_id: int = 0  # the highest Message.id fed
-    fed: int = 0  # rows fed, all with an id up to last_id
-
-
-_MAX_PAIRS = 32  # indexes kept per database; the least recently used goes first
-_indexes: weakref.WeakKeyDictionary[UnitOfWork, dict[int, _PairIndex]] = weakref.WeakKeyDictionary()
-_indexes_lock = threading.Lock()
-
-
-def cached_index(uow: UnitOfWork, pair_id: int) -> LatencyIndex | None:
-    """The pair's index as this process keeps it (None: not built yet)."""
-    kept = _indexes.get(uow, {}).get(pair_id)
-    return kept.index if kept else None
-
-
-def _pair_index(
-    session: Any,
-    uow: UnitOfWork,
-    pair: Pair,
-    depends_on: tuple[Any, ...],
-    working_minutes: Callable[[datetime, datetime], float],
-    now: datetime,
-) -> LatencyIndex:
-    """The pair's index, fed the rows stored since the last call (or built from all)."""
-    per_pair = _indexes.setdefault(uow, {})
-    kept = per_pair.pop(pair.id, None)
-    if kept is not None and (
-        kept.depends_on != depends_on
-        or session.scalar(
-            select(func.count())
-            .select_from(Message)
-            .where(Message.pair_id == pair.id, Message.id <= kept.last_id)
-        )
-        != kept.fed
-    ):
-        kept = None
-    if kept is None:
-        managers, assistants = addresses(pair)
-        kept = _PairIndex(depends_on, LatencyIndex(managers, assistants, False, working_minutes))
-    per_pair[pair.id] = kept
-    while len(per_pair) > _MAX_PAIRS:
-        del per_pair[next(iter(per_pair))]
-    rows = session.scalars(
-        select(Message)
-        .where(Message.pair_id == pair.id, Message.id > kept.last_id)
-        .order_by(Message.sent_at, Message.id)
-    ).all()
-    if rows:
-        kept.index.add([to_message(m) for m in rows], now)
-        kept.last_id = max(kept.last_id, *(m.id for m in rows))
-        kept.fed += len(rows)
-    return kept.index
 
 
 def latency_of_archive(
@@ -242,7 +143,7 @@ def latency_of_archive(
     now: datetime,
     zone: str | None = None,
     holidays: str = "",
-) -> dict[str, Any]:
+) -> LatencyReport:
     """Latency of an exported mailbox. With ``zone``, in working time (Mon–Fri 09–18 there,
     with ``holidays`` of that country); otherwise in wall time."""
     from assistant.services.hours import hours_for
@@ -266,8 +167,7 @@ def latency_of_archive(
         messages, {a.lower() for a in managers}, {a.lower() for a in assistants}, now,
         sla_minutes, since, working, zone or "UTC",
     )  # fmt: skip
-    result["skipped"] = len(skipped)
-    return result
+    return replace(result, skipped=len(skipped))
 
 
 def report(
@@ -279,10 +179,89 @@ def report(
     since: datetime | None,
     working_minutes: Any,
     zone: str = "UTC",
-) -> dict[str, Any]:
+) -> LatencyReport:
     records = reply_latencies(messages, managers, assistants, now, working_minutes=working_minutes)
     basis: Literal["wall", "working"] = "working" if working_minutes is not None else "wall"
     return _report(records, sla_minutes, since, basis, zone)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One direction's figures in the SLA's basis; with working hours known, the wall
+    median and p90 beside them."""
+
+    count: int
+    answered: int
+    open: int
+    median_minutes: float | None
+    p90_minutes: float | None
+    mean_minutes: float | None
+    max_minutes: float | None
+    within_sla: int
+    within_sla_share: float | None
+    sla_minutes: float
+    basis: str
+    overdue: int
+    wall_median_minutes: float | None = None  # with basis "working" only
+    wall_p90_minutes: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.basis != "working":
+            del out["wall_median_minutes"], out["wall_p90_minutes"]
+        return out
+
+
+@dataclass(frozen=True)
+class MessageLatency:
+    """One message waiting for an answer, as the report lists it (minutes to 0.1)."""
+
+    id: str
+    direction: str
+    subject: str
+    sent_at: datetime
+    replied_at: datetime | None
+    wall_minutes: float | None
+    working_minutes: float | None
+    within_sla: bool | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "direction": self.direction,
+            "subject": self.subject,
+            "sent_at": self.sent_at.isoformat(),
+            "replied_at": self.replied_at.isoformat() if self.replied_at else None,
+            "wall_minutes": self.wall_minutes,
+            "working_minutes": self.working_minutes,
+            "within_sla": self.within_sla,
+        }
+
+
+@dataclass(frozen=True)
+class LatencyReport:
+    """``assistant latency``: both directions' figures, the weekly trend, every record."""
+
+    basis: Literal["wall", "working"]
+    summary: Figures  # assistant → manager: how fast the manager answers
+    reverse_summary: Figures  # manager → assistant
+    weekly: list[dict[str, Any]]
+    sla_minutes: float
+    messages: list[MessageLatency]
+    skipped: int | None = None  # an archive's unreadable messages
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "basis": self.basis,
+            "summary": self.summary.to_dict(),
+            "reverse_summary": self.reverse_summary.to_dict(),
+            "weekly": self.weekly,
+            "sla_minutes": self.sla_minutes,
+            "messages": [m.to_dict() for m in self.messages],
+        }
+        if self.skipped is not None:
+            out["skipped"] = self.skipped
+        return out
 
 
 def _report(
@@ -291,44 +270,53 @@ def _report(
     since: datetime | None,
     basis: Literal["wall", "working"],
     zone: str,
-) -> dict[str, Any]:
+) -> LatencyReport:
     if since is not None:
         records = [r for r in records if r.sent_at >= since]
     to_manager = [r for r in records if r.direction is Direction.ASSISTANT_TO_MANAGER]
     to_assistant = [r for r in records if r.direction is Direction.MANAGER_TO_ASSISTANT]
-    return {
-        "basis": basis,
-        "summary": _summary(to_manager, sla_minutes, basis),
-        "reverse_summary": _summary(to_assistant, sla_minutes, basis),
-        "weekly": weekly_trend(to_manager, zone, sla_minutes, basis),
-        "sla_minutes": sla_minutes,
-        "messages": [_record(r, sla_minutes) for r in records],
-    }
+    return LatencyReport(
+        basis=basis,
+        summary=_summary(to_manager, sla_minutes, basis),
+        reverse_summary=_summary(to_assistant, sla_minutes, basis),
+        weekly=weekly_trend(to_manager, zone, sla_minutes, basis),
+        sla_minutes=sla_minutes,
+        messages=[_record(r, sla_minutes) for r in records],
+    )
 
 
 def _summary(
     records: list[LatencyRecord], sla: float, basis: Literal["wall", "working"]
-) -> dict[str, Any]:
-    """Figures in the SLA's basis; with working hours known, the wall figures beside them."""
-    out = summarize(records, sla, basis).to_dict()
-    out.pop("by_direction", None)
-    out["basis"] = basis
-    if basis == "working":
-        wall = summarize(records, sla, "wall")
-        out["wall_median_minutes"] = wall.median_minutes
-        out["wall_p90_minutes"] = wall.p90_minutes
-    return out
+) -> Figures:
+    s = summarize(records, sla, basis)
+    wall = summarize(records, sla, "wall") if basis == "working" else None
+    return Figures(
+        count=s.count,
+        answered=s.answered,
+        open=s.open,
+        median_minutes=s.median_minutes,
+        p90_minutes=s.p90_minutes,
+        mean_minutes=s.mean_minutes,
+        max_minutes=s.max_minutes,
+        within_sla=s.within_sla,
+        within_sla_share=s.within_sla_share,
+        sla_minutes=s.sla_minutes,
+        basis=basis,
+        overdue=s.overdue,
+        wall_median_minutes=wall.median_minutes if wall else None,
+        wall_p90_minutes=wall.p90_minutes if wall else None,
+    )
 
 
-def _record(r: LatencyRecord, sla: float) -> dict[str, Any]:
+def _record(r: LatencyRecord, sla: float) -> MessageLatency:
     basis = r.working_minutes if r.working_minutes is not None else r.wall_minutes
-    return {
-        "id": r.message_id,
-        "direction": r.direction.value,
-        "subject": r.subject,
-        "sent_at": r.sent_at.isoformat(),
-        "replied_at": r.replied_at.isoformat() if r.replied_at else None,
-        "wall_minutes": None if r.wall_minutes is None else round(r.wall_minutes, 1),
-        "working_minutes": None if r.working_minutes is None else round(r.working_minutes, 1),
-        "within_sla": None if basis is None else basis <= sla,
-    }
+    return MessageLatency(
+        id=r.message_id,
+        direction=r.direction.value,
+        subject=r.subject,
+        sent_at=r.sent_at,
+        replied_at=r.replied_at,
+        wall_minutes=None if r.wall_minutes is None else round(r.wall_minutes, 1),
+        working_minutes=None if r.working_minutes is None else round(r.working_minutes, 1),
+        within_sla=None if basis is None else basis <= sla,
+    )

@@ -18,25 +18,27 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import jinja2
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from assistant.domain import timefmt
-from assistant.domain.latency import Direction, LatencyRecord, reply_latencies
+from assistant.domain.latency import LatencyRecord
 from assistant.domain.notify import template_env
 from assistant.domain.priorities import Level, rank_message
 from assistant.domain.text import one_line
 from assistant.services import outbox
 from assistant.services.assistant_messages import notify_channels
 from assistant.services.hours import pair_hours
-from assistant.services.mail import addresses, to_message
 from assistant.services.priorities import load_rules
-from assistant.store.db import UnitOfWork
+from assistant.services.reply_index import fed_index
 from assistant.store.tables import Message, Pair
-from config.settings import LatencySettings
+
+if TYPE_CHECKING:
+    from assistant.services.deps import Deps
 
 SUBJECTS = {
     "en": {
@@ -52,7 +54,7 @@ SUBJECTS = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class NudgeReport:
     pair_id: int
     queued: list[str] = field(default_factory=list)  # outbox keys written now
@@ -70,67 +72,76 @@ class NudgeReport:
         }
 
 
-def nudge(uow: UnitOfWork, pair_id: int, now: datetime, settings: LatencySettings) -> NudgeReport:
-    report = NudgeReport(pair_id)
+def nudge(deps: Deps, pair_id: int) -> NudgeReport:
+    """Queue the reminders due at ``deps.now()`` for the pair's open messages."""
+    now, settings = deps.now(), deps.settings.latency
     since = now - timedelta(days=settings.lookback_days)
-    with uow.begin() as session:
+    queued: list[str] = []
+    outbox_ids: list[int] = []
+    held = 0
+    next_due: datetime | None = None
+    with deps.uow.begin() as session:
         pair = session.get(Pair, pair_id)
         if pair is None:
             raise LookupError(f"no pair with id {pair_id}")
-        rows = session.scalars(
-            select(Message)
-            .where(Message.pair_id == pair_id, Message.sent_at >= since)
-            .order_by(Message.sent_at)
-        )
-        messages = [to_message(m) for m in rows]
-        if not messages:
-            return report
-        by_id = {m.message_id: m for m in messages}
-        managers, assistants = addresses(pair)
         hours = pair_hours(pair, since.year, now.year + 1)
+        with fed_index(session, deps.uow, pair, now) as kept:
+            # The assistant's reply to the manager's own request answers it; the manager is
+            # not nagged to answer an answer (it still counts in the latency figures).
+            waiting = [
+                r
+                for r in kept.waiting_for_manager(since, now, hours.working_minutes)
+                if not kept.answers_manager(r.message_id, since)
+            ]
+        if not waiting:
+            return NudgeReport(pair_id)
         rules = load_rules(session, pair_id)
-        records = reply_latencies(
-            messages, managers, assistants, now, working_minutes=hours.working_minutes
-        )
         sla = float(pair.sla_minutes)
         working_now = hours.is_working(now)
-        # The assistant's reply to the manager's own request answers it; the manager is not
-        # nagged to answer an answer (it still counts in the latency figures).
-        answers = {
-            r.reply_message_id
-            for r in records
-            if r.direction is Direction.MANAGER_TO_ASSISTANT and r.answered
-        }
-        for r in records:
-            if r.direction is not Direction.ASSISTANT_TO_MANAGER or r.answered:
-                continue
-            if r.message_id in answers:
-                continue
+        due: list[tuple[LatencyRecord, float, list[str]]] = []
+        for r in waiting:
             waited = r.waiting_working_minutes or 0.0
             # The highest stage reached: a run that comes late (a stopped worker) sends the
             # breach alone rather than a stale "80%" reminder with it.
             stages = ["breach"] if waited >= sla else (
                 ["reminder"] if waited >= settings.nudge_share * sla else []
-            )
+            )  # fmt: skip
             upcoming = [
                 hours.instant_after(r.sent_at, share * sla)
                 for share in (settings.nudge_share, 1.0)
                 if waited < share * sla
             ]
             if upcoming:
-                report.next_due = min([report.next_due or upcoming[0], *upcoming])
-            if not stages:
-                continue
-            m = by_id[r.message_id]
-            urgent = rank_message(r.subject, [m.from_addr, *m.to, *m.cc], rules, pair.locale)
+                next_due = min([next_due or upcoming[0], *upcoming])
+            if stages:
+                due.append((r, waited, stages))
+        people = _people(session, pair_id, [r.message_id for r, _, _ in due])
+        for r, waited, stages in due:
+            urgent = rank_message(r.subject, people[r.message_id], rules, pair.locale)
             if not working_now and urgent.level is not Level.HIGH:
-                report.held += 1
+                held += 1
                 nxt = hours.next_working_instant(now)
-                report.next_due = min(report.next_due or nxt, nxt)
+                next_due = min(next_due or nxt, nxt)
                 continue
             for stage in stages:
-                _queue(session, pair, r, stage, waited, sla, urgent.reasons, now, report)
-    return report
+                _queue(
+                    session, pair, r, stage, waited, sla, urgent.reasons, now, queued, outbox_ids
+                )
+    return NudgeReport(pair_id, queued, outbox_ids, held, next_due)
+
+
+def _people(session: Session, pair_id: int, message_ids: list[str]) -> dict[str, list[str]]:
+    """Sender, To and Cc of each of the pair's messages named (for the priority rules)."""
+    out: dict[str, list[str]] = {}
+    for i in range(0, len(message_ids), 500):
+        rows = session.execute(
+            select(Message.message_id, Message.from_addr, Message.to_addrs, Message.cc_addrs).where(
+                Message.pair_id == pair_id, Message.message_id.in_(message_ids[i : i + 500])
+            )
+        )
+        for mid, sender, to, cc in rows:
+            out[mid] = [sender, *to, *cc]
+    return out
 
 
 def _queue(
@@ -142,7 +153,8 @@ def _queue(
     sla: float,
     urgent: tuple[str, ...],
     now: datetime,
-    report: NudgeReport,
+    queued: list[str],
+    outbox_ids: list[int],
 ) -> None:
     lg = timefmt.lang(pair.locale)
     digest = hashlib.sha256(r.message_id.encode()).hexdigest()[:16]
@@ -181,8 +193,8 @@ def _queue(
                 now=now,
             )  # fmt: skip
             if entry is not None:
-                report.queued.append(key)
-                report.outbox_ids.append(entry.id)
+                queued.append(key)
+                outbox_ids.append(entry.id)
 
 
 def _template(lg: str) -> jinja2.Template:

@@ -188,7 +188,7 @@ def send_digest(deps: Deps, pair_id: int) -> DigestReport | None:
         pair = session.get(Pair, pair_id)
         if pair is None or not pair.digest_time:
             return None
-    return digest(deps.uow, pair_id, deps.now(), deps.settings)
+    return digest(deps, pair_id)
 
 
 def deliver(deps: Deps) -> Run:
@@ -217,7 +217,7 @@ def sync_account(deps: Deps, account_id: int) -> AccountSynced:
         if kind == "mail":
             mailbox = open_mailbox(provider, conf, keep_token=keep, limits=limits, policy=net)
             imported = import_mail(deps, account_id, mailbox)
-            mail = MailImported(imported["new"], imported["seen"], tuple(imported["skipped"]))
+            mail = MailImported(imported.new, imported.seen, tuple(imported.skipped))
             return replace(done, mail=mail)
         timeout = deps.settings.sync.http_timeout_seconds
         source = open_calendar(provider, conf, timeout, keep_token=keep, limits=limits,
@@ -291,7 +291,7 @@ def follow_checkpoints(
 
 
 def _nudge(deps: Deps, pair_ids: Sequence[int]) -> tuple[NudgeReport, ...]:
-    return tuple(nudge(deps.uow, p, deps.now(), deps.settings.latency) for p in pair_ids)
+    return tuple(nudge(deps, p) for p in pair_ids)
 
 
 def _dispatch(

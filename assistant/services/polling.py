@@ -179,7 +179,7 @@ def due_at_tick(deps: Deps) -> TickWork:
         writes=tuple(tasks_to_write(deps)),
         dispatches=tuple(pairs_with_pending(deps.uow)),
         nudges=tuple(mail_pairs),
-        digests=tuple(pairs_due(deps.uow, now)),
+        digests=tuple(pairs_due(deps)),
         push_ensure=tuple(ensure),
         push_drop=tuple(drop),
         inbox=bool(settings.inbox.provider),

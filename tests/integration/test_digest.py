@@ -50,6 +50,11 @@ NOTIFY = NotifySettings(coalesce_seconds=0, travel_buffer_minutes=30)
 SETTINGS = Settings()
 
 
+def at_time(uow: UnitOfWork, at: datetime) -> Service:
+    """The service as it is at ``at``."""
+    return Service(settings=SETTINGS, engine=uow.engine, uow=uow, clock=lambda: at)
+
+
 def vevent(
     uid: str, start: str, end: str, summary: str, location: str = "", extra: str = ""
 ) -> str:
@@ -100,7 +105,7 @@ class World:
         dispatch(self.uow, self.pair_id, at, NOTIFY)
 
     def digest(self, at: datetime) -> DigestReport:
-        return digest(self.uow, self.pair_id, at, SETTINGS)
+        return digest(at_time(self.uow, at), self.pair_id)
 
     def set_pair(self, **values: Any) -> None:
         with self.uow.begin() as s:
@@ -309,7 +314,7 @@ def test_private_events_are_busy_time_unless_the_manager_allows(world: World) ->
     assert doc["private"] is True and "summary" not in doc
     world.set_pair(share_private_details=True)
     svc = Service(settings=SETTINGS, engine=world.uow.engine, uow=world.uow, clock=lambda: NOW)
-    shown = digest_command(svc, "alex")  # `assistant digest`: a preview, nothing queued
+    shown = digest_command(svc, "alex").to_dict()  # `assistant digest`: a preview, nothing queued
     assert shown["sent"] is False and shown["already_sent"] is True
     assert "* 17:00–18:00  Oncologist @ Clinic" in shown["text"]
     assert len(world.digests()) == 1
@@ -362,17 +367,17 @@ def test_a_digest_run_twice_the_same_day_is_one_message(world: World) -> None:
 
 
 def test_the_safety_net_finds_overdue_digests(world: World) -> None:
-    assert pairs_due(world.uow, NOW - timedelta(minutes=1)) == []  # yesterday's went
-    assert pairs_due(world.uow, NOW) == [world.pair_id]
+    assert pairs_due(at_time(world.uow, NOW - timedelta(minutes=1))) == []  # yesterday's went
+    assert pairs_due(at_time(world.uow, NOW)) == [world.pair_id]
     world.digest(NOW)
-    assert pairs_due(world.uow, NOW + timedelta(minutes=1)) == []
-    assert pairs_due(world.uow, NOW + timedelta(days=1)) == [world.pair_id]
+    assert pairs_due(at_time(world.uow, NOW + timedelta(minutes=1))) == []
+    assert pairs_due(at_time(world.uow, NOW + timedelta(days=1))) == [world.pair_id]
     world.set_pair(digest_time="")
-    assert pairs_due(world.uow, NOW + timedelta(days=1)) == []
+    assert pairs_due(at_time(world.uow, NOW + timedelta(days=1))) == []
     # moved to the evening after today's digest went: today's is not sent again
     world.set_pair(digest_time="18:00")
-    assert pairs_due(world.uow, NOW + timedelta(hours=11)) == []
-    assert pairs_due(world.uow, NOW + timedelta(days=1, hours=11)) == [world.pair_id]
+    assert pairs_due(at_time(world.uow, NOW + timedelta(hours=11))) == []
+    assert pairs_due(at_time(world.uow, NOW + timedelta(days=1, hours=11))) == [world.pair_id]
 
 
 def test_russian(world: World) -> None:
@@ -455,8 +460,8 @@ def test_the_digest_on_the_25_hour_day(uow: UnitOfWork, tmp_path: Path) -> None:
     sync_calendar(uow, w.account_id, IcsFeed(str(w.path)), OCT_SAT, POLICY)
     w.set_pair(last_digest_at=OCT_SAT)
     sunday = datetime(2026, 10, 25, 7, 0, tzinfo=UTC)
-    assert pairs_due(uow, sunday - timedelta(minutes=1)) == [], "07:59 CET: not yet"
-    assert pairs_due(uow, sunday) == [w.pair_id]
+    assert pairs_due(at_time(uow, sunday - timedelta(minutes=1))) == [], "07:59 CET: not yet"
+    assert pairs_due(at_time(uow, sunday)) == [w.pair_id]
     report = w.digest(sunday)
     assert report.date is not None and report.date.isoformat() == "2026-10-25"
     assert report.next_at == datetime(2026, 10, 26, 7, 0, tzinfo=UTC)

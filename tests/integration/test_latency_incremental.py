@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 from mailbox import Maildir
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import delete, select
@@ -14,6 +13,7 @@ from sqlalchemy import delete, select
 from assistant.bootstrap import Service
 from assistant.services.hours import pair_hours
 from assistant.services.mail import (
+    LatencyReport,
     addresses,
     cached_index,
     import_mail,
@@ -40,7 +40,7 @@ def svc(uow: UnitOfWork, tmp_path: Path) -> Service:
     return service
 
 
-def batch(svc: Service) -> dict[str, Any]:
+def batch(svc: Service) -> LatencyReport:
     """What the batch path (every stored message through ``reply_latencies``) gives."""
     with svc.uow.read() as session:
         pair = session.scalars(select(Pair)).one()
@@ -66,24 +66,24 @@ def test_new_mail_is_fed_to_the_same_index_and_matches_the_batch_figures(
     first = latency_of_pair(svc, "alex", None)
     index = cached_index(svc.uow, account.pair_id)
     assert index is not None and len(index) == 2
-    assert (first["summary"]["count"], first["summary"]["answered"]) == (2, 0)
+    assert (first.summary.count, first.summary.answered) == (2, 0)
     assert first == batch(svc)
 
     # Later mail: the answer to a1 and a new question.
     mail(box, "a2@x", "alex", "sam", MONDAY + timedelta(days=1, hours=8, minutes=10), "Re: Budget", "a1@x")
     mail(box, "c1@x", "sam", "alex", MONDAY + timedelta(days=2, hours=9), "Visa")
-    assert import_mail(svc, account.id, MaildirSource(root))["new"] == 2
+    assert import_mail(svc, account.id, MaildirSource(root)).new == 2
 
     second = latency_of_pair(svc, "alex", None)
     assert cached_index(svc.uow, account.pair_id) is index, "fed, not built again"
     assert len(index) == 4
-    assert (second["summary"]["count"], second["summary"]["answered"]) == (3, 1)
-    answered = {m["id"].strip("<>"): m for m in second["messages"]}["a1@x"]
-    assert answered["working_minutes"] == pytest.approx(20)  # Mon 17:50 → Tue 09:10 Berlin
+    assert (second.summary.count, second.summary.answered) == (3, 1)
+    answered = {m.id.strip("<>"): m for m in second.messages}["a1@x"]
+    assert answered.working_minutes == pytest.approx(20)  # Mon 17:50 → Tue 09:10 Berlin
     assert second == batch(svc)
     # The web page's list of open messages reads the same index.
     assert [r.message_id for r in pair_latency(svc, "alex").records] == [
-        m["id"] for m in second["messages"]
+        m.id for m in second.messages
     ]
     assert cached_index(svc.uow, account.pair_id) is index
 
@@ -98,13 +98,13 @@ def test_a_change_of_working_time_builds_the_index_again(svc: Service, tmp_path:
     import_mail(svc, account.id, MaildirSource(root))
     before = latency_of_pair(svc, "alex", None)
     index = cached_index(svc.uow, account.pair_id)
-    assert before["messages"][0]["working_minutes"] == pytest.approx(20)
+    assert before.messages[0].working_minutes == pytest.approx(20)
 
     update_pair_settings(svc.uow, account.pair_id, {"timezone": "UTC"})
     after = latency_of_pair(svc, "alex", None)
     assert cached_index(svc.uow, account.pair_id) is not index
     # Mon 16:50 → Tue 08:10 UTC; hours 09–18 UTC: 70 working minutes on Monday.
-    assert after["messages"][0]["working_minutes"] == pytest.approx(70)
+    assert after.messages[0].working_minutes == pytest.approx(70)
     assert after == batch(svc)
 
 
@@ -116,11 +116,11 @@ def test_rows_gone_from_the_store_build_the_index_again(svc: Service, tmp_path: 
     account = add_account(svc.uow, pair="alex", name="export", provider="maildir",
                           settings={"path": str(root)}, now=NOW)  # fmt: skip
     import_mail(svc, account.id, MaildirSource(root))
-    assert latency_of_pair(svc, "alex", None)["summary"]["answered"] == 1
+    assert latency_of_pair(svc, "alex", None).summary.answered == 1
 
     with svc.uow.begin() as session:  # the answer is gone (e.g. its account was removed)
         gone = session.execute(delete(Message).where(Message.subject == "Re: Budget"))
         assert gone.rowcount == 1
     after = latency_of_pair(svc, "alex", None)
-    assert (after["summary"]["answered"], after["summary"]["open"]) == (0, 1)
+    assert (after.summary.answered, after.summary.open) == (0, 1)
     assert after == batch(svc)

@@ -60,13 +60,13 @@ def test_import_counts_copies_once_and_measures_in_working_time(svc: Service, tm
                           settings={"path": str(root)}, now=NOW)  # fmt: skip
 
     first = import_mail(svc, account.id, MaildirSource(root))
-    assert first["new"] == 5, "the copy of a2 in Sent and in the inbox is one message"
+    assert first.new == 5, "the copy of a2 in Sent and in the inbox is one message"
     again = import_mail(svc, account.id, MaildirSource(root))
-    assert again["new"] == 0
+    assert again.new == 0
     with svc.uow.read() as s:
         assert s.scalar(select(func.count()).select_from(Message)) == 5
 
-    result = latency_of_pair(svc, "alex", None)
+    result = latency_of_pair(svc, "alex", None).to_dict()
     assert result["basis"] == "working"
     summary = result["summary"]
     assert (summary["count"], summary["answered"], summary["open"]) == (3, 2, 1)
@@ -89,7 +89,7 @@ def test_since_filters_by_sent_time(svc: Service, tmp_path: Path) -> None:
     account = add_account(svc.uow, pair="alex", name="export", provider="maildir",
                           settings={"path": str(root)}, now=NOW)  # fmt: skip
     import_mail(svc, account.id, MaildirSource(root))
-    result = latency_of_pair(svc, "alex", MONDAY)
+    result = latency_of_pair(svc, "alex", MONDAY).to_dict()
     assert [m["subject"] for m in result["messages"]] == ["New"]
 
 
@@ -103,5 +103,5 @@ def test_our_own_notifications_in_the_managers_sent_items_are_not_replies(svc: S
     account = add_account(svc.uow, pair="alex", name="export", provider="maildir",
                           settings={"path": str(root)}, now=NOW)  # fmt: skip
     import_mail(svc, account.id, MaildirSource(root))
-    result = latency_of_pair(svc, "alex", None)
+    result = latency_of_pair(svc, "alex", None).to_dict()
     assert (result["summary"]["count"], result["summary"]["answered"]) == (1, 0)

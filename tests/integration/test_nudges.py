@@ -60,7 +60,10 @@ class Mailbox:
         import_mail(svc, self.account_id, MaildirSource(self.root))
 
     def nudge(self, at: datetime) -> NudgeReport:
-        return nudge(self.uow, self.pair_id, at.astimezone(UTC), SETTINGS)
+        settings = Settings(latency=SETTINGS)
+        svc = Service(settings=settings, engine=self.uow.engine, uow=self.uow,
+                      clock=lambda: at.astimezone(UTC))  # fmt: skip
+        return nudge(svc, self.pair_id)
 
     def entries(self) -> list[tuple[str, str, str]]:
         with self.uow.read() as s:

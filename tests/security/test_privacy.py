@@ -219,7 +219,7 @@ def test_a_private_event_is_busy_time_in_every_output(
     # The change message on every channel, and the digest on every channel.
     dispatch(world.svc.uow, world.pair_id, NOW, NOTIFY, force=True)
     world.drain(NOW)
-    digest(world.svc.uow, world.pair_id, NOW, world.svc.settings)
+    digest(world.svc, world.pair_id)
     world.drain(NOW + timedelta(minutes=1))
     mails = world.smtp.wait_for(2)
     assert len(mails) == 2
@@ -233,7 +233,7 @@ def test_a_private_event_is_busy_time_in_every_output(
     for n, r in enumerate(chats):
         outputs[f"chat {n}"] = r.body.decode()
     # What `assistant digest --json` prints.
-    outputs["digest --json"] = json.dumps(digest_command(world.svc, "alex"), default=str)
+    outputs["digest --json"] = json.dumps(digest_command(world.svc, "alex").to_dict(), default=str)
     # What `assistant changes --json` prints, through the CLI's entry point.
     config = tmp_path / "assistant.toml"
     config.write_text(

@@ -326,7 +326,7 @@ def test_a_mail_refused_at_a_limit_shows_on_the_account(uow: UnitOfWork, tmp_pat
                           settings={"path": str(maildir)}, now=NOW)  # fmt: skip
     with budget(seconds=10):
         result = import_mail(svc, account.id, open_mailbox("maildir", {"path": str(maildir)}))
-    assert result["new"] == 1
+    assert result.new == 1
     with uow.read() as session:
         stored = session.get(Account, account.id)
         assert stored is not None and stored.state == "ok"

@@ -57,6 +57,7 @@ class LatencyIndex:
         self._mgr, self._asst = _lower(managers), _lower(assistants)
         self._include_cc = include_cc
         self._working = working_minutes
+        self.last_measured: tuple[str, ...] = ()  # the message ids the last add() measured
         self._span = window.total_seconds()
         self._d = _Distinct(people(managers, assistants))
         self._messages = self._d.messages  # one per distinct message
@@ -98,6 +99,9 @@ class LatencyIndex:
             for root in {self._find(x) for x in touched}:
                 measured.extend(self._measure(root))
             measured.sort(key=self._order_key)
+            # every message measured again, with a record or not (a reply that now closes
+            # its thread has none): a reader keeping state per message forgets these first
+            self.last_measured = tuple(self._messages[i].message_id for i in measured)
             return [r for i in measured if (r := self._record(i, now)) is not None]
 
     def records(self, now: datetime) -> list[LatencyRecord]:

@@ -30,8 +30,9 @@ def digest(
         if send:
             outbox.drain(svc.uow, svc.channels, svc.now, svc.settings.outbox)
     if as_json:
-        emit(result)
+        emit(result.to_dict())
         return
-    out.print(result["text"], markup=False, highlight=False)
-    if result.get("already_sent"):
+    message = result.report.message
+    out.print(message.text if message else None, markup=False, highlight=False)
+    if result.report.already_sent:
         out.print("(already sent for this day; nothing queued again)")

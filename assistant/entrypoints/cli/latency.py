@@ -64,43 +64,44 @@ def latency(
             sla_minutes=sla, since=since_at, now=datetime.now(UTC),
             zone=check_zone(timezone) if timezone else None, holidays=holidays,
         )  # fmt: skip
-        read = found - result["skipped"]
+        read = found - (result.skipped or 0)
         if read <= 0:
             raise UserError(f"none of the {found} file(s) read is a mail message")
-        result["read"] = read
     else:
         with service() as svc:
             result = mail.latency_of_pair(svc, pair, since_at)
-    unit = "working min" if result["basis"] == "working" else "min"
+    unit = "working min" if result.basis == "working" else "min"
+    data = result.to_dict()
+    if read is not None:
+        data["read"] = read
     written: list[str] = []
     if chart is not None:
         from assistant.domain.charts import trend_svg
 
-        chart.write_text(trend_svg(result["weekly"], result["sla_minutes"], unit=unit))
-        result["chart"] = str(chart)
+        chart.write_text(trend_svg(result.weekly, result.sla_minutes, unit=unit))
+        data["chart"] = str(chart)
         written.append(f"chart (weekly trend, SVG) written to {chart}")
     if csv_file is not None:
-        _write_csv(csv_file, result["messages"])
-        result["csv"] = str(csv_file)
-        written.append(f"{len(result['messages'])} record(s) written as CSV to {csv_file}")
+        _write_csv(csv_file, data["messages"])
+        data["csv"] = str(csv_file)
+        written.append(f"{len(result.messages)} record(s) written as CSV to {csv_file}")
     if as_json:
-        emit(result)
+        emit(data)
         return
     if read is not None:
-        skipped = f", {result['skipped']} skipped" if result["skipped"] else ""
+        skipped = f", {result.skipped} skipped" if result.skipped else ""
         out.print(f"read {read} message(s) from {maildir or mbox}{skipped}")
     else:
-        out.print(f"measured {len(result['messages'])} stored message(s) between the two")
+        out.print(f"measured {len(result.messages)} stored message(s) between the two")
     rows = []
-    for label, key in (
-        ("assistant → manager", "summary"),
-        ("manager → assistant", "reverse_summary"),
+    for label, s in (
+        ("assistant → manager", result.summary),
+        ("manager → assistant", result.reverse_summary),
     ):
-        s = result[key]
-        rows.append([label, s["count"], s["answered"], s["open"], _num(s["median_minutes"]),
-                     _num(s["p90_minutes"]), _pct(s["within_sla_share"])])  # fmt: skip
+        rows.append([label, s.count, s.answered, s.open, _num(s.median_minutes),
+                     _num(s.p90_minutes), _pct(s.within_sla_share)])  # fmt: skip
     table(
-        f"Reply latency (SLA {result['sla_minutes']:g} {unit})",
+        f"Reply latency (SLA {result.sla_minutes:g} {unit})",
         ["direction", "messages", "answered", "open", f"median {unit}", f"p90 {unit}",
          "within SLA"],
         rows,

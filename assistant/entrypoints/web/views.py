@@ -292,8 +292,8 @@ def latency(svc: Service, access: PairAccess, weeks: int = 12) -> dict[str, Any]
     ]
     return {
         "sla_minutes": sla,
-        "summary": figures["summary"],
-        "reverse_summary": figures["reverse_summary"],
+        "summary": figures.summary.to_dict(),
+        "reverse_summary": figures.reverse_summary.to_dict(),
         "open": open_,
         "trend": weekly_trend(records, now, tz, weeks, sla),
         "records": [_record(r, tz) for r in records],
