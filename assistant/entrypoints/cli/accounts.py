@@ -94,9 +94,7 @@ def account_add(
         url_password = seal_url_credentials(svc.settings, provider, conf)  # sealed, not stored
         if url_password and "password" not in conf:
             conf["password"] = keyring_for(svc.settings).seal(url_password)
-        account = add_account(
-            svc.uow, pair=pair, name=name, provider=provider, settings=conf, now=svc.now()
-        )
+        account = add_account(svc, pair=pair, name=name, provider=provider, settings=conf)
     if as_json:
         emit({"id": account.id, "name": account.name, "kind": account.kind})
     else:
@@ -110,7 +108,7 @@ def account_list(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
     from connectors.netguard import redact_text
 
     with service() as svc:
-        accounts = list_accounts(svc.uow, pair)
+        accounts = list_accounts(svc, pair)
     rows = [
         {
             "id": a.id,
@@ -144,5 +142,5 @@ def account_trust(
     from assistant.services.pairs import trust_account
 
     with service() as svc:
-        account = trust_account(svc.uow, account_id)
+        account = trust_account(svc, account_id)
     out.print(f"account {account.id} ({account.name}) may read local files and private hosts")

@@ -38,7 +38,7 @@ def pair_add(
 
     with service() as svc:
         pair = add_pair(
-            svc.uow,
+            svc,
             name=name,
             manager_email=manager,
             assistant_email=assistant,
@@ -48,7 +48,6 @@ def pair_add(
             assistant_timezone=assistant_timezone,
             sla_minutes=sla,
             locale=locale,
-            now=svc.now(),
         )
     if as_json:
         emit({"id": pair.id, "name": pair.name})
@@ -71,7 +70,7 @@ def pair_list(as_json: JsonOpt = False) -> None:
     from assistant.services.pairs import list_pairs
 
     with service() as svc:
-        pairs = list_pairs(svc.uow)
+        pairs = list_pairs(svc)
     rows = [
         {
             "id": p.id,
