@@ -41,6 +41,7 @@ TARGET_MB = 300.0
 def _calendar(data: bytes, work: Path) -> dict[str, Any]:
     from datetime import timedelta
 
+    from assistant.bootstrap import Service
     from assistant.services.pairs import add_account, add_pair
     from assistant.services.sync import SyncPolicy, sync_calendar
     from assistant.store.db import UnitOfWork, make_engine
@@ -56,10 +57,11 @@ def _calendar(data: bytes, work: Path) -> dict[str, Any]:
     url = f"sqlite:///{work / 'assistant.db'}"
     upgrade(url)
     uow = UnitOfWork(make_engine(url))
-    add_pair(uow, name="p", manager_email="m@example.com", assistant_email="a@example.com",
-             timezone="Europe/Berlin", now=NOW)  # fmt: skip
+    deps = Service(settings=Settings(), engine=uow.engine, uow=uow, clock=lambda: NOW)
+    add_pair(deps, name="p", manager_email="m@example.com", assistant_email="a@example.com",
+             timezone="Europe/Berlin")  # fmt: skip
     conf = {"location": str(feed), "added_by_operator": True}  # a local file: the operator's
-    account = add_account(uow, pair="p", name="feed", provider="ics", settings=conf, now=NOW)
+    account = add_account(deps, pair="p", name="feed", provider="ics", settings=conf)
     limits = ParseLimits.of(Settings().limits)
     policy = SyncPolicy(window_past=timedelta(days=7), window_future=timedelta(days=120))
     began, cpu = time.perf_counter(), time.process_time()

@@ -172,16 +172,15 @@ def add_pairs(world: World, count: int, provider: str, conf: Callable[[int], dic
     from assistant.services.pairs import add_account, add_pair
 
     out = []
-    now = world.svc.now()
     for p in range(count):
         assistant = f"assistant{p}@example.com"
         pair = add_pair(
-            world.svc.uow, name=f"bench{p}", manager_email=f"manager{p}@example.com",
-            assistant_email=assistant, timezone="UTC", now=now,
+            world.svc, name=f"bench{p}", manager_email=f"manager{p}@example.com",
+            assistant_email=assistant, timezone="UTC",
         )  # fmt: skip
         account = add_account(
-            world.svc.uow, pair=pair.id, name="calendar", provider=provider,
-            settings=conf(p), now=now,
+            world.svc, pair=pair.id, name="calendar", provider=provider,
+            settings=conf(p),
         )  # fmt: skip
         out.append((pair.id, account.id, assistant))
     return out

@@ -119,14 +119,13 @@ def seed(radicales: list[Any], pairs: int, events: int, threads: int) -> list[st
 def add_pairs(svc: Any, urls: list[str]) -> None:
     from assistant.services.pairs import add_account, add_pair
 
-    now = svc.now()
     for i, url in enumerate(urls):
         pair = add_pair(
-            svc.uow, name=f"pair{i}", manager_email=f"manager{i}@example.com",
-            assistant_email=f"assistant{i}@example.com", timezone="Europe/Berlin", now=now,
+            svc, name=f"pair{i}", manager_email=f"manager{i}@example.com",
+            assistant_email=f"assistant{i}@example.com", timezone="Europe/Berlin",
         )  # fmt: skip
-        add_account(svc.uow, pair=pair.id, name="calendar", provider="caldav",
-                    settings={"url": url}, now=now)  # fmt: skip
+        add_account(svc, pair=pair.id, name="calendar", provider="caldav",
+                    settings={"url": url})  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- workers

@@ -154,22 +154,20 @@ class Demo:
         for uid, body in self.events.items():
             self.put(uid, body)
         pair = add_pair(
-            self.svc.uow,
+            self.svc,
             name="alex",
             manager_name=MANAGER[0],
             manager_email=MANAGER[1],
             assistant_name=ASSISTANT[0],
             assistant_email=ASSISTANT[1],
             timezone=ZONE,
-            now=now,
         )
         account = add_account(
-            self.svc.uow,
+            self.svc,
             pair=pair.id,
             name="work calendar",
             provider="caldav",
             settings={"url": self.calendar_url},
-            now=now,
         )
         self.account_id = account.id
         first = self.run_job(self.jobs.sync_account(account.id), "first sync")
@@ -183,11 +181,11 @@ class Demo:
         self.step(2, "The manager's week changes")
         from assistant.services.priorities import add_rule, list_rules
 
-        add_rule(self.svc.uow, pair=pair.id, kind="keyword", pattern="board", level="high",
-                 note="the board comes first", now=now)  # fmt: skip
-        add_rule(self.svc.uow, pair=pair.id, kind="protected", pattern="mon-fri 08:00-09:00",
-                 level="high", note="school run", now=now)  # fmt: skip
-        rules = "; ".join(str(r["text"]) for r in list_rules(self.svc.uow, pair.id))
+        add_rule(self.svc, pair=pair.id, kind="keyword", pattern="board", level="high",
+                 note="the board comes first")  # fmt: skip
+        add_rule(self.svc, pair=pair.id, kind="protected", pattern="mon-fri 08:00-09:00",
+                 level="high", note="school run")  # fmt: skip
+        rules = "; ".join(r.text for r in list_rules(self.svc, pair.id))
         self.c.print(f"The manager's priorities, shared with the assistant: {rules}.")
         board = self.events["demo-board@example.com"]
         thursday = (monday + timedelta(days=3)).strftime("%Y%m%d")
@@ -349,12 +347,11 @@ class Demo:
         maildir = self.root / "mail"
         count = write_sample_maildir(maildir, monday - timedelta(days=7))
         account = add_account(
-            self.svc.uow,
+            self.svc,
             pair=pair_id,
             name="mail export",
             provider="maildir",
             settings={"path": str(maildir)},
-            now=self.svc.now(),
         )
         imported = import_mail(self.svc, account.id, MaildirSource(maildir))
         result = latency_of_pair(self.svc, pair_id, None)

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from assistant.services.pairs import add_account, update_account_settings
+from assistant.services.pairs import AccountView, add_account, update_account_settings
 from assistant.store.tables import Account
 from config.sealed import UNREADABLE, Keyring, install
 from config.settings import ConfigError
@@ -77,19 +77,19 @@ def install_keyring(settings: Settings) -> Keyring:
 # ------------------------------------------------------------------- storing accounts
 
 
-def account_of_pair(svc: Deps, pair_id: int, account_id: int) -> Account:
+def account_of_pair(deps: Deps, pair_id: int, account_id: int) -> AccountView:
     from assistant.services.pairs import NotFoundError
 
-    with svc.uow.read() as session:
+    with deps.uow.read() as session:
         account = session.get(Account, account_id)
         if account is None or account.pair_id != pair_id:
             raise NotFoundError(f"no account {account_id}")
-        return account
+        return AccountView.of(account)
 
 
-def find_account_by_identity(svc: Deps, pair_id: int, provider: str, identity: str) -> int | None:
+def find_account_by_identity(deps: Deps, pair_id: int, provider: str, identity: str) -> int | None:
     """An account of the pair for the same provider and user (connecting again = reconnect)."""
-    with svc.uow.read() as session:
+    with deps.uow.read() as session:
         for account in session.scalars(
             select(Account).where(Account.pair_id == pair_id, Account.provider == provider)
         ):
@@ -99,7 +99,7 @@ def find_account_by_identity(svc: Deps, pair_id: int, provider: str, identity: s
 
 
 def save_oauth_account(
-    svc: Deps,
+    deps: Deps,
     pair_id: int,
     *,
     provider: str,
@@ -110,22 +110,22 @@ def save_oauth_account(
     account_id: int | None,
 ) -> int:
     """Store a new OAuth account, or the new token of an existing one (reconnect)."""
-    sealed = keyring_for(svc.settings).seal(refresh_token)
+    sealed = keyring_for(deps.settings).seal(refresh_token)
     conf = {**settings, "identity": identity, "refresh_token": sealed}
     if account_id is None:
-        account_id = find_account_by_identity(svc, pair_id, provider, identity)
+        account_id = find_account_by_identity(deps, pair_id, provider, identity)
     if account_id is not None:
-        return update_account_settings(svc.uow, account_id, conf, pair_id=pair_id).id
+        return update_account_settings(deps, account_id, conf, pair_id=pair_id).id
     from connectors.registry import read_settings
 
     read_settings(provider, conf)  # what the sign-in gave is what the connector reads
     return add_account(
-        svc.uow, pair=pair_id, name=_unique_name(svc, pair_id, name), provider=provider,
-        settings=conf, now=svc.now(), guard=net_policy(svc.settings),
+        deps, pair=pair_id, name=_unique_name(deps, pair_id, name), provider=provider,
+        settings=conf, guard=net_policy(deps.settings),
     ).id  # fmt: skip
 
 
-def token_keeper(svc: Deps, account_id: int) -> Callable[[str], None]:
+def token_keeper(deps: Deps, account_id: int) -> Callable[[str], None]:
     """What a connector calls with a refresh token its provider rotated (Microsoft does).
 
     The new token is stored encrypted in place of the old one at once, in a unit of work
@@ -134,7 +134,7 @@ def token_keeper(svc: Deps, account_id: int) -> Callable[[str], None]:
     caller: a failure is logged (never the token) and the old token stays.
     """
 
-    return keeper(svc.uow, lambda: keyring_for(svc.settings), account_id)
+    return keeper(deps.uow, lambda: keyring_for(deps.settings), account_id)
 
 
 def keeper(
@@ -167,9 +167,9 @@ def keeper(
     return keep
 
 
-def _unique_name(svc: Deps, pair_id: int, name: str) -> str:
+def _unique_name(deps: Deps, pair_id: int, name: str) -> str:
     name = name[:90]
-    with svc.uow.read() as session:
+    with deps.uow.read() as session:
         taken = set(session.scalars(select(Account.name).where(Account.pair_id == pair_id)))
     candidate, n = name, 2
     while candidate in taken:
@@ -177,7 +177,7 @@ def _unique_name(svc: Deps, pair_id: int, name: str) -> str:
     return candidate
 
 
-def save_form_account(svc: Deps, pair_id: int, provider: str, form: dict[str, str]) -> int:
+def save_form_account(deps: Deps, pair_id: int, provider: str, form: dict[str, str]) -> int:
     """A credential account from the web form, validated with the provider's settings
     model (``connectors.registry.read_settings``: a ValueError naming each field); the
     password is encrypted before storing."""
@@ -196,19 +196,19 @@ def save_form_account(svc: Deps, pair_id: int, provider: str, form: dict[str, st
         conf["auth"] = "basic"
     if provider == "ics" and conf.get("location", "").lower().startswith("webcal://"):
         conf["location"] = "https://" + conf["location"][len("webcal://") :]  # what webcal means
-    url_password = seal_url_credentials(svc.settings, provider, conf)
+    url_password = seal_url_credentials(deps.settings, provider, conf)
     password = values["password"] or url_password
     if password:
-        conf["password"] = keyring_for(svc.settings).seal(password)
+        conf["password"] = keyring_for(deps.settings).seal(password)
     try:
-        checked = read_settings(provider, conf, Adding(net_policy(svc.settings)))
+        checked = read_settings(provider, conf, Adding(net_policy(deps.settings)))
     except InvalidSettings as exc:
         raise ValueError(form_problems(exc.problems, provider, bool(password))) from None
     if provider in NEEDS_PASSWORD and not password:
         raise ValueError(form_problems([], provider, False))
     return add_account(
-        svc.uow, pair=pair_id, name=name.strip()[:100], provider=provider,
-        settings=checked.stored(), now=svc.now(), guard=net_policy(svc.settings),
+        deps, pair=pair_id, name=name.strip()[:100], provider=provider,
+        settings=checked.stored(), guard=net_policy(deps.settings),
     ).id  # fmt: skip
 
 
@@ -251,14 +251,14 @@ def seal_url_credentials(settings: Settings, provider: str, conf: dict[str, Any]
     return split.password
 
 
-def replace_password(svc: Deps, pair_id: int, account_id: int, password: str) -> None:
-    account = account_of_pair(svc, pair_id, account_id)
+def replace_password(deps: Deps, pair_id: int, account_id: int, password: str) -> None:
+    account = account_of_pair(deps, pair_id, account_id)
     if account.provider not in FORM_PROVIDERS:
         raise ValueError("this account signs in with its provider: use Reconnect")
     if not password:
         raise ValueError("please fill in: password")
-    sealed = keyring_for(svc.settings).seal(password)
-    update_account_settings(svc.uow, account_id, {"password": sealed}, pair_id=pair_id)
+    sealed = keyring_for(deps.settings).seal(password)
+    update_account_settings(deps, account_id, {"password": sealed}, pair_id=pair_id)
 
 
 # ------------------------------------------------------------------------ checking
@@ -287,7 +287,7 @@ def note_for(exc: BaseException) -> str:
     return "check_failed"
 
 
-def check_account(svc: Deps, pair_id: int, account_id: int) -> CheckResult:
+def check_account(deps: Deps, pair_id: int, account_id: int) -> CheckResult:
     """Open the account's connector and ask for its changes once (a tiny window).
 
     A failure is recorded on the account as a sync failure would be; success leaves the
@@ -295,25 +295,25 @@ def check_account(svc: Deps, pair_id: int, account_id: int) -> CheckResult:
     from assistant.services.sync import record_failure
     from connectors.registry import open_calendar, open_mailbox
 
-    account = account_of_pair(svc, pair_id, account_id)
+    account = account_of_pair(deps, pair_id, account_id)
     conf, provider, kind = dict(account.settings), account.provider, account.kind
-    with svc.uow.read() as session:
+    with deps.uow.read() as session:
         a = session.get(Account, account_id)
         zone = a.pair.timezone if a is not None else "UTC"
-    timeout = min(svc.settings.sync.http_timeout_seconds, 20.0)
-    now = svc.now()
-    policy = net_policy(svc.settings)
+    timeout = min(deps.settings.sync.http_timeout_seconds, 20.0)
+    now = deps.now()
+    policy = net_policy(deps.settings)
     try:
-        keep = token_keeper(svc, account_id)
+        keep = token_keeper(deps, account_id)
         if kind == "calendar":
-            limits = ParseLimits.of(svc.settings.limits)
+            limits = ParseLimits.of(deps.settings.limits)
             source = open_calendar(
                 provider, conf, timeout, keep_token=keep, limits=limits, policy=policy
             )
             window = Window(now, now + timedelta(minutes=1), ZoneInfo(zone).key)
             source.changes(None, window)
         else:
-            limits = ParseLimits.of(svc.settings.limits)
+            limits = ParseLimits.of(deps.settings.limits)
             mailbox = open_mailbox(
                 provider, conf, timeout, keep_token=keep, limits=limits, policy=policy
             )
@@ -324,10 +324,10 @@ def check_account(svc: Deps, pair_id: int, account_id: int) -> CheckResult:
         error: Exception = exc
         if isinstance(exc, ConfigError):
             error = ConnectorError(f"a secret of the account cannot be read: {exc}")
-        record_failure(svc.uow, account_id, error, now)
+        record_failure(deps.uow, account_id, error, now)
         return CheckResult(False, note_for(exc))
     except (KeyError, ValueError) as exc:
-        record_failure(svc.uow, account_id, ConnectorError(f"incomplete settings: {exc}"), now)
+        record_failure(deps.uow, account_id, ConnectorError(f"incomplete settings: {exc}"), now)
         return CheckResult(False, "check_config")
     finally:
         _close_quietly(locals().get("source"), locals().get("mailbox"))

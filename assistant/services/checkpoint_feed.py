@@ -29,24 +29,24 @@ NEVER = datetime(2100, 1, 1, tzinfo=UTC)
 SHOWN = ("planned", "written", "pinned")
 
 
-def feed_url(svc: Deps, pair_ref: str | int | None) -> str:
-    with svc.uow.read() as session:
+def feed_url(deps: Deps, pair_ref: str | int | None) -> str:
+    with deps.uow.read() as session:
         pair_id = find_pair(session, pair_ref).id
-    token = sign(secret_keys(svc.settings), PURPOSE, {"pair": pair_id}, NEVER)
-    return f"{base_url(svc.settings)}/ics/{token}.ics"
+    token = sign(secret_keys(deps.settings), PURPOSE, {"pair": pair_id}, NEVER)
+    return f"{base_url(deps.settings)}/ics/{token}.ics"
 
 
-def pair_of_token(svc: Deps, token: str) -> int:
+def pair_of_token(deps: Deps, token: str) -> int:
     """Raises ``assistant.domain.signing.TokenError`` for a forged or foreign token."""
-    return int(verify(secret_keys(svc.settings), PURPOSE, token, svc.now())["pair"])
+    return int(verify(secret_keys(deps.settings), PURPOSE, token, deps.now())["pair"])
 
 
-def feed(svc: Deps, pair_id: int) -> str:
+def feed(deps: Deps, pair_id: int) -> str:
     """The VCALENDAR of the pair's placed checkpoints of open tasks."""
     cal = icalendar.Calendar()
     cal.add("PRODID", "-//exec-assistant//checkpoints//EN")
     cal.add("VERSION", "2.0")
-    with svc.uow.read() as session:
+    with deps.uow.read() as session:
         pair = session.get(Pair, pair_id)
         if pair is None:
             raise LookupError(f"no pair {pair_id}")
@@ -66,7 +66,7 @@ def feed(svc: Deps, pair_id: int) -> str:
         for cp, task in rows:
             assert cp.start_at is not None
             assert cp.end_at is not None
-            link = feedback_link(svc.settings, task.id, task.deadline, cp.kind, pair.manager_email)
+            link = feedback_link(deps.settings, task.id, task.deadline, cp.kind, pair.manager_email)
             summary, description = checkpoint_text(
                 CheckpointKind(cp.kind), brief_of(task, pair), link, pair.locale
             )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from assistant.services.hours import HOLIDAYS_KEY, holiday_setting, hours_for, public_holidays
 from assistant.services.pairs import NotFoundError, check_zone
-from assistant.store.db import UnitOfWork
 from assistant.store.tables import Pair
+
+if TYPE_CHECKING:
+    from assistant.services.deps import Deps
 
 CHANNELS = ("smtp", "webhook", "chat")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -27,14 +30,47 @@ FIELDS = (
 )
 
 
-def pair_settings(uow: UnitOfWork, pair_id: int) -> dict[str, Any]:
-    with uow.read() as session:
+@dataclass(frozen=True, slots=True)
+class PairSettings:
+    """A pair's settings as the settings page and the API show them (``FIELDS`` and the
+    pair's name; the holidays' country out of ``working_hours``)."""
+
+    timezone: str
+    assistant_timezone: str
+    working_hours: dict[str, Any] = field(hash=False)
+    sla_minutes: int
+    quiet_hours: dict[str, Any] = field(hash=False)
+    digest_time: str
+    notify_channels: list[str] = field(hash=False)
+    locale: str
+    share_private_details: bool
+    name: str
+    holidays_country: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The API's (and the page's) JSON object, keys as before the view was typed."""
+        return asdict(self)
+
+
+def pair_settings(deps: Deps, pair_id: int) -> PairSettings:
+    with deps.uow.read() as session:
         pair = session.get(Pair, pair_id)
         if pair is None:
             raise NotFoundError(f"no pair {pair_id}")
         country, _ = holiday_setting(pair.working_hours)
-        values = {name: getattr(pair, name) for name in FIELDS if name != "holidays_country"}
-        return values | {"name": pair.name, "holidays_country": country}
+        return PairSettings(
+            timezone=pair.timezone,
+            assistant_timezone=pair.assistant_timezone,
+            working_hours=pair.working_hours,
+            sla_minutes=pair.sla_minutes,
+            quiet_hours=pair.quiet_hours,
+            digest_time=pair.digest_time,
+            notify_channels=list(pair.notify_channels),
+            locale=pair.locale,
+            share_private_details=pair.share_private_details,
+            name=pair.name,
+            holidays_country=country,
+        )
 
 
 def _clock(value: Any, what: str) -> str:
@@ -103,9 +139,9 @@ def validate(changes: dict[str, Any], current_zone: str) -> dict[str, Any]:
     return out
 
 
-def update_pair_settings(uow: UnitOfWork, pair_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+def update_pair_settings(deps: Deps, pair_id: int, changes: dict[str, Any]) -> PairSettings:
     """Validate and store; returns the settings after the change."""
-    with uow.begin() as session:
+    with deps.uow.begin() as session:
         pair = session.get(Pair, pair_id)
         if pair is None:
             raise NotFoundError(f"no pair {pair_id}")
@@ -122,7 +158,7 @@ def update_pair_settings(uow: UnitOfWork, pair_id: int, changes: dict[str, Any])
         valid["working_hours"] = hours
         for name, value in valid.items():
             setattr(pair, name, value)
-    return pair_settings(uow, pair_id)
+    return pair_settings(deps, pair_id)
 
 
 def parse_hours(text_by_day: dict[str, str]) -> dict[str, Any]:

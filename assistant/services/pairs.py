@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from assistant.store.db import UnitOfWork
 from assistant.store.tables import Account, Pair
 from connectors.base import ConnectorError
 from connectors.netguard import OPERATOR_KEY, NetPolicy
 from connectors.registry import CALENDAR_PROVIDERS, MAIL_PROVIDERS
 from connectors.registry import WRITABLE_CALENDARS as WRITABLE_PROVIDERS
+
+if TYPE_CHECKING:
+    from assistant.services.deps import Deps
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 SECRET_WORDS = ("password", "secret", "token", "key")
@@ -24,6 +27,73 @@ SECRET_WORDS = ("password", "secret", "token", "key")
 
 class NotFoundError(LookupError):
     """A pair, account or task named by the user does not exist."""
+
+
+@dataclass(frozen=True, slots=True)
+class PairView:
+    """A pair as the entry points show it (its settings: ``pair_settings.PairSettings``)."""
+
+    id: int
+    name: str
+    manager_email: str
+    assistant_email: str
+    manager_name: str
+    assistant_name: str
+    timezone: str
+    assistant_timezone: str
+    sla_minutes: int
+    locale: str
+    manager_aliases: tuple[str, ...] = ()
+    assistant_aliases: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, pair: Pair) -> PairView:
+        return cls(
+            id=pair.id,
+            name=pair.name,
+            manager_email=pair.manager_email,
+            assistant_email=pair.assistant_email,
+            manager_name=pair.manager_name,
+            assistant_name=pair.assistant_name,
+            timezone=pair.timezone,
+            assistant_timezone=pair.assistant_timezone,
+            sla_minutes=pair.sla_minutes,
+            locale=pair.locale,
+            manager_aliases=tuple(pair.manager_aliases or ()),
+            assistant_aliases=tuple(pair.assistant_aliases or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """An account as stored: ``settings`` hold secret references, never secrets (print
+    them through ``public_settings``)."""
+
+    id: int
+    pair_id: int
+    name: str
+    provider: str
+    kind: str  # calendar | mail
+    writable: bool
+    state: str
+    last_sync_at: datetime | None
+    last_error: str
+    settings: dict[str, Any] = field(hash=False)
+
+    @classmethod
+    def of(cls, account: Account) -> AccountView:
+        return cls(
+            id=account.id,
+            pair_id=account.pair_id,
+            name=account.name,
+            provider=account.provider,
+            kind=account.kind,
+            writable=account.writable,
+            state=account.state,
+            last_sync_at=account.last_sync_at,
+            last_error=account.last_error,
+            settings=dict(account.settings),
+        )
 
 
 def check_email(value: str, what: str) -> str:
@@ -44,12 +114,11 @@ def check_zone(value: str) -> str:
 
 
 def add_pair(
-    uow: UnitOfWork,
+    deps: Deps,
     *,
     name: str,
     manager_email: str,
     assistant_email: str,
-    now: datetime,
     manager_name: str = "",
     assistant_name: str = "",
     timezone: str = "UTC",
@@ -59,7 +128,8 @@ def add_pair(
     working_hours: dict[str, Any] | None = None,
     manager_aliases: Sequence[str] = (),
     assistant_aliases: Sequence[str] = (),
-) -> Pair:
+) -> PairView:
+    now = deps.now()
     if not name.strip():
         raise ValueError("a pair needs a name")
     if name.strip().isdigit():
@@ -87,11 +157,12 @@ def add_pair(
 
         hours_for(working_hours, pair.timezone, (now.year,))  # validates, holidays too
         pair.working_hours = working_hours
-    with uow.begin() as session:
+    with deps.uow.begin() as session:
         if session.scalars(select(Pair).where(Pair.name == pair.name)).first():
             raise ValueError(f"a pair named {pair.name!r} exists already")
         session.add(pair)
-    return pair
+        session.flush()
+        return PairView.of(pair)
 
 
 def _aliases(values: Sequence[str], what: str) -> list[str]:
@@ -99,20 +170,21 @@ def _aliases(values: Sequence[str], what: str) -> list[str]:
 
 
 def set_aliases(
-    uow: UnitOfWork,
+    deps: Deps,
     pair_ref: str | int | None,
     *,
     manager: Sequence[str] | None = None,
     assistant: Sequence[str] | None = None,
-) -> Pair:
+) -> PairView:
     """Replace the manager's and/or the assistant's other addresses (None: keep)."""
-    with uow.begin() as session:
+    with deps.uow.begin() as session:
         pair = find_pair(session, pair_ref)
         if manager is not None:
             pair.manager_aliases = _aliases(manager, "manager alias")
         if assistant is not None:
             pair.assistant_aliases = _aliases(assistant, "assistant alias")
-    return pair
+        session.flush()
+        return PairView.of(pair)
 
 
 def find_pair(session: Session, ref: str | int | None) -> Pair:
@@ -137,21 +209,20 @@ def find_pair(session: Session, ref: str | int | None) -> Pair:
     return pair
 
 
-def list_pairs(uow: UnitOfWork) -> list[Pair]:
-    with uow.read() as session:
-        return list(session.scalars(select(Pair).order_by(Pair.id)))
+def list_pairs(deps: Deps) -> list[PairView]:
+    with deps.uow.read() as session:
+        return [PairView.of(p) for p in session.scalars(select(Pair).order_by(Pair.id))]
 
 
 def add_account(
-    uow: UnitOfWork,
+    deps: Deps,
     *,
     pair: str | int | None,
     name: str,
     provider: str,
     settings: dict[str, Any],
-    now: datetime,
     guard: NetPolicy | None = None,
-) -> Account:
+) -> AccountView:
     """Add an account to a pair.
 
     ``guard`` None: the operator adds it (the CLI, the configuration, the operator's
@@ -172,7 +243,8 @@ def add_account(
         settings[OPERATOR_KEY] = True
     else:
         check_locations(provider, settings, guard.for_account({}))
-    with uow.begin() as session:
+    now = deps.now()
+    with deps.uow.begin() as session:
         p = find_pair(session, pair)
         if session.scalars(
             select(Account).where(Account.pair_id == p.id, Account.name == name)
@@ -188,7 +260,8 @@ def add_account(
             created_at=now,
         )
         session.add(account)
-    return account
+        session.flush()
+        return AccountView.of(account)
 
 
 def check_locations(provider: str, settings: dict[str, Any], policy: NetPolicy) -> None:
@@ -237,41 +310,41 @@ def check_secret_refs(settings: dict[str, Any]) -> None:
 
 
 def update_account_settings(
-    uow: UnitOfWork, account_id: int, changes: dict[str, Any], *, pair_id: int | None = None
-) -> Account:
+    deps: Deps, account_id: int, changes: dict[str, Any], *, pair_id: int | None = None
+) -> AccountView:
     """Merge ``changes`` into an account's settings (a reconnect: new token or password).
 
     The account starts over as "new" with no error; its change token is kept."""
     check_secret_refs(changes)
     changes = {k: v for k, v in changes.items() if k != OPERATOR_KEY}  # only add_account marks
-    with uow.begin() as session:
+    with deps.uow.begin() as session:
         account = session.get(Account, account_id)
         if account is None or (pair_id is not None and account.pair_id != pair_id):
             raise NotFoundError(f"no account {account_id}")
         account.settings = {**account.settings, **changes}
         account.state = "new"
         account.last_error = ""
-    return account
+        return AccountView.of(account)
 
 
-def trust_account(uow: UnitOfWork, account_id: int) -> Account:
+def trust_account(deps: Deps, account_id: int) -> AccountView:
     """Mark an account as the operator's (``netguard.OPERATOR_KEY``): only the CLI does."""
-    with uow.begin() as session:
+    with deps.uow.begin() as session:
         account = session.get(Account, account_id)
         if account is None:
             raise NotFoundError(f"no account {account_id}")
         account.settings = {**account.settings, OPERATOR_KEY: True}
         account.state = "new"
         account.last_error = ""
-    return account
+        return AccountView.of(account)
 
 
-def list_accounts(uow: UnitOfWork, pair: str | int | None = None) -> list[Account]:
-    with uow.read() as session:
+def list_accounts(deps: Deps, pair: str | int | None = None) -> list[AccountView]:
+    with deps.uow.read() as session:
         stmt = select(Account).order_by(Account.id)
         if pair is not None:
             stmt = stmt.where(Account.pair_id == find_pair(session, pair).id)
-        return list(session.scalars(stmt))
+        return [AccountView.of(a) for a in session.scalars(stmt)]
 
 
 def public_settings(settings: dict[str, Any]) -> dict[str, Any]:

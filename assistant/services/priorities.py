@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assistant.domain.priorities import Rule, make_rule
 from assistant.services.pairs import NotFoundError, find_pair
-from assistant.store.db import UnitOfWork
 from assistant.store.tables import PriorityRule
+
+if TYPE_CHECKING:
+    from assistant.services.deps import Deps
 
 
 def load_rules(session: Session, pair_id: int) -> list[Rule]:
@@ -21,17 +24,16 @@ def load_rules(session: Session, pair_id: int) -> list[Rule]:
 
 
 def add_rule(
-    uow: UnitOfWork,
+    deps: Deps,
     *,
     pair: str | int | None,
     kind: str,
     pattern: str,
     level: str,
     note: str = "",
-    now: datetime,
 ) -> int:
     rule = make_rule(kind, pattern, level, note)  # validates before anything is stored
-    with uow.begin() as session:
+    with deps.uow.begin() as session:
         p = find_pair(session, pair)
         existing = session.scalars(
             select(PriorityRule).where(
@@ -45,32 +47,47 @@ def add_rule(
             return existing.id
         row = PriorityRule(
             pair_id=p.id, kind=rule.kind, pattern=rule.pattern, level=rule.level.label,
-            note=note, created_at=now,
+            note=note, created_at=deps.now(),
         )  # fmt: skip
         session.add(row)
         session.flush()
         return row.id
 
 
-def remove_rule(uow: UnitOfWork, rule_id: int, pair: str | int | None = None) -> None:
-    with uow.begin() as session:
+def remove_rule(deps: Deps, rule_id: int, pair: str | int | None = None) -> None:
+    with deps.uow.begin() as session:
         row = session.get(PriorityRule, rule_id)
         if row is None or (pair is not None and row.pair_id != find_pair(session, pair).id):
             raise NotFoundError(f"no priority rule {rule_id}")
         session.delete(row)
 
 
-def list_rules(uow: UnitOfWork, pair: str | int | None) -> list[dict[str, object]]:
-    with uow.read() as session:
+@dataclass(frozen=True, slots=True)
+class RuleView:
+    """A stored priority rule and how it reads to the assistant (``text``)."""
+
+    id: int
+    kind: str
+    pattern: str
+    level: str  # high | normal | low
+    note: str
+    text: str
+
+
+_LEVEL_ORDER = {"high": 0, "normal": 1, "low": 2}
+
+
+def list_rules(deps: Deps, pair: str | int | None) -> list[RuleView]:
+    """The pair's rules, highest level first."""
+    with deps.uow.read() as session:
         p = find_pair(session, pair)
         rows = session.scalars(
             select(PriorityRule).where(PriorityRule.pair_id == p.id).order_by(PriorityRule.id)
         )
-        out = []
-        for r in rows:
-            rule = make_rule(r.kind, r.pattern, r.level, r.note)
-            out.append({"id": r.id, "kind": r.kind, "pattern": r.pattern, "level": r.level,
-                        "note": r.note, "text": rule.describe()})  # fmt: skip
-        order = {"high": 0, "normal": 1, "low": 2}
-        out.sort(key=lambda d: (order[str(d["level"])], str(d["kind"]), str(d["pattern"])))
+        out = [
+            RuleView(id=r.id, kind=r.kind, pattern=r.pattern, level=r.level, note=r.note,
+                     text=make_rule(r.kind, r.pattern, r.level, r.note).describe())
+            for r in rows
+        ]  # fmt: skip
+        out.sort(key=lambda v: (_LEVEL_ORDER[v.level], v.kind, v.pattern))
         return out

@@ -1,23 +1,40 @@
-"""Read models for the CLI and the web app: plain dicts, newest first."""
+"""Read models for the CLI and the web app: frozen views, newest first."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from assistant.domain.privacy import title, visible_json
 from assistant.services.pairs import NotFoundError, find_pair
-from assistant.store.db import UnitOfWork
 from assistant.store.tables import ChangeBatch, OutboxEntry, ScheduleChange
 
+if TYPE_CHECKING:
+    from assistant.services.deps import Deps
 
-def recent_changes(
-    uow: UnitOfWork, pair: str | int | None, limit: int = 50
-) -> list[dict[str, Any]]:
-    with uow.read() as session:
+
+@dataclass(frozen=True, slots=True)
+class ChangeView:
+    """A detected change as ``assistant changes`` shows it; ``notified`` is where its
+    notification went (``channel:state``, comma-separated; "—" before any)."""
+
+    id: int
+    batch_id: int
+    detected_at: str
+    kind: str
+    kinds: list[str] = field(hash=False)
+    summary: str
+    starts_at: str
+    before: dict[str, Any] | None = field(hash=False)
+    after: dict[str, Any] | None = field(hash=False)
+    notified: str
+
+
+def recent_changes(deps: Deps, pair: str | int | None, limit: int = 50) -> list[ChangeView]:
+    with deps.uow.read() as session:
         p = find_pair(session, pair)
         rows = session.execute(
             select(ScheduleChange, ChangeBatch)
@@ -29,18 +46,18 @@ def recent_changes(
         entries = session.scalars(select(OutboxEntry).where(OutboxEntry.pair_id == p.id)).all()
         notified = where_notified(entries, rows)
         return [
-            {
-                "id": c.id,
-                "batch_id": b.id,
-                "detected_at": c.detected_at.isoformat(timespec="seconds"),
-                "kind": c.kind,
-                "kinds": (c.after or c.before or {}).get("kinds", [c.kind]),
-                "summary": title(c.summary, _private(c), p.share_private_details),
-                "starts_at": c.starts_at.isoformat(timespec="minutes"),
-                "before": visible_json(c.before, p.share_private_details),
-                "after": visible_json(c.after, p.share_private_details),
-                "notified": ", ".join(f"{e.channel}:{e.state}" for e in notified[c.id]) or "—",
-            }
+            ChangeView(
+                id=c.id,
+                batch_id=b.id,
+                detected_at=c.detected_at.isoformat(timespec="seconds"),
+                kind=c.kind,
+                kinds=(c.after or c.before or {}).get("kinds", [c.kind]),
+                summary=title(c.summary, _private(c), p.share_private_details),
+                starts_at=c.starts_at.isoformat(timespec="minutes"),
+                before=visible_json(c.before, p.share_private_details),
+                after=visible_json(c.after, p.share_private_details),
+                notified=", ".join(f"{e.channel}:{e.state}" for e in notified[c.id]) or "—",
+            )
             for c, b in rows
         ]
 
@@ -79,35 +96,51 @@ def _private(c: ScheduleChange) -> bool:
     return bool((c.after or c.before or {}).get("private"))
 
 
-def outbox_entries(uow: UnitOfWork, state: str | None, limit: int = 50) -> list[dict[str, Any]]:
-    with uow.read() as session:
+@dataclass(frozen=True, slots=True)
+class OutboxEntryView:
+    """A queued, sent or dead notification as ``assistant outbox`` lists it."""
+
+    id: int
+    key: str
+    state: str
+    channel: str
+    recipient: str
+    subject: str
+    attempts: int
+    last_error: str
+    created_at: str
+    sent_at: str | None
+
+
+def outbox_entries(deps: Deps, state: str | None, limit: int = 50) -> list[OutboxEntryView]:
+    with deps.uow.read() as session:
         stmt = select(OutboxEntry).order_by(OutboxEntry.id.desc()).limit(limit)
         if state:
             stmt = stmt.where(OutboxEntry.state == state)
         return [
-            {
-                "id": e.id,
-                "key": e.idempotency_key,
-                "state": e.state,
-                "channel": e.channel,
-                "recipient": e.recipient,
-                "subject": e.subject,
-                "attempts": e.attempts,
-                "last_error": e.last_error,
-                "created_at": e.created_at.isoformat(timespec="seconds"),
-                "sent_at": e.sent_at.isoformat(timespec="seconds") if e.sent_at else None,
-            }
+            OutboxEntryView(
+                id=e.id,
+                key=e.idempotency_key,
+                state=e.state,
+                channel=e.channel,
+                recipient=e.recipient,
+                subject=e.subject,
+                attempts=e.attempts,
+                last_error=e.last_error,
+                created_at=e.created_at.isoformat(timespec="seconds"),
+                sent_at=e.sent_at.isoformat(timespec="seconds") if e.sent_at else None,
+            )
             for e in session.scalars(stmt)
         ]
 
 
-def retry_entry(uow: UnitOfWork, entry_id: int, now: datetime) -> None:
-    with uow.begin() as session:
+def retry_entry(deps: Deps, entry_id: int) -> None:
+    with deps.uow.begin() as session:
         entry = session.get(OutboxEntry, entry_id)
         if entry is None:
             raise NotFoundError(f"no outbox entry {entry_id}")
         if entry.state == "sent":
             raise ValueError(f"entry {entry_id} was sent already; it is not sent twice")
         entry.state = "pending"
-        entry.next_attempt_at = now
+        entry.next_attempt_at = deps.now()
         entry.claimed_until = None

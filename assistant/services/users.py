@@ -11,8 +11,8 @@ for the pages and the API alike:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -20,7 +20,6 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from assistant.services.pairs import NotFoundError, check_email, find_pair
-from assistant.store.db import UnitOfWork
 from assistant.store.tables import (
     Membership,
     Organisation,
@@ -29,6 +28,9 @@ from assistant.store.tables import (
     User,
     WebSession,
 )
+
+if TYPE_CHECKING:
+    from assistant.services.deps import Deps
 
 ROLES = ("admin", "manager", "assistant")
 PAIR_ROLES = ("manager", "assistant")
@@ -56,14 +58,14 @@ def password_matches(stored: str, password: str) -> bool:
 # ----------------------------------------------------------------------------- writes
 
 
-def add_organisation(uow: UnitOfWork, name: str, now: datetime) -> int:
+def add_organisation(deps: Deps, name: str) -> int:
     name = name.strip()
     if not name:
         raise ValueError("an organisation needs a name")
-    with uow.begin() as session:
+    with deps.uow.begin() as session:
         if session.scalars(select(Organisation).where(Organisation.name == name)).first():
             raise ValueError(f"an organisation named {name!r} exists already")
-        org = Organisation(name=name, created_at=now)
+        org = Organisation(name=name, created_at=deps.now())
         session.add(org)
         session.flush()
         return org.id
@@ -79,9 +81,9 @@ def _organisation(session: Session, ref: str | int) -> Organisation:
     return org
 
 
-def assign_pair(uow: UnitOfWork, pair: str | int, organisation: str | int | None) -> None:
+def assign_pair(deps: Deps, pair: str | int, organisation: str | int | None) -> None:
     """Put a pair in an organisation (its admins then see it); None takes it out."""
-    with uow.begin() as session:
+    with deps.uow.begin() as session:
         p = find_pair(session, pair)
         row = session.get(OrganisationPair, p.id)
         if organisation is None:
@@ -96,11 +98,10 @@ def assign_pair(uow: UnitOfWork, pair: str | int, organisation: str | int | None
 
 
 def add_user(
-    uow: UnitOfWork,
+    deps: Deps,
     *,
     email: str,
     role: str,
-    now: datetime,
     name: str = "",
     password: str | None = None,
     organisation: str | int | None = None,
@@ -121,7 +122,7 @@ def add_user(
     email = check_email(email, "user address")
     if password:
         password_hash = hash_password(password)
-    with uow.begin() as session:
+    with deps.uow.begin() as session:
         if session.scalars(select(User).where(User.email == email)).first():
             raise ValueError(f"a user {email!r} exists already")
         org_id = _organisation(session, organisation).id if organisation is not None else None
@@ -133,7 +134,7 @@ def add_user(
             organisation_id=org_id,
             locale=locale,
             active=True,
-            created_at=now,
+            created_at=deps.now(),
         )
         session.add(user)
         session.flush()
@@ -159,35 +160,35 @@ def _end_sessions(session: Session, user_id: int, keep: int | None = None) -> in
 
 
 def set_password(
-    uow: UnitOfWork, user: str | int, password: str, *, keep_session: int | None = None
+    deps: Deps, user: str | int, password: str, *, keep_session: int | None = None
 ) -> int:
     """Set (or reset) a user's password and end their sessions, all but ``keep_session``
     (the browser that changed it); returns how many sessions ended."""
     hashed = hash_password(password)
-    with uow.begin() as session:
+    with deps.uow.begin() as session:
         u = _user(session, user)
         u.password_hash = hashed
         return _end_sessions(session, u.id, keep_session)
 
 
 def change_password(
-    uow: UnitOfWork, user_id: int, current: str, new: str, *, keep_session: int | None
+    deps: Deps, user_id: int, current: str, new: str, *, keep_session: int | None
 ) -> int:
     """A signed-in user changes their own password: ``current`` must match.
 
     ValueError when it does not (or the new one is too short); the user's other
     sessions end. Returns how many ended."""
-    with uow.read() as session:
+    with deps.uow.read() as session:
         stored = _user(session, user_id).password_hash
     if not password_matches(stored, current):
         raise ValueError("the current password is wrong")
-    return set_password(uow, user_id, new, keep_session=keep_session)
+    return set_password(deps, user_id, new, keep_session=keep_session)
 
 
-def set_active(uow: UnitOfWork, user: str | int, active: bool) -> None:
+def set_active(deps: Deps, user: str | int, active: bool) -> None:
     """Deactivating a user ends their sessions at once; they cannot log in (password or
     email link) until activated again."""
-    with uow.begin() as session:
+    with deps.uow.begin() as session:
         u = _user(session, user)
         u.active = active
         if not active:
@@ -195,19 +196,18 @@ def set_active(uow: UnitOfWork, user: str | int, active: bool) -> None:
 
 
 def add_membership(
-    uow: UnitOfWork,
+    deps: Deps,
     *,
     user: str | int,
     pair: str | int,
     role: str,
-    now: datetime,
     may_edit: bool | None = None,
 ) -> int:
     """Make a user the manager or the assistant of a pair. Managers may edit by default;
     assistants see priorities, tasks and settings read-only unless ``may_edit``."""
     if role not in PAIR_ROLES:
         raise ValueError(f"a pair role is one of {', '.join(PAIR_ROLES)}")
-    with uow.begin() as session:
+    with deps.uow.begin() as session:
         u = _user(session, user)
         p = find_pair(session, pair)
         edit = (role == "manager") if may_edit is None else may_edit
@@ -215,7 +215,9 @@ def add_membership(
             select(Membership).where(Membership.user_id == u.id, Membership.pair_id == p.id)
         ).first()
         if row is None:
-            row = Membership(user_id=u.id, pair_id=p.id, role=role, may_edit=edit, created_at=now)
+            row = Membership(
+                user_id=u.id, pair_id=p.id, role=role, may_edit=edit, created_at=deps.now()
+            )
             session.add(row)
         else:
             row.role, row.may_edit = role, edit
@@ -223,8 +225,8 @@ def add_membership(
         return row.id
 
 
-def remove_membership(uow: UnitOfWork, *, user: str | int, pair: str | int) -> None:
-    with uow.begin() as session:
+def remove_membership(deps: Deps, *, user: str | int, pair: str | int) -> None:
+    with deps.uow.begin() as session:
         u, p = _user(session, user), find_pair(session, pair)
         row = session.scalars(
             select(Membership).where(Membership.user_id == u.id, Membership.pair_id == p.id)
@@ -234,8 +236,26 @@ def remove_membership(uow: UnitOfWork, *, user: str | int, pair: str | int) -> N
         session.delete(row)
 
 
-def list_users(uow: UnitOfWork) -> list[dict[str, object]]:
-    with uow.read() as session:
+@dataclass(frozen=True, slots=True)
+class UserView:
+    """A user as ``assistant user list`` shows them: ``pairs`` are ``"pair:role"``."""
+
+    id: int
+    email: str
+    name: str
+    role: str
+    organisation: str | None
+    active: bool
+    password: bool  # whether they have one (else: email link only)
+    pairs: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        """``assistant user list --json``'s object (``pairs`` a list)."""
+        return {**asdict(self), "pairs": list(self.pairs)}
+
+
+def list_users(deps: Deps) -> list[UserView]:
+    with deps.uow.read() as session:
         orgs: dict[int, str] = {
             i: n for i, n in session.execute(select(Organisation.id, Organisation.name))
         }
@@ -244,16 +264,16 @@ def list_users(uow: UnitOfWork) -> list[dict[str, object]]:
         for m in session.scalars(select(Membership).order_by(Membership.id)):
             members.setdefault(m.user_id, []).append(f"{pairs.get(m.pair_id, m.pair_id)}:{m.role}")
         return [
-            {
-                "id": u.id,
-                "email": u.email,
-                "name": u.name,
-                "role": u.role,
-                "organisation": orgs.get(u.organisation_id) if u.organisation_id else None,
-                "active": u.active,
-                "password": bool(u.password_hash),
-                "pairs": members.get(u.id, []),
-            }
+            UserView(
+                id=u.id,
+                email=u.email,
+                name=u.name,
+                role=u.role,
+                organisation=orgs.get(u.organisation_id) if u.organisation_id else None,
+                active=u.active,
+                password=bool(u.password_hash),
+                pairs=tuple(members.get(u.id, [])),
+            )
             for u in session.scalars(select(User).order_by(User.id))
         ]
 

@@ -47,6 +47,7 @@ from tests.support.browser import (  # noqa: F401 (fixtures)
     phone_fixture,
     shoot,
 )
+from tests.support.deps import deps_for
 from tests.support.web import NOW
 
 if TYPE_CHECKING:
@@ -106,8 +107,7 @@ def test_a_moved_meeting_appears_on_the_agenda_and_the_changes_page_after_a_sync
     a = live.world.alpha
     calendar = radicale.new_calendar("work", user="alex")
     account = add_account(
-        live.svc.uow, pair=a.id, name="work", provider="caldav", settings={"url": calendar},
-        now=NOW,
+        deps_for(live.svc.uow, NOW), pair=a.id, name="work", provider="caldav", settings={"url": calendar},
     )  # fmt: skip
     with httpx.Client(timeout=10) as dav:
 
@@ -309,8 +309,8 @@ def test_latency_figures_follow_imported_mail(live: LiveApp, desktop: BrowserCon
 
     folder = live.world.tmp / "Maildir"
     write_maildir(folder)
-    account = add_account(live.svc.uow, pair=a.id, name="mail", provider="maildir",
-                          settings={"path": str(folder)}, now=NOW)  # fmt: skip
+    account = add_account(deps_for(live.svc.uow, NOW), pair=a.id, name="mail", provider="maildir",
+                          settings={"path": str(folder)})  # fmt: skip
     sync_now(live.svc, account_id=account.id, send=False)
 
     page.reload()

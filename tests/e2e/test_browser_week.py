@@ -186,7 +186,7 @@ def test_an_assistant_of_two_managers_sees_their_days_side_by_side(
 ) -> None:
     context: BrowserContext = request.getfixturevalue(width)
     b = live.world.bravo
-    add_membership(live.svc.uow, user="sam@alpha.example", pair=b.id, role="assistant", now=NOW)
+    add_membership(live.svc, user="sam@alpha.example", pair=b.id, role="assistant")
     page = context.new_page()
     watch = Watch(page)
     live.login(page, "sam@alpha.example")

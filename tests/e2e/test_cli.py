@@ -149,6 +149,15 @@ def test_sync_changes_and_outbox_from_an_ics_file(cli: Cli, tmp_path: Path) -> N
     assert len(queued) == 1, "two changes in one sync are one message"
     assert queued[0]["state"] == "pending"
     assert queued[0]["recipient"] == "sam@example.com"
+    # `assistant changes` says which message told the assistant about each change (it said
+    # "—" while it looked for the batch id that notifications no longer carry)
+    told = f"{queued[0]['channel']}:{queued[0]['state']}"
+    assert [c["notified"] for c in changes] == [told] * len(changes)
+    # the --json objects keep their keys now that the services return typed views
+    assert set(changes[0]) == {"id", "batch_id", "detected_at", "kind", "kinds", "summary",
+                               "starts_at", "before", "after", "notified"}  # fmt: skip
+    assert set(queued[0]) == {"id", "key", "state", "channel", "recipient", "subject",
+                              "attempts", "last_error", "created_at", "sent_at"}  # fmt: skip
 
 
 def test_tasks_without_a_writable_calendar(cli: Cli) -> None:
@@ -308,6 +317,7 @@ def test_priorities_are_added_listed_and_removed(cli: Cli) -> None:
     rules = cli.json("priorities", "--pair", "alex")
     assert isinstance(rules, list)
     assert [r["level"] for r in rules] == ["high", "high", "low"]
+    assert set(rules[0]) == {"id", "kind", "pattern", "level", "note", "text"}
     texts = {r["kind"]: r["text"] for r in rules}
     assert texts["domain"] == "high: with anyone at bigcorp.com (board)"
     assert "not protected time" in cli.fails(
@@ -397,6 +407,8 @@ def test_users_for_the_web_app(cli: Cli) -> None:
     assert isinstance(users, list)
     [sam] = [u for u in users if u["email"] == "sam@example.com"]
     assert sam["pairs"] == ["alex:assistant"]
+    assert set(sam) == {"id", "email", "name", "role", "organisation", "active", "password",
+                        "pairs"}  # fmt: skip
     assert "empty or not set" in cli.fails(
         "user", "add", "x@example.com", "--password-env", "NOPE_NOT_SET"
     )

@@ -42,16 +42,14 @@ def test_a_message_arriving_in_idle_is_imported_and_its_nudge_planned(
     huey = build_huey(settings)
     jobs = register(huey, periodic=False)
     consumer = start_consumer(huey, settings)
-    now = datetime.now(UTC)
     # Working every day, all day, so the SLA clock runs whenever the test does.
     every_day = {d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-    pair = add_pair(svc.uow, name="alex", manager_email="alex@example.com",
-                    assistant_email="sam@example.com", working_hours=every_day, now=now)  # fmt: skip
+    pair = add_pair(svc, name="alex", manager_email="alex@example.com",
+                    assistant_email="sam@example.com", working_hours=every_day)  # fmt: skip
     monkeypatch.setenv("TEST_IMAP_PASSWORD", dovecot.password)
-    add_account(svc.uow, pair=pair.id, name="inbox", provider="imap",
+    add_account(svc, pair=pair.id, name="inbox", provider="imap",
                 settings={"host": dovecot.host, "port": dovecot.port, "security": "none",
-                          "username": dovecot.username, "password": {"env": "TEST_IMAP_PASSWORD"}},
-                now=now)  # fmt: skip
+                          "username": dovecot.username, "password": {"env": "TEST_IMAP_PASSWORD"}})  # fmt: skip
     push = PushSupervisor(svc, lambda account_id: jobs.sync_account(account_id), idle_seconds=5)
     push.start()
     try:

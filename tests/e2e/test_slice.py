@@ -30,6 +30,7 @@ from connectors.base import Window
 from connectors.caldav.calendar import CalDavCalendar
 from jobs import runtime
 from jobs.tasks import Jobs, register
+from tests.support.deps import deps_for
 from tests.support.smtp import SmtpServer
 
 ZONE = "Europe/Berlin"
@@ -100,11 +101,11 @@ def world(
     url = radicale.new_calendar("calendar", user="alex")
     now = datetime.now(UTC)
     pair = add_pair(
-        svc.uow, name="alex", manager_name="Alex Morgan", manager_email="alex@example.com",
-        assistant_name="Sam Lee", assistant_email="sam@example.com", timezone=ZONE, now=now,
+        deps_for(svc.uow, now), name="alex", manager_name="Alex Morgan", manager_email="alex@example.com",
+        assistant_name="Sam Lee", assistant_email="sam@example.com", timezone=ZONE,
     )  # fmt: skip
     account = add_account(
-        svc.uow, pair=pair.id, name="work", provider="caldav", settings={"url": url}, now=now
+        deps_for(svc.uow, now), pair=pair.id, name="work", provider="caldav", settings={"url": url}
     )
     with httpx.Client(timeout=10) as http:
         try:

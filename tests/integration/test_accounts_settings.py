@@ -187,8 +187,8 @@ def test_a_stored_account_the_model_refuses_is_reported_and_the_others_sync(
 ) -> None:
     feed = world.tmp / "feed.ics"
     feed.write_text("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nEND:VCALENDAR\r\n")
-    good = add_account(world.svc.uow, pair=world.alpha.id, name="feed", provider="ics",
-                       settings={"location": str(feed)}, now=world.clock())  # fmt: skip
+    good = add_account(world.svc, pair=world.alpha.id, name="feed", provider="ics",
+                       settings={"location": str(feed)})  # fmt: skip
     with world.svc.uow.begin() as s:  # stored long ago, with a key no model knows
         bad = s.scalars(select(Account).where(Account.name == "alpha-cal")).one()
         assert bad.settings.keys() >= {"url"}  # an ICS feed's address is its "location"

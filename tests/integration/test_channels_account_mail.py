@@ -28,6 +28,7 @@ from assistant.store.db import UnitOfWork
 from assistant.store.tables import Account, OutboxEntry, Pair
 from config.settings import NotifySettings, OutboxSettings
 from connectors.base import CalendarDelta, CalendarResource, Window
+from tests.support.deps import deps_for
 from tests.support.ews_server import EwsServer
 from tests.support.gmail_server import READONLY, SEND, GmailServer
 from tests.support.graph_server import GraphServer
@@ -238,8 +239,8 @@ class World:
 
 
 def make_world(uow: UnitOfWork) -> World:
-    pair = add_pair(uow, name="alex", manager_email=MANAGER, assistant_email=ASSISTANT, now=NOW)
-    calendar = add_account(uow, pair="alex", name="calendar", provider="ics", settings={}, now=NOW)
+    pair = add_pair(deps_for(uow, NOW), name="alex", manager_email=MANAGER, assistant_email=ASSISTANT)
+    calendar = add_account(deps_for(uow, NOW), pair="alex", name="calendar", provider="ics", settings={})
     start = NOW + timedelta(days=2)
     board = EventData(uid="board", start=start, end=start + timedelta(hours=1),
                       summary="Board meeting")  # fmt: skip
@@ -252,8 +253,8 @@ def make_world(uow: UnitOfWork) -> World:
 @pytest.fixture
 def world(uow: UnitOfWork, provider: Provider) -> Iterator[World]:
     w = make_world(uow)
-    add_account(uow, pair="alex", name="mail", provider=provider.provider,
-                settings=provider.settings(), now=NOW)  # fmt: skip
+    add_account(deps_for(uow, NOW), pair="alex", name="mail", provider=provider.provider,
+                settings=provider.settings())  # fmt: skip
     w.notify_through("account")
     yield w
     w.channel.close()
@@ -342,8 +343,8 @@ def test_graph_reply_lost_after_acceptance_is_not_sent_again(
     with GraphServer(tmp_path) as server:
         graph = Graph(server, monkeypatch)
         w = make_world(uow)
-        add_account(uow, pair="alex", name="mail", provider="graph-mail",
-                    settings=graph.settings(), now=NOW)  # fmt: skip
+        add_account(deps_for(uow, NOW), pair="alex", name="mail", provider="graph-mail",
+                    settings=graph.settings())  # fmt: skip
         w.notify_through("graph-mail")
         [entry_id] = w.board_meeting_moves()
         server.drop_next("POST")  # sendMail is carried out, its 202 never arrives
@@ -371,8 +372,8 @@ def test_a_refresh_token_rotated_while_sending_is_stored_for_the_next_process(
                 "client_secret": "", "refresh_token": keyring.seal(server.issue_refresh_token())
             }  # fmt: skip
             w = make_world(uow)
-            account = add_account(uow, pair="alex", name="mail", provider="graph-mail",
-                                  settings=conf, now=NOW)  # fmt: skip
+            account = add_account(deps_for(uow, NOW), pair="alex", name="mail", provider="graph-mail",
+                                  settings=conf)  # fmt: skip
             w.notify_through("graph-mail")
             w.board_meeting_moves()
             assert w.drain().sent == 1
@@ -397,14 +398,13 @@ def test_a_pair_names_accounts_by_id_and_by_provider(
     with EwsServer() as ews_server, GmailServer() as gmail_server:
         ews, gmail = Ews(ews_server, monkeypatch), Gmail(gmail_server, monkeypatch)
         w = make_world(uow)
-        add_account(uow, pair="alex", name="exchange", provider="ews", settings=ews.settings(),
-                    now=NOW)  # fmt: skip
-        google = add_account(uow, pair="alex", name="google", provider="gmail",
-                             settings=gmail.settings(), now=NOW)  # fmt: skip
-        other = add_pair(uow, name="other", manager_email="kim@example.com",
-                         assistant_email="lee@example.com", now=NOW)  # fmt: skip
-        stranger = add_account(uow, pair="other", name="theirs", provider="gmail",
-                               settings=gmail.settings(), now=NOW)  # fmt: skip
+        add_account(deps_for(uow, NOW), pair="alex", name="exchange", provider="ews", settings=ews.settings())  # fmt: skip
+        google = add_account(deps_for(uow, NOW), pair="alex", name="google", provider="gmail",
+                             settings=gmail.settings())  # fmt: skip
+        other = add_pair(deps_for(uow, NOW), name="other", manager_email="kim@example.com",
+                         assistant_email="lee@example.com")  # fmt: skip
+        stranger = add_account(deps_for(uow, NOW), pair="other", name="theirs", provider="gmail",
+                               settings=gmail.settings())  # fmt: skip
         w.notify_through(f"account:{google.id}", "ews-mail", f"account:{stranger.id}")
         ids = w.board_meeting_moves()
         assert len(ids) == 3
@@ -426,10 +426,9 @@ def test_the_default_account_prefers_the_one_marked_to_send(
     with EwsServer() as ews_server, GmailServer() as gmail_server:
         ews, gmail = Ews(ews_server, monkeypatch), Gmail(gmail_server, monkeypatch)
         w = make_world(uow)
-        add_account(uow, pair="alex", name="exchange", provider="ews", settings=ews.settings(),
-                    now=NOW)  # fmt: skip
-        add_account(uow, pair="alex", name="google", provider="gmail",
-                    settings={**gmail.settings(), "send_mail": True}, now=NOW)  # fmt: skip
+        add_account(deps_for(uow, NOW), pair="alex", name="exchange", provider="ews", settings=ews.settings())  # fmt: skip
+        add_account(deps_for(uow, NOW), pair="alex", name="google", provider="gmail",
+                    settings={**gmail.settings(), "send_mail": True})  # fmt: skip
         w.notify_through("account")
         w.board_meeting_moves()
         assert w.drain().sent == 1

@@ -17,6 +17,7 @@ from assistant.services.checkpoint_feed import feed_url
 from assistant.services.pairs import add_pair
 from assistant.store.db import UnitOfWork
 from config.settings import Settings
+from tests.support.deps import deps_for
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
@@ -25,8 +26,8 @@ NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 def svc(uow: UnitOfWork, tmp_path: Path) -> Service:
     s = Service(settings=Settings(data_dir=tmp_path), engine=uow.engine, uow=uow, clock=lambda: NOW)
     for name in ("alex", "blake"):
-        add_pair(uow, name=name, manager_email=f"{name}@example.com",
-                 assistant_email=f"pa-{name}@example.com", timezone="Europe/Berlin", now=NOW)  # fmt: skip
+        add_pair(deps_for(uow, NOW), name=name, manager_email=f"{name}@example.com",
+                 assistant_email=f"pa-{name}@example.com", timezone="Europe/Berlin")  # fmt: skip
     return s
 
 

@@ -26,6 +26,7 @@ from assistant.store.tables import Checkpoint, OutboxEntry
 from config.settings import Settings
 from connectors.base import Window
 from connectors.caldav.calendar import CalDavCalendar
+from tests.support.deps import deps_for
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # Monday 09:00 in Berlin
@@ -63,10 +64,9 @@ def desk(uow: UnitOfWork, radicale: EmbeddedRadicale, tmp_path: Path) -> Desk:
     svc = Service(settings=Settings(data_dir=tmp_path), engine=uow.engine, uow=uow,
                   clock=lambda: clock["now"])  # fmt: skip
     url = radicale.new_calendar("calendar", user="alex")
-    add_pair(uow, name="alex", manager_email="alex@example.com", assistant_email="sam@example.com",
-             timezone="Europe/Berlin", now=NOW)  # fmt: skip
-    account = add_account(uow, pair="alex", name="work", provider="caldav", settings={"url": url},
-                          now=NOW)  # fmt: skip
+    add_pair(deps_for(uow, NOW), name="alex", manager_email="alex@example.com", assistant_email="sam@example.com",
+             timezone="Europe/Berlin")  # fmt: skip
+    account = add_account(deps_for(uow, NOW), pair="alex", name="work", provider="caldav", settings={"url": url})  # fmt: skip
     d = Desk(svc, url, account.id, CalDavCalendar(url))
     assert d.sync() == 0
     return d

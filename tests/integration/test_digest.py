@@ -42,6 +42,7 @@ from assistant.store.tables import (
 from config.settings import NotifySettings, Settings, load
 from connectors.ics.feed import IcsFeed
 from jobs import runtime, tasks
+from tests.support.deps import deps_for
 
 NOW = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)  # Tuesday 08:00 in Berlin: digest time
 YESTERDAY = NOW - timedelta(days=1)  # the last digest
@@ -138,23 +139,21 @@ class World:
 
 def new_world(uow: UnitOfWork, tmp_path: Path, **pair: Any) -> World:
     p = add_pair(
-        uow,
+        deps_for(uow, NOW - timedelta(days=3)),
         name="alex",
         manager_name="Alex",
         manager_email="alex@example.com",
         assistant_email="sam@example.com",
         timezone="Europe/Berlin",
-        now=NOW - timedelta(days=3),
         **pair,
     )
     path = tmp_path / "cal.ics"
     account = add_account(
-        uow,
+        deps_for(uow, NOW - timedelta(days=3)),
         pair="alex",
         name="work",
         provider="ics",
         settings={"location": str(path)},
-        now=NOW - timedelta(days=3),
     )
     w = World(uow, path, account.id, p.id)
     w.set_pair(digest_time="08:00")
@@ -207,7 +206,7 @@ def world(uow: UnitOfWork, tmp_path: Path) -> World:
     w.change(
         YESTERDAY + timedelta(hours=3), BOARD, STRATEGY, CHECK, DOCTOR, LUNCH_MOVED, GYM, FAR_MOVED
     )
-    add_rule(uow, pair="alex", kind="keyword", pattern="gym", level="low", now=YESTERDAY)
+    add_rule(deps_for(uow, YESTERDAY), pair="alex", kind="keyword", pattern="gym", level="low")
     w.change(
         YESTERDAY + timedelta(hours=4),
         BOARD,

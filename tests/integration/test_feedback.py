@@ -21,6 +21,7 @@ from assistant.services.pairs import add_pair
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Checkpoint, DelegatedTask, OutboxEntry, TaskFeedback
 from config.settings import Settings
+from tests.support.deps import deps_for
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
@@ -36,8 +37,8 @@ class Clock:
 @pytest.fixture
 def svc(uow: UnitOfWork, tmp_path: Path) -> Service:
     service = Service(settings=Settings(data_dir=tmp_path), engine=uow.engine, uow=uow, clock=Clock())
-    add_pair(uow, name="alex", manager_email="alex@example.com", assistant_email="sam@example.com",
-             timezone="Europe/Berlin", now=NOW)  # fmt: skip
+    add_pair(deps_for(uow, NOW), name="alex", manager_email="alex@example.com", assistant_email="sam@example.com",
+             timezone="Europe/Berlin")  # fmt: skip
     return service
 
 

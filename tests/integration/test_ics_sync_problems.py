@@ -13,6 +13,7 @@ from assistant.services.sync import SyncPolicy, sync_calendar
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Account, EventSnapshot
 from connectors.ics.feed import IcsFeed
+from tests.support.deps import deps_for
 
 NOW = datetime(2030, 1, 2, 9, 0, tzinfo=UTC)
 
@@ -45,13 +46,14 @@ def test_the_account_and_the_sync_result_name_what_was_left_out(
     uow: UnitOfWork, tmp_path: Path
 ) -> None:
     add_pair(
-        uow, name="alex", manager_email="alex@example.com",
-        assistant_email="sam@example.com", timezone="Europe/Berlin", now=NOW,
+        deps_for(uow, NOW), name="alex", manager_email="alex@example.com",
+        assistant_email="sam@example.com", timezone="Europe/Berlin",
     )  # fmt: skip
     path = tmp_path / "feed.ics"
     path.write_bytes(calendar(SERIES, GARBAGE_SEQUENCE, TWINS, UIDLESS))
     account_id = add_account(
-        uow, pair="alex", name="feed", provider="ics", settings={"location": str(path)}, now=NOW
+        deps_for(uow, NOW), pair="alex", name="feed", provider="ics",
+        settings={"location": str(path)},
     ).id
     report = sync_calendar(uow, account_id, IcsFeed(str(path)), NOW, SyncPolicy())
     # 4 of the series (one RDATE kept), the board meeting, both twins, 2 stand-ups

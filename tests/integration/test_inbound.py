@@ -27,6 +27,7 @@ from assistant.store.db import UnitOfWork
 from assistant.store.tables import Checkpoint, DelegatedTask, OutboxEntry, TaskFeedback
 from config.settings import InboxSettings, SecretRef, Settings, SmtpSettings
 from connectors.archive.mailbox import InboundMessage, MaildirSource, html_to_text
+from tests.support.deps import deps_for
 from tests.support.dovecot import Dovecot
 from tests.support.smtp import Received, SmtpServer
 
@@ -78,8 +79,8 @@ def svc(
     channel = SmtpChannel(smtp_server.host, smtp_server.port, SERVICE, clock=clock)
     service = Service(settings=settings, engine=uow.engine, uow=uow, clock=clock,
                       channels={"smtp": channel})  # fmt: skip
-    add_pair(uow, name="alex", manager_email=MANAGER, assistant_email=ASSISTANT,
-             timezone="Europe/Berlin", now=NOW)  # fmt: skip
+    add_pair(deps_for(uow, NOW), name="alex", manager_email=MANAGER, assistant_email=ASSISTANT,
+             timezone="Europe/Berlin")  # fmt: skip
     return service
 
 

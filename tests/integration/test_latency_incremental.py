@@ -35,8 +35,8 @@ from tests.integration.test_mail_service import MONDAY, NOW, mail
 def svc(uow: UnitOfWork, tmp_path: Path) -> Service:
     service = Service(settings=Settings(data_dir=tmp_path), engine=uow.engine, uow=uow,
                       clock=lambda: NOW)  # fmt: skip
-    add_pair(uow, name="alex", manager_email="alex@example.com", assistant_email="sam@example.com",
-             timezone="Europe/Berlin", now=NOW)  # fmt: skip
+    add_pair(service, name="alex", manager_email="alex@example.com", assistant_email="sam@example.com",
+             timezone="Europe/Berlin")  # fmt: skip
     return service
 
 
@@ -59,8 +59,8 @@ def test_new_mail_is_fed_to_the_same_index_and_matches_the_batch_figures(
     box = Maildir(str(root), create=True)
     mail(box, "a1@x", "sam", "alex", MONDAY + timedelta(hours=16, minutes=50), "Budget")
     mail(box, "b1@x", "sam", "alex", MONDAY + timedelta(days=1, hours=9), "Flights")
-    account = add_account(svc.uow, pair="alex", name="export", provider="maildir",
-                          settings={"path": str(root)}, now=NOW)  # fmt: skip
+    account = add_account(svc, pair="alex", name="export", provider="maildir",
+                          settings={"path": str(root)})  # fmt: skip
     import_mail(svc, account.id, MaildirSource(root))
 
     first = latency_of_pair(svc, "alex", None)
@@ -93,14 +93,14 @@ def test_a_change_of_working_time_builds_the_index_again(svc: Service, tmp_path:
     box = Maildir(str(root), create=True)
     mail(box, "a1@x", "sam", "alex", MONDAY + timedelta(hours=16, minutes=50), "Budget")
     mail(box, "a2@x", "alex", "sam", MONDAY + timedelta(days=1, hours=8, minutes=10), "Re: Budget", "a1@x")
-    account = add_account(svc.uow, pair="alex", name="export", provider="maildir",
-                          settings={"path": str(root)}, now=NOW)  # fmt: skip
+    account = add_account(svc, pair="alex", name="export", provider="maildir",
+                          settings={"path": str(root)})  # fmt: skip
     import_mail(svc, account.id, MaildirSource(root))
     before = latency_of_pair(svc, "alex", None)
     index = cached_index(svc.uow, account.pair_id)
     assert before.messages[0].working_minutes == pytest.approx(20)
 
-    update_pair_settings(svc.uow, account.pair_id, {"timezone": "UTC"})
+    update_pair_settings(svc, account.pair_id, {"timezone": "UTC"})
     after = latency_of_pair(svc, "alex", None)
     assert cached_index(svc.uow, account.pair_id) is not index
     # Mon 16:50 → Tue 08:10 UTC; hours 09–18 UTC: 70 working minutes on Monday.
@@ -113,8 +113,8 @@ def test_rows_gone_from_the_store_build_the_index_again(svc: Service, tmp_path: 
     box = Maildir(str(root), create=True)
     mail(box, "a1@x", "sam", "alex", MONDAY + timedelta(hours=16, minutes=50), "Budget")
     mail(box, "a2@x", "alex", "sam", MONDAY + timedelta(days=1, hours=8, minutes=10), "Re: Budget", "a1@x")
-    account = add_account(svc.uow, pair="alex", name="export", provider="maildir",
-                          settings={"path": str(root)}, now=NOW)  # fmt: skip
+    account = add_account(svc, pair="alex", name="export", provider="maildir",
+                          settings={"path": str(root)})  # fmt: skip
     import_mail(svc, account.id, MaildirSource(root))
     assert latency_of_pair(svc, "alex", None).summary.answered == 1
 

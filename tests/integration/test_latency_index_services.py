@@ -44,6 +44,7 @@ from assistant.store.db import UnitOfWork
 from assistant.store.tables import Message, Pair
 from config.settings import LatencySettings, Settings
 from connectors.base import MailDelta
+from tests.support.deps import deps_for
 
 START = datetime(2026, 10, 5, 6, 0, tzinfo=UTC)  # a Monday; lookback 14 days of 40
 SAM, ALEX = "sam@example.com", "alex@example.com"
@@ -213,11 +214,12 @@ def test_services_on_the_index_decide_as_the_batch_did(
     monkeypatch.setattr(reply_index, "SETTLE_SECONDS", settle)
     accounts = {}
     for name in ("a", "b"):
-        pair = add_pair(uow, name=name, manager_email=ALEX, assistant_email=SAM,
-                        timezone="Europe/Berlin", now=START)  # fmt: skip
-        add_rule(uow, pair=name, kind="keyword", pattern="urgent", level="high", now=START)
-        account = add_account(uow, pair=name, name="mail", provider="maildir",
-                              settings={"path": str(tmp_path)}, now=START)  # fmt: skip
+        at_start = deps_for(uow, START)
+        pair = add_pair(at_start, name=name, manager_email=ALEX, assistant_email=SAM,
+                        timezone="Europe/Berlin")  # fmt: skip
+        add_rule(at_start, pair=name, kind="keyword", pattern="urgent", level="high")
+        account = add_account(at_start, pair=name, name="mail", provider="maildir",
+                              settings={"path": str(tmp_path)})  # fmt: skip
         accounts[name] = (pair.id, account.id)
     (a, a_account), (b, b_account) = accounts["a"], accounts["b"]
     mail = mailbox(seed)
@@ -264,10 +266,11 @@ def test_a_thread_joined_through_mail_older_than_the_lookback_is_seen_whole(
     now = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)  # a Wednesday, 11:00 in Berlin
     ids = {}
     for name in ("a", "b"):
-        pair = add_pair(uow, name=name, manager_email=ALEX, assistant_email=SAM,
-                        timezone="Europe/Berlin", now=START)  # fmt: skip
-        account = add_account(uow, pair=name, name="mail", provider="maildir",
-                              settings={"path": str(tmp_path)}, now=START)  # fmt: skip
+        at_start = deps_for(uow, START)
+        pair = add_pair(at_start, name=name, manager_email=ALEX, assistant_email=SAM,
+                        timezone="Europe/Berlin")  # fmt: skip
+        account = add_account(at_start, pair=name, name="mail", provider="maildir",
+                              settings={"path": str(tmp_path)})  # fmt: skip
         ids[name] = (pair.id, account.id)
     day = timedelta(days=1)
     mail = [

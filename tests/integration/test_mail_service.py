@@ -38,8 +38,8 @@ def mail(box: Maildir, mid: str, frm: str, to: str, at: datetime, subject: str,
 def svc(uow: UnitOfWork, tmp_path: Path) -> Service:
     service = Service(settings=Settings(data_dir=tmp_path), engine=uow.engine, uow=uow,
                       clock=lambda: NOW)  # fmt: skip
-    add_pair(uow, name="alex", manager_email="alex@example.com", assistant_email="sam@example.com",
-             timezone="Europe/Berlin", now=NOW)  # fmt: skip
+    add_pair(service, name="alex", manager_email="alex@example.com", assistant_email="sam@example.com",
+             timezone="Europe/Berlin")  # fmt: skip
     return service
 
 
@@ -56,8 +56,8 @@ def test_import_counts_copies_once_and_measures_in_working_time(svc: Service, tm
     mail(sent, "b2@x", "alex", "sam", MONDAY + timedelta(days=1, hours=9, minutes=25), "RE: Flights")
     # Still open.
     mail(inbox, "c1@x", "sam", "alex", MONDAY + timedelta(days=2, hours=9), "Visa")
-    account = add_account(svc.uow, pair="alex", name="export", provider="maildir",
-                          settings={"path": str(root)}, now=NOW)  # fmt: skip
+    account = add_account(svc, pair="alex", name="export", provider="maildir",
+                          settings={"path": str(root)})  # fmt: skip
 
     first = import_mail(svc, account.id, MaildirSource(root))
     assert first.new == 5, "the copy of a2 in Sent and in the inbox is one message"
@@ -86,8 +86,8 @@ def test_since_filters_by_sent_time(svc: Service, tmp_path: Path) -> None:
     box = Maildir(str(root), create=True)
     mail(box, "old@x", "sam", "alex", MONDAY - timedelta(days=7, hours=-9), "Old")
     mail(box, "new@x", "sam", "alex", MONDAY + timedelta(hours=9), "New")
-    account = add_account(svc.uow, pair="alex", name="export", provider="maildir",
-                          settings={"path": str(root)}, now=NOW)  # fmt: skip
+    account = add_account(svc, pair="alex", name="export", provider="maildir",
+                          settings={"path": str(root)})  # fmt: skip
     import_mail(svc, account.id, MaildirSource(root))
     result = latency_of_pair(svc, "alex", MONDAY).to_dict()
     assert [m["subject"] for m in result["messages"]] == ["New"]
@@ -100,8 +100,8 @@ def test_our_own_notifications_in_the_managers_sent_items_are_not_replies(svc: S
     # A schedule-change notification sent through the manager's account lands in Sent.
     mail(box, "0ba2cace85d60965e06341f4fe615e83@exec-assistant", "alex", "sam",
          MONDAY + timedelta(hours=9, minutes=5), "Re: Budget", "q1@x")  # fmt: skip
-    account = add_account(svc.uow, pair="alex", name="export", provider="maildir",
-                          settings={"path": str(root)}, now=NOW)  # fmt: skip
+    account = add_account(svc, pair="alex", name="export", provider="maildir",
+                          settings={"path": str(root)})  # fmt: skip
     import_mail(svc, account.id, MaildirSource(root))
     result = latency_of_pair(svc, "alex", None).to_dict()
     assert (result["summary"]["count"], result["summary"]["answered"]) == (1, 0)

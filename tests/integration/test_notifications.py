@@ -24,6 +24,7 @@ from assistant.store.tables import OutboxEntry, Pair, ScheduleChange
 from config.settings import NotifySettings
 from connectors.base import CalendarDelta, CalendarResource, Window
 from connectors.ics.feed import IcsFeed
+from tests.support.deps import deps_for
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # Tuesday 10:00 in Berlin
 POLICY = SyncPolicy(horizon=timedelta(days=14))
@@ -77,11 +78,11 @@ class World:
 
 @pytest.fixture
 def world(uow: UnitOfWork, tmp_path: Path) -> World:
-    pair = add_pair(uow, name="alex", manager_name="Alex", manager_email="alex@example.com",
-                    assistant_email="sam@example.com", timezone="Europe/Berlin", now=NOW)  # fmt: skip
+    pair = add_pair(deps_for(uow, NOW), name="alex", manager_name="Alex", manager_email="alex@example.com",
+                    assistant_email="sam@example.com", timezone="Europe/Berlin")  # fmt: skip
     path = tmp_path / "cal.ics"
-    account = add_account(uow, pair="alex", name="work", provider="ics",
-                          settings={"location": str(path)}, now=NOW)  # fmt: skip
+    account = add_account(deps_for(uow, NOW), pair="alex", name="work", provider="ics",
+                          settings={"location": str(path)})  # fmt: skip
     w = World(uow, path, account.id, pair.id)
     w.write(BOARD, LUNCH, CEO, GYM)
     assert w.sync(NOW) == 0
@@ -124,7 +125,7 @@ def test_a_change_undone_within_the_window_sends_nothing(world: World) -> None:
 
 
 def test_high_priority_goes_at_once_and_says_why(world: World) -> None:
-    add_rule(world.uow, pair="alex", kind="domain", pattern="bigcorp.com", level="high", now=NOW)
+    add_rule(deps_for(world.uow, NOW), pair="alex", kind="domain", pattern="bigcorp.com", level="high")
     world.write(BOARD, LUNCH, moved(CEO, "T090000", "T113000").replace("T093000", "T120000"), GYM)
     world.sync(NOW + timedelta(minutes=1))
     report = world.dispatch(NOW + timedelta(minutes=1))  # no waiting for the window
@@ -137,7 +138,7 @@ def test_high_priority_goes_at_once_and_says_why(world: World) -> None:
 
 
 def test_low_priority_waits_for_the_digest(world: World) -> None:
-    add_rule(world.uow, pair="alex", kind="keyword", pattern="gym", level="low", now=NOW)
+    add_rule(deps_for(world.uow, NOW), pair="alex", kind="keyword", pattern="gym", level="low")
     world.write(BOARD, LUNCH, CEO, moved(GYM, "T180000", "T190000").replace("T190000\nSUM", "T200000\nSUM"))
     world.sync(NOW + timedelta(minutes=1))
     # Without a digest there is nowhere else for it to go: it is sent like a normal one.
@@ -159,7 +160,7 @@ def test_quiet_hours_hold_normal_changes_and_let_high_ones_through(world: World)
     held = world.dispatch(night + timedelta(minutes=5))
     assert held.outbox_ids == ()
     assert held.next_due == datetime(2026, 11, 25, 7, 0, tzinfo=UTC)  # 08:00 Berlin
-    add_rule(world.uow, pair="alex", kind="person", pattern="ceo@bigcorp.com", level="high", now=NOW)
+    add_rule(deps_for(world.uow, NOW), pair="alex", kind="person", pattern="ceo@bigcorp.com", level="high")
     world.write(moved(BOARD, "T100000", "T150000").replace("T120000", "T170000"), LUNCH, GYM)
     world.sync(night + timedelta(minutes=6))
     through = world.dispatch(night + timedelta(minutes=6))
@@ -214,9 +215,8 @@ class ListSource:
 
 @pytest.mark.parametrize("mode", ["mark", "suppress"])
 def test_changes_the_assistant_made(uow: UnitOfWork, mode: str) -> None:
-    pair = add_pair(uow, name="p", manager_email="alex@example.com", assistant_email="sam@example.com",
-                    now=NOW)  # fmt: skip
-    account = add_account(uow, pair="p", name="ews", provider="ics", settings={}, now=NOW)
+    pair = add_pair(deps_for(uow, NOW), name="p", manager_email="alex@example.com", assistant_email="sam@example.com")  # fmt: skip
+    account = add_account(deps_for(uow, NOW), pair="p", name="ews", provider="ics", settings={})
     start = NOW + timedelta(days=1)
     a = EventData(uid="a", start=start, end=start + timedelta(hours=1), summary="Dentist")
     sync_calendar(uow, account.id, ListSource([a]), NOW, POLICY)
@@ -256,22 +256,22 @@ def test_two_workers_dispatching_at_once_make_one_message(world: World) -> None:
 
 
 def test_priority_rules_are_listed_for_the_assistant(world: World) -> None:
-    add_rule(world.uow, pair="alex", kind="keyword", pattern="gym", level="low", now=NOW)
-    rid = add_rule(world.uow, pair="alex", kind="protected", pattern="mon-fri 07:00-09:00",
-                   level="high", note="school run", now=NOW)  # fmt: skip
-    again = add_rule(world.uow, pair="alex", kind="keyword", pattern="gym", level="normal", now=NOW)
-    listed = list_rules(world.uow, "alex")
-    assert [r["text"] for r in listed] == [
+    add_rule(deps_for(world.uow, NOW), pair="alex", kind="keyword", pattern="gym", level="low")
+    rid = add_rule(deps_for(world.uow, NOW), pair="alex", kind="protected", pattern="mon-fri 07:00-09:00",
+                   level="high", note="school run")  # fmt: skip
+    again = add_rule(deps_for(world.uow, NOW), pair="alex", kind="keyword", pattern="gym", level="normal")
+    listed = list_rules(deps_for(world.uow), "alex")
+    assert [r.text for r in listed] == [
         "high: touches mon-fri 07:00-09:00 (school run)",
         "normal: mentions gym",
     ]
     assert again != rid
-    remove_rule(world.uow, rid, "alex")
-    assert [r["pattern"] for r in list_rules(world.uow, "alex")] == ["gym"]
+    remove_rule(deps_for(world.uow), rid, "alex")
+    assert [r.pattern for r in list_rules(deps_for(world.uow), "alex")] == ["gym"]
     with pytest.raises(LookupError):
-        remove_rule(world.uow, rid, "alex")
+        remove_rule(deps_for(world.uow), rid, "alex")
     with pytest.raises(ValueError, match="not an email"):
-        add_rule(world.uow, pair="alex", kind="person", pattern="bob", level="high", now=NOW)
+        add_rule(deps_for(world.uow, NOW), pair="alex", kind="person", pattern="bob", level="high")
 
 
 def test_machine_readable_changes_hide_private_details(world: World) -> None:
@@ -290,8 +290,8 @@ def test_machine_readable_changes_hide_private_details(world: World) -> None:
 
 def test_a_russian_assistant_reads_why_in_russian(world: World) -> None:
     world.set_pair(locale="ru")
-    add_rule(world.uow, pair="alex", kind="keyword", pattern="board", level="high",
-             note="совет директоров", now=NOW)  # fmt: skip
+    add_rule(deps_for(world.uow, NOW), pair="alex", kind="keyword", pattern="board", level="high",
+             note="совет директоров")  # fmt: skip
     world.write(moved(BOARD, "T100000", "T150000").replace("T120000", "T170000"), LUNCH, CEO, GYM)
     world.sync(NOW + timedelta(minutes=1))
     world.dispatch(NOW + timedelta(minutes=1))
@@ -344,8 +344,8 @@ def test_the_window_holds_for_a_calendar_that_pushes_or_has_not_synced_yet(
     # A second calendar of the pair, not synced since the change was seen: it may add to it.
     other = tmp_path / "home.ics"
     other.write_text("BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//t//EN\nEND:VCALENDAR\n")
-    home = add_account(world.uow, pair="alex", name="home", provider="ics",
-                       settings={"location": str(other)}, now=seen)  # fmt: skip
+    home = add_account(deps_for(world.uow, seen), pair="alex", name="home", provider="ics",
+                       settings={"location": str(other)})  # fmt: skip
     assert world.dispatch(seen + timedelta(seconds=2), next_poll_at=later,
                           pushes=pushes).outbox_ids == ()  # fmt: skip
     sync_calendar(world.uow, home.id, IcsFeed(str(other)), seen + timedelta(seconds=3), POLICY)
@@ -361,8 +361,8 @@ def test_assistant_changes_shows_where_each_notification_went(world: World) -> N
 
     world.write(moved(BOARD, "T100000", "T080000").replace("T120000", "T090000"), CEO, GYM)
     assert world.sync(NOW + timedelta(minutes=1)) == 2
-    assert [r["notified"] for r in recent_changes(world.uow, "alex")] == ["—", "—"]
+    assert [r.notified for r in recent_changes(deps_for(world.uow), "alex")] == ["—", "—"]
     world.dispatch(NOW + timedelta(minutes=2))
     [entry] = world.outbox()
-    rows = recent_changes(world.uow, "alex")
-    assert [r["notified"] for r in rows] == [f"{entry.channel}:{entry.state}"] * 2
+    rows = recent_changes(deps_for(world.uow), "alex")
+    assert [r.notified for r in rows] == [f"{entry.channel}:{entry.state}"] * 2

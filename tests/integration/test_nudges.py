@@ -27,6 +27,7 @@ from assistant.store.db import UnitOfWork
 from assistant.store.tables import OutboxEntry
 from config.settings import LatencySettings, Settings, SmtpSettings
 from connectors.archive.mailbox import MaildirSource
+from tests.support.deps import deps_for
 from tests.support.smtp import SmtpServer
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -75,13 +76,13 @@ class Mailbox:
 @pytest.fixture
 def mb(uow: UnitOfWork, tmp_path: Path) -> Mailbox:
     now = berlin(23, 8)
-    pair = add_pair(uow, name="alex", manager_name="Alex", manager_email="alex@example.com",
+    pair = add_pair(deps_for(uow, now), name="alex", manager_name="Alex", manager_email="alex@example.com",
                     assistant_name="Sam", assistant_email="sam@example.com",
-                    timezone="Europe/Berlin", now=now)  # fmt: skip
+                    timezone="Europe/Berlin")  # fmt: skip
     root = tmp_path / "mail"
     box = Maildir(str(root), create=True)
-    account = add_account(uow, pair="alex", name="inbox", provider="maildir",
-                          settings={"path": str(root)}, now=now)  # fmt: skip
+    account = add_account(deps_for(uow, now), pair="alex", name="inbox", provider="maildir",
+                          settings={"path": str(root)})  # fmt: skip
     return Mailbox(uow, root, account.id, pair.id, box)
 
 
@@ -125,7 +126,7 @@ def test_a_late_run_outside_working_hours_holds_unless_urgent(mb: Mailbox) -> No
     assert late.next_due == berlin(25, 9).astimezone(UTC)
     # Past the SLA already: the breach goes (to both), not a stale 80% reminder with it.
     assert [k.split(":")[3] for k in mb.nudge(berlin(25, 9)).queued] == ["breach", "breach"]
-    add_rule(mb.uow, pair="alex", kind="keyword", pattern="urgent", level="high", now=berlin(24, 8))
+    add_rule(deps_for(mb.uow, berlin(24, 8)), pair="alex", kind="keyword", pattern="urgent", level="high")
     mb.send("c2", "sam", "alex", berlin(24, 17, 0), "URGENT: visa papers")
     urgent = mb.nudge(berlin(24, 21))
     assert len(urgent.queued) == 2

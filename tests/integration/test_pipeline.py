@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -87,13 +87,12 @@ def desk(
     runtime.install(svc)
     jobs = register(huey, periodic=False)
     url = radicale.new_calendar("calendar", user="alex")
-    now = datetime.now(UTC)
     pair = add_pair(
-        svc.uow, name="alex", manager_name="Alex Morgan", manager_email="alex@example.com",
-        assistant_name="Sam Lee", assistant_email="sam@example.com", timezone=ZONE, now=now,
+        svc, name="alex", manager_name="Alex Morgan", manager_email="alex@example.com",
+        assistant_name="Sam Lee", assistant_email="sam@example.com", timezone=ZONE,
     )  # fmt: skip
     account = add_account(
-        svc.uow, pair=pair.id, name="work", provider="caldav", settings={"url": url}, now=now
+        svc, pair=pair.id, name="work", provider="caldav", settings={"url": url}
     )
     try:
         yield Desk(svc, jobs, smtp_server, url, account.id, pair.id)

@@ -17,6 +17,7 @@ from assistant.services.pairs import add_account, add_pair
 from assistant.store.db import UnitOfWork
 from config.settings import Settings, SyncSettings
 from jobs import runtime, tasks
+from tests.support.deps import deps_for
 
 # Huey compares ETAs with the real clock: the injected time lies ahead of it, so planned
 # rounds stay scheduled instead of being due at once.
@@ -36,10 +37,10 @@ def loop(huey_backend: Huey, sqlite_uow: UnitOfWork, tmp_path: Path) -> Iterator
     clock = Clock()
     settings = Settings(data_dir=tmp_path, sync=SyncSettings(poll_interval_seconds=2))
     svc = Service(settings=settings, engine=sqlite_uow.engine, uow=sqlite_uow, clock=clock)
-    add_pair(sqlite_uow, name="alex", manager_email="alex@example.com",
-             assistant_email="sam@example.com", now=NOW)  # fmt: skip
-    add_account(sqlite_uow, pair="alex", name="work", provider="caldav",
-                settings={"url": "http://127.0.0.1:9/cal/"}, now=NOW)  # fmt: skip
+    add_pair(deps_for(sqlite_uow, NOW), name="alex", manager_email="alex@example.com",
+             assistant_email="sam@example.com")  # fmt: skip
+    add_account(deps_for(sqlite_uow, NOW), pair="alex", name="work", provider="caldav",
+                settings={"url": "http://127.0.0.1:9/cal/"})  # fmt: skip
     runtime.install(svc)
     tasks.register(huey_backend, periodic=False)
     try:

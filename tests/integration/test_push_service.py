@@ -49,8 +49,8 @@ class World:
     pair_id: int
 
     def add(self, name: str, provider: str, settings: dict[str, Any]) -> int:
-        account = add_account(self.svc.uow, pair=self.pair_id, name=name, provider=provider,
-                              settings=settings, now=datetime.now(UTC))  # fmt: skip
+        account = add_account(self.svc, pair=self.pair_id, name=name, provider=provider,
+                              settings=settings)  # fmt: skip
         return account.id
 
     def add_row(self, name: str, provider: str, settings: dict[str, Any]) -> int:
@@ -106,8 +106,7 @@ def world(uow: UnitOfWork, tmp_path: Path) -> Iterator[World]:
     huey = build_huey(settings)
     tasks.register(huey, periodic=False)
     runtime.install(svc)
-    pair = add_pair(uow, name="alex", manager_email=MANAGER, assistant_email="sam@example.com",
-                    now=datetime.now(UTC))  # fmt: skip
+    pair = add_pair(svc, name="alex", manager_email=MANAGER, assistant_email="sam@example.com")
     try:
         with ServedApp(create_app(svc, on_push=tasks.queue_push_signal)) as served:
             svc.settings.web.public_url = served.url  # loopback http: the test servers' only way

@@ -17,6 +17,7 @@ from assistant.bootstrap import Service
 from assistant.services.pairs import add_account, add_pair
 from assistant.store.db import UnitOfWork
 from config.settings import Settings
+from tests.support.deps import deps_for
 from tests.support.dovecot import Dovecot
 from tests.support.ews_server import EwsServer, streaming
 
@@ -40,8 +41,7 @@ class Signals:
 
 def service(uow: UnitOfWork, tmp_path: Path) -> Service:
     svc = Service(settings=Settings(data_dir=tmp_path), engine=uow.engine, uow=uow, clock=lambda: NOW)
-    add_pair(uow, name="alex", manager_email="alex@example.com", assistant_email="sam@example.com",
-             now=NOW)  # fmt: skip
+    add_pair(deps_for(uow, NOW), name="alex", manager_email="alex@example.com", assistant_email="sam@example.com")  # fmt: skip
     return svc
 
 
@@ -51,10 +51,9 @@ def test_new_mail_in_imap_queues_a_sync_within_two_seconds(
     svc = service(sqlite_uow, tmp_path)
     monkeypatch.setenv("TEST_IMAP_PASSWORD", dovecot.password)
     account = add_account(
-        sqlite_uow, pair="alex", name="inbox", provider="imap",
+        deps_for(sqlite_uow, NOW), pair="alex", name="inbox", provider="imap",
         settings={"host": dovecot.host, "port": dovecot.port, "security": "none",
                   "username": dovecot.username, "password": {"env": "TEST_IMAP_PASSWORD"}},
-        now=NOW,
     )  # fmt: skip
     signals = Signals()
     push = PushSupervisor(svc, signals, idle_seconds=5)
@@ -81,10 +80,9 @@ def test_a_calendar_change_on_exchange_queues_a_sync(
     with EwsServer() as server:
         monkeypatch.setenv("TEST_EWS_PASSWORD", server.password)
         account = add_account(
-            sqlite_uow, pair="alex", name="exchange", provider="ews",
+            deps_for(sqlite_uow, NOW), pair="alex", name="exchange", provider="ews",
             settings={"mailbox": server.mailbox.address, "service_endpoint": server.url,
                       "username": server.username, "password": {"env": "TEST_EWS_PASSWORD"}},
-            now=NOW,
         )  # fmt: skip
         signals = Signals()
         push = PushSupervisor(svc, signals)

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Pair
+from tests.support.deps import deps_for
 
 
 def test_an_open_read_neither_blocks_a_write_nor_sees_it(sqlite_uow: UnitOfWork) -> None:
@@ -31,8 +32,8 @@ def test_an_open_read_neither_blocks_a_write_nor_sees_it(sqlite_uow: UnitOfWork)
     thread.start()
     assert reading.wait(10)
     started = time.monotonic()
-    add_pair(sqlite_uow, name="alex", manager_email="a@example.com",
-             assistant_email="s@example.com", now=datetime.now(UTC))  # fmt: skip
+    add_pair(deps_for(sqlite_uow, datetime.now(UTC)), name="alex", manager_email="a@example.com",
+             assistant_email="s@example.com")  # fmt: skip
     waited = time.monotonic() - started
     finish.set()
     thread.join(10)

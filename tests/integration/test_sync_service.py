@@ -16,6 +16,7 @@ from assistant.store.tables import Account, EventSnapshot, OutboxEntry, Schedule
 from config.settings import NotifySettings
 from connectors.base import CalendarDelta, TokenExpired, Window
 from connectors.ics.feed import IcsFeed
+from tests.support.deps import deps_for
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 POLICY = SyncPolicy(horizon=timedelta(days=14))
@@ -41,12 +42,12 @@ PAST = vevent("past", "20261120T100000", "20261120T110000", "Old")
 @pytest.fixture
 def setup(uow: UnitOfWork, tmp_path: Path) -> tuple[int, Path]:
     add_pair(
-        uow, name="alex", manager_email="alex@example.com", assistant_email="sam@example.com",
-        timezone="Europe/Berlin", now=NOW,
+        deps_for(uow, NOW), name="alex", manager_email="alex@example.com", assistant_email="sam@example.com",
+        timezone="Europe/Berlin",
     )  # fmt: skip
     path = tmp_path / "cal.ics"
     account = add_account(
-        uow, pair="alex", name="feed", provider="ics", settings={"location": str(path)}, now=NOW
+        deps_for(uow, NOW), pair="alex", name="feed", provider="ics", settings={"location": str(path)}
     )
     return account.id, path
 

@@ -105,7 +105,7 @@ def bravo_state(world: World) -> tuple[Any, ...]:
                 for a in s.scalars(select(Account).where(Account.pair_id == world.bravo.id))
             ),
         )
-    return (*rows, pair_settings(world.svc.uow, world.bravo.id))
+    return (*rows, pair_settings(world.svc, world.bravo.id))
 
 
 @pytest.mark.parametrize("who", ["sam@alpha.example", "alex@alpha.example"])
@@ -228,27 +228,26 @@ def test_user_service_rules(world: World) -> None:
 
     uow = world.svc.uow
     with pytest.raises(ValueError, match="role"):
-        add_user(uow, email="x@x.example", role="root", now=world.clock.now)
+        add_user(world.svc, email="x@x.example", role="root")
     with pytest.raises(ValueError, match="at least"):
-        add_user(uow, email="x@x.example", role="manager", password="short", now=world.clock.now)
+        add_user(world.svc, email="x@x.example", role="manager", password="short")
     add_user(
-        uow,
+        world.svc,
         email="Lone@Admin.example",
         role="admin",
         password="long enough pw",
-        now=world.clock.now,
     )
     with pytest.raises(ValueError, match="exists"):
-        add_user(uow, email="lone@admin.example", role="admin", now=world.clock.now)
-    set_password(uow, "lone@admin.example", "another long one")
+        add_user(world.svc, email="lone@admin.example", role="admin")
+    set_password(world.svc, "lone@admin.example", "another long one")
     with uow.read() as s:
         stored = s.scalars(
             select(User.password_hash).where(User.email == "lone@admin.example")
         ).one()
     assert stored.startswith("$argon2id$") and password_matches(stored, "another long one")
     assert not password_matches(stored, "long enough pw")
-    users = {u["email"]: u for u in list_users(uow)}
-    assert users["sam@alpha.example"]["pairs"] == ["alpha:assistant"]
+    users = {u.email: u for u in list_users(world.svc)}
+    assert users["sam@alpha.example"].pairs == ("alpha:assistant",)
     # an admin of no organisation sees no pair at all
     client = TestClient(world.app(), follow_redirects=False)
     login(client, "lone@admin.example", "another long one")

@@ -59,7 +59,7 @@ def test_bad_dates_and_other_pairs_are_refused(world: World) -> None:
 
 def test_an_assistant_of_two_pairs_sees_both_and_a_newcomer_sees_none(world: World) -> None:
     a, b = world.alpha, world.bravo
-    add_membership(world.svc.uow, user="sam@alpha.example", pair=b.id, role="assistant", now=NOW)
+    add_membership(world.svc, user="sam@alpha.example", pair=b.id, role="assistant")
     client = world.client()
     login(client, "sam@alpha.example")
     day = client.get("/week?view=day&date=2026-11-24").text
@@ -72,8 +72,7 @@ def test_an_assistant_of_two_pairs_sees_both_and_a_newcomer_sees_none(world: Wor
     assert re.search(r'class="ev event o1[^"]*" data-uid="bravo-board"', week)
     assert re.search(r'class="ev event o0[^"]*" data-uid="alpha-board"', week)
 
-    add_user(world.svc.uow, email="new@x.example", role="assistant", password_hash=PASSWORD_HASH,
-             now=NOW)  # fmt: skip
+    add_user(world.svc, email="new@x.example", role="assistant", password_hash=PASSWORD_HASH)  # fmt: skip
     other = world.client()
     login(other, "new@x.example")
     empty = other.get("/week")

@@ -17,6 +17,7 @@ from assistant.services.pairs import add_account
 from assistant.services.push import PushSignal
 from assistant.store.tables import Account
 from tests.security.web_routes import PUBLIC, call, fill, routes
+from tests.support.deps import deps_for
 from tests.support.web import NOW, World, login, world_fixture  # noqa: F401
 
 MISSING = 987_654_321
@@ -91,12 +92,11 @@ def _push_world(world: World) -> tuple[TestClient, list[PushSignal]]:
     uow = world.svc.uow
     for provider, ident, secret in (("google", "ch-1", "tok-1"), ("graph", "sub-1", "cs-1")):
         account = add_account(
-            uow,
+            deps_for(uow, NOW),
             pair=world.alpha.id,
             name=f"{provider}-push",
             provider="ics",
             settings={"url": "file:///x.ics"},
-            now=NOW,
         )
         with uow.begin() as s:
             row = s.get(Account, account.id)

@@ -81,7 +81,7 @@ def state(world: World) -> tuple[Any, ...]:
             ),
             sorted((u.email, u.password_hash, u.locale, u.active) for u in s.scalars(select(User))),
             s.scalar(select(func.count()).select_from(WebSession)),
-            pair_settings(world.svc.uow, a),
+            pair_settings(world.svc, a),
         )
 
 

@@ -23,6 +23,7 @@ from assistant.store.tables import Checkpoint, OutboxEntry
 from config.settings import OutboxSettings, Settings
 from tests.integration import test_notifications
 from tests.integration.test_notifications import BOARD, CEO, GYM, LUNCH, NOW, World, vevent
+from tests.support.deps import deps_for
 from tests.support.smtp import SmtpServer
 
 world = test_notifications.world  # a pair over a real ICS calendar, synced
@@ -109,8 +110,8 @@ def test_bidi_overrides_are_dropped_from_subject_and_body(
 def svc(uow: UnitOfWork, tmp_path: Path) -> Service:
     service = Service(settings=Settings(data_dir=tmp_path), engine=uow.engine, uow=uow,
                       clock=lambda: NOW)  # fmt: skip
-    add_pair(uow, name="alex", manager_email="alex@example.com", assistant_email="sam@example.com",
-             timezone="Europe/Berlin", now=NOW)  # fmt: skip
+    add_pair(deps_for(uow, NOW), name="alex", manager_email="alex@example.com", assistant_email="sam@example.com",
+             timezone="Europe/Berlin")  # fmt: skip
     return service
 
 

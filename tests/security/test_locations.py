@@ -31,6 +31,7 @@ from assistant.services.pairs import add_account
 from assistant.services.runner import sync_now
 from assistant.store.tables import Account
 from connectors.netguard import OPERATOR_KEY, is_public
+from tests.support.deps import deps_for
 from tests.support.web import World, login, world_fixture  # noqa: F401
 
 SECRET = "TOPSECRET-sk_live_4f9a2c"
@@ -181,8 +182,7 @@ def web_account(world: World, provider: str, conf: dict[str, Any], name: str = "
     """An account as a user added it (no operator mark), stored as it is: e.g. while its
     host was allowed, or before the form checked locations."""
     account_id = add_account(
-        world.svc.uow, pair=world.alpha.id, name=name, provider=provider, settings=conf,
-        now=world.clock(),
+        deps_for(world.svc.uow, world.clock()), pair=world.alpha.id, name=name, provider=provider, settings=conf,
     ).id  # fmt: skip
     with world.svc.uow.begin() as s:
         row = s.get(Account, account_id)
@@ -386,8 +386,8 @@ def test_operator_accounts_reach_private_hosts_and_files(world: World, server: S
     feed = world.tmp / "team.ics"
     feed.write_text(FEED)
     for name, location in (("file", str(feed)), ("url", server.url)):
-        row = add_account(world.svc.uow, pair=world.alpha.id, name=name, provider="ics",
-                          settings={"location": location}, now=world.clock())  # fmt: skip
+        row = add_account(deps_for(world.svc.uow, world.clock()), pair=world.alpha.id, name=name, provider="ics",
+                          settings={"location": location})  # fmt: skip
         assert row.settings[OPERATOR_KEY] is True
         assert check_account(world.svc, world.alpha.id, row.id).ok, name
     assert server.paths == ["/cal.ics"]
@@ -486,8 +486,8 @@ def test_a_file_larger_than_the_limit_is_refused(world: World) -> None:
     big = world.tmp / "big.ics"
     big.write_bytes(b"BEGIN:VCALENDAR\r\n" + b"X-PAD:" + b"x" * 5000 + b"\r\nEND:VCALENDAR\r\n")
     network(world, max_response_bytes=1000)
-    row = add_account(world.svc.uow, pair=world.alpha.id, name="big", provider="ics",
-                      settings={"location": str(big)}, now=world.clock())  # fmt: skip
+    row = add_account(deps_for(world.svc.uow, world.clock()), pair=world.alpha.id, name="big", provider="ics",
+                      settings={"location": str(big)})  # fmt: skip
     assert not check_account(world.svc, world.alpha.id, row.id).ok
     assert "larger than 1000 bytes" in account(world, row.id).last_error
 

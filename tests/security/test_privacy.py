@@ -47,6 +47,7 @@ from assistant.store.db import UnitOfWork
 from assistant.store.tables import Pair
 from config.settings import DatabaseSettings, NotifySettings, OutboxSettings, Settings
 from connectors.ics.feed import IcsFeed
+from tests.support.deps import deps_for
 from tests.support.http_receiver import HttpReceiver
 from tests.support.smtp import SmtpServer
 from tests.support.web import PASSWORD_HASH, login
@@ -150,11 +151,11 @@ def world(
         database=DatabaseSettings(url=uow.engine.url.render_as_string(hide_password=False)),
     )
     svc = Service(settings=settings, engine=uow.engine, uow=uow, clock=lambda: NOW)
-    pair = add_pair(uow, name="alex", manager_name="Alex", manager_email="alex@example.com",
-                    assistant_email="sam@example.com", timezone="Europe/Berlin", now=start)  # fmt: skip
+    pair = add_pair(deps_for(uow, start), name="alex", manager_name="Alex", manager_email="alex@example.com",
+                    assistant_email="sam@example.com", timezone="Europe/Berlin")  # fmt: skip
     path = tmp_path / "cal.ics"
-    account = add_account(uow, pair="alex", name="work", provider="ics",
-                          settings={"location": str(path)}, now=start)  # fmt: skip
+    account = add_account(deps_for(uow, start), pair="alex", name="work", provider="ics",
+                          settings={"location": str(path)})  # fmt: skip
     with uow.begin() as s:
         s.execute(
             update(Pair).where(Pair.id == pair.id).values(
@@ -162,11 +163,11 @@ def world(
                 last_digest_at=NOW - timedelta(days=1),
             )
         )  # fmt: skip
-    add_user(uow, email="sam@example.com", role="assistant", password_hash=PASSWORD_HASH, now=start)
+    add_user(deps_for(uow, start), email="sam@example.com", role="assistant", password_hash=PASSWORD_HASH)
     # A rule the assistant can read (priorities page) that only the private event matches:
     # "why it is urgent" must not tell them the private event mentions it.
-    add_rule(uow, pair="alex", kind="keyword", pattern=RULE_WORD, level="high", now=start)
-    add_membership(uow, user="sam@example.com", pair=pair.id, role="assistant", now=start)
+    add_rule(deps_for(uow, start), pair="alex", kind="keyword", pattern=RULE_WORD, level="high")
+    add_membership(deps_for(uow, start), user="sam@example.com", pair=pair.id, role="assistant")
     w = World(svc, path, account.id, pair.id, smtp_server, *receivers)
     # Before: the public event in the morning, the private one at 16:00.
     w.write(public("20261124T110000", "20261124T120000"),

@@ -35,6 +35,7 @@ from connectors.netguard import OPERATOR_KEY
 from connectors.registry import open_calendar, open_mailbox
 from tests.security import hostile_inputs as hostile
 from tests.security.hostile_inputs import NOW, WINDOW
+from tests.support.deps import deps_for
 
 MB = 1024 * 1024
 
@@ -219,17 +220,17 @@ def test_limits_are_settings_passed_through_the_registry(tmp_path: Path) -> None
 def test_the_account_status_says_what_went_beyond_a_limit(uow: UnitOfWork, tmp_path: Path) -> None:
     for name in ("alex", "blake"):
         add_pair(
-            uow, name=name, manager_email=f"{name}@example.com",
-            assistant_email=f"sam-{name}@example.com", timezone="Europe/Berlin", now=NOW,
+            deps_for(uow, NOW), name=name, manager_email=f"{name}@example.com",
+            assistant_email=f"sam-{name}@example.com", timezone="Europe/Berlin",
         )  # fmt: skip
     bad, good = tmp_path / "bad.ics", tmp_path / "good.ics"
     bad.write_bytes(hostile.minutely_count(1_000_000))
     good.write_bytes(hostile.many_events(20))
     bad_id = add_account(
-        uow, pair="alex", name="bad", provider="ics", settings={"location": str(bad)}, now=NOW
+        deps_for(uow, NOW), pair="alex", name="bad", provider="ics", settings={"location": str(bad)}
     ).id
     good_id = add_account(
-        uow, pair="blake", name="good", provider="ics", settings={"location": str(good)}, now=NOW
+        deps_for(uow, NOW), pair="blake", name="good", provider="ics", settings={"location": str(good)}
     ).id
     with budget(seconds=20):
         report = sync_calendar(uow, bad_id, IcsFeed(str(bad)), NOW, SyncPolicy())
@@ -315,15 +316,15 @@ def test_a_mail_refused_at_a_limit_shows_on_the_account(uow: UnitOfWork, tmp_pat
 
     svc = Service(settings=Settings(data_dir=tmp_path), engine=uow.engine, uow=uow,
                   clock=lambda: NOW)  # fmt: skip
-    add_pair(uow, name="alex", manager_email="alex@example.com", assistant_email="sam@example.com",
-             timezone="Europe/Berlin", now=NOW)  # fmt: skip
+    add_pair(deps_for(uow, NOW), name="alex", manager_email="alex@example.com", assistant_email="sam@example.com",
+             timezone="Europe/Berlin")  # fmt: skip
     maildir = tmp_path / "mail"
     for sub in ("cur", "new", "tmp"):
         (maildir / sub).mkdir(parents=True)
     (maildir / "cur" / "1.eml").write_bytes(hostile.many_headers(100_000))
     (maildir / "cur" / "2.eml").write_bytes(hostile.plain_mail())
-    account = add_account(uow, pair="alex", name="export", provider="maildir",
-                          settings={"path": str(maildir)}, now=NOW)  # fmt: skip
+    account = add_account(deps_for(uow, NOW), pair="alex", name="export", provider="maildir",
+                          settings={"path": str(maildir)})  # fmt: skip
     with budget(seconds=10):
         result = import_mail(svc, account.id, open_mailbox("maildir", {"path": str(maildir)}))
     assert result.new == 1

@@ -24,6 +24,7 @@ from assistant.store.tables import Account
 from config.sealed import Keyring, UnreadableSecret
 from config.settings import Settings, load
 from tests.e2e.test_cli import Cli, command
+from tests.support.deps import deps_for
 
 NOW = datetime.now(UTC)
 
@@ -59,10 +60,9 @@ def seal_password(c: Cli, name: str, password: str) -> int:
     engine = make_engine(settings.database_url)
     try:
         account = add_account(
-            UnitOfWork(engine), pair="alex", name=name, provider="imap",
+            deps_for(UnitOfWork(engine), NOW), pair="alex", name=name, provider="imap",
             settings={"host": "imap.example.com", "username": "alex",
                       "password": Keyring([key]).seal(password)},
-            now=NOW,
         )  # fmt: skip
     finally:
         engine.dispose()
@@ -199,9 +199,9 @@ def test_rotate_with_a_secret_it_cannot_open_changes_nothing(cli: Cli) -> None:
     settings = settings_of(cli)
     engine = make_engine(settings.database_url)
     try:
-        add_account(UnitOfWork(engine), pair="alex", name="stray", provider="imap",
+        add_account(deps_for(UnitOfWork(engine), NOW), pair="alex", name="stray", provider="imap",
                     settings={"host": "h", "password": Keyring(["some other key, long enough"])
-                              .seal("x")}, now=NOW)  # fmt: skip
+                              .seal("x")})  # fmt: skip
     finally:
         engine.dispose()
     key = cli.home / "data" / "secret.key"
@@ -261,9 +261,8 @@ def test_a_key_given_in_the_settings_is_checked_and_resealed_after_a_change(cli:
     settings = settings_of(cli)
     engine = make_engine(settings.database_url)
     try:
-        add_account(UnitOfWork(engine), pair="alex", name="mail", provider="imap",
-                    settings={"host": "h", "password": Keyring([old]).seal("pw")},
-                    now=NOW)  # fmt: skip
+        add_account(deps_for(UnitOfWork(engine), NOW), pair="alex", name="mail", provider="imap",
+                    settings={"host": "h", "password": Keyring([old]).seal("pw")})  # fmt: skip
     finally:
         engine.dispose()
     cli("account", "list")

@@ -141,14 +141,14 @@ def test_the_reader_stops_reading_at_the_limit() -> None:
 def test_numbers_in_json_must_be_finite_and_in_range(world: World, raw: str) -> None:
     client = TestClient(world.app(), follow_redirects=False, raise_server_exceptions=False)
     token = login(client, "alex@alpha.example")
-    before = pair_settings(world.svc.uow, world.alpha.id)
+    before = pair_settings(world.svc, world.alpha.id)
     r = client.put(
         f"/api/pairs/{world.alpha.id}/settings",
         content='{"sla_minutes": ' + raw + "}",
         headers={"X-CSRF-Token": token, "Content-Type": "application/json"},
     )
     assert r.status_code == 400, (raw, r.status_code, r.text)
-    assert pair_settings(world.svc.uow, world.alpha.id) == before
+    assert pair_settings(world.svc, world.alpha.id) == before
 
 
 def test_numbers_in_forms_and_queries_are_400(world: World) -> None:

@@ -179,15 +179,15 @@ def seed_world(uow: UnitOfWork, tmp_path: Path) -> World:
     svc = Service(settings=settings, engine=uow.engine, uow=uow, clock=clock, channels={})
     alpha = _seed_pair(svc, "alpha", "alex@alpha.example", "sam@alpha.example")
     bravo = _seed_pair(svc, "bravo", "bea@bravo.example", "bob@bravo.example")
-    add_organisation(uow, "Agency", NOW)
-    assign_pair(uow, bravo.id, "Agency")
+    add_organisation(svc, "Agency")
+    assign_pair(svc, bravo.id, "Agency")
     for email, role, pair, pair_role in [
         ("sam@alpha.example", "assistant", alpha.id, "assistant"),
         ("alex@alpha.example", "manager", alpha.id, "manager"),
         ("bob@bravo.example", "assistant", bravo.id, "assistant"),
     ]:
-        add_user(uow, email=email, role=role, password_hash=PASSWORD_HASH, now=NOW)
-        add_membership(uow, user=email, pair=pair, role=pair_role, now=NOW)
+        add_user(svc, email=email, role=role, password_hash=PASSWORD_HASH)
+        add_membership(svc, user=email, pair=pair, role=pair_role)
     return World(svc=svc, clock=clock, alpha=alpha, bravo=bravo, tmp=tmp_path)
 
 

@@ -122,21 +122,19 @@ def _event(
 def _seed_pair(svc: Service, name: str, manager: str, assistant: str) -> Pair:
     uow = svc.uow
     pair = add_pair(
-        uow,
+        svc,
         name=name,
         manager_email=manager,
         assistant_email=assistant,
         manager_name=name.title() + " Manager",
         timezone="Europe/Berlin",
-        now=NOW,
     )
     account = add_account(
-        uow,
+        svc,
         pair=pair.id,
         name=f"{name}-cal",
         provider="ics",
         settings={"url": f"file:///{name}.ics"},
-        now=NOW,
     )
     p = Pair(id=pair.id, name=name)
     title = name.title()
@@ -257,13 +255,12 @@ def _seed_pair(svc: Service, name: str, manager: str, assistant: str) -> Pair:
         s.flush()
         p.entry_id = entry.id
     p.rule_id = add_rule(
-        uow,
+        svc,
         pair=pair.id,
         kind="person",
         pattern=f"ceo@{name}.example",
         level="high",
         note=f"{title} note",
-        now=NOW,
     )
     task = create_task(
         svc,
@@ -284,21 +281,20 @@ def world_fixture(uow: UnitOfWork, tmp_path: Path) -> World:
     svc = Service(settings=settings, engine=uow.engine, uow=uow, clock=clock, channels={})
     alpha = _seed_pair(svc, "alpha", "alex@alpha.example", "sam@alpha.example")
     bravo = _seed_pair(svc, "bravo", "bea@bravo.example", "bob@bravo.example")
-    add_organisation(uow, "Agency", NOW)
-    assign_pair(uow, bravo.id, "Agency")
+    add_organisation(svc, "Agency")
+    assign_pair(svc, bravo.id, "Agency")
     for email, role, pair, pair_role in [
         ("sam@alpha.example", "assistant", alpha.id, "assistant"),
         ("alex@alpha.example", "manager", alpha.id, "manager"),
         ("bob@bravo.example", "assistant", bravo.id, "assistant"),
     ]:
-        add_user(uow, email=email, role=role, password_hash=PASSWORD_HASH, now=NOW)
-        add_membership(uow, user=email, pair=pair, role=pair_role, now=NOW)
+        add_user(svc, email=email, role=role, password_hash=PASSWORD_HASH)
+        add_membership(svc, user=email, pair=pair, role=pair_role)
     add_user(
-        uow,
+        svc,
         email="ada@agency.example",
         role="admin",
         organisation="Agency",
         password_hash=PASSWORD_HASH,
-        now=NOW,
     )
     return World(svc=svc, clock=clock, alpha=alpha, bravo=bravo, tmp=tmp_path)

@@ -106,8 +106,8 @@ def account_add(
         if url_password and "password" not in conf:
             conf["password"] = keyring_for(svc.settings).seal(url_password)
         account = add_account(
-            svc.uow, pair=pair, name=name, provider=provider,
-            settings=checked(provider, conf).stored(), now=svc.now(),
+            svc, pair=pair, name=name, provider=provider,
+            settings=checked(provider, conf).stored(),
         )  # fmt: skip
     if as_json:
         emit({"id": account.id, "name": account.name, "kind": account.kind})
@@ -135,7 +135,7 @@ def account_list(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
     from connectors.netguard import redact_text
 
     with service() as svc:
-        accounts = list_accounts(svc.uow, pair)
+        accounts = list_accounts(svc, pair)
     rows = [
         {
             "id": a.id,
@@ -169,5 +169,5 @@ def account_trust(
     from assistant.services.pairs import trust_account
 
     with service() as svc:
-        account = trust_account(svc.uow, account_id)
+        account = trust_account(svc, account_id)
     out.print(f"account {account.id} ({account.name}) may read local files and private hosts")

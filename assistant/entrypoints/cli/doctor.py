@@ -127,7 +127,7 @@ def _accounts(settings: Settings) -> list[Check]:
     svc = build(settings)
     try:
         checks = []
-        for account in list_accounts(svc.uow):
+        for account in list_accounts(svc):
             name = f"account {account.id} {account.name} ({account.provider})"
             result = check_account(svc, account.pair_id, account.id)
             fix = "" if result.ok else "`assistant account list` shows its status"

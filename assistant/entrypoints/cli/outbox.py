@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -32,7 +33,7 @@ def outbox_list(
     from assistant.services.queries import outbox_entries
 
     with service() as svc:
-        rows = outbox_entries(svc.uow, state_filter, limit)
+        rows = [asdict(e) for e in outbox_entries(svc, state_filter, limit)]
     if as_json:
         emit(rows)
     else:
@@ -46,7 +47,7 @@ def outbox_retry(entry_id: Annotated[int, typer.Argument(help="Outbox entry id."
     from assistant.services.queries import retry_entry
 
     with service() as svc:
-        retry_entry(svc.uow, entry_id, svc.now())
+        retry_entry(svc, entry_id)
     out.print(f"entry {entry_id} queued again")
 
 

@@ -44,7 +44,7 @@ def pair_add(
 
     with service() as svc:
         pair = add_pair(
-            svc.uow,
+            svc,
             name=name,
             manager_email=manager,
             assistant_email=assistant,
@@ -54,7 +54,6 @@ def pair_add(
             assistant_timezone=assistant_timezone,
             sla_minutes=sla,
             locale=locale,
-            now=svc.now(),
             manager_aliases=manager_alias or (),
             assistant_aliases=assistant_alias or (),
         )
@@ -84,7 +83,7 @@ def pair_aliases(
 
     with service() as svc:
         found = set_aliases(
-            svc.uow, pair,
+            svc, pair,
             manager=[] if clear else manager_alias, assistant=[] if clear else assistant_alias,
         )  # fmt: skip
     data = {"manager": found.manager_aliases, "assistant": found.assistant_aliases}
@@ -110,7 +109,7 @@ def pair_list(as_json: JsonOpt = False) -> None:
     from assistant.services.pairs import list_pairs
 
     with service() as svc:
-        pairs = list_pairs(svc.uow)
+        pairs = list_pairs(svc)
     rows = [
         {
             "id": p.id,

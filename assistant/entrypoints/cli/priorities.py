@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -29,11 +30,11 @@ def priorities_list(ctx: typer.Context, pair: PairOpt = None, as_json: JsonOpt =
     from assistant.services.priorities import list_rules
 
     with service() as svc:
-        rows = list_rules(svc.uow, pair)
+        rules = list_rules(svc, pair)
     if as_json:
-        emit(rows)
+        emit([asdict(r) for r in rules])
     else:
-        rows_ = [[r["id"], r["level"], r["text"]] for r in rows]
+        rows_ = [[r.id, r.level, r.text] for r in rules]
         table("Priorities", ["id", "level", "rule"], rows_)
 
 
@@ -53,8 +54,7 @@ def priorities_add(
     from assistant.services.priorities import add_rule
 
     with service() as svc:
-        rid = add_rule(svc.uow, pair=pair, kind=kind, pattern=pattern, level=level, note=note,
-                       now=svc.now())  # fmt: skip
+        rid = add_rule(svc, pair=pair, kind=kind, pattern=pattern, level=level, note=note)
     out.print(f"rule {rid}: {level} {kind} {pattern}")
 
 
@@ -67,5 +67,5 @@ def priorities_remove(
     from assistant.services.priorities import remove_rule
 
     with service() as svc:
-        remove_rule(svc.uow, rule_id, pair)
+        remove_rule(svc, rule_id, pair)
     out.print(f"rule {rule_id} removed")

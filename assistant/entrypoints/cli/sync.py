@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -47,7 +48,7 @@ def changes(
     from assistant.services.queries import recent_changes
 
     with service() as svc:
-        rows = recent_changes(svc.uow, pair, limit)
+        rows = [asdict(c) for c in recent_changes(svc, pair, limit)]
     if as_json:
         emit(rows)
     else:

@@ -40,12 +40,12 @@ def user_add(
         if not password:
             raise UserError(f"environment variable {password_env} is empty or not set")
     with service() as svc:
-        uid = add_user(svc.uow, email=email, role=role, name=name, password=password,
-                       organisation=organisation or None, now=svc.now())  # fmt: skip
+        uid = add_user(svc, email=email, role=role, name=name, password=password,
+                       organisation=organisation or None)  # fmt: skip
         if pair is not None:
             if role not in ("manager", "assistant"):
                 raise UserError("--pair is for a manager or an assistant")
-            add_membership(svc.uow, user=uid, pair=pair, role=role, now=svc.now())
+            add_membership(svc, user=uid, pair=pair, role=role)
     out.print(f"user {uid} ({email}) added" + (f" to pair {pair}" if pair else ""))
 
 
@@ -63,7 +63,7 @@ def user_passwd(
     if not password:
         raise UserError(f"environment variable {password_env} is empty or not set")
     with service() as svc:
-        ended = set_password(svc.uow, email, password)
+        ended = set_password(svc, email, password)
     out.print(f"password of {email} changed; {ended} session(s) ended")
 
 
@@ -73,7 +73,7 @@ def user_disable(email: Annotated[str, typer.Argument(help="The user's email add
     from assistant.services.users import set_active
 
     with service() as svc:
-        set_active(svc.uow, email, False)
+        set_active(svc, email, False)
     out.print(f"{email} disabled; their sessions ended")
 
 
@@ -83,7 +83,7 @@ def user_enable(email: Annotated[str, typer.Argument(help="The user's email addr
     from assistant.services.users import set_active
 
     with service() as svc:
-        set_active(svc.uow, email, True)
+        set_active(svc, email, True)
     out.print(f"{email} enabled")
 
 
@@ -93,7 +93,7 @@ def user_list(as_json: JsonOpt = False) -> None:
     from assistant.services.users import list_users
 
     with service() as svc:
-        rows = list_users(svc.uow)
+        rows = [u.to_json() for u in list_users(svc)]
     if as_json:
         emit(rows)
     else:

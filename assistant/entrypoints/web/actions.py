@@ -12,7 +12,7 @@ from assistant.entrypoints.web.i18n import translator
 from assistant.entrypoints.web.login_guard import LoginGuard
 from assistant.entrypoints.web.views import outbox_entry_of
 from assistant.services import delegation, priorities, queries
-from assistant.services.pair_settings import update_pair_settings
+from assistant.services.pair_settings import PairSettings, update_pair_settings
 from assistant.services.users import MIN_PASSWORD, PairAccess
 from assistant.services.users import change_password as change_user_password
 
@@ -34,23 +34,22 @@ def parse_local(text: str, zone: str, what: str) -> datetime:
 
 def retry(svc: Service, access: PairAccess, entry_id: int) -> None:
     outbox_entry_of(svc, access, entry_id)  # NotFoundError for another pair's entry
-    queries.retry_entry(svc.uow, entry_id, svc.now())
+    queries.retry_entry(svc, entry_id)
 
 
 def add_priority(svc: Service, access: PairAccess, data: dict[str, Any]) -> int:
     return priorities.add_rule(
-        svc.uow,
+        svc,
         pair=access.ref,
         kind=str(data.get("kind", "")),
         pattern=str(data.get("pattern", "")),
         level=str(data.get("level", "normal")),
         note=str(data.get("note", "")),
-        now=svc.now(),
     )
 
 
 def remove_priority(svc: Service, access: PairAccess, rule_id: int) -> None:
-    priorities.remove_rule(svc.uow, rule_id, pair=access.ref)
+    priorities.remove_rule(svc, rule_id, pair=access.ref)
 
 
 def create_task(
@@ -75,10 +74,10 @@ def create_task(
     return task.id
 
 
-def save_settings(svc: Service, access: PairAccess, data: dict[str, Any]) -> dict[str, Any]:
+def save_settings(svc: Service, access: PairAccess, data: dict[str, Any]) -> PairSettings:
     if "share_private_details" in data and access.role != "manager":
         data = {k: v for k, v in data.items() if k != "share_private_details"}
-    return update_pair_settings(svc.uow, access.pair_id, data)
+    return update_pair_settings(svc, access.pair_id, data)
 
 
 def change_password(svc: Service, viewer: Viewer, client: str, current: str, new: str) -> None:
@@ -94,9 +93,7 @@ def change_password(svc: Service, viewer: Viewer, client: str, current: str, new
         minutes = max(1, -(-int(attempt.wait) // 60))
         raise HTTPProblem(429, t("too_many_logins").format(minutes=minutes))
     try:
-        change_user_password(
-            svc.uow, viewer.user_id, current, new, keep_session=viewer.session_id
-        )
+        change_user_password(svc, viewer.user_id, current, new, keep_session=viewer.session_id)
     except ValueError:  # the attempt stays counted as a refusal
         raise HTTPProblem(400, t("wrong_password")) from None
     guard.succeeded(viewer.email, attempt)

@@ -9,6 +9,7 @@ returns it), a body sent as ``Content-Type: application/json`` (415 otherwise) a
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from datetime import date
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -146,7 +147,10 @@ def routes(
 
     async def priorities(request: Request, ctx: Ctx) -> Response:
         return JSONResponse(
-            {"may_edit": ctx.pair.may_edit, "rules": list_rules(svc.uow, ctx.pair.ref)}
+            {
+                "may_edit": ctx.pair.may_edit,
+                "rules": [asdict(r) for r in list_rules(svc, ctx.pair.ref)],
+            }
         )
 
     async def add_priority(request: Request, ctx: Ctx) -> Response:
@@ -180,11 +184,11 @@ def routes(
 
     async def settings(request: Request, ctx: Ctx) -> Response:
         return JSONResponse(
-            pair_settings(svc.uow, ctx.pair.pair_id) | {"may_edit": ctx.pair.may_edit}
+            pair_settings(svc, ctx.pair.pair_id).to_json() | {"may_edit": ctx.pair.may_edit}
         )
 
     async def save_settings(request: Request, ctx: Ctx) -> Response:
-        return JSONResponse(actions.save_settings(svc, ctx.pair, dict(ctx.body or {})))
+        return JSONResponse(actions.save_settings(svc, ctx.pair, dict(ctx.body or {})).to_json())
 
     async def spec(request: Request) -> Response:
         return JSONResponse(openapi())

@@ -284,7 +284,7 @@ class Pages:
         return self.back(ctx, "changes")
 
     async def priorities(self, request: Request, ctx: Ctx) -> Response:
-        rules = list_rules(self.svc.uow, ctx.pair.ref)
+        rules = list_rules(self.svc, ctx.pair.ref)
         return self.render(
             request, ctx.viewer, "priorities.html", ctx=ctx, rules=rules, kinds=RULE_KINDS
         )
@@ -355,7 +355,7 @@ class Pages:
         )
 
     async def settings(self, request: Request, ctx: Ctx) -> Response:
-        data = pair_settings(self.svc.uow, ctx.pair.pair_id)
+        data = pair_settings(self.svc, ctx.pair.pair_id)
         return self.render(
             request,
             ctx.viewer,
@@ -363,7 +363,7 @@ class Pages:
             ctx=ctx,
             s=data,
             days=DAYS,
-            hours=format_hours(data["working_hours"]),
+            hours=format_hours(data.working_hours),
             channels=CHANNELS,
             saved=request.query_params.get("saved") == "1",
         )

@@ -20,7 +20,7 @@ from assistant.domain import privacy
 from assistant.domain.conflicts import find_conflicts
 from assistant.domain.latency import Direction, LatencyRecord
 from assistant.services.mail import latency_of_pair, pair_latency
-from assistant.services.pairs import NotFoundError
+from assistant.services.pairs import AccountView, NotFoundError
 from assistant.services.queries import where_notified
 from assistant.services.users import PairAccess
 from assistant.store.snapshots import from_row
@@ -476,7 +476,7 @@ def plain_error(error: str) -> str:
 SIGN_IN_PROVIDERS = ("google", "gmail", "graph", "graph-mail")
 
 
-def signs_in(a: Account) -> bool:
+def signs_in(a: Account | AccountView) -> bool:
     """Connected through the provider's sign-in page (a refresh token): reconnect there."""
     conf = a.settings
     return (

@@ -23,6 +23,7 @@ from assistant.store.db import UnitOfWork
 from assistant.store.tables import EventSnapshot
 from connectors.base import AuthExpired, CalendarSource, OwnEvent, RateLimited, Transient
 from tests.integration.contract.backend import ContractBackend, Series
+from tests.support.deps import deps_for
 
 NOW = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)  # a Friday morning
 POLICY = SyncPolicy(horizon=timedelta(days=14))
@@ -38,11 +39,11 @@ class Harness:
         self.backend = backend
         self.uow = uow
         add_pair(
-            uow, name="pair", manager_email="alex@example.com", assistant_email="sam@example.com",
-            timezone=backend.zone, now=NOW,
+            deps_for(uow, NOW), name="pair", manager_email="alex@example.com", assistant_email="sam@example.com",
+            timezone=backend.zone,
         )  # fmt: skip
         self.account_id = add_account(
-            uow, pair="pair", name=backend.name, provider="ics", settings={}, now=NOW
+            deps_for(uow, NOW), pair="pair", name=backend.name, provider="ics", settings={}
         ).id
         self.connector = backend.source()
 

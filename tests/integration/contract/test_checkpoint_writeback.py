@@ -18,6 +18,7 @@ from assistant.services.pairs import add_account, add_pair
 from assistant.store.db import UnitOfWork
 from config.settings import Settings
 from tests.integration.contract.backend import ContractBackend
+from tests.support.deps import deps_for
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # a Monday
 
@@ -30,11 +31,11 @@ def test_checkpoints_follow_the_task_in_every_writable_calendar(
         pytest.skip(f"{backend.name} is read-only")
     svc = Service(settings=Settings(data_dir=tmp_path), engine=sqlite_uow.engine, uow=sqlite_uow,
                   clock=lambda: NOW)  # fmt: skip
-    add_pair(sqlite_uow, name="p", manager_email="alex@example.com",
-             assistant_email="sam@example.com", timezone=backend.zone, now=NOW)  # fmt: skip
+    add_pair(deps_for(sqlite_uow, NOW), name="p", manager_email="alex@example.com",
+             assistant_email="sam@example.com", timezone=backend.zone)  # fmt: skip
     # A writable account row (its own settings are not used: the backend's writer is).
-    add_account(sqlite_uow, pair="p", name="cal", provider="caldav",
-                settings={"url": "http://127.0.0.1:9/unused/"}, now=NOW)  # fmt: skip
+    add_account(deps_for(sqlite_uow, NOW), pair="p", name="cal", provider="caldav",
+                settings={"url": "http://127.0.0.1:9/unused/"})  # fmt: skip
     task = delegation.create_task(svc, pair="p", title="Board pack", delegate="",
                                   term_start=NOW + timedelta(days=1),
                                   deadline=NOW + timedelta(days=4, hours=8))  # fmt: skip
