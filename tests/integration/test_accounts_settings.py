@@ -194,7 +194,7 @@ def test_a_stored_account_the_model_refuses_is_reported_and_the_others_sync(
         assert bad.settings.keys() >= {"url"}  # an ICS feed's address is its "location"
         bad_id = bad.id
 
-    rows = {r["account"]: r for r in sync_now(world.svc, pair=world.alpha.id, send=False)}
+    rows = {r["account"]: r for r in sync_now(world.svc, pair=world.alpha.id, send=False).to_json()}
 
     refused = rows[f"{bad_id} alpha-cal"]
     assert refused["error"] == (

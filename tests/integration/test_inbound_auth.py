@@ -54,7 +54,7 @@ def test_a_pass_from_an_untrusted_server_on_top_is_worth_nothing(
             ))  # fmt: skip
     with caplog.at_level(logging.INFO, logger=inbound.log.name):
         report = run(svc)
-    assert (report.read, report.ignored, report.tasks, report.outbox_ids) == (1, 1, [], [])
+    assert (report.read, report.ignored, report.tasks, report.outbox_ids) == (1, 1, (), ())
     assert tasks(svc) == [] and smtp_server.messages == [], "nothing made, nothing answered"
     [line] = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
     assert f"from {MANAGER} ignored: the sender is not authenticated" in line
@@ -68,12 +68,12 @@ def test_microsoft_365_without_a_server_name_is_trusted_as_configured(
     deliver(mailbox, sender=MANAGER, subject="Guessed", body="By Friday 17:00.",
             authentication_results=(M365_GUESS,))  # fmt: skip
     report = run(svc)
-    assert (report.ignored, report.tasks) == (1, [])
+    assert (report.ignored, report.tasks) == (1, ())
     deliver(mailbox, sender=MANAGER, subject="Board deck", body="The board deck by Friday 17:00.",
             authentication_results=(M365_PASS,))  # fmt: skip
     report = run(svc)
     [task] = tasks(svc)
-    assert report.tasks == [task.id] and task.title == "Board deck"
+    assert report.tasks == (task.id,) and task.title == "Board deck"
     assert len(smtp_server.wait_for(1)) == 1, "only the authenticated one is confirmed"
 
 

@@ -203,13 +203,13 @@ def test_aliases_are_the_same_person_for_nudges(uow: UnitOfWork, tmp_path: Path)
     """Mail to the manager's other address is waiting for them, and their answer from a
     third address (no headers, as archives have it) stops the nudges."""
     now = berlin(23, 8)
-    pair = add_pair(uow, name="alias", manager_email="alex@example.com",
-                    assistant_email="sam@example.com", timezone="Europe/Berlin", now=now,
+    pair = add_pair(deps_for(uow, now), name="alias", manager_email="alex@example.com",
+                    assistant_email="sam@example.com", timezone="Europe/Berlin",
                     manager_aliases=["Alexander@example.com", "a.smith@example.com"],
                     assistant_aliases=["samantha@example.com"])  # fmt: skip
     root = tmp_path / "mail"
-    account = add_account(uow, pair="alias", name="inbox", provider="maildir",
-                          settings={"path": str(root)}, now=now)  # fmt: skip
+    account = add_account(deps_for(uow, now), pair="alias", name="inbox", provider="maildir",
+                          settings={"path": str(root)})  # fmt: skip
     mb = Mailbox(uow, root, account.id, pair.id, Maildir(str(root), create=True))
     mb.send("d1", "samantha", "alexander", berlin(24, 10), "Budget sign-off")
     reminder = mb.nudge(berlin(24, 10, 24))

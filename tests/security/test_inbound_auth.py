@@ -78,7 +78,7 @@ def test_unauthenticated_mail_is_refused_by_default(
     deliver(mailbox, sender=MANAGER, subject="Wire the money", body="Pay it by Friday 17:00.")
     with caplog.at_level(logging.INFO, logger=inbound.log.name):
         report = run(svc)
-    assert (report.read, report.ignored, report.tasks, report.outbox_ids) == (1, 1, [], [])
+    assert (report.read, report.ignored, report.tasks, report.outbox_ids) == (1, 1, (), ())
     assert tasks(svc) == [] and smtp_server.messages == [], "nothing made, nothing answered"
     said = [r.getMessage() for r in caplog.records]
     assert any(f"from {MANAGER} ignored: unauthenticated mail is refused" in m for m in said)
@@ -97,7 +97,7 @@ def test_a_dmarc_fail_from_the_trusted_server_creates_nothing(
     deliver(mailbox, sender=MANAGER, subject="Board deck", body="The board deck by Friday 17:00.",
             authentication_results=(" ".join(QUOTED_LOCAL_PART.split()),))  # fmt: skip
     report = run(svc)
-    assert (report.read, report.ignored, report.tasks) == (2, 2, [])
+    assert (report.read, report.ignored, report.tasks) == (2, 2, ())
     assert tasks(svc) == [] and smtp_server.messages == []
 
 
