@@ -32,7 +32,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -60,13 +60,11 @@ from connectors.base import (
     parse_retry_after,
 )
 from connectors.google.common import (
-    DEFAULT_TOKEN_URI,
     RATE_REASONS,
+    SignsIn,
     build_service,
     credentials_for,
     error_detail,
-    installed_app_credentials,
-    service_account_credentials,
 )
 from connectors.google.series import (
     MARKER_KEY,
@@ -99,7 +97,7 @@ class _Conflict(ConnectorError):
     """409: an event with that id exists already."""
 
 
-class GoogleCalendar:
+class GoogleCalendar(SignsIn):
     """One Google calendar (``calendar_id``, "primary" by default) seen with ``credentials``.
 
     ``api_root`` is where the API lives (``https://www.googleapis.com/``; tests point it
@@ -108,6 +106,9 @@ class GoogleCalendar:
     received; ``requests`` counts them. ``send_updates`` is the ``sendUpdates`` of our
     writes ("none": attendees of checkpoints are not mailed by Google).
     """
+
+    PRODUCT = "Google"
+    SCOPES = SCOPES
 
     def __init__(
         self,
@@ -140,38 +141,6 @@ class GoogleCalendar:
         return self._service.channels()
 
     # ------------------------------------------------------------------ factories
-
-    @classmethod
-    def installed_app(
-        cls,
-        client_id: str,
-        client_secret: str,
-        refresh_token: str,
-        *,
-        token_uri: str = DEFAULT_TOKEN_URI,
-        scopes: Iterable[str] = SCOPES,
-        **kwargs: Any,
-    ) -> GoogleCalendar:
-        """OAuth for an installed app: the refresh token the manager's consent gave."""
-        creds = installed_app_credentials(
-            client_id, client_secret, refresh_token, token_uri, scopes
-        )
-        return cls(creds, **kwargs)
-
-    @classmethod
-    def service_account(
-        cls,
-        key: Mapping[str, Any],
-        subject: str,
-        *,
-        token_uri: str | None = None,
-        scopes: Iterable[str] = SCOPES,
-        **kwargs: Any,
-    ) -> GoogleCalendar:
-        """A service account key (the JSON file's content) with domain-wide delegation,
-        acting as ``subject`` (the manager)."""
-        creds = service_account_credentials(key, subject, token_uri, scopes, "Google")
-        return cls(creds, **kwargs)
 
     @classmethod
     def from_settings(

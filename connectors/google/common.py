@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import google.auth.credentials
 import google_auth_httplib2
@@ -78,6 +78,56 @@ def service_account_credentials(
         )
     except (ValueError, KeyError) as exc:
         raise AuthExpired(f"{product}: unusable service account key ({exc})") from None
+
+
+class SignsIn:
+    """The two ways a Google connector signs in, as constructors: ``installed_app`` (the
+    refresh token the manager's consent gave) and ``service_account`` (a key with
+    domain-wide delegation acting as the manager). For a class whose ``__init__`` takes the
+    credentials first; ``PRODUCT`` names it in errors, ``SCOPES`` are its default scopes."""
+
+    PRODUCT: ClassVar[str]
+    SCOPES: ClassVar[tuple[str, ...]]
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self, credentials: google.auth.credentials.Credentials, *args: Any, **kwargs: Any
+        ) -> None: ...
+
+    @classmethod
+    def installed_app(
+        cls,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        *,
+        token_uri: str = DEFAULT_TOKEN_URI,
+        scopes: Iterable[str] | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """OAuth for an installed app: the refresh token the manager's consent gave."""
+        creds = installed_app_credentials(
+            client_id, client_secret, refresh_token, token_uri, scopes or cls.SCOPES
+        )
+        return cls(creds, **kwargs)
+
+    @classmethod
+    def service_account(
+        cls,
+        key: Mapping[str, Any],
+        subject: str,
+        *,
+        token_uri: str | None = None,
+        scopes: Iterable[str] | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """A service account key (the JSON file's content) with domain-wide delegation,
+        acting as ``subject`` (the manager)."""
+        creds = service_account_credentials(
+            key, subject, token_uri, scopes or cls.SCOPES, cls.PRODUCT
+        )
+        return cls(creds, **kwargs)
 
 
 def credentials_for(

@@ -62,13 +62,11 @@ from connectors.base import (
     parse_retry_after,
 )
 from connectors.google.common import (
-    DEFAULT_TOKEN_URI,
     RATE_REASONS,
+    SignsIn,
     build_service,
     credentials_for,
     error_detail,
-    installed_app_credentials,
-    service_account_credentials,
 )
 from connectors.google.settings import GmailSettings
 from connectors.settings import Resolver, parse
@@ -93,7 +91,7 @@ RequestHook = Callable[[str, str, int], None]
 Item = dict[str, Any]
 
 
-class GmailMailbox:
+class GmailMailbox(SignsIn):
     """The Gmail mailbox of ``user_id`` ("me": the credentials' user) as a MailSource.
 
     ``labels`` are the label ids whose messages count (default INBOX and SENT);
@@ -102,6 +100,9 @@ class GmailMailbox:
     ``on_request(method, url, status)`` is called for every HTTP response received
     (a batch is one); ``requests`` counts them.
     """
+
+    PRODUCT = "Gmail"
+    SCOPES = SCOPES
 
     def __init__(
         self,
@@ -138,38 +139,6 @@ class GmailMailbox:
         self._users = self._service.users()
 
     # ------------------------------------------------------------------ factories
-
-    @classmethod
-    def installed_app(
-        cls,
-        client_id: str,
-        client_secret: str,
-        refresh_token: str,
-        *,
-        token_uri: str = DEFAULT_TOKEN_URI,
-        scopes: Iterable[str] = SCOPES,
-        **kwargs: Any,
-    ) -> GmailMailbox:
-        """OAuth for an installed app: the refresh token the manager's consent gave."""
-        creds = installed_app_credentials(
-            client_id, client_secret, refresh_token, token_uri, scopes
-        )
-        return cls(creds, **kwargs)
-
-    @classmethod
-    def service_account(
-        cls,
-        key: Mapping[str, Any],
-        subject: str,
-        *,
-        token_uri: str | None = None,
-        scopes: Iterable[str] = SCOPES,
-        **kwargs: Any,
-    ) -> GmailMailbox:
-        """A service account key (the JSON file's content) with domain-wide delegation,
-        acting as ``subject`` (the manager)."""
-        creds = service_account_credentials(key, subject, token_uri, scopes, "Gmail")
-        return cls(creds, **kwargs)
 
     @classmethod
     def from_settings(
