@@ -22,6 +22,7 @@ from assistant.entrypoints.cli.common import JsonOpt, out, settings_source, stat
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from assistant.store.db import UnitOfWork
     from config.settings import Settings
 
 
@@ -138,30 +139,30 @@ def _accounts(settings: Settings) -> list[Check]:
         svc.engine.dispose()
 
 
-def _push(uow: object, now: datetime) -> list[Check]:
+def _push(uow: UnitOfWork, now: datetime) -> list[Check]:
     from sqlalchemy import select
 
     from assistant.services.push import PUSH_PROVIDERS
-    from assistant.store.db import UnitOfWork
+    from assistant.services.push_state import push_of, stored_time
     from assistant.store.tables import Account
 
-    assert isinstance(uow, UnitOfWork)
     checks = []
     with uow.read() as session:
         for account in session.scalars(
             select(Account).where(Account.provider.in_(PUSH_PROVIDERS)).order_by(Account.id)
         ):
-            push = (account.sync_state or {}).get("push") or {}
-            expires = push.get("expires")
+            push = push_of(account.sync_state)
+            expires = stored_time(push.get("expires"))  # None too when unreadable
             name = f"push {account.id} {account.name}"
-            if not push.get("id") or not expires:
+            until = f"{expires:%Y-%m-%d %H:%M} UTC" if expires else ""
+            if not push.get("id") or expires is None:
                 checks.append(Check(name, False, "no subscription: changes arrive by polling",
                                     "run `assistant run` with web.public_url set"))  # fmt: skip
-            elif datetime.fromisoformat(expires) <= now:
-                checks.append(Check(name, False, f"subscription expired at {expires}",
+            elif expires <= now:
+                checks.append(Check(name, False, f"subscription expired at {until}",
                                     "run `assistant run`: it renews subscriptions"))  # fmt: skip
             else:
-                checks.append(Check(name, True, f"subscribed until {expires}"))
+                checks.append(Check(name, True, f"subscribed until {until}"))
     return checks
 
 
