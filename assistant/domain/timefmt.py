@@ -22,6 +22,11 @@ def lang(locale: str) -> str:
     return "ru" if locale.lower().startswith("ru") else "en"
 
 
+def weekday_name(index: int, locale: str) -> str:
+    """The short name of weekday ``index`` (0 is Monday): "Tue", "вт"."""
+    return _WEEKDAYS[lang(locale)][index]
+
+
 def day(d: date, locale: str) -> str:
     lg = lang(locale)
     return f"{_WEEKDAYS[lg][d.weekday()]} {d.day} {_MONTHS[lg][d.month - 1]}"

@@ -52,7 +52,7 @@ def test_every_template_key_exists_in_both_languages() -> None:
     assert sorted(used - i18n.EN.keys()) == []
     assert sorted(used - i18n.RU.keys()) == []
     assert sorted(i18n.EN.keys() - i18n.RU.keys()) == [], "every English string has a Russian one"
-    checkpoint_states = VALUES["en"]["checkpoint_state"]
+    checkpoint_states = ("planned", "written", "to_remove", "removed", "pinned", "user_deleted")
     assert sorted(f"cp_{s}" for s in checkpoint_states if f"cp_{s}" not in i18n.RU) == []
 
 
@@ -62,6 +62,10 @@ def test_labels_and_times_in_russian() -> None:
     assert label("change_kind", "moved") == "Перенесена"
     assert label("level", "high") == "высокий"
     assert label("outbox_state", "something-new") == "something-new", "unknown: as it is"
+    # the states a change is stored in (store.tables.ScheduleChange.state)
+    for state in ("pending", "sent", "digest", "undone", "suppressed"):
+        assert label("change_state", state) != state
+    assert label("weekday", "tue") == "вт" and labeler("en")("weekday", "tue") == "Tue"
     when = time_writer("ru", "Europe/Berlin")
     assert when("2026-12-08T13:00:00+00:00") == "вт 8 декабря 14:00"
     assert time_writer("en", "Europe/Berlin")("2026-12-08T13:00:00+00:00") == "Tue 8 Dec 14:00"

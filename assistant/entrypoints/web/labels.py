@@ -1,6 +1,6 @@
 """Stored values shown to people, in their language: states, kinds, levels, weekdays, times.
 
-The store keeps short English codes (``dead``, ``red_line``, ``person``); a page never
+The store keeps short English codes (``dead``, ``in_progress``, ``person``); a page never
 shows one as it is. ``label(group, value)`` names it in the viewer's locale (an unknown
 value is shown as it is, never an error), ``when(value)`` writes a time as
 "Tue 8 Dec 14:00" in the pair's zone. Change kinds come from the message renderer's own
@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 
 from assistant.domain.changes import ChangeKind
 from assistant.domain.notify import LABELS as CHANGE_LABELS
-from assistant.domain.timefmt import day, lang
+from assistant.domain.priorities import WEEKDAYS
+from assistant.domain.timefmt import day, lang, weekday_name
 
 VALUES: dict[str, dict[str, dict[str, str]]] = {
     "en": {
@@ -27,23 +28,16 @@ VALUES: dict[str, dict[str, dict[str, str]]] = {
         "outbox_state": {
             "pending": "waiting", "sending": "sending", "sent": "sent", "dead": "not delivered",
         },
-        "change_state": {"pending": "waiting", "notified": "notified", "dropped": "not sent"},
+        "change_state": {
+            "pending": "waiting", "sent": "notified", "digest": "for the digest",
+            "undone": "undone in time", "suppressed": "made by the assistant",
+        },
         "account_state": {"new": "new", "ok": "working", "error": "failing"},
         "account_kind": {"calendar": "calendar", "mail": "mail"},
         "task_state": {
             "briefed": "briefed", "understood": "understood", "in_progress": "in progress",
             "accepted": "accepted", "praised": "praised", "cancelled": "cancelled",
         },
-        "checkpoint_state": {
-            "planned": "to be written", "written": "in the calendar", "to_remove": "to remove",
-            "removed": "removed", "pinned": "kept by hand", "user_deleted": "deleted in calendar",
-        },
-        "checkpoint_kind": {"red_line": "Red Line", "dead_line": "Dead Line"},
-        "weekday": {
-            "mon": "Mon", "tue": "Tue", "wed": "Wed", "thu": "Thu", "fri": "Fri",
-            "sat": "Sat", "sun": "Sun",
-        },
-        "role": {"admin": "admin", "manager": "manager", "assistant": "assistant"},
     },
     "ru": {
         "level": {"high": "высокий", "normal": "обычный", "low": "низкий"},
@@ -55,24 +49,16 @@ VALUES: dict[str, dict[str, dict[str, str]]] = {
             "pending": "ждёт отправки", "sending": "отправляется", "sent": "отправлено",
             "dead": "не доставлено",
         },
-        "change_state": {"pending": "ждёт", "notified": "сообщено", "dropped": "не отправлено"},
+        "change_state": {
+            "pending": "ждёт", "sent": "сообщено", "digest": "в сводку",
+            "undone": "отменено вовремя", "suppressed": "сделано ассистентом",
+        },
         "account_state": {"new": "новая", "ok": "работает", "error": "ошибка"},
         "account_kind": {"calendar": "календарь", "mail": "почта"},
         "task_state": {
             "briefed": "поставлена", "understood": "понята", "in_progress": "в работе",
             "accepted": "принята", "praised": "отмечена", "cancelled": "отменена",
         },
-        "checkpoint_state": {
-            "planned": "будет записана", "written": "в календаре", "to_remove": "будет удалена",
-            "removed": "удалена", "pinned": "оставлена вручную",
-            "user_deleted": "удалена в календаре",
-        },
-        "checkpoint_kind": {"red_line": "Красная линия", "dead_line": "Мёртвая линия"},
-        "weekday": {
-            "mon": "пн", "tue": "вт", "wed": "ср", "thu": "чт", "fri": "пт", "sat": "сб",
-            "sun": "вс",
-        },
-        "role": {"admin": "администратор", "manager": "руководитель", "assistant": "ассистент"},
     },
 }  # fmt: skip
 
@@ -85,6 +71,8 @@ def labeler(locale: str) -> Callable[[str, object], str]:
 
     def label(group: str, value: object) -> str:
         text = "" if value is None else str(value)
+        if group == "weekday" and text in WEEKDAYS:  # the names the messages use
+            return weekday_name(WEEKDAYS.index(text), locale)
         if group == "change_kind":
             try:
                 return str(changes[ChangeKind(text)])
