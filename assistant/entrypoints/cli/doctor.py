@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from assistant.entrypoints.cli.common import JsonOpt, out, settings_source, state
+from assistant.entrypoints.cli.common import JsonOpt, NoSettings, out, settings_source, state
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -42,7 +42,7 @@ def _settings() -> tuple[Settings | None, Check]:
         settings = load(source)
     except ConfigError as exc:
         return None, Check("settings", False, str(exc).replace("\n", " "), "correct the file")
-    except Exception as exc:  # NoSettings
+    except NoSettings as exc:
         return None, Check("settings", False, str(exc), "run `assistant init`")
     return settings, Check("settings", True, f"read from {source or 'the environment'}")
 
