@@ -52,19 +52,16 @@ from connectors.base import (
     NotFound,
     OwnEvent,
     PreconditionFailed,
-    RateLimited,
     TokenExpired,
     Transient,
     Window,
     WrittenEvent,
-    parse_retry_after,
 )
 from connectors.google.common import (
-    RATE_REASONS,
     SignsIn,
     build_service,
     credentials_for,
-    error_detail,
+    google_error,
 )
 from connectors.google.series import (
     MARKER_KEY,
@@ -422,25 +419,10 @@ def _own_body(event: OwnEvent) -> dict[str, Any]:
 
 
 def _translate(exc: HttpError, what: str, gone: type[ConnectorError]) -> ConnectorError:
-    """The error of our tree that a Google error reply stands for."""
-    status = int(exc.resp.status)
-    reason, message = error_detail(exc.content)
-    where = f"Google {what}"
-    if status == 429 or (status == 403 and reason in RATE_REASONS):
-        return RateLimited(
-            f"{where}: rate limited ({reason or status})",
-            retry_after=parse_retry_after(exc.resp.get("retry-after")),
-        )
-    if status in (401, 403):
-        return AuthExpired(f"{where}: access refused ({status} {reason})".rstrip())
-    if status == 404:
-        return NotFound(f"{where}: not found")
-    if status == 409:
-        return _Conflict(f"{where}: already exists")
-    if status == 410:
-        return gone(f"{where}: gone ({reason or 410})")
-    if status == 412:
-        return PreconditionFailed(f"{where}: precondition failed")
-    if status >= 500:
-        return Transient(f"{where}: server error {status}")
-    return ConnectorError(f"{where}: refused ({status} {reason}: {message[:200]})")
+    """The error of our tree that a Google Calendar error reply stands for."""
+    return google_error(exc, f"Google {what}", {
+        404: lambda where, _: NotFound(f"{where}: not found"),
+        409: lambda where, _: _Conflict(f"{where}: already exists"),
+        410: lambda where, reason: gone(f"{where}: gone ({reason or 410})"),
+        412: lambda where, _: PreconditionFailed(f"{where}: precondition failed"),
+    })  # fmt: skip

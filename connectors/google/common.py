@@ -2,9 +2,10 @@
 
 ``credentials_for`` reads an account's settings (``connectors.google.settings``) into
 credentials and ``build_service`` makes the API client over a counting HTTP: the one
-factory of both connectors (and of the Gmail sender). Each connector keeps its own mapping
-of statuses onto our error tree (a 404 or 410 means different things to a calendar and a
-mailbox).
+factory of both connectors (and of the Gmail sender); ``SignsIn`` gives both their
+``installed_app`` and ``service_account`` constructors. ``google_error`` maps an error reply
+onto our error tree; each connector passes what a status means to it (a 404 or 410 means
+different things to a calendar and a mailbox).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import httplib2
 from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 from googleapiclient import discovery
+from googleapiclient.errors import HttpError
 
-from connectors.base import AuthExpired
+from connectors.base import AuthExpired, ConnectorError, RateLimited, Transient, parse_retry_after
 from connectors.google.settings import GoogleSettings
 from connectors.settings import Resolver, resolve
 
@@ -187,3 +189,26 @@ def error_detail(content: bytes | str | None) -> tuple[str, str]:
         return str(errors[0].get("reason", "")), str(error.get("message", ""))
     except (ValueError, AttributeError, TypeError, IndexError):
         return "", ""
+
+
+ByStatus = Mapping[int, Callable[[str, str], ConnectorError]]
+
+
+def google_error(exc: HttpError, where: str, by_status: ByStatus) -> ConnectorError:
+    """The error of our tree that a Google API's error reply stands for: rate limits,
+    refused access, server errors and the rest alike for every Google API; ``by_status``
+    maps what a status means to this API (called with ``where`` and the reply's reason)."""
+    status = int(exc.resp.status)
+    reason, message = error_detail(exc.content)
+    if status == 429 or (status == 403 and reason in RATE_REASONS):
+        return RateLimited(
+            f"{where}: rate limited ({reason or status})",
+            retry_after=parse_retry_after(exc.resp.get("retry-after")),
+        )
+    if status in (401, 403):
+        return AuthExpired(f"{where}: access refused ({status} {reason})".rstrip())
+    if status in by_status:
+        return by_status[status](where, reason)
+    if status >= 500:
+        return Transient(f"{where}: server error {status}")
+    return ConnectorError(f"{where}: refused ({status} {reason}: {message[:200]})")

@@ -59,14 +59,12 @@ from connectors.base import (
     RateLimited,
     TokenExpired,
     Transient,
-    parse_retry_after,
 )
 from connectors.google.common import (
-    RATE_REASONS,
     SignsIn,
     build_service,
     credentials_for,
-    error_detail,
+    google_error,
 )
 from connectors.google.settings import GmailSettings
 from connectors.settings import Resolver, parse
@@ -394,19 +392,7 @@ def _internal_date(value: Any) -> datetime | None:
 
 
 def _translate(exc: HttpError, what: str, missing: type[ConnectorError]) -> ConnectorError:
-    """The error of our tree that a Google error reply stands for."""
-    status = int(exc.resp.status)
-    reason, message = error_detail(exc.content)
-    where = f"Gmail {what}"
-    if status == 429 or (status == 403 and reason in RATE_REASONS):
-        return RateLimited(
-            f"{where}: rate limited ({reason or status})",
-            retry_after=parse_retry_after(exc.resp.get("retry-after")),
-        )
-    if status in (401, 403):
-        return AuthExpired(f"{where}: access refused ({status} {reason})".rstrip())
-    if status == 404:
-        return missing(f"{where}: not found")
-    if status >= 500:
-        return Transient(f"{where}: server error {status}")
-    return ConnectorError(f"{where}: refused ({status} {reason}: {message[:200]})")
+    """The error of our tree that a Gmail error reply stands for."""
+    return google_error(
+        exc, f"Gmail {what}", {404: lambda where, _: missing(f"{where}: not found")}
+    )
