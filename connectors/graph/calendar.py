@@ -60,13 +60,13 @@ from connectors.base import (
     WrittenEvent,
 )
 from connectors.graph.client import (
-    MAX_DELTA_PAGES,
     GraphConnection,
     GraphOptions,
     fail,
     graph_send,
     odata_literal,
     parse_time,
+    read_delta,
 )
 
 PROPERTY_SET = "{8f0c6a52-3d1e-4b7a-9c55-2e6a1f0b9d41}"
@@ -115,25 +115,10 @@ class GraphCalendar(GraphConnection):
             if not token.startswith(url + "?"):
                 raise TokenExpired("the stored delta link is for another calendar or endpoint")
             url, params = token, None
-        items: dict[str, dict[str, Any] | None] = {}
-        for _ in range(MAX_DELTA_PAGES):
-            page = self._json(self._get(url, params, delta=True), "calendarView delta")
-            for item in page.get("value") or []:
-                if not isinstance(item, dict) or not item.get("id"):
-                    continue
-                key = str(item["id"])
-                items.pop(key, None)  # a later page overrides an earlier one
-                items[key] = None if "@removed" in item else item
-            next_link = page.get("@odata.nextLink")
-            if next_link:
-                url, params = str(next_link), None
-                continue
-            delta_link = page.get("@odata.deltaLink")
-            if not delta_link:
-                raise InvalidData("Graph: a delta page with neither nextLink nor deltaLink")
-            break
-        else:
-            raise InvalidData("Graph: calendarView delta did not end")
+        items, delta_link = read_delta(
+            lambda u, p: self._json(self._get(u, p, delta=True), "calendarView delta"),
+            url, params, "calendarView delta",
+        )  # fmt: skip
         if token and not items:
             return CalendarDelta(full=False, unchanged=True, token=str(delta_link))
         resources: list[CalendarResource] = []

@@ -27,6 +27,7 @@ import requests
 from connectors.base import (
     AuthExpired,
     ConnectorError,
+    InvalidData,
     NotFound,
     PreconditionFailed,
     RateLimited,
@@ -159,6 +160,35 @@ class Tokens:
             self.refresh_token = str(rotated)
             if self._on_refresh_token is not None:
                 self._on_refresh_token(self.refresh_token)
+
+
+Page = Callable[[str, dict[str, str] | None], Mapping[str, Any]]
+
+
+def read_delta(
+    page: Page, url: str, params: dict[str, str] | None, what: str
+) -> tuple[dict[str, dict[str, Any] | None], str]:
+    """Every page of a delta query, fetched by ``page(url, params)``: each item by id (None
+    when removed; a later page overrides an earlier one) and the next delta link. At most
+    ``MAX_DELTA_PAGES`` pages; a page with neither link is InvalidData."""
+    items: dict[str, dict[str, Any] | None] = {}
+    for _ in range(MAX_DELTA_PAGES):
+        data = page(url, params)
+        for item in data.get("value") or []:
+            if not isinstance(item, dict) or not item.get("id"):
+                continue
+            key = str(item["id"])
+            items.pop(key, None)
+            items[key] = None if "@removed" in item else item
+        next_link = data.get("@odata.nextLink")
+        if next_link:
+            url, params = str(next_link), None
+            continue
+        delta_link = data.get("@odata.deltaLink")
+        if not delta_link:
+            raise InvalidData("Graph: a delta page with neither nextLink nor deltaLink")
+        return items, str(delta_link)
+    raise InvalidData(f"Graph: {what} did not end")
 
 
 def odata_literal(value: str) -> str:

@@ -48,12 +48,12 @@ from connectors.base import (
     TokenExpired,
 )
 from connectors.graph.client import (
-    MAX_DELTA_PAGES,
     GraphConnection,
     GraphOptions,
     fail,
     graph_send,
     parse_time,
+    read_delta,
 )
 
 FOLDERS = {"inbox": "Inbox", "sentitems": "Sent Items"}  # well-known name → our folder name
@@ -144,28 +144,16 @@ class GraphMailbox(GraphConnection):
         """Every page of one folder's delta: (messages, not removed; the next delta link)."""
         url = link or self._delta_url(name)
         params: dict[str, str] | None = None if link else {"$select": SELECT}
-        found: dict[str, dict[str, Any]] = {}
-        for _ in range(MAX_DELTA_PAGES):
+
+        def page(url: str, params: dict[str, str] | None) -> dict[str, Any]:
             reply = self._send("GET", url, params=params)
             if not reply.is_success:
                 fail(reply, f"messages delta ({name})", delta=True)
-            page = _json(reply, "messages delta")
-            for item in page.get("value") or []:
-                if not isinstance(item, dict) or not item.get("id"):
-                    continue
-                key = str(item["id"])
-                found.pop(key, None)
-                if "@removed" not in item:  # a deleted message does not un-answer a thread
-                    found[key] = item
-            next_link = page.get("@odata.nextLink")
-            if next_link:
-                url, params = str(next_link), None
-                continue
-            delta_link = page.get("@odata.deltaLink")
-            if not delta_link:
-                raise InvalidData("Graph: a delta page with neither nextLink nor deltaLink")
-            return list(found.values()), str(delta_link)
-        raise InvalidData("Graph: messages delta did not end")
+            return _json(reply, "messages delta")
+
+        items, delta_link = read_delta(page, url, params, "messages delta")
+        # a deleted message does not un-answer a thread: only what is there is read
+        return [item for item in items.values() if item is not None], delta_link
 
     def _message(self, item: Mapping[str, Any], name: str) -> MessageData | None:
         if item.get("isDraft"):
