@@ -167,7 +167,7 @@ def latency_of_archive(
         messages, {a.lower() for a in managers}, {a.lower() for a in assistants}, now,
         sla_minutes, since, working, zone or "UTC",
     )  # fmt: skip
-    return replace(result, skipped=len(skipped))
+    return replace(result, skipped=len(skipped), read=len(messages))
 
 
 def report(
@@ -249,6 +249,7 @@ class LatencyReport:
     sla_minutes: float
     messages: list[MessageLatency]
     skipped: int | None = None  # an archive's unreadable messages
+    read: int | None = None  # an archive's messages read
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -261,6 +262,8 @@ class LatencyReport:
         }
         if self.skipped is not None:
             out["skipped"] = self.skipped
+        if self.read is not None:
+            out["read"] = self.read
         return out
 
 

@@ -387,10 +387,6 @@ class MaildirSource:
                 rel = os.path.relpath(entry.path, self.path)
                 found.append(_File(folder, entry.name, rel, entry.stat().st_mtime_ns))
 
-    def count(self) -> int:
-        """How many message files the tree holds (listed, not read)."""
-        return len(self._scan())
-
     def changes(self, token: str | None) -> MailDelta:
         """All messages (token None) or those in files not seen at ``token``."""
         new, next_token = self._new_files(token)
@@ -503,10 +499,6 @@ class MboxSource:
         if data.strip() and not data.lstrip(b"\r\n").startswith(b"From "):  # an .eml, a PDF
             raise InvalidData(f"{self.path} is not an mbox file (it does not start with 'From ')")
         return data
-
-    def count(self) -> int:
-        """How many messages the file holds (split, not parsed); InvalidData: not an mbox."""
-        return sum(1 for _ in _split_mbox(self._read()))
 
     def changes(self, token: str | None) -> MailDelta:
         """All messages (token None) or those appended after ``token``. Raises InvalidData

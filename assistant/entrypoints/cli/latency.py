@@ -58,22 +58,23 @@ def latency(
     if maildir or mbox:
         if not manager or not assistant:
             raise UserError("with --maildir/--mbox give --manager and --assistant addresses")
-        found = _archive_size(maildir, mbox)
+        _archive_exists(maildir, mbox)
         result = mail.latency_of_archive(
             maildir=maildir, mbox=mbox, managers=manager, assistants=assistant,
             sla_minutes=sla, since=since_at, now=datetime.now(UTC),
             zone=check_zone(timezone) if timezone else None, holidays=holidays,
         )  # fmt: skip
-        read = found - (result.skipped or 0)
-        if read <= 0:
+        read = result.read or 0
+        found = read + (result.skipped or 0)
+        if found == 0:  # never a report on nothing
+            raise UserError(f"the {_archive_name(maildir, mbox)} holds no messages")
+        if read == 0:
             raise UserError(f"none of the {found} file(s) read is a mail message")
     else:
         with service() as svc:
             result = mail.latency_of_pair(svc, pair, since_at)
     unit = "working min" if result.basis == "working" else "min"
     data = result.to_dict()
-    if read is not None:
-        data["read"] = read
     written: list[str] = []
     if chart is not None:
         from assistant.domain.charts import trend_svg
@@ -110,27 +111,18 @@ def latency(
         out.print(line, soft_wrap=True)
 
 
-def _archive_size(maildir: Path | None, mbox: Path | None) -> int:
-    """How many messages the archive holds; a UserError when it holds none (an empty or
-    missing Maildir, a file that is not an mbox): never a report on nothing."""
-    from connectors.archive.mailbox import MaildirSource, MboxSource
+def _archive_exists(maildir: Path | None, mbox: Path | None) -> None:
+    """A UserError when the Maildir folder or the mbox file is not there (a file that is
+    not an mbox is refused when it is read: InvalidData)."""
+    if maildir is not None and not maildir.is_dir():
+        raise UserError(f"no Maildir folder at {maildir}")
+    if mbox is not None and not mbox.is_file():
+        raise UserError(f"no mbox file at {mbox}")
 
-    found = 0
-    if maildir is not None:
-        if not maildir.is_dir():
-            raise UserError(f"no Maildir folder at {maildir}")
-        n = MaildirSource(maildir).count()
-        if n == 0:
-            raise UserError(f"the Maildir {maildir} holds no messages")
-        found += n
-    if mbox is not None:
-        if not mbox.is_file():
-            raise UserError(f"no mbox file at {mbox}")
-        n = MboxSource(mbox).count()  # InvalidData: not an mbox
-        if n == 0:
-            raise UserError(f"the mbox {mbox} holds no messages")
-        found += n
-    return found
+
+def _archive_name(maildir: Path | None, mbox: Path | None) -> str:
+    names = [f"Maildir {maildir}" if maildir else "", f"mbox {mbox}" if mbox else ""]
+    return " and the ".join(n for n in names if n)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
