@@ -366,3 +366,36 @@ def test_assistant_changes_shows_where_each_notification_went(world: World) -> N
     [entry] = world.outbox()
     rows = recent_changes(deps_for(world.uow), "alex")
     assert [r.notified for r in rows] == [f"{entry.channel}:{entry.state}"] * 2
+
+
+def test_cli_and_web_read_one_change_feed(world: World) -> None:
+    """``assistant changes`` and the web's changes page are one read model
+    (``services.queries.change_feed``): the same changes, the same notifications, a private
+    event masked the same way for the assistant; the manager sees its title."""
+    from assistant.entrypoints.web import views
+    from assistant.services.queries import recent_changes
+    from assistant.services.users import PairAccess
+
+    secret = vevent("doc", "20261127T150000", "20261127T160000", "Oncologist", "Clinic",
+                    "CLASS:PRIVATE\n")  # fmt: skip
+    world.write(moved(BOARD, "T100000", "T080000").replace("T120000", "T090000"), CEO, GYM, secret)
+    assert world.sync(NOW + timedelta(minutes=1)) == 3
+    world.dispatch(NOW + timedelta(minutes=2))
+    deps = deps_for(world.uow)
+
+    def access(role: str) -> PairAccess:
+        return PairAccess(world.pair_id, world.pair_id, "alex", role, True, role == "manager",
+                          "Europe/Berlin", "en")  # fmt: skip
+
+    cli = recent_changes(deps, "alex")
+    page = views.changes(deps, access("assistant"))  # type: ignore[arg-type]
+    boss = views.changes(deps, access("manager"))  # type: ignore[arg-type]
+    assert [c.id for c in cli] == [c["id"] for c in page["changes"]] == [c["id"] for c in boss["changes"]]
+    assert [c.notified for c in cli] == [
+        ", ".join(f"{n['channel']}:{n['state']}" for n in c["notifications"]) for c in page["changes"]
+    ]
+    assert all(c.notified != "—" for c in cli)
+    assert [c.summary for c in cli] == [c["summary"] for c in page["changes"]]
+    assert "Busy (private)" in [c.summary for c in cli]
+    assert "Oncologist" not in repr(cli) + repr(page) and "Clinic" not in repr(cli) + repr(page)
+    assert "Oncologist" in [c["summary"] for c in boss["changes"]]

@@ -21,12 +21,11 @@ from assistant.domain.conflicts import find_conflicts
 from assistant.domain.latency import Direction, LatencyRecord
 from assistant.services.mail import latency_of_pair, pair_latency
 from assistant.services.pairs import AccountView, NotFoundError
-from assistant.services.queries import where_notified
+from assistant.services.queries import FeedNotification, change_feed
 from assistant.services.users import PairAccess
 from assistant.store.snapshots import from_row
 from assistant.store.tables import (
     Account,
-    ChangeBatch,
     DelegatedTask,
     EventSnapshot,
     OutboxEntry,
@@ -187,74 +186,47 @@ def _brief(data: dict[str, Any] | None, tz: ZoneInfo) -> dict[str, Any] | None:
 
 
 def changes(svc: Service, access: PairAccess, limit: int = 100) -> dict[str, Any]:
+    """The changes page and API: the shared change feed, in the pair's zone."""
     tz = ZoneInfo(access.timezone)
-    with svc.uow.read() as session:
-        rows = session.execute(
-            select(ScheduleChange, ChangeBatch)
-            .join(ChangeBatch, ChangeBatch.id == ScheduleChange.batch_id)
-            .where(ScheduleChange.pair_id == access.pair_id)
-            .order_by(ScheduleChange.detected_at.desc(), ScheduleChange.id.desc())
-            .limit(limit)
-        ).all()
-        entries = list(
-            session.scalars(
-                select(OutboxEntry)
-                .where(OutboxEntry.pair_id == access.pair_id)
-                .order_by(OutboxEntry.id.desc())
-                .limit(limit)
-            )
-        )
-    outbox = []
-    as_dict: dict[int, dict[str, Any]] = {}
-    for e in entries:
-        d = {
-            "id": e.id,
-            "channel": e.channel,
-            "recipient": e.recipient,
-            "subject": e.subject,
-            "state": e.state,
-            "attempts": e.attempts,
-            "last_error": e.last_error,
-            "created_at": _iso(e.created_at, tz),
-            "delivered_at": _iso(e.sent_at, tz),
-            "retryable": e.state == "dead",
-        }
-        outbox.append(d)
-        as_dict[e.id] = d
-    notified = where_notified(entries, rows)
-    feed = []
-    for c, _batch in rows:
-        before = mask_event(c.before, access.sees_private)
-        after = mask_event(c.after, access.sees_private)
-        private = bool((c.after or c.before or {}).get("private"))
-        feed.append(
+    feed = change_feed(svc, access.ref, sees_private=access.sees_private, limit=limit, locale="en")
+    outbox = {n.id: _notification(n, tz) for n in feed.outbox}
+    return {
+        "changes": [
             {
                 "id": c.id,
                 "kind": c.kind,
-                "kinds": (c.after or c.before or {}).get("kinds", [c.kind]),
-                "summary": privacy.title(c.summary, private, access.sees_private),
+                "kinds": list(c.kinds),
+                "summary": c.summary,
                 "starts_at": _iso(c.starts_at, tz),
                 "detected_at": _iso(c.detected_at, tz),
                 "priority": c.priority,
                 "state": c.state,
                 "by_assistant": c.by_assistant,
-                "conflicts": [_conflict(x, access.sees_private) for x in c.conflicts],
-                "before": _brief(before, tz),
-                "after": _brief(after, tz),
-                "notifications": [as_dict[e.id] for e in notified[c.id]],
+                "conflicts": [dict(x) for x in c.conflicts],
+                "before": _brief(c.before, tz),
+                "after": _brief(c.after, tz),
+                "notifications": [
+                    outbox.get(n.id) or _notification(n, tz) for n in c.notifications
+                ],
             }
-        )
-    return {"changes": feed, "outbox": outbox}
+            for c in feed.changes
+        ],
+        "outbox": list(outbox.values()),
+    }
 
 
-def _conflict(data: Any, sees_private: bool) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        return {"kind": str(data)}
-    other = mask_event(data.get("other"), sees_private) or {}
+def _notification(n: FeedNotification, tz: ZoneInfo) -> dict[str, Any]:
     return {
-        "kind": data.get("kind", ""),
-        "other": other.get("summary", ""),
-        "gap_minutes": data.get("gap_minutes"),
+        "id": n.id,
+        "channel": n.channel,
+        "recipient": n.recipient,
+        "subject": n.subject,
+        "state": n.state,
+        "attempts": n.attempts,
+        "last_error": n.last_error,
+        "created_at": _iso(n.created_at, tz),
+        "delivered_at": _iso(n.sent_at, tz),
+        "retryable": n.retryable,
     }
 
 
@@ -439,8 +411,15 @@ _PLAIN = (
     ),
     (
         (
-            "401", "unauthor", "auth", "credential", "password", "invalid_grant", "revoked",
-            "refused the login", "login failed",
+            "401",
+            "unauthor",
+            "auth",
+            "credential",
+            "password",
+            "invalid_grant",
+            "revoked",
+            "refused the login",
+            "login failed",
         ),
         "Access refused: the password or the connection is no longer valid. Reconnect the account.",
     ),
