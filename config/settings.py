@@ -204,7 +204,10 @@ class OutboxSettings(_Section):
     max_attempts: int = Field(8, ge=1)
     backoff_seconds: float = Field(30.0, gt=0)
     backoff_max_seconds: float = Field(3600.0, gt=0)
-    claim_timeout_seconds: float = Field(300.0, gt=0)
+    claim_timeout_seconds: float = Field(
+        60.0, gt=0, description="a worker that died mid-send frees its entry after this; keep it"
+        " above smtp.timeout_seconds"
+    )
 
 
 class DelegationSettings(_Section):

@@ -124,9 +124,15 @@ def accounts_due(uow: UnitOfWork, now: datetime, interval: float) -> tuple[int, 
 
 
 def loop_alive(recorded: LoopMark | None, now: datetime, interval: float) -> bool:
-    """Whether the recorded loop still runs: its last round was planned within a minute
-    (the tick) and two intervals."""
-    return recorded is not None and now - recorded.planned < timedelta(seconds=60 + 2 * interval)
+    """Whether the recorded loop still runs: its last round was planned within two
+    intervals and a few seconds (the scheduler's one-second resolution, a busy queue).
+
+    A loop lost with a worker that was killed mid-round is restarted by the next tick;
+    the tick runs when a consumer starts, so a restarted worker polls again at once. A
+    loop wrongly thought dead costs nothing: its rounds are superseded by the new one
+    (``poll_round``).
+    """
+    return recorded is not None and now - recorded.planned < timedelta(seconds=2 * interval + 5)
 
 
 def next_poll_at(now: datetime, interval: float, recorded: LoopMark | None) -> datetime | None:

@@ -20,6 +20,8 @@ answer could not be written, or the proxy stopped while holding the request).
 from __future__ import annotations
 
 import http.client
+import random
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -84,6 +86,8 @@ class FaultProxy:
         self.timeout = timeout
         self.seen: list[Seen] = []
         self._faults: list[_Fault] = []
+        self._chaos: tuple[float, tuple[int | float, ...], random.Random] | None = None
+        self.injected = 0  # faults given by ``chaos`` so far
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -112,7 +116,7 @@ class FaultProxy:
         if self._server is not None:
             return self
         handler = type("Handler", (_Handler,), {"proxy": self})
-        server = ThreadingHTTPServer((self.host, 0), handler)
+        server = _Server((self.host, 0), handler)
         server.daemon_threads = True
         server.block_on_close = False  # a hung handler must not hold up stop()
         self._server = server
@@ -187,10 +191,20 @@ class FaultProxy:
         with self._lock:
             self._faults.append(_Fault(when, delay=seconds))
 
+    def chaos(self, rate: float, faults: tuple[int | float, ...], seed: int = 0) -> None:
+        """From now on, a request no queued fault takes gets, with probability ``rate``, one
+        of ``faults`` at random: an int is a status answered without reaching the upstream
+        (a 429 or 503 with ``Retry-After: 1``), a float a hang of that many seconds before
+        the request is forwarded (a client timing out meanwhile gets nothing). ``rate`` 0
+        stops it."""
+        with self._lock:
+            self._chaos = (rate, faults, random.Random(seed)) if rate > 0 else None
+
     def clear(self) -> None:
-        """Drop every fault not yet consumed."""
+        """Drop every fault not yet consumed (and stop ``chaos``)."""
         with self._lock:
             self._faults.clear()
+            self._chaos = None
 
     @property
     def pending(self) -> int:
@@ -202,6 +216,11 @@ class FaultProxy:
             for i, fault in enumerate(self._faults):
                 if fault.when(request):
                     return self._faults.pop(i)
+            if self._chaos is not None:
+                rate, faults, rng = self._chaos
+                if rng.random() < rate:
+                    self.injected += 1
+                    return _random_fault(rng.choice(faults))
         return None
 
     def _record(self, seen: Seen) -> int:
@@ -250,6 +269,22 @@ class FaultProxy:
             return response.status, response.reason, out, body
         finally:
             conn.close()
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a killed worker, a timeout) is not an error here."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+def _random_fault(kind: int | float) -> _Fault:
+    if isinstance(kind, float):
+        return _Fault(_any, delay=kind)
+    headers = {"Retry-After": "1"} if kind in (429, 503) else {}
+    if kind == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="fault-proxy"'
+    return _Fault(_any, kind, headers=headers, body=b"fault proxy")
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -11,6 +11,7 @@ the faults.
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +26,8 @@ class _Handler(SinkHandler):
         super().__init__()
         self.failures: list[str] = []  # replies to give to the next DATA commands
         self.refused = 0
+        self.refuse_rate = 0.0  # the share of sessions refused at MAIL FROM (``refuse``)
+        self.rng = random.Random(0)
         self.hold_stage = ""  # "rcpt" or "data": the next such command waits for release()
         self.holding = threading.Event()  # set while a command is held
         self.released = threading.Event()
@@ -40,6 +43,17 @@ class _Handler(SinkHandler):
             await asyncio.sleep(0.02)
         self.holding.clear()
         return True
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        with self.lock:
+            if self.refuse_rate and self.rng.random() < self.refuse_rate:
+                self.refused += 1
+                return "421 4.3.2 Service not available, closing transmission channel"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -79,6 +93,13 @@ class SmtpServer(SmtpSink):
         """Answer the next ``n`` DATA commands with ``reply`` instead of accepting."""
         with self._faults.lock:
             self._faults.failures.extend([reply] * n)
+
+    def refuse(self, rate: float, seed: int = 0) -> None:
+        """From now on refuse about ``rate`` of the sessions at MAIL FROM (421: the server
+        is closing the channel); 0 stops it. Counted in ``refused``."""
+        with self._faults.lock:
+            self._faults.refuse_rate = rate
+            self._faults.rng = random.Random(seed)
 
     def hold_next(self, stage: str) -> None:
         """Make the next RCPT (``"rcpt"``: before any content) or DATA (``"data"``: after
