@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import delete, insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from assistant.domain.changes import Change, DetectionRules, detect_changes
@@ -26,7 +26,7 @@ from assistant.domain.model import EventData
 from assistant.domain.priorities import rank
 from assistant.services.priorities import load_rules
 from assistant.store.db import UnitOfWork
-from assistant.store.snapshots import from_row, to_json, to_row
+from assistant.store.snapshots import from_row, to_json, to_values
 from assistant.store.tables import (
     Account,
     CalendarResourceRow,
@@ -273,7 +273,9 @@ def _store_snapshot(
     for row in old_rows:
         session.delete(row)
     session.flush()
-    session.add_all(to_row(account_id, e, now) for e in new_events)
+    rows = [to_values(account_id, e, now) for e in new_events]
+    if rows:  # one multi-row insert, not an ORM object per event
+        session.execute(insert(EventSnapshot), rows)
     if delta.full:
         session.execute(
             delete(CalendarResourceRow).where(CalendarResourceRow.account_id == account_id)

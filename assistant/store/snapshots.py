@@ -40,32 +40,37 @@ def _attendees_of(raw: Iterable[Sequence[Any]]) -> tuple[Attendee, ...]:
 
 
 def to_row(account_id: int, event: EventData, seen_at: Any) -> EventSnapshot:
-    return EventSnapshot(
-        account_id=account_id,
-        href=event.href,
-        uid=event.uid,
-        recurrence_id=event.recurrence_id,
-        summary=event.summary,
-        start_utc=event.start,
-        end_utc=event.end,
-        timezone=event.timezone,
-        all_day=event.all_day,
-        start_date=event.start_date,
-        end_date=event.end_date,
-        status=event.status.value,
-        location=event.location,
-        description=event.description,
-        organizer=event.organizer,
-        attendees=_attendees(event),
-        busy=event.busy,
-        private=event.private,
-        online_meeting_url=event.online_meeting_url,
-        categories=list(event.categories),
-        own_marker=event.own_marker,
-        modified_by=event.modified_by,
-        content_hash=event.fingerprint(),
-        seen_at=seen_at,
-    )
+    return EventSnapshot(**to_values(account_id, event, seen_at))
+
+
+def to_values(account_id: int, event: EventData, seen_at: Any) -> dict[str, Any]:
+    """The snapshot row's columns, for a bulk insert (``insert(EventSnapshot)``)."""
+    return {
+        "account_id": account_id,
+        "href": event.href,
+        "uid": event.uid,
+        "recurrence_id": event.recurrence_id,
+        "summary": event.summary,
+        "start_utc": event.start,
+        "end_utc": event.end,
+        "timezone": event.timezone,
+        "all_day": event.all_day,
+        "start_date": event.start_date,
+        "end_date": event.end_date,
+        "status": event.status.value,
+        "location": event.location,
+        "description": event.description,
+        "organizer": event.organizer,
+        "attendees": _attendees(event),
+        "busy": event.busy,
+        "private": event.private,
+        "online_meeting_url": event.online_meeting_url,
+        "categories": list(event.categories),
+        "own_marker": event.own_marker,
+        "modified_by": event.modified_by,
+        "content_hash": event.fingerprint(),
+        "seen_at": seen_at,
+    }
 
 
 def from_row(row: EventSnapshot) -> EventData:

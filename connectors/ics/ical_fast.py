@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 
 import icalendar
@@ -101,10 +102,21 @@ def _fast_single(text: str | bytes, window: Window, href: str) -> tuple[EventDat
             raise _Unsure
         if where == "VTIMEZONE" and name == "TZID" and raw not in _zone_ids():
             raise _Unsure  # icalendar would remember this zone's own rules
-        _value(name, params, raw, line)  # elsewhere a bad property fails the calendar
+        _checked(line)  # elsewhere a bad property fails the calendar
     if stack or events != 1:
         raise _Unsure
     return _fast_event(props, window, href)
+
+
+@lru_cache(maxsize=4096)
+def _checked(line: str) -> None:
+    """Raise as icalendar would for this line outside the VEVENT, else nothing.
+
+    A feed's series each carry the VTIMEZONEs they name, the same lines again and again;
+    each distinct line is checked once (a failure is not remembered: it raises again).
+    """
+    name, params, raw = _split(line)
+    _value(name, params, raw, line)
 
 
 def _split(line: str) -> tuple[str, Parameters | None, str]:
