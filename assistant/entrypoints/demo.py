@@ -164,7 +164,7 @@ class Demo:
         )
         start = self.clock.start.astimezone(ZoneInfo(ZONE))
         self.c.print(
-            f"The demo's clock starts at {start:%a %d %b %Y %H:%M} ({ZONE}): this week's "
+            f"The demo's clock starts at {day_of(start)} {start:%Y %H:%M} ({ZONE}): this week's "
             "Monday morning, whatever the hour you run it, so the story is always the same."
         )
 
@@ -214,7 +214,8 @@ class Demo:
         self.add_users(pair.id)
         first = self.run_job(self.jobs.sync_account(account.id), "first sync")
         self.c.print(
-            f"{len(self.events)} events for the week of {monday:%d %b %Y} written to CalDAV; "
+            f"{len(self.events)} events for the week of {day_of(monday)} {monday:%Y} written "
+            "to CalDAV; "
             f"first sync (full, sync-token stored): {first.get('changes', 0)} notifications — "
             "the first look is a baseline, not news."
         )
@@ -307,7 +308,7 @@ class Demo:
 
         tz = ZoneInfo(ZONE)
         start = datetime.combine(monday, dtime(), tz)
-        table = Table(title=f"Week of {monday:%d %b} ({ZONE})", title_justify="left")
+        table = Table(title=f"Week of {day_of(monday)} ({ZONE})", title_justify="left")
         for col in ("when", "what", "where"):
             table.add_column(col)
         with self.svc.uow.read() as session:
@@ -367,9 +368,15 @@ class Demo:
         self.task_id = task.id
         res = self.run_job(self.jobs.write_checkpoints(task.id), "checkpoints")
         view = task_view(self.svc, task.id)
-        self.c.print(f"Task {task.id}: “{view.title}”, term {view.term_start} → {view.deadline}")
+        self.c.print(
+            f"Task {task.id}: “{view.title}”, term {local(view.term_start)} → "
+            f"{local(view.deadline)}"
+        )
         for c in view.checkpoints:
-            self.c.print(f"  {c.label}: line at {c.line_at}, blocked {c.start} – {c.end}")
+            self.c.print(
+                f"  {c.label}: line at {local(c.line_at)}, blocked {local(c.start)}–"
+                f"{local(c.end, day=False)}"
+            )
         self.c.print(f"  ({len(res['written'])} events written to the manager's calendar)")
         cal = CalDavCalendar(self.calendar_url)
         ev = cal.get_event(view.checkpoints[0].event_uid)
@@ -383,7 +390,7 @@ class Demo:
         ours = [e for e in self.calendar_events() if e.own_marker]
         self.c.print(
             "Deadline brought forward by a day → events moved: "
-            + "; ".join(f"{c.label} {c.start}" for c in view.checkpoints)
+            + "; ".join(f"{c.label} {local(c.start)}" for c in view.checkpoints)
             + f". Checkpoint events in the calendar: {len(ours)} (run again: "
             f"{len(again['written'])} written)."
         )
@@ -422,7 +429,7 @@ class Demo:
         result = latency_of_pair(self.svc, pair_id, None)
         self.c.print(f"{count} messages written to a Maildir; {imported.new} imported.")
         table = Table(title="Messages and replies", title_justify="left")
-        for col in ("direction", "subject", "sent", "answered after (wall / working min)"):
+        for col in ("direction", "subject", "sent", "answered after (wall/working min)"):
             table.add_column(col)
         tz = ZoneInfo(ZONE)
         for m in result.messages:
@@ -433,7 +440,7 @@ class Demo:
                 else f"{m.wall_minutes or 0:.0f} / {m.working_minutes or 0:.0f}"
             )
             arrow = "A → M" if m.direction == "assistant_to_manager" else "M → A"
-            table.add_row(arrow, m.subject[:48], f"{sent:%a %H:%M}", answer)
+            table.add_row(arrow, m.subject[:48], f"{day_of(sent)} {sent:%H:%M}", answer)
         self.c.print(table)
         s = result.summary
         self.c.print(
@@ -520,6 +527,19 @@ class Demo:
         )
 
 
+def day_of(d: date) -> str:
+    """``Mon 7 Dec``."""
+    return f"{d:%a} {d.day} {d:%b}"
+
+
+def local(iso: str | None, day: bool = True) -> str:
+    """An instant the views give as ISO 8601, as a person reads it: ``Tue 8 Dec 13:00``."""
+    if not iso:
+        return "—"
+    t = datetime.fromisoformat(iso).astimezone(ZoneInfo(ZONE))
+    return f"{t:%a} {t.day} {t:%b %H:%M}" if day else f"{t:%H:%M}"
+
+
 def fmt(v: float | None) -> str:
     return "—" if v is None else f"{v:.0f}"
 
@@ -597,7 +617,7 @@ def serve_web(console: Console, demo: Demo) -> None:
     host, port = demo.settings.web.host, demo.settings.web.port
     base = f"http://{host}:{port}"
     console.print(
-        f"Web app on {base}/ — open a link below to see the week of {demo.monday:%d %b %Y} "
+        f"Web app on {base}/ — open a link below to see the week of {day_of(demo.monday)} "
         "signed in (each link works once, for an hour), or log in at "
         f"{base}/login with the address and password. Ctrl-C stops."
     )

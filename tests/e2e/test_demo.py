@@ -23,7 +23,7 @@ import pytest
 from assistant.entrypoints.cli.app import main
 
 BIN = Path(sys.executable).with_name("assistant")
-WEEK = "07 Dec"  # the Monday of every moment below
+WEEK = "Mon 7 Dec"  # the Monday of every moment below
 MOMENTS = {
     "monday-09:00": "2026-12-07T09:00+01:00",
     "monday-17:45": "2026-12-07T17:45+01:00",
@@ -52,6 +52,7 @@ def story_checks(text: str) -> None:
     assert f"Week of {WEEK} (Europe/Berlin)" in text
     assert "14 Dec" not in text  # never the next week
     assert "Mon 07 09:30–09:45" in text
+    assert "│ Mon 30 Nov 09:15 │ 22 / 22" in text  # the mail is last week's: all of it past
     assert "5 messages, 4 answered, 1 open; median 65 working min (130 wall)" in text
     assert "1 open message(s) past the SLA" in text
     assert "Task 1 is now accepted" in text
