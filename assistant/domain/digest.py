@@ -19,10 +19,12 @@ empty one saying so.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from markupsafe import Markup
 
 from assistant.domain import privacy, timefmt
 from assistant.domain.changes import Change
@@ -362,13 +364,77 @@ def context(content: DigestContent, aud: Audience) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class DigestSection:
+    """One manager's part of an assistant's digest: what the pair's digest gathered, and
+    how that manager's calendar is shown (zone, privacy, names)."""
+
+    content: DigestContent
+    audience: Audience
+    pair_id: int = 0
+
+
+@dataclass(frozen=True)
+class ExtraSection:
+    """A part of the digest about the assistant's service as a whole rather than one
+    manager's day (e.g. accounts that need attention): a heading and its lines, shown after
+    the managers' parts; ``empty`` is said when there are no lines."""
+
+    title: str
+    lines: tuple[str, ...] = ()
+    empty: str = ""
+
+
 def render_digest(content: DigestContent, aud: Audience) -> RenderedMessage:
-    lg = timefmt.lang(aud.locale)
-    ctx = context(content, aud)
+    """One pair's digest (an assistant of one manager)."""
+    return render_assistant_digest([DigestSection(content, aud)], aud.locale)
+
+
+def render_assistant_digest(
+    sections: Sequence[DigestSection], locale: str, extras: Sequence[ExtraSection] = ()
+) -> RenderedMessage:
+    """An assistant's one digest: a part per manager (the first section's date heads it),
+    then ``extras``. With one manager it reads as that pair's digest always has."""
+    if not sections:
+        raise ValueError("a digest needs at least one manager's section")
+    lg = timefmt.lang(locale)
     env = template_env()
-    subject = one_line(env.get_template(f"digest/digest.{lg}.subject.j2").render(ctx))
-    text = env.get_template(f"digest/digest.{lg}.txt.j2").render(ctx)
-    html = env.get_template(f"digest/digest.{lg}.html.j2").render(ctx)
+    parts = []
+    for sec in sections:
+        aud = replace(sec.audience, locale=locale)  # one message, one language
+        ctx = context(sec.content, aud)
+        body = {
+            kind: env.get_template(f"digest/section.{lg}.{kind}.j2").render(ctx)
+            for kind in ("txt", "html")
+        }
+        label = aud.manager_name or ", ".join(sorted(aud.manager_emails)) or "—"
+        parts.append((ctx, label, body))
+    first = parts[0][0]
+
+    def main(kind: str) -> dict[str, Any]:
+        def body(text: str) -> Any:
+            # the section's HTML comes from an autoescaping template: escaped already
+            return Markup(text) if kind == "html" else text  # noqa: S704
+
+        return first | {
+            "sections": [
+                {
+                    "manager": label,
+                    "zone": ctx["zone"],
+                    "counts": ctx["counts"],
+                    "body": body(b[kind]),
+                }
+                for ctx, label, b in parts
+            ],
+            "names": ", ".join(label for _, label, _ in parts),
+            "extras": [
+                {"title": x.title, "lines": list(x.lines), "empty": x.empty} for x in extras
+            ],
+        }
+
+    subject = one_line(env.get_template(f"digest/digest.{lg}.subject.j2").render(main("txt")))
+    text = env.get_template(f"digest/digest.{lg}.txt.j2").render(main("txt"))
+    html = env.get_template(f"digest/digest.{lg}.html.j2").render(main("html"))
     return RenderedMessage(subject=subject, text=text, html=html)
 
 
@@ -427,5 +493,24 @@ def structured(content: DigestContent, aud: Audience) -> dict[str, Any]:
                 "delegate": t.delegate,
             }
             for t in content.tasks
+        ],
+    }
+
+
+def structured_digest(sections: Sequence[DigestSection]) -> dict[str, Any]:
+    """The machine-readable form of an assistant's digest: one manager's is ``structured``
+    as it always was; several are ``{"date", "sections": [{"pair_id", "manager", ...}]}``."""
+    if len(sections) == 1:
+        return structured(sections[0].content, sections[0].audience)
+    return {
+        "date": sections[0].content.today.isoformat(),
+        "sections": [
+            {
+                "pair_id": sec.pair_id,
+                "manager": sec.audience.manager_name,
+                "manager_emails": sorted(sec.audience.manager_emails),
+                **structured(sec.content, sec.audience),
+            }
+            for sec in sections
         ],
     }

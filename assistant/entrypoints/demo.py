@@ -4,14 +4,23 @@ Starts Radicale (CalDAV) and an SMTP sink on 127.0.0.1 in a temporary folder, se
 manager's week from ``examples/``, and plays a scenario through the real path: Huey
 jobs, the CalDAV connector with change tokens, change detection, the outbox, SMTP.
 Nothing outside this process is needed or left running.
+
+The story runs on its own clock: it starts at 08:00 on the Monday of the week the demo
+is run in (the manager's zone), whatever the hour or the day, and advances with real
+time from there. So the week shown is always this week, and the latency section, the
+nudges and the feedback tell the same story on a Monday morning as on a Sunday night.
+``--serve`` then prints a one-time login link and a generated password for the manager
+and for the assistant; each link opens the web app on the demo's week.
 """
 
 from __future__ import annotations
 
+import secrets
 import tempfile
 import time
 import tomllib
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from email.message import EmailMessage
@@ -19,6 +28,7 @@ from email.utils import format_datetime, make_msgid
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -31,6 +41,7 @@ ZONE = "Europe/Berlin"
 MANAGER = ("Alex Morgan", "alex.morgan@example.com")
 ASSISTANT = ("Sam Lee", "sam.lee@example.com")
 SAMPLE_MONDAY = date(2026, 1, 5)
+STORY_START = dtime(8)  # the story begins on the week's Monday at this local time
 
 
 def examples_dir() -> Path:
@@ -41,8 +52,31 @@ def examples_dir() -> Path:
     return Path(str(resources.files("assistant") / "examples"))
 
 
-def next_monday(today: date) -> date:
-    return today + timedelta(days=(7 - today.weekday()) or 7)
+def week_monday(today: date) -> date:
+    """The Monday of ``today``'s week (a Sunday belongs to the week before it)."""
+    return today - timedelta(days=today.weekday())
+
+
+class StoryClock:
+    """The demo's clock: ``start`` plus the real time elapsed since the demo began."""
+
+    def __init__(self, start: datetime) -> None:
+        self.start = start.astimezone(UTC)
+        self.t0 = time.monotonic()
+
+    def __call__(self) -> datetime:
+        return self.start + timedelta(seconds=time.monotonic() - self.t0)
+
+
+@dataclass(frozen=True)
+class Login:
+    """A demo user's ready login: a one-time link onto the demo's week, and a password."""
+
+    role: str
+    name: str
+    email: str
+    password: str
+    link: str
 
 
 def shifted_week(text: str, target_monday: date) -> list[tuple[str, str]]:
@@ -72,10 +106,13 @@ def shifted_week(text: str, target_monday: date) -> list[tuple[str, str]]:
 
 
 class Demo:
-    def __init__(self, console: Console, root: Path) -> None:
+    def __init__(self, console: Console, root: Path, now: datetime) -> None:
         self.c = console
         self.root = root
         self.stack = ExitStack()
+        self.monday = week_monday(now.astimezone(ZoneInfo(ZONE)).date())
+        self.clock = StoryClock(datetime.combine(self.monday, STORY_START, ZoneInfo(ZONE)))
+        self.users: list[tuple[str, str, str, str, int]] = []  # role, name, email, pw, id
 
     # ------------------------------------------------------------------ plumbing
 
@@ -108,11 +145,11 @@ class Demo:
             },
             sync={"http_timeout_seconds": 10},
             notify={"coalesce_seconds": 2},
-            web={"host": "127.0.0.1", "port": self.web_port},
+            web={"host": "127.0.0.1", "port": self.web_port, "login_link_minutes": 60},
         )
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         upgrade(self.settings.database_url)
-        self.svc = build(self.settings)
+        self.svc = build(self.settings, clock=self.clock)
         runtime.install(self.svc)
         self.stack.callback(runtime.install, None)
         self.stack.callback(self.svc.engine.dispose)
@@ -124,6 +161,11 @@ class Demo:
             f"[dim]Radicale (CalDAV) at {self.radicale.url} · SMTP sink at "
             f"{self.sink.host}:{self.sink.port} · Huey consumer with 2 workers · "
             f"data in {self.root} · ready in {time.monotonic() - t0:.1f}s[/dim]"
+        )
+        start = self.clock.start.astimezone(ZoneInfo(ZONE))
+        self.c.print(
+            f"The demo's clock starts at {day_of(start)} {start:%Y %H:%M} ({ZONE}): this week's "
+            "Monday morning, whatever the hour you run it, so the story is always the same."
         )
 
     def close(self) -> None:
@@ -144,8 +186,7 @@ class Demo:
     def play(self) -> None:
         from assistant.services.pairs import add_account, add_pair
 
-        now = self.svc.now()
-        monday = next_monday(now.astimezone(ZoneInfo(ZONE)).date())
+        monday = self.monday
         self.step(1, "A manager's calendar on a CalDAV server")
         self.calendar_url = self.radicale.new_calendar("calendar", user="alex")
         self.http = self.stack.enter_context(httpx.Client(timeout=10))
@@ -170,9 +211,11 @@ class Demo:
             settings={"url": self.calendar_url},
         )
         self.account_id = account.id
+        self.add_users(pair.id)
         first = self.run_job(self.jobs.sync_account(account.id), "first sync")
         self.c.print(
-            f"{len(self.events)} events for the week of {monday:%d %b %Y} written to CalDAV; "
+            f"{len(self.events)} events for the week of {day_of(monday)} {monday:%Y} written "
+            "to CalDAV; "
             f"first sync (full, sync-token stored): {first.get('changes', 0)} notifications — "
             "the first look is a baseline, not news."
         )
@@ -224,6 +267,29 @@ class Demo:
         self.step(5, "The Dead Line: the manager answers the feedback link on a phone")
         self.feedback(self.task_id)
 
+    def add_users(self, pair_id: int) -> None:
+        """The manager and the assistant as web users, each with a password made now."""
+        from assistant.services.users import add_membership, add_user
+
+        for role, (name, email) in (("manager", MANAGER), ("assistant", ASSISTANT)):
+            password = secrets.token_urlsafe(12)
+            user_id = add_user(self.svc, email=email, role=role, name=name, password=password)
+            add_membership(self.svc, user=user_id, pair=pair_id, role=role)
+            self.users.append((role, name, email, password, user_id))
+        self.pair_id = pair_id
+
+    def logins(self, base_url: str) -> list[Login]:
+        """A fresh one-time link for each demo user, opening the web app on the demo's week."""
+        from assistant.entrypoints.web.auth import issue_login_link
+
+        week = quote(f"/pairs/{self.pair_id}/week?date={self.monday.isoformat()}", safe="")
+        out = []
+        for role, name, email, password, user_id in self.users:
+            token = issue_login_link(self.svc, user_id)
+            link = f"{base_url.rstrip('/')}/login/link/{token}?next={week}"
+            out.append(Login(role, name, email, password, link))
+        return out
+
     def put(self, uid: str, body: str) -> None:
         url = f"{self.calendar_url}{uid.replace('@', '_')}.ics"
         self.http.put(
@@ -242,7 +308,7 @@ class Demo:
 
         tz = ZoneInfo(ZONE)
         start = datetime.combine(monday, dtime(), tz)
-        table = Table(title=f"Week of {monday:%d %b} ({ZONE})", title_justify="left")
+        table = Table(title=f"Week of {day_of(monday)} ({ZONE})", title_justify="left")
         for col in ("when", "what", "where"):
             table.add_column(col)
         with self.svc.uow.read() as session:
@@ -302,9 +368,15 @@ class Demo:
         self.task_id = task.id
         res = self.run_job(self.jobs.write_checkpoints(task.id), "checkpoints")
         view = task_view(self.svc, task.id)
-        self.c.print(f"Task {task.id}: “{view.title}”, term {view.term_start} → {view.deadline}")
+        self.c.print(
+            f"Task {task.id}: “{view.title}”, term {local(view.term_start)} → "
+            f"{local(view.deadline)}"
+        )
         for c in view.checkpoints:
-            self.c.print(f"  {c.label}: line at {c.line_at}, blocked {c.start} – {c.end}")
+            self.c.print(
+                f"  {c.label}: line at {local(c.line_at)}, blocked {local(c.start)}–"
+                f"{local(c.end, day=False)}"
+            )
         self.c.print(f"  ({len(res['written'])} events written to the manager's calendar)")
         cal = CalDavCalendar(self.calendar_url)
         ev = cal.get_event(view.checkpoints[0].event_uid)
@@ -318,7 +390,7 @@ class Demo:
         ours = [e for e in self.calendar_events() if e.own_marker]
         self.c.print(
             "Deadline brought forward by a day → events moved: "
-            + "; ".join(f"{c.label} {c.start}" for c in view.checkpoints)
+            + "; ".join(f"{c.label} {local(c.start)}" for c in view.checkpoints)
             + f". Checkpoint events in the calendar: {len(ours)} (run again: "
             f"{len(again['written'])} written)."
         )
@@ -357,7 +429,7 @@ class Demo:
         result = latency_of_pair(self.svc, pair_id, None)
         self.c.print(f"{count} messages written to a Maildir; {imported.new} imported.")
         table = Table(title="Messages and replies", title_justify="left")
-        for col in ("direction", "subject", "sent", "answered after (wall / working min)"):
+        for col in ("direction", "subject", "sent", "answered after (wall/working min)"):
             table.add_column(col)
         tz = ZoneInfo(ZONE)
         for m in result.messages:
@@ -368,7 +440,7 @@ class Demo:
                 else f"{m.wall_minutes or 0:.0f} / {m.working_minutes or 0:.0f}"
             )
             arrow = "A → M" if m.direction == "assistant_to_manager" else "M → A"
-            table.add_row(arrow, m.subject[:48], f"{sent:%a %H:%M}", answer)
+            table.add_row(arrow, m.subject[:48], f"{day_of(sent)} {sent:%H:%M}", answer)
         self.c.print(table)
         s = result.summary
         self.c.print(
@@ -455,6 +527,19 @@ class Demo:
         )
 
 
+def day_of(d: date) -> str:
+    """``Mon 7 Dec``."""
+    return f"{d:%a} {d.day} {d:%b}"
+
+
+def local(iso: str | None, day: bool = True) -> str:
+    """An instant the views give as ISO 8601, as a person reads it: ``Tue 8 Dec 13:00``."""
+    if not iso:
+        return "—"
+    t = datetime.fromisoformat(iso).astimezone(ZoneInfo(ZONE))
+    return f"{t:%a} {t.day} {t:%b %H:%M}" if day else f"{t:%H:%M}"
+
+
 def fmt(v: float | None) -> str:
     return "—" if v is None else f"{v:.0f}"
 
@@ -493,14 +578,20 @@ def write_sample_maildir(folder: Path, monday: date) -> int:
     return len(spec["message"])
 
 
-def run_demo(console: Console, serve: bool = False, keep: Path | None = None) -> int:
+def run_demo(
+    console: Console,
+    serve: bool = False,
+    keep: Path | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Play the demo in the week of ``now`` (default: the wall clock's now)."""
     with ExitStack() as outer:
         if keep is None:
             root = Path(outer.enter_context(tempfile.TemporaryDirectory(prefix="assistant-demo-")))
         else:
             root = keep.resolve()
             root.mkdir(parents=True, exist_ok=True)
-        demo = Demo(console, root)
+        demo = Demo(console, root, now or datetime.now(UTC))
         outer.callback(demo.close)
         console.rule("[bold]exec-assistant demo")
         demo.start()
@@ -509,6 +600,11 @@ def run_demo(console: Console, serve: bool = False, keep: Path | None = None) ->
         console.rule("[bold]Done")
         if serve:
             serve_web(console, demo)
+        else:
+            console.print(
+                "To look around in the browser: `assistant demo --serve` keeps the web app up "
+                "and prints a login for the manager and the assistant."
+            )
         console.print("All embedded servers stopped; nothing left running.")
     return 0
 
@@ -519,5 +615,21 @@ def serve_web(console: Console, demo: Demo) -> None:
     from assistant.entrypoints.web.app import create_app
 
     host, port = demo.settings.web.host, demo.settings.web.port
-    console.print(f"Web app on http://{host}:{port}/ — Ctrl-C to stop.")
+    base = f"http://{host}:{port}"
+    console.print(
+        f"Web app on {base}/ — open a link below to see the week of {day_of(demo.monday)} "
+        "signed in (each link works once, for an hour), or log in at "
+        f"{base}/login with the address and password. Ctrl-C stops."
+    )
+    table = Table(show_header=True, title_justify="left")
+    for col in ("who", "email", "password"):
+        table.add_column(col)
+    logins = demo.logins(base)
+    for login in logins:
+        table.add_row(f"{login.name} ({login.role})", login.email, login.password)
+    console.print(table)
+    for login in logins:  # whole, unwrapped: a terminal can open a link only in one piece
+        console.print(
+            f"{login.role}: {login.link}", soft_wrap=True, highlight=False, markup=False
+        )
     uvicorn.run(create_app(demo.svc), host=host, port=port, log_level="warning")

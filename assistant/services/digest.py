@@ -9,6 +9,14 @@ Lines and Dead Lines of the next two working days. It renders them in the assist
 locale and queues the message through the outbox, one entry per channel, keyed by pair,
 digest date, recipient and channel; ``Pair.last_digest_at`` moves to ``now``.
 
+An assistant of several managers gets one digest covering all of them: every pair with the
+same assistant address and a digest time (and the pair the digest is run for) gives a part,
+in pair order. The first of those pairs leads: its channels and language are the message's,
+its id is in the outbox key (so with one pair the key is that pair's, as always), and the
+first digest time of the day among them sends it; the others' runs that day find it queued.
+Every pair covered moves its ``last_digest_at``. Parts about the service as a whole (not one
+manager's day) go in ``DigestSection``'s neighbours, ``domain.digest.ExtraSection``.
+
 One digest per digest date: the date is the local date of the latest digest time at or
 before ``now`` (a digest run late after midnight still counts for the day before), so a
 job run twice, a late run and the tick's safety net make one message. A run that finds
@@ -26,7 +34,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from assistant.domain.changes import DetectionRules, net_changes
@@ -34,14 +42,15 @@ from assistant.domain.conflicts import find_conflicts
 from assistant.domain.digest import (
     DigestChange,
     DigestContent,
+    DigestSection,
     OpenMessage,
     TaskLine,
     day_bounds,
     day_conflicts,
     last_slot,
     next_slot,
-    render_digest,
-    structured,
+    render_assistant_digest,
+    structured_digest,
     working_days_end,
 )
 from assistant.domain.model import EventData
@@ -78,6 +87,7 @@ _LEVELS = {"low": 0, "normal": 1, "high": 2}
 class DigestReport:
     pair_id: int
     date: date | None = None  # the digest date the message is for
+    pair_ids: list[int] = field(default_factory=list)  # every pair the message covers
     queued: bool = False
     already_sent: bool = False  # that date's digest was queued before: nothing done
     held_sent: int = 0  # held low-priority changes now reported (state digest → sent)
@@ -91,6 +101,7 @@ class DigestReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "pair_id": self.pair_id,
+            "pair_ids": self.pair_ids,
             "date": self.date.isoformat() if self.date else None,
             "queued": self.queued,
             "already_sent": self.already_sent,
@@ -132,6 +143,23 @@ def digest_keys(pair: Pair, day: date) -> list[str]:
     ]
 
 
+def assistant_pairs(session: Session, pair: Pair) -> list[Pair]:
+    """The pairs one digest to ``pair``'s assistant covers, by id: every pair of the same
+    assistant address whose digest is on, and ``pair`` itself. The first leads."""
+    email = pair.assistant_email.strip().lower()
+    if not email:
+        return [pair]
+    rows = session.scalars(
+        select(Pair).where(func.lower(Pair.assistant_email) == email).order_by(Pair.id)
+    )
+    return [p for p in rows if p.digest_time or p.id == pair.id]
+
+
+def group_keys(session: Session, pair: Pair, now: datetime) -> list[str]:
+    """The outbox keys of the digest a run for ``pair`` at ``now`` would queue."""
+    return digest_keys(assistant_pairs(session, pair)[0], digest_date(pair, now))
+
+
 def pairs_due(deps: Deps) -> list[int]:
     """Pairs whose digest time has passed (``last_digest_at`` before it) and whose digest
     for that date is not queued: the tick's safety net for a lost self-scheduled job."""
@@ -145,7 +173,7 @@ def pairs_due(deps: Deps) -> list[int]:
                 continue
             if slot is None or (pair.last_digest_at is not None and pair.last_digest_at >= slot):
                 continue
-            if not _queued(session, digest_keys(pair, digest_date(pair, now))):
+            if not _queued(session, group_keys(session, pair, now)):
                 due.append(pair.id)
     return due
 
@@ -154,40 +182,50 @@ def pairs_due(deps: Deps) -> list[int]:
 
 
 def digest(deps: Deps, pair_id: int) -> DigestReport:
-    """Queue the pair's digest for the date ``deps.now()`` falls in (see the module
-    docstring)."""
+    """Queue the digest of the pair's assistant (covering all their managers) for the date
+    ``deps.now()`` falls in (see the module docstring)."""
     now, settings = deps.now(), deps.settings
     with deps.uow.begin() as session:
-        pair = lock_pair(session, pair_id)
+        first = session.get(Pair, pair_id)
+        if first is None:
+            raise LookupError(f"no pair with id {pair_id}")
+        # every pair covered is locked, in id order, so two pairs' jobs never wait on each other
+        pairs = [lock_pair(session, p.id) for p in assistant_pairs(session, first)]
+        pair, lead = next(p for p in pairs if p.id == pair_id), pairs[0]
         day = digest_date(pair, now)
-        keys = digest_keys(pair, day)
-        report = DigestReport(pair_id, date=day, keys=keys, next_at=next_digest_at(pair, now))
+        keys = digest_keys(lead, day)
+        report = DigestReport(
+            pair_id,
+            date=day,
+            pair_ids=[p.id for p in pairs],
+            keys=keys,
+            next_at=next_digest_at(pair, now),
+        )
         if _queued(session, keys):
             return replace(report, already_sent=True)
-        content, rows = _gather(session, deps.uow, pair, now, settings)
-        held = [r for r in rows if r.state == "digest"]
-        audience = audience_for(pair)
-        message = render_digest(content, audience)
-        data = structured(content, audience)
-        payload = {"kind": "digest", "change_ids": [r.id for r in rows], **data}
+        composed = _compose(session, deps.uow, pairs, now, settings)
+        held = [r for r in composed.rows if r.state == "digest"]
+        payload = {"kind": "digest", "change_ids": [r.id for r in composed.rows], **composed.data}
         outbox_ids: list[int] = []
-        for channel, key in zip(notify_channels(pair), keys, strict=True):
+        for channel, key in zip(notify_channels(lead), keys, strict=True):
             entry = enqueue_for_assistant(
-                session, pair, message, key=key, channel=channel, payload=payload, now=now
-            )
+                session, lead, composed.message, key=key, channel=channel, payload=payload,
+                now=now,
+            )  # fmt: skip
             if entry is not None:
                 outbox_ids.append(entry.id)
         for row in held:
             row.state, row.notified_at, row.message_key = "sent", now, keys[0]
-        pair.last_digest_at = now
+        for p in pairs:
+            p.last_digest_at = now
         return replace(
             report,
             queued=True,
             held_sent=len(held),
             outbox_ids=outbox_ids,
-            counts=content.counts(pair.timezone),
-            message=message,
-            data=data,
+            counts=composed.counts,
+            message=composed.message,
+            data=composed.data,
         )
 
 
@@ -196,20 +234,51 @@ def preview(deps: Deps, pair_ref: str | int | None) -> DigestReport:
     now = deps.now()
     with deps.uow.read() as session:
         pair = find_pair(session, pair_ref)
+        pairs = assistant_pairs(session, pair)
         day = digest_date(pair, now)
-        keys = digest_keys(pair, day)
-        content, _ = _gather(session, deps.uow, pair, now, deps.settings)
-        audience = audience_for(pair)
+        keys = digest_keys(pairs[0], day)
+        composed = _compose(session, deps.uow, pairs, now, deps.settings)
         return DigestReport(
             pair.id,
             date=day,
+            pair_ids=[p.id for p in pairs],
             next_at=next_digest_at(pair, now),
             keys=keys,
             already_sent=_queued(session, keys),
-            message=render_digest(content, audience),
-            data=structured(content, audience),
-            counts=content.counts(pair.timezone),
+            message=composed.message,
+            data=composed.data,
+            counts=composed.counts,
         )
+
+
+@dataclass(frozen=True)
+class _Composed:
+    message: RenderedMessage
+    data: dict[str, Any]
+    counts: dict[str, int]
+    rows: list[ScheduleChange]
+
+
+def _compose(
+    session: Session, uow: UnitOfWork, pairs: list[Pair], now: datetime, settings: Settings
+) -> _Composed:
+    """One message for the pairs' assistant: a part per pair, in the first pair's language."""
+    sections: list[DigestSection] = []
+    rows: list[ScheduleChange] = []
+    counts: dict[str, int] = {}
+    for p in pairs:
+        content, changed = _gather(session, uow, p, now, settings)
+        sections.append(DigestSection(content, audience_for(p), p.id))
+        rows.extend(changed)
+        for name, n in content.counts(p.timezone).items():
+            counts[name] = counts.get(name, 0) + n
+    locale = pairs[0].locale
+    return _Composed(
+        message=render_assistant_digest(sections, locale),
+        data=structured_digest(sections),
+        counts=counts,
+        rows=rows,
+    )
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -28,8 +29,18 @@ def demo(
         bool, typer.Option(help="Keep the web app up afterwards (Ctrl-C stops).")
     ] = False,
     keep: Annotated[Path | None, typer.Option(help="Keep the demo's files in this folder.")] = None,
+    now: Annotated[
+        datetime | None,
+        typer.Option(
+            help="Play the demo in the week of this moment (ISO 8601, e.g. "
+            "2026-12-13T23:59+01:00; default: now).",
+            formats=["%Y-%m-%dT%H:%M%z", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"],
+        ),
+    ] = None,
 ) -> None:
     """Play a short scenario on embedded servers; needs nothing installed or running."""
     from assistant.entrypoints.demo import run_demo
 
-    raise typer.Exit(run_demo(out, serve=serve, keep=keep))
+    if now is not None and now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    raise typer.Exit(run_demo(out, serve=serve, keep=keep, now=now))

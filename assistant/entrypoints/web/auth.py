@@ -184,6 +184,23 @@ def send_login_link(svc: Service, email: str, base_url: str) -> None:
         )
 
 
+def issue_login_link(svc: Service, user_id: int, minutes: float | None = None) -> str:
+    """A one-time login token for ``user_id``, handed over directly rather than mailed
+    (``assistant demo --serve`` prints it); ``/login/link/<token>`` spends it."""
+    now = svc.now()
+    token = secrets.token_urlsafe(32)
+    lifetime = timedelta(minutes=minutes or svc.settings.web.login_link_minutes)
+    with svc.uow.begin() as session:
+        if session.get(User, user_id) is None:
+            raise LookupError(f"no user with id {user_id}")
+        session.add(
+            LoginLink(
+                token_hash=_hash(token), user_id=user_id, created_at=now, expires_at=now + lifetime
+            )
+        )
+    return token
+
+
 def use_login_link(svc: Service, token: str) -> int | None:
     """The user id for a fresh, unused link (the link is spent); None otherwise."""
     now = svc.now()

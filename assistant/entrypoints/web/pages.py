@@ -203,14 +203,14 @@ class Pages:
         )
 
     async def use_link(self, request: Request) -> Response:
-        _, ok = await self._prelogin_form(request)
+        form, ok = await self._prelogin_form(request)
         t = translator("en")
         if not ok:
             return self._login_page(request, t("csrf"), 403)
         user_id = use_login_link(self.svc, str(request.path_params["token"]))
         if user_id is None:
             return self._login_page(request, t("link_bad"), 400)
-        return self._logged_in(user_id, "/")
+        return self._logged_in(user_id, str(form.get("next", "/")))
 
     async def locale(self, request: Request, ctx: Ctx) -> Response:
         assert ctx.form is not None
