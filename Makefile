@@ -27,4 +27,4 @@ lint: venv
 	$(VENV)/bin/lint-imports
 
 demo: venv
-	$(VENV)/bin/assistant demo
+	$(VENV)/bin/assistant demo --serve
