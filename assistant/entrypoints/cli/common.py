@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,7 +109,9 @@ def service() -> Iterator[Service]:
     from assistant.bootstrap import build, configure_logging
 
     settings = state.settings
-    configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
+    # A command says what went wrong in its own output; the log adds lines only when a
+    # level other than the default is asked for.
+    configure_logging("ERROR" if settings.log_level == "INFO" else settings.log_level)
     svc = build(settings)
     try:
         yield svc
@@ -128,6 +130,57 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     for r in rows:
         t.add_row(*["" if v is None else str(v) for v in r])
     out.print(t)
+
+
+def count(n: int, noun: str) -> str:
+    """``1 event``, ``3 events``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def when(at: datetime | None, zone: str = "UTC", locale: str = "en") -> str:
+    """A moment as a person reads it, in ``zone``: ``Tue 8 Dec 14:00`` (empty for None;
+    a naive value is UTC, as the store keeps it)."""
+    from zoneinfo import ZoneInfo
+
+    from assistant.domain.timefmt import day
+
+    if at is None:
+        return ""
+    local = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(ZoneInfo(zone or "UTC"))
+    return f"{day(local.date(), locale)} {local:%H:%M}"
+
+
+def showing_progress(as_json: bool = False) -> bool:
+    """Progress is drawn on a terminal only, and never into JSON."""
+    return not as_json and out.is_terminal
+
+
+@contextmanager
+def progress(label: str, total: int | None, *, shown: bool) -> Iterator[Callable[[str], None]]:
+    """A progress bar (``total`` known) or a spinner on the terminal while long work runs;
+    the function it gives advances it by one with a note of what was done. Nothing is
+    drawn when ``shown`` is false (not a terminal, or --json)."""
+    if not shown:
+        yield lambda note: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+    )
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}")]
+    if total is not None:
+        columns += [BarColumn(), MofNCompleteColumn()]
+    with Progress(*columns, console=out, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+
+        def advance(note: str) -> None:
+            bar.update(task, advance=1, description=f"{label} {note}".strip())
+
+        yield advance
 
 
 def parse_when(value: str, zone: str = "UTC") -> datetime:
