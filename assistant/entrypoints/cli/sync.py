@@ -14,6 +14,7 @@ from assistant.entrypoints.cli.common import (
     emit,
     err,
     out,
+    pair_zone,
     progress,
     service,
     showing_progress,
@@ -76,8 +77,10 @@ def changes(
 
     with service() as svc:
         rows = [asdict(c) for c in recent_changes(svc, pair, limit)]
+        zone = pair_zone(svc, pair)
     if as_json:
         emit(rows)
     else:
         cols = ["detected_at", "kind", "summary", "starts_at", "notified"]
-        table("Schedule changes", cols, [[r[c] for c in cols] for r in rows])
+        table("Schedule changes", ["found", "kind", "event", "starts", "told by"],
+              [[r[c] for c in cols] for r in rows], zone=zone)  # fmt: skip
