@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -232,13 +232,30 @@ def showing_progress(as_json: bool = False) -> bool:
     return not as_json and out.is_terminal
 
 
+class Meter:
+    """What long work tells the terminal: one more done (``advance``), or how far it is
+    (``at``: done, of how many when known)."""
+
+    def __init__(self, bar: Any = None, task: Any = None, label: str = "") -> None:
+        self._bar, self._task, self._label = bar, task, label
+
+    def advance(self, note: str = "") -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1,
+                             description=f"{self._label} {note}".strip())  # fmt: skip
+
+    def at(self, done: int, total: int | None = None) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total)
+
+
 @contextmanager
-def progress(label: str, total: int | None, *, shown: bool) -> Iterator[Callable[[str], None]]:
-    """A progress bar (``total`` known) or a spinner on the terminal while long work runs;
-    the function it gives advances it by one with a note of what was done. Nothing is
-    drawn when ``shown`` is false (not a terminal, or --json)."""
+def progress(label: str, total: int | None, *, shown: bool) -> Iterator[Meter]:
+    """A progress bar (``total`` known) or a spinner with a count on the terminal while
+    long work runs, gone when it ends. Nothing is drawn when ``shown`` is false (not a
+    terminal, or --json): the output stays what a script reads."""
     if not shown:
-        yield lambda note: None
+        yield Meter()
         return
     from rich.progress import (
         BarColumn,
@@ -246,18 +263,13 @@ def progress(label: str, total: int | None, *, shown: bool) -> Iterator[Callable
         Progress,
         SpinnerColumn,
         TextColumn,
+        TimeElapsedColumn,
     )
 
-    columns = [SpinnerColumn(), TextColumn("{task.description}")]
-    if total is not None:
-        columns += [BarColumn(), MofNCompleteColumn()]
-    with Progress(*columns, console=out, transient=True) as bar:
-        task = bar.add_task(label, total=total)
-
-        def advance(note: str) -> None:
-            bar.update(task, advance=1, description=f"{label} {note}".strip())
-
-        yield advance
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=out,
+                  transient=True) as bar:  # fmt: skip
+        yield Meter(bar, bar.add_task(label, total=total), label)
 
 
 def parse_when(value: str, zone: str = "UTC") -> datetime:

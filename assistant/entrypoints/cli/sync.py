@@ -40,9 +40,9 @@ def sync(
 
     with service() as svc:
         total = len(accounts_to_sync(svc, pair, account))
-        with progress("syncing", total, shown=showing_progress(as_json)) as advance:
+        with progress("syncing", total, shown=showing_progress(as_json)) as meter:
             report = sync_now(svc, pair=pair, account_id=account, send=send,
-                              on_synced=lambda s: advance(s.name))  # fmt: skip
+                              on_synced=lambda s: meter.advance(s.name))  # fmt: skip
     if as_json:
         emit(report.to_json())
     else:
