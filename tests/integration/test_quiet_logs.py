@@ -173,3 +173,24 @@ def test_http_clients_and_huey_are_not_at_info_by_default(logs: Records) -> None
     logging.getLogger("httpx").info("HTTP Request: GET https://u:p@example.com/cal")
     assert logs.take() == []
     assert logging.getLogger("assistant.services.pipeline").isEnabledFor(logging.INFO)
+
+
+def test_an_undelivered_notification_is_one_warning_without_a_traceback(
+    sqlite_uow: UnitOfWork, logs: Records
+) -> None:
+    from assistant.entrypoints.embedded import free_port
+    from assistant.services import outbox
+    from config.settings import OutboxSettings
+
+    port = free_port()  # nothing listens there
+    with sqlite_uow.begin() as s:
+        outbox.enqueue(s, key="k", channel="smtp", recipient="sam@example.com", subject="Moved",
+                       body_text="Moved.", pair_id=None, now=START)  # fmt: skip
+    closed = {"smtp": SmtpChannel("127.0.0.1", port, "assistant@example.com", timeout=2)}
+    report = outbox.drain(sqlite_uow, closed, lambda: START, OutboxSettings())
+    [not_sent] = report.not_sent
+    assert not_sent.error.startswith(f"cannot reach SMTP server 127.0.0.1:{port}")
+    assert not_sent.retry_at == START + timedelta(seconds=OutboxSettings().backoff_seconds)
+    [record] = logs.records
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert f"127.0.0.1:{port}" in record.getMessage() and "retry in" in record.getMessage()
