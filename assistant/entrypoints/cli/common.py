@@ -154,9 +154,8 @@ def cell(value: Any, zone: str = "UTC") -> str:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, datetime):
-        return when(value, zone) if value.tzinfo in (None, UTC) else when(value, "", "en",
-                                                                            own=True)
+    if isinstance(value, datetime):  # UTC (or naive, as stored) is shown in ``zone``
+        return when(value, zone, own=value.tzinfo not in (None, UTC))
     if isinstance(value, date):
         from assistant.domain.timefmt import day
 
