@@ -114,8 +114,24 @@ def default_channels(settings: Settings, uow: UnitOfWork | None = None) -> dict[
     return channels
 
 
+# Libraries that write a line per task or per request at INFO: Huey ("Executing ...",
+# "... executed in", "Added task ... to schedule" for every poll) and the HTTP clients
+# (each request's URL, which may hold a credential). They speak at WARNING unless the
+# service is told DEBUG.
+CHATTY_LIBRARIES = (
+    "huey", "httpx", "httpcore", "urllib3", "requests", "niquests", "exchangelib", "caldav",
+    "googleapiclient", "google_auth_httplib2", "msal", "imapclient", "aiosmtpd", "mail.log",
+)  # fmt: skip
+
+
 def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """The process's log: ``level`` for the service's own loggers (INFO: changes, sends and
+    state changes; a poll that found nothing is DEBUG), the chatty libraries at WARNING
+    unless ``level`` is DEBUG."""
+    numeric = getattr(logging, level, logging.INFO)
+    logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(numeric)  # also when a handler was installed before us
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(
+            logging.NOTSET if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
+        )

@@ -18,3 +18,12 @@ configure_logging(settings.log_level)
 runtime.install(build(settings))
 huey = build_huey(settings)
 register(huey, periodic=settings.queue.scheduler)
+
+
+def quiet_huey() -> None:
+    """``huey_consumer`` sets Huey's logger to INFO (a line per task) after importing this
+    module; each worker puts the service's levels back when it starts."""
+    configure_logging(settings.log_level)
+
+
+huey.on_startup()(quiet_huey)

@@ -6,7 +6,7 @@ only the messages stored since the last call; an exported mailbox is measured in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
@@ -143,9 +143,11 @@ def latency_of_archive(
     now: datetime,
     zone: str | None = None,
     holidays: str = "",
+    on_read: Callable[[int, int | None], None] | None = None,
 ) -> LatencyReport:
     """Latency of an exported mailbox. With ``zone``, in working time (Mon–Fri 09–18 there,
-    with ``holidays`` of that country); otherwise in wall time."""
+    with ``holidays`` of that country); otherwise in wall time. ``on_read`` hears how many
+    messages were read, of how many when known (a terminal shows progress)."""
     from assistant.services.hours import hours_for
     from assistant.store.tables import DEFAULT_WORKING_HOURS
     from connectors.archive.mailbox import MaildirSource, MboxSource
@@ -155,7 +157,7 @@ def latency_of_archive(
     for source in (
         [MaildirSource(maildir)] if maildir else []
     ) + ([MboxSource(mbox)] if mbox else []):  # fmt: skip
-        delta = source.changes(None)
+        delta = source.changes(None, on_read=on_read)
         messages.extend(delta.messages)
         skipped.extend(delta.skipped)
     working = None

@@ -73,9 +73,27 @@ class Channel(Protocol):
         """Deliver or raise ``DeliveryError``."""
 
 
+@dataclass(frozen=True, slots=True)
+class NotSent:
+    """An entry a drain could not deliver: why (the channel's words), and when it is tried
+    again (``retry_at``; None when it is dead and will not be)."""
+
+    entry_id: int
+    pair_id: int | None
+    channel: str
+    error: str
+    retry_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["retry_at"] = self.retry_at.isoformat() if self.retry_at else None
+        return d
+
+
 @dataclass
 class DrainReport:
-    """What one ``drain`` did; ``next_attempt_at`` is when a pending entry is due next."""
+    """What one ``drain`` did; ``next_attempt_at`` is when a pending entry is due next;
+    ``not_sent`` what this drain tried and could not deliver."""
 
     claimed: int = 0
     sent: int = 0
@@ -83,11 +101,23 @@ class DrainReport:
     dead: int = 0
     skipped: int = 0
     next_attempt_at: datetime | None = None
+    not_sent: list[NotSent] = field(default_factory=list)
+
+    @property
+    def nothing_delivered(self) -> bool:
+        """Something was tried and none of it went out."""
+        return bool(self.not_sent) and self.sent == 0
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["next_attempt_at"] = self.next_attempt_at.isoformat() if self.next_attempt_at else None
-        return d
+        return {
+            "claimed": self.claimed,
+            "sent": self.sent,
+            "retried": self.retried,
+            "dead": self.dead,
+            "skipped": self.skipped,
+            "next_attempt_at": self.next_attempt_at.isoformat() if self.next_attempt_at else None,
+            "not_sent": [n.to_dict() for n in self.not_sent],
+        }
 
 
 # ----------------------------------------------------------------------------- enqueue
@@ -243,6 +273,17 @@ def deliver(
     released — is skipped); the channel is called outside any transaction; the outcome
     is recorded in a new one.
     """
+    outcome, _ = _deliver(uow, entry_id, channels, now_fn, settings)
+    return outcome
+
+
+def _deliver(
+    uow: UnitOfWork,
+    entry_id: int,
+    channels: Mapping[str, Channel],
+    now_fn: Callable[[], datetime],
+    settings: OutboxSettings,
+) -> tuple[str, NotSent | None]:
     with uow.begin() as session:
         entry = session.get(OutboxEntry, entry_id)
         now = now_fn()
@@ -252,7 +293,7 @@ def deliver(
             or entry.claimed_until is None
             or entry.claimed_until < now
         ):
-            return "skipped"
+            return "skipped", None
         message = OutboxMessage(
             key=entry.idempotency_key,
             channel=entry.channel,
@@ -289,26 +330,33 @@ def _record(
     duration_ms: float,
     now: datetime,
     settings: OutboxSettings,
-) -> str:
+) -> tuple[str, NotSent | None]:
+    """Record one attempt. A send is logged at INFO, a failure as a WARNING line (the
+    channel's words, no traceback: an unreachable server is not a bug of ours)."""
     with uow.begin() as session:
         entry = session.get(OutboxEntry, entry_id)
         if entry is None:
-            return "skipped"
+            return "skipped", None
         entry.claimed_until = None  # the attempt was counted when it was claimed
         entry.duration_ms = duration_ms
         if error is None:
             entry.state, entry.sent_at, entry.last_error = SENT, now, ""
-            return SENT
+            log.info("outbox entry %s sent (%s)", entry_id, entry.channel)
+            return SENT, None
         entry.last_error = error.message[:MAX_ERROR_CHARS]
         if error.permanent or entry.attempts >= settings.max_attempts:
             entry.state = DEAD
-            log.warning("outbox entry %s is dead: %s", entry_id, entry.last_error)
-            return DEAD
+            log.warning("outbox entry %s not sent, given up: %s", entry_id, entry.last_error)
+            dead = NotSent(entry_id, entry.pair_id, entry.channel, entry.last_error, None)
+            return DEAD, dead
         delay = backoff_delay(entry.attempts, settings, error.retry_after)
         entry.state = PENDING
         entry.next_attempt_at = now + timedelta(seconds=delay)
-        log.info("outbox entry %s: %s; retry in %.0fs", entry_id, entry.last_error, delay)
-        return "retried"
+        log.warning("outbox entry %s not sent: %s; retry in %.0fs", entry_id,
+                    entry.last_error, delay)  # fmt: skip
+        retry = NotSent(entry_id, entry.pair_id, entry.channel, entry.last_error,
+                        entry.next_attempt_at)  # fmt: skip
+        return "retried", retry
 
 
 # ------------------------------------------------------------------------------- drain
@@ -326,8 +374,10 @@ def drain(
     ids = claim_due(uow, now_fn(), limit, settings.claim_timeout_seconds, settings.max_attempts)
     report.claimed = len(ids)
     for entry_id in ids:
-        outcome = deliver(uow, entry_id, channels, now_fn, settings)
+        outcome, not_sent = _deliver(uow, entry_id, channels, now_fn, settings)
         setattr(report, outcome, getattr(report, outcome) + 1)
+        if not_sent is not None:
+            report.not_sent.append(not_sent)
     report.next_attempt_at = next_due(uow)
     return report
 

@@ -30,7 +30,7 @@ between the two can lose the question.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
@@ -90,6 +90,7 @@ class AccountSynced:
     error: str = ""  # the connector's error, recorded on the account
     retry_in: float | None = None  # rate limited: sync again after this many seconds
     missing: bool = False  # no such account (removed since the job was queued)
+    baseline: bool = False  # the account's first sync: what it read is the baseline, no news
 
     @property
     def outbox_ids(self) -> tuple[int, ...]:
@@ -159,9 +160,21 @@ def after_poll(deps: Deps, account_id: int, *, next_poll_at: datetime | None = N
     return _deliver(deps, run) if run.outbox_ids else run
 
 
-def by_hand(deps: Deps, account_ids: Sequence[int], *, send: bool = True) -> Run:
-    """Sync the accounts now, put every pending change into messages, deliver (``send``)."""
-    synced = tuple(sync_account(deps, aid) for aid in account_ids)
+def by_hand(
+    deps: Deps,
+    account_ids: Sequence[int],
+    *,
+    send: bool = True,
+    on_synced: Callable[[AccountSynced], None] | None = None,
+) -> Run:
+    """Sync the accounts now, put every pending change into messages, deliver (``send``).
+    ``on_synced`` hears of each account as it is done (a terminal shows progress)."""
+    synced_list = []
+    for aid in account_ids:
+        synced_list.append(sync_account(deps, aid))
+        if on_synced is not None:
+            on_synced(synced_list[-1])
+    synced = tuple(synced_list)
     nudged = _nudge(deps, sorted({s.pair_id for s in synced if s.kind == "mail"}))
     # Run by hand: what was found is put into messages now, without the coalescing wait.
     dispatched = _dispatch(deps, pairs_with_pending(deps.uow), force=True)
@@ -209,7 +222,8 @@ def sync_account(deps: Deps, account_id: int) -> AccountSynced:
         pair_id, name, provider = account.pair_id, account.name, account.provider
         kind: Kind = "mail" if account.kind == "mail" else "calendar"
         conf = dict(account.settings)
-    done = AccountSynced(account_id, pair_id, name, kind)
+        first = account.last_sync_at is None
+    done = AccountSynced(account_id, pair_id, name, kind, baseline=first and kind == "calendar")
     net = NetPolicy.from_settings(deps.settings.network)
     limits = ParseLimits.of(deps.settings.limits)
     keep = token_keeper(deps, account_id)
@@ -218,11 +232,15 @@ def sync_account(deps: Deps, account_id: int) -> AccountSynced:
             mailbox = open_mailbox(provider, conf, keep_token=keep, limits=limits, policy=net)
             imported = import_mail(deps, account_id, mailbox)
             mail = MailImported(imported.new, imported.seen, tuple(imported.skipped))
+            if mail.new:
+                log.info("account %s: %d new message(s)", account_id, mail.new)
             return replace(done, mail=mail)
         timeout = deps.settings.sync.http_timeout_seconds
         source = open_calendar(provider, conf, timeout, keep_token=keep, limits=limits,
                                policy=net)  # fmt: skip
-        return replace(done, calendar=calendar_sync(deps, account_id, source))
+        report = calendar_sync(deps, account_id, source)
+        _log_synced(done, report)
+        return replace(done, calendar=report)
     except ConnectorError as exc:
         # Opening the connector can fail too (a stored secret that cannot be read): the
         # account shows it like any failed sync. Recording twice changes nothing.
@@ -236,6 +254,16 @@ def sync_account(deps: Deps, account_id: int) -> AccountSynced:
         else:
             log.warning("account %s: %s", account_id, exc)
         return replace(done, error=str(exc), retry_in=retry_in)
+
+
+def _log_synced(done: AccountSynced, report: SyncReport) -> None:
+    """A poll that changed nothing is a DEBUG line; a change or a baseline is INFO."""
+    if report.changes:
+        log.info("account %s: %d change(s)", done.account_id, len(report.changes))
+    elif done.baseline and not report.superseded:
+        log.info("account %s: baseline of %d event(s)", done.account_id, report.events)
+    else:
+        log.debug("account %s: no change", done.account_id)
 
 
 def calendar_sync(

@@ -33,7 +33,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
@@ -326,6 +326,9 @@ class _File:
     mtime_ns: int
 
 
+OnRead = Callable[[int, int | None], None]  # messages read so far, of how many (if known)
+
+
 def _is_maildir(path: Path) -> bool:
     return (path / "cur").is_dir() and (path / "new").is_dir()
 
@@ -387,12 +390,15 @@ class MaildirSource:
                 rel = os.path.relpath(entry.path, self.path)
                 found.append(_File(folder, entry.name, rel, entry.stat().st_mtime_ns))
 
-    def changes(self, token: str | None) -> MailDelta:
-        """All messages (token None) or those in files not seen at ``token``."""
+    def changes(self, token: str | None, *, on_read: OnRead | None = None) -> MailDelta:
+        """All messages (token None) or those in files not seen at ``token``; ``on_read``
+        hears how many files of how many were read (a terminal shows progress)."""
         new, next_token = self._new_files(token)
         skipped: list[str] = []
         messages: list[MessageData] = []
-        for f in new:
+        for done, f in enumerate(new, 1):
+            if on_read is not None:
+                on_read(done, len(new))
             try:
                 raw = (self.path / f.rel).read_bytes()
             except OSError as exc:
@@ -500,9 +506,10 @@ class MboxSource:
             raise InvalidData(f"{self.path} is not an mbox file (it does not start with 'From ')")
         return data
 
-    def changes(self, token: str | None) -> MailDelta:
+    def changes(self, token: str | None, *, on_read: OnRead | None = None) -> MailDelta:
         """All messages (token None) or those appended after ``token``. Raises InvalidData
-        when the file is not an mbox (an empty file is an empty mbox)."""
+        when the file is not an mbox (an empty file is an empty mbox). ``on_read`` hears
+        how many messages were read (their number is known only at the end: None)."""
         data, mtime = self._read(), _mtime(self.path.stat().st_mtime_ns)
         offset, index = 0, 0
         if token is not None:
@@ -515,6 +522,8 @@ class MboxSource:
         skipped: list[str] = []
         messages: list[MessageData] = []
         for raw in _split_mbox(data[offset:]):
+            if on_read is not None:
+                on_read(index + 1, None)
             msg = _parse_or_skip(raw, str(index), "", mtime, skipped, self.limits)
             if msg is not None:
                 messages.append(msg)

@@ -52,5 +52,5 @@ def test_drain_report_as_dict() -> None:
     at = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
     assert DrainReport(claimed=2, sent=1, retried=1, next_attempt_at=at).to_dict() == {
         "claimed": 2, "sent": 1, "retried": 1, "dead": 0, "skipped": 0,
-        "next_attempt_at": "2026-11-24T09:30:00+00:00",
+        "next_attempt_at": "2026-11-24T09:30:00+00:00", "not_sent": [],
     }  # fmt: skip

@@ -17,6 +17,7 @@ from assistant.entrypoints.cli.common import (
     emit,
     err,
     out,
+    pair_zones,
     service,
     table,
 )
@@ -136,6 +137,7 @@ def account_list(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
 
     with service() as svc:
         accounts = list_accounts(svc, pair)
+        zones = pair_zones(svc)
     rows = [
         {
             "id": a.id,
@@ -153,8 +155,10 @@ def account_list(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         emit(rows)
     else:
-        cols = ["id", "pair_id", "name", "provider", "kind", "state", "last_sync_at", "last_error"]
-        table("Accounts", cols, [[r[c] for c in cols] for r in rows])
+        cols = ["id", "pair_id", "name", "provider", "state", "last_sync_at", "last_error"]
+        table("Accounts", ["id", "pair", "name", "provider", "state", "last sync", "last error"],
+              [[r[c] for c in cols] for r in rows],
+              zones=[zones.get(a.pair_id, "UTC") for a in accounts])  # fmt: skip
 
 
 @account_app.command("trust")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -109,12 +110,32 @@ def service() -> Iterator[Service]:
     from assistant.bootstrap import build, configure_logging
 
     settings = state.settings
-    configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
+    # A command says what went wrong in its own output; the log adds lines only when a
+    # level other than the default is asked for.
+    configure_logging("ERROR" if settings.log_level == "INFO" else settings.log_level)
     svc = build(settings)
     try:
         yield svc
     finally:
         svc.engine.dispose()
+
+
+def pair_zones(svc: Service) -> dict[int, str]:
+    """Each pair's time zone, by id: moments in a table are shown in their pair's."""
+    from assistant.services.pairs import list_pairs
+
+    return {p.id: p.timezone for p in list_pairs(svc)}
+
+
+def pair_zone(svc: Service, pair: str | int | None) -> str:
+    """The zone of the pair given by id or name (the only pair when none is given)."""
+    from assistant.services.pairs import list_pairs
+
+    pairs = list_pairs(svc)
+    for p in pairs:
+        if pair is not None and str(pair) in (str(p.id), p.name):
+            return p.timezone
+    return pairs[0].timezone if pair is None and len(pairs) == 1 else "UTC"
 
 
 def emit(data: Any) -> None:
@@ -128,13 +149,133 @@ def emit(data: Any) -> None:
         out.file.flush()
 
 
-def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+_ISO_MOMENT = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d:\d\d|Z)?")
+_ADDRESS = re.compile(r"[^\s@,;]+@[^\s@,;]+\.[^\s@,;]+")
+
+
+def cell(value: Any, zone: str = "UTC") -> str:
+    """A value as a person reads it in a table: moments in ``zone`` with the weekday
+    (``Tue 8 Dec 14:00``; one stamped with a zone of its own keeps it), yes/no, lists
+    joined, nothing for None; never a Python repr."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):  # UTC (or naive, as stored) is shown in ``zone``
+        return when(value, zone, own=value.tzinfo not in (None, UTC))
+    if isinstance(value, date):
+        from assistant.domain.timefmt import day
+
+        return day(value, "en")
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return ", ".join(cell(v, zone) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {cell(v, zone)}" for k, v in value.items())
+    text = str(value)
+    if _ISO_MOMENT.fullmatch(text):
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return cell(moment, zone)
+    return text
+
+
+def table(
+    title: str,
+    columns: list[str],
+    rows: list[list[Any]],
+    zone: str = "UTC",
+    zones: list[str] | None = None,
+) -> None:
+    """A table that fits the terminal: cells wrap (never cut, never "…"), and columns of
+    e-mail addresses keep each address on one line when the terminal is wide enough for
+    them beside the shortest the other columns can be. Moments are shown in ``zone`` (or
+    each row's, ``zones``)."""
+    shown = [[cell(v, zones[i] if zones else zone) for v in r] for i, r in enumerate(rows)]
     t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c, overflow="fold")  # wrapped, never cut: an address stays whole
-    for r in rows:
-        t.add_row(*["" if v is None else str(v) for v in r])
+    addresses = [max((len(a) for r in shown for a in _ADDRESS.findall(r[i])), default=0)
+                 for i in range(len(columns))]  # fmt: skip
+    # what the other columns need at least: their words, folded when longer than 8
+    words = [min(8, max((len(w) for text in [c, *(r[i] for r in shown)] for w in text.split()),
+                        default=1)) for i, c in enumerate(columns)]  # fmt: skip
+    least = sum(max(a, w) for a, w in zip(addresses, words, strict=True))
+    whole = least + 3 * len(columns) + 1 <= out.width  # borders and padding
+    for c, longest in zip(columns, addresses, strict=True):
+        if whole and longest:
+            t.add_column(c, no_wrap=True, min_width=longest)
+        else:
+            t.add_column(c, overflow="fold")
+    for r in shown:
+        t.add_row(*r)
     out.print(t)
+
+
+def count(n: int, noun: str) -> str:
+    """``1 event``, ``3 events``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def when(
+    at: datetime | None, zone: str = "UTC", locale: str = "en", *, own: bool = False
+) -> str:
+    """A moment as a person reads it, in ``zone``: ``Tue 8 Dec 14:00`` (empty for None;
+    a naive value is UTC, as the store keeps it; ``own``: in the offset it carries)."""
+    from zoneinfo import ZoneInfo
+
+    from assistant.domain.timefmt import day
+
+    if at is None:
+        return ""
+    if own and at.tzinfo is not None:
+        local = at  # stamped in the pair's zone already
+    else:
+        local = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(ZoneInfo(zone or "UTC"))
+    return f"{day(local.date(), locale)} {local:%H:%M}"
+
+
+def showing_progress(as_json: bool = False) -> bool:
+    """Progress is drawn on a terminal only, and never into JSON."""
+    return not as_json and out.is_terminal
+
+
+class Meter:
+    """What long work tells the terminal: one more done (``advance``), or how far it is
+    (``at``: done, of how many when known)."""
+
+    def __init__(self, bar: Any = None, task: Any = None, label: str = "") -> None:
+        self._bar, self._task, self._label = bar, task, label
+
+    def advance(self, note: str = "") -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1,
+                             description=f"{self._label} {note}".strip())  # fmt: skip
+
+    def at(self, done: int, total: int | None = None) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total)
+
+
+@contextmanager
+def progress(label: str, total: int | None, *, shown: bool) -> Iterator[Meter]:
+    """A progress bar (``total`` known) or a spinner with a count on the terminal while
+    long work runs, gone when it ends. Nothing is drawn when ``shown`` is false (not a
+    terminal, or --json): the output stays what a script reads."""
+    if not shown:
+        yield Meter()
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=out,
+                  transient=True) as bar:  # fmt: skip
+        yield Meter(bar, bar.add_task(label, total=total), label)
 
 
 def parse_when(value: str, zone: str = "UTC") -> datetime:

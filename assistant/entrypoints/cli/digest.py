@@ -33,6 +33,9 @@ def digest(
         emit(result.to_dict())
         return
     message = result.report.message
-    out.print(message.text if message else None, markup=False, highlight=False)
+    if message is None:
+        out.print("no digest for this pair today", markup=False, highlight=False)
+    else:
+        out.print(message.text, markup=False, highlight=False)
     if result.report.already_sent:
         out.print("(already sent for this day; nothing queued again)")

@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from assistant.entrypoints.cli.common import JsonOpt, UserError, emit, out, parse_when, state, table
+from assistant.entrypoints.cli.common import (
+    JsonOpt,
+    UserError,
+    emit,
+    out,
+    parse_when,
+    progress,
+    showing_progress,
+    state,
+    table,
+)
 
 ics_app = typer.Typer(help="ICS feeds and files, as the service reads them.", no_args_is_help=True)
 
@@ -31,9 +41,10 @@ def expand(
 ) -> None:
     """Every occurrence in the window (uid, start, end) and every problem with the feed.
 
-    Timed values are shown in --zone as ISO 8601 with their offset, all-day events as
-    ISO dates (the end excluded), floating times without an offset. A URL is fetched
-    as an operator's ICS account fetches it (the same network guard and limits).
+    The table shows timed values in --zone with the weekday; --json gives them as ISO
+    8601 with their offset, all-day events as ISO dates (the end excluded), floating
+    times without an offset. A URL is fetched as an operator's ICS account fetches it
+    (the same network guard and limits); a terminal shows a spinner meanwhile.
     """
     from connectors.base import ParseLimits
     from connectors.ics.expand import expand as expand_feed
@@ -45,14 +56,15 @@ def expand(
     if end <= start:
         raise UserError("--to must come after --from")
     settings = state.settings_or_defaults
-    found = expand_feed(
-        source,
-        start,
-        end,
-        zone,
-        policy=NetPolicy.from_settings(settings.network).as_operator(),
-        limits=ParseLimits.of(settings.limits),
-    )
+    with progress("reading the feed", None, shown=showing_progress(as_json)):
+        found = expand_feed(
+            source,
+            start,
+            end,
+            zone,
+            policy=NetPolicy.from_settings(settings.network).as_operator(),
+            limits=ParseLimits.of(settings.limits),
+        )
     if as_json:
         emit(
             {

@@ -42,7 +42,8 @@ def keys_show(as_json: JsonOpt = False) -> None:
         emit(info)
     else:
         for k, v in info.items():
-            out.print(f"{k}: {'missing' if v is None else v}", highlight=False)
+            shown = "missing" if v is None else v
+            out.print(f"{k.replace('_', ' ')}: {shown}", highlight=False, markup=False)
 
 
 @keys_app.command("rotate")

@@ -15,7 +15,9 @@ from assistant.entrypoints.cli.common import (
     emit,
     out,
     parse_when,
+    progress,
     service,
+    showing_progress,
     table,
 )
 
@@ -59,11 +61,13 @@ def latency(
         if not manager or not assistant:
             raise UserError("with --maildir/--mbox give --manager and --assistant addresses")
         _archive_exists(maildir, mbox)
-        result = mail.latency_of_archive(
-            maildir=maildir, mbox=mbox, managers=manager, assistants=assistant,
-            sla_minutes=sla, since=since_at, now=datetime.now(UTC),
-            zone=check_zone(timezone) if timezone else None, holidays=holidays,
-        )  # fmt: skip
+        zone = check_zone(timezone) if timezone else None
+        with progress("reading mail", None, shown=showing_progress(as_json)) as meter:
+            result = mail.latency_of_archive(
+                maildir=maildir, mbox=mbox, managers=manager, assistants=assistant,
+                sla_minutes=sla, since=since_at, now=datetime.now(UTC), zone=zone,
+                holidays=holidays, on_read=meter.at,
+            )  # fmt: skip
         read = result.read or 0
         found = read + (result.skipped or 0)
         if found == 0:  # never a report on nothing

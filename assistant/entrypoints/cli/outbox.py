@@ -10,9 +10,11 @@ import typer
 from assistant.entrypoints.cli.common import (
     JsonOpt,
     emit,
+    err,
     out,
     service,
     table,
+    when,
 )
 
 outbox_app = typer.Typer(help="Notifications waiting, sent or failed.", invoke_without_command=True)
@@ -37,8 +39,13 @@ def outbox_list(
     if as_json:
         emit(rows)
     else:
-        cols = ["id", "state", "channel", "recipient", "subject", "attempts", "last_error"]
-        table("Outbox", cols, [[r[c] for c in cols] for r in rows])
+        table("Outbox", ["id", "state", "to / subject", "last error"],
+              [[r["id"], _state(r["state"], r["attempts"]), f"{r['recipient']}\n{r['subject']}",
+                r["last_error"]] for r in rows])  # fmt: skip
+
+
+def _state(state: str, attempts: int) -> str:
+    return f"{state}\n{attempts} tries" if attempts > 1 else state
 
 
 @outbox_app.command("retry")
@@ -60,5 +67,14 @@ def outbox_send(as_json: JsonOpt = False) -> None:
         report = outbox.drain(svc.uow, svc.channels, svc.now, svc.settings.outbox)
     if as_json:
         emit(report.to_dict())
-    else:
-        out.print(report.to_dict())
+        return
+    said = [f"{report.sent} sent"] if report.sent else []
+    if report.not_sent:
+        said.append(f"{len(report.not_sent)} not sent")
+    out.print(", ".join(said) or "nothing due", markup=False, highlight=False)
+    for n in report.not_sent:
+        later = f"will retry at {when(n.retry_at)} UTC" if n.retry_at else "given up"
+        err.print(f"entry {n.entry_id} not sent: {n.error} ({later})", markup=False,
+                  highlight=False, soft_wrap=True)  # fmt: skip
+    if report.nothing_delivered:
+        raise typer.Exit(1)

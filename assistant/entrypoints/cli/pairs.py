@@ -125,4 +125,6 @@ def pair_list(as_json: JsonOpt = False) -> None:
     if as_json:
         emit(rows)
     else:
-        table("Pairs", list(rows[0]) if rows else ["id"], [list(r.values()) for r in rows])
+        table("Pairs", ["id", "name", "manager / assistant", "zone, SLA, language"],
+              [[p.id, p.name, f"{p.manager_email}\n{p.assistant_email}",
+                f"{p.timezone}\nSLA {p.sla_minutes} min\n{p.locale}"] for p in pairs])  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -10,6 +11,7 @@ from assistant.entrypoints.cli.common import (
     JsonOpt,
     PairOpt,
     UserError,
+    cell,
     emit,
     out,
     parse_when,
@@ -77,8 +79,9 @@ def task_list(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         emit([r.to_json() for r in rows])
     else:
-        cols = ["id", "title", "delegate", "state", "red_line", "dead_line"]
-        table("Tasks", cols, [[getattr(r, c) for c in cols] for r in rows])
+        table("Tasks", ["id", "title", "delegate", "state", "red line", "dead line"],
+              [[r.id, r.title, r.delegate, r.state.replace("_", " "), r.red_line, r.dead_line]
+               for r in rows])  # fmt: skip
 
 
 @task_app.command("show")
@@ -194,7 +197,9 @@ def task_feedback(
     else:
         cols = ["answered_at", "kind", "respondent", "percent_done", "on_time", "on_track",
                 "needs_help", "comment"]  # fmt: skip
-        table(f"Feedback on task {task_id}", cols, [[getattr(r, c) for c in cols] for r in rows])
+        table(f"Feedback on task {task_id}",
+              ["answered", "line", "by", "% done", "on time", "on track", "help", "comment"],
+              [[getattr(r, c) for c in cols] for r in rows])  # fmt: skip
 
 
 @task_app.command("step")
@@ -242,8 +247,11 @@ def task_score(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
 
 
 def _print_task(t: TaskView) -> None:
-    out.print(f"[bold]Task {t.id}[/bold]: {t.title}  ({t.state})")
-    out.print(f"  delegate: {t.delegate}   term: {t.term_start} → {t.deadline}")
+    """The task's moments are stamped in its pair's zone; shown there, with the weekday."""
+    say = partial(out.print, markup=False, highlight=False)
+    say(f"Task {t.id}: {t.title} ({t.state})")
+    say(f"  delegate: {t.delegate}")
+    say(f"  term: {cell(t.term_start)} → {cell(t.deadline)}")
     for c in t.checkpoints:
-        placed = f"{c.start} – {c.end}" if c.start else "not placed"
-        out.print(f"  {c.label}: line {c.line_at}; in calendar: {placed} [{c.state}]")
+        placed = f"{cell(c.start)} – {cell(c.end)}" if c.start else "not placed"
+        say(f"  {c.label}: {cell(c.line_at)}; in the calendar {placed} ({c.state})")

@@ -97,5 +97,12 @@ def user_list(as_json: JsonOpt = False) -> None:
     if as_json:
         emit(rows)
     else:
-        cols = ["id", "email", "role", "pairs"]
-        table("Users", cols, [[r.get(c) for c in cols] for r in rows])
+        table("Users", ["id", "email", "role", "pairs"],
+              [[r["id"], r["email"], r["role"], _pairs(r["pairs"])] for r in rows])
+
+
+def _pairs(memberships: object) -> str:
+    """``alex:assistant`` as ``alex (assistant)``, one a line."""
+    names = memberships if isinstance(memberships, list) else []
+    return "\n".join(f"{p} ({role})" if role else p
+                     for p, _, role in (str(m).partition(":") for m in names))
