@@ -11,7 +11,7 @@ venv: $(STAMP)
 # Reinstall only when pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 
 # The whole suite, in two workers (a test file stays in one worker, so its servers start

@@ -37,15 +37,27 @@ app = typer.Typer(
     add_completion=False,
 )
 # Commands, then sub-apps, in the order `assistant --help` lists them.
+SHORT = {  # one line each in `assistant --help` (the docstrings' first sentences are longer)
+    init: "Create a settings file.",
+    doctor: "Check settings, database, key, SMTP, accounts and queue.",
+    sync: "Sync calendars and mailboxes now and deliver.",
+    changes: "Detected schedule changes and where they went.",
+    digest: "The assistant's daily digest (preview or send).",
+    latency: "How fast the manager answers the assistant.",
+    run: "Run the service: scheduler, worker and web app.",
+    demo: "Play a short scenario on embedded servers.",
+}
 for command in (init, doctor, sync, changes, digest, latency, run, demo):
-    app.command()(command)
+    app.command(short_help=SHORT[command])(command)
 app.add_typer(db_app, name="db")
 app.add_typer(pair_app, name="pair")
 app.add_typer(account_app, name="account")
 app.add_typer(task_app, name="task")
 app.add_typer(task_app, name="tasks", hidden=True)  # `assistant tasks score` reads naturally too
 app.add_typer(outbox_app, name="outbox")
-app.add_typer(priorities_app, name="priorities")
+app.add_typer(
+    priorities_app, name="priorities", short_help="What reaches the assistant at once, what waits."
+)
 app.add_typer(user_app, name="user")
 app.add_typer(keys_app, name="keys")
 app.add_typer(ics_app, name="ics")
@@ -60,8 +72,6 @@ def _main(config: ConfigOpt = None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the exit status: 0 done, 1 an error the user can fix, 2 a usage
     mistake or no/invalid settings (typer prints the usage line), 70 a fault of ours."""
-    from connectors.base import ConnectorError
-
     try:  # standalone: typer itself answers usage mistakes (usage line, exit 2) and --help
         app(args=argv, standalone_mode=True)
     except SystemExit as exc:
@@ -69,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     except NoSettings as exc:
         err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         return 2
-    except (UserError, LookupError, ValueError, ConnectorError) as exc:
+    except (UserError, LookupError, ValueError, _connector_error()) as exc:  # evaluated late
         err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         return 1
     except Exception as exc:
@@ -82,6 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _connector_error() -> type[Exception]:
+    """``ConnectorError``, imported only when an exception is being matched (an except
+    clause's types are evaluated then): ``--help`` does not load the connectors."""
+    from connectors.base import ConnectorError
+
+    return ConnectorError
 
 
 def _fault(exc: Exception) -> int:

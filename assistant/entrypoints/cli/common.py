@@ -14,18 +14,41 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-
-from config import keyfile
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from assistant.bootstrap import Service
     from config.settings import Settings
 
 
-out = Console()
-err = Console(stderr=True)
+class _LazyConsole:
+    """A rich ``Console`` made on first use: importing the CLI (``assistant --help``)
+    does not pay for rich."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.made(), name)
+
+    def made(self) -> Console:
+        """The console itself (for rich APIs that take one)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+
+def real(console: Console) -> Console:
+    """``out`` or ``err`` as the rich ``Console`` it stands for."""
+    return console.made() if isinstance(console, _LazyConsole) else console
+
+
+out: Console = _LazyConsole()  # type: ignore[assignment]
+err: Console = _LazyConsole(stderr=True)  # type: ignore[assignment]
 
 ConfigOpt = Annotated[
     Path | None,
@@ -191,6 +214,8 @@ def table(
     e-mail addresses keep each address on one line when the terminal is wide enough for
     them beside the shortest the other columns can be. Moments are shown in ``zone`` (or
     each row's, ``zones``)."""
+    from rich.table import Table
+
     shown = [[cell(v, zones[i] if zones else zone) for v in r] for i, r in enumerate(rows)]
     t = Table(title=title, title_justify="left")
     addresses = [max((len(a) for r in shown for a in _ADDRESS.findall(r[i])), default=0)
@@ -273,7 +298,7 @@ def progress(label: str, total: int | None, *, shown: bool) -> Iterator[Meter]:
     )
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=out,
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=real(out),
                   transient=True) as bar:  # fmt: skip
         yield Meter(bar, bar.add_task(label, total=total), label)
 
@@ -297,6 +322,7 @@ def parse_when(value: str, zone: str = "UTC") -> datetime:
 def open_engine(settings: Settings | None = None) -> Iterator[Any]:
     """An engine without the start-up check (the ``keys`` commands repair what it refuses)."""
     from assistant.store.db import make_engine
+    from config import keyfile
 
     settings = settings or state.settings
     keyfile.tighten(settings)
