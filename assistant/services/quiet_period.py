@@ -11,7 +11,9 @@ the change itself and is not re-polled.
 
 This module decides; the job (``jobs.tasks.follow``) schedules the sync, claimed once
 per account and instant (re-polls fall on a grid, so two syncs that both plan one plan
-the same).
+the same). The dispatch job planned for the same end is the safety net for a re-poll
+that fails or is lost; when it runs just before the last re-poll, a change made in the
+last re-poll step (after a whole window of quiet) goes in a message of its own.
 """
 
 from __future__ import annotations
