@@ -125,6 +125,11 @@ class QueueSettings(_Section):
 
 class SyncSettings(_Section):
     poll_interval_seconds: float = Field(30.0, gt=0)
+    repoll_seconds: float = Field(
+        5.0, ge=0, le=60,
+        description="a polled calendar whose changes wait for quiet is polled again this often"
+        " until they go out (0: only the regular polls)",
+    )
     window_past_days: int = Field(7, ge=0)
     window_future_days: int = Field(120, ge=1)
     horizon_days: int = Field(14, ge=1, description="changes further ahead are not reported")
@@ -240,7 +245,12 @@ class ChatSettings(_Section):
 
 class NotifySettings(_Section):
     coalesce_seconds: float = Field(
-        20.0, ge=0, le=600, description="changes within this window go as one message"
+        20.0, ge=0, le=600,
+        description="changes go out once none has come for this long (a quiet period)",
+    )
+    coalesce_max_seconds: float = Field(
+        120.0, ge=0, le=3600,
+        description="a burst that keeps changing goes out at the latest this long after its first",
     )
     travel_buffer_minutes: int = Field(
         30, ge=0, le=480, description="minimum time between meetings at different places"

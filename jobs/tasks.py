@@ -61,10 +61,16 @@ def jobs() -> Jobs:
 # ------------------------------------------------------------------------ job bodies
 
 
-def sync_account(account_id: int) -> JobResult:
-    """Sync one account, then dispatch, nudge and deliver what it brought, as due."""
+def sync_account(account_id: int, repoll_iso: str | None = None) -> JobResult:
+    """Sync one account, then dispatch, nudge and deliver what it brought, as due.
+
+    ``repoll_iso``: a re-poll planned while the pair's changes settle (its claim is freed).
+    """
     svc = runtime.service()
-    run = pipeline.after_poll(svc, account_id, next_poll_at=next_poll_at(svc.now()))
+    if repoll_iso:
+        jobs().huey.delete(_repoll_claim(account_id, repoll_iso))
+    run = pipeline.after_poll(svc, account_id, next_poll_at=next_poll_at(svc.now()),
+                              repoll=bool(repoll_iso))  # fmt: skip
     follow(run)
     return run.to_json()
 
@@ -99,6 +105,10 @@ def follow(run: pipeline.Run) -> None:
     for s in run.synced:
         if s.retry_in is not None:  # rate limited
             jobs().sync_account.schedule((s.account_id,), delay=s.retry_in)
+        if s.repoll_at is not None:  # its changes settle: once per account and instant
+            at = s.repoll_at.isoformat()
+            if jobs().huey.put_if_empty(_repoll_claim(s.account_id, at), True):
+                jobs().sync_account.schedule((s.account_id, at), eta=s.repoll_at)
     for n in run.nudged:
         if n.next_due is not None:
             jobs().nudge_pair.schedule((n.pair_id,), delay=_until(n.next_due, now, 1.0))
@@ -107,6 +117,10 @@ def follow(run: pipeline.Run) -> None:
             jobs().dispatch_changes.schedule((d.pair_id,), delay=_until(d.next_due, now, 0.5))
     if run.drained is not None and run.drained.next_attempt_at is not None:
         jobs().drain_outbox.schedule(delay=_until(run.drained.next_attempt_at, now, 1.0))
+
+
+def _repoll_claim(account_id: int, planned_iso: str) -> str:
+    return f"sync_account:repoll:{account_id}:{planned_iso}"
 
 
 def _drain_soon(queued: Sequence[int]) -> None:

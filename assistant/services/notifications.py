@@ -3,8 +3,12 @@
 Sync stores each detected change as ``pending`` with its priority. ``dispatch`` runs for
 one pair (a Huey job scheduled by the sync, and again when the coalescing window ends):
 
-- nothing is sent until the oldest pending change is ``coalesce_seconds`` old, unless a
-  high-priority change is among them: then everything pending goes at once;
+- nothing is sent until no new change has been seen for ``coalesce_seconds`` (a quiet
+  period, restarted by every change of the pair; ``domain.quiet_period``), or the first
+  pending change is ``coalesce_max_seconds`` old, unless a high-priority change is among
+  them: then everything pending goes at once. While the changes settle, the pipeline
+  polls the pair's polled calendars again every ``sync.repoll_seconds`` (``settles_at``
+  of the report), so that a burst's end or an undo is seen before anything is sent;
 - in the assistant's quiet hours only high-priority changes go, and only when the pair
   lets them break through; the rest waits for the end of the quiet hours;
 - low-priority changes wait for the daily digest (when the pair has one);
@@ -35,6 +39,7 @@ from assistant.domain.changes import Change, ChangeKind, DetectionRules, net_cha
 from assistant.domain.conflicts import Conflict, find_conflicts
 from assistant.domain.model import EventData
 from assistant.domain.notify import Note, render_changes
+from assistant.domain.quiet_period import Seen, send_at
 from assistant.services.assistant_messages import enqueue_for_assistant, lock_pair, notify_channels
 from assistant.services.audience import audience_for
 from assistant.store.db import UnitOfWork
@@ -56,6 +61,7 @@ class DispatchReport:
     digest: int = 0
     outbox_ids: tuple[int, ...] = ()
     next_due: datetime | None = None  # when to run again for what still waits
+    settles_at: datetime | None = None  # held for quiet until then (not for quiet hours)
 
     def to_json(self) -> dict[str, object]:
         """As a job's result: plain values, times in ISO 8601."""
@@ -67,6 +73,7 @@ class DispatchReport:
             "digest": self.digest,
             "outbox_ids": list(self.outbox_ids),
             "next_due": self.next_due.isoformat() if self.next_due else None,
+            "settles_at": self.settles_at.isoformat() if self.settles_at else None,
         }
 
 
@@ -80,9 +87,11 @@ class _Tally:
     undone: int = 0
     outbox_ids: list[int] = field(default_factory=list)
 
-    def report(self, pair_id: int, next_due: datetime | None = None) -> DispatchReport:
+    def report(
+        self, pair_id: int, next_due: datetime | None = None, settles_at: datetime | None = None
+    ) -> DispatchReport:
         return DispatchReport(pair_id, self.sent, self.undone, self.suppressed, self.digest,
-                              tuple(self.outbox_ids), next_due)  # fmt: skip
+                              tuple(self.outbox_ids), next_due, settles_at)  # fmt: skip
 
 
 def pairs_with_pending(uow: UnitOfWork) -> list[int]:
@@ -105,15 +114,21 @@ def dispatch(
     force: bool = False,
     next_poll_at: datetime | None = None,
     pushes: Callable[[str], bool] | None = None,
+    repolled: bool = False,
 ) -> DispatchReport:
     """Send what is due for one pair. ``force`` skips the coalescing wait (CLI sync).
 
-    ``next_poll_at`` (when the next polling round starts) and ``pushes(provider)`` (can
-    such a calendar account report a change between polls?) let the window close early
-    when it would hold in vain: no calendar account of the pair pushes, each has synced
-    since the oldest pending change was seen, and the next round comes after the window
-    ends, so nothing could join the message by waiting. (With the default 30 s polling
-    and 20 s window, a CalDAV or ICS pair would otherwise get every message 20 s late.)
+    The wait is a quiet period (``domain.quiet_period.send_at``): it ends
+    ``coalesce_seconds`` after the newest pending change was seen, at the latest
+    ``coalesce_max_seconds`` after the first.
+
+    ``repolled``: the pair's polled calendars are polled again while the changes settle
+    (``sync.repoll_seconds``), so a change can always join and the wait holds to its end.
+    Without it, ``next_poll_at`` (when the next polling round starts) and
+    ``pushes(provider)`` (can such a calendar account report a change between polls?) let
+    the wait end early when it would hold in vain: no calendar account of the pair
+    pushes, each has synced since the newest pending change was seen, and the next round
+    comes after the quiet period ends, so nothing could join the message by waiting.
     """
     tally = _Tally()
     with uow.begin() as session:
@@ -145,13 +160,18 @@ def dispatch(
         if not rows:
             return tally.report(pair_id)
         high = any(r.priority == "high" for r in rows)
-        first_seen = min(r.detected_at for r in rows)
-        due_at = first_seen + timedelta(seconds=settings.coalesce_seconds)
-        if now < due_at and _nothing_can_join(session, pair_id, first_seen, due_at,
-                                              next_poll_at, pushes):  # fmt: skip
+        due_at = send_at(
+            [Seen(r.detected_at, r.priority == "high") for r in rows],
+            timedelta(seconds=settings.coalesce_seconds),
+            timedelta(seconds=settings.coalesce_max_seconds),
+        )
+        last_seen = max(r.detected_at for r in rows)
+        if now < due_at and not repolled and _nothing_can_join(
+            session, pair_id, last_seen, due_at, next_poll_at, pushes
+        ):
             due_at = now
-        if not (force or high) and now < due_at:
-            return tally.report(pair_id, next_due=due_at)
+        if not force and now < due_at:
+            return tally.report(pair_id, next_due=due_at, settles_at=due_at)
         quiet_until = _quiet_until(pair, now)
         if quiet_until is not None and not (high and pair.quiet_hours.get("high_breaks_through")):
             return tally.report(pair_id, next_due=quiet_until)
@@ -162,7 +182,7 @@ def dispatch(
 def _nothing_can_join(
     session: Session,
     pair_id: int,
-    first_seen: datetime,
+    last_seen: datetime,
     due_at: datetime,
     next_poll_at: datetime | None,
     pushes: Callable[[str], bool] | None,
@@ -176,7 +196,7 @@ def _nothing_can_join(
         )
     ).all()
     return all(
-        not pushes(provider) and last is not None and last >= first_seen
+        not pushes(provider) and last is not None and last >= last_seen
         for provider, last in calendars
     )
 

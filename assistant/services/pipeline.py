@@ -11,8 +11,10 @@ question the sync asked the manager goes out with the run, not at the next tick.
 Two ways through:
 
 - ``after_poll`` (the ``sync_account`` job): one account; its pair's changes are
-  dispatched as they are due (the coalescing window holds a burst), a mailbox with new
-  mail nudges its pair, and the outbox is drained when the run queued anything.
+  dispatched as they are due (the coalescing window holds a burst until it is quiet), a
+  polled calendar whose pair's changes are settling is to be synced again soon
+  (``repoll_at``, ``services.quiet_period``), a mailbox with new mail nudges its pair,
+  and the outbox is drained when the run queued anything.
 - ``by_hand`` (``assistant sync``): the accounts given; every pair's pending changes are
   put into messages now, without the wait, every pair with a mailbox among them is
   nudged, and the outbox is drained (unless ``send`` is off).
@@ -38,7 +40,7 @@ from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import select
 
-from assistant.services import delegation, outbox
+from assistant.services import delegation, outbox, quiet_period
 from assistant.services.accounts import token_keeper
 from assistant.services.digest import DigestReport, digest
 from assistant.services.mail import import_mail
@@ -91,6 +93,8 @@ class AccountSynced:
     retry_in: float | None = None  # rate limited: sync again after this many seconds
     missing: bool = False  # no such account (removed since the job was queued)
     baseline: bool = False  # the account's first sync: what it read is the baseline, no news
+    provider: str = ""
+    repoll_at: datetime | None = None  # its pair's changes settle: sync it again then
 
     @property
     def outbox_ids(self) -> tuple[int, ...]:
@@ -146,16 +150,26 @@ class Run:
 # ----------------------------------------------------------------------- the two ways
 
 
-def after_poll(deps: Deps, account_id: int, *, next_poll_at: datetime | None = None) -> Run:
+def after_poll(
+    deps: Deps, account_id: int, *, next_poll_at: datetime | None = None, repoll: bool = False
+) -> Run:
     """Sync one account, then what follows as it is due (see the module docstring).
 
     ``next_poll_at`` is when the next polling round starts (None: unknown): a dispatch
-    stops waiting for changes that could only come with a later round.
+    stops waiting for changes that could only come with a later round (unless polled
+    calendars are re-polled as their changes settle). ``repoll``: this sync is a re-poll
+    planned by ``repoll_at`` of an earlier run.
     """
     synced = sync_account(deps, account_id)
     nudged = _nudge(deps, [synced.pair_id] if synced.mail and synced.mail.new else [])
-    pairs = [synced.pair_id] if synced.changed else []
+    # A re-poll dispatches its pair even when it found nothing new: the one at the end of
+    # the quiet period sends what it found quiet.
+    settling = repoll and synced.calendar is not None
+    pairs = [synced.pair_id] if synced.changed or settling else []
     dispatched = _dispatch(deps, pairs, force=False, next_poll_at=next_poll_at)
+    if synced.calendar is not None:
+        again = quiet_period.repoll_at(deps, synced.provider, next(iter(dispatched), None))
+        synced = replace(synced, repoll_at=again)
     run = Run((synced,), nudged, dispatched)
     return _deliver(deps, run) if run.outbox_ids else run
 
@@ -223,7 +237,8 @@ def sync_account(deps: Deps, account_id: int) -> AccountSynced:
         kind: Kind = "mail" if account.kind == "mail" else "calendar"
         conf = dict(account.settings)
         first = account.last_sync_at is None
-    done = AccountSynced(account_id, pair_id, name, kind, baseline=first and kind == "calendar")
+    done = AccountSynced(account_id, pair_id, name, kind,
+                         baseline=first and kind == "calendar", provider=provider)  # fmt: skip
     net = NetPolicy.from_settings(deps.settings.network)
     limits = ParseLimits.of(deps.settings.limits)
     keep = token_keeper(deps, account_id)
@@ -327,12 +342,12 @@ def _dispatch(
 ) -> tuple[DispatchReport, ...]:
     pushes = partial(calendar_pushes, deps.settings)  # can such a calendar push a change?
     notify = deps.settings.notify
+    repolled = quiet_period.repolled(deps)  # polled calendars are polled again as they settle
     return tuple(
-        dispatch(
-            deps.uow, p, deps.now(), notify, force=force, next_poll_at=next_poll_at, pushes=pushes
-        )
+        dispatch(deps.uow, p, deps.now(), notify, force=force, next_poll_at=next_poll_at,
+                 pushes=pushes, repolled=repolled)
         for p in pair_ids
-    )
+    )  # fmt: skip
 
 
 def _deliver(deps: Deps, run: Run) -> Run:

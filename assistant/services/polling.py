@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 # Exports of a mailbox are imported by hand, never polled.
 _NOT_POLLED = ("maildir", "mbox")
+# A round skips an account synced this recently (a re-poll, a push): never longer, or a
+# change made just after a re-poll would wait for the round after next.
+_RECENT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +122,7 @@ def accounts_due(uow: UnitOfWork, now: datetime, interval: float) -> tuple[int, 
         )
         return tuple(
             aid for aid, last in rows
-            if last is None or (now - last).total_seconds() >= interval * 0.5
+            if last is None or (now - last).total_seconds() >= min(interval * 0.5, _RECENT)
         )  # fmt: skip
 
 

@@ -100,8 +100,9 @@ def test_a_burst_of_changes_is_one_message_after_the_window(world: World) -> Non
     assert world.sync(NOW + timedelta(minutes=1, seconds=10)) == 1
     early = world.dispatch(NOW + timedelta(minutes=1, seconds=15))
     assert early.outbox_ids == ()
-    assert early.next_due == NOW + timedelta(minutes=1, seconds=20), "window counts from the first"
-    report = world.dispatch(NOW + timedelta(minutes=1, seconds=20))
+    assert early.next_due == NOW + timedelta(minutes=1, seconds=30), "quiet for the window"
+    assert world.dispatch(NOW + timedelta(minutes=1, seconds=20)).outbox_ids == ()
+    report = world.dispatch(NOW + timedelta(minutes=1, seconds=30))
     assert (report.sent, len(report.outbox_ids)) == (2, 1)
     [entry] = world.outbox()
     assert "2 changes" in entry.subject
@@ -330,6 +331,36 @@ def test_the_window_holds_when_a_poll_comes_before_it_ends(world: World) -> None
     report = world.dispatch(seen + timedelta(seconds=1), next_poll_at=seen + timedelta(seconds=2),
                             pushes=pushes)  # fmt: skip
     assert (report.outbox_ids, report.next_due) == ((), seen + timedelta(seconds=20))
+
+
+def test_the_window_holds_to_the_end_of_the_quiet_period_when_calendars_are_repolled(
+    world: World,
+) -> None:
+    seen = NOW + timedelta(minutes=1)
+    move_board(world, seen)
+    later = seen + timedelta(seconds=30)  # the next round after the window
+    held = world.dispatch(seen + timedelta(seconds=1), next_poll_at=later, pushes=pushes,
+                          repolled=True)  # fmt: skip
+    assert (held.outbox_ids, held.next_due, held.settles_at) == ((), seen + timedelta(seconds=20),
+                                                                 seen + timedelta(seconds=20))
+    report = world.dispatch(seen + timedelta(seconds=20), next_poll_at=later, pushes=pushes,
+                            repolled=True)  # fmt: skip
+    assert (report.sent, len(report.outbox_ids), report.settles_at) == (1, 1, None)
+
+
+def test_the_early_close_counts_from_the_newest_change(world: World) -> None:
+    seen = NOW + timedelta(minutes=1)
+    move_board(world, seen)
+    world.write(moved(BOARD, "T100000", "T150000").replace("T120000", "T170000"), CEO, GYM)
+    assert world.sync(seen + timedelta(seconds=10)) == 1
+    # The next round (at 25 s) comes before the quiet period ends (at 30 s): it holds...
+    held = world.dispatch(seen + timedelta(seconds=11), next_poll_at=seen + timedelta(seconds=25),
+                          pushes=pushes)  # fmt: skip
+    assert (held.outbox_ids, held.next_due) == ((), seen + timedelta(seconds=30))
+    # ...and when the next round comes after it, nothing can join: out at once.
+    report = world.dispatch(seen + timedelta(seconds=11), next_poll_at=seen + timedelta(seconds=40),
+                            pushes=pushes)  # fmt: skip
+    assert (report.sent, len(report.outbox_ids)) == (2, 1)
 
 
 def test_the_window_holds_for_a_calendar_that_pushes_or_has_not_synced_yet(
