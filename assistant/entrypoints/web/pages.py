@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -16,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
+from assistant.domain.charts import TimelineTask, timeline_svg, trend_svg
 from assistant.domain.priorities import RULE_KINDS
 from assistant.entrypoints.web import actions, csrf, views, week
 from assistant.entrypoints.web.api import csv_response, first_day
@@ -35,7 +36,6 @@ from assistant.entrypoints.web.guard import Ctx, HTTPProblem, guarded
 from assistant.entrypoints.web.i18n import GOOD_NOTES, NOTES, translator
 from assistant.entrypoints.web.labels import labeler, time_writer
 from assistant.entrypoints.web.login_guard import LoginGuard
-from assistant.entrypoints.web.svg import timeline_svg, trend_svg
 from assistant.services.pair_settings import (
     CHANNELS,
     DAYS,
@@ -87,6 +87,11 @@ class Pages:
 
     # ------------------------------------------------------------------- rendering
 
+    @staticmethod
+    def page_locale(request: Request, viewer: Viewer | None) -> str:
+        """The language of the page: the viewer's, or ``?lang=`` before signing in."""
+        return viewer.locale if viewer else request.query_params.get("lang", "en")
+
     def render(
         self,
         request: Request,
@@ -96,7 +101,7 @@ class Pages:
         ctx: Ctx | None = None,
         **data: Any,
     ) -> Response:
-        locale = viewer.locale if viewer else request.query_params.get("lang", "en")
+        locale = self.page_locale(request, viewer)
         zone = ctx.access.timezone if ctx and ctx.access else "UTC"
         context = {
             "t": translator(locale),
@@ -162,9 +167,7 @@ class Pages:
         attempt = guard.start_password(email, client, now)
         if attempt.wait > 0:
             minutes = max(1, math.ceil(attempt.wait / 60))
-            response = self._login_page(
-                request, t("too_many_logins").format(minutes=minutes), 429
-            )
+            response = self._login_page(request, t("too_many_logins").format(minutes=minutes), 429)
             response.headers["Retry-After"] = str(math.ceil(attempt.wait))
             return response
         user_id = check_password(self.svc, email, str(form.get("password", "")))
@@ -300,7 +303,13 @@ class Pages:
 
     async def latency(self, request: Request, ctx: Ctx) -> Response:
         data = views.latency(self.svc, ctx.pair)
-        chart = Markup(trend_svg(data["trend"], data["sla_minutes"]))  # noqa: S704 - our own SVG, values escaped
+        weeks = [
+            {"week": w["week"], "median_minutes": w["median_working_minutes"],
+             "answered": w["answered"]}
+            for w in data["trend"]
+        ]  # fmt: skip
+        svg = trend_svg(weeks, data["sla_minutes"], locale=self.page_locale(request, ctx.viewer))
+        chart = Markup(svg)  # noqa: S704 - our own SVG, values escaped
         return self.render(request, ctx.viewer, "latency.html", ctx=ctx, data=data, chart=chart)
 
     async def latency_csv(self, request: Request, ctx: Ctx) -> Response:
@@ -310,7 +319,10 @@ class Pages:
 
     async def tasks(self, request: Request, ctx: Ctx) -> Response:
         data = views.tasks(self.svc, ctx.pair)
-        chart = Markup(timeline_svg(data["tasks"]))  # noqa: S704 - our own SVG, values escaped
+        locale = self.page_locale(request, ctx.viewer)
+        rows = _timeline(data["tasks"])
+        svg = timeline_svg(rows, ctx.pair.timezone, locale=locale, today=self.svc.now())
+        chart = Markup(svg)  # noqa: S704 - our own SVG, values escaped
         return self.render(request, ctx.viewer, "tasks.html", ctx=ctx, data=data, chart=chart)
 
     async def create_task(self, request: Request, ctx: Ctx) -> Response:
@@ -427,3 +439,20 @@ class Pages:
             Route(f"{p}/settings", g(self.settings), methods=["GET"]),
             Route(f"{p}/settings", g(self.save_settings, edit=True), methods=["POST"]),
         ]
+
+
+def _timeline(tasks: list[dict[str, Any]]) -> list[TimelineTask]:
+    """The open tasks of the tasks page (``views.tasks``) as timeline rows."""
+
+    def at(text: str | None) -> datetime | None:
+        return datetime.fromisoformat(text) if text else None
+
+    rows = []
+    for t in tasks:
+        start, deadline = at(t["term_start"]), at(t["deadline"])
+        if t["state"] == "cancelled" or start is None or deadline is None:
+            continue
+        lines = {c["kind"]: at(c["start"] or c["line_at"]) for c in t["checkpoints"]}
+        rows.append(TimelineTask(t["title"], start, deadline, lines.get("red_line"),
+                                 lines.get("dead_line")))  # fmt: skip
+    return rows
