@@ -25,6 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from assistant.domain import privacy, timefmt
+from assistant.domain.account_health import AccountTrouble, describe
 from assistant.domain.changes import Change
 from assistant.domain.conflicts import Conflict
 from assistant.domain.model import EventData, EventStatus, Response
@@ -180,6 +181,7 @@ class DigestContent:
     since: datetime | None = None
     sla_minutes: int = 30
     tasks_until: datetime | None = None
+    accounts: Sequence[AccountTrouble] = ()  # calendars and mailboxes that do not sync
     days: tuple[date, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -359,7 +361,14 @@ def context(content: DigestContent, aud: Audience) -> dict[str, Any]:
         "sla": content.sla_minutes,
         "tasks": tasks,
         "counts": content.counts(zone),
+        "accounts": [_trouble_line(a, lg) for a in content.accounts],
     }
+
+
+def _trouble_line(a: AccountTrouble, lg: str) -> dict[str, Any]:
+    what, fix = describe(a.failure, lg)
+    return {"account": one_line(a.account), "provider": a.provider, "what": what, "fix": fix,
+            "since": a.since, "parked": a.parked}  # fmt: skip
 
 
 def render_digest(content: DigestContent, aud: Audience) -> RenderedMessage:
@@ -427,5 +436,15 @@ def structured(content: DigestContent, aud: Audience) -> dict[str, Any]:
                 "delegate": t.delegate,
             }
             for t in content.tasks
+        ],
+        "unhealthy_accounts": [
+            {
+                "account": a.account,
+                "provider": a.provider,
+                "failure": a.failure.value,
+                "since": a.since,
+                "parked": a.parked,
+            }
+            for a in content.accounts
         ],
     }

@@ -34,11 +34,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
 
-from assistant.services import delegation, outbox
+from assistant.services import account_health, delegation, outbox
 from assistant.services.accounts import token_keeper
 from assistant.services.digest import DigestReport, digest
 from assistant.services.mail import import_mail
@@ -90,10 +90,14 @@ class AccountSynced:
     error: str = ""  # the connector's error, recorded on the account
     retry_in: float | None = None  # rate limited: sync again after this many seconds
     missing: bool = False  # no such account (removed since the job was queued)
+    failed: account_health.FailedTry | None = None  # the back-off, or parked, after an error
+    parked: bool = False  # not tried: parked until its credentials change
+    health_outbox: tuple[int, ...] = ()  # an alert or a recovery message queued
 
     @property
     def outbox_ids(self) -> tuple[int, ...]:
-        return self.calendar.outbox_ids if self.calendar is not None else ()
+        own = self.calendar.outbox_ids if self.calendar is not None else ()
+        return (*own, *self.health_outbox)
 
     @property
     def changed(self) -> bool:
@@ -126,7 +130,10 @@ class Run:
         if s.retry_in is not None:
             return {"account_id": s.account_id, "rate_limited": s.retry_in}
         if s.error:
-            return {"account_id": s.account_id, "error": s.error}
+            parked = s.parked or (s.failed is not None and s.failed.parked)
+            return {"account_id": s.account_id, "error": s.error} | (
+                {"parked": True} if parked else {}
+            )
         if s.mail is not None:
             m = s.mail
             return {"account_id": s.account_id, "new": m.new, "seen": m.seen,
@@ -161,7 +168,9 @@ def after_poll(deps: Deps, account_id: int, *, next_poll_at: datetime | None = N
 
 def by_hand(deps: Deps, account_ids: Sequence[int], *, send: bool = True) -> Run:
     """Sync the accounts now, put every pending change into messages, deliver (``send``)."""
-    synced = tuple(sync_account(deps, aid) for aid in account_ids)
+    # By hand, a parked account is tried too: someone asked (after fixing a secret that
+    # the account refers to, say); one failure more keeps it parked.
+    synced = tuple(sync_account(deps, aid, tried_when_parked=True) for aid in account_ids)
     nudged = _nudge(deps, sorted({s.pair_id for s in synced if s.kind == "mail"}))
     # Run by hand: what was found is put into messages now, without the coalescing wait.
     dispatched = _dispatch(deps, pairs_with_pending(deps.uow), force=True)
@@ -199,9 +208,10 @@ def deliver(deps: Deps) -> Run:
 # ---------------------------------------------------------------------------- the steps
 
 
-def sync_account(deps: Deps, account_id: int) -> AccountSynced:
+def sync_account(deps: Deps, account_id: int, *, tried_when_parked: bool = False) -> AccountSynced:
     """Sync one account (a calendar or a mailbox) with its connector; a connector error is
-    recorded on the account and returned, never raised."""
+    recorded on the account (``account_health``: back-off, parking, the alert) and
+    returned, never raised. A parked account is not tried unless ``tried_when_parked``."""
     with deps.uow.read() as session:
         account = session.get(Account, account_id)
         if account is None:
@@ -209,7 +219,18 @@ def sync_account(deps: Deps, account_id: int) -> AccountSynced:
         pair_id, name, provider = account.pair_id, account.name, account.provider
         kind: Kind = "mail" if account.kind == "mail" else "calendar"
         conf = dict(account.settings)
+        parked, last_error = account.parked_reason, account.last_error
     done = AccountSynced(account_id, pair_id, name, kind)
+    if parked and not tried_when_parked:
+        return replace(done, error=last_error or parked, parked=True)
+    synced = _try(deps, done, provider, conf)
+    if synced.error:
+        return synced
+    return replace(synced, health_outbox=account_health.record_working(deps, account_id))
+
+
+def _try(deps: Deps, done: AccountSynced, provider: str, conf: dict[str, Any]) -> AccountSynced:
+    account_id, kind = done.account_id, done.kind
     net = NetPolicy.from_settings(deps.settings.network)
     limits = ParseLimits.of(deps.settings.limits)
     keep = token_keeper(deps, account_id)
@@ -230,12 +251,15 @@ def sync_account(deps: Deps, account_id: int) -> AccountSynced:
         retry_in = None
         if isinstance(exc, RateLimited):
             retry_in = exc.retry_after or deps.settings.sync.poll_interval_seconds
-            log.warning("account %s rate limited; again in %.0fs", account_id, retry_in)
-        elif isinstance(exc, AuthExpired):
-            log.error("account %s: %s (reconnect needed)", account_id, exc)
-        else:
-            log.warning("account %s: %s", account_id, exc)
-        return replace(done, error=str(exc), retry_in=retry_in)
+        failed = account_health.record_failed_try(deps, account_id, exc, retry_in)
+        # One line when an account starts failing (and when it is parked); the tries
+        # after it are at DEBUG: the account's page and doctor show them.
+        first = failed is None or failed.failures == 1
+        level = logging.WARNING if first else logging.DEBUG
+        why = " (reconnect needed)" if isinstance(exc, AuthExpired) else ""
+        log.log(level, "account %s: %s%s", account_id, exc, why)
+        return replace(done, error=str(exc), retry_in=retry_in, failed=failed,
+                       health_outbox=failed.outbox_ids if failed else ())  # fmt: skip
 
 
 def calendar_sync(
