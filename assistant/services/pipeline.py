@@ -220,11 +220,12 @@ def sync_account(deps: Deps, account_id: int, *, tried_when_parked: bool = False
         kind: Kind = "mail" if account.kind == "mail" else "calendar"
         conf = dict(account.settings)
         parked, last_error = account.parked_reason, account.last_error
+        failing = account.failing_since is not None or bool(parked)
     done = AccountSynced(account_id, pair_id, name, kind)
     if parked and not tried_when_parked:
         return replace(done, error=last_error or parked, parked=True)
     synced = _try(deps, done, provider, conf)
-    if synced.error:
+    if synced.error or not failing:
         return synced
     return replace(synced, health_outbox=account_health.record_working(deps, account_id))
 

@@ -12,6 +12,7 @@ consumer runs it). The clock is injected: the polling rounds run at the default-
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ import pytest
 from huey import Huey
 
 from assistant.bootstrap import Service, build
+from assistant.entrypoints.cli.doctor import _accounts
 from assistant.services import pipeline, polling
 from assistant.services.digest import preview
 from assistant.services.pairs import add_account, add_pair, update_account_settings
@@ -133,7 +135,10 @@ def desk(
             svc.engine.dispose()
 
 
-def test_refused_credentials_back_off_then_park_and_the_other_account_syncs(desk: Desk) -> None:
+def test_refused_credentials_back_off_then_park_and_the_other_account_syncs(
+    desk: Desk, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     tried = desk.poll_for(INTERVAL)  # one round
     per_try = desk.refused()  # the client's requests of one try (a challenge, the login)
     assert per_try >= 1
@@ -151,15 +156,34 @@ def test_refused_credentials_back_off_then_park_and_the_other_account_syncs(desk
     assert home.state == "ok" and home.last_sync_at is not None
     assert home.last_sync_at >= desk.clock() - timedelta(seconds=2 * INTERVAL)
     assert home.failing_since is None
+    # Two lines at WARNING (it fails; it is parked), no ERROR, no traceback; the other
+    # tries at DEBUG.
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in loud] == [
+        "account 1: CalDAV PROPFIND /alex/work/: credentials refused (reconnect needed)",
+        "account 1: credentials refused 5 times; not tried again until they change",
+    ]
+    assert not any(r.exc_info for r in caplog.records)
 
     desk.poll_for(600, step=30)  # ten more minutes: parked means not tried at all
     assert desk.refused() == 5 * per_try
     assert desk.mails() == [], "not yet failing for 15 minutes: nobody is told"
 
-    # By hand it is tried once more (someone asked); it stays parked.
-    report = sync_now(desk.svc, account_id=desk.work, send=False)
-    [line] = [x for x in report.lines if x.kind == "calendar"]
-    assert "parked until its credentials change" in line.summary
+    # A push signal or a lost job queues its sync: not tried either.
+    assert pipeline.after_poll(desk.svc, desk.work).to_json() == {
+        "account_id": desk.work, "parked": True,
+        "error": "CalDAV PROPFIND /alex/work/: credentials refused",
+    }  # fmt: skip
+    assert desk.refused() == 5 * per_try
+
+    # By hand (`assistant sync`) it is tried once more (someone asked) and stays parked;
+    # the pair's other account is synced and reported all the same.
+    report = sync_now(desk.svc, pair=desk.pair_id, send=False)
+    work_line, home_line = [x for x in report.lines if x.kind == "calendar"]
+    assert work_line.account == "1 work" and work_line.error
+    assert "parked until its credentials change" in work_line.summary
+    assert home_line.account == "2 home" and home_line.summary == "no change"
+    assert report.failed
     assert desk.refused() == 6 * per_try
     assert desk.account(desk.work).parked_reason == "credentials"
 
@@ -224,3 +248,18 @@ def test_an_unreachable_server_backs_off_capped_and_is_never_parked(desk: Desk) 
     assert "cannot be reached" in desk.smtp.messages[0].message.get_body(
         ("plain",)
     ).get_content()  # type: ignore[union-attr]
+
+
+def test_doctor_says_parked_with_the_fix_without_trying_it(desk: Desk) -> None:
+    desk.poll_for(40)  # parked after 5 tries
+    refused = desk.refused()
+
+    checks = {c.name: c for c in _accounts(desk.svc.settings)}
+
+    work = checks["account 1 work (caldav)"]
+    assert not work.ok
+    assert work.detail == ("the provider refuses its password or sign-in: 5 tries since "
+                           "2026-11-24 09:00 UTC, no longer tried until the credentials change")
+    assert work.fix.startswith("Enter the new password, or sign in again")
+    assert desk.refused() == refused, "doctor does not try a parked account"
+    assert checks["account 2 home (caldav)"].ok

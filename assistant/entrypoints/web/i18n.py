@@ -154,9 +154,9 @@ EN: dict[str, str] = {
     "working": "Working.",
     "health_banner": "Not syncing:",
     "health_parked": (
-        "Credentials refused {n} times since {since}: no longer tried until they change."
+        "Credentials refused since {since} (tries: {n}): no longer tried until they change."
     ),
-    "health_retry": "Failing since {since}: {n} failed tries; next try {next}.",
+    "health_retry": "Failing since {since} (tries failed: {n}); next try {next}.",
     "check_ok": "The connection works.",
     "check_auth": "The server refused the password, or access was revoked: reconnect the account.",
     "check_secret": (
