@@ -6,8 +6,9 @@ values on the account row and sends the messages.
 
 - Every failure in a row doubles the gap before the next try, from the poll interval up
   to a cap (``HealthRules``); a rate limit waits at least what the provider asked.
-- Refused credentials (a 401, ``invalid_grant``) are tried ``refused_tries`` times that
-  way, then the account is *parked*: nothing tries it again until its credentials
+- Refused credentials (a 401, ``invalid_grant``) ``refused_tries`` times in a row (a
+  refusal among other failures, a provider's passing hiccup, starts the count again), and
+  the account is *parked*: nothing tries it again until its credentials
   change, so a provider never locks the account for our retries. Other failures (5xx,
   timeouts, a missing calendar) keep being tried at the capped gap: they mend by
   themselves.
@@ -66,6 +67,7 @@ class Health:
 
     failing_since: datetime | None = None
     failures: int = 0  # failed tries in a row
+    refused: int = 0  # of them, the last ones that were refused credentials
     next_try_at: datetime | None = None  # polling leaves it alone until then
     parked: str = ""  # a Failure value: not tried again until the credentials change
     alerted_at: datetime | None = None  # when the people were told it fails
@@ -113,15 +115,16 @@ def after_failure(
 ) -> Health:
     """The health after one more failed try at ``now``."""
     failures = health.failures + 1
+    refused = health.refused + 1 if failure is Failure.CREDENTIALS else 0
     since = health.failing_since or now
-    if failure is Failure.CREDENTIALS and failures >= rules.refused_tries:
-        return replace(health, failing_since=since, failures=failures, next_try_at=None,
-                       parked=failure.value)  # fmt: skip
+    if refused >= rules.refused_tries:
+        return replace(health, failing_since=since, failures=failures, refused=refused,
+                       next_try_at=None, parked=failure.value)  # fmt: skip
     wait = gap(failures, rules)
     if retry_after is not None:
         wait = max(wait, timedelta(seconds=retry_after))
-    return replace(health, failing_since=since, failures=failures, next_try_at=now + wait,
-                   parked="")  # fmt: skip
+    return replace(health, failing_since=since, failures=failures, refused=refused,
+                   next_try_at=now + wait, parked="")  # fmt: skip
 
 
 def parked_failure(health: Health) -> Failure | None:

@@ -87,6 +87,7 @@ def health_of(account: Account) -> Health:
     return Health(
         failing_since=account.failing_since,
         failures=account.failures or 0,
+        refused=_count(account.sync_state.get("refused")),
         next_try_at=account.next_try_at,
         parked=account.parked_reason or "",
         alerted_at=account.alerted_at,
@@ -96,9 +97,15 @@ def health_of(account: Account) -> Health:
 def _keep(account: Account, health: Health) -> None:
     account.failing_since = health.failing_since
     account.failures = health.failures
+    state = {k: v for k, v in account.sync_state.items() if k != "refused"}
+    account.sync_state = state | ({"refused": health.refused} if health.refused else {})
     account.next_try_at = health.next_try_at
     account.parked_reason = health.parked
     account.alerted_at = health.alerted_at
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and value > 0 else 0
 
 
 def failure_kind(account: Account) -> Failure:
@@ -158,7 +165,7 @@ def record_failed_try(
     if newly:
         log.warning(
             "account %s: credentials refused %d times; not tried again until they change",
-            account_id, health.failures,
+            account_id, health.refused,
         )  # fmt: skip
     return FailedTry(account_id, failure, health.failures, health.failing_since,
                      health.next_try_at, bool(health.parked), newly, ids)  # fmt: skip
@@ -208,6 +215,7 @@ def unpark(account: Account) -> None:
     account.parked_reason = ""
     account.next_try_at = None
     account.failures = 0
+    account.sync_state = {k: v for k, v in account.sync_state.items() if k != "refused"}
 
 
 # ------------------------------------------------------------------------ alerts

@@ -44,6 +44,17 @@ def test_refused_credentials_double_the_gap_then_park() -> None:
     assert not health.may_try(T0 + timedelta(days=30))
 
 
+def test_only_refusals_in_a_row_park_a_passing_401_among_other_faults_does_not() -> None:
+    health, now = HEALTHY, T0
+    kinds = [Failure.CREDENTIALS] * 4 + [Failure.UNREACHABLE] + [Failure.CREDENTIALS] * 4
+    for kind in kinds:
+        health = after_failure(health, kind, now, RULES)
+        now += timedelta(minutes=30)
+    assert not health.parked and health.failures == 9 and health.refused == 4
+    health = after_failure(health, Failure.CREDENTIALS, now, RULES)
+    assert health.parked == "credentials"
+
+
 @pytest.mark.parametrize("failure", [f for f in Failure if f is not Failure.CREDENTIALS])
 def test_other_failures_back_off_to_the_cap_and_are_never_parked(failure: Failure) -> None:
     gaps = _tries(failure, 40)
