@@ -13,6 +13,7 @@ consumer runs it). The clock is injected: the polling rounds run at the default-
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from huey import Huey
 from assistant.bootstrap import Service, build
 from assistant.entrypoints.cli.doctor import _accounts
 from assistant.services import pipeline, polling
+from assistant.services.accounts import check_account
 from assistant.services.digest import preview
 from assistant.services.pairs import add_account, add_pair, update_account_settings
 from assistant.services.runner import sync_now
@@ -263,3 +265,19 @@ def test_doctor_says_parked_with_the_fix_without_trying_it(desk: Desk) -> None:
     assert work.fix.startswith("Enter the new password, or sign in again")
     assert desk.refused() == refused, "doctor does not try a parked account"
     assert checks["account 2 home (caldav)"].ok
+
+
+def test_a_check_that_gets_in_unparks_it(desk: Desk) -> None:
+    desk.poll_for(40)
+    assert desk.account(desk.work).parked_reason == "credentials"
+    assert desk.work not in polling.accounts_due(desk.svc.uow, desk.clock(), INTERVAL)
+
+    # The secret it refers to is mended outside the service; a Check (the web's button)
+    # that gets in puts it back into polling, and the next poll syncs it.
+    os.environ["ALEX_OLD_PASSWORD"] = "new secret"  # the fixture's monkeypatch restores it
+    assert check_account(desk.svc, desk.pair_id, desk.work).ok
+    assert desk.account(desk.work).parked_reason == ""
+    assert desk.work in polling.accounts_due(desk.svc.uow, desk.clock(), INTERVAL)
+    desk.poll_for(INTERVAL)
+    work = desk.account(desk.work)
+    assert work.state == "ok" and work.failing_since is None
