@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from assistant.services import account_health, pipeline
+from assistant.services import account_health, pipeline, push
 from assistant.services import accounts as account_service
 from assistant.store.tables import Account, OutboxEntry
 from tests.integration.test_graph_token_rotation import (  # noqa: F401
@@ -27,6 +27,8 @@ def test_a_revoked_token_is_parked_reported_and_unparked_by_signing_in_again(
 ) -> None:
     aid, _ = store_account(world, graph)
     assert not pipeline.sync_account(world.svc, aid).error  # the baseline
+    world.app(public_url="https://assistant.example")  # webhooks on: a subscription is due
+    assert aid in push.accounts_due(world.svc, world.clock())[0]
     graph.revoke_refresh_tokens()
     graph.expire_access_tokens()
 
@@ -39,6 +41,7 @@ def test_a_revoked_token_is_parked_reported_and_unparked_by_signing_in_again(
     assert all("invalid_grant" in e for e in errors), errors
     assert synced.failed.parked
     assert pipeline.after_poll(world.svc, aid).synced[0].parked, "a poll does not try it"
+    assert aid not in push.accounts_due(world.svc, world.clock())[0], "nor the push upkeep"
 
     world.clock.advance(minutes=15)
     sent = account_health.send_due_alerts(world.svc)
