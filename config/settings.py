@@ -134,6 +134,15 @@ class SyncSettings(_Section):
     window_future_days: int = Field(120, ge=1)
     horizon_days: int = Field(14, ge=1, description="changes further ahead are not reported")
     http_timeout_seconds: float = Field(30.0, gt=0)
+    unhealthy_after_minutes: float = Field(
+        15.0, gt=0, description="an account failing this long is reported to the people"
+    )
+    refused_tries: int = Field(
+        5, ge=1, le=20, description="tries with refused credentials before an account is parked"
+    )
+    backoff_max_minutes: float = Field(
+        30.0, gt=0, description="the longest wait between tries of a failing account"
+    )
 
 
 class SmtpSettings(_Section):

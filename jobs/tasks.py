@@ -16,7 +16,7 @@ from typing import Literal, cast
 from huey import Huey, crontab
 from huey.api import TaskWrapper
 
-from assistant.services import digest, pipeline, polling, push
+from assistant.services import account_health, digest, pipeline, polling, push
 from assistant.services.delegation import reconcile_checkpoints
 from assistant.services.feedback import send_prompt
 from assistant.services.push import PushSignal, SignalKind
@@ -200,6 +200,9 @@ def tick() -> None:
         keep_polling(svc.now(), svc.settings.sync.poll_interval_seconds)
     else:
         jobs().sync_due()
+    # An account failing long enough is reported even when it is no longer tried (parked);
+    # the tick's drain delivers it.
+    account_health.send_due_alerts(svc)
     queue_tick_work(work)
 
 

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from markupsafe import Markup
 
 from assistant.domain import privacy, timefmt
+from assistant.domain.account_health import AccountTrouble, describe
 from assistant.domain.changes import Change
 from assistant.domain.conflicts import Conflict
 from assistant.domain.model import EventData, EventStatus, Response
@@ -182,6 +183,7 @@ class DigestContent:
     since: datetime | None = None
     sla_minutes: int = 30
     tasks_until: datetime | None = None
+    accounts: Sequence[AccountTrouble] = ()  # calendars and mailboxes that do not sync
     days: tuple[date, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -361,6 +363,7 @@ def context(content: DigestContent, aud: Audience) -> dict[str, Any]:
         "sla": content.sla_minutes,
         "tasks": tasks,
         "counts": content.counts(zone),
+        "accounts": [_trouble_line(a, lg) for a in content.accounts],
     }
 
 
@@ -383,6 +386,12 @@ class ExtraSection:
     title: str
     lines: tuple[str, ...] = ()
     empty: str = ""
+
+
+def _trouble_line(a: AccountTrouble, lg: str) -> dict[str, Any]:
+    what, fix = describe(a.failure, lg)
+    return {"account": one_line(a.account), "provider": a.provider, "what": what, "fix": fix,
+            "since": a.since, "parked": a.parked}  # fmt: skip
 
 
 def render_digest(content: DigestContent, aud: Audience) -> RenderedMessage:
@@ -493,6 +502,16 @@ def structured(content: DigestContent, aud: Audience) -> dict[str, Any]:
                 "delegate": t.delegate,
             }
             for t in content.tasks
+        ],
+        "unhealthy_accounts": [
+            {
+                "account": a.account,
+                "provider": a.provider,
+                "failure": a.failure.value,
+                "since": a.since,
+                "parked": a.parked,
+            }
+            for a in content.accounts
         ],
     }
 

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from assistant.services.account_health import unpark
 from assistant.services.pairs import AccountView, add_account, update_account_settings
 from assistant.store.tables import Account
 from config.sealed import UNREADABLE, Keyring, install
@@ -154,6 +155,7 @@ def keeper(
                 if account is None:
                     return
                 account.settings = {**account.settings, "refresh_token": sealed}
+                unpark(account)
         except Exception as exc:
             log.error(
                 "account %s: the provider renewed its refresh token, which could not be "
@@ -290,8 +292,9 @@ def note_for(exc: BaseException) -> str:
 def check_account(deps: Deps, pair_id: int, account_id: int) -> CheckResult:
     """Open the account's connector and ask for its changes once (a tiny window).
 
-    A failure is recorded on the account as a sync failure would be; success leaves the
-    account's state to the next sync."""
+    A failure is recorded on the account as a sync failure would be (not as a try of its
+    health: no back-off, no parking); success leaves the account's state to the next
+    sync, and a parked account is polled again."""
     from assistant.services.sync import record_failure
     from connectors.registry import open_calendar, open_mailbox
 
@@ -319,6 +322,7 @@ def check_account(deps: Deps, pair_id: int, account_id: int) -> CheckResult:
             )
             mailbox.changes(None)
     except TokenExpired:
+        _unpark(deps, account_id)
         return CheckResult(True, "check_ok")  # the server answered: the login works
     except (ConnectorError, ConfigError) as exc:
         error: Exception = exc
@@ -331,7 +335,17 @@ def check_account(deps: Deps, pair_id: int, account_id: int) -> CheckResult:
         return CheckResult(False, "check_config")
     finally:
         _close_quietly(locals().get("source"), locals().get("mailbox"))
+    _unpark(deps, account_id)
     return CheckResult(True, "check_ok")
+
+
+def _unpark(deps: Deps, account_id: int) -> None:
+    """The server let us in: a parked account is polled again (the credentials it refers
+    to were mended outside the service, say)."""
+    with deps.uow.begin() as session:
+        account = session.get(Account, account_id)
+        if account is not None and account.parked_reason:
+            unpark(account)
 
 
 def _close_quietly(*things: Any) -> None:

@@ -55,6 +55,7 @@ from assistant.domain.digest import (
 )
 from assistant.domain.model import EventData
 from assistant.domain.notify import Note, RenderedMessage
+from assistant.services.account_health import pair_troubles
 from assistant.services.assistant_messages import enqueue_for_assistant, lock_pair, notify_channels
 from assistant.services.audience import audience_for
 from assistant.services.delegation import OPEN_STATES
@@ -349,6 +350,7 @@ def _gather(
         since=since,
         sla_minutes=pair.sla_minutes,
         tasks_until=until,
+        accounts=pair_troubles(session, pair, now, settings),
     )
     return content, rows
 

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from assistant.services.account_health import unpark
 from assistant.store.tables import Account, Pair
 from connectors.base import ConnectorError
 from connectors.netguard import OPERATOR_KEY, NetPolicy
@@ -324,6 +325,7 @@ def update_account_settings(
         account.settings = {**account.settings, **changes}
         account.state = "new"
         account.last_error = ""
+        unpark(account)  # new credentials: tried at the next poll
         return AccountView.of(account)
 
 

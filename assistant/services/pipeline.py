@@ -36,11 +36,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
 
-from assistant.services import delegation, outbox, quiet_period
+from assistant.services import account_health, delegation, outbox, quiet_period
 from assistant.services.accounts import token_keeper
 from assistant.services.digest import DigestReport, digest
 from assistant.services.mail import import_mail
@@ -95,10 +95,14 @@ class AccountSynced:
     baseline: bool = False  # the account's first sync: what it read is the baseline, no news
     provider: str = ""
     repoll_at: datetime | None = None  # its pair's changes settle: sync it again then
+    failed: account_health.FailedTry | None = None  # the back-off, or parked, after an error
+    parked: bool = False  # not tried: parked until its credentials change
+    health_outbox: tuple[int, ...] = ()  # an alert or a recovery message queued
 
     @property
     def outbox_ids(self) -> tuple[int, ...]:
-        return self.calendar.outbox_ids if self.calendar is not None else ()
+        own = self.calendar.outbox_ids if self.calendar is not None else ()
+        return (*own, *self.health_outbox)
 
     @property
     def changed(self) -> bool:
@@ -131,7 +135,10 @@ class Run:
         if s.retry_in is not None:
             return {"account_id": s.account_id, "rate_limited": s.retry_in}
         if s.error:
-            return {"account_id": s.account_id, "error": s.error}
+            parked = s.parked or (s.failed is not None and s.failed.parked)
+            return {"account_id": s.account_id, "error": s.error} | (
+                {"parked": True} if parked else {}
+            )
         if s.mail is not None:
             m = s.mail
             return {"account_id": s.account_id, "new": m.new, "seen": m.seen,
@@ -183,9 +190,11 @@ def by_hand(
 ) -> Run:
     """Sync the accounts now, put every pending change into messages, deliver (``send``).
     ``on_synced`` hears of each account as it is done (a terminal shows progress)."""
+    # By hand, a parked account is tried too: someone asked (after fixing a secret that
+    # the account refers to, say); one failure more keeps it parked.
     synced_list = []
     for aid in account_ids:
-        synced_list.append(sync_account(deps, aid))
+        synced_list.append(sync_account(deps, aid, tried_when_parked=True))
         if on_synced is not None:
             on_synced(synced_list[-1])
     synced = tuple(synced_list)
@@ -226,9 +235,10 @@ def deliver(deps: Deps) -> Run:
 # ---------------------------------------------------------------------------- the steps
 
 
-def sync_account(deps: Deps, account_id: int) -> AccountSynced:
+def sync_account(deps: Deps, account_id: int, *, tried_when_parked: bool = False) -> AccountSynced:
     """Sync one account (a calendar or a mailbox) with its connector; a connector error is
-    recorded on the account and returned, never raised."""
+    recorded on the account (``account_health``: back-off, parking, the alert) and
+    returned, never raised. A parked account is not tried unless ``tried_when_parked``."""
     with deps.uow.read() as session:
         account = session.get(Account, account_id)
         if account is None:
@@ -237,8 +247,20 @@ def sync_account(deps: Deps, account_id: int) -> AccountSynced:
         kind: Kind = "mail" if account.kind == "mail" else "calendar"
         conf = dict(account.settings)
         first = account.last_sync_at is None
+        parked, last_error = account.parked_reason, account.last_error
+        failing = account.failing_since is not None or bool(parked)
     done = AccountSynced(account_id, pair_id, name, kind,
                          baseline=first and kind == "calendar", provider=provider)  # fmt: skip
+    if parked and not tried_when_parked:
+        return replace(done, error=last_error or parked, parked=True)
+    synced = _try(deps, done, provider, conf)
+    if synced.error or not failing:
+        return synced
+    return replace(synced, health_outbox=account_health.record_working(deps, account_id))
+
+
+def _try(deps: Deps, done: AccountSynced, provider: str, conf: dict[str, Any]) -> AccountSynced:
+    account_id, kind = done.account_id, done.kind
     net = NetPolicy.from_settings(deps.settings.network)
     limits = ParseLimits.of(deps.settings.limits)
     keep = token_keeper(deps, account_id)
@@ -263,12 +285,15 @@ def sync_account(deps: Deps, account_id: int) -> AccountSynced:
         retry_in = None
         if isinstance(exc, RateLimited):
             retry_in = exc.retry_after or deps.settings.sync.poll_interval_seconds
-            log.warning("account %s rate limited; again in %.0fs", account_id, retry_in)
-        elif isinstance(exc, AuthExpired):
-            log.error("account %s: %s (reconnect needed)", account_id, exc)
-        else:
-            log.warning("account %s: %s", account_id, exc)
-        return replace(done, error=str(exc), retry_in=retry_in)
+        failed = account_health.record_failed_try(deps, account_id, exc, retry_in)
+        # One line when an account starts failing (and when it is parked); the tries
+        # after it are at DEBUG: the account's page and doctor show them.
+        first = failed is None or failed.failures == 1
+        level = logging.WARNING if first else logging.DEBUG
+        why = " (reconnect needed)" if isinstance(exc, AuthExpired) else ""
+        log.log(level, "account %s: %s%s", account_id, exc, why)
+        return replace(done, error=str(exc), retry_in=retry_in, failed=failed,
+                       health_outbox=failed.outbox_ids if failed else ())  # fmt: skip
 
 
 def _log_synced(done: AccountSynced, report: SyncReport) -> None:

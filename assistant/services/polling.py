@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from assistant.services import account_health
 from assistant.services.delegation import tasks_to_write
 from assistant.services.digest import pairs_due
 from assistant.services.feedback import due_prompts
@@ -118,6 +119,7 @@ def accounts_due(uow: UnitOfWork, now: datetime, interval: float) -> tuple[int, 
             select(Account.id, Account.last_sync_at).where(
                 Account.kind.in_(("calendar", "mail")),
                 Account.provider.not_in(_NOT_POLLED),
+                account_health.pollable(now),  # not parked, past its back-off
             )
         )
         return tuple(

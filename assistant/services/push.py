@@ -293,13 +293,15 @@ def accounts_due(deps: Deps, now: datetime) -> tuple[list[int], list[int]]:
     To ensure, when webhooks are on: Graph and Google calendars without a subscription
     or with one that expires within ``RENEW_BEFORE`` (or stored for another address).
     To drop, when they are off: those that still have one. An account whose last
-    attempt failed waits until its ``retry_at``.
+    attempt failed waits until its ``retry_at``; a parked account (``account_health``)
+    waits for new credentials.
     """
     base = push_base(deps.settings)
     with deps.uow.read() as session:
         rows = session.execute(
             select(Account.id, Account.provider, Account.sync_state)
             .where(Account.kind == "calendar", Account.provider.in_(PUSH_PROVIDERS))
+            .where(Account.parked_reason == "")  # its credentials are refused: not tried
             .order_by(Account.id)
         ).all()
     ensure: list[int] = []

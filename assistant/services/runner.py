@@ -145,8 +145,12 @@ def _synced(s: pipeline.AccountSynced) -> SyncLine:
     account = f"{s.account_id} {s.name}"
     if s.missing:
         summary = "no such account"
+    elif s.parked:
+        summary = f"not tried: {s.error} (parked until its credentials change)"
     elif s.error:
         summary = f"error: {s.error}"
+        if s.failed is not None and s.failed.parked:
+            summary += " (parked until its credentials change)"
     elif s.mail is not None:
         summary = f"{s.mail.new} new message(s)"
     else:

@@ -129,6 +129,14 @@ class Account(Base):
     state: Mapped[str] = mapped_column(String(16), default="new")  # new | ok | error
     last_sync_at: Mapped[datetime | None] = mapped_column(default=None)
     last_error: Mapped[str] = mapped_column(Text, default="")
+    # Health (``assistant.services.account_health``): since when the syncs fail, how many
+    # tries failed in a row, when polling may try again (back-off), why it stopped trying
+    # ("" = it does not: parked until the credentials change), when the people were told.
+    failing_since: Mapped[datetime | None] = mapped_column(default=None)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    next_try_at: Mapped[datetime | None] = mapped_column(default=None)
+    parked_reason: Mapped[str] = mapped_column(String(32), default="")
+    alerted_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime]
 
     pair: Mapped[Pair] = relationship(back_populates="accounts")

@@ -120,7 +120,9 @@ def _smtp(settings: Settings) -> Check:
 
 def _accounts(settings: Settings) -> list[Check]:
     from assistant.bootstrap import build
+    from assistant.domain.account_health import Failure, describe
     from assistant.entrypoints.web.i18n import translator
+    from assistant.services.account_health import account_health
     from assistant.services.accounts import check_account
     from assistant.services.pairs import list_accounts
 
@@ -128,15 +130,32 @@ def _accounts(settings: Settings) -> list[Check]:
     svc = build(settings)
     try:
         checks = []
+        health = {h.account_id: h for h in account_health(svc)}
         for account in list_accounts(svc):
             name = f"account {account.id} {account.name} ({account.provider})"
+            h = health.get(account.id)
+            if h is not None and h.parked:  # not tried again: a provider may lock it
+                what, fix = describe(h.failure or Failure.OTHER, "en")
+                checks.append(Check(name, False, f"{what}: {h.failures} tries since "
+                                    f"{_utc(h.failing_since)}, no longer tried until the "
+                                    "credentials change", fix))  # fmt: skip
+                continue
             result = check_account(svc, account.pair_id, account.id)
             fix = "" if result.ok else "`assistant account list` shows its status"
-            checks.append(Check(name, result.ok, t(result.note), fix))
+            detail = t(result.note)
+            if h is not None and h.failing:
+                what, _ = describe(h.failure or Failure.OTHER, "en")
+                detail += (f" (syncs failing since {_utc(h.failing_since)}: {what}; "
+                           f"{h.failures} tries, next {_utc(h.next_try_at)})")  # fmt: skip
+            checks.append(Check(name, result.ok, detail, fix))
         checks.extend(_push(svc.uow, datetime.now(UTC)))
         return checks
     finally:
         svc.engine.dispose()
+
+
+def _utc(t: datetime | None) -> str:
+    return f"{t:%Y-%m-%d %H:%M} UTC" if t is not None else "—"
 
 
 def _push(uow: UnitOfWork, now: datetime) -> list[Check]:

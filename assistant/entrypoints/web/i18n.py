@@ -152,6 +152,11 @@ EN: dict[str, str] = {
     ),
     "not_synced": "Not synced yet.",
     "working": "Working.",
+    "health_banner": "Not syncing:",
+    "health_parked": (
+        "Credentials refused since {since} (tries: {n}): no longer tried until they change."
+    ),
+    "health_retry": "Failing since {since} (tries failed: {n}); next try {next}.",
     "check_ok": "The connection works.",
     "check_auth": "The server refused the password, or access was revoked: reconnect the account.",
     "check_secret": (
@@ -354,6 +359,12 @@ RU: dict[str, str] = {
     "check_ok": "Соединение работает.",
     "not_synced": "Ещё не синхронизировалась.",
     "working": "Работает.",
+    "health_banner": "Не синхронизируются:",
+    "health_parked": (
+        "Данные для входа отклонены с {since} (попыток: {n}): сервис не пытается, "
+        "пока они не изменятся."
+    ),
+    "health_retry": "Сбой с {since}: неудачных попыток — {n}; следующая {next}.",
     "check_auth": "Сервер отклонил пароль или доступ отозван: переподключите учётную запись.",
     "check_secret": (
         "Сохранённый пароль или токен больше нельзя прочитать (ключ сервиса изменился): "

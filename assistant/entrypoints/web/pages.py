@@ -112,6 +112,12 @@ class Pages:
             "access": ctx.access if ctx else None,
             "csrf": viewer.csrf_token if viewer else "",
             "path": request.url.path,
+            # The pair's accounts that fail: a banner on every page of the pair.
+            "unhealthy": (
+                views.unhealthy(self.svc, ctx.access.pair_id, locale)
+                if ctx is not None and ctx.access is not None
+                else []
+            ),
             **data,
         }
         return self.templates.TemplateResponse(request, name, context, status_code=status)
@@ -345,7 +351,7 @@ class Pages:
         """The accounts page; after a refused form, the form again with ``form_error`` (400)."""
         from assistant.services.accounts import FORM_PROVIDERS
 
-        rows = views.accounts(self.svc, ctx.pair)
+        rows = views.accounts(self.svc, ctx.pair, ctx.viewer.locale)
         for row in rows:
             row["password_form"] = row["provider"] in FORM_PROVIDERS
         note = request.query_params.get("note", "")

@@ -17,8 +17,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from assistant.domain import privacy
+from assistant.domain.account_health import Failure, describe
 from assistant.domain.conflicts import find_conflicts
 from assistant.domain.latency import Direction, LatencyRecord
+from assistant.services.account_health import AccountHealth, account_health, troubles
 from assistant.services.mail import latency_of_pair, pair_latency
 from assistant.services.pairs import AccountView, NotFoundError
 from assistant.services.queries import FeedNotification, change_feed
@@ -465,8 +467,9 @@ def signs_in(a: Account | AccountView) -> bool:
     )
 
 
-def accounts(svc: Service, access: PairAccess) -> list[dict[str, Any]]:
+def accounts(svc: Service, access: PairAccess, locale: str = "en") -> list[dict[str, Any]]:
     tz = ZoneInfo(access.timezone)
+    health = {h.account_id: h for h in account_health(svc, access.pair_id)}
     with svc.uow.read() as session:
         rows = list(
             session.scalars(
@@ -475,6 +478,7 @@ def accounts(svc: Service, access: PairAccess) -> list[dict[str, Any]]:
         )
     out = []
     for a in rows:
+        h = health.get(a.id)
         if a.state == "new":
             words = "Not synced yet."
         elif a.state == "error":
@@ -492,6 +496,30 @@ def accounts(svc: Service, access: PairAccess) -> list[dict[str, Any]]:
                 "status": words,
                 "writable": a.writable,
                 "signs_in": signs_in(a),
+                "health": _health(h, tz, locale) if h is not None and h.failing else None,
             }
         )
     return out
+
+
+def _health(h: AccountHealth, tz: ZoneInfo, locale: str) -> dict[str, Any]:
+    """How a failing account is tried: since when, how often, when next, or parked."""
+    what, fix = describe(h.failure or Failure.OTHER, locale)
+    return {
+        "parked": h.parked,
+        "unhealthy": h.unhealthy,
+        "since": _iso(h.failing_since, tz),
+        "tries": h.failures,
+        "next_try_at": _iso(h.next_try_at, tz),
+        "what": what,
+        "fix": fix,
+    }
+
+
+def unhealthy(svc: Service, pair_id: int, locale: str) -> list[dict[str, Any]]:
+    """The pair's accounts to show in the banner: parked, or failing long enough."""
+    return [
+        {"id": h.account_id, "name": h.name, "what": describe(h.failure or Failure.OTHER,
+                                                                locale)[0]}
+        for h in troubles(svc, pair_id)
+    ]  # fmt: skip
