@@ -200,6 +200,7 @@ def run_chaos(plan: ChaosPlan, root: Path, progress: Any = None) -> ChaosResult:
         stack.callback(worker.stop)
         worker.start()
         proxy.chaos(plan.fault_rate, PROVIDER_FAULTS, seed=plan.seed)
+        proxy.fail_next(503, retry_after=1)  # the first request fails, whatever the dice say
         smtp.refuse(plan.smtp_refuse_rate, seed=plan.seed)
         smtp.fail_next(1)  # and the first message's DATA, whatever the dice say
         done = threading.Event()
@@ -240,7 +241,8 @@ def run_chaos(plan: ChaosPlan, root: Path, progress: Any = None) -> ChaosResult:
         proxy.chaos(0, ())
         smtp.refuse(0)
         result.seconds = time.monotonic() - began
-        result.provider_faults, result.provider_requests = proxy.injected, len(proxy.seen)
+        result.provider_requests = len(proxy.seen)
+        result.provider_faults = proxy.injected + sum(1 for r in proxy.seen[:1] if r.status == 503)
         result.smtp_refused = smtp.refused
         settle = time.monotonic()
         wanted = set(made)
