@@ -22,6 +22,8 @@ from assistant.services.users import add_membership
 from assistant.store.tables import Account, EventSnapshot
 from tests.support.browser import (  # noqa: F401 (fixtures)
     LiveApp,
+    Watch,
+    check,
     desktop_fixture,
     live_fixture,
     phone_fixture,
@@ -36,43 +38,6 @@ except ImportError:  # collected all the same: the browser fixture skips, or fai
     expect = None
 
 DAY = "2026-11-24"
-# English a Russian page must not show: every UI string that differs in Russian, and the
-# English weekday and month names. Event titles and names (class "data") are not UI.
-ENGLISH = [v for k, v in EN.items() if RU.get(k) not in (None, v) and len(v) >= 4]
-ENGLISH_DATES = re.compile(r"\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun|Nov|Dec)\b")
-UI_TEXT = """() => {
-  const copy = document.body.cloneNode(true);
-  copy.querySelectorAll('.data').forEach(n => n.remove());
-  return copy.innerText;
-}"""
-
-
-class Watch:
-    """Console errors and uncaught exceptions of a page."""
-
-    def __init__(self, page: Page) -> None:
-        self.errors: list[str] = []
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-        page.on(
-            "response",
-            lambda r: self.errors.append(f"{r.status} {r.url}") if r.status >= 400 else None,
-        )
-
-
-def check(page: Page, watch: Watch, locale: str, shots: Path, name: str) -> None:
-    """The page fits its width, logged no error and (in Russian) has no English."""
-    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
-    wide = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert wide[0] <= wide[1], f"{name}: scrolls sideways ({wide[0]} > {wide[1]} px)"
-    assert not watch.errors, f"{name}: {watch.errors}"
-    if locale == "ru":
-        text = page.evaluate(UI_TEXT)
-        left = [v for v in ENGLISH if re.search(rf"(?<!\w){re.escape(v)}(?!\w)", text)]
-        assert not left, f"{name}: untranslated {left}"
-        assert not ENGLISH_DATES.search(text), f"{name}: English date in {text!r}"
-
-
 def box(page: Page, selector: str) -> dict[str, float]:
     found = page.locator(selector).bounding_box()
     assert found is not None, selector

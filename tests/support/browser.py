@@ -18,6 +18,7 @@ the test. ``shoot(page, name)`` saves a full-page screenshot to ``tests/screensh
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import threading
@@ -31,6 +32,7 @@ import pytest
 
 from assistant.bootstrap import Service
 from assistant.entrypoints.web.app import create_app
+from assistant.entrypoints.web.i18n import EN, RU
 from assistant.services.users import add_membership, add_organisation, add_user, assign_pair
 from assistant.store.db import UnitOfWork
 from config.settings import Settings, WebSettings
@@ -199,3 +201,47 @@ def live_fixture(sqlite_uow: UnitOfWork, tmp_path: Path) -> Iterator[LiveApp]:
         yield LiveApp(world=world, server=server)
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------- what every page must hold
+
+# English a Russian page must not show: every UI string that differs in Russian, and the
+# English weekday and month names. Event titles and names (class "data") are not UI.
+ENGLISH = [v for k, v in EN.items() if RU.get(k) not in (None, v) and len(v) >= 4]
+ENGLISH_DATES = re.compile(r"\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun|Nov|Dec)\b")
+UI_TEXT = """() => {
+  const copy = document.body.cloneNode(true);
+  copy.querySelectorAll('.data').forEach(n => n.remove());
+  return copy.innerText;
+}"""
+
+
+class Watch:
+    """Console errors and uncaught exceptions of a page."""
+
+    def __init__(self, page: Page) -> None:
+        self.errors: list[str] = []
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on(
+            "response",
+            lambda r: self.errors.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+        )
+
+
+def check(page: Page, watch: Watch, locale: str, shots: Path, name: str) -> None:
+    """The page fits its width, logged no error and (in Russian) has no English."""
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+    wide = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert wide[0] <= wide[1], f"{name}: scrolls sideways ({wide[0]} > {wide[1]} px)"
+    assert not watch.errors, f"{name}: {watch.errors}"
+    if locale == "ru":
+        text = page.evaluate(UI_TEXT)
+        left = [
+            text[max(m.start() - 30, 0) : m.end() + 30]
+            for v in ENGLISH
+            for m in [re.search(rf"(?<!\w){re.escape(v)}(?!\w)", text)]
+            if m
+        ]
+        assert not left, f"{name}: untranslated {left}"
+        assert not ENGLISH_DATES.search(text), f"{name}: English date in {text!r}"
