@@ -187,8 +187,9 @@ def _apply(
             )
         new_keys = {e.key for e in new_events}
         # Occurrences that moved here from an unaffected resource are in old_rows too.
-        known = {(r.uid, r.recurrence_id) for r in old_rows}
-        old_rows.extend(_rows_for_keys(session, account_id, new_keys - known))
+        if not delta.full:  # a full sync read every row of the account already
+            known = {(r.uid, r.recurrence_id) for r in old_rows}
+            old_rows.extend(_rows_for_keys(session, account_id, new_keys - known))
         old = {(r.uid, r.recurrence_id): from_row(r) for r in old_rows}
         new = {e.key: e for e in new_events}
         rules = DetectionRules(
@@ -291,10 +292,10 @@ def _store_snapshot(
                         CalendarResourceRow.href.in_(hl[i : i + 500]),
                     )
                 )
-    session.add_all(
-        CalendarResourceRow(account_id=account_id, href=r.href, etag=r.etag, synced_at=now)
-        for r in delta.resources
-    )
+    resources = [{"account_id": account_id, "href": r.href, "etag": r.etag, "synced_at": now}
+                 for r in delta.resources]  # fmt: skip
+    if resources:
+        session.execute(insert(CalendarResourceRow), resources)
 
 
 def resource_name(href: str) -> str:
