@@ -44,12 +44,29 @@ def check_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS, *, body: boo
 
 
 def read_headers(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Message:
-    """The message's headers (compat32: values as they were sent), within ``limits``."""
+    """The message's headers (compat32: values as they were sent), within ``limits``; the
+    body is the payload, as a string."""
     check_message(raw, limits, body=False)
     try:
-        return _HEADERS_PARSER.parsebytes(raw, headersonly=True)
+        return _head_then_body(raw) or _HEADERS_PARSER.parsebytes(raw, headersonly=True)
     except Exception as exc:  # the parser is lenient; anything it raises is a bad message
         raise InvalidData(f"unparseable: {type(exc).__name__}") from None
+
+
+def _head_then_body(raw: bytes) -> Message | None:
+    """``parsebytes(raw, headersonly=True)`` without feeding the body through the parser
+    line by line: the lines up to the first blank one are parsed, the rest is the payload.
+    None (parse it all) when there is no blank line, or the parser ends the headers before
+    it (a line that is no header): then the whole parse decides."""
+    end = _END_OF_HEADERS.search(raw)
+    if end is None:
+        return None
+    cut = end.start() + (2 if raw[end.start()] == 0x0D else 1)  # the last header's line end
+    msg = _HEADERS_PARSER.parsebytes(raw[:cut], headersonly=True)
+    if msg.get_payload():  # the headers ended before the blank line
+        return None
+    msg.set_payload(raw[end.end() :].decode("ascii", "surrogateescape"))
+    return msg
 
 
 def read_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> EmailMessage:

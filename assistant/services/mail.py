@@ -41,12 +41,12 @@ __all__ = [  # the index's and the reports' names, as callers found them here be
     "Figures",
     "LatencyReport",
     "MessageLatency",
-    "latency_of_archive",
-    "report",
     "PairLatency",
     "addresses",
     "cached_index",
+    "latency_of_archive",
     "pair_latency",
+    "report",
     "to_message",
 ]
 

@@ -29,7 +29,11 @@ MIN_WORDS = 5  # shorter texts ("Thanks!", "ok") would match too much
 MAX_QUOTE_LINES = 400  # quoted lines (with words) keyed per message: bounds hostile input
 
 _WORD = re.compile(r"\w+")
-_QUOTE_PREFIX = re.compile(r"^[\s>|]+")
+# What a quote prefix is made of: ``>``, ``|`` and whitespace (the characters ``\s`` and
+# ``str.isspace`` match; casefolding never turns one into another character or back).
+_QUOTE_PREFIX = ">|\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(
+    chr(c) for c in range(0x2000, 0x200B)
+) + "\u2028\u2029\u202f\u205f\u3000"
 _MARKER = re.compile(
     r"^(?:-{2,}\s*(?:original message|forwarded by|original text|reply message)"
     r"|_{5,}"
@@ -39,39 +43,44 @@ _MARKER = re.compile(
 _WROTE = ("wrote:", "schrieb:", "писал:", "написал:", "a écrit :", "a écrit:")
 
 
-def _is_marker(line: str) -> bool:
+def _is_marker(line: str, folded: str) -> bool:
     """A line that starts a quote: ``-----Original Message-----``, a header line of a
-    quoted block (``From:``, ``To:``, ``Subject:``...), or "On ..., X wrote:"."""
-    return bool(_MARKER.match(line)) or line.rstrip().casefold().endswith(_WROTE)
+    quoted block (``From:``, ``To:``, ``Subject:``...), or "On ..., X wrote:" (``folded``:
+    the line casefolded)."""
+    return bool(_MARKER.match(line)) or folded.rstrip().endswith(_WROTE)
 
 
 def _digest(words: list[str]) -> str:
     return hashlib.blake2b(" ".join(words).encode(), digest_size=8).hexdigest()
 
 
-def _words(line: str) -> list[str]:
-    return _WORD.findall(line.casefold())
-
-
 def text_keys(text: str) -> dict[str, str]:
     """``body_key``, and ``text_key`` and ``quote_keys`` where the text has them, for
     ``MessageData.extra`` (``quote_keys`` space-separated)."""
-    keys = {BODY_KEY: _digest(_words(text))}  # the words, whatever the line ends
+    folded = text.casefold()  # casefolded once: it keeps every line break where it was
+    lows = folded.splitlines()
+    body: list[str] = []  # every word, whatever the line ends (no word spans a line end)
     # Lines with words only: a window then spans at most ``WORDS`` lines, whatever the
     # blank lines between them (a hostile text of blank lines costs nothing).
     words: list[list[str]] = []
     marker: list[bool] = []
     start: int | None = None  # the first line of the quoted part
-    for raw in text.splitlines():
-        line = _QUOTE_PREFIX.sub("", raw)
-        found = _words(line)
+    for n, (raw, low) in enumerate(zip(text.splitlines(), lows, strict=True)):
+        found = _WORD.findall(low)  # a quote prefix holds no word characters
         if not found:
             continue
-        is_marker = _is_marker(line)
+        body += found
+        if start is not None and len(words) >= start + MAX_QUOTE_LINES + WORDS:
+            # Past the last window keyed: the rest counts for ``body_key`` only.
+            body += _WORD.findall("\n".join(lows[n + 1 :]))
+            break
+        line = raw.lstrip(_QUOTE_PREFIX)
+        is_marker = _is_marker(line, low)
         if start is None and (is_marker or raw.lstrip().startswith((">", "|"))):
             start = len(words)
         words.append(found)
         marker.append(is_marker)
+    keys = {BODY_KEY: _digest(body)}
     own = _window(words, marker, 0, len(words) if start is None else start)
     if own:
         keys[TEXT_KEY] = own
