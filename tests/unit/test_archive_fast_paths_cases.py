@@ -118,3 +118,16 @@ def test_headers_and_body_are_what_parsing_it_all_gives(raw: bytes) -> None:
     fast, plain = read_headers(raw), STDLIB_HEADERS.parsebytes(raw, headersonly=True)
     assert list(fast.raw_items()) == list(plain.raw_items())
     assert fast.get_payload() == plain.get_payload()
+
+
+def test_the_end_of_the_headers_is_where_the_regex_finds_it() -> None:
+    """Every string of up to 7 bytes of \\r, \\n and a letter: the same span."""
+    from itertools import product
+
+    from connectors.mime import _END_OF_HEADERS, _end_of_headers
+
+    for size in range(8):
+        for chars in product(b"\r\na", repeat=size):
+            raw = bytes(chars)
+            found = _END_OF_HEADERS.search(raw)
+            assert _end_of_headers(raw) == (found.span() if found else None), raw
