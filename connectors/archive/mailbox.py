@@ -527,7 +527,7 @@ def _read_in_pool(
     """``_read_files`` in a process per core, chunk by chunk, the results joined in file
     order; None when that would not help (few files, one core) or processes cannot start
     (then the caller reads them itself)."""
-    workers = min(_workers(), 1 + len(files) // (POOL_FILES // 2))
+    workers = min(_workers(), 1 + len(files) // max(1, POOL_FILES // 2))  # one per 500 files
     if len(files) < POOL_FILES or workers < 2:
         return None
     size = -(-len(files) // (workers * _CHUNKS_PER_WORKER))
