@@ -121,14 +121,19 @@ def main(argv: list[str] | None = None) -> int:
             managers, assistants = generate(folder, args.messages)
             label = f"generated {args.messages}"
         files = sum(len(names) for _, _, names in os.walk(folder))
-        exe = str(Path(sys.executable).parent / "assistant")
-        cli = [exe, "latency", "--maildir", str(folder), "--json",
+        # The CLI of this tree (not whatever ``assistant`` the interpreter has installed).
+        entry = "from assistant.entrypoints.cli.app import main; raise SystemExit(main())"
+        cli = [sys.executable, "-c", entry, "latency", "--maildir", str(folder), "--json",
                *[x for m in managers for x in ("--manager", m)],
                *[x for a in assistants for x in ("--assistant", a)]]  # fmt: skip
         plain = [sys.executable, "-c", PLAIN, str(folder), str(args.workers)]
 
+        # As installed: bytecode cached (the warm-up run writes it), this tree's code.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPATH"] = str(ROOT)
+
         def run(cmd: list[str]) -> str:
-            done = subprocess.run(cmd, cwd=tmp, capture_output=True, check=True)
+            done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, check=True)
             return done.stdout.decode()
 
         plain_s, plain_cpu, plain_out = best(args.reps, lambda: run(plain))

@@ -28,10 +28,22 @@ _CONTAINER = re.compile(
 )
 
 
+def _end_of_headers(raw: bytes) -> tuple[int, int] | None:
+    """Where ``_END_OF_HEADERS`` first matches in ``raw`` (start, end), found with two
+    ``find`` calls instead of the regex: the match holds the earliest \n followed by
+    \n or \r\n, with the \r before it if there is one."""
+    a, b = raw.find(b"\n\n"), raw.find(b"\n\r\n")
+    if a < 0 and b < 0:
+        return None
+    first = a if b < 0 or 0 <= a <= b else b
+    start = first - 1 if first > 0 and raw[first - 1] == 0x0D else first
+    return start, first + (2 if first == a else 3)
+
+
 def check_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS, *, body: bool = True) -> None:
     """Raise ``InvalidData`` when ``raw`` goes beyond ``limits`` (``body``: its parts too)."""
-    end = _END_OF_HEADERS.search(raw)
-    head = raw[: end.start() + 1] if end else raw
+    end = _end_of_headers(raw)
+    head = raw[: end[0] + 1] if end else raw
     lines = head.count(b"\n") + 1 - len(_CONTINUED.findall(head))
     if lines > limits.mime_headers:
         raise InvalidData(f"more than {limits.mime_headers} header lines")
@@ -44,12 +56,30 @@ def check_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS, *, body: boo
 
 
 def read_headers(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Message:
-    """The message's headers (compat32: values as they were sent), within ``limits``."""
+    """The message's headers (compat32: values as they were sent), within ``limits``; the
+    body is the payload, as a string."""
     check_message(raw, limits, body=False)
     try:
-        return _HEADERS_PARSER.parsebytes(raw, headersonly=True)
+        return _head_then_body(raw) or _HEADERS_PARSER.parsebytes(raw, headersonly=True)
     except Exception as exc:  # the parser is lenient; anything it raises is a bad message
         raise InvalidData(f"unparseable: {type(exc).__name__}") from None
+
+
+def _head_then_body(raw: bytes) -> Message | None:
+    """``parsebytes(raw, headersonly=True)`` without feeding the body through the parser
+    line by line: the lines up to the first blank one are parsed, the rest is the payload.
+    None (parse it all) when there is no blank line, or the parser ends the headers before
+    it (a line that is no header): then the whole parse decides."""
+    end = _end_of_headers(raw)
+    if end is None:
+        return None
+    start, body = end
+    cut = start + (2 if raw[start] == 0x0D else 1)  # the last header's line end
+    msg = _HEADERS_PARSER.parsebytes(raw[:cut], headersonly=True)
+    if msg.get_payload():  # the headers ended before the blank line
+        return None
+    msg.set_payload(raw[body:].decode("ascii", "surrogateescape"))
+    return msg
 
 
 def read_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> EmailMessage:
