@@ -96,6 +96,41 @@ def lines(
     return start + (end - start) * red_line_fraction, end
 
 
+class PastDeadline(ValueError):
+    """The deadline has passed: no task can be delegated (or moved) to it."""
+
+
+class PastStart(ValueError):
+    """The term starts in the past: writing its checkpoints needs a confirmation."""
+
+
+def check_term(
+    term_start: datetime,
+    deadline: datetime,
+    now: datetime,
+    zone: str = "UTC",
+    *,
+    past_start_confirmed: bool = False,
+) -> None:
+    """A term a task may be given: the deadline after the start and still ahead
+    (``PastDeadline``); a start before the current minute only when confirmed
+    (``PastStart``): its Red Line, even its Dead Line event, could land in the past."""
+    start, end = _aware("term_start", term_start), _aware("deadline", deadline)
+    at = _aware("now", now)
+    tz = ZoneInfo(zone)
+    if end <= at:
+        raise PastDeadline(
+            f"the deadline {end.astimezone(tz):%Y-%m-%d %H:%M} ({zone}) is in the past"
+        )
+    if end <= start:
+        raise ValueError("the deadline must be after the start of the term")
+    if start < at.replace(second=0, microsecond=0) and not past_start_confirmed:
+        raise PastStart(
+            f"the term starts in the past ({start.astimezone(tz):%Y-%m-%d %H:%M} {zone}): "
+            "its checkpoint events could be written into the past; confirm to go ahead"
+        )
+
+
 # ----------------------------------------------------------------------------- slots
 
 

@@ -17,12 +17,15 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from assistant.domain import delegation_lifecycle as lifecycle
 from assistant.domain.delegation import (
     CheckpointKind,
     TaskBrief,
+    check_term,
     checkpoint_text,
     plan_checkpoints,
 )
+from assistant.domain.delegation_lifecycle import CalendarEffect, TaskEvent
 from assistant.domain.model import Attendee
 from assistant.services.feedback import feedback_link
 from assistant.services.hours import pair_hours
@@ -39,15 +42,14 @@ if TYPE_CHECKING:
 # The method's eight steps: analysis (do, delegate or delete), SMART parameters and the
 # delegate are settled when a task is created (it starts "briefed"); then the delegate
 # retells it ("understood"), the Red Line monitors it ("in_progress"), the Dead Line
-# accepts it ("accepted"), and the delegate is thanked ("praised").
-STEPS = ("briefed", "understood", "in_progress", "accepted", "praised")
-OPEN_STATES = ("briefed", "understood", "in_progress")
-# Checkpoint states: planned → written (in the calendar); pinned (moved there by the
-# manager, the task follows); user_deleted (the manager removed it: asked, not
-# recreated); to_remove → removed; unplaced (no free slot).
-PINNED = "pinned"
-DELETED_IN_CALENDAR = "user_deleted"  # fits the 16-character state column
-CLOSED_STATES = ("cancelled", "accepted", "praised")
+# accepts it ("accepted"), and the delegate is thanked ("praised"). Which change may
+# happen in which state, and what it does to the calendar and the score, is
+# ``assistant.domain.delegation_lifecycle``'s table; ``apply_event`` carries it out.
+STEPS = tuple(s.value for s in lifecycle.STEPS)
+OPEN_STATES = tuple(s.value for s in lifecycle.OPEN)
+PINNED = lifecycle.PINNED
+DELETED_IN_CALENDAR = lifecycle.DELETED_IN_CALENDAR
+CLOSED_STATES = tuple(s.value for s in lifecycle.CLOSED)
 LABELS = {CheckpointKind.RED_LINE: "Red Line", CheckpointKind.DEAD_LINE: "Dead Line"}
 
 
@@ -101,20 +103,26 @@ def create_task(
     pair: str | int | None,
     title: str,
     delegate: str,
-    term_start: datetime,
+    term_start: datetime | None = None,
     deadline: datetime,
     result: str = "",
     measure: str = "",
     resources: str = "",
     why: str = "",
+    past_start_confirmed: bool = False,
 ) -> DelegatedTask:
+    """A new task (term from now when ``term_start`` is None) and its checkpoint rows.
+
+    A deadline in the past is refused (``PastDeadline``); a term that starts before the
+    current minute is refused (``PastStart``) unless ``past_start_confirmed``: its
+    checkpoint events could land in the past."""
     if not title.strip():
         raise ValueError("a task needs a title")
-    if deadline <= term_start:
-        raise ValueError("the deadline must be after the start of the term")
     now = deps.now()
+    start = now if term_start is None else term_start
     with deps.uow.begin() as session:
         p = find_pair(session, pair)
+        check_term(start, deadline, now, p.timezone, past_start_confirmed=past_start_confirmed)
         task = DelegatedTask(
             pair_id=p.id,
             title=title.strip(),
@@ -124,9 +132,9 @@ def create_task(
             why=why,
             delegator=p.manager_email,
             delegate=check_email(delegate, "delegate") if delegate else p.assistant_email,
-            term_start=term_start,
+            term_start=start,
             deadline=deadline,
-            state="briefed",
+            state=lifecycle.TaskState.BRIEFED.value,
             created_at=now,
             updated_at=now,
         )
@@ -136,50 +144,50 @@ def create_task(
     return task
 
 
+def apply_event(
+    session: Session, deps: Deps, task: DelegatedTask, pair: Pair, event: TaskEvent
+) -> lifecycle.Transition:
+    """Carry out ``event`` on ``task`` as the lifecycle table says (RefusedTransition when
+    it cannot happen): its new state and its checkpoint rows (written to the calendar by
+    ``reconcile_checkpoints``). The one place a task changes state."""
+    now = deps.now()
+    t = lifecycle.apply(task, event, now)
+    if t.calendar in (CalendarEffect.REPLAN, CalendarEffect.RESTORE_DELETED):
+        ensure_checkpoints(session, task, pair, deps)
+    return t
+
+
 def update_task(
     deps: Deps, task_id: int, *, deadline: datetime | None = None, title: str | None = None
 ) -> None:
+    """A new deadline (not in the past, after the term's start) or title; the checkpoint
+    rows are placed again."""
     with deps.uow.begin() as session:
         task, pair = task_of(session, task_id)
-        if task.state in CLOSED_STATES:
-            raise ValueError(f"task {task_id} is {task.state}; it cannot change")
+        lifecycle.transition(task.state, TaskEvent.UPDATE, f"task {task_id}")  # or refused
         if deadline is not None:
-            if deadline <= task.term_start:
-                raise ValueError("the deadline must be after the start of the term")
+            check_term(task.term_start, deadline, deps.now(), pair.timezone,
+                       past_start_confirmed=True)  # fmt: skip
             task.deadline = deadline
         if title:
             task.title = title
-        task.updated_at = deps.now()
-        ensure_checkpoints(session, task, pair, deps)
+        apply_event(session, deps, task, pair, TaskEvent.UPDATE)
 
 
-def cancel_task(deps: Deps, task_id: int) -> None:
+def cancel_task(deps: Deps, task_id: int) -> lifecycle.Transition:
+    """Cancel an open task: its events leave the calendar. An accepted (or praised) task
+    is refused (RefusedTransition): its calendar and its score stay as they are."""
     with deps.uow.begin() as session:
-        task, _ = task_of(session, task_id)
-        if task.state == "cancelled":
-            return
-        task.state = "cancelled"
-        task.updated_at = deps.now()
-        for c in task.checkpoints:
-            if c.state != "removed":
-                c.state = "to_remove"
+        task, pair = task_of(session, task_id)
+        return apply_event(session, deps, task, pair, TaskEvent.CANCEL)
 
 
 def accept_task(deps: Deps, task_id: int) -> None:
     """The task is accepted (at the Dead Line or early): checkpoints still ahead go away;
     those already passed stay in the calendar as the record of what happened."""
-    now = deps.now()
     with deps.uow.begin() as session:
-        task, _ = task_of(session, task_id)
-        if task.state == "cancelled":
-            raise ValueError(f"task {task_id} is cancelled; it cannot be accepted")
-        if task.state in ("accepted", "praised"):
-            return
-        task.state = "accepted"
-        task.updated_at = now
-        for c in task.checkpoints:
-            if c.state != "removed" and (c.start_at is None or c.start_at > now):
-                c.state = "to_remove"
+        task, pair = task_of(session, task_id)
+        apply_event(session, deps, task, pair, TaskEvent.ACCEPT)
 
 
 def advance_task(deps: Deps, task_id: int, step: str) -> str:
@@ -188,15 +196,8 @@ def advance_task(deps: Deps, task_id: int, step: str) -> str:
     if step not in ("understood", "in_progress", "praised"):
         raise ValueError("a step is understood, in_progress or praised (accept with `task accept`)")
     with deps.uow.begin() as session:
-        task, _ = task_of(session, task_id)
-        if task.state == "cancelled":
-            raise ValueError(f"task {task_id} is cancelled")
-        if step == "praised" and task.state != "accepted":
-            raise ValueError(f"task {task_id} is {task.state}: praise comes after acceptance")
-        if STEPS.index(step) <= STEPS.index(task.state):
-            raise ValueError(f"task {task_id} is already {task.state}")
-        task.state = step
-        task.updated_at = deps.now()
+        task, pair = task_of(session, task_id)
+        apply_event(session, deps, task, pair, TaskEvent(step))
         return step
 
 
@@ -204,14 +205,33 @@ def restore_checkpoints(deps: Deps, task_id: int) -> int:
     """Put back the checkpoint events the manager removed from the calendar."""
     with deps.uow.begin() as session:
         task, pair = task_of(session, task_id)
-        if task.state in CLOSED_STATES:
-            raise ValueError(f"task {task_id} is {task.state}; nothing to restore")
-        gone = [c for c in task.checkpoints if c.state == DELETED_IN_CALENDAR]
-        for c in gone:
-            c.state = "planned"
-        if gone:
-            ensure_checkpoints(session, task, pair, deps)
-        return len(gone)
+        gone = sum(c.state == DELETED_IN_CALENDAR for c in task.checkpoints)
+        if not gone:
+            lifecycle.transition(task.state, TaskEvent.RESTORE, f"task {task_id}")
+            return 0
+        apply_event(session, deps, task, pair, TaskEvent.RESTORE)
+        return gone
+
+
+def checkpoint_moved(
+    session: Session, cp: Checkpoint, start: datetime, end: datetime, now: datetime
+) -> None:
+    """The manager moved the checkpoint's event in their calendar: the line follows."""
+    task = session.get(DelegatedTask, cp.task_id)
+    assert task is not None
+    t = lifecycle.transition(task.state, TaskEvent.MOVED_IN_CALENDAR, f"task {task.id}")
+    cp.start_at, cp.end_at, cp.line_at = start, end, start
+    cp.state = lifecycle.checkpoint_after(t.calendar, cp.state, start, now)
+    cp.note = f"moved in the calendar by the manager at {now:%Y-%m-%d %H:%M} UTC"
+
+
+def checkpoint_deleted(session: Session, cp: Checkpoint, now: datetime) -> None:
+    """The manager deleted the checkpoint's event: recorded (``ask_about_deleted`` asks)."""
+    task = session.get(DelegatedTask, cp.task_id)
+    assert task is not None
+    t = lifecycle.transition(task.state, TaskEvent.DELETED_IN_CALENDAR, f"task {task.id}")
+    cp.state = lifecycle.checkpoint_after(t.calendar, cp.state, cp.start_at, now)
+    cp.note = f"removed from the calendar at {now:%Y-%m-%d %H:%M} UTC"
 
 
 _DELETED_TEXT = {
@@ -426,6 +446,8 @@ def _write_rows(  # the loop of reconcile_checkpoints, its state passed in
 ) -> None:
     for cid, kind, uid, start, end, state, account_id, note in rows:
         label = LABELS[CheckpointKind(kind)]
+        if state == lifecycle.REMOVED:
+            continue  # out of the calendar, and to stay out (a cancelled task, an accepted one)
         if account_id is None or account_id not in accounts:
             if state in ("planned", "unplaced"):
                 report.messages.append(f"{label}: no writable calendar connected; not blocked")

@@ -23,12 +23,19 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from assistant.domain import delegation_lifecycle as lifecycle
 from assistant.domain import timefmt
 from assistant.domain.delegation import (
     CheckpointKind,
     TaskBrief,
     checkpoint_text,
     is_good_delegation,
+)
+from assistant.domain.delegation_lifecycle import (
+    SCORED,
+    CalendarEffect,
+    TaskEvent,
+    TaskState,
 )
 from assistant.domain.feedback import FeedbackAnswer
 from assistant.domain.signing import sign, verify
@@ -212,22 +219,25 @@ def record_answer(
             needs_help=answer.needs_help, quality=answer.quality or "", comment=answer.comment,
             dedupe_key=dedupe_key, answered_at=now,
         )  # fmt: skip
+        # an answer that would accept a cancelled task is refused (RefusedTransition); an
+        # answer never changes the term (no re-planning)
+        done = lifecycle.apply(task, _answer_event(task, kind, respondent, answer), now)
+        assert done.calendar is not CalendarEffect.REPLAN
         session.add(row)
-        if (
-            kind == CheckpointKind.DEAD_LINE.value
-            and respondent.lower() == task.delegator.lower()
-            and answer.percent_done is not None
-            and task.state not in ("cancelled", "accepted", "praised")
-        ):
-            task.state = "accepted"
-            task.updated_at = now
-            for c in task.checkpoints:
-                if c.state not in ("removed",) and (c.start_at is None or c.start_at > now):
-                    c.state = "to_remove"
-        elif kind == CheckpointKind.RED_LINE.value and task.state in ("briefed", "understood"):
-            task.state = "in_progress"
         session.flush()
         return row.id
+
+
+def _answer_event(
+    task: DelegatedTask, kind: str, respondent: str, answer: FeedbackAnswer
+) -> TaskEvent:
+    """What an answer is to the task's lifecycle: the manager's Dead Line answer with a
+    percentage accepts it."""
+    if kind == CheckpointKind.RED_LINE.value:
+        return TaskEvent.RED_LINE_ANSWER
+    if respondent.lower() == task.delegator.lower() and answer.percent_done is not None:
+        return TaskEvent.ACCEPT
+    return TaskEvent.DEAD_LINE_ANSWER
 
 
 def recorded_answer(
@@ -353,8 +363,8 @@ def score(deps: Deps, pair_ref: str | int | None) -> DelegationScore:
         judged = good = 0
         open_tasks = 0
         for t in tasks:
-            if t.state not in ("accepted", "praised"):
-                open_tasks += t.state not in ("cancelled",)
+            if t.state not in SCORED:
+                open_tasks += t.state != TaskState.CANCELLED
                 continue
             percent, on_time = outcome(session, t)
             if percent is None:

@@ -345,16 +345,13 @@ def follow_checkpoints(
                 or (cp.event_href and resource_name(cp.event_href) in seen.gone)
                 or (seen.full and in_window)
             ):
-                cp.state = delegation.DELETED_IN_CALENDAR
-                cp.note = f"removed from the calendar at {now:%Y-%m-%d %H:%M} UTC"
+                delegation.checkpoint_deleted(session, cp, now)
                 entry = delegation.ask_about_deleted(session, pair, cp, now)
                 if entry is not None:
                     asked.append(entry.id)
             continue
         if (after.start, after.end) != (cp.start_at, cp.end_at):
-            cp.start_at, cp.end_at, cp.line_at = after.start, after.end, after.start
-            cp.state = delegation.PINNED
-            cp.note = f"moved in the calendar by the manager at {now:%Y-%m-%d %H:%M} UTC"
+            delegation.checkpoint_moved(session, cp, after.start, after.end, now)
     return asked
 
 

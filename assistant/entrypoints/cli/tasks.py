@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -13,6 +13,7 @@ from assistant.entrypoints.cli.common import (
     UserError,
     cell,
     emit,
+    err,
     out,
     parse_when,
     service,
@@ -38,27 +39,40 @@ def task_add(
     resources: Annotated[str, typer.Option(help="A: resources available.")] = "",
     why: Annotated[str, typer.Option(help="R: why it matters.")] = "",
     pair: PairOpt = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Confirm a term that starts in the past.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Delegate a task: its Red Line and Dead Line go into the manager's calendar."""
+    """Delegate a task: its Red Line and Dead Line go into the manager's calendar.
+
+    A deadline in the past is refused; a term that starts in the past needs --yes (its
+    checkpoint events could land in the past)."""
+    from assistant.domain.delegation import PastDeadline, PastStart
     from assistant.services import delegation, delegation_views
 
     if not deadline:
         raise UserError("a task needs --deadline")
     with service() as svc:
         zone = delegation.pair_zone(svc, pair)
-        task = delegation.create_task(
-            svc,
-            pair=pair,
-            title=title,
-            delegate=delegate,
-            term_start=parse_when(start, zone) if start else svc.now(),
-            deadline=parse_when(deadline, zone),
-            result=result,
-            measure=measure,
-            resources=resources,
-            why=why,
-        )
+        try:
+            task = delegation.create_task(
+                svc,
+                pair=pair,
+                title=title,
+                delegate=delegate,
+                term_start=parse_when(start, zone) if start else None,
+                deadline=parse_when(deadline, zone),
+                result=result,
+                measure=measure,
+                resources=resources,
+                why=why,
+                past_start_confirmed=yes,
+            )
+        except PastDeadline as exc:
+            _refuse(str(exc))
+        except PastStart as exc:
+            _refuse(f"{exc} (add --yes)")
         report = delegation.reconcile_checkpoints(svc, task.id)
         shown = delegation_views.task_view(svc, task.id)
     if as_json:
@@ -105,16 +119,20 @@ def task_update(
     as_json: JsonOpt = False,
 ) -> None:
     """Change a task's deadline or title; its calendar events follow."""
+    from assistant.domain.delegation import PastDeadline
     from assistant.services import delegation, delegation_views
 
     with service() as svc:
         zone = delegation.task_zone(svc, task_id)
-        delegation.update_task(
-            svc,
-            task_id,
-            deadline=parse_when(deadline, zone) if deadline else None,
-            title=title or None,
-        )
+        try:
+            delegation.update_task(
+                svc,
+                task_id,
+                deadline=parse_when(deadline, zone) if deadline else None,
+                title=title or None,
+            )
+        except PastDeadline as exc:
+            _refuse(str(exc))
         report = delegation.reconcile_checkpoints(svc, task_id)
         shown = delegation_views.task_view(svc, task_id)
     if as_json:
@@ -125,7 +143,8 @@ def task_update(
 
 @task_app.command("cancel")
 def task_cancel(task_id: Annotated[int, typer.Argument()], as_json: JsonOpt = False) -> None:
-    """Cancel a task; its checkpoint events are removed from the calendar."""
+    """Cancel an open task; its checkpoint events are removed from the calendar. An accepted
+    task is not cancelled: its record stays in the calendar and its score stands."""
     from assistant.services import delegation
 
     with service() as svc:
@@ -244,6 +263,12 @@ def task_score(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
     table("Per delegate", ["delegate", "accepted", "good", "share", "mean %"],
           [[d.delegate, d.accepted, d.good, f"{d.share:.0%}",
             f"{d.mean_percent:.0f}"] for d in s.delegates])  # fmt: skip
+
+
+def _refuse(message: str) -> NoReturn:
+    """A task the command will not write: one plain line, exit 2."""
+    err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(2)
 
 
 def _print_task(t: TaskView) -> None:

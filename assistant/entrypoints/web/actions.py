@@ -55,6 +55,9 @@ def remove_priority(svc: Service, access: PairAccess, rule_id: int) -> None:
 def create_task(
     svc: Service, access: PairAccess, data: dict[str, Any], on_created: TaskCreated | None
 ) -> int:
+    """A task from the form or the API body; a term starting in the past needs
+    ``confirm_past_start`` (a ticked box, or true) — ``PastStart`` otherwise; a deadline in
+    the past is refused (``PastDeadline``)."""
     zone = access.timezone
     start_text = str(data.get("term_start") or "").strip()
     task = delegation.create_task(
@@ -62,16 +65,24 @@ def create_task(
         pair=access.ref,
         title=str(data.get("title", "")),
         delegate=str(data.get("delegate", "")).strip(),
-        term_start=parse_local(start_text, zone, "term start") if start_text else svc.now(),
+        term_start=parse_local(start_text, zone, "term start") if start_text else None,
         deadline=parse_local(str(data.get("deadline", "")), zone, "deadline"),
         result=str(data.get("result", "")),
         measure=str(data.get("measure", "")),
         resources=str(data.get("resources", "")),
         why=str(data.get("why", "")),
+        past_start_confirmed=_ticked(data.get("confirm_past_start")),
     )
     if on_created is not None:
         on_created(task.id)
     return task.id
+
+
+def _ticked(value: object) -> bool:
+    """A checkbox's "on" (or "true", "1", "yes") or a JSON true."""
+    if isinstance(value, bool):
+        return value
+    return str(value or "").strip().lower() in ("on", "true", "1", "yes")
 
 
 def save_settings(svc: Service, access: PairAccess, data: dict[str, Any]) -> PairSettings:

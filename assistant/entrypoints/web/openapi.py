@@ -132,23 +132,27 @@ _OPERATIONS: list[tuple[str, str, str, list[dict[str, Any]], dict[str, Any] | No
     (
         "/api/pairs/{pair_id}/tasks",
         "post",
-        "Delegate a task (editors only)",
+        "Delegate a task (editors only); a deadline in the past is refused (400), a "
+        "term_start in the past needs confirm_past_start: true",
         [_PAIR],
         {
             "type": "object",
             "required": ["title", "deadline"],
             "properties": {
-                k: {"type": "string"}
-                for k in (
-                    "title",
-                    "delegate",
-                    "term_start",
-                    "deadline",
-                    "result",
-                    "measure",
-                    "resources",
-                    "why",
-                )
+                **{
+                    k: {"type": "string"}
+                    for k in (
+                        "title",
+                        "delegate",
+                        "term_start",
+                        "deadline",
+                        "result",
+                        "measure",
+                        "resources",
+                        "why",
+                    )
+                },
+                "confirm_past_start": {"type": "boolean"},
             },
         },
         201,

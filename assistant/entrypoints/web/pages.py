@@ -323,17 +323,36 @@ class Pages:
             views.latency_csv(views.latency(self.svc, ctx.pair)), ctx.pair.pair_name
         )
 
-    async def tasks(self, request: Request, ctx: Ctx) -> Response:
+    async def tasks(
+        self,
+        request: Request,
+        ctx: Ctx,
+        *,
+        form_error: str = "",
+        form: dict[str, str] | None = None,
+        ask_confirm: bool = False,
+    ) -> Response:
+        """The tasks page; after a refused form, the form again with ``form_error`` (400)
+        and, for a term that starts in the past, the box that confirms it."""
         data = views.tasks(self.svc, ctx.pair)
         locale = self.page_locale(request, ctx.viewer)
         rows = _timeline(data["tasks"])
         svg = timeline_svg(rows, ctx.pair.timezone, locale=locale, today=self.svc.now())
         chart = Markup(svg)  # noqa: S704 - our own SVG, values escaped
-        return self.render(request, ctx.viewer, "tasks.html", ctx=ctx, data=data, chart=chart)
+        return self.render(request, ctx.viewer, "tasks.html", status=400 if form_error else 200,
+                           ctx=ctx, data=data, chart=chart, form_error=form_error,
+                           form=form or {}, ask_confirm=ask_confirm)  # fmt: skip
 
     async def create_task(self, request: Request, ctx: Ctx) -> Response:
+        from assistant.domain.delegation import PastDeadline, PastStart
+
         assert ctx.form is not None
-        task_id = actions.create_task(self.svc, ctx.pair, dict(ctx.form), self.on_task_created)
+        posted = {k: str(v) for k, v in ctx.form.items() if k != "csrf_token"}
+        try:
+            task_id = actions.create_task(self.svc, ctx.pair, posted, self.on_task_created)
+        except (PastDeadline, PastStart) as exc:
+            return await self.tasks(request, ctx, form_error=str(exc), form=posted,
+                                    ask_confirm=isinstance(exc, PastStart))  # fmt: skip
         return RedirectResponse(f"/pairs/{ctx.pair.pair_id}/tasks/{task_id}", status_code=303)
 
     async def task(self, request: Request, ctx: Ctx) -> Response:
