@@ -16,7 +16,7 @@ from sqlalchemy import select
 from assistant.domain.delegation import CheckpointKind
 from assistant.services.delegation import LABELS, task_of
 from assistant.services.pairs import find_pair
-from assistant.store.tables import Checkpoint, DelegatedTask
+from assistant.store.tables import DelegatedTask
 
 if TYPE_CHECKING:
     from assistant.services.deps import Deps
@@ -51,6 +51,7 @@ class TaskView:
     """One task with its checkpoints (``assistant task show``)."""
 
     id: int
+    pair_id: int
     title: str
     state: str
     delegator: str
@@ -81,68 +82,75 @@ class TaskLine:
 
 
 def task_view(deps: Deps, task_id: int) -> TaskView:
+    """One task (``assistant task show``, the web's task page and API)."""
     with deps.uow.read() as session:
         task, pair = task_of(session, task_id)
-        tz = ZoneInfo(pair.timezone)
+        return _view(task, pair.timezone)
 
-        def local(t: datetime | None) -> str | None:
-            return None if t is None else t.astimezone(tz).isoformat(timespec="minutes")
 
-        return TaskView(
-            id=task.id,
-            title=task.title,
-            state=task.state,
-            delegator=task.delegator,
-            delegate=task.delegate,
-            term_start=local(task.term_start),
-            deadline=local(task.deadline),
-            smart=Smart(
-                result=task.result, measure=task.measure, resources=task.resources, why=task.why
-            ),
-            checkpoints=tuple(
-                CheckpointView(
-                    kind=c.kind,
-                    label=LABELS[CheckpointKind(c.kind)],
-                    line_at=local(c.line_at),
-                    start=local(c.start_at),
-                    end=local(c.end_at),
-                    state=c.state,
-                    event_uid=c.event_uid,
-                    note=c.note,
-                )
-                for c in sorted(task.checkpoints, key=lambda c: c.line_at)
-            ),
+def pair_tasks(deps: Deps, pair: str | int | None) -> list[TaskView]:
+    """A pair's tasks, by deadline: the web's tasks page and API, and ``task list``."""
+    with deps.uow.read() as session:
+        p = find_pair(session, pair)
+        rows = session.scalars(
+            select(DelegatedTask)
+            .where(DelegatedTask.pair_id == p.id)
+            .order_by(DelegatedTask.deadline, DelegatedTask.id)
         )
+        return [_view(t, p.timezone) for t in rows]
 
 
 def list_tasks(deps: Deps, pair: str | int | None) -> list[TaskLine]:
-    with deps.uow.read() as session:
-        p = find_pair(session, pair)
-        tz = ZoneInfo(p.timezone)
-        out = []
-        for t in session.scalars(
-            select(DelegatedTask)
-            .where(DelegatedTask.pair_id == p.id)
-            .order_by(DelegatedTask.deadline)
-        ):
-            lines = {c.kind: c for c in t.checkpoints}
+    """``assistant task list``: each task of ``pair_tasks`` on one line."""
 
-            def when(kind: str, lines: dict[str, Checkpoint] = lines) -> str:
-                c = lines.get(kind)
-                if c is None:
-                    return "—"
-                at = c.start_at or c.line_at
-                return at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    def when(view: TaskView, kind: str) -> str:
+        found = next((c for c in view.checkpoints if c.kind == kind), None)
+        at = found and (found.start or found.line_at)
+        return at.replace("T", " ")[:16] if at else "—"
 
-            out.append(
-                TaskLine(
-                    id=t.id,
-                    title=t.title,
-                    delegate=t.delegate,
-                    state=t.state,
-                    deadline=t.deadline.astimezone(tz).isoformat(timespec="minutes"),
-                    red_line=when("red_line"),
-                    dead_line=when("dead_line"),
-                )
+    return [
+        TaskLine(
+            id=v.id,
+            title=v.title,
+            delegate=v.delegate,
+            state=v.state,
+            deadline=v.deadline or "",
+            red_line=when(v, "red_line"),
+            dead_line=when(v, "dead_line"),
+        )
+        for v in pair_tasks(deps, pair)
+    ]
+
+
+def _view(task: DelegatedTask, zone: str) -> TaskView:
+    tz = ZoneInfo(zone)
+
+    def local(t: datetime | None) -> str | None:
+        return None if t is None else t.astimezone(tz).isoformat(timespec="minutes")
+
+    return TaskView(
+        id=task.id,
+        pair_id=task.pair_id,
+        title=task.title,
+        state=task.state,
+        delegator=task.delegator,
+        delegate=task.delegate,
+        term_start=local(task.term_start),
+        deadline=local(task.deadline),
+        smart=Smart(
+            result=task.result, measure=task.measure, resources=task.resources, why=task.why
+        ),
+        checkpoints=tuple(
+            CheckpointView(
+                kind=c.kind,
+                label=LABELS[CheckpointKind(c.kind)],
+                line_at=local(c.line_at),
+                start=local(c.start_at),
+                end=local(c.end_at),
+                state=c.state,
+                event_uid=c.event_uid,
+                note=c.note,
             )
-        return out
+            for c in sorted(task.checkpoints, key=lambda c: c.line_at)
+        ),
+    )

@@ -28,7 +28,6 @@ from assistant.services.users import PairAccess
 from assistant.store.snapshots import from_row
 from assistant.store.tables import (
     Account,
-    DelegatedTask,
     EventSnapshot,
     OutboxEntry,
     Pair,
@@ -340,63 +339,28 @@ def latency_csv(data: dict[str, Any]) -> str:
 
 
 def tasks(svc: Service, access: PairAccess) -> dict[str, Any]:
-    tz = ZoneInfo(access.timezone)
-    with svc.uow.read() as session:
-        rows = list(
-            session.scalars(
-                select(DelegatedTask)
-                .where(DelegatedTask.pair_id == access.pair_id)
-                .order_by(DelegatedTask.deadline, DelegatedTask.id)
-            )
-        )
-        out = [_task(t, tz) for t in rows]
+    """The tasks page and API: the pair's tasks as ``task list``/``task show`` read them."""
+    from assistant.services.delegation_views import pair_tasks
     from assistant.services.feedback import score
 
+    out = [v.to_json() for v in pair_tasks(svc, access.ref)]
     figures = score(svc, access.pair_id)
     return {"tasks": out, "delegation_score": figures.share, "score": figures.to_json()}
 
 
 def task(svc: Service, access: PairAccess, task_id: int) -> dict[str, Any]:
-    tz = ZoneInfo(access.timezone)
-    with svc.uow.read() as session:
-        t = session.get(DelegatedTask, task_id)
-        if t is None or t.pair_id != access.pair_id:
-            raise NotFoundError(f"no task {task_id}")
-        view = _task(t, tz)
+    from assistant.services.delegation_views import task_view
     from assistant.services.feedback import feedback_of
 
+    try:
+        found = task_view(svc, task_id)
+    except LookupError:
+        found = None
+    if found is None or found.pair_id != access.pair_id:
+        raise NotFoundError(f"no task {task_id}")
+    view = found.to_json()
     view["feedback"] = [f.to_json() for f in feedback_of(svc, task_id)]
     return view
-
-
-def _task(t: DelegatedTask, tz: ZoneInfo) -> dict[str, Any]:
-    return {
-        "id": t.id,
-        "title": t.title,
-        "state": t.state,
-        "delegator": t.delegator,
-        "delegate": t.delegate,
-        "term_start": _iso(t.term_start, tz),
-        "deadline": _iso(t.deadline, tz),
-        "smart": {
-            "result": t.result,
-            "measure": t.measure,
-            "resources": t.resources,
-            "why": t.why,
-        },
-        "checkpoints": [
-            {
-                "kind": c.kind,
-                "label": "Red Line" if c.kind == "red_line" else "Dead Line",
-                "line_at": _iso(c.line_at, tz),
-                "start": _iso(c.start_at, tz),
-                "end": _iso(c.end_at, tz),
-                "state": c.state,
-                "note": c.note,
-            }
-            for c in sorted(t.checkpoints, key=lambda c: c.line_at)
-        ],
-    }
 
 
 # ---------------------------------------------------------------------------- accounts
