@@ -28,7 +28,7 @@ WORDS = {
         "answered_of": "{answered} of {count} answered",
         "answered": "{answered} answered",
         "week_of": "week of {day}",
-        "sla": "SLA {minutes} min",
+        "sla": "SLA {minutes} {unit}",
         "timeline_title": "Delegated tasks",
         "red_line": "Red Line",
         "dead_line": "Dead Line",
@@ -43,7 +43,7 @@ WORDS = {
         "answered_of": "отвечено {answered} из {count}",
         "answered": "отвечено: {answered}",
         "week_of": "неделя с {day}",
-        "sla": "SLA {minutes} мин",
+        "sla": "SLA {minutes} {unit}",
         "timeline_title": "Делегированные задачи",
         "red_line": "Красная линия",
         "dead_line": "Мёртвая линия",
@@ -143,7 +143,7 @@ def trend_svg(
                 f'<text x="{x + bar / 2:.1f}" y="{height - bottom + 14}" text-anchor="middle" '
                 f'fill="#555">{escape(_short_day(monday, locale))}</text>'
             )
-    sla = escape(w["sla"].format(minutes=f"{sla_minutes:.0f}"))
+    sla = escape(w["sla"].format(minutes=f"{sla_minutes:.0f}", unit=unit))
     parts.append(
         f'<line x1="{left}" y1="{y(sla_minutes):.1f}" x2="{left + plot_w}" '
         f'y2="{y(sla_minutes):.1f}" stroke="#c0392b" stroke-dasharray="4 3"/>'

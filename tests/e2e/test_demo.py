@@ -37,7 +37,8 @@ VOLATILE = [
     (re.compile(r"/\S*assistant-demo-\w+"), "DIR"),
     (re.compile(r"\d+\.\d+s\b"), "Ns"),
     (re.compile(r"Message-ID <[^>]+>"), "Message-ID"),
-    (re.compile(r"/feedback/\S+"), "/feedback/LINK"),
+    # the link, and its end when a narrow terminal folds it onto the panel's next line
+    (re.compile(r"/feedback/[^\s│]+(?: *│\n│ [\w-]+(?= ))?"), "/feedback/LINK"),
 ]
 
 
