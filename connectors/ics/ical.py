@@ -189,7 +189,7 @@ def _read_series(
         _load(raw, source)  # empty, not iCalendar, or a calendar without events
         return [], [], []
     if parts.skeleton.strip():
-        _load(parts.skeleton, source)  # what every series shares must be sound
+        _check_skeleton(parts.skeleton, source)  # what every series shares must be sound
     groups, said = _series(parts, source)
     resources: list[CalendarResource] = []
     failed: list[str] = []
@@ -213,6 +213,20 @@ def _read_series(
         except InvalidData as exc:
             failed.append(str(exc))
     return resources, said, failed
+
+
+_SOUND_SKELETONS: dict[bytes, None] = {}  # skeletons that parsed, newest last
+
+
+def _check_skeleton(skeleton: bytes, source: str) -> None:
+    """``_load`` the lines every series of a calendar shares, once per distinct text: a
+    server's objects all carry the same few (VERSION, PRODID, CALSCALE)."""
+    if skeleton in _SOUND_SKELETONS:
+        return
+    _load(skeleton, source)
+    if len(_SOUND_SKELETONS) >= 256:
+        _SOUND_SKELETONS.pop(next(iter(_SOUND_SKELETONS)), None)
+    _SOUND_SKELETONS[skeleton] = None
 
 
 def _series(parts: CalendarParts, source: str) -> tuple[list[tuple[str, list[bytes]]], list[str]]:
