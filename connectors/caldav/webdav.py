@@ -351,25 +351,46 @@ def multistatus(tree: Any, collection: str) -> tuple[list[Entry], str | None, bo
     return entries, (token.strip() if token is not None else None), truncated
 
 
+_HREF, _PROPSTAT, _STATUS = f"{{{DAV}}}href", f"{{{DAV}}}propstat", f"{{{DAV}}}status"
+_PROP, _GETETAG = f"{{{DAV}}}prop", f"{{{DAV}}}getetag"
+_CALENDAR_DATA = f"{{{CALDAV}}}calendar-data"
+
+
 def _entries(response: Any, collection: str) -> list[Entry] | None:
     """The entries of one ``DAV:response`` (the collection left out); None for an RFC 6578
     §3.6 507 (the listing is truncated: more to come with the new token)."""
-    hrefs = [dav_path(h.text) for h in response.iterfind(f"{{{DAV}}}href") if h.text]
-    propstats = response.findall(f"{{{DAV}}}propstat")
+    hrefs: list[str] = []
+    propstats: list[Any] = []
+    status: str | None = None
+    for child in response:  # one pass over the children (``find`` walks them each time)
+        tag = child.tag
+        if tag == _HREF:
+            if child.text:
+                hrefs.append(dav_path(child.text))
+        elif tag == _PROPSTAT:
+            propstats.append(child)
+        elif tag == _STATUS and status is None:
+            status = child.text or ""
     if not propstats:
-        code = status_code(response.findtext(f"{{{DAV}}}status"))
+        code = status_code(status)
         if code == 507:
             return None
         return [Entry(h, code) for h in hrefs if not same_path(h, collection)]
     entry = Entry(hrefs[0] if hrefs else "", 200)
     for propstat in propstats:
-        if status_code(propstat.findtext(f"{{{DAV}}}status")) != 200:
+        if status_code(propstat.findtext(_STATUS)) != 200:
             continue
-        prop = propstat.find(f"{{{DAV}}}prop")
+        prop = propstat.find(_PROP)
         if prop is None:
             continue
-        entry.etag = prop.findtext(f"{{{DAV}}}getetag") or entry.etag
-        data = prop.find(f"{{{CALDAV}}}calendar-data")
+        etag: str | None = None
+        data: Any = None
+        for child in prop:
+            if child.tag == _GETETAG and etag is None:
+                etag = child.text or ""
+            elif child.tag == _CALENDAR_DATA and data is None:
+                data = child
+        entry.etag = etag or entry.etag
         if data is not None and data.text:
             entry.data = data.text
     return [entry] if entry.href and not same_path(entry.href, collection) else []

@@ -175,10 +175,14 @@ def _factory(name: str, value_param: str | None) -> Any:
     return _TYPES.for_property(name, value_param)
 
 
-def _dates(value: date | timedelta, params: Parameters | None = None) -> Any:
-    """``vDDDTypes(value)`` with ``params`` as its parameters (none: its own)."""
-    if params is None:
-        return vDDDTypes(value)
+def plain_date(value: Any) -> Any:
+    """``vDDDTypes(value)`` without the parameters icalendar derives from the value (the
+    zone's TZID, VALUE=DATE): for the values only ``.dt`` is read of."""
+    return _dates(value, Parameters())
+
+
+def _dates(value: Any, params: Parameters) -> Any:
+    """``vDDDTypes(value)`` with ``params`` as its parameters."""
     inst: Any = object.__new__(vDDDTypes)
     inst.dt = value
     inst.params = params
@@ -232,9 +236,9 @@ def _fast_event(props: dict[str, Any], window: Window, href: str) -> tuple[Event
     if not (begin < high - _MARGIN and finish > low + _MARGIN):
         raise _Unsure  # near an edge: recurring-ical-events decides
     comp = dict(props)  # what Occurrence.as_component hands _occurrences
-    comp["DTSTART"] = _dates(start, Parameters())
+    comp["DTSTART"] = plain_date(start)
     comp.pop("DURATION", None)
-    comp["DTEND"] = _dates(end, Parameters())
+    comp["DTEND"] = plain_date(end)
     return (event_from_component(comp, zoneinfo_for(window.zone), href, set()),)
 
 
