@@ -509,6 +509,8 @@ def reason(exc: BaseException) -> str:
 
 def _shown(href: str) -> str:
     """An href or uid as named in a note: one line, not too long."""
+    if len(href) <= 120 and href.isprintable():
+        return href
     one = "".join(ch if ch.isprintable() else "?" for ch in href[:120])
     return one + ("…" if len(href) > 120 else "")
 

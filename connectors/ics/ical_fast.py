@@ -39,6 +39,7 @@ _TYPES = icalendar.Calendar.types_factory
 _DATETIME_NAMES = frozenset(ComponentIcalParser.datetime_names)
 _MARGIN = timedelta(days=1)  # more than any zone offset: floating and all-day times agree
 _known_tzids: frozenset[str] | None = None
+_NO_PARAMS = Parameters()
 
 
 class _Unsure(Exception):
@@ -146,7 +147,7 @@ def _value(name: str, params: Parameters | None, raw: str, line: str) -> Any:
     value_param = params.value if params else None
     factory: Any = _factory(name, value_param)
     if factory is vText and name != "CATEGORIES":
-        inst: Any = str.__new__(vText, unescape_backslash(raw))
+        inst: Any = str.__new__(vText, unescape_backslash(raw) if "\\" in raw else raw)
         inst.encoding = DEFAULT_ENCODING
         inst.params = params
         return inst
@@ -177,8 +178,9 @@ def _factory(name: str, value_param: str | None) -> Any:
 
 def plain_date(value: Any) -> Any:
     """``vDDDTypes(value)`` without the parameters icalendar derives from the value (the
-    zone's TZID, VALUE=DATE): for the values only ``.dt`` is read of."""
-    return _dates(value, Parameters())
+    zone's TZID, VALUE=DATE): for the values only ``.dt`` is read of. They share one
+    empty ``Parameters``, which nothing writes to."""
+    return _dates(value, _NO_PARAMS)
 
 
 def _dates(value: Any, params: Parameters) -> Any:
