@@ -406,7 +406,14 @@ def status_code(status: str | None) -> int:
 
 
 def dav_path(href: str) -> str:
-    return unquote(urlsplit(href.strip()).path)
+    href = href.strip()
+    if (
+        href.startswith("/")
+        and not href.startswith("//")
+        and not any(c in href for c in "%?#\t\r\n")
+    ):
+        return href  # a plain path already (urlsplit and unquote give it back unchanged)
+    return unquote(urlsplit(href).path)
 
 
 def fail(reply: Reply, what: str) -> NoReturn:

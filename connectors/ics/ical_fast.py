@@ -140,10 +140,12 @@ def _value(name: str, params: Parameters | None, raw: str, line: str) -> Any:
 
     Text and date-time values are built without their constructors' own parameter
     work (the parameters are replaced by the line's right after): the same value and
-    parameters, at a fraction of the cost.
+    parameters, at a fraction of the cost. A line without parameters gets the shared
+    empty ``Parameters`` (these values stay inside this module and ``event_from_component``,
+    which only read them).
     """
     if params is None:
-        params = Parameters()
+        params = _NO_PARAMS
     value_param = params.value if params else None
     factory: Any = _factory(name, value_param)
     if factory is vText and name != "CATEGORIES":
