@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -58,6 +59,7 @@ from connectors.caldav.webdav import (
     PROPFIND_SYNC_STATE,
     Entry,
     Reply,
+    Streamed,
     ahead,
     dav_path,
     fail,
@@ -66,6 +68,7 @@ from connectors.caldav.webdav import (
     query_body,
     send,
     status_code,
+    streamed,
     sync_body,
 )
 from connectors.ics.ical import own_event_to_ical, parse_resource
@@ -256,15 +259,30 @@ class CalDavCalendar:
 
     def _full_by_query(self, window: Window) -> CalendarDelta | None:
         """The current sync token, then every event in one calendar-query; None when the
-        server has no token property or refuses the query (sync-collection decides)."""
+        server has no token property or refuses the query (sync-collection decides).
+
+        The query's reply is read as it streams in: each resource is parsed as soon as
+        its ``DAV:response`` is complete, and its XML and text are dropped then, so the
+        parsing overlaps the transfer and a large calendar is never held twice.
+        """
         token = self._current_token()
         if token is None:
             return None
-        reply = self._report(query_body(True, ""), depth=1)
-        if reply.status != 207:
-            return None  # too large, or refused: the sync-collection way names any error
-        entries = [e for e in multistatus(reply.tree, self.path)[0] if e.status != 404]
-        resources, skipped, _ = self._resources(entries, window)
+        with self._report_streamed(query_body(True, ""), depth=1) as reply:
+            if reply.reply.status != 207:
+                return None  # too large, or refused: the sync-collection way names any error
+            entries: dict[str, Entry] = {}
+            parsed: dict[str, CalendarResource | str] = {}
+            for entry in reply.entries(self.path):
+                if entry.status == 404:
+                    continue
+                entries[entry.href] = entry
+                if entry.data is not None:
+                    parsed[entry.href] = _parse(entry, window, self._limits)
+                    entry.data = ""  # parsed: the text is not needed any more
+                else:
+                    parsed.pop(entry.href, None)
+        resources, skipped, _ = self._resources(list(entries.values()), window, parsed)
         return CalendarDelta(
             full=True, resources=tuple(resources), token=token, skipped=tuple(skipped)
         )
@@ -301,16 +319,21 @@ class CalDavCalendar:
         )
 
     def _resources(
-        self, entries: list[Entry], window: Window
+        self,
+        entries: list[Entry],
+        window: Window,
+        parsed: dict[str, CalendarResource | str] | None = None,
     ) -> tuple[list[CalendarResource], list[str], list[str]]:
         """Parse entries (multiget those without data): (resources, skipped, vanished).
 
-        The next multiget is already on its way while the previous reply is parsed, so
-        the server's time and ours overlap; the results keep the order of ``entries``.
+        ``parsed`` holds what was already parsed, by href (a resource or why it was
+        skipped). The next multiget is already on its way while the previous reply is
+        parsed, so the server's time and ours overlap; the results keep the order of
+        ``entries``.
         """
         by_href = {e.href: e for e in entries}
         missing = [e.href for e in entries if e.data is None]
-        parsed: dict[str, CalendarResource | str] = {}  # href → resource or why skipped
+        parsed = parsed if parsed is not None else {}  # href → resource or why skipped
         vanished: list[str] = []
         for batch in self._multiget_ahead(missing):
             for fetched in batch:
@@ -381,6 +404,13 @@ class CalDavCalendar:
         if depth is not None:
             headers["Depth"] = str(depth)
         return self._send("REPORT", self.path, body, headers)
+
+    def _report_streamed(self, body: str, depth: int) -> AbstractContextManager[Streamed]:
+        """``_report`` with a 207 reply read as it streams in (``Streamed.entries``)."""
+        headers = {"Content-Type": 'application/xml; charset="utf-8"', "Depth": str(depth)}
+        return streamed(
+            self._client, self.url, self.path, "REPORT", self.path, body, headers, self.policy
+        )
 
     def _put(self, href: str, body: str) -> Reply:
         return self._send("PUT", href, body, {"Content-Type": "text/calendar; charset=utf-8"})

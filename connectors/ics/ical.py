@@ -36,6 +36,7 @@ import icalendar
 import recurring_ical_events
 import x_wr_timezone
 from dateutil.rrule import MINUTELY, SECONDLY, rrule
+from recurring_ical_events import ComponentsWithName, EventAdapter
 
 from assistant.domain.model import OWN_EVENT_PROPERTY, EventData
 from connectors.base import (
@@ -53,7 +54,7 @@ from connectors.ics.ical_event import (
     text_value,
     zoneinfo_for,
 )
-from connectors.ics.ical_fast import fast_single
+from connectors.ics.ical_fast import fast_single, plain_date
 from connectors.ics.ical_repair import repair
 from connectors.ics.ical_scan import (
     CalendarParts,
@@ -189,7 +190,7 @@ def _read_series(
         _load(raw, source)  # empty, not iCalendar, or a calendar without events
         return [], [], []
     if parts.skeleton.strip():
-        _load(parts.skeleton, source)  # what every series shares must be sound
+        _check_skeleton(parts.skeleton, source)  # what every series shares must be sound
     groups, said = _series(parts, source)
     resources: list[CalendarResource] = []
     failed: list[str] = []
@@ -213,6 +214,20 @@ def _read_series(
         except InvalidData as exc:
             failed.append(str(exc))
     return resources, said, failed
+
+
+_SOUND_SKELETONS: dict[bytes, None] = {}  # skeletons that parsed, newest last
+
+
+def _check_skeleton(skeleton: bytes, source: str) -> None:
+    """``_load`` the lines every series of a calendar shares, once per distinct text: a
+    server's objects all carry the same few (VERSION, PRODID, CALSCALE)."""
+    if skeleton in _SOUND_SKELETONS:
+        return
+    _load(skeleton, source)
+    if len(_SOUND_SKELETONS) >= 256:
+        _SOUND_SKELETONS.pop(next(iter(_SOUND_SKELETONS)), None)
+    _SOUND_SKELETONS[skeleton] = None
 
 
 def _series(parts: CalendarParts, source: str) -> tuple[list[tuple[str, list[bytes]]], list[str]]:
@@ -330,7 +345,7 @@ def _occurrences(
     kept: list[EventData] = []
     notes: list[str] = []
     try:
-        query = recurring_ical_events.of(cal, skip_bad_series=True)
+        query = recurring_ical_events.of(cal, components=_EVENTS, skip_bad_series=True)
         expand = []
         for series in query.series:
             why = _too_frequent(series, window, zone, limits)
@@ -358,6 +373,27 @@ def _occurrences(
     return tuple(kept), tuple(notes)
 
 
+class _PlainEvent(EventAdapter):  # type: ignore[misc]
+    """recurring-ical-events' event adapter, giving each occurrence as the plain dict of
+    properties ``event_from_component`` reads (the library copies the whole component,
+    its subcomponents and its values' parameters for each occurrence)."""
+
+    def as_component(
+        self, start: Any = None, stop: Any = None, keep_recurrence_attributes: bool = True
+    ) -> dict[str, Any]:
+        props = dict(self._component)
+        props["DTSTART"] = plain_date(self.start if start is None else start)
+        props.pop("DURATION", None)
+        props["DTEND"] = plain_date(self.end if stop is None else stop)
+        if not keep_recurrence_attributes:
+            for name in self.ATTRIBUTES_TO_DELETE_ON_COPY:
+                props.pop(name, None)
+        if "RECURRENCE-ID" not in props:
+            props["RECURRENCE-ID"] = plain_date(props["DTSTART"].dt)
+        return props
+
+
+_EVENTS = (ComponentsWithName("VEVENT", _PlainEvent),)
 _MARGIN = timedelta(days=2)
 
 
@@ -473,6 +509,8 @@ def reason(exc: BaseException) -> str:
 
 def _shown(href: str) -> str:
     """An href or uid as named in a note: one line, not too long."""
+    if len(href) <= 120 and href.isprintable():
+        return href
     one = "".join(ch if ch.isprintable() else "?" for ch in href[:120])
     return one + ("…" if len(href) > 120 else "")
 

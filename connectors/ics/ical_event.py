@@ -71,6 +71,9 @@ def floating_keys() -> Iterator[set[tuple[str, str]]]:
 
 
 def event_from_component(comp: Any, zone: tzinfo, href: str, recurring: set[str]) -> EventData:
+    # the properties as a plain dict (an icalendar component's keys are upper case
+    # already): twenty look-ups without CaselessDict's cost per look-up
+    comp = comp if type(comp) is dict else dict(comp)
     uid = text_value(comp.get("UID")) or synthetic_uid(comp)
     start_v = known_zone(comp["DTSTART"].dt)
     end_prop = comp.get("DTEND")

@@ -16,7 +16,8 @@ import icalendar
 from icalendar.parser import Contentline, Parameters, split_on_unescaped_comma, unescape_backslash
 from icalendar.parser.content_line import NEWLINE, UFOLD
 from icalendar.parser.ical.component import ComponentIcalParser
-from icalendar.prop import vDDDTypes
+from icalendar.parser_tools import DEFAULT_ENCODING
+from icalendar.prop import vDDDTypes, vText
 
 from assistant.domain.model import OWN_EVENT_PROPERTY, EventData
 from connectors.base import Window
@@ -38,6 +39,7 @@ _TYPES = icalendar.Calendar.types_factory
 _DATETIME_NAMES = frozenset(ComponentIcalParser.datetime_names)
 _MARGIN = timedelta(days=1)  # more than any zone offset: floating and all-day times agree
 _known_tzids: frozenset[str] | None = None
+_NO_PARAMS = Parameters()
 
 
 class _Unsure(Exception):
@@ -134,11 +136,23 @@ def _split(line: str) -> tuple[str, Parameters | None, str]:
 
 
 def _value(name: str, params: Parameters | None, raw: str, line: str) -> Any:
-    """The property value icalendar's parser would store for this line."""
+    """The property value icalendar's parser would store for this line.
+
+    Text and date-time values are built without their constructors' own parameter
+    work (the parameters are replaced by the line's right after): the same value and
+    parameters, at a fraction of the cost. A line without parameters gets the shared
+    empty ``Parameters`` (these values stay inside this module and ``event_from_component``,
+    which only read them).
+    """
     if params is None:
-        params = Parameters()
+        params = _NO_PARAMS
     value_param = params.value if params else None
-    factory: Any = _TYPES.for_property(name, value_param)
+    factory: Any = _factory(name, value_param)
+    if factory is vText and name != "CATEGORIES":
+        inst: Any = str.__new__(vText, unescape_backslash(raw) if "\\" in raw else raw)
+        inst.encoding = DEFAULT_ENCODING
+        inst.params = params
+        return inst
     content_line: Any = Contentline(line)  # type: ignore[no-untyped-call]
     if name == "CATEGORIES":
         colon = content_line.value_separator_index()
@@ -151,7 +165,30 @@ def _value(name: str, params: Parameters | None, raw: str, line: str) -> Any:
         get_raw = getattr(factory, "get_value_from_content_line", None)
         vals = get_raw(content_line) if get_raw is not None else unescape_backslash(raw)
         tzid = params.get("TZID") if params and name in _DATETIME_NAMES else None
-        inst = factory(factory.from_ical(vals, tzid) if tzid else factory.from_ical(vals))
+        value = factory.from_ical(vals, tzid) if tzid else factory.from_ical(vals)
+        if factory is vDDDTypes and isinstance(value, (datetime, date, timedelta)):
+            return _dates(value, params)
+        inst = factory(value)
+    inst.params = params
+    return inst
+
+
+@lru_cache(maxsize=512)
+def _factory(name: str, value_param: str | None) -> Any:
+    return _TYPES.for_property(name, value_param)
+
+
+def plain_date(value: Any) -> Any:
+    """``vDDDTypes(value)`` without the parameters icalendar derives from the value (the
+    zone's TZID, VALUE=DATE): for the values only ``.dt`` is read of. They share one
+    empty ``Parameters``, which nothing writes to."""
+    return _dates(value, _NO_PARAMS)
+
+
+def _dates(value: Any, params: Parameters) -> Any:
+    """``vDDDTypes(value)`` with ``params`` as its parameters."""
+    inst: Any = object.__new__(vDDDTypes)
+    inst.dt = value
     inst.params = params
     return inst
 
@@ -203,9 +240,9 @@ def _fast_event(props: dict[str, Any], window: Window, href: str) -> tuple[Event
     if not (begin < high - _MARGIN and finish > low + _MARGIN):
         raise _Unsure  # near an edge: recurring-ical-events decides
     comp = dict(props)  # what Occurrence.as_component hands _occurrences
-    comp["DTSTART"] = vDDDTypes(start)
+    comp["DTSTART"] = plain_date(start)
     comp.pop("DURATION", None)
-    comp["DTEND"] = vDDDTypes(end)
+    comp["DTEND"] = plain_date(end)
     return (event_from_component(comp, zoneinfo_for(window.zone), href, set()),)
 
 

@@ -14,7 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from connectors.base import AuthExpired, ConnectorError, OwnEvent, TokenExpired, Window
+from connectors.base import (
+    AuthExpired,
+    ConnectorError,
+    OwnEvent,
+    TokenExpired,
+    Transient,
+    Window,
+)
 from connectors.caldav.calendar import CalDavCalendar
 from tests.integration.contract.backends.caldav_radicale import _forget_sync_tokens
 from tests.support.fault_proxy import FaultProxy, Request, Seen
@@ -243,3 +250,28 @@ def test_our_event_moved_by_the_user_to_another_href_is_replaced_there(
     assert [r.href for r in listing.resources if r.events[0].uid == event.uid] == [again.href]
     assert cal.delete_event(event.uid) is True
     assert cal.get_event(event.uid) is None
+
+
+# ------------------------------------------------------------ a reply breaking off
+
+
+def _is_query(request: Request) -> bool:
+    return request.method == "REPORT" and b"calendar-query" in request.body
+
+
+@pytest.mark.parametrize("share", [0.5, 0.95])
+def test_a_full_sync_reply_cut_in_the_middle_is_an_error_not_a_partial_calendar(
+    cal: CalDavCalendar, proxy: FaultProxy, share: float
+) -> None:
+    """The calendar-query of a full sync is read while it streams in: a reply that breaks
+    off is a transient error, never the resources read before the break taken as all."""
+    proxy.cut_next(share, when=_is_query)
+    with pytest.raises(Transient):
+        cal.changes(None, WINDOW)
+    assert proxy.pending == 0
+    full = cal.changes(None, WINDOW)
+    assert sorted(r.href.rsplit("/", 1)[1] for r in full.resources) == [
+        "e0.ics",
+        "e1.ics",
+        "e2.ics",
+    ]

@@ -4,6 +4,7 @@ failure statuses Radicale cannot be made to send)."""
 from __future__ import annotations
 
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,7 @@ from connectors.base import (
     AuthExpired,
     CalendarSource,
     CalendarWriter,
+    InvalidData,
     NotFound,
     OwnEvent,
     RateLimited,
@@ -28,6 +30,7 @@ from connectors.base import (
     Window,
 )
 from connectors.caldav.calendar import ETAGS_PREFIX, CalDavCalendar
+from connectors.netguard import NetPolicy, TooLarge
 
 WINDOW = Window(datetime(2030, 3, 1, tzinfo=UTC), datetime(2030, 5, 1, tzinfo=UTC), "Europe/Berlin")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -541,3 +544,105 @@ def test_replies_too_large_for_the_server_are_asked_again_in_smaller_pieces(
     bodies = [body for _, body in scripted.seen]
     assert [b"calendar-data" in b for b in bodies[:2]] == [True, False]
     assert [b.count(b"<d:href>") for b in bodies[2:]] == [3, 1, 2]
+
+
+# ------------------------------------------------- the full sync's streamed query
+
+
+def _full_sync_with(
+    scripted: Script, query_reply: Reply, *then: Reply, **options: object
+) -> object:
+    """A full sync whose token PROPFIND is answered, its query with ``query_reply``, and
+    any later requests with ``then``."""
+    scripted.replies += [(207, XML, token_property("t1")), query_reply, *then]
+    return CalDavCalendar(scripted.url, **options).changes(None, WINDOW)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        multistatus(
+            item("/cal/a.ics", ics("a", at(4, 9))),
+            item("/cal/b.ics", ics("b", at(4, 10))),
+            token="",
+        )[:-40],
+        b'<?xml version="1.0"?><d:error xmlns:d="DAV:"><d:response><d:href>/cal/a.ics</d:href></d:response></d:error>',
+        b"",
+        b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n",
+    ],
+    ids=["xml-ends-early", "not-a-multistatus", "empty", "not-xml"],
+)
+def test_a_streamed_query_reply_that_is_not_a_whole_multistatus_is_invalid(
+    scripted: Script, body: bytes
+) -> None:
+    with pytest.raises(InvalidData):
+        _full_sync_with(scripted, (207, XML, body))
+
+
+def test_a_streamed_query_reply_larger_than_the_policy_allows_is_refused(
+    scripted: Script,
+) -> None:
+    items = [item(f"/cal/{i}.ics", ics(f"u{i}", at(4, 9))) for i in range(40)]
+    body = multistatus(*items, token="")
+    policy = NetPolicy(operator=True, max_response_bytes=len(body) // 2)
+    with pytest.raises(TooLarge):
+        _full_sync_with(scripted, (207, XML, body), policy=policy)
+    scripted.replies.clear()
+    delta = _full_sync_with(scripted, (207, XML, body), policy=NetPolicy(operator=True))
+    assert len(delta.resources) == 40  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "error", "retry_after"),
+    [
+        (429, {"Retry-After": "7"}, RateLimited, 7.0),
+        (503, {"Retry-After": "3"}, RateLimited, 3.0),
+        (401, {"WWW-Authenticate": 'Basic realm="cal"'}, AuthExpired, None),
+    ],
+)
+def test_the_streamed_query_maps_http_failures_as_every_request_does(
+    scripted: Script,
+    status: int,
+    headers: dict[str, str],
+    error: type[Exception],
+    retry_after: float | None,
+) -> None:
+    reply = (status, headers, b"")
+    again = [reply, reply] if status == 401 else []  # asked again, then with credentials
+    with pytest.raises(error) as caught:
+        _full_sync_with(scripted, reply, *again, username="alex", password="secret")
+    assert scripted.replies == []
+    if retry_after is not None:
+        assert isinstance(caught.value, RateLimited) and caught.value.retry_after == retry_after
+
+
+def test_a_refused_streamed_query_goes_the_sync_collection_way_with_its_preconditions(
+    scripted: Script,
+) -> None:
+    refusal = b'<?xml version="1.0"?><d:error xmlns:d="DAV:"><d:number-of-matches-within-limits/></d:error>'
+    delta = _full_sync_with(
+        scripted,
+        (403, XML, refusal),
+        (207, XML, multistatus(etag_only("/cal/a.ics"), token="t2")),
+        (207, XML, multistatus(item("/cal/a.ics", ics("a", at(4, 9))), token="")),
+    )
+    assert delta.token == "t2" and [r.href for r in delta.resources] == ["/cal/a.ics"]  # type: ignore[attr-defined]
+    assert scripted.replies == []
+
+
+def test_a_full_sync_holds_no_copy_of_the_whole_reply(scripted: Script) -> None:
+    """Each resource is parsed as its part of the reply arrives and its XML and text are
+    dropped: the Python memory a full sync needs at its peak is a fraction of the reply
+    (events far outside the window, so that the result itself holds next to nothing)."""
+    filler = "DESCRIPTION:" + "x" * 70 + "\r\n " + ("y" * 70 + "\r\n ") * 40 + "z\r\n"
+    text = ics("u", datetime(2031, 1, 1, 9, tzinfo=UTC)).replace("SUMMARY:", filler + "SUMMARY:")
+    body = multistatus(*(item(f"/cal/{i}.ics", text) for i in range(1500)), token="")
+    assert len(body) > 4_000_000
+    tracemalloc.start()
+    try:
+        delta = _full_sync_with(scripted, (207, XML, body))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(delta.resources) == 1500  # type: ignore[attr-defined]
+    assert peak < len(body) / 4, f"peak {peak} bytes for a reply of {len(body)}"

@@ -7,6 +7,7 @@ point the client under test at ``proxy.url``::
         proxy.fail_next(503, retry_after=30)   # the next request gets 503 + Retry-After
         proxy.hang_next(3.0)                    # the one after waits 3 s before it is sent on
         proxy.reply_next(409, body, headers, when=lambda r: r.method == "REPORT")
+        proxy.cut_next(0.5)                     # the next reply breaks off half-way
 
 Every method is forwarded (GET, PUT, DELETE, PROPFIND, REPORT, MKCALENDAR, ...) with
 its headers and body; ``Host`` is rewritten to the upstream's, hop-by-hop headers are
@@ -70,6 +71,7 @@ class _Fault:
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    cut: float | None = None  # forward, but send only this share of the body, then hang up
 
 
 class FaultProxy:
@@ -190,6 +192,13 @@ class FaultProxy:
         forwarded; a client that timed out meanwhile gets nothing."""
         with self._lock:
             self._faults.append(_Fault(when, delay=seconds))
+
+    def cut_next(self, share: float, *, when: Predicate = _any) -> None:
+        """The next request (accepted by ``when``) is forwarded, and its reply is sent
+        with its full ``Content-Length`` but only ``share`` of its body: the connection
+        is closed in the middle, as a server or network failing mid-reply does."""
+        with self._lock:
+            self._faults.append(_Fault(when, cut=share))
 
     def chaos(self, rate: float, faults: tuple[int | float, ...], seed: int = 0) -> None:
         """From now on, a request no queued fault takes gets, with probability ``rate``, one
@@ -343,6 +352,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if self.command != "HEAD" and not no_body:
+                if fault is not None and fault.cut is not None:
+                    self.wfile.write(body[: int(len(body) * fault.cut)])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 self.wfile.write(body)
             self.wfile.flush()
         except OSError:  # the client gave up (timed out) before the answer
