@@ -47,7 +47,9 @@ class PushSupervisor:
             rows = [
                 (a.id, a.provider, dict(a.settings))
                 for a in session.scalars(
-                    select(Account).where(Account.provider.in_(PUSH_PROVIDERS))
+                    select(Account).where(
+                        Account.provider.in_(PUSH_PROVIDERS), Account.disabled.is_(False)
+                    )
                 )
             ]
         for account_id, provider, conf in rows:

@@ -193,8 +193,9 @@ def record_working(deps: Deps, account_id: int) -> tuple[int, ...]:
 
 
 def pollable(now: datetime) -> ColumnElement[bool]:
-    """Accounts polling may try ``now``: not parked, and past their back-off."""
+    """Accounts polling may try ``now``: not disabled, not parked, past their back-off."""
     return and_(
+        Account.disabled.is_(False),
         Account.parked_reason == "",
         or_(Account.next_try_at.is_(None), Account.next_try_at <= now),
     )
@@ -369,10 +370,11 @@ def unhealthy_in(
 ) -> list[AccountHealth]:
     """The unhealthy accounts (of one pair, or all), in the caller's session."""
     stmt = select(Account).where(
+        Account.disabled.is_(False),  # turned off by a person: not a trouble
         or_(
             Account.parked_reason != "",
             Account.failing_since <= now - rules.unhealthy_after,
-        )
+        ),
     )
     if pair_id is not None:
         stmt = stmt.where(Account.pair_id == pair_id)
@@ -387,6 +389,7 @@ def pair_troubles(
     rules, lg = rules_of(settings), timefmt.lang(pair.locale)
     stmt = select(Account).where(
         Account.pair_id == pair.id,
+        Account.disabled.is_(False),
         or_(Account.parked_reason != "", Account.failing_since <= now - rules.unhealthy_after),
     )
     return [

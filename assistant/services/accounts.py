@@ -19,7 +19,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from assistant.services.account_health import unpark
-from assistant.services.pairs import AccountView, add_account, update_account_settings
+from assistant.services.pairs import (
+    AccountView,
+    NotFoundError,
+    add_account,
+    update_account_settings,
+)
 from assistant.store.tables import Account
 from config.sealed import UNREADABLE, Keyring, install
 from config.settings import ConfigError
@@ -79,8 +84,6 @@ def install_keyring(settings: Settings) -> Keyring:
 
 
 def account_of_pair(deps: Deps, pair_id: int, account_id: int) -> AccountView:
-    from assistant.services.pairs import NotFoundError
-
     with deps.uow.read() as session:
         account = session.get(Account, account_id)
         if account is None or account.pair_id != pair_id:

@@ -80,6 +80,7 @@ class AccountView:
     last_sync_at: datetime | None
     last_error: str
     settings: dict[str, Any] = field(hash=False)
+    disabled: bool = False
 
     @classmethod
     def of(cls, account: Account) -> AccountView:
@@ -94,6 +95,7 @@ class AccountView:
             last_sync_at=account.last_sync_at,
             last_error=account.last_error,
             settings=dict(account.settings),
+            disabled=bool(account.disabled),
         )
 
 
@@ -311,21 +313,54 @@ def check_secret_refs(settings: dict[str, Any]) -> None:
 
 
 def update_account_settings(
-    deps: Deps, account_id: int, changes: dict[str, Any], *, pair_id: int | None = None
+    deps: Deps,
+    account_id: int,
+    changes: dict[str, Any],
+    *,
+    pair_id: int | None = None,
+    removed: Sequence[str] = (),
+    name: str = "",
 ) -> AccountView:
-    """Merge ``changes`` into an account's settings (a reconnect: new token or password).
+    """Merge ``changes`` into an account's settings, drop the ``removed`` keys (a
+    reconnect: new token or password; an edit), rename it when ``name`` is given.
 
-    The account starts over as "new" with no error; its change token is kept."""
+    The account starts over as "new" with no error and, if it was parked, is tried at the
+    next poll (``account_health.unpark``); its change token is kept."""
     check_secret_refs(changes)
     changes = {k: v for k, v in changes.items() if k != OPERATOR_KEY}  # only add_account marks
     with deps.uow.begin() as session:
         account = session.get(Account, account_id)
         if account is None or (pair_id is not None and account.pair_id != pair_id):
             raise NotFoundError(f"no account {account_id}")
-        account.settings = {**account.settings, **changes}
+        if name and name != account.name:
+            if session.scalars(
+                select(Account.id).where(Account.pair_id == account.pair_id, Account.name == name)
+            ).first():
+                raise ValueError(f"the pair has an account named {name!r} already")
+            account.name = name
+        kept = {k: v for k, v in account.settings.items() if k not in removed or k == OPERATOR_KEY}
+        account.settings = {**kept, **changes}
         account.state = "new"
         account.last_error = ""
         unpark(account)  # new credentials: tried at the next poll
+        return AccountView.of(account)
+
+
+def set_account_disabled(
+    deps: Deps, account_id: int, disabled: bool, *, pair_id: int | None = None
+) -> AccountView:
+    """Turn an account off (not polled, synced or pushed; its snapshots are kept) or on
+    again (tried at the next poll, from a clean slate: "new", not parked, no back-off)."""
+    with deps.uow.begin() as session:
+        account = session.get(Account, account_id)
+        if account is None or (pair_id is not None and account.pair_id != pair_id):
+            raise NotFoundError(f"no account {account_id}")
+        if account.disabled != disabled:
+            account.disabled = disabled
+            if not disabled:
+                account.failing_since = None
+                account.alerted_at = None
+                unpark(account)
         return AccountView.of(account)
 
 

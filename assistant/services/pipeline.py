@@ -97,6 +97,7 @@ class AccountSynced:
     repoll_at: datetime | None = None  # its pair's changes settle: sync it again then
     failed: account_health.FailedTry | None = None  # the back-off, or parked, after an error
     parked: bool = False  # not tried: parked until its credentials change
+    disabled: bool = False  # not tried: a person disabled it (``assistant account enable``)
     health_outbox: tuple[int, ...] = ()  # an alert or a recovery message queued
 
     @property
@@ -132,6 +133,8 @@ class Run:
         [s] = self.synced
         if s.missing:
             return {"account_id": s.account_id, "skipped": "no such account"}
+        if s.disabled:
+            return {"account_id": s.account_id, "skipped": "disabled"}
         if s.retry_in is not None:
             return {"account_id": s.account_id, "rate_limited": s.retry_in}
         if s.error:
@@ -249,8 +252,11 @@ def sync_account(deps: Deps, account_id: int, *, tried_when_parked: bool = False
         first = account.last_sync_at is None
         parked, last_error = account.parked_reason, account.last_error
         failing = account.failing_since is not None or bool(parked)
+        disabled = account.disabled
     done = AccountSynced(account_id, pair_id, name, kind,
                          baseline=first and kind == "calendar", provider=provider)  # fmt: skip
+    if disabled:
+        return replace(done, disabled=True)
     if parked and not tried_when_parked:
         return replace(done, error=last_error or parked, parked=True)
     synced = _try(deps, done, provider, conf)

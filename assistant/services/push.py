@@ -299,19 +299,19 @@ def accounts_due(deps: Deps, now: datetime) -> tuple[list[int], list[int]]:
     base = push_base(deps.settings)
     with deps.uow.read() as session:
         rows = session.execute(
-            select(Account.id, Account.provider, Account.sync_state)
+            select(Account.id, Account.provider, Account.sync_state, Account.disabled)
             .where(Account.kind == "calendar", Account.provider.in_(PUSH_PROVIDERS))
             .where(Account.parked_reason == "")  # its credentials are refused: not tried
             .order_by(Account.id)
         ).all()
     ensure: list[int] = []
     drop: list[int] = []
-    for account_id, provider, state in rows:
+    for account_id, provider, state, disabled in rows:
         push = push_of(state)
         retry_at = stored_time(push.get("retry_at"))
         if retry_at is not None and retry_at > now:
             continue
-        if base is None:
+        if base is None or disabled:  # a disabled account keeps no subscription
             if push.get("id") or push.get("stale"):
                 drop.append(account_id)
             continue

@@ -145,6 +145,8 @@ def _synced(s: pipeline.AccountSynced) -> SyncLine:
     account = f"{s.account_id} {s.name}"
     if s.missing:
         summary = "no such account"
+    elif s.disabled:
+        summary = f"not tried: disabled (`assistant account enable {s.account_id}`)"
     elif s.parked:
         summary = f"not tried: {s.error} (parked until its credentials change)"
     elif s.error:

@@ -137,6 +137,9 @@ class Account(Base):
     next_try_at: Mapped[datetime | None] = mapped_column(default=None)
     parked_reason: Mapped[str] = mapped_column(String(32), default="")
     alerted_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Turned off by a person (``assistant account disable``): not polled, not synced, no
+    # push subscription, not counted as unhealthy; its snapshots are kept.
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
 
     pair: Mapped[Pair] = relationship(back_populates="accounts")

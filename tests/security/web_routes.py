@@ -21,6 +21,7 @@ from tests.support.web import PASSWORD
 PUBLIC: dict[str, str] = {
     "/health": "says ok / not ok to anonymous callers, counts only to signed-in users",
     "/api/openapi.json": "the API's description: no data",
+    "/static/accounts.js": "the accounts page's few lines of script: no data",
     "/login": "the login form and its post (double-submit CSRF cookie, Origin checked)",
     "/login/link": "asks for a mailed login link (double-submit CSRF cookie, Origin checked)",
     "/login/link/{token}": "the mailed one-time link is the authority",

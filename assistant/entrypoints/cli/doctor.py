@@ -134,6 +134,10 @@ def _accounts(settings: Settings) -> list[Check]:
         for account in list_accounts(svc):
             name = f"account {account.id} {account.name} ({account.provider})"
             h = health.get(account.id)
+            if account.disabled:  # turned off by a person: not tried, not a fault
+                enable = f"`assistant account enable {account.id}`"
+                checks.append(Check(name, True, f"disabled: not synced or checked ({enable})"))
+                continue
             if h is not None and h.parked:  # not tried again: a provider may lock it
                 what, fix = describe(h.failure or Failure.OTHER, "en")
                 checks.append(Check(name, False, f"{what}: {h.failures} tries since "

@@ -31,14 +31,16 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from assistant.domain.signing import ExpiredToken, TokenError, sign, verify
+from assistant.entrypoints.web.account_forms import FIELDS, fields_of, redirect_uri
 from assistant.entrypoints.web.guard import Ctx, HTTPProblem, resolve_access
 from assistant.entrypoints.web.views import signs_in
+from assistant.services import account_edits
 from assistant.services import accounts as account_service
 from assistant.services.feedback import secret_keys
 
 if TYPE_CHECKING:
-    from assistant.bootstrap import Service
     from assistant.entrypoints.web.pages import Pages
+    from assistant.services.pairs import AccountView
 
 PURPOSE = "oauth-state"
 GOOGLE_SCOPES = {
@@ -76,11 +78,6 @@ def pkce_verifier(keys: list[str], nonce: str) -> str:
 
 def pkce_challenge(verifier: str) -> str:
     return _b64(hashlib.sha256(verifier.encode("ascii")).digest())
-
-
-def redirect_uri(svc: Service, request: Request, flow: str) -> str:
-    base = svc.settings.web.public_url or str(request.base_url)
-    return f"{base.rstrip('/')}/oauth/{flow}/callback"
 
 
 def _claims(id_token: object) -> dict[str, Any]:
@@ -325,6 +322,109 @@ class Connect:
         )
         return self._back(pair_id, result.note)
 
+    # ------------------------------------------------- editing, disabling, removing
+
+    def _edit_page(
+        self, request: Request, ctx: Ctx, account: AccountView, values: dict[str, Any],
+        error: str = "",
+    ) -> Response:  # fmt: skip
+        fields = self._fields(account)
+        return self.pages.render(
+            request, ctx.viewer, "account_edit.html", status=400 if error else 200, ctx=ctx,
+            account=account, values=values, form_error=error, fields=fields,
+            elsewhere=len(fields) < len(fields_of(account.provider)) or not fields,
+            form_providers=list(account_service.FORM_PROVIDERS),
+        )  # fmt: skip
+
+    def _account(self, request: Request, ctx: Ctx) -> AccountView:
+        account_id = int(request.path_params["account_id"])
+        return account_service.account_of_pair(self.svc, ctx.pair.pair_id, account_id)
+
+    async def edit_form(self, request: Request, ctx: Ctx) -> Response:
+        from assistant.services.pairs import public_settings
+
+        account = self._account(request, ctx)
+        shown = public_settings(account.settings)
+        values = {k: str(v) for k, v in shown.items() if k in FIELDS and k != "password"}
+        return self._edit_page(request, ctx, account, values | {"name": account.name})
+
+    async def edit(self, request: Request, ctx: Ctx) -> Response:
+        """Save the edit form: the provider's fields, checked as when adding (an empty
+        field is removed; an empty password keeps the stored one)."""
+        from connectors.netguard import split_url_credentials
+        from connectors.settings import InvalidSettings
+
+        assert ctx.form is not None
+        account = self._account(request, ctx)
+        form = {k: str(v) for k, v in ctx.form.items()}
+        keys = [key for key, _, _ in self._fields(account)]
+        given = {k: form.get(k, "").strip() for k in keys if k != "password"}
+        changes: dict[str, Any] = {k: v for k, v in given.items() if v}
+        removed = [k for k, v in given.items() if not v]
+        if account.provider == "ics" and changes.get("location", "").lower().startswith(
+            "webcal://"
+        ):
+            changes["location"] = "https://" + changes["location"][len("webcal://") :]
+        password = form.get("password", "")
+        if password:
+            changes["password"] = account_service.keyring_for(self.svc.settings).seal(password)
+        try:
+            account_edits.edit_account(
+                self.svc, account.id, changes, removed=removed,
+                name=form.get("name", "").strip()[:100], pair_id=ctx.pair.pair_id,
+                guard=account_service.net_policy(self.svc.settings),
+            )  # fmt: skip
+        except InvalidSettings as exc:
+            error = account_service.form_problems(exc.problems, account.provider, True)
+        except ValueError as exc:
+            error = str(exc)
+        else:
+            return self._back(ctx.pair.pair_id, "n_edited")
+        kept = {k: v for k, v in form.items() if k not in ("password", "csrf_token")}
+        for key in ("url", "location", "service_endpoint"):  # without user:pw@, ?token=
+            if key in kept:
+                kept[key] = split_url_credentials(kept[key]).url
+        return self._edit_page(request, ctx, account, kept, error)
+
+    def _fields(self, account: AccountView) -> list[tuple[str, str, str]]:
+        """The fields a user may change: none for a sign-in account (Reconnect), only the
+        password for one the operator added (it may reach what users' accounts may not)."""
+        from connectors.netguard import OPERATOR_KEY
+
+        if signs_in(account):
+            return []
+        fields = fields_of(account.provider)
+        if account.settings.get(OPERATOR_KEY):
+            return [f for f in fields if f[0] == "password"]
+        return fields
+
+    async def disable(self, request: Request, ctx: Ctx) -> Response:
+        account = self._account(request, ctx)
+        await run_in_threadpool(
+            account_edits.set_disabled, self.svc, account.id, True, pair_id=ctx.pair.pair_id
+        )
+        return self._back(ctx.pair.pair_id, "n_disabled")
+
+    async def enable(self, request: Request, ctx: Ctx) -> Response:
+        account = self._account(request, ctx)
+        account_edits.set_disabled(self.svc, account.id, False, pair_id=ctx.pair.pair_id)
+        return self._back(ctx.pair.pair_id, "n_enabled")
+
+    async def remove_form(self, request: Request, ctx: Ctx) -> Response:
+        """The confirm step: what goes, and the checkpoints that would stay behind."""
+        account = self._account(request, ctx)
+        written = account_edits.written_checkpoints(self.svc, account.id)
+        return self.pages.render(request, ctx.viewer, "account_remove.html", ctx=ctx,
+                                 account=account, written=written)  # fmt: skip
+
+    async def remove(self, request: Request, ctx: Ctx) -> Response:
+        account = self._account(request, ctx)
+        await run_in_threadpool(  # confirmed on the page that named the checkpoints
+            account_edits.remove_account, self.svc, account.id,
+            pair_id=ctx.pair.pair_id, force=True,
+        )  # fmt: skip
+        return self._back(ctx.pair.pair_id, "n_removed")
+
     # -------------------------------------------------------------------- routes
 
     def routes(self) -> list[BaseRoute]:
@@ -337,6 +437,12 @@ class Connect:
             Route(f"{p}/microsoft/connect", g(self.start_microsoft, edit=True), methods=["POST"]),
             Route(f"{a}/check", g(self.check), methods=["POST"]),
             Route(f"{a}/reconnect", g(self.reconnect, edit=True), methods=["POST"]),
+            Route(f"{a}/edit", g(self.edit_form, edit=True), methods=["GET"]),
+            Route(f"{a}/edit", g(self.edit, edit=True), methods=["POST"]),
+            Route(f"{a}/disable", g(self.disable, edit=True), methods=["POST"]),
+            Route(f"{a}/enable", g(self.enable, edit=True), methods=["POST"]),
+            Route(f"{a}/remove", g(self.remove_form, edit=True), methods=["GET"]),
+            Route(f"{a}/remove", g(self.remove, edit=True), methods=["POST"]),
             Route("/oauth/google/callback", g(self.callback_google, pair=False), methods=["GET"]),
             Route(
                 "/oauth/microsoft/callback", g(self.callback_microsoft, pair=False), methods=["GET"]

@@ -129,6 +129,51 @@ EN: dict[str, str] = {
     "n_reconnected": "The account is reconnected.",
     "n_added": "The account is added. Use Check to try the connection.",
     "n_saved": "The new password is stored.",
+    # editing, disabling and removing accounts; the add form's provider choice
+    "edit": "Edit",
+    "cancel": "Cancel",
+    "disable": "Disable",
+    "enable": "Enable",
+    "account_disabled": "disabled",
+    "disabled_status": "Disabled: not synced until it is enabled again.",
+    "edit_account": "Edit account",
+    "edit_elsewhere": (
+        "This account signs in with its provider (use Reconnect) or was set up by the "
+        "administrator; only its name and password can be changed here."
+    ),
+    "password_keep": "leave empty to keep the stored one",
+    "remove_account": "Remove account",
+    "remove_what": (
+        "The account and what was read from it (its events as last seen) are removed from "
+        "the assistant. The calendar or mailbox itself is not touched."
+    ),
+    "remove_written": (
+        "Delegated tasks wrote {n} checkpoint event(s) into this calendar. They stay there, "
+        "and the assistant will no longer move or delete them."
+    ),
+    "n_removed": "The account is removed.",
+    "n_disabled": "The account is disabled: it is not synced until you enable it.",
+    "n_enabled": "The account is enabled: it is synced at the next poll.",
+    "n_edited": "The account's settings are saved. Use Check to try the connection.",
+    "choose_provider": "Choose…",
+    "show_fields": "Show its fields",
+    "p_imap": "IMAP mail",
+    "p_caldav": "CalDAV calendar",
+    "p_ics": "Calendar feed (ICS link)",
+    "p_ews": "Exchange (EWS) calendar",
+    "p_ews_mail": "Exchange (EWS) mail",
+    "missing_google": (
+        "Google sign-in is not set up: the administrator enters the Google OAuth client "
+        "(oauth.google.client_id and its secret) in the settings."
+    ),
+    "missing_microsoft": (
+        "Microsoft sign-in is not set up: the administrator enters the Microsoft OAuth "
+        "client (oauth.microsoft.client_id) in the settings."
+    ),
+    "missing_https": (
+        "Sign-in needs the app's https:// address: the administrator sets web.public_url "
+        "to it (Google and Microsoft return only to https addresses)."
+    ),
     "n_denied": "Access was not granted, so nothing was connected.",
     "n_refused": (
         "The provider refused the sign-in (the code was not accepted). Nothing was "
@@ -335,6 +380,50 @@ RU: dict[str, str] = {
     "n_reconnected": "Учётная запись переподключена.",
     "n_added": "Учётная запись добавлена. Нажмите «Проверить», чтобы проверить соединение.",
     "n_saved": "Новый пароль сохранён.",
+    "edit": "Изменить",
+    "cancel": "Отмена",
+    "disable": "Отключить",
+    "enable": "Включить",
+    "account_disabled": "отключена",
+    "disabled_status": "Отключена: не синхронизируется, пока её снова не включат.",
+    "edit_account": "Изменить учётную запись",
+    "edit_elsewhere": (
+        "Эта учётная запись входит через своего провайдера (используйте «Переподключить») "
+        "или настроена администратором; здесь можно изменить только её имя и пароль."
+    ),
+    "password_keep": "оставьте пустым, чтобы сохранить прежний",
+    "remove_account": "Удалить учётную запись",
+    "remove_what": (
+        "Учётная запись и то, что из неё прочитано (последний снимок событий), удаляются "
+        "из помощника. Сам календарь или почтовый ящик не меняется."
+    ),
+    "remove_written": (
+        "Делегированные задачи записали в этот календарь контрольных точек: {n}. Они "
+        "останутся там, и помощник больше не будет их переносить или удалять."
+    ),
+    "n_removed": "Учётная запись удалена.",
+    "n_disabled": "Учётная запись отключена: она не синхронизируется, пока вы её не включите.",
+    "n_enabled": "Учётная запись включена: она синхронизируется при следующем опросе.",
+    "n_edited": "Настройки сохранены. Нажмите «Проверить», чтобы проверить соединение.",
+    "choose_provider": "Выберите…",
+    "show_fields": "Показать поля",
+    "p_imap": "Почта IMAP",
+    "p_caldav": "Календарь CalDAV",
+    "p_ics": "Календарь по ссылке (ICS)",
+    "p_ews": "Календарь Exchange (EWS)",
+    "p_ews_mail": "Почта Exchange (EWS)",
+    "missing_google": (
+        "Вход через Google не настроен: администратор указывает OAuth-клиент Google "
+        "(oauth.google.client_id и его секрет) в настройках."
+    ),
+    "missing_microsoft": (
+        "Вход через Microsoft не настроен: администратор указывает OAuth-клиент Microsoft "
+        "(oauth.microsoft.client_id) в настройках."
+    ),
+    "missing_https": (
+        "Для входа нужен https-адрес приложения: администратор указывает его в "
+        "web.public_url (Google и Microsoft возвращают только на https-адреса)."
+    ),
     "n_denied": "Доступ не был предоставлен, ничего не подключено.",
     "n_refused": (
         "Провайдер отклонил вход (код не принят). Ничего не сохранено, попробуйте ещё "
@@ -425,9 +514,11 @@ NOTES = frozenset({
     "n_connected", "n_reconnected", "n_added", "n_saved", "n_denied", "n_refused",
     "n_no_refresh", "n_unreachable", "n_other_user", "check_ok", "check_auth",
     "check_secret", "check_unreachable", "check_rate", "check_not_found", "check_invalid",
-    "check_config", "check_failed", "not_configured",
+    "check_config", "check_failed", "not_configured", "n_removed", "n_disabled", "n_enabled",
+    "n_edited",
 })  # fmt: skip
-GOOD_NOTES = frozenset({"n_connected", "n_reconnected", "n_added", "n_saved", "check_ok"})
+GOOD_NOTES = frozenset({"n_connected", "n_reconnected", "n_added", "n_saved", "check_ok",
+                        "n_removed", "n_disabled", "n_enabled", "n_edited"})  # fmt: skip
 
 
 def translator(locale: str) -> Callable[[str], str]:

@@ -367,14 +367,20 @@ class Pages:
         form_error: str = "",
         form: dict[str, str] | None = None,
     ) -> Response:
-        """The accounts page; after a refused form, the form again with ``form_error`` (400)."""
+        """The accounts page; after a refused form, the form again with ``form_error`` (400).
+
+        The add form shows the fields of the provider chosen (``?provider=``, or the refused
+        form's); without a choice, only the choice."""
+        from assistant.entrypoints.web.account_forms import FLOWS, fields_of, sign_in_missing
         from assistant.services.accounts import FORM_PROVIDERS
 
         rows = views.accounts(self.svc, ctx.pair, ctx.viewer.locale)
         for row in rows:
             row["password_form"] = row["provider"] in FORM_PROVIDERS
         note = request.query_params.get("note", "")
-        oauth = self.svc.settings.oauth
+        form = form or {}
+        chosen = form.get("provider") or request.query_params.get("provider", "")
+        chosen = chosen if chosen in FORM_PROVIDERS else ""
         return self.render(
             request,
             ctx.viewer,
@@ -383,13 +389,23 @@ class Pages:
             ctx=ctx,
             accounts=rows,
             form_error=form_error,
-            form=form or {},
+            form=form,
             note=note if note in NOTES else "",
             note_ok=note in GOOD_NOTES,
             may_edit=ctx.pair.may_edit,
-            google_ready=bool(oauth.google.client_id),
-            microsoft_ready=bool(oauth.microsoft.client_id),
+            connect=[
+                {"flow": flow, "missing": sign_in_missing(self.svc, request, flow)}
+                for flow in FLOWS
+            ],
+            providers=list(FORM_PROVIDERS),
+            chosen=chosen,
+            fields=fields_of(chosen) if chosen else [],
         )
+
+    async def accounts_js(self, request: Request) -> Response:
+        """The accounts page's few lines of script (the CSP allows scripts from here only)."""
+        script = (Path(__file__).parent / "templates" / "accounts.js").read_text()
+        return Response(script, media_type="text/javascript")
 
     async def settings(self, request: Request, ctx: Ctx) -> Response:
         data = pair_settings(self.svc, ctx.pair.pair_id)
@@ -461,6 +477,7 @@ class Pages:
             Route(f"{p}/tasks", g(self.create_task, edit=True), methods=["POST"]),
             Route(f"{p}/tasks/{{task_id:int}}", g(self.task), methods=["GET"]),
             Route(f"{p}/accounts", g(self.accounts), methods=["GET"]),
+            Route("/static/accounts.js", self.accounts_js, methods=["GET"]),
             Route(f"{p}/settings", g(self.settings), methods=["GET"]),
             Route(f"{p}/settings", g(self.save_settings, edit=True), methods=["POST"]),
         ]

@@ -460,6 +460,7 @@ def accounts(svc: Service, access: PairAccess, locale: str = "en") -> list[dict[
                 "status": words,
                 "writable": a.writable,
                 "signs_in": signs_in(a),
+                "disabled": a.disabled,
                 "health": _health(h, tz, locale) if h is not None and h.failing else None,
             }
         )
