@@ -383,7 +383,10 @@ def _writable_account(session: Session, pair_id: int) -> Account | None:
         .where(Account.pair_id == pair_id, Account.writable.is_(True), Account.kind == "calendar")
         .order_by(Account.id)
     )
-    return session.scalars(stmt).first()
+    found = session.scalars(stmt).first()
+    # A disabled calendar is left alone: checkpoints wait for it to be enabled rather than
+    # moving to another calendar (which would leave the written ones behind).
+    return None if found is None or found.disabled else found
 
 
 # ------------------------------------------------------------------------ calendar I/O

@@ -40,7 +40,7 @@ def pages(live: LiveApp) -> dict[str, str]:
         "latency": f"{p}/latency",
         "tasks": f"{p}/tasks",
         "task": f"{p}/tasks/{a.task_id}",
-        # "accounts": walked once the accounts page work lands (its form is being rebuilt)
+        "accounts": f"{p}/accounts",
         "settings": f"{p}/settings",
         "password": "/me/password",
     }
