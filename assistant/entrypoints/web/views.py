@@ -22,7 +22,7 @@ from assistant.domain.conflicts import find_conflicts
 from assistant.domain.latency import Direction, LatencyRecord
 from assistant.services.account_health import AccountHealth, account_health, troubles
 from assistant.services.mail import latency_of_pair, pair_latency
-from assistant.services.pairs import AccountView, NotFoundError
+from assistant.services.pairs import AccountView, NotFoundError, list_accounts
 from assistant.services.queries import FeedNotification, change_feed
 from assistant.services.users import PairAccess
 from assistant.store.snapshots import from_row
@@ -434,12 +434,7 @@ def signs_in(a: Account | AccountView) -> bool:
 def accounts(svc: Service, access: PairAccess, locale: str = "en") -> list[dict[str, Any]]:
     tz = ZoneInfo(access.timezone)
     health = {h.account_id: h for h in account_health(svc, access.pair_id)}
-    with svc.uow.read() as session:
-        rows = list(
-            session.scalars(
-                select(Account).where(Account.pair_id == access.pair_id).order_by(Account.id)
-            )
-        )
+    rows = list_accounts(svc, access.ref)  # what `assistant account list` reads
     out = []
     for a in rows:
         h = health.get(a.id)
