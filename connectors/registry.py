@@ -181,7 +181,7 @@ def open_mailbox(
 
         return MaildirSource(conf.path, folders=conf.folders, limits=limits)
     if isinstance(conf, MboxSettings):
-        from connectors.archive.mailbox import MboxSource
+        from connectors.archive.mbox import MboxSource
 
         return MboxSource(conf.path, limits=limits)
     if isinstance(conf, ImapSettings):

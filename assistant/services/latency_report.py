@@ -38,7 +38,8 @@ def latency_of_archive(
     """Latency of an exported mailbox. With ``zone``, in working time (Mon–Fri 09–18 there,
     with ``holidays`` of that country); otherwise in wall time. ``on_read`` hears how many
     messages were read, of how many when known (a terminal shows progress)."""
-    from connectors.archive.mailbox import MaildirSource, MboxSource
+    from connectors.archive.mailbox import MaildirSource
+    from connectors.archive.mbox import MboxSource
 
     messages: list[MessageData] = []
     skipped: list[str] = []

@@ -19,7 +19,7 @@ from assistant.domain.latency import (
 )
 from assistant.domain.latency.quotes import BODY_KEY, QUOTE_KEYS, TEXT_KEY, text_keys
 from assistant.domain.model import MessageData
-from connectors.archive.mailbox import MboxSource
+from connectors.archive.mbox import MboxSource
 
 T0 = datetime(2026, 3, 23, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=30)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from assistant.domain.model import MessageData
-from connectors.archive.mailbox import MaildirSource, MboxSource, parse_message
+from connectors.archive.mailbox import MaildirSource, parse_message
+from connectors.archive.mbox import MboxSource
 from connectors.base import InvalidData, MailSource, NotFound, TokenExpired
 
 MTIME = datetime(2021, 6, 1, 12, 0, tzinfo=UTC)
