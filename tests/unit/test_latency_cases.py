@@ -178,7 +178,7 @@ def test_short_texts_have_no_text_key() -> None:
 
 
 def test_the_demo_managers_reply_is_not_an_open_message(tmp_path: Path) -> None:
-    from assistant.entrypoints.demo import write_sample_maildir
+    from assistant.entrypoints.demo_data import write_sample_maildir
     from connectors.archive.mailbox import MaildirSource
 
     write_sample_maildir(tmp_path / "mail", date(2026, 3, 23))
