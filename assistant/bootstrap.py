@@ -135,3 +135,9 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).setLevel(
             logging.NOTSET if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
         )
+    # apprise tells why a chat message failed only through its WARNING records, which the
+    # chat channel captures into the outbox entry's error: they must be emitted whatever
+    # the level; the root's handlers print only what ``level`` asks for.
+    logging.getLogger("apprise").setLevel(min(numeric, logging.WARNING))
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(numeric)

@@ -645,4 +645,6 @@ def test_a_full_sync_holds_no_copy_of_the_whole_reply(scripted: Script) -> None:
     finally:
         tracemalloc.stop()
     assert len(delta.resources) == 1500  # type: ignore[attr-defined]
-    assert peak < len(body) / 4, f"peak {peak} bytes for a reply of {len(body)}"
+    # A copy of the reply alone would be len(body); the server thread's send buffers and
+    # pytest-xdist's channel thread are traced too (1.4 MB seen in a full run), hence half.
+    assert peak < len(body) / 2, f"peak {peak} bytes for a reply of {len(body)}"

@@ -254,3 +254,30 @@ def test_malformed_urls_are_a_configuration_error_listing_each() -> None:
         AppriseChannel([])
     with pytest.raises(ConfigError, match=r"notify\.telegram\[0\]"):
         AppriseChannel("tgram://x/", config_key="notify.telegram")
+
+
+def test_the_reason_is_kept_when_the_log_shows_errors_only(
+    uow: UnitOfWork, receiver: HttpReceiver
+) -> None:
+    """The CLI logs at ERROR (``assistant sync``): apprise's WARNING that says why a chat
+    message failed must still reach the outbox entry (it was "failure", nothing more), and
+    the log itself must not print it."""
+    import logging
+
+    from assistant.bootstrap import configure_logging
+
+    root = logging.getLogger()
+    saved = (root.level, [h.level for h in root.handlers],
+             logging.getLogger("apprise").level)  # fmt: skip
+    configure_logging("ERROR")
+    try:
+        entry_id = add(uow)
+        receiver.answer(500)
+        outbox.drain(uow, chat(json_url(receiver)), Clock(), SETTINGS)
+        assert "error=500" in entry(uow, entry_id).last_error
+        assert all(h.level >= logging.ERROR for h in root.handlers)
+    finally:
+        root.setLevel(saved[0])
+        for h, level in zip(root.handlers, saved[1], strict=False):
+            h.setLevel(level)
+        logging.getLogger("apprise").setLevel(saved[2])

@@ -211,6 +211,7 @@ def test_every_unsafe_route_needs_the_token(world: World) -> None:
         "/health",
         "/api/openapi.json",
         "/ics/{token}.ics",
+        "/static/accounts.js",
     }
 
 
