@@ -28,6 +28,7 @@ from assistant.services.reply_index import (
     addresses,
     cached_index,
     pair_latency,
+    stored_keys,
     to_message,
 )
 from assistant.services.sync import skipped_status
@@ -108,6 +109,7 @@ def _row(pair_id: int, account_id: int, m: MessageData, direction: Direction) ->
         "folder": m.folder,
         # Our own notifications, when sent from the manager's mailbox, are machine mail too.
         "auto_reply": m.auto_reply or m.message_id.strip("<>").endswith("@exec-assistant"),
+        "text_keys": stored_keys(m.extra),  # copies and quoted replies, where the body was read
     }
 
 

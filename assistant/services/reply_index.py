@@ -36,6 +36,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from assistant.domain.latency import Direction, LatencyIndex, LatencyRecord
+from assistant.domain.latency.quotes import BODY_KEY, QUOTE_KEYS, TEXT_KEY
 from assistant.domain.model import MessageData
 from assistant.services.hours import pair_hours
 from assistant.services.pairs import find_pair
@@ -57,6 +58,23 @@ def addresses(pair: Pair) -> tuple[set[str], set[str]]:
     )
 
 
+# The keys of ``MessageData.extra`` a stored message keeps (``Message.text_keys``): what
+# its text says for copies and quoted replies (``assistant.domain.latency.quotes``).
+STORED_KEYS = (BODY_KEY, TEXT_KEY, QUOTE_KEYS, "body_hash")
+
+
+def stored_keys(extra: dict[str, str]) -> dict[str, str]:
+    """The text keys of ``extra`` a stored message keeps."""
+    return {k: str(extra[k]) for k in STORED_KEYS if extra.get(k)}
+
+
+def _extra(keys: Any) -> dict[str, str]:
+    """``Message.text_keys`` as ``MessageData.extra`` (only strings: a row is data)."""
+    if not isinstance(keys, dict):
+        return {}
+    return {k: v for k, v in keys.items() if k in STORED_KEYS and isinstance(v, str)}
+
+
 def to_message(row: Message) -> MessageData:
     return MessageData(
         message_id=row.message_id,
@@ -70,6 +88,7 @@ def to_message(row: Message) -> MessageData:
         thread_id=row.thread_key,
         folder=row.folder,
         auto_reply=row.auto_reply,
+        extra=_extra(row.text_keys),
     )
 
 
@@ -209,7 +228,7 @@ def fed_index(session: Session, uow: UnitOfWork, pair: Pair, now: datetime) -> I
 _COLUMNS = (
     Message.id, Message.message_id, Message.sent_at, Message.from_addr, Message.to_addrs,
     Message.cc_addrs, Message.subject, Message.in_reply_to, Message.references,
-    Message.thread_key, Message.folder, Message.auto_reply,
+    Message.thread_key, Message.folder, Message.auto_reply, Message.text_keys,
 )  # fmt: skip
 _PART = 20_000  # rows per round trip when a whole mailbox is read
 
@@ -229,11 +248,11 @@ def _stored_after(
     for part in session.execute(stmt).partitions():
         ids = []
         messages = []
-        for row_id, mid, sent, sender, to, cc, subject, irt, refs, tid, folder, auto in part:
+        for row_id, mid, sent, sender, to, cc, subject, irt, refs, tid, folder, auto, keys in part:
             ids.append(row_id)
             messages.append(
                 MessageData(mid, sent, sender, tuple(to), tuple(cc), subject, irt, tuple(refs),
-                            tid, folder, auto, extra=no_extra)
+                            tid, folder, auto, extra=_extra(keys) if keys else no_extra)
             )  # fmt: skip
         yield ids, messages
 

@@ -280,6 +280,10 @@ class Message(Base):
     direction: Mapped[str] = mapped_column(String(24))
     folder: Mapped[str] = mapped_column(String(256), default="")
     auto_reply: Mapped[bool] = mapped_column(Boolean, default=False)
+    # What its text says for copies and quoted replies (``MessageData.extra``: body_key,
+    # text_key, quote_keys, body_hash; short digests, never the text), where the source
+    # read the body; {} otherwise.
+    text_keys: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     __table_args__ = (
         UniqueConstraint("pair_id", "message_id"),
