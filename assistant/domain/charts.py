@@ -236,6 +236,8 @@ def timeline_svg(
     for n in range(0, days, step):
         d = first + timedelta(days=n)
         px = x(datetime.combine(d, datetime.min.time(), tz))
+        if px > left + plot_w - 36:  # no room for its label before the edge
+            continue
         parts.append(
             f'<line x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{bottom}" stroke="#eee"/>'
             f'<text x="{px:.1f}" y="{bottom + 16}" text-anchor="start" fill="#555">'
