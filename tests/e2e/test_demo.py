@@ -69,8 +69,8 @@ PLAYED: dict[str, str] = {}  # moment: the blanked output, compared across the c
     [
         "monday-17:45",  # the short form: the wall clock made an extra message appear here
         "sunday-23:59",  # and the demo's week was the next one here
-        pytest.param("monday-09:00", marks=pytest.mark.slow),
-        pytest.param("friday-23:30", marks=pytest.mark.slow),
+        pytest.param("monday-09:00", marks=pytest.mark.long),
+        pytest.param("friday-23:30", marks=pytest.mark.long),
     ],
 )
 def test_the_demo_tells_the_same_story_at_any_hour(

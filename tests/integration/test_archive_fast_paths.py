@@ -83,7 +83,7 @@ def test_fast_paths_match_the_stdlib_on_a_sample_of_real_mail() -> None:
     assert sum(check(p) for p in files) > 10_000
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_fast_paths_match_the_stdlib_on_every_real_mail() -> None:
     files = _files(1)
     assert len(files) > 13_000

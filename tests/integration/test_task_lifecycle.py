@@ -447,6 +447,6 @@ def test_the_lifecycle_keeps_calendar_and_score_true(world: World) -> None:
     run_lifecycle(world, examples=20, steps=15)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_the_lifecycle_keeps_calendar_and_score_true_at_length(world: World) -> None:
     run_lifecycle(world, examples=60, steps=25)
