@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
+from typing import Any
 
 BODY_KEY, TEXT_KEY, QUOTE_KEYS = "body_key", "text_key", "quote_keys"
 WORDS = 20  # words per key: enough to tell messages apart, few enough to survive edits
@@ -113,14 +115,21 @@ def _ascii_lines(text: str) -> tuple[list[bytes], list[list[bytes]], list[bool],
 
 def _ascii_keys(text: str) -> dict[str, str]:
     body, words, marker, start = _ascii_lines(text)
-    keys = {BODY_KEY: _bytes_digest(body)}
-    own = _bytes_window(words, marker, 0, len(words) if start is None else start)
+    return _keys(_bytes_digest(body), words, marker, start, _bytes_window)
+
+
+def _keys(body_key: str, words: Any, marker: list[bool], start: int | None,
+          window: Callable[[Any, list[bool], int, int], str]) -> dict[str, str]:  # fmt: skip
+    """The keys of a text cut into lines of words (``str`` or ASCII ``bytes`` words, with
+    their ``window``): the body's, its own text's, and each quoted line's."""
+    keys = {BODY_KEY: body_key}
+    own = window(words, marker, 0, len(words) if start is None else start)
     if own:
         keys[TEXT_KEY] = own
     if start is not None:
         quotes: dict[str, None] = {}
         for n in range(start, min(len(words), start + MAX_QUOTE_LINES)):
-            if not marker[n] and (key := _bytes_window(words, marker, n, len(words))):
+            if not marker[n] and (key := window(words, marker, n, len(words))):
                 quotes.setdefault(key)
         if quotes:
             keys[QUOTE_KEYS] = " ".join(quotes)
@@ -173,18 +182,7 @@ def text_keys(text: str) -> dict[str, str]:
             start = len(words)
         words.append(found)
         marker.append(is_marker)
-    keys = {BODY_KEY: _digest(body)}
-    own = _window(words, marker, 0, len(words) if start is None else start)
-    if own:
-        keys[TEXT_KEY] = own
-    if start is not None:
-        quotes: dict[str, None] = {}
-        for n in range(start, min(len(words), start + MAX_QUOTE_LINES)):
-            if not marker[n] and (key := _window(words, marker, n, len(words))):
-                quotes.setdefault(key)
-        if quotes:
-            keys[QUOTE_KEYS] = " ".join(quotes)
-    return keys
+    return _keys(_digest(body), words, marker, start, _window)
 
 
 def _window(words: list[list[str]], marker: list[bool], start: int, end: int) -> str:
