@@ -14,12 +14,13 @@ import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from tests.e2e.test_cli import Cli
+from tests.support.feeds import vevent as _event
+from tests.support.feeds import write_feed as _feed
 
 MANAGER = "alexandra.morgan@northwind-holdings.example"
 ASSISTANT = "samantha.leeds@northwind-holdings.example"
@@ -33,20 +34,6 @@ REPRS = [
     re.compile(r"datetime\.|<[\w.]+ object at 0x"),
 ]
 WEEKDAY_MOMENT = re.compile(r"\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun) \d{1,2} [A-Z][a-z]{2} \d\d:\d\d\b")
-
-
-def _event(uid: str, start: datetime, summary: str) -> str:
-    end = start + timedelta(hours=1)
-    return (
-        f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20261101T000000Z\r\n"
-        f"DTSTART:{start:%Y%m%dT%H%M%SZ}\r\nDTEND:{end:%Y%m%dT%H%M%SZ}\r\n"
-        f"SUMMARY:{summary}\r\nEND:VEVENT\r\n"
-    )
-
-
-def _feed(path: Path, *events: str) -> None:
-    path.write_text("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\n" + "".join(events)
-                    + "END:VCALENDAR\r\n")  # fmt: skip
 
 
 # One process runs many commands through the console script's function (``main``), each

@@ -17,24 +17,12 @@ from zoneinfo import ZoneInfo
 from assistant.domain.timefmt import day
 from assistant.entrypoints.embedded import free_port
 from tests.e2e.test_cli import Cli
+from tests.support.feeds import vevent as _event
+from tests.support.feeds import write_feed as _feed
 from tests.support.smtp import SmtpServer
 
 BERLIN = ZoneInfo("Europe/Berlin")
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
-
-
-def _event(uid: str, start: datetime, summary: str) -> str:
-    end = start + timedelta(hours=1)
-    return (
-        f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20261101T000000Z\r\n"
-        f"DTSTART:{start:%Y%m%dT%H%M%SZ}\r\nDTEND:{end:%Y%m%dT%H%M%SZ}\r\n"
-        f"SUMMARY:{summary}\r\nEND:VEVENT\r\n"
-    )
-
-
-def _feed(path: Path, *events: str) -> None:
-    path.write_text("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\n" + "".join(events)
-                    + "END:VCALENDAR\r\n")  # fmt: skip
 
 
 def _home(tmp_path: Path, smtp_port: int) -> Cli:
