@@ -96,6 +96,22 @@ def lines(
     return start + (end - start) * red_line_fraction, end
 
 
+def term_read_late(
+    term_start: datetime,
+    deadline: datetime,
+    now: datetime,
+    red_line_fraction: float = 0.5,
+    hours: WorkingHours | None = None,
+) -> datetime:
+    """The start of a term given by email: when the email was sent, unless it is read so
+    late (the service was down, the mail was held) that its Red Line has passed; then from
+    ``now``, so the Red Line falls in the middle of the time that is left instead of in
+    the past."""
+    at = _aware("now", now)
+    red_line, _ = lines(term_start, deadline, red_line_fraction, hours)
+    return at if red_line <= at else _aware("term_start", term_start)
+
+
 class PastDeadline(ValueError):
     """The deadline has passed: no task can be delegated (or moved) to it."""
 

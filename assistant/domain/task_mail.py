@@ -31,7 +31,9 @@ try:  # dateparser has no type hints
     from dateparser.date import DateDataParser
     from dateparser.search import search_dates
 except ImportError as exc:  # pragma: no cover - a packaging error, said plainly
-    raise ImportError("assistant.domain.task_mail needs dateparser: pip install dateparser") from exc  # noqa: E501
+    raise ImportError(
+        "assistant.domain.task_mail needs dateparser: pip install dateparser"
+    ) from exc
 
 
 @dataclass(frozen=True)
@@ -410,6 +412,14 @@ def _ask(key: str, lang: str, **values: str) -> str:
 
 def _when(t: datetime, lang: str) -> str:
     return f"{timefmt.day(t.date(), lang)} {t:%H:%M}"
+
+
+def ask_past_deadline(title: str, deadline: datetime, zone: str, lang: str) -> str:
+    """The question for a deadline that had passed by the time the email was read (the
+    service was down, or the manager wrote a date already gone): a task is never made
+    with it, and a "yes" cannot confirm it."""
+    name = title or ("задача" if lang == "ru" else "the task")
+    return _ask("past", lang, title=name, a=_when(deadline.astimezone(ZoneInfo(zone)), lang))
 
 
 # ------------------------------------------------------------------------------- the draft

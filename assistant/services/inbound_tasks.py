@@ -21,10 +21,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from assistant.domain import timefmt
-from assistant.domain.delegation import CheckpointKind
+from assistant.domain.delegation import CheckpointKind, term_read_late
 from assistant.domain.feedback import Confidence, reply_text
-from assistant.domain.task_mail import TaskDraft, parse_task_email
+from assistant.domain.task_mail import TaskDraft, ask_past_deadline, parse_task_email
 from assistant.services import delegation, outbox
+from assistant.services.hours import pair_hours
 from assistant.services.inbound_answers import (
     _LINE_NAMES,
     _count,
@@ -78,7 +79,7 @@ def _task_email(
     original = {"subject": m.subject, "text": reply_text(m.text)[:MAX_KEPT_TEXT],
                 "sent_at": m.sent_at.isoformat(), "origin": m.message_id}  # fmt: skip
     draft = _parse(deps, original, m.text, m.sent_at, zone, locale, sender)
-    _act_on_draft(deps, m, sender, pair_id, draft, original, now, report)
+    _act_on_draft(deps, m, sender, pair_id, zone, draft, original, now, report)
 
 
 def _task_follow_up(
@@ -114,7 +115,7 @@ def _task_follow_up(
         )
         if draft.question is None and draft.deadline is not None:
             draft = replace(draft, term_start=min(draft.term_start, first_sent))
-    _act_on_draft(deps, m, sender, int(payload["pair_id"]), draft, original, now, report)
+    _act_on_draft(deps, m, sender, int(payload["pair_id"]), zone, draft, original, now, report)
 
 
 def _parse(
@@ -143,12 +144,19 @@ def _act_on_draft(
     m: InboundMessage,
     sender: str,
     pair_id: int,
+    zone: str,
     draft: TaskDraft,
     original: dict[str, Any],
     now: datetime,
     report: InboxTally,
 ) -> None:
     lang = _lang("", f"{original['subject']}\n{original['text']}")
+    if draft.deadline is not None and draft.deadline <= now:
+        # Gone by the time we read it (or by the time the manager said "yes" to it): asked
+        # back, never proposed, so no answer can make a task with it.
+        asked = ask_past_deadline(draft.title, draft.deadline, zone, lang)
+        question = asked if draft.title else draft.question
+        draft = replace(draft, deadline=None, question=question, confidence=Confidence.LOW)
     if draft.question is not None:
         with deps.uow.begin() as session:
             entry = outbox.enqueue(
@@ -209,13 +217,18 @@ def _create_confirmed(
             pair = session.get(Pair, pair_id)
             if pair is None:
                 raise NotFoundError(f"no pair {pair_id}")
+            s = deps.settings.delegation
+            hours = pair_hours(pair, draft.term_start.year - 1, draft.deadline.year + 1)
+            term_start = term_read_late(
+                draft.term_start, draft.deadline, now, s.red_line_fraction, hours
+            )
             task = DelegatedTask(
                 pair_id=pair.id, title=draft.title.strip(), result=draft.result,
                 measure=draft.measure, resources=draft.resources, why=draft.why,
                 delegator=pair.manager_email,
                 delegate=check_email(draft.delegate, "delegate") if draft.delegate
                 else pair.assistant_email,
-                term_start=draft.term_start, deadline=draft.deadline, state="briefed",
+                term_start=term_start, deadline=draft.deadline, state="briefed",
                 created_at=now, updated_at=now,
             )  # fmt: skip
             session.add(task)

@@ -302,6 +302,51 @@ def inbound(mid: str, text: str, subject: str = "Plan", reply_to: str = "") -> I
                           sent_at=NOW - timedelta(minutes=1), text=text)  # fmt: skip
 
 
+def test_a_deadline_gone_by_the_time_the_email_is_read_is_asked_back(svc: Service) -> None:
+    # Sent on Friday morning, due that afternoon, read on Monday (the service was down).
+    sent = datetime(2026, 11, 20, 9, 0, tzinfo=BERLIN)
+    late = replace(inbound("p1@example.com", "Plan the offsite by 20 November 17:00."), sent_at=sent)
+    source = Listed(late)
+    report = process_inbox(svc, NOW, source)
+    assert report.tasks == () and tasks(svc) == [] and len(report.outbox_ids) == 1
+    with svc.uow.read() as s:
+        question = s.get(OutboxEntry, report.outbox_ids[0])
+        assert question is not None
+        assert question.body_text.startswith(
+            "The deadline I read for “Plan”, Fri 20 Nov 17:00, has already passed."
+        ), question.body_text
+        assert question.payload["deadline"] is None, "never proposed"
+        reply_to = message_id_for(question.idempotency_key).strip("<>")
+    # "Yes" cannot confirm a deadline that has passed; a new one makes the task.
+    source.messages.append(inbound("p2@example.com", "yes", reply_to=reply_to))
+    assert process_inbox(svc, NOW, source).tasks == () and tasks(svc) == []
+    source.messages.append(inbound("p3@example.com", "Wednesday 25 November 17:00",
+                                   reply_to=reply_to))  # fmt: skip
+    report = process_inbox(svc, NOW, source)
+    [task] = tasks(svc)
+    assert task.deadline.astimezone(BERLIN) == datetime(2026, 11, 25, 17, 0, tzinfo=BERLIN)
+
+
+def test_a_task_email_read_after_its_red_line_counts_its_term_from_now(svc: Service) -> None:
+    # Sent on Wednesday, due Monday noon: its Red Line (half the working time, Thursday
+    # afternoon) passed before the service read it on Monday at 09:00.
+    sent = datetime(2026, 11, 18, 9, 0, tzinfo=BERLIN)
+    text = "Prepare the board pack by Monday 23 November 12:00."
+    source = Listed(replace(inbound("l1@example.com", text, subject="Board pack"), sent_at=sent))
+    assert len(process_inbox(svc, NOW, source).tasks) == 1
+    [task] = tasks(svc)
+    assert task.term_start == NOW, "the term counts from when the email was read"
+    red = next(c for c in task.checkpoints if c.kind == "red_line")
+    assert NOW < red.line_at < task.deadline, red.line_at
+    # Read in time, the term counts from when it was sent.
+    text = "Prepare the board pack by Tuesday 24 November 12:00."
+    source.messages.append(replace(inbound("l2@example.com", text, subject="Board pack 2"),
+                                   sent_at=NOW - timedelta(hours=1)))  # fmt: skip
+    again = process_inbox(svc, NOW, source)
+    assert len(again.tasks) == 1, again
+    assert tasks(svc)[1].term_start == NOW - timedelta(hours=1)
+
+
 def test_a_yes_confirms_the_deadline_proposed(svc: Service) -> None:
     source = Listed(inbound("q1@example.com", "Plan the offsite, 4 December would be great."))
     report = process_inbox(svc, NOW, source)
