@@ -4,6 +4,7 @@ open message. The same cases run through ``LatencyIndex``, which must agree."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -155,6 +156,20 @@ def test_a_quoting_reply_with_a_changed_subject_and_angle_quotes_pairs() -> None
     reply = mail("reply", 30, "alex@corp.com", ("sam.lee@corp.com",), "lunch move OK",
                  text=quoted)  # fmt: skip
     assert both([ask, reply])["ask"].wall_minutes == 30
+
+
+def test_a_quoting_reply_in_another_provider_conversation_pairs() -> None:
+    # Gmail, Microsoft 365 and Exchange give every message a thread id; a reply whose
+    # client dropped the subject and the reply headers starts a conversation of its own.
+    ask = replace(mail("ask", 0, "sam.lee@corp.com", ("alex.smith@corp.com",), "Lunch",
+                       text=ASK), thread_id="conv-1")  # fmt: skip
+    quoted = f"Accept.\n\nOn Mon, Sam Lee wrote:\n> {ASK}\n"
+    reply = replace(mail("reply", 20, "alex.smith@corp.com", ("sam.lee@corp.com",), "",
+                         text=quoted), thread_id="conv-2")  # fmt: skip
+    assert both([ask, reply])["ask"].wall_minutes == 20
+    # Quoting is read only from a reply without reply headers: headers say what it answers.
+    headed = replace(reply, in_reply_to="elsewhere@corp.com")
+    assert both([ask, headed])["ask"].replied_at is None
 
 
 def test_a_reply_that_does_not_quote_and_blank_subjects_do_not_pair() -> None:

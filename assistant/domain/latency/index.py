@@ -198,11 +198,11 @@ class LatencyIndex:
         m = self._messages[i]
         for j in self._d.quote_links(i, self._by_text):
             self._union(i, j)
-        if not m.thread_id and not m.in_reply_to and not m.references:
+        if not m.in_reply_to and not m.references:
             for quoted in m.extra.get(QUOTE_KEYS, "").split():
                 self._quoting.setdefault(quoted, []).append(i)
         text = m.extra.get(TEXT_KEY)
-        if text and not m.thread_id:
+        if text:
             self._by_text.setdefault(text, []).append(i)
             for j in self._quoting.get(text, ()):
                 if j != i:

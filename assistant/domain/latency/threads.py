@@ -1,16 +1,17 @@
 """Threads of messages and who writes to whom (pure, no I/O).
 
 Threads come from the provider's thread id when there is one, else from In-Reply-To /
-References, else (archives such as Enron carry neither) from quoting and from the
-subject. A bare reply (no headers) that quotes a message's text joins it, whatever its
-subject (``quotes``). A message joins the previous one with the same normalized subject
-between the same two people when it is at most ``window`` later; a blank subject (or
-"(no subject)") never joins anything. People, not addresses: the aliases of one person
-(``people``) count as that person. Copies of one message count once (``_Distinct``): the
-same Message-ID, or the same sender, second, subject and body, whatever the recipients
-(one mail filed in several folders with its own Message-ID each time, a Bcc copy). A copy
-exactly 12 h off also counts as the same message (some Enron copies lost AM/PM in a
-conversion). Everything is O(n log n): one sort, dicts and a union-find.
+References, else (archives such as Enron carry neither) from quoting and from the subject.
+A bare reply (no reply headers) that quotes a message's text joins it, whatever its
+subject or provider thread (``quotes``). A message joins the previous one with the same
+normalized subject between the same two people when it is at most ``window`` later; a
+blank subject (or "(no subject)") never joins anything. People, not addresses: the aliases
+of one person (``people``) count as that person. Copies of one message count once
+(``_Distinct``): the same Message-ID, or the same sender, second, subject and body,
+whatever the recipients (one mail filed in several folders with its own Message-ID each
+time, a Bcc copy). A copy exactly 12 h off also counts as the same message (some Enron
+copies lost AM/PM in a conversion). Everything is O(n log n): one sort, dicts and a union-
+find.
 """
 
 from __future__ import annotations
@@ -246,13 +247,17 @@ class _Distinct:
                 yield person
 
     def quote_links(self, i: int, by_text: dict[str, list[int]]) -> Iterator[int]:
-        """The messages ``i`` quotes (``i`` bare of headers and thread id), by text key."""
+        """The messages ``i`` quotes (``i`` bare of reply headers), by text key.
+
+        A provider's thread id does not stop it: a reply whose client dropped the subject
+        and the reply headers lands in a conversation of its own at Gmail, Microsoft 365
+        and Exchange, and only the text it quotes still says what it answers."""
         m = self.messages[i]
-        if m.thread_id or m.in_reply_to or m.references:
+        if m.in_reply_to or m.references:
             return
         for key in m.extra.get(QUOTE_KEYS, "").split():
             for j in by_text.get(key, ()):
-                if j != i and not self.messages[j].thread_id:
+                if j != i:
                     yield j
 
 
