@@ -10,8 +10,8 @@ of one person (``people``) count as that person. Copies of one message count onc
 (``_Distinct``): the same Message-ID, or the same sender, second, subject and body,
 whatever the recipients (one mail filed in several folders with its own Message-ID each
 time, a Bcc copy). A copy exactly 12 h off also counts as the same message (some Enron
-copies lost AM/PM in a conversion). Everything is O(n log n): one sort, dicts and a union-
-find.
+copies lost AM/PM in a conversion). Everything is O(n log n): one sort, dicts and a
+union-find.
 """
 
 from __future__ import annotations
