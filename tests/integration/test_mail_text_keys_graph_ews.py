@@ -231,6 +231,26 @@ def test_a_reply_with_a_blank_subject_keeps_the_keys_of_the_text_it_quotes(
     assert stored["q1@x"].extra[TEXT_KEY] in stored["q2@x"].extra[QUOTE_KEYS].split()
 
 
+def test_an_html_reply_quoting_in_a_blockquote_keeps_the_keys_of_what_it_quotes(
+    svc: Service, box: Mailbox
+) -> None:
+    """A reply written in HTML (Outlook on the web, Gmail) quotes in a ``blockquote``. The
+    connectors ask for the text Exchange makes of it (Graph: Prefer
+    outlook.body-content-type="text"; EWS: TextBody), which keeps the quoted text; turned
+    into text here from HTML, the quote would be gone (``html_to_text`` drops it)."""
+    box.deliver("inbox", "q1@x", ASSISTANT, [MANAGER], TUESDAY, "Lease contract", CONTRACT)
+    reply = (
+        "<html><body><div>Done, signed and sent back.</div><div><br></div>"
+        '<div>On Tue, Sam wrote:</div><blockquote style="margin:0 0 0 .8ex">'
+        f"<div>{CONTRACT}</div></blockquote></body></html>"
+    )
+    box.deliver("sentitems", "q2@x", MANAGER, [ASSISTANT], TUESDAY + timedelta(minutes=30),
+                "", reply, body_type="html")  # fmt: skip
+    import_mail(svc, _account(svc, box), box.source())
+    stored = _stored(svc)
+    assert stored["q1@x"].extra[TEXT_KEY] in stored["q2@x"].extra[QUOTE_KEYS].split()
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="the threading joins only quotes between messages without a provider thread id "
