@@ -9,7 +9,22 @@ Requests, per sync:
   ``sync_page`` items changed) from that folder's sync state;
 * one ``GetItem`` per 100 messages created in either folder since then, for the
   properties threading needs: InternetMessageId, InReplyTo, References, ConversationId,
-  From (or Sender), To, Cc, Subject, DateTimeSent, ItemClass and InternetMessageHeaders.
+  From (or Sender), To, Cc, Subject, DateTimeSent, ItemClass, InternetMessageHeaders,
+  and the body as text: TextBody (Exchange 2013 and later: Exchange converts an HTML
+  body), or on older servers Body as the server has it (HTML is turned into text here
+  by ``connectors.archive.text.html_to_text``, which leaves out ``blockquote`` parts).
+
+Text: the whole body (quoted part included) is read in the same GetItem; at most
+``MAX_TEXT_CHARS`` (100,000) characters of its text are used
+(``connectors.mail_text_graph_ews``), and of them only the digests of
+``assistant.domain.latency.quotes.text_keys`` are kept in ``MessageData.extra``
+(``body_key``, ``text_key``, ``quote_keys``): copies of one message filed with other
+recipients and no shared Message-ID count once, and a reply's ``quote_keys`` say which
+message's text it quotes (the threading joins a reply to the message it quotes only when
+neither has a provider thread id; here both have their ConversationId). Exchange sends
+the body whole (exchangelib does not ask for MaximumBodySize), so a GetItem reply for 100
+messages with very large bodies may go beyond the size a reply may have
+(``network.max_response_bytes``, 50 MB by default) and fail the sync.
 
 Nothing changed: one request per folder. Updates (flags, categories), read-flag changes
 and deletions are not read: a message's threading properties never change, and a deleted
@@ -39,6 +54,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from exchangelib import Message
 from exchangelib import errors as ews_errors
 
 from assistant.domain.model import MessageData
@@ -46,6 +62,7 @@ from connectors.archive.mailbox import is_auto_reply, message_ids
 from connectors.base import ConnectorError, InvalidData, MailDelta, TokenExpired
 from connectors.ews.account import EwsSettings, ews_settings, open_account, translated
 from connectors.ews.settings import EwsMailSettings
+from connectors.mail_text_graph_ews import body_keys
 from connectors.netguard import NetPolicy
 from connectors.settings import Resolver
 
@@ -157,7 +174,7 @@ class EwsMailbox:
         fetched: Iterator[Any] = self._mailbox().fetch(
             ids=[(n.item_id, n.changekey) for n in created],
             folder=self._folder(created[0].folder),
-            only_fields=list(_MESSAGE_FIELDS),
+            only_fields=[*_MESSAGE_FIELDS, self._body_field()],
             chunk_size=FETCH_CHUNK,
         )
         messages: list[MessageData] = []
@@ -176,6 +193,11 @@ class EwsMailbox:
             except (ValueError, TypeError, AttributeError) as exc:
                 skipped.append(f"{source_id}: {exc}")
         return messages, skipped
+
+    def _body_field(self) -> str:
+        """TextBody where the server has it (Exchange 2013 and later), else Body."""
+        text_body = Message.get_field_by_fieldname("text_body")
+        return "text_body" if text_body.supports_version(self._mailbox().version) else "body"
 
     # ---------------------------------------------------------------- the account
 
@@ -249,6 +271,13 @@ def message_from_item(item: Any, folder: str, source_id: str) -> MessageData:
         in_reply_to = next(iter(_ids(headers["in-reply-to"][0])), "")
     if not references and "references" in headers:
         references = _ids(headers["references"][0])
+    text_body = getattr(item, "text_body", None)
+    if text_body is not None:
+        extra.update(body_keys(str(text_body), "text"))
+    else:  # Body: HTMLBody or Body (text), as the server has it
+        body = getattr(item, "body", None)
+        if body is not None:
+            extra.update(body_keys(str(body), getattr(body, "body_type", "Text")))
     return MessageData(
         message_id=message_id,
         sent_at=datetime.fromtimestamp(sent.timestamp(), tz=UTC),

@@ -5,13 +5,30 @@ with its msal token handling (``Tokens``), request loop and error mapping (``fai
 
 Reading: per folder, ``GET /users/{id}/mailFolders/{inbox|sentitems}/messages/delta``
 with ``$select`` of what threading needs (internetMessageId, conversationId, from,
-sender, toRecipients, ccRecipients, subject, sentDateTime, receivedDateTime, isDraft)
-and ``Prefer: odata.maxpagesize``; every ``@odata.nextLink`` is followed and the final
-``@odata.deltaLink`` is that folder's token. Nothing changed: one request per folder.
+sender, toRecipients, ccRecipients, subject, sentDateTime, receivedDateTime, isDraft,
+body) and ``Prefer: odata.maxpagesize, outlook.body-content-type="text"``; every
+``@odata.nextLink`` is followed and the final ``@odata.deltaLink`` is that folder's
+token. Nothing changed: one request per folder.
 
-The change token is JSON with both folders' delta links. A folder whose link Graph no
-longer knows (410 ``syncStateNotFound``, also in the middle of paging) is read again
-from the start and the delta is ``full``; a token that is not ours raises TokenExpired.
+Text: the delta carries each message's ``body`` (the whole body, quoted part included:
+``uniqueBody`` would leave out what a reply quotes), asked for as text. Graph documents
+that preference for reading messages, not for delta, so a body that still comes as HTML
+is turned into text here (``connectors.archive.text.html_to_text``, which leaves out
+``blockquote`` parts). At most ``MAX_TEXT_CHARS`` (100,000) characters of text are used
+(``connectors.mail_text_graph_ews``), and of them only the digests of
+``assistant.domain.latency.quotes.text_keys`` are kept in ``MessageData.extra``
+(``body_key``, ``text_key``, ``quote_keys``): copies of one message filed with other
+recipients and no shared Message-ID count once, and a reply's ``quote_keys`` say which
+message's text it quotes (the threading joins a reply to the message it quotes only when
+neither has a provider thread id; here both have their ``conversationId``). The body
+costs no request of its own; Graph sends it whole, so a page holds up to ``page_size``
+whole bodies in memory.
+
+The change token is JSON with both folders' delta links (version 2: the links of
+version 1 do not ask for the body, so such a token is read again from the start; the
+messages stored before keep no keys). A folder whose link Graph no longer knows (410
+``syncStateNotFound``, also in the middle of paging) is read again from the start and
+the delta is ``full``; a token that is not ours raises TokenExpired.
 ``@removed`` entries are ignored: a deleted message does not un-answer a thread. A
 message that changed (read, flagged, categorised) comes again, with the same
 ``message_id``; the store keeps it once, as it does a message filed in both folders.
@@ -55,12 +72,17 @@ from connectors.graph.client import (
     parse_time,
     read_delta,
 )
+from connectors.mail_text_graph_ews import body_keys
 
 FOLDERS = {"inbox": "Inbox", "sentitems": "Sent Items"}  # well-known name → our folder name
 SELECT = (
     "internetMessageId,conversationId,from,sender,toRecipients,ccRecipients,subject,"
-    "sentDateTime,receivedDateTime,isDraft"
+    "sentDateTime,receivedDateTime,isDraft,body"
 )
+# The body as text (Graph converts HTML); a body that comes as HTML all the same is
+# converted here (``body_keys``).
+PREFER_TEXT = 'outlook.body-content-type="text"'
+_TOKEN_VERSION = 2  # 1: delta links without the body
 _STATE_KIND = "graph-mail"
 
 
@@ -127,8 +149,8 @@ class GraphMailbox(GraphConnection):
                 if message is not None:
                     messages.append(message)
         next_token = json.dumps(
-            {"v": 1, "kind": _STATE_KIND, "user": self.user.lower(), "graph": self.graph_url,
-             "folders": next_links},
+            {"v": _TOKEN_VERSION, "kind": _STATE_KIND, "user": self.user.lower(),
+             "graph": self.graph_url, "folders": next_links},
             sort_keys=True,
         )  # fmt: skip
         return MailDelta(
@@ -204,7 +226,7 @@ class GraphMailbox(GraphConnection):
         self, method: str, url: str, *, params: Mapping[str, str] | None = None
     ) -> httpx.Response:
         """One idempotent request: a refused token is renewed once; 5xx retried."""
-        prefer = f"odata.maxpagesize={self.page_size}"
+        prefer = f"odata.maxpagesize={self.page_size}, {PREFER_TEXT}"
         return graph_send(self, method, url, prefer=prefer, params=params)
 
     # ---------------------------------------------------------------------- token
@@ -214,8 +236,10 @@ class GraphMailbox(GraphConnection):
             data = json.loads(token)
         except ValueError:
             raise TokenExpired("unreadable change token") from None
-        if not isinstance(data, dict) or data.get("v") != 1 or data.get("kind") != _STATE_KIND:
-            raise TokenExpired("change token of another kind or version")
+        if not isinstance(data, dict) or data.get("kind") != _STATE_KIND:
+            raise TokenExpired("change token of another kind")
+        if data.get("v") != _TOKEN_VERSION:
+            raise TokenExpired("change token of another version (its links may lack the body)")
         if data.get("user") != self.user.lower() or data.get("graph") != self.graph_url:
             raise TokenExpired("change token of another mailbox")
         folders = data.get("folders")
@@ -243,6 +267,9 @@ def message_from_graph(item: Mapping[str, Any], folder: str, source_id: str) -> 
         raise ValueError("a message without sentDateTime or receivedDateTime")
     if not item.get("sentDateTime"):
         extra["date_source"] = "received"
+    body = item.get("body")
+    if isinstance(body, dict):
+        extra.update(body_keys(body.get("content"), body.get("contentType")))
     sent_at = parse_time(str(stamp))
     if sent_at.tzinfo is None:
         sent_at = sent_at.replace(tzinfo=UTC)

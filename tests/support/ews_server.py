@@ -27,7 +27,9 @@ envelopes Exchange 2016/2019 return (``m:``/``t:`` namespaces, ``ResponseClass``
 * two mail folders (Inbox, Sent Items) with their own change logs: GetFolder,
   SyncFolderItems (Create, Update, ReadFlagChange, Delete; a state of one folder is
   invalid in the other) and GetItem of Message items (InternetMessageId, InReplyTo,
-  References, ConversationId, From/Sender, To/Cc, ItemClass, InternetMessageHeaders);
+  References, ConversationId, From/Sender, To/Cc, ItemClass, InternetMessageHeaders,
+  Body as it was written, ``BodyType`` Text or HTML, and TextBody, the text version
+  Exchange 2013 and later make of it: ``tests.support.mail_bodies``);
 * outgoing mail: CreateItem of Message items with MessageDisposition SendOnly,
   SendAndSaveCopy (a copy filed in Sent Items, or the SavedItemFolderId given) or
   SaveOnly; sent mail is recorded in ``EwsServer.sent`` (``SentMail``), addresses without
@@ -62,6 +64,8 @@ from zoneinfo import ZoneInfo
 
 from exchangelib.winzone import IANA_TO_MS_TIMEZONE_MAP, MS_TIMEZONE_TO_IANA_MAP
 from lxml import etree
+
+from tests.support.mail_bodies import as_text
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 M = "http://schemas.microsoft.com/exchange/services/2006/messages"
@@ -459,6 +463,8 @@ class MailItem:
     headers: list[tuple[str, str]] = field(default_factory=list)  # InternetMessageHeaders
     received: datetime | None = None
     is_read: bool = False
+    body: str = ""  # as written, in ``body_type``
+    body_type: str = "Text"  # Text or HTML
     version: int = 1
     created_seq: int = 0
     changed_seq: int = 0
@@ -628,7 +634,7 @@ class Mailbox:
         fields = {
             k: getattr(item, k)
             for k in ("message_id", "cc", "sender_name", "conversation_id", "in_reply_to",
-                      "references", "item_class", "headers", "received")
+                      "references", "item_class", "headers", "received", "body", "body_type")
         }  # fmt: skip
         return self.deliver(folder, item.subject, item.sender, item.to, item.sent, **fields)
 
@@ -1445,6 +1451,8 @@ def _create_message(ews: EwsServer, request: Any, elem: Any, messages: Any) -> N
             item = mailbox.deliver(
                 folder, subject, mailbox.address, to, datetime.now(UTC), message_id=message_id,
                 in_reply_to=in_reply_to, references=references, received=None, is_read=True,
+                body=body.text or "" if body is not None else "",
+                body_type=body.get("BodyType", "Text") if body is not None else "Text",
             )  # fmt: skip
             saved = item.item_id
     if disposition != "SaveOnly":
@@ -1742,6 +1750,8 @@ def _render_message(parent: Any, box: MailFolder, item: MailItem, shape: _Shape)
         _sub(elem, t("ItemClass"), item.item_class)
     if want("item:Subject"):
         _sub(elem, t("Subject"), item.subject)
+    if named("item:Body"):  # no BodyType asked for: Best, the body as it was written
+        _sub(elem, t("Body"), item.body, BodyType=item.body_type, IsTruncated="false")
     if want("item:DateTimeReceived") and item.received is not None:
         _sub(elem, t("DateTimeReceived"), _utc(item.received))
     if want("item:InReplyTo") and item.in_reply_to:
@@ -1754,6 +1764,9 @@ def _render_message(parent: Any, box: MailFolder, item: MailItem, shape: _Shape)
         _sub(elem, t("DateTimeSent"), _utc(item.sent))
     if want("item:ConversationId") and item.conversation_id:
         _sub(elem, t("ConversationId"), Id=item.conversation_id)
+    if named("item:TextBody"):
+        text = as_text(item.body, item.body_type == "HTML")
+        _sub(elem, t("TextBody"), text, BodyType="Text", IsTruncated="false")
     if want("message:Sender"):
         _mailbox_elem(_sub(elem, t("Sender")), item.sender, item.sender_name)
     for uri, people in (("ToRecipients", item.to), ("CcRecipients", item.cc)):

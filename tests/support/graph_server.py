@@ -10,7 +10,13 @@ and ``calendarView/delta`` with ``Prefer: odata.maxpagesize`` / ``outlook.timezo
 ``syncStateNotFound`` for tokens the server dropped. Mail: ``inbox`` and ``sentitems``
 with ``/mailFolders/{folder}/messages/delta`` (``$select`` kept in its links; headers
 refused, as Graph leaves them out of delta), ``@removed`` for deleted messages, 410 for
-a folder's dropped tokens, and ``/messages/{id}?$select=internetMessageHeaders``.
+a folder's dropped tokens, and ``/messages/{id}?$select=internetMessageHeaders``. A
+message's ``body`` is kept as it was written (``text`` or ``html``) and served as Graph
+serves it: HTML unless the request has ``Prefer: outlook.body-content-type="text"``
+(then text, HTML converted; ``Preference-Applied`` says so), text written as text turned
+into HTML otherwise; ``bodyPreview`` is its first 255 characters of text. With
+``text_bodies`` off the preference is not applied (bodies come as written, as some
+mailboxes answer).
 Sending: ``POST /users/{user}/sendMail`` (202; recorded in ``sent`` as ``SentGraphMail``;
 a copy filed in ``sentitems`` unless ``saveToSentItems`` is false, with the
 ``internetMessageId`` given or a new one; ``internetMessageHeaders`` must be ``X-``
@@ -61,6 +67,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from dateutil import rrule
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+
+from tests.support.mail_bodies import as_html, as_text
 
 GOID_CLASS = "040000008200E00074C5B7101A82E008"
 _EP_FILTER = re.compile(
@@ -199,10 +207,19 @@ class MailMessage:
     is_read: bool = False
     is_draft: bool = False
     version: int = 1
+    body: str = ""  # as written, in ``body_type``
+    body_type: str = "text"  # text or html
 
     @property
     def change_key(self) -> str:
         return hashlib.sha256(f"{self.id}:{self.version}".encode()).hexdigest()[:24]
+
+    def rendered_body(self, want_text: bool) -> dict[str, str]:
+        """``body`` as Graph returns it: text when asked for text, else HTML."""
+        written_html = self.body_type == "html"
+        if want_text:
+            return {"contentType": "text", "content": as_text(self.body, written_html)}
+        return {"contentType": "html", "content": as_html(self.body, written_html)}
 
 
 @dataclass
@@ -221,7 +238,7 @@ class SentGraphMail:
 
 MAIL_FOLDERS = ("inbox", "sentitems")
 # Message properties the messages delta cannot return (Graph: headers are not in delta).
-NOT_IN_DELTA = frozenset({"internetmessageheaders", "body", "uniquebody"})
+NOT_IN_DELTA = frozenset({"internetmessageheaders", "uniquebody"})
 
 
 @dataclass
@@ -270,6 +287,7 @@ class GraphServer:
         self._faults: list[_Fault] = []
         self.messages: dict[str, MailMessage] = {}
         self.sent: list[SentGraphMail] = []  # what sendMail accepted
+        self.text_bodies = True  # Prefer: outlook.body-content-type="text" is applied
         self._mail_deltas: dict[str, tuple[str, str, dict[str, str]]] = {}  # folder, $select
         self._mail_pages: dict[str, tuple[str, list[dict[str, Any]], str]] = {}
         self._lock = threading.RLock()
@@ -442,7 +460,8 @@ class GraphServer:
 
     def copy_message(self, message: MailMessage, folder: str) -> MailMessage:
         """The same message filed in another folder too (own id, same internetMessageId)."""
-        keep = ("cc", "internet_message_id", "conversation_id", "headers", "received")
+        keep = ("cc", "internet_message_id", "conversation_id", "headers", "received", "body",
+                "body_type")  # fmt: skip
         return self.deliver(folder, message.subject, message.sender, message.to, message.sent,
                             **{k: getattr(message, k) for k in keep})  # fmt: skip
 
@@ -463,7 +482,9 @@ class GraphServer:
             for key in [k for k, v in self._mail_pages.items() if v[0] == folder]:
                 del self._mail_pages[key]
 
-    def render_message(self, message: MailMessage, select: set[str] | None) -> dict[str, Any]:
+    def render_message(
+        self, message: MailMessage, select: set[str] | None, want_text: bool = False
+    ) -> dict[str, Any]:
         def person(address: str) -> dict[str, Any]:
             return {"emailAddress": {"name": address.split("@")[0].title(), "address": address}}
 
@@ -475,7 +496,9 @@ class GraphServer:
             "receivedDateTime": _stamp(message.received or message.sent),
             "sentDateTime": _stamp(message.sent), "hasAttachments": False,
             "internetMessageId": message.internet_message_id, "subject": message.subject,
-            "bodyPreview": "", "importance": "normal",
+            "bodyPreview": " ".join(message.rendered_body(True)["content"].split())[:255],
+            "body": message.rendered_body(want_text and self.text_bodies),
+            "importance": "normal",
             "parentFolderId": "AAMkAG" + message.folder.upper(),
             "conversationId": message.conversation_id,
             "conversationIndex": "AQHZ" + message.conversation_id[-12:],
@@ -793,7 +816,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if message is None:
                     raise GraphError(404, "ErrorItemNotFound",
                                      "The specified object was not found in the store.")  # fmt: skip
-                return 200, g.render_message(message, _select(query)), {}
+                return 200, g.render_message(message, _select(query), self._wants_text()), {}
             if rest == ["calendarView", "delta"] and method == "GET":
                 return self._delta(query, raw_path, out_zone)
             if rest == ["events"] and method == "GET":
@@ -844,7 +867,10 @@ class _Handler(BaseHTTPRequestHandler):
         saved = ""
         if body.get("saveToSentItems", True) not in (False, "false"):
             saved = g.deliver("sentitems", subject, g.user, to, datetime.now(UTC),
-                              internet_message_id=mid, headers=headers, is_read=True).id  # fmt: skip
+                              internet_message_id=mid, headers=headers, is_read=True,
+                              body=str(content.get("content") or ""),
+                              body_type=str(content.get("contentType") or "text").lower(),
+                              ).id  # fmt: skip
         g.sent.append(SentGraphMail(
             sender=g.user, to=to, subject=subject,
             content_type=str(content.get("contentType") or "Text"),
@@ -866,7 +892,9 @@ class _Handler(BaseHTTPRequestHandler):
         found = [msg for msg in g.messages.values() if msg.folder == folder
                  and (wanted is None or msg.internet_message_id == wanted)]  # fmt: skip
         top = int(query.get("$top") or 10)
-        return {"value": [g.render_message(msg, _select(query)) for msg in found[:top]]}
+        want_text = self._wants_text()
+        return {"value": [g.render_message(msg, _select(query), want_text)
+                          for msg in found[:top]]}  # fmt: skip
 
     def _consent(self, query: dict[str, str]) -> dict[str, str]:
         """The sign-in and consent pages, answered at once: a redirect back to the app."""
@@ -1062,7 +1090,9 @@ class _Handler(BaseHTTPRequestHandler):
                 (m for m in g.messages.values() if m.folder == folder),
                 key=lambda m: (m.received or m.sent, m.id),
             )
-            items = [g.render_message(m, select) for m in now if before.get(m.id) != m.change_key]
+            want_text = self._wants_text()
+            items = [g.render_message(m, select, want_text) for m in now
+                     if before.get(m.id) != m.change_key]  # fmt: skip
             current = {m.id for m in now}
             items += [{"id": k, "@removed": {"reason": "deleted"}} for k in before
                       if k not in current]  # fmt: skip
@@ -1078,7 +1108,14 @@ class _Handler(BaseHTTPRequestHandler):
             body["@odata.nextLink"] = f"{link}?$skiptoken={skip}"
         else:
             body["@odata.deltaLink"] = f"{link}?$deltatoken={final}"
-        return 200, body, {"Preference-Applied": f"odata.maxpagesize={size}"}
+        applied = f"odata.maxpagesize={size}"
+        if self._wants_text() and g.text_bodies:
+            applied += ', outlook.body-content-type="text"'
+        return 200, body, {"Preference-Applied": applied}
+
+    def _wants_text(self) -> bool:
+        prefer = self.headers.get("Prefer", "")
+        return bool(re.search(r'outlook\.body-content-type\s*=\s*"?text"?', prefer, re.I))
 
     # -------------------------------------------------------------------- events
 
