@@ -27,7 +27,7 @@ def body_text(content: object, content_type: object) -> str:
     if not isinstance(content, str):
         return ""
     if str(content_type or "").strip().lower() == "html":
-        content = html_to_text(content[:MAX_MARKUP_CHARS])
+        content = html_to_text(content[:MAX_MARKUP_CHARS], quotes=True)
     else:  # enough for MAX_TEXT_CHARS once CRLF line ends are LF
         content = content[: 2 * MAX_TEXT_CHARS]
     return content.replace("\r\n", "\n")[:MAX_TEXT_CHARS]

@@ -215,7 +215,7 @@ def parse_message(
     extra: dict[str, str] = {"body_hash": _body_hash(raw)}
     if with_text:
         plain = msg.get_content_type() == "text/plain" and not msg.is_multipart()
-        extra.update(text_keys(plain_text(msg) if plain else body_text(raw, limits)))
+        extra.update(text_keys(plain_text(msg) if plain else body_text(raw, limits, quotes=True)))
     message_id = next(iter(_message_ids(text("message-id"))), "")
     if not message_id:
         message_id = hashlib.sha256(raw).hexdigest()[:32] + "@synthesized"

@@ -18,20 +18,47 @@ _HTML_TAG = re.compile(r"<[^>]+>")
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
 
 
-def html_to_text(markup: str) -> str:
+_QUOTE_OPEN, _QUOTE_CLOSE = "\x00quote+\x00", "\x00quote-\x00"
+_HTML_QUOTE_TAG = re.compile(r"<(/?)blockquote\b[^>]*>", re.I)
+
+
+def html_to_text(markup: str, *, quotes: bool = False) -> str:
     """Crude: drop scripts, styles and quoted (``blockquote``) parts, break lines at block
-    tags, drop the other tags, unescape entities."""
+    tags, drop the other tags, unescape entities. With ``quotes``, the quoted parts are
+    kept as plain-text mail quotes them, each line led by ``> `` once per level (what a
+    reply quotes is what pairs it with the message, ``assistant.domain.latency.quotes``)."""
     text = _HTML_COMMENT.sub("", markup)
     text = _HTML_DROP.sub("", text)
-    while True:  # innermost quotes first
-        shorter = _HTML_QUOTE.sub("\n", text)
-        if shorter == text:
-            break
-        text = shorter
+    if quotes:
+        text = _HTML_QUOTE_TAG.sub(
+            lambda m: f"\n{_QUOTE_CLOSE if m.group(1) else _QUOTE_OPEN}\n", text
+        )
+    else:
+        while True:  # innermost quotes first
+            shorter = _HTML_QUOTE.sub("\n", text)
+            if shorter == text:
+                break
+            text = shorter
     text = _HTML_BREAK.sub("\n", text)
     text = html.unescape(_HTML_TAG.sub("", text)).replace("\u00a0", " ")
     lines = [" ".join(line.split()) for line in text.splitlines()]
+    if quotes:
+        lines = _quoted(lines)
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _quoted(lines: list[str]) -> list[str]:
+    depth, out = 0, []
+    for line in lines:
+        if line == _QUOTE_OPEN.strip():
+            depth += 1
+        elif line == _QUOTE_CLOSE.strip():
+            depth = max(0, depth - 1)
+        elif depth:
+            out.append(f"{'> ' * depth}{line}".rstrip())
+        else:
+            out.append(line)
+    return out
 
 
 def _part_text(part: Message) -> str:
@@ -51,9 +78,12 @@ def _part_text(part: Message) -> str:
     return ""
 
 
-def body_text(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> str:
+def body_text(
+    raw: bytes, limits: ParseLimits = DEFAULT_LIMITS, *, quotes: bool = False
+) -> str:
     """The text of a message: its text/plain part, else its text/html part as text
-    ("" when there is none, or the message goes beyond ``limits``)."""
+    (``html_to_text``, with its quoted parts when ``quotes``; "" when there is none, or
+    the message goes beyond ``limits``)."""
     try:
         msg = read_message(raw, limits)
     except InvalidData:
@@ -66,7 +96,7 @@ def body_text(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> str:
         return ""
     text = _part_text(part)
     if part.get_content_subtype() == "html":
-        text = html_to_text(text)
+        text = html_to_text(text, quotes=quotes)
     return text.replace("\r\n", "\n")[:MAX_TEXT_CHARS]
 
 

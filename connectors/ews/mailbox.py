@@ -20,11 +20,11 @@ Text: the whole body (quoted part included) is read in the same GetItem; at most
 ``assistant.domain.latency.quotes.text_keys`` are kept in ``MessageData.extra``
 (``body_key``, ``text_key``, ``quote_keys``): copies of one message filed with other
 recipients and no shared Message-ID count once, and a reply's ``quote_keys`` say which
-message's text it quotes (the threading joins a reply to the message it quotes only when
-neither has a provider thread id; here both have their ConversationId). Exchange sends
-the body whole (exchangelib does not ask for MaximumBodySize), so a GetItem reply for 100
-messages with very large bodies may go beyond the size a reply may have
-(``network.max_response_bytes``, 50 MB by default) and fail the sync.
+message's text it quotes, even when the reply lost its subject and reply headers and so
+its ConversationId. Exchange sends the body whole (exchangelib does not ask for
+MaximumBodySize): where a GetItem reply for a batch would go beyond the size a reply may
+have (``network.max_response_bytes``, 50 MB by default), that batch is read again without
+the text and ``MailDelta.skipped`` says so; the sync goes on.
 
 Nothing changed: one request per folder. Updates (flags, categories), read-flag changes
 and deletions are not read: a message's threading properties never change, and a deleted
@@ -63,7 +63,7 @@ from connectors.base import ConnectorError, InvalidData, MailDelta, TokenExpired
 from connectors.ews.account import EwsSettings, ews_settings, open_account, translated
 from connectors.ews.settings import EwsMailSettings
 from connectors.mail_text_graph_ews import body_keys
-from connectors.netguard import NetPolicy
+from connectors.netguard import NetPolicy, TooLarge
 from connectors.settings import Resolver
 
 SYNC_PAGE = 512  # the most SyncFolderItems returns at once
@@ -169,12 +169,29 @@ class EwsMailbox:
         return list(found.values()), str(new_state)
 
     def _read(self, created: list[_New]) -> tuple[list[MessageData], list[str]]:
+        """The new messages with their text; where the bodies of one batch make a reply
+        larger than ``network.max_response_bytes``, all of them without it (said in
+        ``skipped``: their copies and quoted replies are then found by headers only)."""
         if not created:
             return [], []
+        try:
+            return self._fetch(created, with_text=True)
+        except TooLarge:
+            messages, skipped = self._fetch(created, with_text=False)
+            skipped.append(
+                f"{len(messages)} message(s) read without their text: their bodies made a "
+                "reply larger than network.max_response_bytes"
+            )
+            return messages, skipped
+
+    def _fetch(
+        self, created: list[_New], *, with_text: bool
+    ) -> tuple[list[MessageData], list[str]]:
+        fields = [*_MESSAGE_FIELDS, self._body_field()] if with_text else list(_MESSAGE_FIELDS)
         fetched: Iterator[Any] = self._mailbox().fetch(
             ids=[(n.item_id, n.changekey) for n in created],
             folder=self._folder(created[0].folder),
-            only_fields=[*_MESSAGE_FIELDS, self._body_field()],
+            only_fields=fields,
             chunk_size=FETCH_CHUNK,
         )
         messages: list[MessageData] = []

@@ -29,6 +29,7 @@ from connectors.base import MailSource, TokenExpired
 from connectors.ews.account import EwsSettings
 from connectors.ews.mailbox import EwsMailbox
 from connectors.graph.mailbox import GraphMailbox
+from connectors.netguard import NetPolicy
 from tests.support.ews_server import EwsServer
 from tests.support.graph_server import GraphServer
 
@@ -236,8 +237,8 @@ def test_an_html_reply_quoting_in_a_blockquote_keeps_the_keys_of_what_it_quotes(
 ) -> None:
     """A reply written in HTML (Outlook on the web, Gmail) quotes in a ``blockquote``. The
     connectors ask for the text Exchange makes of it (Graph: Prefer
-    outlook.body-content-type="text"; EWS: TextBody), which keeps the quoted text; turned
-    into text here from HTML, the quote would be gone (``html_to_text`` drops it)."""
+    outlook.body-content-type="text"; EWS: TextBody), which keeps the quoted text; HTML
+    turned into text here keeps it too, as ``> `` lines."""
     box.deliver("inbox", "q1@x", ASSISTANT, [MANAGER], TUESDAY, "Lease contract", CONTRACT)
     reply = (
         "<html><body><div>Done, signed and sent back.</div><div><br></div>"
@@ -251,12 +252,6 @@ def test_an_html_reply_quoting_in_a_blockquote_keeps_the_keys_of_what_it_quotes(
     assert stored["q1@x"].extra[TEXT_KEY] in stored["q2@x"].extra[QUOTE_KEYS].split()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the threading joins only quotes between messages without a provider thread id "
-    "(threads._Distinct.quote_links, index.LatencyIndex._quote); Graph and EWS give every "
-    "message its conversation id",
-)
 def test_a_reply_with_a_blank_subject_that_quotes_the_message_pairs_with_it(
     svc: Service, box: Mailbox
 ) -> None:
@@ -283,12 +278,6 @@ def test_without_conversation_ids_the_quoting_reply_pairs_and_another_quote_does
 def test_a_blank_subject_reply_quoting_another_text_does_not_pair(
     svc: Service, box: Mailbox
 ) -> None:
-    deliver = box.deliver
-
-    def bare(*args: Any, **kw: Any) -> None:
-        deliver(*args, conversation_id="", **kw)
-
-    box.deliver = bare  # type: ignore[method-assign]
     records = _quoting_reply(svc, box, QUOTED_OTHER)
     stored = _stored(svc)
     assert stored["q2@x"].extra[QUOTE_KEYS]  # it quotes: only not this message
@@ -372,3 +361,25 @@ def test_ews_before_exchange_2013_reads_the_body_as_the_server_has_it(svc: Servi
     stored = _stored(svc)
     assert stored["h1@x"].extra[BODY_KEY] == stored["h2@x"].extra[BODY_KEY]
     assert stored["h1@x"].extra[TEXT_KEY] == text_keys(CONTRACT)[TEXT_KEY]
+
+
+def test_ews_bodies_too_large_for_one_reply_are_read_without_their_text(
+    svc: Service,
+) -> None:
+    """A GetItem reply whose bodies go beyond ``network.max_response_bytes`` would fail
+    every sync of the mailbox: the batch is read again without the text, and said."""
+    with EwsServer() as server:
+        box = EwsBox(server)
+        filler = " ".join(f"clause{i} of the annexed schedule" for i in range(40_000))
+        box.deliver("inbox", "big@x", ASSISTANT, [MANAGER], TUESDAY, "Annex", filler)
+        box.deliver("inbox", "small@x", ASSISTANT, [MANAGER], TUESDAY, "Car", CAR)
+        s = server
+        settings = EwsSettings(
+            mailbox=s.mailbox.address, service_endpoint=s.url, username=s.username,
+            password=s.password,
+            policy=NetPolicy(operator=True, allow_http=True, max_response_bytes=400_000),
+        )  # fmt: skip
+        delta = EwsMailbox(settings, timeout=5).changes(None)
+    assert sorted(m.message_id for m in delta.messages) == ["big@x", "small@x"]
+    assert all(BODY_KEY not in m.extra for m in delta.messages)
+    assert any("read without their text" in why for why in delta.skipped), delta.skipped

@@ -21,6 +21,7 @@ from assistant.domain.latency import (
 from assistant.domain.latency.quotes import BODY_KEY, QUOTE_KEYS, TEXT_KEY, text_keys
 from assistant.domain.model import MessageData
 from connectors.archive.mbox import MboxSource
+from connectors.archive.text import html_to_text
 
 T0 = datetime(2026, 3, 23, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=30)
@@ -231,3 +232,19 @@ def test_text_keys_stay_bounded_on_hostile_text() -> None:
     assert {len(k) for k in keys[QUOTE_KEYS].split()} == {16}
     sparse = text_keys("one two three four five\n" + "\n" * 90_000 + "> six seven eight nine ten")
     assert TEXT_KEY in sparse and QUOTE_KEYS in sparse
+
+
+def test_an_html_reply_keeps_what_its_blockquote_quotes() -> None:
+    # Gmail and Apple Mail quote in a blockquote; a reply with only an HTML part (as
+    # archives and Graph or Exchange before 2013 hand it over) still pairs by its quote.
+    html = (
+        "<div dir=ltr>Yes, Thursday is fine.</div><div class=gmail_quote>On Mon, Sam wrote:"
+        f"<blockquote class=gmail_quote>{ASK}<br><div>On Sun, Alex wrote:</div><blockquote>"
+        "Older &amp; deeper text of the thread that was quoted before this one."
+        "</blockquote></blockquote></div>"
+    )
+    text = html_to_text(html, quotes=True)
+    assert text.splitlines()[0] == "Yes, Thursday is fine."
+    assert f"> {ASK}" in text and "> > Older & deeper" in text
+    assert text_keys(ASK)[TEXT_KEY] in text_keys(text)[QUOTE_KEYS].split()
+    assert "Older" not in html_to_text(html), "without quotes, the reply's own words only"
