@@ -20,8 +20,9 @@ from typing import Any
 from assistant.domain.latency.quotes import text_keys
 from assistant.domain.model import MessageData
 from connectors.archive.mailbox import InboundMessage, parse_inbound, parse_message
-from connectors.archive.text import body_text
+from connectors.archive.text import body_text, plain_text
 from connectors.base import DEFAULT_LIMITS, InvalidData, ParseLimits
+from connectors.mime import read_headers
 
 log = logging.getLogger("connectors.imap.mailbox")
 
@@ -73,13 +74,23 @@ def add_message(
         if not header.endswith((b"\n\n", b"\n\r\n")):
             header += b"\r\n"  # a server that left out the blank line after the header
         try:
-            msg.extra.update(text_keys(body_text(header + _whole_lines(text), limits)))
+            msg.extra.update(text_keys(_text(header + _whole_lines(text), limits)))
         except Exception as exc:  # the message still counts, by its headers alone
             log.warning("mail %s: text not read (%s)", source_id, type(exc).__name__)
     if msg.extra.get("date_source") == "mtime":
         msg.extra["date_source"] = "internaldate"
     msg.extra["imap_uid"] = str(uid)
     messages.append(msg)
+
+
+def _text(raw: bytes, limits: ParseLimits) -> str:
+    """The text of a message (or of its start), as ``parse_message(with_text=True)`` reads
+    an archived one: a single text/plain part from its headers-only parse, anything else
+    through ``body_text`` (a parse of the whole)."""
+    head = read_headers(raw, limits)
+    if head.get_content_type() == "text/plain" and not head.is_multipart():
+        return plain_text(head)
+    return body_text(raw, limits)
 
 
 def _whole_lines(text: bytes) -> bytes:
