@@ -8,7 +8,9 @@ which is never called here. The text chosen is the one ``email``'s ``get_body(("
 "html"))`` chooses (as ``connectors.archive.text.body_text`` for an archive): the first
 text/plain part that is not an attachment, else the first text/html part as text, within
 multipart/alternative and mixed parts and the start part of multipart/related; attached
-messages are not looked into.
+messages are not looked into. A text part Gmail sent as an attachment id (an inline part
+with a filename) counts as an attachment: when it leaves no text part, the text is
+unknown (None), not empty.
 
 Bounds: at most ``MAX_TEXT_BYTES`` of the chosen part are decoded and at most
 ``MAX_TEXT_CHARS`` (``connectors.archive.text``) of its text kept; at most ``MAX_PARTS``
@@ -49,7 +51,8 @@ def _content_type(part: Mapping[str, Any], headers: dict[str, str]) -> Message:
 
 
 def _candidates(part: Any, depth: int, budget: list[int]) -> Iterator[Mapping[str, Any]]:
-    """The text/plain and text/html parts ``get_body`` would look at, in its order."""
+    """The text/plain and text/html parts ``get_body`` would look at, in its order (those
+    sent as an attachment id too: the caller leaves them out)."""
     if not isinstance(part, Mapping) or depth < 0 or budget[0] <= 0:
         return
     budget[0] -= 1
@@ -99,20 +102,25 @@ def _decoded(part: Mapping[str, Any]) -> str | None:
 
 def payload_text(payload: Any, limits: ParseLimits = DEFAULT_LIMITS) -> str | None:
     """The text of a message from its ``format=full`` payload: its text/plain part, else
-    its text/html part as text; "" when it has neither; None when the part chosen was not
-    sent inline (then nothing can be said about the text)."""
-    found: dict[str, Mapping[str, Any]] = {}
+    its text/html part as text (those sent inline); "" when it has neither; None when it
+    has one but none inline (then nothing can be said about the text)."""
+    found: dict[str, str] = {}  # mime type -> the text of its first part sent inline
+    held_back = False  # a text part was sent as an attachment id (or not as base64url)
     for part in _candidates(payload, limits.mime_depth, [MAX_PARTS]):
         mime = str(part.get("mimeType") or "").lower()
-        found.setdefault(mime, part)
+        if mime in found:
+            continue
+        text = _decoded(part)
+        if text is None:
+            held_back = True
+            continue
+        found[mime] = text
         if mime == _PREFERENCE[0]:
             break
-    chosen = next((found[m] for m in _PREFERENCE if m in found), None)
+    chosen = next((m for m in _PREFERENCE if m in found), None)
     if chosen is None:
-        return ""
-    text = _decoded(chosen)
-    if text is None:
-        return None
-    if str(chosen.get("mimeType") or "").lower() == "text/html":
+        return None if held_back else ""
+    text = found[chosen]
+    if chosen == "text/html":
         text = html_to_text(text)
     return text.replace("\r\n", "\n")[:MAX_TEXT_CHARS]
