@@ -20,13 +20,24 @@ The change token is the mailbox's ``historyId`` (decimal digits, as Gmail gives 
   every added message but drafts, spam and chats; the query limits the first sync only).
   A 404 (history too old or unknown) is ``TokenExpired``: the caller then syncs fully.
   Nothing new costs one request.
-* Reading: ``users.messages.get(format=metadata, metadataHeaders=...)`` in batches
-  (``BatchHttpRequest``, ``batch_size`` per HTTP request; Gmail takes up to 100 and
-  advises 50). The headers are handed to ``mail_archive.parse_message`` (threading
-  headers, auto-reply detection); ``threadId`` becomes ``MessageData.thread_id`` and
-  ``internalDate`` stands in for a missing or unreadable Date. A message deleted between
-  listing and reading (404 on its get) is left out; one whose headers cannot be read is
-  named in ``MailDelta.skipped``.
+* Reading: ``users.messages.get(format=full)`` in batches (``BatchHttpRequest``,
+  ``batch_size`` per HTTP request; Gmail takes up to 100 and advises 50). Of the headers,
+  those of ``METADATA_HEADERS`` are handed to ``mail_archive.parse_message`` (threading
+  headers, auto-reply detection: the same as with ``format=metadata``, so a message's
+  synthesized Message-ID does not depend on the format); ``threadId`` becomes
+  ``MessageData.thread_id`` and ``internalDate`` stands in for a missing or unreadable
+  Date. A message deleted between listing and reading (404 on its get) is left out; one
+  whose headers cannot be read is named in ``MailDelta.skipped``.
+* The text: ``format=full`` gives each MIME part's content inline, base64url, except
+  attachments (an ``attachmentId`` instead, never fetched). The text/plain part (else
+  the text/html one, as text) is read, at most ``payload.MAX_TEXT_BYTES`` of it decoded
+  and 100,000 characters kept (``connectors.google.payload``), for the text keys of
+  ``assistant.domain.latency.quotes`` (issue 14: copies of one message are one message; a
+  reply that quotes a message pairs with it even with a blank subject). Only the
+  ``gmail.readonly`` scope (or a wider one) allows ``format=full``: with ``gmail.metadata``
+  alone (configured so, or Gmail refusing the first batch of full gets with 403) the
+  messages are read with ``format=metadata, metadataHeaders=...``, without text keys, and
+  that is logged once per mailbox object.
 
 Errors: 429, and 403 with a rate-limit reason, are ``RateLimited`` (with Retry-After);
 other 401/403 ``AuthExpired``; 5xx, timeouts and network errors ``Transient``; one
@@ -37,6 +48,7 @@ advanced, so a retry reads everything again.
 from __future__ import annotations
 
 import http.client
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -48,6 +60,7 @@ import httplib2
 from googleapiclient.errors import BatchError, HttpError
 from googleapiclient.http import BatchHttpRequest
 
+from assistant.domain.latency.quotes import text_keys
 from assistant.domain.model import MessageData
 from connectors.archive.mailbox import parse_message
 from connectors.base import (
@@ -61,17 +74,23 @@ from connectors.base import (
     Transient,
 )
 from connectors.google.common import (
+    RATE_REASONS,
     SignsIn,
     build_service,
     credentials_for,
+    error_detail,
     google_error,
 )
+from connectors.google.payload import payload_text
 from connectors.google.settings import GmailSettings
 from connectors.settings import Resolver, parse
 
 READONLY_SCOPE = "https://www.googleapis.com/auth/gmail.readonly"
 METADATA_SCOPE = "https://www.googleapis.com/auth/gmail.metadata"
 SCOPES = (READONLY_SCOPE,)
+# Scopes that may read a message's content (format=full)
+CONTENT_SCOPES = frozenset({READONLY_SCOPE, "https://www.googleapis.com/auth/gmail.modify",
+                            "https://mail.google.com/"})  # fmt: skip
 DEFAULT_ROOT = "https://gmail.googleapis.com/"
 BATCH_PATH = "batch/gmail/v1"
 DEFAULT_LABELS = ("INBOX", "SENT")
@@ -79,6 +98,7 @@ METADATA_HEADERS = (
     "From", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
     "Auto-Submitted", "X-Auto-Response-Suppress", "Precedence",
 )  # fmt: skip
+_WANTED_HEADERS = frozenset(h.lower() for h in METADATA_HEADERS)
 MAX_BATCH = 100  # Gmail's limit of calls in one batch
 MAX_PAGES = 10_000
 
@@ -87,6 +107,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 RequestHook = Callable[[str, str, int], None]
 Item = dict[str, Any]
+log = logging.getLogger("connectors.google.mailbox")
+
+
+class _TextRefused(Exception):
+    """Gmail refused every get of a batch with format=full (403, not a rate limit): the
+    credentials hold the gmail.metadata scope only."""
 
 
 class GmailMailbox(SignsIn):
@@ -135,6 +161,11 @@ class GmailMailbox(SignsIn):
             "gmail", "v1", credentials, timeout=timeout, hook=self._count, endpoint=root
         )
         self._users = self._service.users()
+        granted = getattr(credentials, "scopes", None) or ()
+        metadata_only = METADATA_SCOPE in granted and not CONTENT_SCOPES.intersection(granted)
+        self._format = "full"
+        if metadata_only:
+            self._metadata_only("the credentials hold the gmail.metadata scope only")
 
     # ------------------------------------------------------------------ factories
 
@@ -248,17 +279,33 @@ class GmailMailbox(SignsIn):
                 return list(ids), history_id
         raise ConnectorError(f"Gmail history.list: more than {MAX_PAGES} pages")
 
+    def _metadata_only(self, why: str) -> None:
+        """Read with format=metadata from now on (no text keys); said once."""
+        self._format = "metadata"
+        log.warning(
+            "Gmail %s: %s; messages are read without their text, so copies and quoted "
+            "replies are matched by their headers only (grant gmail.readonly to read it)",
+            self.user_id, why,
+        )  # fmt: skip
+
     def _read(self, ids: Sequence[str]) -> tuple[tuple[MessageData, ...], tuple[str, ...]]:
         """The messages with ``ids`` (those deleted meanwhile left out), and what could
         not be read, with the reason."""
-        items: list[Item] = []
+        items: list[tuple[Item, bool]] = []  # (the reply, whether it holds the text)
         for i in range(0, len(ids), self.batch_size):
-            items.extend(self._get_batch(ids[i : i + self.batch_size]))
+            batch = ids[i : i + self.batch_size]
+            if self._format == "full":
+                try:
+                    items.extend((item, True) for item in self._get_batch(batch, "full"))
+                    continue
+                except _TextRefused:
+                    self._metadata_only("Gmail refused format=full (403)")
+            items.extend((item, False) for item in self._get_batch(batch, "metadata"))
         messages: list[MessageData] = []
         skipped: list[str] = []
-        for item in items:
+        for item, with_text in items:
             try:
-                messages.append(self._message(item))
+                messages.append(self._message(item, with_text))
             except InvalidData as exc:
                 skipped.append(f"{item.get('id')}: {exc}")
             except Exception as exc:  # one bad message never stops a sync
@@ -266,35 +313,42 @@ class GmailMailbox(SignsIn):
         messages.sort(key=lambda m: (m.sent_at, m.source_id))
         return tuple(messages), tuple(skipped)
 
-    def _get_batch(self, ids: Sequence[str]) -> list[Item]:
-        """One batch of metadata gets; 404s (deleted meanwhile) left out."""
+    def _get_batch(self, ids: Sequence[str], fmt: str) -> list[Item]:
+        """One batch of gets in format ``fmt``; 404s (deleted meanwhile) left out. Raises
+        ``_TextRefused`` when every get of a full batch was refused for its scope."""
         replies: dict[str, tuple[Any, HttpError | None]] = {}
 
         def done(request_id: str, response: Any, exception: HttpError | None) -> None:
             replies[request_id] = (response, exception)
 
         batch = BatchHttpRequest(callback=done, batch_uri=self._batch_uri)
+        headers = list(METADATA_HEADERS) if fmt == "metadata" else None
         for message_id in ids:
             batch.add(
                 self._users.messages().get(
-                    userId=self.user_id, id=message_id, format="metadata",
-                    metadataHeaders=list(METADATA_HEADERS),
+                    userId=self.user_id, id=message_id, format=fmt, metadataHeaders=headers,
                 ),
                 request_id=message_id,
             )  # fmt: skip
         self._execute(batch, f"batch of {len(ids)} messages.get", batch=True)
         items: list[Item] = []
         failures: list[ConnectorError] = []
+        refused = 0  # gets refused with a 403 that is not a rate limit
         for message_id in ids:
             response, error = replies.get(message_id, (None, None))
             if error is not None:
                 if int(error.resp.status) == 404:
                     continue  # deleted since it was listed
+                reason = error_detail(error.content)[0]
+                if int(error.resp.status) == 403 and reason not in RATE_REASONS:
+                    refused += 1
                 failures.append(_translate(error, f"messages.get {message_id}", NotFound))
             elif not isinstance(response, dict):
                 failures.append(InvalidData(f"Gmail messages.get {message_id}: no reply"))
             else:
                 items.append(response)
+        if fmt == "full" and failures and refused == len(failures):
+            raise _TextRefused
         limited = [f for f in failures if isinstance(f, RateLimited)]
         if limited:  # slowing down matters most: wait as long as the longest asks
             raise max(limited, key=lambda f: f.retry_after or 0.0)
@@ -302,10 +356,10 @@ class GmailMailbox(SignsIn):
             raise failures[0]
         return items
 
-    def _message(self, item: Item) -> MessageData:
+    def _message(self, item: Item, with_text: bool) -> MessageData:
         message_id = str(item.get("id") or "")
-        headers = (item.get("payload") or {}).get("headers") or []
-        raw = _header_block(headers)
+        payload = item.get("payload") or {}
+        raw = _header_block(payload.get("headers") or [])
         if not raw:
             raise InvalidData("the reply holds no headers")
         internal = _internal_date(item.get("internalDate"))
@@ -313,7 +367,10 @@ class GmailMailbox(SignsIn):
             raw, source_id=message_id, folder=self._folder(item), mtime=internal or _EPOCH
         )
         extra = dict(msg.extra)
-        extra.pop("body_hash", None)  # only headers were read
+        extra.pop("body_hash", None)  # the raw body is never read
+        text = payload_text(payload) if with_text else None
+        if text is not None:
+            extra.update(text_keys(text))
         if extra.get("date_source") == "mtime":
             if internal is None:
                 raise InvalidData("neither a Date header nor an internalDate")
@@ -370,13 +427,14 @@ class GmailMailbox(SignsIn):
 
 
 def _header_block(headers: Iterable[Any]) -> bytes:
-    """RFC 822 header lines from Gmail's ``payload.headers`` (values are unfolded)."""
+    """RFC 822 header lines from Gmail's ``payload.headers`` (values are unfolded), of
+    ``METADATA_HEADERS`` only, in their order: what ``format=metadata`` gives."""
     lines: list[str] = []
     for header in headers:
         if not isinstance(header, Mapping):
             continue
         name = str(header.get("name") or "").strip()
-        if not name or any(c in name for c in ":\r\n "):
+        if not name or any(c in name for c in ":\r\n ") or name.lower() not in _WANTED_HEADERS:
             continue
         value = " ".join(str(header.get("value") or "").splitlines())
         lines.append(f"{name}: {value}")

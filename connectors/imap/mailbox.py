@@ -10,8 +10,17 @@ where the server has CONDSTORE (RFC 7162), its HIGHESTMODSEQ. One sync costs:
 
 * nothing new: one ``STATUS (UIDVALIDITY UIDNEXT HIGHESTMODSEQ)`` per folder;
 * new mail in a folder: ``EXAMINE`` (read-only select), ``UID SEARCH UID n+1:*`` and one
-  ``UID FETCH (BODY.PEEK[HEADER] INTERNALDATE)`` per 250 messages. Only headers are read,
-  and never in a way that sets ``\\Seen`` (EXAMINE and BODY.PEEK both guarantee it).
+  ``UID FETCH (BODY.PEEK[HEADER] BODY.PEEK[TEXT]<0.65536> INTERNALDATE)`` per 250
+  messages, never in a way that sets ``\\Seen`` (EXAMINE and BODY.PEEK both guarantee it).
+
+What is read of a message: its header, and the first ``TEXT_BYTES`` (64 KiB) of its body,
+for the text keys of ``assistant.domain.latency.quotes`` (issue 14: copies of one message
+are one message, a reply that quotes a message pairs with it even with a blank subject
+and no In-Reply-To). 64 KiB holds the text part of nearly every mail; beyond it the keys
+are those of the text read (attachments after the text are never read in full). The cut
+is at an offset of the body (``TEXT``), not of the whole message, so copies whose headers
+differ (a Bcc copy, another To list) keep identical bodies identical. At most 250 x 64 KiB
+(16 MiB) per FETCH reply; mail without attachments costs about what its text weighs.
 
 What is new is decided by UID alone: UIDs only grow within one UIDVALIDITY, and
 ``MailDelta`` carries new messages only (no flags, no deletions), so a flag change or an
@@ -60,7 +69,12 @@ from connectors.base import (
 )
 from connectors.imap.connection import Security, leave, missing, open_client, translated
 from connectors.imap.folders import resolve_folders
-from connectors.imap.messages import INTERNALDATE, add_message, inbound_message
+from connectors.imap.messages import (
+    FETCH_HEADER_AND_TEXT,
+    INTERNALDATE,
+    add_message,
+    inbound_message,
+)
 from connectors.netguard import NetPolicy, operator_policy
 
 FETCH_BATCH = 250
@@ -266,7 +280,7 @@ class ImapMailbox:
         uids = sorted(u for u in client.search(["UID", f"{start + 1}:*"]) if u > start)
         for i in range(0, len(uids), FETCH_BATCH):
             batch = uids[i : i + FETCH_BATCH]
-            data = client.fetch(batch, [b"BODY.PEEK[HEADER]", INTERNALDATE])
+            data = client.fetch(batch, list(FETCH_HEADER_AND_TEXT))
             for uid in batch:
                 if uid in data:  # absent: expunged meanwhile
                     add_message(data[uid], folder, uidvalidity, uid, messages, skipped, self.limits)

@@ -109,8 +109,9 @@ def test_full_sync_then_incremental_then_nothing(server: GmailServer) -> None:
     assert wire(server) == 4, "getProfile, a listing per label, one batch of gets"
     assert len(server.api_calls("messages.get")) == 3
     get = server.api_calls("messages.get")[0]
-    assert get.params["format"] == ["metadata"]
-    assert "X-Auto-Response-Suppress" in get.params["metadataHeaders"]
+    assert get.params["format"] == ["full"], "the text is read too, for its keys"
+    assert "metadataHeaders" not in get.params
+    assert reply.extra["body_key"]
 
     server.deliver(MANAGER, mail(6, subject="Flights"))
     server.deliver(MANAGER, mail(7, sender=MANAGER, to=ASSISTANT), ["DRAFT"])
@@ -477,6 +478,10 @@ def test_real_message_dumps_map_onto_message_data(server: GmailServer) -> None:
     assert {m.folder for m in delta.messages if m.source_id in ("14804ab5abc1d83d",
                                                                 "148002f2fd0cf062")} == {"SENT"}  # fmt: skip
     assert not any(m.auto_reply for m in delta.messages)
+    # Gmail's real format=full payloads (multipart/alternative): the text/plain part read.
+    assert all(m.extra.get("body_key") and m.extra.get("text_key") for m in delta.messages)
+    assert {m.extra["text_key"] for m in delta.messages if m.source_id in (
+        "14804ad5ff61cc88", "14804ad611214514")} == {latest.extra["text_key"]}  # fmt: skip
 
     for name in ("same_email_to_two_groups.json", "two_emails_one_message.json"):
         for user, items in json.loads((HTK / name).read_text()).items():

@@ -120,7 +120,8 @@ def test_first_sync_lists_inbox_and_sent(box: ImapMailbox, other: IMAPClient) ->
     assert first.to == (MANAGER,)
     assert first.sent_at == datetime(2030, 3, 4, 8, 0, tzinfo=UTC)
     assert first.source_id.startswith("INBOX/")
-    assert "body_hash" not in first.extra  # only headers were fetched
+    assert "body_hash" not in first.extra  # the body is read only up to a bound
+    assert first.extra["body_key"] and "text_key" not in first.extra  # "Body of message 1"
     assert delta.token is not None
     state = json.loads(delta.token)["folders"]
     assert set(state) == {"INBOX", "Sent"}

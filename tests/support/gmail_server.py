@@ -15,9 +15,11 @@ under the root URL), the batch endpoint (``/batch/gmail/v1`` and ``/batch``:
   ``newer_than:``/``older_than:`` (d, m, y), ``after:``/``before:``, ``OR``, bare words),
   ``includeSpamTrash``, ``maxResults`` (default 100, at most 500), ``pageToken``; newest
   first; ``messages`` left out when there are none. ``users.messages.get``: ``format``
-  full (payload tree with headers, parts, base64url bodies), metadata (``payload.headers``
-  cut to ``metadataHeaders``, any case), minimal, raw; 404 for a message not (or no
-  longer) there. ``users.history.list``: ``startHistoryId`` (required; below the oldest
+  full (payload tree with headers, parts, base64url bodies; an attachment, a part with a
+  filename or ``Content-Disposition: attachment``, has ``body.attachmentId`` and its size
+  instead of data, as Gmail's), metadata (``payload.headers`` cut to ``metadataHeaders``,
+  any case), minimal, raw; 404 for a message not (or no longer) there.
+  ``users.messages.attachments.get`` gives an attachment's ``data`` and ``size``. ``users.history.list``: ``startHistoryId`` (required; below the oldest
   history kept: 404 with Google's error JSON), ``historyTypes``, ``labelId``,
   ``maxResults``, ``pageToken``; ``historyId`` is the mailbox's history id when the
   listing began.
@@ -117,6 +119,7 @@ class StoredMessage:
     history_id: int
     resource: dict[str, Any]  # the Gmail resource (format full), labelIds/historyId aside
     raw: bytes | None = None
+    attachments: dict[str, bytes] = field(default_factory=dict)  # attachmentId -> content
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +184,8 @@ class GmailServer(OAuthServer):
             box = self.mailbox(user)
             message_id = self._new_id(box, when)
             thread = thread_id or self._thread_of(box, msg) or message_id
-            payload = _payload(msg, "")
+            attachments: dict[str, bytes] = {}
+            payload = _payload(msg, "", attachments)
             resource = {
                 "id": message_id,
                 "threadId": thread,
@@ -190,7 +194,8 @@ class GmailServer(OAuthServer):
                 "sizeEstimate": len(data),
                 "internalDate": str(int(when.timestamp() * 1000)),
             }
-            stored = StoredMessage(message_id, thread, list(labels), 0, resource, data)
+            stored = StoredMessage(message_id, thread, list(labels), 0, resource, data,
+                                   attachments)  # fmt: skip
             box.messages[message_id] = stored
             self._change(box, stored, "messageAdded")
         return message_id
@@ -396,6 +401,15 @@ class GmailServer(OAuthServer):
                     raise ApiError(403, "forbidden",
                                    f"Metadata scope doesn't allow format {fmt.upper()}")  # fmt: skip
                 return self._get(box, segments[2], fmt, params.get("metadataHeaders", []))
+            if operation == "messages.attachments.get":
+                if metadata_only:
+                    raise ApiError(403, "forbidden", "Metadata scope doesn't allow attachments")
+                stored = box.messages.get(segments[2])
+                content = stored.attachments.get(segments[4]) if stored else None
+                if content is None:
+                    raise ApiError(404, "notFound", "Requested entity was not found.")
+                return {"size": len(content),
+                        "data": base64.urlsafe_b64encode(content).decode()}  # fmt: skip
             if operation == "history.list":
                 return self._history(box, params)
         raise ApiError(404, "notFound", "Not Found")
@@ -649,6 +663,8 @@ def _operation(method: str, path: str) -> str:
         return "messages.list"
     if method == "GET" and len(segments) == 3 and segments[1] == "messages":
         return "messages.get"
+    if method == "GET" and len(segments) == 5 and segments[1::2] == ["messages", "attachments"]:
+        return "messages.attachments.get"
     if method == "GET" and segments[1:] == ["history"]:
         return "history.list"
     if method == "POST" and segments[1:] == ["messages", "send"]:
@@ -697,7 +713,9 @@ def _unfold(value: str) -> str:
     return re.sub(r"\r?\n", "", value)
 
 
-def _payload(msg: Message, part_id: str) -> dict[str, Any]:
+def _payload(msg: Message, part_id: str, attachments: dict[str, bytes]) -> dict[str, Any]:
+    """Gmail's MessagePart of ``msg``; the content of its attachments goes to
+    ``attachments`` (by attachment id), not into the tree."""
     node: dict[str, Any] = {
         "partId": part_id,
         "mimeType": msg.get_content_type(),
@@ -709,13 +727,18 @@ def _payload(msg: Message, part_id: str) -> dict[str, Any]:
         children = msg.get_payload()
         assert isinstance(children, list)
         node["parts"] = [
-            _payload(p, f"{part_id}.{i}" if part_id else str(i)) for i, p in enumerate(children)
+            _payload(p, f"{part_id}.{i}" if part_id else str(i), attachments)
+            for i, p in enumerate(children)
         ]
     else:
         data = msg.get_payload(decode=True)
         data = data if isinstance(data, bytes) else b""
         node["body"] = {"size": len(data)}
-        if data:
+        if node["filename"] or msg.get_content_disposition() == "attachment":
+            attachment_id = "ANGjdJ" + secrets.token_urlsafe(60)  # Gmail's are opaque and long
+            attachments[attachment_id] = data
+            node["body"]["attachmentId"] = attachment_id
+        elif data:
             node["body"]["data"] = base64.urlsafe_b64encode(data).decode()
     return node
 
