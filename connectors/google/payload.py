@@ -122,5 +122,5 @@ def payload_text(payload: Any, limits: ParseLimits = DEFAULT_LIMITS) -> str | No
         return None if held_back else ""
     text = found[chosen]
     if chosen == "text/html":
-        text = html_to_text(text)
+        text = html_to_text(text, quotes=True)
     return text.replace("\r\n", "\n")[:MAX_TEXT_CHARS]

@@ -90,7 +90,7 @@ def _text(raw: bytes, limits: ParseLimits) -> str:
     head = read_headers(raw, limits)
     if head.get_content_type() == "text/plain" and not head.is_multipart():
         return plain_text(head)
-    return body_text(raw, limits)
+    return body_text(raw, limits, quotes=True)
 
 
 def _whole_lines(text: bytes) -> bytes:
