@@ -81,6 +81,18 @@ class AccountView:
     last_error: str
     settings: dict[str, Any] = field(hash=False)
     disabled: bool = False
+    failures: int = 0  # failed tries in a row (account health)
+    next_try_at: datetime | None = None  # when a failing account is tried again
+    parked: str = ""  # why it is no longer tried until its credentials change ("" = it is)
+
+    @property
+    def health(self) -> str:
+        """``disabled``, ``parked``, ``retrying`` (failing, backed off) or the sync state."""
+        if self.disabled:
+            return "disabled"
+        if self.parked:
+            return "parked"
+        return "retrying" if self.failures else self.state
 
     @classmethod
     def of(cls, account: Account) -> AccountView:
@@ -96,6 +108,9 @@ class AccountView:
             last_error=account.last_error,
             settings=dict(account.settings),
             disabled=bool(account.disabled),
+            failures=int(account.failures or 0),
+            next_try_at=account.next_try_at,
+            parked=account.parked_reason or "",
         )
 
 

@@ -28,7 +28,12 @@ from assistant.entrypoints.cli.doctor import _accounts
 from assistant.services import pipeline, polling
 from assistant.services.accounts import check_account
 from assistant.services.digest import preview
-from assistant.services.pairs import add_account, add_pair, update_account_settings
+from assistant.services.pairs import (
+    add_account,
+    add_pair,
+    list_accounts,
+    update_account_settings,
+)
 from assistant.services.runner import sync_now
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Account
@@ -243,6 +248,9 @@ def test_an_unreachable_server_backs_off_capped_and_is_never_parked(desk: Desk) 
     assert gaps[-2:] == [1800, 1800], f"capped at 30 min, and still tried: {gaps}"
     work = desk.account(desk.work)
     assert work.parked_reason == "" and work.next_try_at is not None
+    views = {v.id: v for v in list_accounts(desk.svc)}  # what `account list` shows
+    assert views[desk.work].health == "retrying" and views[desk.work].failures > 5
+    assert views[desk.work].next_try_at == work.next_try_at
     # Told once (failing for 15 minutes), to the assistant only: not a credentials problem.
     tasks.tick()
     pipeline.deliver(desk.svc)
@@ -265,6 +273,9 @@ def test_doctor_says_parked_with_the_fix_without_trying_it(desk: Desk) -> None:
     assert work.fix.startswith("Enter the new password, or sign in again")
     assert desk.refused() == refused, "doctor does not try a parked account"
     assert checks["account 2 home (caldav)"].ok
+    views = {v.name: v for v in list_accounts(desk.svc)}  # what `account list` shows
+    assert (views["work"].health, views["work"].parked) == ("parked", "credentials")
+    assert views["home"].health not in ("parked", "retrying")
 
 
 def test_a_check_that_gets_in_unparks_it(desk: Desk) -> None:

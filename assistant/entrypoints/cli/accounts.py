@@ -191,7 +191,12 @@ def checked(provider: str, conf: dict[str, Any]) -> AccountSettings:
 
 @account_app.command("list")
 def account_list(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
-    """List accounts with their sync state and last error."""
+    """List accounts with their sync state and last error.
+
+    The state says ``retrying`` for an account that failed and is tried again after a
+    growing pause (``--json``: ``failures``, ``next_try_at``), and ``parked`` for one whose
+    credentials were refused: it is not tried until they change (`assistant doctor`
+    says what to do)."""
     from assistant.services.pairs import list_accounts, public_settings
     from connectors.netguard import redact_text
 
@@ -205,8 +210,11 @@ def account_list(pair: PairOpt = None, as_json: JsonOpt = False) -> None:
             "name": a.name,
             "provider": a.provider,
             "kind": a.kind,
-            "state": "disabled" if a.disabled else a.state,
+            "state": a.health,
             "disabled": a.disabled,
+            "failures": a.failures,
+            "next_try_at": a.next_try_at.isoformat() if a.next_try_at else None,
+            "parked": a.parked or None,
             "last_sync_at": a.last_sync_at.isoformat() if a.last_sync_at else None,
             "last_error": redact_text(a.last_error),
             "settings": public_settings(a.settings),
