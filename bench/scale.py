@@ -251,6 +251,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="after the rounds, sync N accounts (half calendars, half mailboxes) "
                     "in this process under cProfile and print the top functions")  # fmt: skip
+    ap.add_argument("--profile-out", type=Path, default=Path("scale-profile.pstats"),
+                    help="--profile's pstats file (scale-profile.pstats)")  # fmt: skip
     ap.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING"],
                     help="the consumers' log level (WARNING: no line per job)")  # fmt: skip
     ap.add_argument("--timeout", type=float, default=900, help="give up on a round after (s)")
@@ -380,6 +382,7 @@ def measure(args: argparse.Namespace, admin: str, pairs: int) -> dict[str, Any]:
             rad0 = [cpu_seconds(r._process.pid) for r in radicales]
             dov0 = probes.group_cpu(dovecot._process.pid) if dovecot else 0.0
             pg0 = probes.postgres_cpu(admin, database)
+            scans0 = probes.table_scans(db_url)
             load0 = os.getloadavg()[0]
             r = run_round(svc, jobs, accounts, args.timeout, procs)
             r["load_avg_1min"] = [round(load0, 1), round(os.getloadavg()[0], 1)]
@@ -392,6 +395,8 @@ def measure(args: argparse.Namespace, admin: str, pairs: int) -> dict[str, Any]:
             r["cpu_s_radicale"] = round(sum(rad1) - sum(rad0), 2)
             r["cpu_s_dovecot"] = round(dov1 - dov0, 2)
             r["cpu_s_postgres"] = round(probes.cpu_spent(pg0, pg1), 2)
+            time.sleep(1.0)  # backends report their table statistics within a second
+            r["table_scans"] = probes.scans_delta(scans0, probes.table_scans(db_url))
             if not args.plain:
                 delta = probes.stats_delta(stats0, probes.settled_stats(args.redis, key,
                                                                         len(procs)))  # fmt: skip
@@ -413,17 +418,19 @@ def measure(args: argparse.Namespace, admin: str, pairs: int) -> dict[str, Any]:
             plans = probes.explain(db_url, delta, accounts)
             size["explain"] = plans
             size["seq_scans"] = sorted({t_ for p in plans for t_ in p.get("seq_scans", [])})
+            say(f"[{pairs}] scans per table in the round (pg_stat_user_tables): "
+                f"{m.get('table_scans')}")  # fmt: skip
             for p in plans:
                 say(f"[{pairs}] EXPLAIN {p['per_account']}/account {p['sql'][:110]!r}: "
                     f"{p.get('nodes', p.get('plan'))} {p.get('time', '')}")  # fmt: skip
         if args.profile:
-            size["profile"] = profile(svc, args.profile, root)
+            size["profile"] = profile(svc, args.profile, args.profile_out)
         with svc.uow.read() as s:
             size["changes_reported"] = s.scalar(select(func.count()).select_from(ScheduleChange))
     return size
 
 
-def profile(svc: Any, count: int, root: Path) -> dict[str, Any]:
+def profile(svc: Any, count: int, dump: Path) -> dict[str, Any]:
     """``pipeline.after_poll`` of ``count`` accounts in this process under cProfile."""
     import cProfile
     import io
@@ -442,6 +449,10 @@ def profile(svc: Any, count: int, root: Path) -> dict[str, Any]:
     ids = [a for pair in zip(cal, mail, strict=False) for a in pair] or list(cal)
     for aid in ids[:4]:  # warm: imports, pools
         pipeline.after_poll(svc, aid)
+    c = time.process_time()
+    for aid in ids:  # without the profiler: the service's own CPU per sync, no Huey
+        pipeline.after_poll(svc, aid)
+    plain = (time.process_time() - c) / len(ids) * 1000
     prof = cProfile.Profile(time.process_time)  # CPU, not waits
     t, c = time.monotonic(), time.process_time()
     prof.enable()
@@ -449,12 +460,14 @@ def profile(svc: Any, count: int, root: Path) -> dict[str, Any]:
         pipeline.after_poll(svc, aid)
     prof.disable()
     wall, cpu = time.monotonic() - t, time.process_time() - c
+    prof.dump_stats(str(dump))  # pstats file: python -m pstats <file>, "callers <name>"
     out = io.StringIO()
     stats = pstats.Stats(prof, stream=out)
     stats.sort_stats("tottime").print_stats(25)
     stats.sort_stats("cumulative").print_stats(40)
     say(out.getvalue())
-    figures = {"accounts": len(ids), "cpu_ms_per_account": round(cpu / len(ids) * 1000, 2),
+    figures = {"accounts": len(ids), "cpu_ms_per_account_unprofiled": round(plain, 2),
+               "cpu_ms_per_account": round(cpu / len(ids) * 1000, 2),
                "wall_ms_per_account": round(wall / len(ids) * 1000, 2)}  # fmt: skip
     say(f"profile (in-process, cProfile on: slower than without): {figures}")
     return figures

@@ -281,3 +281,29 @@ def explain(db_url: str, delta: dict[str, Any], accounts: int) -> list[dict[str,
                 conn.rollback()
             out.append(entry)
     return out
+
+
+def table_scans(db_url: str) -> dict[str, tuple[int, int]]:
+    """(sequential scans, index scans) of every table so far (pg_stat_user_tables)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT relname, seq_scan, coalesce(idx_scan, 0) FROM pg_stat_user_tables"
+            )).all()  # fmt: skip
+    finally:
+        engine.dispose()
+    return {str(name): (int(seq), int(idx)) for name, seq, idx in rows}
+
+
+def scans_delta(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
+                ) -> dict[str, dict[str, int]]:  # fmt: skip
+    """Per table, the scans between two readings (tables without any left out)."""
+    out = {}
+    for name, (seq, idx) in sorted(after.items()):
+        s0, i0 = before.get(name, (0, 0))
+        if seq - s0 or idx - i0:
+            out[name] = {"seq_scan": seq - s0, "idx_scan": idx - i0}
+    return out
