@@ -1,32 +1,46 @@
-"""One polling round of 1,000 calendars that did not change: how long, how much CPU? (issue 5)
+"""One no-change polling round of N pairs, each with a CalDAV calendar and an IMAP mailbox:
+how long, how much CPU, how many queries per account? (issues 5 and 16.6)
+
+    .venv/bin/python bench/scale.py --pairs 1000 10000 [--radicales 2] [--profile 400]
 
 The scale-out configuration of the README, on this machine: PostgreSQL for the
 database, Redis for Huey, and two worker processes started as an operator would::
 
     huey_consumer bench.scale_worker.huey -w 4 -k thread     # twice
 
-(``bench.scale_worker`` is ``jobs.worker`` plus a counter of each sync's HTTP requests,
-see there; ``--plain`` runs ``jobs.worker`` itself and reports no request counts.)
+(``bench.scale_worker`` is ``jobs.worker`` plus counters, kept in the process and written
+to Redis every 0.2 s: SQL statements per account sync, HTTP requests per calendar sync,
+IMAP commands per mailbox sync; ``--plain`` runs ``jobs.worker`` itself, uncounted.)
 Settings reach the workers through ``ASSISTANT_*`` environment variables, with
 ``ASSISTANT_QUEUE__SCHEDULER=false`` on both: this script plays the scheduler and
 queues the round itself.
 
-Steps:
+For each pair count given (each on fresh servers):
 
-1. Radicale (one embedded instance by default) gets 1,000 calendar collections, one per
-   manager, with a handful of events each (MKCALENDAR and PUT over HTTP, in parallel);
-2. a fresh PostgreSQL database (dropped at the end) gets 1,000 pairs with one CalDAV
-   account each, and a unique Huey queue name on Redis (its keys deleted at the end);
-3. the first round (``sync_due`` → 1,000 ``sync_account``: full syncs, the baseline)
-   runs and is waited for;
+1. Radicale (``--radicales`` embedded instances) gets one calendar collection per manager
+   with ``--events`` events, written into its storage folder (``bench/scale_probes.py``);
+   one Dovecot gets a login per manager with ``--messages`` messages in the INBOX. Real
+   IMAP, because the service polls IMAP accounts (Maildir and mbox exports are imported
+   by hand, never polled); Dovecot is tuned as a server for many logins is (processes
+   reused, not one per connection);
+2. a fresh PostgreSQL database (dropped at the end) gets the pairs and their two accounts
+   (through ``add_pair``/``add_account``), and a unique Huey queue name on Redis (its keys
+   deleted at the end);
+3. the first round (``sync_due`` → one ``sync_account`` per account: full syncs, the
+   baseline) runs and is waited for;
 4. the measured round: the same ``sync_due`` job once more, nothing changed on the
-   server. Wall time runs from queueing ``sync_due`` to the moment every account's
+   servers. Wall time runs from queueing ``sync_due`` to the moment every account's
    ``last_sync_at`` shows this round (read from PostgreSQL every 50 ms); CPU time is
-   user + system of the two consumer processes (and, for the record, of Radicale)
-   from /proc, before and after.
+   user + system from /proc, before and after, of the two consumers, of Radicale, of
+   Dovecot's processes and of the PostgreSQL backends of the database;
+5. EXPLAIN (ANALYZE) of every statement the consumers ran in that round, with the
+   parameters they used (rolled back), and the sequential and index scans per table
+   from ``pg_stat_user_tables``; ``--profile N`` then syncs N accounts in this process,
+   without and with cProfile (the service's CPU per sync without Huey, and where it goes).
 
-The target (issue 5): <= 30 s on this 2-core machine. A no-change round should cost one
-HTTP request (a sync-collection REPORT) per account.
+The target (issue 16.6): <= 60 s for 10,000 pairs on this 2-core machine, the cost per
+pair flat from 1,000 to 10,000. The load average before and after the round is printed:
+other work on the machine inflates every figure.
 
 The last line printed is one JSON object with the figures.
 """
