@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -51,6 +51,16 @@ __all__ = [  # the index's and the reports' names, as callers found them here be
     "report",
     "to_message",
 ]
+
+
+# A mailbox sync's end, built once (a Core statement: most polls run nothing else).
+_ACCOUNTS = cast(Table, Account.__table__)
+_IMPORTED = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("account_id"))
+    .values(sync_token=bindparam("new_token"), state="ok", last_sync_at=bindparam("now"),
+            last_error=bindparam("new_error"))
+)  # fmt: skip
 
 
 class Unread:
@@ -102,13 +112,10 @@ def import_mail(
                     for m in delta.messages]  # fmt: skip
             new = _insert_new(session, rows)
         # One statement (no mail: the only one): the token moves on, the account is fine.
-        done = session.execute(
-            update(Account)
-            .where(Account.id == account_id)
-            .values(sync_token=delta.token, state="ok", last_sync_at=now,
-                    last_error=skipped_status(delta.skipped))  # e.g. a mail over a limit
-            .execution_options(synchronize_session=False)
-        )  # fmt: skip
+        done = session.connection().execute(_IMPORTED, {
+            "account_id": account_id, "new_token": delta.token, "now": now,
+            "new_error": skipped_status(delta.skipped),  # e.g. a mail over a limit
+        })  # fmt: skip
         if not rowcount(done):
             raise LookupError(f"no account with id {account_id}")
     return MailImport(new=new, seen=len(delta.messages), skipped=list(delta.skipped))

@@ -52,11 +52,12 @@ from assistant.services.sync import (
     SyncPolicy,
     SyncReport,
     SyncStart,
+    account_row,
     record_failure,
     resource_name,
     sync_calendar,
 )
-from assistant.store.tables import Account, Checkpoint, Pair
+from assistant.store.tables import Checkpoint, Pair
 from connectors.base import AuthExpired, CalendarSource, ConnectorError, ParseLimits, RateLimited
 from connectors.netguard import NetPolicy
 from connectors.registry import open_calendar, open_mailbox
@@ -244,14 +245,10 @@ def sync_account(deps: Deps, account_id: int, *, tried_when_parked: bool = False
     recorded on the account (``account_health``: back-off, parking, the alert) and
     returned, never raised. A parked account is not tried unless ``tried_when_parked``."""
     with deps.uow.read() as session:  # one statement: the account and its pair's zone
-        row = session.execute(
-            select(Account, Pair.timezone)
-            .join(Pair, Pair.id == Account.pair_id)
-            .where(Account.id == account_id)
-        ).one_or_none()
-        if row is None:
+        account = account_row(session, account_id)
+        if account is None:
             return AccountSynced(account_id, missing=True)
-        account, start = row[0], SyncStart.of(row[0], row[1])
+        start = SyncStart.of(account)
         pair_id, name, provider = account.pair_id, account.name, account.provider
         kind: Kind = "mail" if account.kind == "mail" else "calendar"
         conf = dict(account.settings)
