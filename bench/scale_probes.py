@@ -283,27 +283,31 @@ def explain(db_url: str, delta: dict[str, Any], accounts: int) -> list[dict[str,
     return out
 
 
-def table_scans(db_url: str) -> dict[str, tuple[int, int]]:
-    """(sequential scans, index scans) of every table so far (pg_stat_user_tables)."""
+def table_scans(db_url: str) -> dict[str, tuple[int, int, int, int]]:
+    """(sequential scans, index scans, rows updated, of them HOT) of every table so far
+    (pg_stat_user_tables; a HOT update writes no index entries)."""
     from sqlalchemy import create_engine, text
 
     engine = create_engine(db_url)
     try:
         with engine.connect() as conn:
             rows = conn.execute(text(
-                "SELECT relname, seq_scan, coalesce(idx_scan, 0) FROM pg_stat_user_tables"
+                "SELECT relname, seq_scan, coalesce(idx_scan, 0), n_tup_upd, n_tup_hot_upd "
+                "FROM pg_stat_user_tables"
             )).all()  # fmt: skip
     finally:
         engine.dispose()
-    return {str(name): (int(seq), int(idx)) for name, seq, idx in rows}
+    return {str(r[0]): (int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows}
 
 
-def scans_delta(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
-                ) -> dict[str, dict[str, int]]:  # fmt: skip
-    """Per table, the scans between two readings (tables without any left out)."""
+def scans_delta(before: dict[str, tuple[int, int, int, int]],
+                after: dict[str, tuple[int, int, int, int]]) -> dict[str, dict[str, int]]:
+    """Per table, the scans and updates between two readings (tables without any left out)."""
+    names = ("seq_scan", "idx_scan", "updated", "hot_updated")
     out = {}
-    for name, (seq, idx) in sorted(after.items()):
-        s0, i0 = before.get(name, (0, 0))
-        if seq - s0 or idx - i0:
-            out[name] = {"seq_scan": seq - s0, "idx_scan": idx - i0}
+    for table, now in sorted(after.items()):
+        was = before.get(table, (0, 0, 0, 0))
+        diff = {n: a - b for n, a, b in zip(names, now, was, strict=True)}
+        if any(diff.values()):
+            out[table] = diff
     return out
