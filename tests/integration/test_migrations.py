@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
 from alembic import command
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 
 from assistant.store import migrate
 from assistant.store.db import make_engine
@@ -34,26 +33,5 @@ def test_upgrade_is_idempotent_and_downgrade_removes_everything(database_url: st
         assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
         migrate.upgrade(engine)
         assert migrate.current(engine) == migrate.head()
-    finally:
-        engine.dispose()
-
-
-@pytest.mark.postgres
-def test_accounts_leave_room_for_in_place_updates_on_postgresql(postgres_url: str) -> None:
-    """Every sync rewrites its account's row; with room in the page PostgreSQL updates it
-    without new index entries (HOT)."""
-    migrate.upgrade(postgres_url)
-    engine = make_engine(postgres_url)
-    try:
-        with engine.connect() as conn:
-            options = conn.scalar(
-                text("SELECT reloptions FROM pg_class WHERE relname = 'accounts'")
-            )
-        assert options == ["fillfactor=50"]
-        command.downgrade(migrate.alembic_config(postgres_url), "0009")
-        with engine.connect() as conn:
-            assert conn.scalar(
-                text("SELECT reloptions FROM pg_class WHERE relname = 'accounts'")
-            ) is None
     finally:
         engine.dispose()
