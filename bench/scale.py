@@ -1,32 +1,46 @@
-"""One polling round of 1,000 calendars that did not change: how long, how much CPU? (issue 5)
+"""One no-change polling round of N pairs, each with a CalDAV calendar and an IMAP mailbox:
+how long, how much CPU, how many queries per account? (issues 5 and 16.6)
+
+    .venv/bin/python bench/scale.py --pairs 1000 10000 [--radicales 2] [--profile 400]
 
 The scale-out configuration of the README, on this machine: PostgreSQL for the
 database, Redis for Huey, and two worker processes started as an operator would::
 
     huey_consumer bench.scale_worker.huey -w 4 -k thread     # twice
 
-(``bench.scale_worker`` is ``jobs.worker`` plus a counter of each sync's HTTP requests,
-see there; ``--plain`` runs ``jobs.worker`` itself and reports no request counts.)
+(``bench.scale_worker`` is ``jobs.worker`` plus counters, kept in the process and written
+to Redis every 0.2 s: SQL statements per account sync, HTTP requests per calendar sync,
+IMAP commands per mailbox sync; ``--plain`` runs ``jobs.worker`` itself, uncounted.)
 Settings reach the workers through ``ASSISTANT_*`` environment variables, with
 ``ASSISTANT_QUEUE__SCHEDULER=false`` on both: this script plays the scheduler and
 queues the round itself.
 
-Steps:
+For each pair count given (each on fresh servers):
 
-1. Radicale (one embedded instance by default) gets 1,000 calendar collections, one per
-   manager, with a handful of events each (MKCALENDAR and PUT over HTTP, in parallel);
-2. a fresh PostgreSQL database (dropped at the end) gets 1,000 pairs with one CalDAV
-   account each, and a unique Huey queue name on Redis (its keys deleted at the end);
-3. the first round (``sync_due`` → 1,000 ``sync_account``: full syncs, the baseline)
-   runs and is waited for;
+1. Radicale (``--radicales`` embedded instances) gets one calendar collection per manager
+   with ``--events`` events, written into its storage folder (``bench/scale_probes.py``);
+   one Dovecot gets a login per manager with ``--messages`` messages in the INBOX. Real
+   IMAP, because the service polls IMAP accounts (Maildir and mbox exports are imported
+   by hand, never polled); Dovecot is tuned as a server for many logins is (processes
+   reused, not one per connection);
+2. a fresh PostgreSQL database (dropped at the end) gets the pairs and their two accounts
+   (through ``add_pair``/``add_account``), and a unique Huey queue name on Redis (its keys
+   deleted at the end);
+3. the first round (``sync_due`` → one ``sync_account`` per account: full syncs, the
+   baseline) runs and is waited for;
 4. the measured round: the same ``sync_due`` job once more, nothing changed on the
-   server. Wall time runs from queueing ``sync_due`` to the moment every account's
-   ``last_sync_at`` shows this round (read from PostgreSQL every 50 ms); CPU time is
-   user + system of the two consumer processes (and, for the record, of Radicale)
-   from /proc, before and after.
+   servers. Wall time runs from queueing ``sync_due`` to the moment every account's
+   ``last_sync_at`` shows this round (read from PostgreSQL every 0.2 s); CPU time is
+   user + system from /proc, before and after, of the two consumers, of Radicale, of
+   Dovecot's processes and of the PostgreSQL backends of the database;
+5. EXPLAIN (ANALYZE) of every statement the consumers ran in that round, with the
+   parameters they used (rolled back), and the sequential and index scans per table
+   from ``pg_stat_user_tables``; ``--profile N`` then syncs N accounts in this process,
+   without and with cProfile (the service's CPU per sync without Huey, and where it goes).
 
-The target (issue 5): <= 30 s on this 2-core machine. A no-change round should cost one
-HTTP request (a sync-collection REPORT) per account.
+The target (issue 16.6): <= 60 s for 10,000 pairs on this 2-core machine, the cost per
+pair flat from 1,000 to 10,000. The load average before and after the round is printed:
+other work on the machine inflates every figure.
 
 The last line printed is one JSON object with the figures.
 """
@@ -53,9 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     ROOT,
-    calendar_ics,
     cpu_seconds,
-    summary,
     temp_postgres,
     temp_redis_queue,
 )
@@ -90,42 +102,25 @@ def find_postgres() -> str:
 # ----------------------------------------------------------------------------- seeding
 
 
-def seed(radicales: list[Any], pairs: int, events: int, threads: int) -> list[str]:
-    """One calendar per manager with ``events`` events; the calendars' URLs."""
-    import httpx
-
-    from bench.notify_latency import day_at
-
-    def one(i: int) -> str:
-        radicale = radicales[i % len(radicales)]
-        with httpx.Client(timeout=30) as http:
-            url = f"{radicale.url}manager{i}/calendar/"
-            r = http.request("MKCALENDAR", url, auth=(f"manager{i}", ""))
-            if r.status_code != 201:
-                raise RuntimeError(f"MKCALENDAR {url}: HTTP {r.status_code}")
-            for e in range(events):
-                uid = f"m{i}-e{e}"
-                body = calendar_ics(
-                    uid, day_at(1 + e, 9 + e), day_at(1 + e, 10 + e), f"Meeting {e}"
-                )
-                http.put(f"{url}{uid}.ics", content=body,
-                         headers={"Content-Type": "text/calendar"}).raise_for_status()  # fmt: skip
-        return url
-
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(one, range(pairs)))
-
-
-def add_pairs(svc: Any, urls: list[str]) -> None:
+def add_pairs(svc: Any, urls: list[str], dovecot: Any, threads: int = 6) -> None:
+    """One pair per calendar URL, with that calendar and (``dovecot``) its IMAP mailbox,
+    added through the service (``add_pair``, ``add_account``) from ``threads`` threads."""
     from assistant.services.pairs import add_account, add_pair
+    from bench.scale_probes import mail_settings
 
-    for i, url in enumerate(urls):
+    def one(i: int) -> None:
         pair = add_pair(
             svc, name=f"pair{i}", manager_email=f"manager{i}@example.com",
             assistant_email=f"assistant{i}@example.com", timezone="Europe/Berlin",
         )  # fmt: skip
         add_account(svc, pair=pair.id, name="calendar", provider="caldav",
-                    settings={"url": url})  # fmt: skip
+                    settings={"url": urls[i]})  # fmt: skip
+        if dovecot is not None:
+            add_account(svc, pair=pair.id, name="inbox", provider="imap",
+                        settings=mail_settings(dovecot, i))  # fmt: skip
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(len(urls))))
 
 
 # ---------------------------------------------------------------------------- workers
@@ -133,7 +128,8 @@ def add_pairs(svc: Any, urls: list[str]) -> None:
 
 @contextmanager
 def consumers(
-    count: int, workers: int, env: dict[str, str], folder: Path, plain: bool
+    count: int, workers: int, env: dict[str, str], folder: Path, plain: bool,
+    code: Path = ROOT,
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
     """``count`` huey_consumer processes; stopped (SIGINT, then SIGKILL) on exit."""
     module = "jobs.worker.huey" if plain else "bench.scale_worker.huey"
@@ -146,7 +142,7 @@ def consumers(
             logs.append(log)
             procs.append(subprocess.Popen(
                 [exe, module, "-w", str(workers), "-k", "thread"],
-                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=code, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             ))  # fmt: skip
         yield procs
     finally:
@@ -163,11 +159,11 @@ def consumers(
             log.close()
 
 
-def consumer_env(db_url: str, redis_url: str, queue: str, data_dir: Path, log_level: str
-                 ) -> dict[str, str]:  # fmt: skip
+def consumer_env(db_url: str, redis_url: str, queue: str, data_dir: Path, log_level: str,
+                 code: Path = ROOT) -> dict[str, str]:  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
     env.update({
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(code),
         "ASSISTANT_DATA_DIR": str(data_dir),
         "ASSISTANT_LOG_LEVEL": log_level,
         "ASSISTANT_DATABASE__URL": db_url,
@@ -190,9 +186,11 @@ def synced_since(svc: Any, since: datetime) -> tuple[int, int]:
 
     from assistant.store.tables import Account
 
-    with svc.uow.read() as s:
-        done = s.scalar(select(func.count()).where(Account.last_sync_at >= since))
-        bad = s.scalar(select(func.count()).where(Account.state == "error"))
+    with svc.uow.read() as s:  # one scan of the table (it counts in the round's figures)
+        done, bad = s.execute(select(
+            func.count().filter(Account.last_sync_at >= since),
+            func.count().filter(Account.state == "error"),
+        )).one()  # fmt: skip
     return int(done or 0), int(bad or 0)
 
 
@@ -201,17 +199,18 @@ def run_round(svc: Any, jobs: Any, total: int, timeout: float, procs: list[Any])
     started_at = svc.now()
     began = time.monotonic()
     jobs.sync_due(0)
-    done = bad = 0
+    done = bad = polls = 0
     while time.monotonic() - began < timeout:
         done, bad = synced_since(svc, started_at)
+        polls += 1
         if done + bad >= total:
             break
         if any(p.poll() is not None for p in procs):
             raise RuntimeError("a consumer process exited; see its log")
-        time.sleep(0.05)
+        time.sleep(0.2)
     wall = time.monotonic() - began
     return {"wall_s": round(wall, 2), "synced": done, "errors": bad,
-            "complete": done == total}  # fmt: skip
+            "complete": done == total, "watch_polls": polls}  # fmt: skip
 
 
 def requests_by_account(redis_url: str, key: str) -> list[int]:
@@ -239,12 +238,17 @@ def reset_requests(redis_url: str, key: str) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
-        description="Wall and CPU time of one no-change polling round of N CalDAV calendars "
-        "(PostgreSQL + Redis, two huey_consumer processes).",
+        description="Wall and CPU time of one no-change polling round of N pairs, each with "
+        "a CalDAV calendar and an IMAP mailbox (PostgreSQL + Redis, two huey_consumer "
+        "processes).",
         epilog="The last line printed is one JSON object with the figures.",
     )
-    ap.add_argument("--pairs", type=int, default=1000, help="pairs, one calendar each (1000)")
+    ap.add_argument("--pairs", type=int, nargs="+", default=[1000],
+                    help="pair counts, each measured on fresh servers (1000); "
+                    "e.g. --pairs 1000 10000 compares the cost per pair")  # fmt: skip
     ap.add_argument("--events", type=int, default=5, help="events per calendar (5)")
+    ap.add_argument("--messages", type=int, default=2, help="messages per INBOX (2)")
+    ap.add_argument("--no-mail", action="store_true", help="calendars only, no mailboxes")
     ap.add_argument("--radicales", type=int, default=1,
                     help="Radicale instances the calendars are spread over (1)")  # fmt: skip
     ap.add_argument("--consumers", type=int, default=2, help="huey_consumer processes (2)")
@@ -256,13 +260,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--redis", metavar="URL", default="redis://127.0.0.1:6379/0",
                     help="Redis URL for Huey (default redis://127.0.0.1:6379/0)")  # fmt: skip
     ap.add_argument("--plain", action="store_true",
-                    help="run jobs.worker itself (no request counting)")  # fmt: skip
+                    help="run jobs.worker itself (no counting, no EXPLAIN)")  # fmt: skip
+    ap.add_argument("--code", type=Path, default=ROOT,
+                    help="the consumers run the service from this folder (an export of another "
+                    "commit, with this bench/scale_worker.py copied in), for A/B runs")  # fmt: skip
+    ap.add_argument("--no-explain", action="store_true", help="skip EXPLAIN of the statements")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="after the rounds, sync N accounts (half calendars, half mailboxes) "
+                    "in this process under cProfile and print the top functions")  # fmt: skip
+    ap.add_argument("--profile-out", type=Path, default=Path("scale-profile.pstats"),
+                    help="--profile's pstats file (scale-profile.pstats)")  # fmt: skip
     ap.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING"],
                     help="the consumers' log level (WARNING: no line per job)")  # fmt: skip
-    ap.add_argument("--seed-threads", type=int, default=8, help="parallel seeding clients (8)")
-    ap.add_argument("--timeout", type=float, default=600, help="give up on a round after (s)")
+    ap.add_argument("--timeout", type=float, default=900, help="give up on a round after (s)")
     args = ap.parse_args(argv)
-    if min(args.pairs, args.radicales, args.consumers, args.workers, args.rounds) < 1:
+    if min(*args.pairs, args.radicales, args.consumers, args.workers, args.rounds) < 1:
         ap.error("counts must be at least 1")
     return args
 
@@ -270,29 +282,85 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    admin = args.postgres or find_postgres()
+    sizes = [measure(args, admin, n) for n in args.pairs]
+    result: dict[str, Any] = {"bench": "scale", "events": args.events,
+                              "messages": 0 if args.no_mail else args.messages,
+                              "consumers": args.consumers, "workers": args.workers,
+                              "radicales": args.radicales, "cpus": os.cpu_count(),
+                              "sizes": sizes}  # fmt: skip
+    for size in sizes:
+        print(line_for(size))
+    if len(sizes) > 1:
+        a, b = sizes[0]["per_pair"], sizes[-1]["per_pair"]
+        print(
+            f"cost per pair from {sizes[0]['pairs']} to {sizes[-1]['pairs']} pairs: wall "
+            f"{a['wall_ms']} -> {b['wall_ms']} ms, consumer CPU {a['consumer_cpu_ms']} -> "
+            f"{b['consumer_cpu_ms']} ms, servers' CPU {a['server_cpu_ms']} -> "
+            f"{b['server_cpu_ms']} ms"
+        )
+    result["target_s"] = TARGET_S
+    result["target_met"] = all(s["target_met"] for s in sizes)
+    print(json.dumps(result))
+    return 0 if result["target_met"] else 1
+
+
+TARGET_S = 60.0
+
+
+def line_for(size: dict[str, Any]) -> str:
+    m = size["rounds"][-1]
+    q = m.get("counts") or {}
+    pp = size["per_pair"]
+    return (
+        f"{size['pairs']} pairs, {size['accounts']} accounts: no-change round wall "
+        f"{m['wall_s']}s (target <= {TARGET_S:.0f}s: "
+        f"{'met' if size['target_met'] else 'NOT met'}), "
+        f"consumers' CPU {m['cpu_s_consumers']}s ({pp['consumer_cpu_ms_per_account']} ms per "
+        f"account), Radicale {m['cpu_s_radicale']}s, Dovecot {m['cpu_s_dovecot']}s, PostgreSQL "
+        f"{m['cpu_s_postgres']}s; per pair: wall {pp['wall_ms']} ms, consumer CPU "
+        f"{pp['consumer_cpu_ms']} ms, servers {pp['server_cpu_ms']} ms; queries per account "
+        f"{q.get('queries_per_account', '-')} (calendar sync "
+        f"{q.get('queries_per_calendar_sync', '-')}, "
+        f"mail sync {q.get('queries_per_mail_sync', '-')}, outside syncs "
+        f"{q.get('queries_outside_syncs', '-')}); HTTP per calendar "
+        f"{q.get('http_requests_per_calendar_sync', '-')}, IMAP commands per mailbox "
+        f"{q.get('imap_commands_per_mail_sync', '-')}; seq scans in the round: "
+        f"{size.get('seq_scans', '-')}; changes reported {size['changes_reported']}"
+    )
+
+
+def measure(args: argparse.Namespace, admin: str, pairs: int) -> dict[str, Any]:
+    from sqlalchemy import func, make_url, select
+
     from assistant.bootstrap import build
     from assistant.entrypoints.embedded import EmbeddedRadicale
     from assistant.store.migrate import upgrade
     from assistant.store.tables import ScheduleChange
+    from bench import scale_probes as probes
     from config.settings import load
     from jobs.queue import build_huey
     from jobs.tasks import register
 
-    admin = args.postgres or find_postgres()
-    result: dict[str, Any] = {"bench": "scale", "pairs": args.pairs, "events": args.events,
-                              "consumers": args.consumers, "workers": args.workers,
-                              "radicales": args.radicales, "cpus": os.cpu_count()}  # fmt: skip
+    mail = not args.no_mail
+    size: dict[str, Any] = {"pairs": pairs}
     with ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-scale-")))
-        radicales = [stack.enter_context(EmbeddedRadicale(root / f"radicale{n}"))
-                     for n in range(args.radicales)]  # fmt: skip
+        radicales = [EmbeddedRadicale(root / f"radicale{n}") for n in range(args.radicales)]
         t = time.monotonic()
-        urls = seed(radicales, args.pairs, args.events, args.seed_threads)
-        result["seed_s"] = round(time.monotonic() - t, 1)
-        say(f"seeded {len(urls)} calendars x {args.events} events in {result['seed_s']}s")
+        for n, rad in enumerate(radicales):
+            probes.seed_calendars(rad.storage_folder, range(n, pairs, args.radicales), args.events)
+        radicales = [stack.enter_context(r) for r in radicales]
+        urls = [f"{radicales[i % len(radicales)].url}manager{i}/calendar/" for i in range(pairs)]
+        dovecot = stack.enter_context(probes.mail_server(pairs, args.messages)) if mail else None
+        size["seed_s"] = round(time.monotonic() - t, 1)
+        say(f"[{pairs}] seeded {pairs} calendars x {args.events} events"
+            f"{f' and {pairs} mailboxes' if mail else ''} in {size['seed_s']}s")  # fmt: skip
 
         db_url = stack.enter_context(temp_postgres(admin))
+        database = make_url(db_url).database or ""
         queue = stack.enter_context(temp_redis_queue(args.redis))
+        os.environ[probes.IMAP_PASSWORD_ENV] = probes.IMAP_PASSWORD
         settings = load(
             None, data_dir=str(root / "data"), log_level="WARNING",
             database={"url": db_url}, queue={"backend": "redis", "url": args.redis,
@@ -303,61 +371,126 @@ def main(argv: list[str] | None = None) -> int:
         svc = build(settings)
         stack.callback(svc.engine.dispose)
         t = time.monotonic()
-        add_pairs(svc, urls)
-        say(f"{args.pairs} pairs and accounts added in {time.monotonic() - t:.1f}s")
+        add_pairs(svc, urls, dovecot)
+        accounts = pairs * (2 if mail else 1)
+        size["accounts"] = accounts
+        say(f"[{pairs}] {pairs} pairs, {accounts} accounts added in {time.monotonic() - t:.1f}s")
         huey = build_huey(settings)
         jobs = register(huey, periodic=False)  # this process only queues jobs
-        env = consumer_env(db_url, args.redis, queue, root / "data", args.log_level)
-        procs = stack.enter_context(consumers(args.consumers, args.workers, env, root, args.plain))
-        key = f"{queue}:bench:requests"
-
-        first = run_round(svc, jobs, args.pairs, args.timeout, procs)
-        first["requests"] = (
-            summary(requests_by_account(args.redis, key)) if not args.plain else None
+        env = consumer_env(db_url, args.redis, queue, root / "data", args.log_level, args.code)
+        env[probes.IMAP_PASSWORD_ENV] = probes.IMAP_PASSWORD
+        procs = stack.enter_context(
+            consumers(args.consumers, args.workers, env, root, args.plain, args.code)
         )
-        result["first_full_sync"] = first
-        say(f"first (full) sync of every calendar: {first}")
+        key = f"{queue}:bench:stats"
+
+        first = run_round(svc, jobs, accounts, args.timeout, procs)
+        size["first_full_sync"] = first
+        say(f"[{pairs}] first (full) sync of every account: {first}")
         if not first["complete"]:
             raise SystemExit(_tails(root, "the first sync did not complete"))
 
         rounds = []
+        delta: dict[str, Any] = {}
         for _ in range(args.rounds):
             time.sleep(INTERVAL * 0.5 + 0.2)  # every account is due again
-            reset_requests(args.redis, key)
+            stats0 = {} if args.plain else probes.settled_stats(args.redis, key, len(procs))
             cpu0 = [cpu_seconds(p.pid) for p in procs]
             rad0 = [cpu_seconds(r._process.pid) for r in radicales]
-            r = run_round(svc, jobs, args.pairs, args.timeout, procs)
+            dov0 = probes.group_cpu(dovecot._process.pid) if dovecot else 0.0
+            pg0 = probes.postgres_cpu(admin, database)
+            scans0 = probes.table_scans(db_url)
+            load0 = os.getloadavg()[0]
+            r = run_round(svc, jobs, accounts, args.timeout, procs)
+            r["load_avg_1min"] = [round(load0, 1), round(os.getloadavg()[0], 1)]
             cpu1 = [cpu_seconds(p.pid) for p in procs]
             rad1 = [cpu_seconds(r_._process.pid) for r_ in radicales]
+            dov1 = probes.group_cpu(dovecot._process.pid) if dovecot else 0.0
+            pg1 = probes.postgres_cpu(admin, database)
             r["cpu_s_consumers"] = round(sum(cpu1) - sum(cpu0), 2)
             r["cpu_s_per_consumer"] = [round(b - a, 2) for a, b in zip(cpu0, cpu1, strict=True)]
             r["cpu_s_radicale"] = round(sum(rad1) - sum(rad0), 2)
+            r["cpu_s_dovecot"] = round(dov1 - dov0, 2)
+            r["cpu_s_postgres"] = round(probes.cpu_spent(pg0, pg1), 2)
+            time.sleep(1.0)  # backends report their table statistics within a second
+            scans = probes.scans_delta(scans0, probes.table_scans(db_url))
+            if "accounts" in scans:  # this script's own watching: one scan per poll
+                scans["accounts"]["seq_scan_by_this_script"] = r["watch_polls"]
+            r["table_scans"] = scans
             if not args.plain:
-                counts = requests_by_account(args.redis, key)
-                r["accounts_counted"] = len(counts)
-                r["requests_per_account"] = summary([float(c) for c in counts])
-                r["requests_total"] = sum(counts)
+                delta = probes.stats_delta(stats0, probes.settled_stats(args.redis, key,
+                                                                        len(procs)))  # fmt: skip
+                r["counts"] = probes.per_account(delta, accounts)
             rounds.append(r)
-            say(f"no-change round: {r}")
+            say(f"[{pairs}] no-change round: {r}")
+        size["rounds"] = rounds
+        m = rounds[-1]
+        servers = m["cpu_s_radicale"] + m["cpu_s_dovecot"] + m["cpu_s_postgres"]
+        size["per_pair"] = {
+            "wall_ms": round(m["wall_s"] / pairs * 1000, 2),
+            "consumer_cpu_ms": round(m["cpu_s_consumers"] / pairs * 1000, 2),
+            "consumer_cpu_ms_per_account": round(m["cpu_s_consumers"] / accounts * 1000, 2),
+            "server_cpu_ms": round(servers / pairs * 1000, 2),
+        }
+        size["target_met"] = all(r_["complete"] for r_ in rounds) and max(
+            r_["wall_s"] for r_ in rounds) <= TARGET_S  # fmt: skip
+        if delta and not args.no_explain:
+            plans = probes.explain(db_url, delta, accounts)
+            size["explain"] = plans
+            size["seq_scans"] = sorted({t_ for p in plans for t_ in p.get("seq_scans", [])})
+            say(f"[{pairs}] scans per table in the round (pg_stat_user_tables): "
+                f"{m.get('table_scans')}")  # fmt: skip
+            for p in plans:
+                say(f"[{pairs}] EXPLAIN {p['per_account']}/account {p['sql'][:110]!r}: "
+                    f"{p.get('nodes', p.get('plan'))} {p.get('time', '')}")  # fmt: skip
+        if args.profile:
+            size["profile"] = profile(svc, args.profile, args.profile_out)
         with svc.uow.read() as s:
-            from sqlalchemy import func, select
+            size["changes_reported"] = s.scalar(select(func.count()).select_from(ScheduleChange))
+    return size
 
-            result["changes_reported"] = s.scalar(select(func.count()).select_from(ScheduleChange))
-    result["rounds"] = rounds
-    worst = max(r["wall_s"] for r in rounds)
-    result["target_s"] = 30.0
-    result["target_met"] = all(r["complete"] for r in rounds) and worst <= 30.0
-    m = rounds[-1]
-    per = m.get("requests_per_account") or {}
-    print(
-        f"no-change round of {args.pairs} calendars: wall {m['wall_s']}s (target <= 30s: "
-        f"{'met' if result['target_met'] else 'NOT met'}), consumers' CPU {m['cpu_s_consumers']}s, "
-        f"Radicale CPU {m['cpu_s_radicale']}s; requests per account: "
-        f"{per.get('mean', 'not counted')} (max {per.get('max', '-')}); "
-        f"changes reported: {result['changes_reported']}"
-    )
-    print(json.dumps(result))
-    return 0 if result["target_met"] else 1
+
+def profile(svc: Any, count: int, dump: Path) -> dict[str, Any]:
+    """``pipeline.after_poll`` of ``count`` accounts in this process under cProfile."""
+    import cProfile
+    import io
+    import pstats
+
+    from sqlalchemy import select
+
+    from assistant.services import pipeline
+    from assistant.store.tables import Account
+
+    with svc.uow.read() as s:
+        cal = s.scalars(select(Account.id).where(Account.kind == "calendar")
+                        .order_by(Account.id).limit(count // 2 or 1)).all()  # fmt: skip
+        mail = s.scalars(select(Account.id).where(Account.kind == "mail")
+                         .order_by(Account.id).limit(count // 2)).all()  # fmt: skip
+    ids = [a for pair in zip(cal, mail, strict=False) for a in pair] or list(cal)
+    for aid in ids[:4]:  # warm: imports, pools
+        pipeline.after_poll(svc, aid)
+    c = time.process_time()
+    for aid in ids:  # without the profiler: the service's own CPU per sync, no Huey
+        pipeline.after_poll(svc, aid)
+    plain = (time.process_time() - c) / len(ids) * 1000
+    prof = cProfile.Profile(time.process_time)  # CPU, not waits
+    t, c = time.monotonic(), time.process_time()
+    prof.enable()
+    for aid in ids:
+        pipeline.after_poll(svc, aid)
+    prof.disable()
+    wall, cpu = time.monotonic() - t, time.process_time() - c
+    prof.dump_stats(str(dump))  # pstats file: python -m pstats <file>, "callers <name>"
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out)
+    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(40)
+    say(out.getvalue())
+    figures = {"accounts": len(ids), "cpu_ms_per_account_unprofiled": round(plain, 2),
+               "cpu_ms_per_account": round(cpu / len(ids) * 1000, 2),
+               "wall_ms_per_account": round(wall / len(ids) * 1000, 2)}  # fmt: skip
+    say(f"profile (in-process, cProfile on: slower than without): {figures}")
+    return figures
 
 
 def _tails(root: Path, head: str) -> str:

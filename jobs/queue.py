@@ -1,7 +1,8 @@
 """The Huey instance, built from settings (never at import time).
 
 ``queue.backend`` picks the storage: ``sqlite`` (a file under data_dir; one machine),
-``redis`` (``queue.url``; consumers on many machines; task priorities honoured) or
+``redis`` (``queue.url``; consumers on many machines; task priorities honoured; results
+expire after ``RESULTS_KEPT_SECONDS``) or
 ``memory`` (one process, nothing kept). ``immediate=True`` runs tasks at once in the
 caller, for tests and one-off commands.
 """
@@ -10,9 +11,14 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from huey import Huey, MemoryHuey, PriorityRedisHuey, SqliteHuey
+from huey import Huey, MemoryHuey, PriorityRedisExpireHuey, SqliteHuey
 
 from config.settings import Settings
+
+# On Redis a job's result (a sync's report) is dropped this long after it was stored; kept
+# until read, as Huey does by default, the results nobody reads grew the store by one per
+# job: 20,000 a round at 10,000 pairs. Claims and the polling loop's mark never expire.
+RESULTS_KEPT_SECONDS = 3600
 
 
 class _HueyOptions(TypedDict):
@@ -45,7 +51,7 @@ def build_huey(settings: Settings, immediate: bool = False) -> Huey:
     if queue.backend == "redis":
         if not queue.url:
             raise ValueError("queue.url is required when queue.backend is redis")
-        return PriorityRedisHuey(url=queue.url, **common)
+        return PriorityRedisExpireHuey(url=queue.url, expire_time=RESULTS_KEPT_SECONDS, **common)
     if queue.backend == "memory":
         return MemoryHuey(**common)
     raise ValueError(f"unknown queue backend {queue.backend!r}")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -31,7 +32,7 @@ from assistant.services.reply_index import (
     stored_keys,
     to_message,
 )
-from assistant.services.sync import skipped_status
+from assistant.services.sync import rowcount, skipped_status
 from assistant.store.tables import Account, Message
 from connectors.base import MailSource, TokenExpired
 
@@ -52,6 +53,23 @@ __all__ = [  # the index's and the reports' names, as callers found them here be
 ]
 
 
+# A mailbox sync's end, built once (a Core statement: most polls run nothing else).
+_ACCOUNTS = cast(Table, Account.__table__)
+_IMPORTED = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("account_id"))
+    .values(sync_token=bindparam("new_token"), state="ok", last_sync_at=bindparam("now"),
+            last_error=bindparam("new_error"))
+)  # fmt: skip
+
+
+class Unread:
+    """The type of ``UNREAD``: a change token the caller did not read."""
+
+
+UNREAD = Unread()
+
+
 @dataclass(frozen=True)
 class MailImport:
     """What one import stored: ``new`` messages of ``seen``, and what could not be read."""
@@ -64,31 +82,42 @@ class MailImport:
         return {"new": self.new, "seen": self.seen, "skipped": list(self.skipped)}
 
 
-def import_mail(deps: Deps, account_id: int, source: MailSource) -> MailImport:
-    """Store the messages the mailbox has that we have not seen; advance its token."""
-    with deps.uow.read() as session:
-        account = session.get(Account, account_id)
-        if account is None:
-            raise LookupError(f"no account with id {account_id}")
-        token = account.sync_token
+def import_mail(
+    deps: Deps, account_id: int, source: MailSource, *, token: str | Unread | None = UNREAD
+) -> MailImport:
+    """Store the messages the mailbox has that we have not seen; advance its token.
+
+    ``token``: the account's change token as the caller just read it (default: read here).
+    """
+    if isinstance(token, Unread):
+        with deps.uow.read() as session:
+            account = session.get(Account, account_id)
+            if account is None:
+                raise LookupError(f"no account with id {account_id}")
+            token = account.sync_token
     try:
         delta = source.changes(token)
     except TokenExpired:
         delta = source.changes(None)
     now = deps.now()
     with deps.uow.begin() as session:
-        account = session.get(Account, account_id)
-        assert account is not None
-        pair = account.pair
-        managers, assistants = addresses(pair)
-        rows = [
-            _row(pair.id, account_id, m, classify(m, managers, assistants)) for m in delta.messages
-        ]
-        new = _insert_new(session, rows)
-        account.sync_token = delta.token
-        account.state = "ok"
-        account.last_error = skipped_status(delta.skipped)  # e.g. a mail over a limit
-        account.last_sync_at = now
+        new = 0
+        if delta.messages:  # the pair (its people's addresses) only when there is mail
+            account = session.get(Account, account_id)
+            if account is None:
+                raise LookupError(f"no account with id {account_id}")
+            pair = account.pair
+            managers, assistants = addresses(pair)
+            rows = [_row(pair.id, account_id, m, classify(m, managers, assistants))
+                    for m in delta.messages]  # fmt: skip
+            new = _insert_new(session, rows)
+        # One statement (no mail: the only one): the token moves on, the account is fine.
+        done = session.connection().execute(_IMPORTED, {
+            "account_id": account_id, "new_token": delta.token, "now": now,
+            "new_error": skipped_status(delta.skipped),  # e.g. a mail over a limit
+        })  # fmt: skip
+        if not rowcount(done):
+            raise LookupError(f"no account with id {account_id}")
     return MailImport(new=new, seen=len(delta.messages), skipped=list(delta.skipped))
 
 

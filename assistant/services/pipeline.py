@@ -51,11 +51,13 @@ from assistant.services.sync import (
     OwnEventsSeen,
     SyncPolicy,
     SyncReport,
+    SyncStart,
+    account_row,
     record_failure,
     resource_name,
     sync_calendar,
 )
-from assistant.store.tables import Account, Checkpoint, Pair
+from assistant.store.tables import Checkpoint, Pair
 from connectors.base import AuthExpired, CalendarSource, ConnectorError, ParseLimits, RateLimited
 from connectors.netguard import NetPolicy
 from connectors.registry import open_calendar, open_mailbox
@@ -242,10 +244,11 @@ def sync_account(deps: Deps, account_id: int, *, tried_when_parked: bool = False
     """Sync one account (a calendar or a mailbox) with its connector; a connector error is
     recorded on the account (``account_health``: back-off, parking, the alert) and
     returned, never raised. A parked account is not tried unless ``tried_when_parked``."""
-    with deps.uow.read() as session:
-        account = session.get(Account, account_id)
+    with deps.uow.read() as session:  # one statement: the account and its pair's zone
+        account = account_row(session, account_id)
         if account is None:
             return AccountSynced(account_id, missing=True)
+        start = SyncStart.of(account)
         pair_id, name, provider = account.pair_id, account.name, account.provider
         kind: Kind = "mail" if account.kind == "mail" else "calendar"
         conf = dict(account.settings)
@@ -259,13 +262,15 @@ def sync_account(deps: Deps, account_id: int, *, tried_when_parked: bool = False
         return replace(done, disabled=True)
     if parked and not tried_when_parked:
         return replace(done, error=last_error or parked, parked=True)
-    synced = _try(deps, done, provider, conf)
+    synced = _try(deps, done, provider, conf, start)
     if synced.error or not failing:
         return synced
     return replace(synced, health_outbox=account_health.record_working(deps, account_id))
 
 
-def _try(deps: Deps, done: AccountSynced, provider: str, conf: dict[str, Any]) -> AccountSynced:
+def _try(
+    deps: Deps, done: AccountSynced, provider: str, conf: dict[str, Any], start: SyncStart
+) -> AccountSynced:
     account_id, kind = done.account_id, done.kind
     net = NetPolicy.from_settings(deps.settings.network)
     limits = ParseLimits.of(deps.settings.limits)
@@ -273,7 +278,7 @@ def _try(deps: Deps, done: AccountSynced, provider: str, conf: dict[str, Any]) -
     try:
         if kind == "mail":
             mailbox = open_mailbox(provider, conf, keep_token=keep, limits=limits, policy=net)
-            imported = import_mail(deps, account_id, mailbox)
+            imported = import_mail(deps, account_id, mailbox, token=start.token)
             mail = MailImported(imported.new, imported.seen, tuple(imported.skipped))
             if mail.new:
                 log.info("account %s: %d new message(s)", account_id, mail.new)
@@ -281,7 +286,7 @@ def _try(deps: Deps, done: AccountSynced, provider: str, conf: dict[str, Any]) -
         timeout = deps.settings.sync.http_timeout_seconds
         source = open_calendar(provider, conf, timeout, keep_token=keep, limits=limits,
                                policy=net)  # fmt: skip
-        report = calendar_sync(deps, account_id, source)
+        report = calendar_sync(deps, account_id, source, start=start)
         _log_synced(done, report)
         return replace(done, calendar=report)
     except ConnectorError as exc:
@@ -313,12 +318,17 @@ def _log_synced(done: AccountSynced, report: SyncReport) -> None:
 
 
 def calendar_sync(
-    deps: Deps, account_id: int, source: CalendarSource, policy: SyncPolicy | None = None
+    deps: Deps,
+    account_id: int,
+    source: CalendarSource,
+    policy: SyncPolicy | None = None,
+    *,
+    start: SyncStart | None = None,
 ) -> SyncReport:
     """``sync.sync_calendar`` with the checkpoint events followed in its transaction."""
     return sync_calendar(
         deps.uow, account_id, source, deps.now(), policy or SyncPolicy.of(deps.settings.sync),
-        on_own_events=follow_checkpoints,
+        on_own_events=follow_checkpoints, start=start,
     )  # fmt: skip
 
 

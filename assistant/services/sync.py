@@ -16,9 +16,10 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, insert, select, tuple_
+from sqlalchemy import Row, Table, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from assistant.domain.changes import Change, DetectionRules, detect_changes
@@ -107,6 +108,51 @@ class SyncReport:
     superseded: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class SyncStart:
+    """What a sync starts from: the account's change token and sync state, its pair's zone
+    (read with the account by whoever reads it first: ``account_row``)."""
+
+    token: str | None
+    state: Mapping[str, object]
+    zone: str
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> SyncStart:
+        """From an ``account_row``."""
+        return cls(row.sync_token, dict(row.sync_state), row.timezone)
+
+
+# The statements of a poll that finds nothing new (most polls), built once and run as
+# Core statements: the ORM's per-statement work cost more than the database did.
+_ACCOUNTS = cast(Table, Account.__table__)
+_ACCOUNT_ROW = (
+    select(_ACCOUNTS, cast(Table, Pair.__table__).c.timezone)
+    .join_from(_ACCOUNTS, Pair.__table__, _ACCOUNTS.c.pair_id == Pair.__table__.c.id)
+    .where(_ACCOUNTS.c.id == bindparam("account_id"))
+)
+_UNCHANGED = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("account_id"),
+           _ACCOUNTS.c.sync_token.is_not_distinct_from(bindparam("token_used")))
+    .values(sync_token=bindparam("new_token"), state="ok", last_sync_at=bindparam("now"),
+            last_error=bindparam("new_error"), sync_state=bindparam("new_state"))
+)  # fmt: skip
+
+
+def account_row(session: Session, account_id: int) -> Row[Any] | None:
+    """The account's columns and its pair's ``timezone``, in one statement (None: gone)."""
+    return session.connection().execute(_ACCOUNT_ROW, {"account_id": account_id}).one_or_none()
+
+
+def sync_start(session: Session, account_id: int) -> SyncStart:
+    """The account's ``SyncStart``."""
+    row = account_row(session, account_id)
+    if row is None:
+        raise LookupError(f"no account with id {account_id}")
+    return SyncStart.of(row)
+
+
 def sync_calendar(
     uow: UnitOfWork,
     account_id: int,
@@ -115,15 +161,19 @@ def sync_calendar(
     policy: SyncPolicy = SyncPolicy(),
     *,
     on_own_events: OwnEventsHook | None = None,
+    start: SyncStart | None = None,
 ) -> SyncReport:
     """Sync one calendar account. Raises ConnectorError (recorded on the account).
 
     ``on_own_events`` is told, in the sync's transaction, what became of the events this
     service wrote (``assistant.services.pipeline`` passes the checkpoints' follower).
+    ``start``: the account as the caller just read it (None: read here). A stale one is
+    harmless: the transaction that stores the result checks the token it started from.
     """
-    with uow.read() as session:
-        account = _account(session, account_id)
-        token, state, zone = account.sync_token, dict(account.sync_state), account.pair.timezone
+    if start is None:
+        with uow.read() as session:
+            start = sync_start(session, account_id)
+    token, state, zone = start.token, dict(start.state), start.zone
     window = Window(now - policy.window_past, now + policy.window_future, zone)
     known_until = _parse_time(state.get("window_end"))
     if known_until is not None and window.end - known_until > WINDOW_REFRESH:
@@ -138,6 +188,8 @@ def sync_calendar(
         record_failure(uow, account_id, exc, now)
         raise
     try:
+        if delta.unchanged and not delta.full:
+            return _unchanged(uow, account_id, token, state, delta, window, now)
         return _apply(uow, account_id, token, delta, window, known_until, now, policy,
                       on_own_events)  # fmt: skip
     except SuspiciousEmptyCalendar as exc:
@@ -152,6 +204,39 @@ def record_failure(uow: UnitOfWork, account_id: int, exc: Exception, now: dateti
             account.state = "error"
             account.last_error = redact_text(str(exc))[:500]  # no credentials of URLs
             account.sync_state = {**account.sync_state, "last_error_at": now.isoformat()}
+
+
+def _unchanged(
+    uow: UnitOfWork,
+    account_id: int,
+    token_used: str | None,
+    state: Mapping[str, object],
+    delta: CalendarDelta,
+    window: Window,
+    now: datetime,
+) -> SyncReport:
+    """Nothing changed (most polls): one UPDATE moves the token on and marks the account
+    synced, where its token is still the one this sync started from; otherwise another
+    worker synced it meanwhile and its result stands (as ``_apply`` decides, with a lock).
+    What was skipped last time still stands."""
+    report = SyncReport(account_id, full=False, unchanged=True, skipped=tuple(delta.skipped))
+    values = _ok_values(state, delta.token, window, now, None)
+    with uow.begin() as session:
+        done = session.connection().execute(_UNCHANGED, {
+            "account_id": account_id, "token_used": token_used, "new_token": values["sync_token"],
+            "now": now, "new_error": values["last_error"], "new_state": values["sync_state"],
+        })  # fmt: skip
+        if rowcount(done):
+            return report
+        if session.get(Account, account_id) is None:
+            raise LookupError(f"no account with id {account_id}")
+    return replace(report, superseded=True)
+
+
+def rowcount(result: object) -> int:
+    """The rows an UPDATE or DELETE matched (a ``CursorResult``'s ``rowcount``)."""
+    count = getattr(result, "rowcount", 0)
+    return count if isinstance(count, int) else 0
 
 
 def _apply(
@@ -173,10 +258,10 @@ def _apply(
         if account.sync_token != token_used and not delta.full:
             # Another worker synced this account meanwhile; its result stands.
             return replace(report, superseded=True)
-        pair = account.pair
         if delta.unchanged:  # what was skipped last time still stands
             _mark_ok(account, delta.token, window, now, None)
             return report
+        pair = account.pair
         affected = {r.href for r in delta.resources} | set(delta.deleted)
         old_rows = _old_rows(session, account_id, None if delta.full else affected)
         new_events = [e for r in delta.resources for e in r.events]
@@ -358,10 +443,19 @@ def _mark_ok(
     """The sync went through. ``skipped`` (None: as it was) is kept on the account: its
     status (``last_error``, the account stays ``ok``) says how many items were not read
     in full and why, and ``sync_state["skipped"]`` lists the first reasons."""
-    account.sync_token = token
-    account.state = "ok"
-    account.last_sync_at = now
-    state = dict(account.sync_state)
+    for name, value in _ok_values(account.sync_state, token, window, now, skipped).items():
+        setattr(account, name, value)
+
+
+def _ok_values(
+    state_was: Mapping[str, object],
+    token: str | None,
+    window: Window,
+    now: datetime,
+    skipped: tuple[str, ...] | None,
+) -> dict[str, object]:
+    """The account's columns after a sync that went through (see ``_mark_ok``)."""
+    state = dict(state_was)
     state.pop("last_error_at", None)
     state["window_end"] = window.end.isoformat()
     if skipped:
@@ -370,8 +464,8 @@ def _mark_ok(
     elif skipped is not None:
         state.pop("skipped", None)
         state.pop("skipped_status", None)
-    account.last_error = str(state.get("skipped_status", ""))
-    account.sync_state = state
+    return {"sync_token": token, "state": "ok", "last_sync_at": now,
+            "last_error": str(state.get("skipped_status", "")), "sync_state": state}  # fmt: skip
 
 
 def skipped_status(skipped: tuple[str, ...]) -> str:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 READ_ONLY = "assistant_read_only"
+# A pooled connection idle this long is pinged before it is handed out again (one round
+# trip); one in steady use is not: pinging every checkout cost a round trip per unit of
+# work, a fifth of a no-change sync's.
+PING_IDLE_SECONDS = 5.0
 
 
 def make_engine(url: str, echo: bool = False) -> Engine:
@@ -22,10 +27,10 @@ def make_engine(url: str, echo: bool = False) -> Engine:
         if db_path and db_path != ":memory:" and not db_path.startswith("file:"):
             _private_sqlite_file(Path(db_path))
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-    else:
-        kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
     event.listen(engine, "before_cursor_execute", _without_nul, retval=True)
+    if not url.startswith("sqlite"):
+        _ping_when_idle(engine)
     if url.startswith("sqlite"):
 
         @event.listens_for(engine, "connect")
@@ -48,6 +53,31 @@ def make_engine(url: str, echo: bool = False) -> Engine:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pessimistic disconnect handling for connections that sat idle in the pool.
+
+    A server restarted (or a firewall that dropped the connection) while the pool was
+    idle is found at checkout: the ping fails, the pool throws that connection away and
+    hands out a new one. A connection checked in less than ``PING_IDLE_SECONDS`` ago is
+    handed out as it is; should the server have gone in that moment, the statement fails,
+    SQLAlchemy sees the disconnect and empties the pool, and the job is retried.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_IDLE_SECONDS:
+            return  # new (just connected), or in steady use
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as err:
+            raise exc.DisconnectionError("an idle pooled connection is gone") from err
 
 
 def _clean(value: Any) -> Any:

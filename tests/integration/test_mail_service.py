@@ -9,13 +9,13 @@ from mailbox import Maildir
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from assistant.bootstrap import Service
 from assistant.services.mail import import_mail, latency_of_pair
 from assistant.services.pairs import add_account, add_pair
 from assistant.store.db import UnitOfWork
-from assistant.store.tables import Message
+from assistant.store.tables import Account, Message
 from config.settings import Settings
 from connectors.archive.mailbox import MaildirSource
 
@@ -105,3 +105,40 @@ def test_our_own_notifications_in_the_managers_sent_items_are_not_replies(svc: S
     import_mail(svc, account.id, MaildirSource(root))
     result = latency_of_pair(svc, "alex", None).to_dict()
     assert (result["summary"]["count"], result["summary"]["answered"]) == (1, 0)
+
+
+def test_an_import_without_new_mail_is_one_update_and_keeps_the_token_moving(
+    svc: Service, tmp_path: Path
+) -> None:
+    """The sync job reads the account (and its token) itself: an import that finds no new
+    mail then costs the database one statement, at any number of pairs."""
+    root = tmp_path / "mail"
+    inbox = Maildir(str(root), create=True)
+    mail(inbox, "a1@x", "sam", "alex", MONDAY + timedelta(hours=9), "Budget")
+    account = add_account(svc, pair="alex", name="export", provider="maildir",
+                          settings={"path": str(root)})  # fmt: skip
+    assert import_mail(svc, account.id, MaildirSource(root)).new == 1
+    with svc.uow.read() as s:
+        token = s.scalars(select(Account.sync_token).where(Account.id == account.id)).one()
+    seen: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        verb = statement.split(None, 1)[0].upper()
+        if verb not in ("BEGIN", "COMMIT", "ROLLBACK"):  # SQLite's BEGIN is sent as SQL
+            seen.append(verb)
+
+    event.listen(svc.engine, "before_cursor_execute", count)
+    try:
+        again = import_mail(svc, account.id, MaildirSource(root), token=token)
+    finally:
+        event.remove(svc.engine, "before_cursor_execute", count)
+    assert (again.new, seen) == (0, ["UPDATE"])
+    with svc.uow.read() as s:
+        stored = s.get(Account, account.id)
+        assert stored is not None and stored.state == "ok" and stored.sync_token
+        assert count_messages(svc) == 1
+
+
+def count_messages(svc: Service) -> int:
+    with svc.uow.read() as s:
+        return int(s.scalar(select(func.count()).select_from(Message)) or 0)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from huey import Huey, MemoryHuey, PriorityRedisHuey, SqliteHuey
+from huey import Huey, MemoryHuey, PriorityRedisExpireHuey, SqliteHuey
 
-from jobs.queue import build_huey
+from jobs.queue import RESULTS_KEPT_SECONDS, build_huey
 from tests.support.queue import queue_settings
+from tests.support.services import unavailable
 
 
 def test_a_task_round_trips_through_the_storage(huey_backend: Huey) -> None:
@@ -61,7 +63,7 @@ def test_the_backend_follows_the_settings(tmp_path: Path) -> None:
     assert sqlite.storage.filename == str(tmp_path.resolve() / "data" / "queue.db")
     assert isinstance(build_huey(queue_settings(tmp_path, "memory", "q")), MemoryHuey)
     redis = build_huey(queue_settings(tmp_path, "redis", "q"))  # connects lazily
-    assert isinstance(redis, PriorityRedisHuey) and redis.name == "q"
+    assert isinstance(redis, PriorityRedisExpireHuey) and redis.name == "q"
 
 
 def test_immediate_mode_runs_tasks_in_the_caller(tmp_path: Path) -> None:
@@ -76,3 +78,27 @@ def test_redis_needs_a_url(tmp_path: Path) -> None:
     settings.queue.url = ""
     with pytest.raises(ValueError, match=r"queue\.url"):
         build_huey(settings)
+
+
+@pytest.mark.redis
+def test_results_on_redis_expire_but_claims_do_not(tmp_path: Path, redis_reachable: tuple[bool, str]) -> None:
+    """Results nobody reads (most syncs') must not pile up in Redis, one per job forever."""
+    ok, reason = redis_reachable
+    if not ok:
+        unavailable(reason)
+    huey = build_huey(queue_settings(tmp_path, "redis", f"expire{uuid.uuid4().hex[:10]}"))
+    conn = huey.storage.conn
+    try:
+        result = huey.task(name="answer")(lambda: 42)()
+        huey.execute(huey.dequeue())
+        [key] = list(conn.scan_iter(match=f"huey.r.{huey.storage.name}.*"))
+        assert 0 < conn.ttl(key) <= RESULTS_KEPT_SECONDS
+        assert result.get() == 42  # readable meanwhile
+        assert huey.put_if_empty("claim", True)
+        claims = [k for k in conn.scan_iter(match=f"huey.r.{huey.storage.name}.*") if k != key]
+        assert [conn.ttl(k) for k in claims] == [-1]  # no expiry
+    finally:
+        keys = list(conn.scan_iter(match=f"huey.*{huey.storage.name}*"))
+        if keys:
+            conn.delete(*keys)
+        huey.storage.pool.disconnect()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from assistant.services.notifications import dispatch
 from assistant.services.pairs import add_account, add_pair
@@ -160,3 +160,74 @@ def test_window_moving_on_does_not_announce_old_series(uow: UnitOfWork, setup: t
     report = sync_calendar(uow, account_id, feed, later, policy)
     assert report.full  # re-expanded over the new window
     assert report.changes == []
+
+
+class Statements:
+    """The SQL statements (by their verb) an engine runs while active, transaction control
+    left out (a ``before_cursor_execute`` listener)."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.engine = uow.engine
+        self.seen: list[str] = []
+
+    def _count(self, conn: object, cursor: object, statement: str, *args: object) -> None:
+        verb = statement.split(None, 1)[0].upper()
+        if verb not in ("BEGIN", "COMMIT", "ROLLBACK"):  # SQLite's BEGIN is sent as SQL
+            self.seen.append(verb)
+
+    def __enter__(self) -> Statements:
+        event.listen(self.engine, "before_cursor_execute", self._count)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._count)
+
+
+def test_a_sync_that_finds_nothing_new_is_two_statements(uow: UnitOfWork, setup: tuple[int, Path]) -> None:
+    """One read (the account with its pair's zone), one UPDATE where the token is unchanged:
+    the cost of most polls, per account, at any number of pairs."""
+    account_id, path = setup
+    write(path, BOARD, LUNCH)
+    sync_calendar(uow, account_id, IcsFeed(str(path)), NOW, POLICY)
+    with Statements(uow) as statements:
+        again = sync_calendar(uow, account_id, IcsFeed(str(path)), NOW + timedelta(minutes=1), POLICY)
+    assert again.unchanged and not again.superseded
+    assert statements.seen == ["SELECT", "UPDATE"]
+    with uow.read() as s:
+        account = s.get(Account, account_id)
+        assert account is not None and account.last_sync_at is not None
+        assert account.last_sync_at.replace(tzinfo=UTC) == NOW + timedelta(minutes=1)
+        assert account.state == "ok" and "window_end" in account.sync_state
+
+
+class MeanwhileSynced:
+    """Wraps a real source; while it is asked, another worker syncs the account (its token
+    moves on in the database)."""
+
+    def __init__(self, inner: IcsFeed, uow: UnitOfWork, account_id: int) -> None:
+        self.inner, self.uow, self.account_id = inner, uow, account_id
+
+    def changes(self, token: str | None, window: Window) -> CalendarDelta:
+        delta = self.inner.changes(token, window)
+        with self.uow.begin() as s:
+            account = s.get(Account, self.account_id)
+            assert account is not None
+            account.sync_token = "by-the-other-worker"
+        return delta
+
+
+def test_no_change_found_after_another_worker_synced_leaves_its_result(
+    uow: UnitOfWork, setup: tuple[int, Path]
+) -> None:
+    account_id, path = setup
+    write(path, BOARD, LUNCH)
+    first = sync_calendar(uow, account_id, IcsFeed(str(path)), NOW, POLICY)
+    assert first.full
+    source = MeanwhileSynced(IcsFeed(str(path)), uow, account_id)
+    again = sync_calendar(uow, account_id, source, NOW + timedelta(minutes=1), POLICY)
+    assert again.unchanged and again.superseded
+    with uow.read() as s:
+        account = s.get(Account, account_id)
+        assert account is not None and account.sync_token == "by-the-other-worker"
+        assert account.last_sync_at is not None
+        assert account.last_sync_at.replace(tzinfo=UTC) == NOW  # this sync recorded nothing
