@@ -15,15 +15,21 @@ for reads as the field's default). Items of other types are exchangelib's as bef
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from exchangelib import CalendarItem
+from exchangelib.ewsdatetime import UTC, EWSDateTime
+from exchangelib.fields import DateOrDateTimeField, DateTimeField
 from exchangelib.items import ID_ONLY
 from exchangelib.services import GetItem, SyncFolderItems
+from exchangelib.services.common import shape_element
+from exchangelib.util import create_element
 
 _TAG = CalendarItem.response_tag()
 _ID_FIELD = CalendarItem.get_field_by_fieldname("_id")
+_UTC_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")  # as Exchange writes times
 
 
 class CalendarRecord:
@@ -38,14 +44,42 @@ class CalendarRecord:
         return CalendarItem.get_field_by_fieldname(name).default
 
 
+def _time_reader(field: Any) -> Callable[[Any, Any], Any]:
+    """``field.from_xml`` of a date-time field, with a short way for the form Exchange
+    writes (``2030-01-07T08:00:00Z``): the same EWSDateTime in UTC that exchangelib's
+    ``strptime`` makes, at a third of the cost; anything else goes to exchangelib."""
+    tag = field.response_tag()
+
+    def read(elem: Any, account: Any) -> Any:
+        found = elem.find(tag)
+        text = found.text if found is not None else None
+        if text and len(text) == 20 and _UTC_TIME.fullmatch(text):
+            try:
+                return EWSDateTime(int(text[:4]), int(text[5:7]), int(text[8:10]),
+                                   int(text[11:13]), int(text[14:16]), int(text[17:19]),
+                                   tzinfo=UTC)  # fmt: skip
+            except ValueError:
+                pass  # out of range: exchangelib's own handling
+        return field.from_xml(elem=elem, account=account)
+
+    return read
+
+
+def _field_reader(field: Any) -> Callable[[Any, Any], Any]:
+    if type(field) in (DateTimeField, DateOrDateTimeField):
+        return _time_reader(field)
+    return lambda elem, account: field.from_xml(elem=elem, account=account)
+
+
 class _Reader:
     """Reads the calendar items of replies asked with ``additional_fields``."""
 
     def __init__(self, additional_fields: Iterable[Any]) -> None:
-        self.fields = tuple({fp.field.name: fp.field for fp in additional_fields}.values())
+        fields = {fp.field.name: fp.field for fp in additional_fields}
+        self.readers = tuple((name, _field_reader(f)) for name, f in fields.items())
 
     def read(self, elem: Any, account: Any) -> CalendarRecord:
-        values = {f.name: f.from_xml(elem=elem, account=account) for f in self.fields}
+        values = {name: read(elem, account) for name, read in self.readers}
         ident = _ID_FIELD.from_xml(elem=elem, account=account)
         values["id"] = ident.id if ident is not None else None
         values["changekey"] = ident.changekey if ident is not None else None
@@ -77,6 +111,24 @@ class _GetItem(GetItem):  # type: ignore[misc]
     def __init__(self, *args: Any, reader: _Reader, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.reader = reader
+
+    def get_payload(self, items: Iterable[tuple[str, str | None]], additional_fields: Any,
+                    shape: str) -> Any:  # fmt: skip
+        """GetItem's request as exchangelib writes it, the ItemIds written straight from
+        the (id, change key) pairs (exchangelib's way costs ~10 ms per 100 ids)."""
+        payload = create_element(f"m:{self.SERVICE_NAME}")
+        payload.append(
+            shape_element(tag="m:ItemShape", shape=shape, additional_fields=additional_fields,
+                          version=self.account.version)
+        )  # fmt: skip
+        ids = create_element("m:ItemIds")
+        for item_id, changekey in items:
+            attrs = {"Id": item_id}
+            if changekey is not None:
+                attrs["ChangeKey"] = changekey
+            ids.append(create_element("t:ItemId", attrs=attrs))
+        payload.append(ids)
+        return payload
 
     def _elem_to_obj(self, elem: Any) -> Any:
         if elem.tag == _TAG:
