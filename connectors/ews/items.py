@@ -31,7 +31,7 @@ from exchangelib.services.common import shape_element
 from exchangelib.util import create_element
 
 _TAG = CalendarItem.response_tag()
-_ID_FIELD = CalendarItem.get_field_by_fieldname("_id")
+_ID_TAG = CalendarItem.get_field_by_fieldname("_id").response_tag()  # t:ItemId
 _UTC_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")  # as Exchange writes times
 
 
@@ -83,9 +83,9 @@ class _Reader:
 
     def read(self, elem: Any, account: Any) -> CalendarRecord:
         values = {name: read(elem, account) for name, read in self.readers}
-        ident = _ID_FIELD.from_xml(elem=elem, account=account)
-        values["id"] = ident.id if ident is not None else None
-        values["changekey"] = ident.changekey if ident is not None else None
+        ident = elem.find(_ID_TAG)  # its attributes, as exchangelib's ItemId reads them
+        values["id"] = (ident.get("Id") or None) if ident is not None else None
+        values["changekey"] = (ident.get("ChangeKey") or None) if ident is not None else None
         if values.get("is_all_day"):  # as CalendarItem.from_xml: dates in the item's zones
             for name in ("start", "end"):
                 value = values.get(name)
