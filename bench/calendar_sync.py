@@ -26,9 +26,12 @@ no-change syncs, then, after the parent made 10 changes as the manager's other c
 (4 moved singles, 1 deleted, 2 created, 1 moved and 1 cancelled occurrence, 1 deleted
 series; on Radicale with PUT/DELETE over HTTP, on the protocol servers in memory), one
 incremental sync; finally a no-change sync with a freshly opened connector (what a job
-that opens the calendar for each sync pays). Peak memory is the child's ``ru_maxrss``
-(its whole peak: interpreter, libraries, the full sync's data); the RSS before the full
-sync is printed beside it. Requests: on Radicale the connector's own counter
+that opens the calendar for each sync pays). Peak memory is the child's VmHWM
+(its whole peak: interpreter, libraries, the full sync's data; not ``ru_maxrss``, which
+holds the parent's peak too, see ``peak_rss_kib``); the RSS before the full
+sync is printed beside it, and for the protocol servers the CPU seconds of the connector
+(the child) and of the server (the parent, whose threads serve) during the full sync.
+Requests: on Radicale the connector's own counter
 (``CalDavCalendar.requests``, by REPORT kind); on the protocol servers the API requests
 the server logged (the OAuth token requests of Graph and Google are not counted).
 
@@ -566,6 +569,20 @@ def _report_kinds(connector: Any) -> Counter[str]:
     return kinds
 
 
+def peak_rss_kib() -> int:
+    """This process's peak resident set size since it started, in KiB (VmHWM from /proc).
+
+    Not ``ru_maxrss``: a child that Python starts with vfork and exec inherits in it the
+    peak of its parent (Linux keeps the old address space's high-water mark across exec),
+    here the parent holding the seeded protocol servers (checked: a child of a parent
+    holding 300 MiB reads 311 MiB of ru_maxrss, 11 MiB of VmHWM)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
 def child(spec_json: str) -> None:
     """Run commands from stdin (full, nochange, changed, fresh, quit); one JSON line each."""
     spec = json.loads(spec_json)
@@ -577,12 +594,13 @@ def child(spec_json: str) -> None:
     def measure(conn: Any, kinds: Counter[str], since: str | None) -> dict[str, Any]:
         nonlocal token
         before, kinds_before = getattr(conn, "requests", None), Counter(kinds)
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         delta = conn.changes(since, win)
-        took = time.perf_counter() - began
+        took, cpu = time.perf_counter() - began, time.process_time() - cpu
         token = delta.token
         return {
             "seconds": round(took, 4),
+            "cpu_seconds": round(cpu, 3),  # the connector's CPU (this process)
             "requests": None if before is None else conn.requests - before,
             "kinds": dict(kinds - kinds_before),
             "unchanged": delta.unchanged,
@@ -603,7 +621,7 @@ def child(spec_json: str) -> None:
             baseline = rss_kib()
             result = measure(connector, kinds, None)
             result["rss_before_kib"] = baseline
-            result["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            result["peak_rss_kib"] = peak_rss_kib()
         elif command in ("nochange", "changed"):
             result = measure(connector, kinds, token)
         elif command == "fresh":
@@ -696,21 +714,31 @@ def run_provider(
     with child_process(spec) as worker:
 
         def step(command: str) -> dict[str, Any]:
-            before = server_count()
+            before, cpu = server_count(), time.process_time()
             result = worker.ask(command)
+            cpu = time.process_time() - cpu
             if "error" in result:
                 raise RuntimeError(f"{name} {command}: {result['error']}")
             ops = server_count() - before
             if result["requests"] is None or name != "caldav":
                 result["requests"] = sum(ops.values())
                 result["kinds"] = dict(ops)
+            if name != "caldav":  # the protocol servers run in this process (Radicale does not)
+                result["server_cpu_seconds"] = round(cpu, 3)
             return result
 
         say(f"{name}: full sync ...")
         figures["full"] = step("full")
         say(
             f"{name}: full sync {figures['full']['seconds']:.2f}s, "
-            f"{figures['full']['requests']} requests; {reps} no-change syncs ..."
+            f"{figures['full']['requests']} requests"
+            + (
+                f" (CPU: connector {figures['full']['cpu_seconds']:.2f}s, "
+                f"server {figures['full']['server_cpu_seconds']:.2f}s)"
+                if "server_cpu_seconds" in figures["full"]
+                else ""
+            )
+            + f"; {reps} no-change syncs ..."
         )
         runs = []
         for _ in range(reps):

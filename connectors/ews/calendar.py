@@ -17,6 +17,11 @@ delegate access. Requests, per sync:
   read), every series master and the exceptions in the window; ``full=True``. No
   ``CalendarView``: nothing is listed that is then thrown away.
 
+Both bulk reads (SyncFolderItems and the GetItem of a sync) read calendar items with
+exchangelib's parsers of only the fields asked for (``connectors.ews.items``), not as
+whole ``CalendarItem`` objects, and replies are parsed in 64 KiB slices, not byte by byte
+(``connectors.ews.account``): together most of a full sync's time before.
+
 Series are expanded locally, from the master, by ``connectors.ews.series`` (the pattern
 and its boundary as a dateutil ``rrule`` in the master's Windows zone, checked against
 what the server says of the series). A series that fails a check, has a pattern we do
@@ -83,6 +88,7 @@ from connectors.ews.account import (
     register_properties,
     translated,
 )
+from connectors.ews.items import CalendarRecord, ItemSync, get_items
 from connectors.ews.series import (
     NEAR,
     event_from_item,
@@ -252,12 +258,9 @@ class EwsCalendar:
         folder.item_sync_state = token or None  # exchangelib would otherwise reuse its own
         changed: dict[str, _Master] = {}
         deleted: list[str] = []
-        for kind, item in folder.sync_items(
-            sync_state=token or None,
-            only_fields=list(_SYNC_FIELDS),
-            max_changes_returned=self.sync_page,
-        ):
-            if kind in ("create", "update") and isinstance(item, CalendarItem):
+        sync = ItemSync(folder, token or None, _SYNC_FIELDS, self.sync_page)
+        for kind, item in sync:
+            if kind in ("create", "update") and isinstance(item, CalendarRecord):
                 changed[item.id] = _Master(
                     item.id, item.changekey or "", item.uid or "", item.type or "Single",
                     maybe_utc(item.start), maybe_utc(item.end),
@@ -265,7 +268,7 @@ class EwsCalendar:
             elif kind == "delete":
                 changed.pop(item.id, None)
                 deleted.append(str(item.id))
-        state = folder.item_sync_state
+        folder.item_sync_state = state = sync.state
         if not state:
             raise InvalidData("EWS SyncFolderItems: the server sent no sync state")
         return changed, deleted, str(state)
@@ -356,9 +359,7 @@ class EwsCalendar:
         """GetItem, 100 ids a request; items deleted meanwhile are left out."""
         if not refs:
             return
-        for item in self._mailbox().fetch(
-            ids=refs, only_fields=list(fields), chunk_size=FETCH_CHUNK
-        ):
+        for item in get_items(self._mailbox(), self._calendar(), refs, fields, FETCH_CHUNK):
             if isinstance(item, ews_errors.ErrorItemNotFound):
                 continue  # deleted meanwhile: the next sync lists it as deleted
             if isinstance(item, Exception):

@@ -16,6 +16,9 @@ an event to ours is there too). One resource per series (href = the master's
 id) or per single event (href = its id). The first listing has no token; its
 ``nextSyncToken`` is our token; a 410 on a token is ``TokenExpired``.
 
+The listing is read page by page: a single event becomes its resource as its page
+arrives (the JSON is not kept), series members are grouped once every page is in.
+
 Costs: nothing changed since the token, one request. Something changed, one listing
 (paged) plus one ``events.list(iCalUID=...)`` per touched series, which brings the
 master and all its exceptions (two requests when only a cancelled exception without
@@ -32,8 +35,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
-from collections.abc import Callable, Mapping
-from datetime import timedelta
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -161,15 +164,36 @@ class GoogleCalendar(SignsIn):
     # ------------------------------------------------------------- CalendarSource
 
     def changes(self, token: str | None, window: Window) -> CalendarDelta:
-        items, next_token, cal_zone = self._list(token)
-        if token is not None and not items:
+        listing = _Listing(self, token)
+        # single events become their resources page by page, as grouped by group_items
+        # (a later copy replaces an earlier one in its place, a cancelled one removes it):
+        # what is kept of each is its resource, why it is skipped, or None (nothing in the
+        # window), not its JSON; one whose times name no offset waits for the calendar's
+        # zone (the last page's). Series members and cancelled items are grouped at the end.
+        singles: dict[str, CalendarResource | str | Item | None] = {}
+        others: list[Item] = []
+        listed = False
+        for item in listing:
+            listed = True
+            if item.get("recurringEventId") or is_cancelled(item) or item.get("recurrence"):
+                others.append(item)
+                if not item.get("recurringEventId") and is_cancelled(item):
+                    singles.pop(str(item["id"]), None)
+                continue
+            key = str(item["id"])
+            single = item if _needs_zone(item) else None
+            singles[key] = single or self._outcome(item["id"], [item], None, window, "", not token)
+        next_token, cal_zone = listing.next_token, listing.zone
+        if token is not None and not listed:
             return CalendarDelta(full=False, unchanged=True, token=next_token)
-        singles, series, deleted = group_items(items)
-        resources: list[CalendarResource] = []
-        skipped: list[str] = []
+        _, series, deleted = group_items(others)
+        outcomes = [
+            self._outcome(v["id"], [v], None, window, cal_zone, not token)
+            if isinstance(v, dict)
+            else v
+            for v in singles.values()
+        ]
         gone: list[str] = []
-        for item in singles:
-            self._add(resources, skipped, item["id"], [item], None, window, cal_zone, not token)
         for sid, group in series.items():
             if sid in deleted:
                 continue
@@ -183,13 +207,13 @@ class GoogleCalendar(SignsIn):
             if group.master is None and all(is_cancelled(e) for e in members):
                 gone.append(sid)
                 continue
-            self._add(resources, skipped, sid, members, group, window, cal_zone, not token)
+            outcomes.append(self._outcome(sid, members, group, window, cal_zone, not token))
         return CalendarDelta(
             full=not token,
-            resources=tuple(resources),
+            resources=tuple(o for o in outcomes if isinstance(o, CalendarResource)),
             deleted=() if not token else tuple(sorted(set(deleted) | set(gone))),
             token=next_token,
-            skipped=tuple(skipped),
+            skipped=tuple(o for o in outcomes if isinstance(o, str)),
         )
 
     # ------------------------------------------------------------- CalendarWriter
@@ -249,25 +273,6 @@ class GoogleCalendar(SignsIn):
         return events[0] if events else None
 
     # ----------------------------------------------------------------- requests
-
-    def _list(self, token: str | None) -> tuple[list[Item], str | None, str]:
-        """All pages of one events.list: (items, nextSyncToken, the calendar's zone)."""
-        items: list[Item] = []
-        page: str | None = None
-        for _ in range(MAX_PAGES):
-            reply = self._execute(
-                self._events.list(
-                    calendarId=self.calendar_id, singleEvents=False, showDeleted=True,
-                    maxResults=self.page_size, syncToken=token, pageToken=page,
-                ),
-                "events.list",
-                gone=TokenExpired if token else NotFound,
-            )  # fmt: skip
-            items.extend(i for i in reply.get("items", ()) if isinstance(i, dict) and i.get("id"))
-            page = reply.get("nextPageToken")
-            if not page:
-                return items, reply.get("nextSyncToken"), str(reply.get("timeZone") or "")
-        raise ConnectorError(f"Google events.list: more than {MAX_PAGES} pages")
 
     def _fetch_series(self, sid: str, ical_uid: str) -> Series | None:
         """The master of ``sid`` and all its exceptions, or None when the series is gone."""
@@ -346,28 +351,74 @@ class GoogleCalendar(SignsIn):
         if self._on_request is not None:
             self._on_request(method, uri, status)
 
-    def _add(
+    def _outcome(
         self,
-        resources: list[CalendarResource],
-        skipped: list[str],
         href: str,
         members: list[Item],
         group: Series | None,
         window: Window,
         cal_zone: str,
         full: bool,
-    ) -> None:
+    ) -> CalendarResource | str | None:
+        """The resource of a single event or a series, why it is skipped, or None (a full
+        listing leaves out what has nothing in the window)."""
         try:
             events = resource_events(href, members, group, window, cal_zone)
         except InvalidData as exc:
-            skipped.append(f"{href}: {exc}")
-            return
+            return f"{href}: {exc}"
         if full and not events:
-            return  # nothing of it in the window: a full listing may leave it out
+            return None  # nothing of it in the window: a full listing may leave it out
         etag = hashlib.sha256(
             "\n".join(sorted(f"{m['id']}\t{m.get('etag', '')}" for m in members)).encode()
         ).hexdigest()[:32]
-        resources.append(CalendarResource(href=href, etag=etag, events=tuple(events)))
+        return CalendarResource(href=href, etag=etag, events=tuple(events))
+
+
+class _Listing:
+    """All pages of one events.list (``singleEvents=False``, ``showDeleted=True``) from
+    ``token``, fetched as they are iterated: its items, one page in memory at a time; then
+    ``next_token`` (nextSyncToken) and ``zone`` (the calendar's, from the last page)."""
+
+    def __init__(self, calendar: GoogleCalendar, token: str | None) -> None:
+        self.calendar = calendar
+        self.token = token
+        self.next_token: str | None = None
+        self.zone = ""
+
+    def __iter__(self) -> Iterator[Item]:
+        cal, token = self.calendar, self.token
+        page: str | None = None
+        for _ in range(MAX_PAGES):
+            reply = cal._execute(
+                cal._events.list(
+                    calendarId=cal.calendar_id, singleEvents=False, showDeleted=True,
+                    maxResults=cal.page_size, syncToken=token, pageToken=page,
+                ),
+                "events.list",
+                gone=TokenExpired if token else NotFound,
+            )  # fmt: skip
+            yield from (i for i in reply.get("items", ()) if isinstance(i, dict) and i.get("id"))
+            page = reply.get("nextPageToken")
+            if not page:
+                self.next_token = reply.get("nextSyncToken")
+                self.zone = str(reply.get("timeZone") or "")
+                return
+        raise ConnectorError(f"Google events.list: more than {MAX_PAGES} pages")
+
+
+def _needs_zone(item: Mapping[str, Any]) -> bool:
+    """Whether a single event's times depend on the calendar's zone (a dateTime without
+    an offset; one that does not parse is counted in, to be read as before)."""
+    for key in ("start", "end"):
+        value = item.get(key)
+        if isinstance(value, Mapping) and "dateTime" in value:
+            try:
+                if datetime.fromisoformat(str(value["dateTime"])).tzinfo is not None:
+                    continue
+            except ValueError:
+                pass
+            return True
+    return False
 
 
 # ------------------------------------------------------------------------ write

@@ -10,7 +10,9 @@ for app-only access, refresh tokens for delegated access, token caching).
 
 Reading: ``GET /users/{id}/calendarView/delta?startDateTime&endDateTime`` with
 ``Prefer: odata.maxpagesize`` and ``outlook.timezone="UTC"``; every ``@odata.nextLink``
-is followed and the final ``@odata.deltaLink`` is our change token. calendarView delta
+is followed and the final ``@odata.deltaLink`` is our change token. Each page is
+converted to resources as it arrives and then dropped (``DeltaPages``), so a full sync
+holds one page of Graph JSON at a time, not every page. calendarView delta
 lists instances (single events, occurrences and exceptions of a series; never the
 series master) and reports removed ones as ``{"id": ..., "@removed": {...}}``, so one
 resource here is one instance: ``href`` is the instance's id. (A resource per series
@@ -60,13 +62,13 @@ from connectors.base import (
     WrittenEvent,
 )
 from connectors.graph.client import (
+    DeltaPages,
     GraphConnection,
     GraphOptions,
     fail,
     graph_send,
     odata_literal,
     parse_time,
-    read_delta,
 )
 
 PROPERTY_SET = "{8f0c6a52-3d1e-4b7a-9c55-2e6a1f0b9d41}"
@@ -115,33 +117,43 @@ class GraphCalendar(GraphConnection):
             if not token.startswith(url + "?"):
                 raise TokenExpired("the stored delta link is for another calendar or endpoint")
             url, params = token, None
-        items, delta_link = read_delta(
+        pages = DeltaPages(
             lambda u, p: self._json(self._get(u, p, delta=True), "calendarView delta"),
             url, params, "calendarView delta",
         )  # fmt: skip
-        if token and not items:
-            return CalendarDelta(full=False, unchanged=True, token=str(delta_link))
-        resources: list[CalendarResource] = []
-        skipped: list[str] = []
+        # each page is converted as it comes and then dropped: what is kept of an instance
+        # is its resource, or None (removed), or why it is skipped ("" for a series master,
+        # not a resource of ours); a later page overrides an earlier one
+        found: dict[str, CalendarResource | str | None] = {}
         masters: dict[str, str] = {}
-        for key, item in items.items():
-            if item is None or item.get("type") == "seriesMaster":
-                continue
-            try:
-                own = self._own_properties(item)
-                event = self._event(item, window.zone, masters, own)
-            except InvalidData as exc:
-                skipped.append(f"{key}: {exc}")
-                continue
-            resources.append(CalendarResource(href=key, etag=_etag(item), events=(event,)))
-        deleted = tuple(k for k, v in items.items() if v is None) if token else ()
+        for key, item in pages:
+            found.pop(key, None)
+            found[key] = None if item is None else self._resource(key, item, window, masters)
+        if token and not found:
+            return CalendarDelta(full=False, unchanged=True, token=pages.link)
+        resources = [r for r in found.values() if isinstance(r, CalendarResource)]
+        skipped = [r for r in found.values() if isinstance(r, str) and r]
+        deleted = tuple(k for k, v in found.items() if v is None) if token else ()
         return CalendarDelta(
             full=not token,
             resources=tuple(resources),
             deleted=deleted,
-            token=str(delta_link),
+            token=pages.link,
             skipped=tuple(skipped),
         )
+
+    def _resource(
+        self, key: str, item: Mapping[str, Any], window: Window, masters: dict[str, str]
+    ) -> CalendarResource | str:
+        """One listed instance's resource, or why it is skipped ("": a series master)."""
+        if item.get("type") == "seriesMaster":
+            return ""
+        try:
+            own = self._own_properties(item)
+            event = self._event(item, window.zone, masters, own)
+        except InvalidData as exc:
+            return f"{key}: {exc}"
+        return CalendarResource(href=key, etag=_etag(item), events=(event,))
 
     # ------------------------------------------------------------- CalendarWriter
 

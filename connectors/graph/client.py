@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, Required, TypedDict, TypeVar
 from urllib.parse import quote
@@ -165,30 +165,50 @@ class Tokens:
 Page = Callable[[str, dict[str, str] | None], Mapping[str, Any]]
 
 
+class DeltaPages:
+    """Every page of a delta query, fetched by ``page(url, params)`` as it is iterated:
+    (id, item or None when removed) for each item of each page, one page in memory at a
+    time; once iterated to the end, ``link`` is the next delta link. At most
+    ``MAX_DELTA_PAGES`` pages; a page with neither link is InvalidData."""
+
+    def __init__(self, page: Page, url: str, params: dict[str, str] | None, what: str) -> None:
+        self.page = page
+        self.url = url
+        self.params = params
+        self.what = what
+        self.link = ""
+
+    def __iter__(self) -> Iterator[tuple[str, dict[str, Any] | None]]:
+        url, params = self.url, self.params
+        for _ in range(MAX_DELTA_PAGES):
+            data = self.page(url, params)
+            for item in data.get("value") or []:
+                if not isinstance(item, dict) or not item.get("id"):
+                    continue
+                yield str(item["id"]), None if "@removed" in item else item
+            next_link = data.get("@odata.nextLink")
+            if next_link:
+                url, params = str(next_link), None
+                continue
+            delta_link = data.get("@odata.deltaLink")
+            if not delta_link:
+                raise InvalidData("Graph: a delta page with neither nextLink nor deltaLink")
+            self.link = str(delta_link)
+            return
+        raise InvalidData(f"Graph: {self.what} did not end")
+
+
 def read_delta(
     page: Page, url: str, params: dict[str, str] | None, what: str
 ) -> tuple[dict[str, dict[str, Any] | None], str]:
-    """Every page of a delta query, fetched by ``page(url, params)``: each item by id (None
-    when removed; a later page overrides an earlier one) and the next delta link. At most
-    ``MAX_DELTA_PAGES`` pages; a page with neither link is InvalidData."""
+    """Every page of a delta query (``DeltaPages``) at once: each item by id (None when
+    removed; a later page overrides an earlier one) and the next delta link."""
+    pages = DeltaPages(page, url, params, what)
     items: dict[str, dict[str, Any] | None] = {}
-    for _ in range(MAX_DELTA_PAGES):
-        data = page(url, params)
-        for item in data.get("value") or []:
-            if not isinstance(item, dict) or not item.get("id"):
-                continue
-            key = str(item["id"])
-            items.pop(key, None)
-            items[key] = None if "@removed" in item else item
-        next_link = data.get("@odata.nextLink")
-        if next_link:
-            url, params = str(next_link), None
-            continue
-        delta_link = data.get("@odata.deltaLink")
-        if not delta_link:
-            raise InvalidData("Graph: a delta page with neither nextLink nor deltaLink")
-        return items, str(delta_link)
-    raise InvalidData(f"Graph: {what} did not end")
+    for key, item in pages:
+        items.pop(key, None)
+        items[key] = item
+    return items, pages.link
 
 
 def odata_literal(value: str) -> str:

@@ -853,6 +853,10 @@ class EwsServer:
 class _Handler(BaseHTTPRequestHandler):
     ews: EwsServer
     protocol_version = "HTTP/1.1"
+    # headers and body leave in two writes: with Nagle's algorithm a reply's last segment
+    # can wait for the client's delayed ACK (up to 40 ms a reply), a stall of this
+    # server's making that a real service's replies do not have
+    disable_nagle_algorithm = True
     server_version = "Microsoft-IIS/10.0"
     sys_version = ""
 

@@ -695,6 +695,10 @@ def _parse_time(value: Any) -> datetime:
 class _Handler(BaseHTTPRequestHandler):
     graph: GraphServer
     protocol_version = "HTTP/1.1"
+    # headers and body leave in two writes: with Nagle's algorithm a reply's last segment
+    # can wait for the client's delayed ACK (up to 40 ms a reply), a stall of this
+    # server's making that a real service's replies do not have
+    disable_nagle_algorithm = True
 
     def setup(self) -> None:
         self.request.settimeout(10)
