@@ -257,7 +257,12 @@ def _fast_event(props: dict[str, Any], window: Window, href: str) -> tuple[Event
     if finish < low - _MARGIN or begin >= high + _MARGIN:
         return ()  # clearly outside the window
     if not (begin < high - _MARGIN and finish > low + _MARGIN):
-        raise _Unsure  # near an edge: recurring-ical-events decides
+        # near an edge: moments in a zone compare as recurring-ical-events compares them
+        # (its time_span_contains_event); floating times and dates it decides itself
+        if not timed or start.tzinfo is None or end.tzinfo is None:
+            raise _Unsure
+        if not (start < high and low < end if start != end else low <= start < high):
+            return ()
     comp = dict(props)  # what Occurrence.as_component hands _occurrences
     comp["DTSTART"] = plain_date(start)
     comp.pop("DURATION", None)
