@@ -66,6 +66,7 @@ from connectors.ics.ical_scan import (
     split_calendar,
     zones_named,
 )
+from connectors.ics.ical_series import fast_series
 
 PRODID = "-//exec-assistant//checkpoints//EN"
 
@@ -101,6 +102,8 @@ def parse_resource(
     """
     raw, notes = bound_calendar(text, limits, _shown(href))
     found = fast_single(raw, window, href) if fast else None
+    if found is None and fast:
+        found = fast_series(raw, window, href, limits, _too_frequent)
     if found is not None:
         return CalendarResource(href=href, etag=etag, events=found, notes=tuple(notes))
     read, said, failed = _read_series(
