@@ -577,12 +577,13 @@ def child(spec_json: str) -> None:
     def measure(conn: Any, kinds: Counter[str], since: str | None) -> dict[str, Any]:
         nonlocal token
         before, kinds_before = getattr(conn, "requests", None), Counter(kinds)
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         delta = conn.changes(since, win)
-        took = time.perf_counter() - began
+        took, cpu = time.perf_counter() - began, time.process_time() - cpu
         token = delta.token
         return {
             "seconds": round(took, 4),
+            "cpu_seconds": round(cpu, 4),  # the child's own work (threads included)
             "requests": None if before is None else conn.requests - before,
             "kinds": dict(kinds - kinds_before),
             "unchanged": delta.unchanged,
@@ -709,7 +710,8 @@ def run_provider(
         say(f"{name}: full sync ...")
         figures["full"] = step("full")
         say(
-            f"{name}: full sync {figures['full']['seconds']:.2f}s, "
+            f"{name}: full sync {figures['full']['seconds']:.2f}s "
+            f"(CPU {figures['full']['cpu_seconds']:.2f}s in the child), "
             f"{figures['full']['requests']} requests; {reps} no-change syncs ..."
         )
         runs = []
