@@ -732,11 +732,11 @@ def run_provider(
         say(
             f"{name}: full sync {figures['full']['seconds']:.2f}s, "
             f"{figures['full']['requests']} requests"
+            + f" (CPU: connector {figures['full']['cpu_seconds']:.2f}s"
             + (
-                f" (CPU: connector {figures['full']['cpu_seconds']:.2f}s, "
-                f"server {figures['full']['server_cpu_seconds']:.2f}s)"
+                f", server {figures['full']['server_cpu_seconds']:.2f}s)"
                 if "server_cpu_seconds" in figures["full"]
-                else ""
+                else ")"
             )
             + f"; {reps} no-change syncs ..."
         )

@@ -5,6 +5,7 @@ while a large one streams in), and the error an unsuccessful reply stands for.""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -405,13 +406,12 @@ def status_code(status: str | None) -> int:
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 200
 
 
+_NOT_PLAIN = re.compile(r"[%?#\t\r\n]")
+
+
 def dav_path(href: str) -> str:
     href = href.strip()
-    if (
-        href.startswith("/")
-        and not href.startswith("//")
-        and not any(c in href for c in "%?#\t\r\n")
-    ):
+    if href.startswith("/") and not href.startswith("//") and not _NOT_PLAIN.search(href):
         return href  # a plain path already (urlsplit and unquote give it back unchanged)
     return unquote(urlsplit(href).path)
 

@@ -250,7 +250,8 @@ def _meeting_url(comp: Any) -> str:
     for conf in as_list(comp.get("CONFERENCE")):
         return text_value(conf)
     for key in ("LOCATION", "URL", "DESCRIPTION"):
-        match = MEETING_URL_RE.search(text_value(comp.get(key)))
+        text = text_value(comp.get(key))
+        match = MEETING_URL_RE.search(text) if "://" in text else None  # most have no link
         if match:
             return match.group(0)
     return ""

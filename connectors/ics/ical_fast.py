@@ -18,6 +18,7 @@ from icalendar.parser.content_line import NEWLINE, UFOLD
 from icalendar.parser.ical.component import ComponentIcalParser
 from icalendar.parser_tools import DEFAULT_ENCODING
 from icalendar.prop import vDDDTypes, vText
+from icalendar.timezone import tzp
 
 from assistant.domain.model import OWN_EVENT_PROPERTY, EventData
 from connectors.base import Window
@@ -71,11 +72,13 @@ def _fast_single(text: str | bytes, window: Window, href: str) -> tuple[EventDat
         text = text.removeprefix(b"\xef\xbb\xbf").decode("utf-8")  # invalid: full path
     else:
         text = text.removeprefix("\ufeff")
-    lines = [line for line in NEWLINE.split(UFOLD.sub("", text)) if line]
+    if "\n " in text or "\n\t" in text:  # every fold ends so (often none is left)
+        text = UFOLD.sub("", text)
+    lines = [line for line in NEWLINE.split(text) if line]
     if not lines or lines[0].upper() != "BEGIN:VCALENDAR" or lines[-1].upper() != "END:VCALENDAR":
         raise _Unsure
     stack: list[str] = []
-    props: dict[str, Any] = {}
+    read: list[tuple[str, Parameters | None, str, str]] = []  # the VEVENT's lines to build
     events = 0
     for line in lines:
         if not stack and events:  # something after the VCALENDAR
@@ -95,10 +98,8 @@ def _fast_single(text: str | bytes, window: Window, href: str) -> tuple[EventDat
         if where == "VEVENT":
             if name in _SERIES_PROPS:
                 raise _Unsure
-            if name in _FAST_PROPS:
-                _add(props, name, _value(name, params, raw, line))
-            elif name == "SEQUENCE":
-                _value(name, params, raw, line)  # unreadable: the full path says so
+            if name in _FAST_PROPS or name == "SEQUENCE":  # built once the shape is known
+                read.append((name, params, raw, line))
             continue  # icalendar keeps going past a bad property of a VEVENT
         if where == "VCALENDAR" and name == "X-WR-TIMEZONE":
             raise _Unsure
@@ -107,6 +108,11 @@ def _fast_single(text: str | bytes, window: Window, href: str) -> tuple[EventDat
         _checked(line)  # elsewhere a bad property fails the calendar
     if stack or events != 1:
         raise _Unsure
+    props: dict[str, Any] = {}
+    for name, params, raw, line in read:
+        value = _value(name, params, raw, line)  # SEQUENCE: unreadable, the full path says so
+        if name != "SEQUENCE":
+            _add(props, name, value)
     return _fast_event(props, window, href)
 
 
@@ -153,6 +159,9 @@ def _value(name: str, params: Parameters | None, raw: str, line: str) -> Any:
         inst.encoding = DEFAULT_ENCODING
         inst.params = params
         return inst
+    if factory is vDDDTypes and params is _NO_PARAMS:  # no TZID: the value alone decides
+        vals = unescape_backslash(raw) if "\\" in raw else raw
+        return _dates(_plain_moment(vals, tzp.name), params)
     content_line: Any = Contentline(line)  # type: ignore[no-untyped-call]
     if name == "CATEGORIES":
         colon = content_line.value_separator_index()
@@ -171,6 +180,16 @@ def _value(name: str, params: Parameters | None, raw: str, line: str) -> Any:
         inst = factory(value)
     inst.params = params
     return inst
+
+
+@lru_cache(maxsize=8192)
+def _plain_moment(raw: str, provider: str) -> Any:
+    """``vDDDTypes.from_ical(raw)`` of a value without parameters, by ``provider``: a
+    calendar's starts and ends repeat (the same hours on many days), the value is immutable."""
+    value = vDDDTypes.from_ical(raw)  # type: ignore[no-untyped-call]
+    if not isinstance(value, (datetime, date, timedelta)):
+        raise _Unsure  # a period: built the usual way
+    return value
 
 
 @lru_cache(maxsize=512)
@@ -238,7 +257,12 @@ def _fast_event(props: dict[str, Any], window: Window, href: str) -> tuple[Event
     if finish < low - _MARGIN or begin >= high + _MARGIN:
         return ()  # clearly outside the window
     if not (begin < high - _MARGIN and finish > low + _MARGIN):
-        raise _Unsure  # near an edge: recurring-ical-events decides
+        # near an edge: moments in a zone compare as recurring-ical-events compares them
+        # (its time_span_contains_event); floating times and dates it decides itself
+        if not timed or start.tzinfo is None or end.tzinfo is None:
+            raise _Unsure
+        if not (start < high and low < end if start != end else low <= start < high):
+            return ()
     comp = dict(props)  # what Occurrence.as_component hands _occurrences
     comp["DTSTART"] = plain_date(start)
     comp.pop("DURATION", None)

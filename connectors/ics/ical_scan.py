@@ -24,6 +24,7 @@ from connectors.base import TRUNCATED, InvalidData, ParseLimits
 _FOLD = re.compile(rb"(?:\r?\n)+[ \t]")
 _BOUNDARY = re.compile(rb"^(BEGIN|END):([A-Za-z0-9-]+)[ \t]*\r?$", re.MULTILINE | re.IGNORECASE)
 _NAME = re.compile(rb"[A-Za-z0-9-]+")
+_BEGIN_LINE = re.compile(rb"^BEGIN:", re.MULTILINE | re.IGNORECASE)
 TEXT_PROPERTIES = frozenset(
     {b"SUMMARY", b"DESCRIPTION", b"LOCATION", b"COMMENT", b"CONTACT", b"X-ALT-DESC"}
 )
@@ -38,7 +39,11 @@ def _long_line(limit: int) -> re.Pattern[bytes]:
 def bound_calendar(text: str | bytes, limits: ParseLimits, source: str) -> tuple[bytes, list[str]]:
     """The calendar's unfolded bytes within ``limits``, and notes on what was cut."""
     raw = text.encode("utf-8") if isinstance(text, str) else text
-    raw = _FOLD.sub(b"", raw.removeprefix(b"\xef\xbb\xbf"))
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
+    if b"\n " in raw or b"\n\t" in raw:  # every fold ends so
+        raw = _FOLD.sub(b"", raw)
+    if _within(raw, limits):
+        return raw, []
     drops: list[tuple[int, int]] = []  # byte ranges left out, in order
     stack: list[tuple[bytes, int]] = []
     events = beyond = crowded = 0
@@ -109,6 +114,17 @@ def bound_calendar(text: str | bytes, limits: ParseLimits, source: str) -> tuple
     if not drops and not cuts:
         return raw, notes
     return _rebuilt(raw, drops, cuts), notes
+
+
+def _within(raw: bytes, limits: ParseLimits) -> bool:
+    """Whether no limit can apply to ``raw`` (most calendar objects: a few short lines),
+    told without walking its components: no line is longer than the whole text, no
+    VEVENT has more lines, and neither components nor their nesting outnumber the
+    BEGIN lines (a superset of the boundaries the walk would count)."""
+    if len(raw) > limits.property_bytes or raw.count(b"\n") > limits.properties_per_event:
+        return False
+    begins = len(_BEGIN_LINE.findall(raw))
+    return begins <= limits.component_depth and begins <= limits.events_per_calendar
 
 
 def _line_end(raw: bytes, pos: int) -> int:

@@ -196,6 +196,32 @@ def test_times_of_every_kind(kind: str) -> None:
         assert fast_single(vevent(*lines, zones=zones), NARROW, HREF) is None
 
 
+def test_events_at_the_window_edges_are_answered_as_the_full_path_answers() -> None:
+    """Near an edge the fast path itself decides for times in a zone (touching, zero
+    length, ending or starting exactly at an edge); floating times and dates still go
+    the full way there."""
+    at = datetime(2030, 3, 30, 23, 30, tzinfo=UTC)  # Berlin moves its clocks that night
+    kinds = [
+        ("DTSTART:20300330T233000Z", "DTEND:20300331T003000Z"),
+        ("DTSTART:20300330T233000Z", ""),
+        ("DTSTART:20300330T233000Z", "DURATION:PT2H"),
+        ("DTSTART;TZID=Europe/Berlin:20300331T003000", "DTEND;TZID=Europe/Berlin:20300331T033000"),
+        ("DTSTART;TZID=Europe/Berlin:20300331T003000", "DURATION:PT3H"),
+        ("DTSTART:20300330T233000Z", "DTEND;TZID=Europe/Berlin:20300331T033000"),
+    ]
+    offsets = [timedelta(minutes=m) for m in (-61, -60, -1, 0, 1, 59, 60, 61, 120, 121, 180)]
+    answered = 0
+    for start, end in kinds:
+        text = vevent("UID:edge@t", start, *([end] if end else []), "SUMMARY:e", zones=BERLIN_TZ)
+        for shift in offsets:
+            for zone in ("UTC", "Europe/Berlin"):
+                answered += check(text, Window(at + shift, at + timedelta(days=30), zone))
+                answered += check(text, Window(at - timedelta(days=30), at + shift, zone))
+    assert answered == len(kinds) * len(offsets) * 4
+    floating = vevent("UID:f@t", "DTSTART:20300331T003000", "DTEND:20300331T013000")
+    assert fast_single(floating, Window(at, at + timedelta(days=30), "UTC"), HREF) is None
+
+
 def test_x_wr_timezone_and_series_go_the_full_way() -> None:
     wr = vevent(
         "UID:x@t", "DTSTART:20300115T090000", "SUMMARY:x", calendar="X-WR-TIMEZONE:Asia/Tokyo\r\n"

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from assistant.domain.model import EventData
-from connectors.base import Window
+from connectors.base import ParseLimits, Window
 from connectors.ics.ical import parse_feed, parse_resource
 
 WINDOW = Window(datetime(2030, 1, 1, tzinfo=UTC), datetime(2030, 3, 1, tzinfo=UTC), "Europe/Berlin")
@@ -163,3 +163,24 @@ def test_many_events_with_one_uid_are_read_in_linear_time() -> None:
 
     small, large = cpu(250), cpu(1000)
     assert large < 8 * small + 0.5  # linear: about 4 times; quadratic: 16 times
+
+
+@pytest.mark.parametrize(
+    ("rule", "said"),
+    [
+        ("FREQ=WEEKLY;BYDAY=MO,TH", "more than 2000 repetitions before the sync window ends"),
+        ("FREQ=DAILY;INTERVAL=3", "more than 2000 repetitions before the sync window ends"),
+        # a daily rule naming one weekday walks six empty days per occurrence: the call
+        # budget (not the step count) stops it, whichever way the rule is walked
+        ("FREQ=DAILY;BYDAY=SU", "its rule finds no occurrence within 2000 repetitions"),
+    ],
+)
+def test_a_series_begun_long_ago_is_walked_to_the_same_verdict(rule: str, said: str) -> None:
+    """Weekly and plain daily rules are walked without the call budget (they find an
+    occurrence with every few calls); the verdict on a series is the same either way."""
+    text = calendar(f"UID:old\r\nDTSTART:19000101T090000Z\r\nRRULE:{rule}\r\nSUMMARY:old")
+    limits = ParseLimits(series_scan_steps=2000)
+    for fast in (True, False):
+        res = parse_resource("/cal/x.ics", "e", text, WINDOW, fast=fast, limits=limits)
+        assert [e.uid for e in res.events] == ["old"]
+        assert len(res.notes) == 1 and said in res.notes[0], res.notes
