@@ -142,14 +142,14 @@ def run(n: int, new: int, rounds: int, seed: int) -> dict[str, Any]:
         engine = make_engine(url)
         uow = UnitOfWork(engine)
         settings = Settings(data_dir=Path(tmp))
-        start = NOW - timedelta(days=800)
-        pair = add_pair(uow, name="bench", manager_email=MANAGER, assistant_email=ASSISTANT,
-                        timezone=ZONE, now=start)  # fmt: skip
-        account = add_account(uow, pair="bench", name="mail", provider="maildir",
-                              settings={"path": tmp}, now=start)  # fmt: skip
-        # The service's clock: the mailbox's last arrival is NOW - 1 day or so; the rounds
-        # come a minute apart after it.
-        deps = Clock(settings, uow, NOW)
+        # The service's clock: the pair is made before the mailbox's first message; the
+        # mailbox's last arrival is NOW - 1 day or so; the rounds come a minute apart after it.
+        deps = Clock(settings, uow, NOW - timedelta(days=800))
+        pair = add_pair(deps, name="bench", manager_email=MANAGER, assistant_email=ASSISTANT,
+                        timezone=ZONE)  # fmt: skip
+        account = add_account(deps, pair="bench", name="mail", provider="maildir",
+                              settings={"path": tmp})  # fmt: skip
+        deps.at = NOW
         t0 = time.perf_counter()
         stored = 0
         for i in range(0, len(base), CHUNK):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from assistant.domain.latency import Direction, classify
+from assistant.domain.latency import Direction, classifier
 from assistant.domain.model import MessageData
 from assistant.services.latency_report import (
     Figures,
@@ -28,6 +28,7 @@ from assistant.services.reply_index import (
     addresses,
     cached_index,
     pair_latency,
+    stored,
     stored_keys,
     to_message,
 )
@@ -80,16 +81,18 @@ def import_mail(deps: Deps, account_id: int, source: MailSource) -> MailImport:
         account = session.get(Account, account_id)
         assert account is not None
         pair = account.pair
-        managers, assistants = addresses(pair)
-        rows = [
-            _row(pair.id, account_id, m, classify(m, managers, assistants)) for m in delta.messages
-        ]
-        new = _insert_new(session, rows)
+        direction = classifier(*addresses(pair))
+        pair_id = pair.id
+        rows = [_row(pair_id, account_id, m, direction(m)) for m in delta.messages]
+        inserted = _insert_new(session, rows)
         account.sync_token = delta.token
         account.state = "ok"
         account.last_error = skipped_status(delta.skipped)  # e.g. a mail over a limit
         account.last_sync_at = now
-    return MailImport(new=new, seen=len(delta.messages), skipped=list(delta.skipped))
+    # Committed: the pair's index (if this process keeps one) takes these rows as they were
+    # stored, rather than reading them back (``reply_index.stored``).
+    stored(deps.uow, pair_id, inserted)
+    return MailImport(new=len(inserted), seen=len(delta.messages), skipped=list(delta.skipped))
 
 
 def _row(pair_id: int, account_id: int, m: MessageData, direction: Direction) -> dict[str, Any]:
@@ -113,21 +116,32 @@ def _row(pair_id: int, account_id: int, m: MessageData, direction: Direction) ->
     }
 
 
-def _insert_new(session: Session, rows: list[dict[str, Any]]) -> int:
-    """Insert rows whose (pair, Message-ID) is new; a copy in another folder counts once."""
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Insert rows whose (pair, Message-ID) is new; a copy in another folder counts once.
+    The rows inserted, by their new id."""
     if not rows:
-        return 0
+        return {}
     unique = list({(r["pair_id"], r["message_id"]): r for r in rows}.values())
     bind = session.get_bind()
     insert = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
     # One statement, compiled once and sent in batches (SQLAlchemy's "insertmanyvalues");
-    # rowcount is -1 for such inserts on some drivers: count the ids that came back.
+    # rowcount is -1 for such inserts on some drivers: count the ids that came back. A row
+    # that conflicts returns nothing: the Message-ID (as stored: ``_stored_text``) says which
+    # row each id is, the first of a batch winning as in the table.
     stmt = (
         insert(Message)
         .on_conflict_do_nothing(index_elements=["pair_id", "message_id"])
-        .returning(Message.id)
+        .returning(Message.id, Message.message_id)
     )
-    return len(session.connection().execute(stmt, unique).all())
+    by_id: dict[str, dict[str, Any]] = {}
+    for r in unique:
+        by_id.setdefault(_stored_text(r["message_id"]), r)
+    return {row_id: by_id[mid] for row_id, mid in session.connection().execute(stmt, unique)}
+
+
+def _stored_text(value: str) -> str:
+    """A string as the store keeps it (``assistant.store.db``: NUL becomes a space)."""
+    return value.replace("\x00", " ") if "\x00" in value else value
 
 
 def latency_of_pair(
