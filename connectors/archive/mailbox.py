@@ -76,6 +76,9 @@ _SURROGATE = re.compile("[\udc80-\udcff]")
 # (names, quotes, comments, angle brackets, groups, encoded words) goes to the stdlib.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _BARE_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_ATEXT}(?:\.{_ATEXT})*")
+# What makes an address list more than items between commas (RFC 5322 quoted strings,
+# comments, angle brackets, groups, quoted pairs, domain literals).
+_LIST_SYNTAX = frozenset('"()<>:;\\[]')
 # An id as RFC 5322 writes it: the header registry's message-id parser keeps it as is.
 _BARE_ID = re.compile(rf"<{_ATEXT}(?:\.{_ATEXT})*@{_ATEXT}(?:\.{_ATEXT})*>")
 # Headers read through the default policy's registry; all but message-id are unstructured.
@@ -125,10 +128,19 @@ def _addresses(values: Sequence[str]) -> tuple[str, ...]:
     found: dict[str, None] = {}
     values = [_unbytes(v) for v in values]
     items = [i.strip() for v in values for i in v.split(",")]
-    if all(not i or _BARE_ADDRESS.fullmatch(i) for i in items):
-        for raw in items:
-            if raw and (addr := _address(raw)):
-                found.setdefault(addr)
+    bare = [not i or _BARE_ADDRESS.fullmatch(i) is not None for i in items]
+    if all(bare) or not any(_LIST_SYNTAX.intersection(v) for v in values):
+        # Without quotes, comments, angle brackets or groups a comma always ends an
+        # address: the stdlib parses each item alone as it parses it in the list, and only
+        # the items that are not bare addresses need it (a long list with one odd item).
+        for raw, plain in zip(items, bare, strict=True):
+            if plain:
+                if raw and (addr := _address(raw)):
+                    found.setdefault(addr)
+                continue
+            for _name, parsed in getaddresses([raw]):
+                if addr := _address(parsed):
+                    found.setdefault(addr)
         return tuple(found)
     for _name, raw in getaddresses(values):
         addr = _address(raw)
