@@ -250,13 +250,14 @@ def stored(uow: UnitOfWork, pair_id: int, rows: dict[int, dict[str, Any]]) -> No
 
 
 def _take_pending(
-    session: Session, uow: UnitOfWork, pair_id: int, last_id: int
+    session: Session, uow: UnitOfWork, pair_id: int, last_id: int, building: bool
 ) -> tuple[list[int], list[MessageData]] | None:
     """The pair's rows with an id after ``last_id`` as ``_stored_after`` gives them, from
-    what this process stored, when it stored every one of them; else None."""
+    what this process stored, when it stored every one of them; else None (and always
+    when ``building``: a first build reads every row). What was kept is dropped either way."""
     with _pending_lock:
         pending = _pending.get(uow, {}).pop(pair_id, None)
-    if not pending:
+    if not pending or building:
         return None
     ids = session.scalars(
         select(Message.id).where(Message.pair_id == pair_id, Message.id > last_id)
@@ -365,7 +366,7 @@ def _feed(
     building = kept.fed == 0
     changed: list[LatencyRecord] = []
     measured: list[str] = []
-    taken = None if building else _take_pending(session, uow, pair.id, kept.last_id)
+    taken = _take_pending(session, uow, pair.id, kept.last_id, building)
     parts = [taken] if taken is not None else _stored_after(session, pair.id, kept.last_id)
     for ids, messages in parts:
         added = kept.index.add(messages, now)

@@ -25,6 +25,7 @@ from assistant.services.mail import (
     report,
     to_message,
 )
+from assistant.services.pair_settings import update_pair_settings
 from assistant.services.pairs import add_account, add_pair
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Message, Pair
@@ -142,8 +143,8 @@ def test_the_index_is_fed_what_was_stored_and_reads_the_store_for_rows_of_others
     assert both == batch(svc)
 
 
-def test_no_rows_are_kept_without_an_index_nor_past_the_bound(
-    uow: UnitOfWork, tmp_path: Path, monkeypatch: object
+def test_no_rows_are_kept_without_an_index_past_the_bound_or_for_a_build(
+    uow: UnitOfWork, tmp_path: Path
 ) -> None:
     svc = svc_on(uow, tmp_path)
     pair = add_pair(svc, name="alex", manager_email=ALEX, assistant_email=SAM)
@@ -164,3 +165,16 @@ def test_no_rows_are_kept_without_an_index_nor_past_the_bound(
     read = latency_of_pair(svc, "alex", None)
     assert read.summary.count == 40
     assert read == batch(svc)
+
+    # Kept for an index that is then built again (its working time changed): the build
+    # reads every row, and what was kept is dropped, not left behind.
+    import_mail(svc, account.id, ListSource([msg("<late@x>", ALEX, SAM, 50, "Re: S1",
+                                                 in_reply_to="<m1@x>")]))  # fmt: skip
+    assert len(reply_index._pending[uow][pair.id]) == 1
+    index = cached_index(uow, pair.id)
+    update_pair_settings(svc, pair.id, {"timezone": "Europe/Berlin"})
+    rebuilt = latency_of_pair(svc, "alex", None)
+    assert cached_index(uow, pair.id) is not index
+    assert pair.id not in reply_index._pending[uow]
+    assert (rebuilt.summary.count, rebuilt.summary.answered) == (40, 1)
+    assert rebuilt == batch(svc)
