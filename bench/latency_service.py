@@ -14,7 +14,8 @@ on messages in memory; this script measures what a running service does with the
    ``nudge`` (which feeds the index the K rows, updates the open messages and decides the
    reminders) and the latency view's state (the index and the open messages, as the digest
    and the web's open list read them) run at once: the target is <= 100 ms for K = 1,000 on
-   a 1,000,000-message mailbox;
+   a 1,000,000-message mailbox. The rows ``import_mail`` stored reach the index as they
+   were stored (``reply_index.stored``), not read back from the store;
 4. for comparison: the nudges as they were computed before the index (every stored
    message of the lookback threaded and measured again), and the full latency report
    (``latency_of_pair``: figures and every record, which is O(records) by what it shows).
