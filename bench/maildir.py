@@ -7,6 +7,12 @@ every message (``email.parser.BytesHeaderParser``), with a process pool over the
 (parallel where it helps: ``--workers``, default the number of cores). Each is timed as a
 process (startup included), best of ``--reps`` after one warm-up run (the file cache).
 
+A third process tells how much of the difference is reading the text: the same CLI run
+with ``connectors.archive.mailbox.READ_TEXT`` off (headers only: no ``body_key``,
+``text_key`` or ``quote_keys``, so copies and quoted replies are not found; its figures
+may differ). Its time is ``cli_keys_off_s``; ``text_share_of_gap`` is the part of
+``cli_s - plain_s`` that ``cli_s - cli_keys_off_s`` explains.
+
 The Maildir: a real executive's archive from ``../shared/evaldata/enron/maildir`` when it
 is there (``--archive lay-k``), else ``--messages`` generated messages.
 
@@ -126,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         cli = [sys.executable, "-c", entry, "latency", "--maildir", str(folder), "--json",
                *[x for m in managers for x in ("--manager", m)],
                *[x for a in assistants for x in ("--assistant", a)]]  # fmt: skip
+        keys_off = [sys.executable, "-c", "import connectors.archive.mailbox as m; "
+                    "m.READ_TEXT = False; " + entry, *cli[3:]]  # fmt: skip
         plain = [sys.executable, "-c", PLAIN, str(folder), str(args.workers)]
 
         # As installed: bytecode cached (the warm-up run writes it), this tree's code.
@@ -138,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
         plain_s, plain_cpu, plain_out = best(args.reps, lambda: run(plain))
         cli_s, cli_cpu, cli_out = best(args.reps, lambda: run(cli))
+        off_s, off_cpu, off_out = best(args.reps, lambda: run(keys_off))
     report = json.loads(cli_out)
     figures: dict[str, Any] = {
         "bench": "maildir",
@@ -151,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         "plain_cpu_s": round(plain_cpu, 3),
         "cli_cpu_s": round(cli_cpu, 3),
         "ratio_wall": round(cli_s / plain_s, 2),
+        "cli_keys_off_s": round(off_s, 3),
+        "cli_keys_off_cpu_s": round(off_cpu, 3),
+        "cli_keys_off_read": json.loads(off_out).get("read"),
+        "text_share_of_gap": (
+            round((cli_s - off_s) / (cli_s - plain_s), 2) if cli_s > plain_s else None
+        ),
         "target": "cli wall <= plain wall",
     }
     figures["target_met"] = cli_s <= plain_s

@@ -14,7 +14,7 @@ from sqlalchemy import Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from assistant.domain.latency import Direction, classify
+from assistant.domain.latency import Direction, classifier
 from assistant.domain.model import MessageData
 from assistant.services.latency_report import (
     Figures,
@@ -29,6 +29,7 @@ from assistant.services.reply_index import (
     addresses,
     cached_index,
     pair_latency,
+    stored,
     stored_keys,
     to_message,
 )
@@ -101,16 +102,17 @@ def import_mail(
         delta = source.changes(None)
     now = deps.now()
     with deps.uow.begin() as session:
-        new = 0
+        inserted: dict[int, dict[str, Any]] = {}
+        pair_id: int | None = None
         if delta.messages:  # the pair (its people's addresses) only when there is mail
             account = session.get(Account, account_id)
             if account is None:
                 raise LookupError(f"no account with id {account_id}")
             pair = account.pair
-            managers, assistants = addresses(pair)
-            rows = [_row(pair.id, account_id, m, classify(m, managers, assistants))
-                    for m in delta.messages]  # fmt: skip
-            new = _insert_new(session, rows)
+            direction = classifier(*addresses(pair))
+            pair_id = pair.id
+            rows = [_row(pair_id, account_id, m, direction(m)) for m in delta.messages]
+            inserted = _insert_new(session, rows)
         # One statement (no mail: the only one): the token moves on, the account is fine.
         done = session.connection().execute(_IMPORTED, {
             "account_id": account_id, "new_token": delta.token, "now": now,
@@ -118,7 +120,11 @@ def import_mail(
         })  # fmt: skip
         if not rowcount(done):
             raise LookupError(f"no account with id {account_id}")
-    return MailImport(new=new, seen=len(delta.messages), skipped=list(delta.skipped))
+    # Committed: the pair's index (if this process keeps one) takes these rows as they were
+    # stored, rather than reading them back (``reply_index.stored``).
+    if pair_id is not None:
+        stored(deps.uow, pair_id, inserted)
+    return MailImport(new=len(inserted), seen=len(delta.messages), skipped=list(delta.skipped))
 
 
 def _row(pair_id: int, account_id: int, m: MessageData, direction: Direction) -> dict[str, Any]:
@@ -142,21 +148,32 @@ def _row(pair_id: int, account_id: int, m: MessageData, direction: Direction) ->
     }
 
 
-def _insert_new(session: Session, rows: list[dict[str, Any]]) -> int:
-    """Insert rows whose (pair, Message-ID) is new; a copy in another folder counts once."""
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Insert rows whose (pair, Message-ID) is new; a copy in another folder counts once.
+    The rows inserted, by their new id."""
     if not rows:
-        return 0
+        return {}
     unique = list({(r["pair_id"], r["message_id"]): r for r in rows}.values())
     bind = session.get_bind()
     insert = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
     # One statement, compiled once and sent in batches (SQLAlchemy's "insertmanyvalues");
-    # rowcount is -1 for such inserts on some drivers: count the ids that came back.
+    # rowcount is -1 for such inserts on some drivers: count the ids that came back. A row
+    # that conflicts returns nothing: the Message-ID (as stored: ``_stored_text``) says which
+    # row each id is, the first of a batch winning as in the table.
     stmt = (
         insert(Message)
         .on_conflict_do_nothing(index_elements=["pair_id", "message_id"])
-        .returning(Message.id)
+        .returning(Message.id, Message.message_id)
     )
-    return len(session.connection().execute(stmt, unique).all())
+    by_id: dict[str, dict[str, Any]] = {}
+    for r in unique:
+        by_id.setdefault(_stored_text(r["message_id"]), r)
+    return {row_id: by_id[mid] for row_id, mid in session.connection().execute(stmt, unique)}
+
+
+def _stored_text(value: str) -> str:
+    """A string as the store keeps it (``assistant.store.db``: NUL becomes a space)."""
+    return value.replace("\x00", " ") if "\x00" in value else value
 
 
 def latency_of_pair(

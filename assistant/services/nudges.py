@@ -16,6 +16,7 @@ comes first. Time is injected.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,7 @@ from assistant.services.assistant_messages import notify_channels
 from assistant.services.hours import pair_hours
 from assistant.services.priorities import load_rules
 from assistant.services.reply_index import fed_index
-from assistant.store.tables import Message, Pair
+from assistant.store.tables import Message, OutboxEntry, Pair
 
 if TYPE_CHECKING:
     from assistant.services.deps import Deps
@@ -115,6 +116,16 @@ def nudge(deps: Deps, pair_id: int) -> NudgeReport:
                 next_due = min([next_due or upcoming[0], *upcoming])
             if stages:
                 due.append((r, waited, stages))
+        # A reminder queued before is not written (nor rendered) again: the keys already in
+        # the outbox are looked up at once, so an open message costs no more on each run.
+        channels = notify_channels(pair)
+        keys = {
+            r.message_id: [k for stage in stages for k, *_ in _targets(pair, r, stage, channels)]
+            for r, _, stages in due
+        }
+        sent = _existing(session, [k for ks in keys.values() for k in ks])
+        if working_now:  # nothing is held: a message whose reminders are all out is done
+            due = [d for d in due if not sent.issuperset(keys[d[0].message_id])]
         people = _people(session, pair_id, [r.message_id for r, _, _ in due])
         for r, waited, stages in due:
             urgent = rank_message(r.subject, people[r.message_id], rules, pair.locale)
@@ -124,10 +135,38 @@ def nudge(deps: Deps, pair_id: int) -> NudgeReport:
                 next_due = min(next_due or nxt, nxt)
                 continue
             for stage in stages:
-                _queue(
-                    session, pair, r, stage, waited, sla, urgent.reasons, now, queued, outbox_ids
-                )
+                _queue(session, pair, r, stage, waited, sla, urgent.reasons, now, queued,
+                       outbox_ids, channels, sent)  # fmt: skip
     return NudgeReport(pair_id, queued, outbox_ids, held, next_due)
+
+
+def _targets(
+    pair: Pair, r: LatencyRecord, stage: str, channels: list[str]
+) -> list[tuple[str, str, str, str]]:
+    """(outbox key, audience, recipient, channel) of each reminder of ``stage`` for ``r``."""
+    digest = hashlib.sha256(r.message_id.encode()).hexdigest()[:16]
+    targets = [("manager", pair.manager_email, ["smtp"])]
+    if stage == "breach":
+        targets.append(("assistant", pair.assistant_email, channels))
+    return [
+        (f"nudge:{pair.id}:{digest}:{stage}:{audience}:{channel}", audience, recipient, channel)
+        for audience, recipient, chans in targets
+        for channel in chans
+    ]
+
+
+def _existing(session: Session, keys: list[str]) -> set[str]:
+    """Which of ``keys`` the outbox holds."""
+    found: set[str] = set()
+    for i in range(0, len(keys), 500):
+        found.update(
+            session.scalars(
+                select(OutboxEntry.idempotency_key).where(
+                    OutboxEntry.idempotency_key.in_(keys[i : i + 500])
+                )
+            )
+        )
+    return found
 
 
 def _people(session: Session, pair_id: int, message_ids: list[str]) -> dict[str, list[str]]:
@@ -155,12 +194,16 @@ def _queue(
     now: datetime,
     queued: list[str],
     outbox_ids: list[int],
+    channels: list[str] | None = None,
+    sent_keys: AbstractSet[str] = frozenset(),
 ) -> None:
+    """Queue ``stage``'s reminders for ``r``; none whose key is in ``sent_keys`` (they are in
+    the outbox already). ``channels``: the pair's (``notify_channels``), when known."""
+    chans = notify_channels(pair) if channels is None else channels
+    targets = [t for t in _targets(pair, r, stage, chans) if t[0] not in sent_keys]
+    if not targets:
+        return
     lg = timefmt.lang(pair.locale)
-    digest = hashlib.sha256(r.message_id.encode()).hexdigest()[:16]
-    targets = [("manager", pair.manager_email, ["smtp"])]
-    if stage == "breach":
-        targets.append(("assistant", pair.assistant_email, notify_channels(pair)))
     sent = r.sent_at.astimezone(ZoneInfo(pair.timezone))
     context = {
         "stage": stage,
@@ -173,28 +216,31 @@ def _queue(
         "urgent": "; ".join(urgent),
     }
     template = _template(lg)
-    for audience, recipient, channels in targets:
-        text = template.render(context | {"audience": audience})
-        subject = SUBJECTS[lg][(audience, stage)].format(
-            subject=context["subject"], sla=context["sla"]
-        )
-        for channel in channels:
-            key = f"nudge:{pair.id}:{digest}:{stage}:{audience}:{channel}"
-            entry = outbox.enqueue(
-                session,
-                key=key,
-                channel=channel,
-                recipient=recipient,
-                subject=subject,
-                body_text=text,
-                payload={"kind": "nudge", "stage": stage, "audience": audience,
-                         "message_id": r.message_id, "waited_working_minutes": round(waited, 1)},
-                pair_id=pair.id,
-                now=now,
-            )  # fmt: skip
-            if entry is not None:
-                queued.append(key)
-                outbox_ids.append(entry.id)
+    texts: dict[str, tuple[str, str]] = {}  # audience -> (text, subject), rendered once
+    for key, audience, recipient, channel in targets:
+        if audience not in texts:
+            texts[audience] = (
+                template.render(context | {"audience": audience}),
+                SUBJECTS[lg][(audience, stage)].format(
+                    subject=context["subject"], sla=context["sla"]
+                ),
+            )
+        text, subject = texts[audience]
+        entry = outbox.enqueue(
+            session,
+            key=key,
+            channel=channel,
+            recipient=recipient,
+            subject=subject,
+            body_text=text,
+            payload={"kind": "nudge", "stage": stage, "audience": audience,
+                     "message_id": r.message_id, "waited_working_minutes": round(waited, 1)},
+            pair_id=pair.id,
+            now=now,
+        )  # fmt: skip
+        if entry is not None:
+            queued.append(key)
+            outbox_ids.append(entry.id)
 
 
 def _template(lg: str) -> jinja2.Template:

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -73,6 +73,34 @@ def _extra(keys: Any) -> dict[str, str]:
     if not isinstance(keys, dict):
         return {}
     return {k: v for k, v in keys.items() if k in STORED_KEYS and isinstance(v, str)}
+
+
+def _as_stored(text: str) -> str:
+    """A string column as the store gives it back (``assistant.store.db``: NUL becomes a
+    space; JSON columns keep it, escaped)."""
+    return text.replace("\x00", " ") if "\x00" in text else text
+
+
+def from_row(row: dict[str, Any]) -> MessageData:
+    """The message ``to_message`` gives for a row just inserted with these values."""
+    keys = row["text_keys"]
+    return MessageData(
+        _as_stored(row["message_id"]),
+        row["sent_at"].astimezone(UTC),
+        _as_stored(row["from_addr"]),
+        tuple(row["to_addrs"]),
+        tuple(row["cc_addrs"]),
+        _as_stored(row["subject"]),
+        _as_stored(row["in_reply_to"]),
+        tuple(row["references"]),
+        _as_stored(row["thread_key"]),
+        _as_stored(row["folder"]),
+        bool(row["auto_reply"]),
+        extra=_extra(keys) if keys else _NO_EXTRA,
+    )
+
+
+_NO_EXTRA: dict[str, str] = {}  # one shared empty dict instead of one per message
 
 
 def to_message(row: Message) -> MessageData:
@@ -197,6 +225,49 @@ def cached_index(uow: UnitOfWork, pair_id: int) -> LatencyIndex | None:
     return kept.index if kept else None
 
 
+# Rows this process has just stored for a pair whose index it keeps, by Message.id, as the
+# index would read them back (``from_row``): the next feed takes them from here when they
+# are exactly the rows stored since it last fed (else it reads the store, as without them).
+_PENDING_MAX = 50_000  # rows kept per pair; past it the next feed reads the store
+_pending: weakref.WeakKeyDictionary[UnitOfWork, dict[int, dict[int, MessageData]]] = (
+    weakref.WeakKeyDictionary()
+)
+_pending_lock = threading.Lock()
+
+
+def stored(uow: UnitOfWork, pair_id: int, rows: dict[int, dict[str, Any]]) -> None:
+    """The pair's ``rows`` (Message.id -> the values inserted) were just committed."""
+    if not rows or pair_id not in _indexes.get(uow, {}):
+        return  # no index here to feed: a first build reads every row anyway
+    with _pending_lock:
+        per_pair = _pending.setdefault(uow, {})
+        pending = per_pair.setdefault(pair_id, {})
+        if len(pending) + len(rows) > _PENDING_MAX:
+            del per_pair[pair_id]
+            return
+        for row_id, row in rows.items():
+            pending[row_id] = from_row(row)
+
+
+def _take_pending(
+    session: Session, uow: UnitOfWork, pair_id: int, last_id: int, building: bool
+) -> tuple[list[int], list[MessageData]] | None:
+    """The pair's rows with an id after ``last_id`` as ``_stored_after`` gives them, from
+    what this process stored, when it stored every one of them; else None (and always
+    when ``building``: a first build reads every row). What was kept is dropped either way."""
+    with _pending_lock:
+        pending = _pending.get(uow, {}).pop(pair_id, None)
+    if not pending or building:
+        return None
+    ids = session.scalars(
+        select(Message.id).where(Message.pair_id == pair_id, Message.id > last_id)
+    ).all()
+    if not ids or any(i not in pending for i in ids):
+        return None
+    rows = sorted((pending[i].sent_at, i) for i in ids)
+    return [i for _, i in rows], [pending[i] for _, i in rows]
+
+
 @contextmanager
 def fed_index(session: Session, uow: UnitOfWork, pair: Pair, now: datetime) -> Iterator[PairIndex]:
     """The pair's index, fed the rows stored since the last call (or built from all), as of
@@ -244,7 +315,7 @@ def _stored_after(
         .order_by(Message.sent_at, Message.id)
         .execution_options(yield_per=_PART)
     )
-    no_extra: dict[str, str] = {}  # one shared empty dict instead of one per message
+    no_extra = _NO_EXTRA
     for part in session.execute(stmt).partitions():
         ids = []
         messages = []
@@ -295,7 +366,9 @@ def _feed(
     building = kept.fed == 0
     changed: list[LatencyRecord] = []
     measured: list[str] = []
-    for ids, messages in _stored_after(session, pair.id, kept.last_id):
+    taken = _take_pending(session, uow, pair.id, kept.last_id, building)
+    parts = [taken] if taken is not None else _stored_after(session, pair.id, kept.last_id)
+    for ids, messages in parts:
         added = kept.index.add(messages, now)
         if not building:  # a first build takes every record once, below
             changed += added

@@ -76,6 +76,9 @@ _SURROGATE = re.compile("[\udc80-\udcff]")
 # (names, quotes, comments, angle brackets, groups, encoded words) goes to the stdlib.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _BARE_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_ATEXT}(?:\.{_ATEXT})*")
+# What makes an address list more than items between commas (RFC 5322 quoted strings,
+# comments, angle brackets, groups, quoted pairs, domain literals).
+_LIST_SYNTAX = frozenset('"()<>:;\\[]')
 # An id as RFC 5322 writes it: the header registry's message-id parser keeps it as is.
 _BARE_ID = re.compile(rf"<{_ATEXT}(?:\.{_ATEXT})*@{_ATEXT}(?:\.{_ATEXT})*>")
 # Headers read through the default policy's registry; all but message-id are unstructured.
@@ -125,10 +128,19 @@ def _addresses(values: Sequence[str]) -> tuple[str, ...]:
     found: dict[str, None] = {}
     values = [_unbytes(v) for v in values]
     items = [i.strip() for v in values for i in v.split(",")]
-    if all(not i or _BARE_ADDRESS.fullmatch(i) for i in items):
-        for raw in items:
-            if raw and (addr := _address(raw)):
-                found.setdefault(addr)
+    bare = [not i or _BARE_ADDRESS.fullmatch(i) is not None for i in items]
+    if all(bare) or not any(_LIST_SYNTAX.intersection(v) for v in values):
+        # Without quotes, comments, angle brackets or groups a comma always ends an
+        # address: the stdlib parses each item alone as it parses it in the list, and only
+        # the items that are not bare addresses need it (a long list with one odd item).
+        for raw, plain in zip(items, bare, strict=True):
+            if plain:
+                if raw and (addr := _address(raw)):
+                    found.setdefault(addr)
+                continue
+            for _name, parsed in getaddresses([raw]):
+                if addr := _address(parsed):
+                    found.setdefault(addr)
         return tuple(found)
     for _name, raw in getaddresses(values):
         addr = _address(raw)
@@ -311,10 +323,11 @@ def _parse_or_skip(
     mtime: datetime,
     skipped: list[str],
     limits: ParseLimits = DEFAULT_LIMITS,
+    with_text: bool = True,
 ) -> MessageData | None:
     try:
         return parse_message(raw, source_id=source_id, folder=folder, mtime=mtime,
-                             limits=limits, with_text=True)  # fmt: skip
+                             limits=limits, with_text=with_text)  # fmt: skip
     except InvalidData as exc:
         skipped.append(f"{source_id}: {exc}")
     except Exception as exc:  # never let one bad message stop an import
@@ -383,18 +396,21 @@ class MaildirSource:
         if not self.path.is_dir():
             raise NotFound(f"no mail folder at {self.path}")
         found: list[_File] = []
-        self._walk(self.path, "", found)
+        self._walk(self.path, "", found, "")
         found.sort(key=lambda f: (f.folder, f.rel))
         return found
 
-    def _walk(self, directory: Path, folder: str, found: list[_File]) -> None:
+    def _walk(self, directory: Path, folder: str, found: list[_File], rel_dir: str) -> None:
+        """``rel_dir``: ``directory`` relative to the root ("" for the root): a file's
+        source_id is its path relative to the root, made of the names walked through."""
         maildir = _is_maildir(directory)
         name = folder or ("INBOX" if maildir else "")
+        under = rel_dir + "/" if rel_dir else ""
         if maildir and self._wanted(name):
             for sub in ("new", "cur"):
                 for entry in os.scandir(directory / sub):
                     if entry.is_file() and not entry.name.startswith("."):
-                        rel = os.path.relpath(entry.path, self.path)
+                        rel = f"{under}{sub}/{entry.name}"
                         key = entry.name.split(":", 1)[0]
                         found.append(_File(name, key, rel, entry.stat().st_mtime_ns))
         for entry in sorted(os.scandir(directory), key=lambda e: e.name):
@@ -407,14 +423,14 @@ class MaildirSource:
                     sub = entry.name[1:].replace(".", "/")  # Maildir++ ".Sent.2020"
                 else:
                     sub = f"{folder}/{entry.name}" if folder else entry.name
-                self._walk(Path(entry.path), sub, found)
+                self._walk(Path(entry.path), sub, found, under + entry.name)
             elif (
                 not maildir
                 and entry.is_file()
                 and not entry.name.startswith(".")
                 and self._wanted(folder)
             ):
-                rel = os.path.relpath(entry.path, self.path)
+                rel = under + entry.name
                 found.append(_File(folder, entry.name, rel, entry.stat().st_mtime_ns))
 
     def changes(self, token: str | None, *, on_read: OnRead | None = None) -> MailDelta:
@@ -422,9 +438,9 @@ class MaildirSource:
         hears how many files of how many were read (a terminal shows progress). Many files
         are read by a process per core (``_read_in_pool``): the same result, in order."""
         new, next_token = self._new_files(token)
-        found = _read_in_pool(self.path, new, self.limits, on_read)
+        found = _read_in_pool(self.path, new, self.limits, on_read, READ_TEXT)
         if found is None:
-            found = _read_files(self.path, new, self.limits, on_read, 0, len(new))
+            found = _read_files(self.path, new, self.limits, on_read, 0, len(new), READ_TEXT)
         messages, skipped = found
         return MailDelta(
             full=token is None, messages=tuple(messages), token=next_token, skipped=tuple(skipped)
@@ -483,6 +499,11 @@ class MaildirSource:
 
 Read = tuple[list[MessageData], list[str]]  # the messages, and the files left out (why)
 
+# Whether ``MaildirSource.changes`` reads the bodies for their text keys (copies, quoted
+# replies). Always on in the product; ``bench/maildir.py`` turns it off in a process of its
+# own to measure what reading the text costs.
+READ_TEXT = True
+
 # Below this many files one process reads them: starting workers costs more than it saves.
 POOL_FILES = 1_000
 _CHUNKS_PER_WORKER = 8  # small enough to share the work evenly, big enough to pickle little
@@ -495,6 +516,7 @@ def _read_files(
     on_read: OnRead | None = None,
     done: int = 0,
     total: int | None = None,
+    with_text: bool = True,
 ) -> Read:
     """Read and parse ``files`` in order; a file that cannot be read or parsed is named in
     the second list with the reason, never fatal."""
@@ -508,7 +530,7 @@ def _read_files(
         except OSError as exc:
             skipped.append(f"{f.rel}: cannot read: {exc.strerror}")
             continue
-        msg = _parse_or_skip(raw, f.rel, f.folder, _mtime(f.mtime_ns), skipped, limits)
+        msg = _parse_or_skip(raw, f.rel, f.folder, _mtime(f.mtime_ns), skipped, limits, with_text)
         if msg is not None:
             messages.append(msg)
     return messages, skipped
@@ -522,7 +544,11 @@ def _workers() -> int:
 
 
 def _read_in_pool(
-    root: Path, files: list[_File], limits: ParseLimits, on_read: OnRead | None
+    root: Path,
+    files: list[_File],
+    limits: ParseLimits,
+    on_read: OnRead | None,
+    with_text: bool = True,
 ) -> Read | None:
     """``_read_files`` in a process per core, chunk by chunk, the results joined in file
     order; None when that would not help (few files, one core) or processes cannot start
@@ -541,7 +567,9 @@ def _read_in_pool(
     skipped: list[str] = []
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-            reads = pool.map(_read_files, [root] * len(chunks), chunks, [limits] * len(chunks))
+            n = len(chunks)
+            reads = pool.map(_read_files, [root] * n, chunks, [limits] * n, [None] * n,
+                             [0] * n, [None] * n, [with_text] * n)  # fmt: skip
             for found, left_out in reads:
                 messages += found
                 skipped += left_out

@@ -65,6 +65,11 @@ ADDRESSES = [
     ["a\udce4@x.com"],
     [""],
     [],
+    # long lists with an item that is not a bare address: only that item goes to the stdlib
+    ["k..allen@enron.com, a@x.com,\n\tb@y.com", "f..calger@enron.com"],
+    ["a@x.com, ann b@y.com, c@z.org, a @ x.com, @x.com, a@x..com, klay"],
+    ["a@x.com, mailto:b@y.com, =?utf-8?q?Ann?= c@z.org, x=?utf-8?q?A?=@y, A@X.COM"],
+    ["a@x.com, b@y.com", "Ann <c@z.org>, d..e@x.com"],  # angle brackets: the whole list
 ]
 
 

@@ -19,6 +19,7 @@ from assistant.domain.latency.summary import (
 from assistant.domain.latency.threads import (
     DEFAULT_WINDOW,
     Direction,
+    classifier,
     classify,
     normalize_subject,
     thread_messages,
@@ -30,6 +31,7 @@ __all__ = [
     "LatencyIndex",
     "LatencyRecord",
     "LatencySummary",
+    "classifier",
     "classify",
     "normalize_subject",
     "percentile",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import gc
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -122,6 +122,20 @@ def classify(
         message.from_addr.lower(), to, to | _lower(message.cc),
         _lower(managers), _lower(assistants), include_cc,
     )  # fmt: skip
+
+
+def classifier(
+    managers: set[str], assistants: set[str], include_cc: bool = False
+) -> Callable[[MessageData], Direction]:
+    """``classify`` for many messages of one pair: the aliases are lower-cased once."""
+    mgr, asst = _lower(managers), _lower(assistants)
+
+    def direction(message: MessageData) -> Direction:
+        to = _lower(message.to)
+        everyone = to | _lower(message.cc) if include_cc and message.cc else to
+        return _direction(message.from_addr.lower(), to, everyone, mgr, asst, include_cc)
+
+    return direction
 
 
 # ------------------------------------------------------------------------- copies
