@@ -281,7 +281,12 @@ def _try(deps: Deps, done: AccountSynced, provider: str, conf: dict[str, Any]) -
         timeout = deps.settings.sync.http_timeout_seconds
         source = open_calendar(provider, conf, timeout, keep_token=keep, limits=limits,
                                policy=net)  # fmt: skip
-        report = calendar_sync(deps, account_id, source)
+        try:
+            report = calendar_sync(deps, account_id, source)
+        finally:  # its connections (and a CalDAV pool's watcher thread) end with the sync
+            close = getattr(source, "close", None)
+            if callable(close):
+                close()
         _log_synced(done, report)
         return replace(done, calendar=report)
     except ConnectorError as exc:
