@@ -2,7 +2,7 @@
 
 Starts, in a temporary folder, an embedded Radicale (CalDAV), an SMTP sink that notes
 when each message arrives, and the service with a Huey consumer that runs the scheduler,
-as ``assistant run`` does (``bench/notify_latency.py`` builds them). Each try has a pair
+as ``assistant run`` does (``bench/running.py`` builds them). Each try has a pair
 and a calendar of its own; the tries run side by side, each by plain HTTP to Radicale:
 
 - ``burst``: five edits of one event, ``gap`` (1 s) apart → one message expected;
@@ -48,7 +48,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import calendar_ics, percentile
-from bench.notify_latency import add_pairs, baseline, timed_sink
+from bench.running import add_pairs, baseline, start_service, timed_sink
 
 log = logging.getLogger("bench.bursts")
 
@@ -112,43 +112,8 @@ class Result:
 
 def start(stack: ExitStack, root: Path, sink: Any, plan: Plan) -> Any:
     """The service with a consumer that runs the scheduler, at the plan's times."""
-    from assistant.bootstrap import build
-    from assistant.entrypoints.runner import start_consumer
-    from assistant.store.migrate import upgrade
-    from config.settings import NotifySettings, SyncSettings, load
-    from jobs import runtime
-    from jobs.queue import build_huey
-    from jobs.tasks import register
-
-    sync: dict[str, Any] = {"poll_interval_seconds": plan.poll, "http_timeout_seconds": 10}
-    notify: dict[str, Any] = {"coalesce_seconds": plan.window}
-    if "repoll_seconds" in SyncSettings.model_fields:  # (the code before them runs too)
-        sync["repoll_seconds"] = plan.s(5)
-    if "coalesce_max_seconds" in NotifySettings.model_fields:
-        notify["coalesce_max_seconds"] = plan.s(120)
-    settings = load(
-        None,
-        data_dir=str(root / "data"),
-        log_level="WARNING",
-        queue={"backend": "sqlite", "workers": plan.workers, "scheduler": True},
-        smtp={"host": sink.host, "port": sink.port, "from_address": "bench@example.com"},
-        sync=sync,
-        notify=notify,
-        outbox={"backoff_seconds": 1, "backoff_max_seconds": 5},
-    )
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.database_url)
-    svc = build(settings)
-    runtime.install(svc)
-    stack.callback(svc.engine.dispose)
-    stack.callback(runtime.install, None)
-    huey = build_huey(settings)
-    jobs = register(huey, periodic=True)
-    consumer = start_consumer(huey, settings)  # `tick` runs now: the polling loop starts
-    stack.callback(consumer.stop, True)
-    from bench.notify_latency import World
-
-    return World(svc, jobs, sink, stack, root)
+    return start_service(stack, root, sink, poll=plan.poll, window=plan.window,
+                         workers=plan.workers, repoll=plan.s(5), cap=plan.s(120))  # fmt: skip
 
 
 def next_round(world: Any, plan: Plan) -> float:

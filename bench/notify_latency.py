@@ -18,12 +18,18 @@ run in parallel only to keep the run short: with 5 pairs, 200 changes take about
 minutes. ``stages`` splits the time with the rows the service wrote: until the sync
 that saw the change began, sync to outbox row, outbox row to SMTP.
 
-The target (issue 5): polling p99 <= interval + 1 s.
+The target (issue 16, point 5): polling p99 <= interval + 1 s with the window at 0, else
+interval + window + 2 s (``--coalesce``; the quiet period, re-polled every ``--repoll`` s
+and capped at ``--cap`` s).
 
 ``--push ews``: the same measure through EWS streaming notifications instead of polling
 (``assistant.adapters.push.PushSupervisor``, as ``assistant run`` starts it; polling slowed to a
 minute), one EWS test server of tests/support per pair; only when connectors/ews/push.py
-has ``EwsStreamingWatcher``, else it says "not available yet". Target p99 <= 2 s.
+has ``EwsStreamingWatcher``, else it says "not available yet". Target p99 <= window + 2 s.
+
+``--budgets``: the three budgets of issue 16 (the defaults, scaled by ``--scale``; the
+window at 0; push), each a run as above, side by side with pass/fail, then the idle
+cost of N pairs at two N (``bench/promptness.py``).
 
 Examples::
 
@@ -33,6 +39,8 @@ Examples::
         --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test \\
         --redis redis://127.0.0.1:6379/0
     .venv/bin/python bench/notify_latency.py --push ews
+    .venv/bin/python bench/notify_latency.py --budgets --changes 100   # poll 6 s, window 4 s
+    .venv/bin/python bench/notify_latency.py --budgets --scale 1 --only a   # the defaults
 
 The last line printed is one JSON object with the figures.
 """
@@ -51,148 +59,17 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import calendar_ics, summary, temp_postgres, temp_redis_queue
+from bench.common import calendar_ics, summary
+from bench.running import World, add_pairs, baseline, start_service, timed_sink
 
 log = logging.getLogger("bench.notify_latency")
-
-
-# ---------------------------------------------------------------------- the SMTP sink
-
-
-def timed_sink() -> Any:
-    """An ``SmtpSink`` that also notes when each message's DATA was accepted."""
-    from assistant.entrypoints.smtp_sink import Received, SmtpSink
-    from assistant.entrypoints.smtp_sink import SinkHandler as _Handler
-
-    class Handler(_Handler):
-        def __init__(self) -> None:
-            super().__init__()
-            self.arrivals: dict[str, list[float]] = {}
-
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            from email import message_from_bytes, policy
-
-            at = time.monotonic()
-            raw = envelope.original_content or envelope.content
-            msg = message_from_bytes(raw, policy=policy.default)
-            with self.arrived:
-                self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), msg))
-                for rcpt in envelope.rcpt_tos:
-                    self.arrivals.setdefault(rcpt.lower(), []).append(at)
-                self.arrived.notify_all()
-            return "250 OK"
-
-    class TimedSink(SmtpSink):
-        def __init__(self) -> None:
-            super().__init__()
-            self._handler = Handler()
-
-        def arrivals(self, rcpt: str) -> list[float]:
-            with self._handler.lock:
-                return list(self._handler.arrivals.get(rcpt, []))
-
-        def wait_arrival(self, rcpt: str, count: int, timeout: float) -> float | None:
-            """The time of the ``count``-th message to ``rcpt`` (None: not within timeout)."""
-            h = self._handler
-            with h.arrived:
-                ok = h.arrived.wait_for(lambda: len(h.arrivals.get(rcpt, ())) >= count, timeout)
-                return h.arrivals[rcpt][count - 1] if ok else None
-
-    return TimedSink()
-
-
-# ------------------------------------------------------------------------ the service
-
-
-@dataclass
-class World:
-    svc: Any
-    jobs: Any
-    sink: Any
-    stack: ExitStack
-    root: Path
-    backend: dict[str, str] = field(default_factory=dict)
-
-
-def start_service(
-    stack: ExitStack, root: Path, sink: Any, args: argparse.Namespace, interval: float
-) -> World:
-    from assistant.bootstrap import build
-    from assistant.entrypoints.runner import start_consumer
-    from assistant.store.migrate import upgrade
-    from config.settings import load
-    from jobs import runtime
-    from jobs.queue import build_huey
-    from jobs.tasks import register
-
-    db_url = ""
-    queue: dict[str, Any] = {"backend": "sqlite"}
-    backend = {"database": "sqlite", "queue": "sqlite"}
-    if args.postgres:
-        db_url = stack.enter_context(temp_postgres(args.postgres))
-        backend["database"] = "postgresql"
-    if args.redis:
-        name = stack.enter_context(temp_redis_queue(args.redis))
-        queue = {"backend": "redis", "url": args.redis, "name": name}
-        backend["queue"] = "redis"
-    settings = load(
-        None,
-        data_dir=str(root / "data"),
-        log_level="WARNING",
-        database={"url": db_url},
-        queue={**queue, "workers": args.workers, "scheduler": True},
-        smtp={"host": sink.host, "port": sink.port, "from_address": "bench@example.com"},
-        sync={"poll_interval_seconds": interval, "http_timeout_seconds": 10},
-        notify={"coalesce_seconds": args.coalesce},
-        outbox={"backoff_seconds": 1, "backoff_max_seconds": 5},
-    )
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.database_url)
-    svc = build(settings)
-    runtime.install(svc)
-    stack.callback(svc.engine.dispose)
-    stack.callback(runtime.install, None)
-    huey = build_huey(settings)
-    jobs = register(huey, periodic=True)
-    consumer = start_consumer(huey, settings)  # periodic: `tick` runs now and every minute
-    stack.callback(consumer.stop, True)
-    return World(svc, jobs, sink, stack, root, backend)
-
-
-def add_pairs(world: World, count: int, provider: str, conf: Callable[[int], dict[str, Any]]
-              ) -> list[tuple[int, int, str]]:  # fmt: skip
-    """``count`` pairs with one calendar account each: (pair id, account id, assistant)."""
-    from assistant.services.pairs import add_account, add_pair
-
-    out = []
-    for p in range(count):
-        assistant = f"assistant{p}@example.com"
-        pair = add_pair(
-            world.svc, name=f"bench{p}", manager_email=f"manager{p}@example.com",
-            assistant_email=assistant, timezone="UTC",
-        )  # fmt: skip
-        account = add_account(
-            world.svc, pair=pair.id, name="calendar", provider=provider,
-            settings=conf(p),
-        )  # fmt: skip
-        out.append((pair.id, account.id, assistant))
-    return out
-
-
-def baseline(world: World, accounts: list[int]) -> None:
-    """The first (full) sync of every account, before anything is measured."""
-    results = [world.jobs.sync_account(a) for a in accounts]
-    for r in results:
-        value = r.get(blocking=True, timeout=60)
-        if not value or value.get("error"):
-            raise RuntimeError(f"first sync failed: {value}")
 
 
 # ------------------------------------------------------------------------ the changes
@@ -338,7 +215,7 @@ def run_poll(args: argparse.Namespace, stack: ExitStack, root: Path) -> dict[str
 
     radicale = stack.enter_context(EmbeddedRadicale(root / "radicale"))
     sink = stack.enter_context(timed_sink())
-    world = start_service(stack, root, sink, args, args.interval)
+    world = start(stack, root, sink, args, args.interval)
     urls = [radicale.new_calendar(f"cal{p}", user=f"manager{p}") for p in range(args.pairs)]
     seed(urls)
     pairs = add_pairs(world, args.pairs, "caldav", lambda p: {"url": urls[p]})
@@ -346,9 +223,25 @@ def run_poll(args: argparse.Namespace, stack: ExitStack, root: Path) -> dict[str
     changers = [caldav_changer(u, p) for p, u in enumerate(urls)]
     for c in changers:
         stack.callback(c.close)  # type: ignore[attr-defined]
-    return measure(world, pairs, changers, args, target=args.interval + 1.0,
+    return measure(world, pairs, changers, args,
+                   target=budget(False, args.interval, args.coalesce),
                    jitter=args.jitter or 3 * args.interval,
                    extra={"mode": "poll", "interval_s": args.interval})  # fmt: skip
+
+
+def budget(push: bool, poll: float, window: float) -> float:
+    """The p99 a change may take to reach SMTP (issue 16, point 5): with push, the window
+    and 2 s; polling with no window, the poll interval and 1 s; else both and 2 s."""
+    if push:
+        return window + 2.0
+    return poll + 1.0 if window == 0 else poll + window + 2.0
+
+
+def start(stack: ExitStack, root: Path, sink: Any, args: argparse.Namespace, poll: float
+          ) -> World:  # fmt: skip
+    return start_service(stack, root, sink, poll=poll, window=args.coalesce,
+                         workers=args.workers, repoll=args.repoll, cap=args.cap,
+                         postgres=args.postgres, redis=args.redis)  # fmt: skip
 
 
 def seed(urls: list[str], events: int = 5) -> None:
@@ -442,7 +335,7 @@ def run_push_ews(args: argparse.Namespace, stack: ExitStack, root: Path) -> dict
         for e in range(5):
             server.mailbox.add(f"seed-{e}", f"Standing {e}", day_at(1 + e, 14), day_at(1 + e, 15))
     sink = stack.enter_context(timed_sink())
-    world = start_service(stack, root, sink, args, interval=60.0)
+    world = start(stack, root, sink, args, 60.0)
 
     def conf(p: int) -> dict[str, Any]:
         s = servers[p]
@@ -484,7 +377,8 @@ def run_push_ews(args: argparse.Namespace, stack: ExitStack, root: Path) -> dict
         return change
 
     changers = [ews_changer(p) for p in range(args.pairs)]
-    return measure(world, pairs, changers, args, target=2.0, jitter=args.jitter or 1.0,
+    return measure(world, pairs, changers, args, target=budget(True, 60.0, args.coalesce),
+                   jitter=args.jitter or 1.0,
                    extra={"mode": "push-ews", "interval_s": 60.0})  # fmt: skip
 
 
@@ -528,7 +422,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "fall at every phase of the polling cycle (default: 3 x interval; push: 1)",
     )
     ap.add_argument("--seed", type=int, default=1, help="random seed of the change timing")
+    ap.add_argument("--repoll", type=float, default=None,
+                    help="sync.repoll_seconds (default: the setting's, 5)")  # fmt: skip
+    ap.add_argument("--cap", type=float, default=None,
+                    help="notify.coalesce_max_seconds (default: the setting's, 120)")  # fmt: skip
+    b = ap.add_argument_group("--budgets (bench/promptness.py): the three budgets and idle cost")
+    b.add_argument("--budgets", action="store_true",
+                   help="run (a) the defaults, (b) the window at 0, (c) push, each against its "
+                   "p99 budget, then the idle cost; --changes and --pairs per case")  # fmt: skip
+    b.add_argument("--scale", type=float, default=0.2,
+                   help="the defaults' times (poll 30, window 20, re-poll 5, cap 120 s) times "
+                   "this (default 0.2: poll 6 s, window 4 s; 1: the defaults)")  # fmt: skip
+    b.add_argument("--only", default="a,b,c,idle",
+                   help="which of a,b,c,idle to run (default all)")  # fmt: skip
+    b.add_argument("--idle-pairs", default="20,100", help="N of the idle cost (20,100)")
+    b.add_argument("--idle-interval", type=float, default=2.0,
+                   help="poll interval of the idle cost (2 s)")  # fmt: skip
+    b.add_argument("--idle-seconds", type=float, default=30.0,
+                   help="how long the idle cost is measured (30 s)")  # fmt: skip
     args = ap.parse_args(argv)
+    args.only = [x.strip() for x in args.only.split(",") if x.strip()]
+    args.idle_pairs = [int(x) for x in args.idle_pairs.split(",") if x.strip()]
+    if args.budgets and args.push:
+        ap.error("--budgets runs push as its case (c); leave out --push")
     if args.pairs < 1 or args.changes < 1:
         ap.error("--pairs and --changes must be at least 1")
     return args
@@ -546,6 +462,13 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"bench": "notify_latency", "mode": "push-ews", "available": False,
                               "reason": why}))  # fmt: skip
             return 2
+    if args.budgets:
+        from bench.promptness import run_budgets, table
+
+        out = run_budgets(args)
+        print(table(out))
+        print(json.dumps(out))
+        return 0 if out["all_met"] else 1
     with ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-latency-")))
         runner = run_push_ews if args.push == "ews" else run_poll

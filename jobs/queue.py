@@ -20,6 +20,14 @@ from config.settings import Settings
 # job: 20,000 a round at 10,000 pairs. Claims and the polling loop's mark never expire.
 RESULTS_KEPT_SECONDS = 3600
 
+# The longest an idle worker sleeps between two reads of a queue that cannot block (Huey's
+# SQLite storage; Redis blocks, a worker waits there for the next job). Huey's default
+# backs off 1.15x from 0.1 s up to 10 s: after a quiet spell a polling round that the
+# scheduler queued at its ETA (and the syncs it queued) waited seconds for a worker, so
+# rounds of a 30 s loop ran 1-4 s late and a change could wait the interval and 3 s.
+# Two workers reading every 0.25 s cost a few SQLite reads a second.
+IDLE_READ_SECONDS = 0.25
+
 
 class _HueyOptions(TypedDict):
     """The keyword arguments every Huey storage takes (Huey itself is untyped)."""

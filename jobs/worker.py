@@ -2,7 +2,9 @@
 
 This module is the one place that builds the service at import, because that is how
 ``huey_consumer`` finds its Huey instance. Settings come from ``ASSISTANT_CONFIG`` and
-the environment; set ``ASSISTANT_QUEUE__SCHEDULER=false`` on all workers but one.
+the environment; set ``ASSISTANT_QUEUE__SCHEDULER=false`` on all workers but one. With
+the SQLite queue add ``-m 0.25`` (``jobs.queue.IDLE_READ_SECONDS``; ``assistant run`` does
+so): an idle worker would otherwise sleep up to 10 s between reads of the queue.
 """
 
 from __future__ import annotations

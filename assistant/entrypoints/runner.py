@@ -25,6 +25,8 @@ class EmbeddedConsumer(Consumer):  # type: ignore[misc]
 
 
 def start_consumer(huey: Huey, settings: Settings, **options: Any) -> EmbeddedConsumer:
+    from jobs.queue import IDLE_READ_SECONDS
+
     consumer = EmbeddedConsumer(
         huey,
         workers=settings.queue.workers,
@@ -32,7 +34,7 @@ def start_consumer(huey: Huey, settings: Settings, **options: Any) -> EmbeddedCo
         periodic=settings.queue.scheduler,
         scheduler_interval=1,
         check_worker_health=True,
-        **options,
+        **{"max_delay": IDLE_READ_SECONDS, **options},  # an idle worker reads the queue often
     )
     consumer.start()
     return consumer

@@ -278,7 +278,10 @@ def _try(
     try:
         if kind == "mail":
             mailbox = open_mailbox(provider, conf, keep_token=keep, limits=limits, policy=net)
-            imported = import_mail(deps, account_id, mailbox, token=start.token)
+            try:
+                imported = import_mail(deps, account_id, mailbox, token=start.token)
+            finally:  # an IMAP session logs out, an HTTP client's connections close
+                _close(mailbox)
             mail = MailImported(imported.new, imported.seen, tuple(imported.skipped))
             if mail.new:
                 log.info("account %s: %d new message(s)", account_id, mail.new)
@@ -286,7 +289,10 @@ def _try(
         timeout = deps.settings.sync.http_timeout_seconds
         source = open_calendar(provider, conf, timeout, keep_token=keep, limits=limits,
                                policy=net)  # fmt: skip
-        report = calendar_sync(deps, account_id, source, start=start)
+        try:
+            report = calendar_sync(deps, account_id, source, start=start)
+        finally:  # its connections (and a CalDAV pool's watcher thread) end with the sync
+            _close(source)
         _log_synced(done, report)
         return replace(done, calendar=report)
     except ConnectorError as exc:
@@ -391,3 +397,10 @@ def _dispatch(
 def _deliver(deps: Deps, run: Run) -> Run:
     drained = outbox.drain(deps.uow, deps.channels, deps.now, deps.settings.outbox)
     return Run(run.synced, run.nudged, run.dispatched, drained)
+
+
+def _close(source: object) -> None:
+    """Close a calendar or mail source that holds connections (those with ``close()``)."""
+    close = getattr(source, "close", None)
+    if callable(close):
+        close()

@@ -40,8 +40,7 @@ if TYPE_CHECKING:
 
 # Exports of a mailbox are imported by hand, never polled.
 _NOT_POLLED = ("maildir", "mbox")
-# A round skips an account synced this recently (a re-poll, a push): never longer, or a
-# change made just after a re-poll would wait for the round after next.
+# Without the round's planned time, a round skips an account synced this recently.
 _RECENT = 2.0
 
 
@@ -101,19 +100,27 @@ def poll_round(
         return PollRound(due=(), mark=None, next_at=None, rounds_left=0)
     if planned_at is None or not timedelta(0) <= now - planned_at < timedelta(seconds=interval):
         planned_at = now  # the first round, or one so late that catching up makes no sense
-    due = accounts_due(deps.uow, now, interval)
+    due = accounts_due(deps.uow, now, interval, since=planned_at)
     mark = LoopMark(loop, planned_at) if loop else None
     next_at = planned_at + timedelta(seconds=interval) if loop or rounds_left > 0 else None
     return PollRound(due=due, mark=mark, next_at=next_at, rounds_left=max(rounds_left - 1, 0))
 
 
-def accounts_due(uow: UnitOfWork, now: datetime, interval: float) -> tuple[int, ...]:
-    """Calendar and mail accounts not synced within the last half interval.
+def accounts_due(
+    uow: UnitOfWork, now: datetime, interval: float, *, since: datetime | None = None
+) -> tuple[int, ...]:
+    """Calendar and mail accounts to sync in a round planned at ``since``: every one not
+    synced since then (without ``since``: not within the last half interval, 2 s at most).
 
-    A round runs a little late or early (the scheduler's one-second tick, a queue that
-    was busy); a stricter bound made such an account skip a whole round and wait two
-    intervals.
+    One synced since the round's planned time (a re-poll or a push while the round ran
+    late, a sync of the last round that ran more than an interval late) is read again by
+    the next round at most an interval later, and is skipped. One synced just before it
+    is not: skipping a calendar re-polled a second before the round made a change made
+    just after that re-poll wait the interval and that second, past the budget of a
+    quiet period (poll interval + window + 2 s).
     """
+    if since is None:
+        since = now - timedelta(seconds=min(interval * 0.5, _RECENT))
     with uow.read() as session:
         rows = session.execute(
             select(Account.id, Account.last_sync_at).where(
@@ -122,10 +129,7 @@ def accounts_due(uow: UnitOfWork, now: datetime, interval: float) -> tuple[int, 
                 account_health.pollable(now),  # not parked, past its back-off
             )
         )
-        return tuple(
-            aid for aid, last in rows
-            if last is None or (now - last).total_seconds() >= min(interval * 0.5, _RECENT)
-        )  # fmt: skip
+        return tuple(aid for aid, last in rows if last is None or last < since)
 
 
 def loop_alive(recorded: LoopMark | None, now: datetime, interval: float) -> bool:

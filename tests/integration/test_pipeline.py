@@ -7,6 +7,9 @@ the Huey jobs in immediate mode (each job runs in the caller, as a consumer woul
 
 from __future__ import annotations
 
+import gc
+import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -41,6 +44,7 @@ class Desk:
     url: str
     account_id: int
     pair_id: int
+    server_port: int
 
     def delegate(self) -> int:
         """A task whose Red Line and Dead Line are written to the manager's calendar."""
@@ -95,7 +99,7 @@ def desk(
         svc, pair=pair.id, name="work", provider="caldav", settings={"url": url}
     )
     try:
-        yield Desk(svc, jobs, smtp_server, url, account.id, pair.id)
+        yield Desk(svc, jobs, smtp_server, url, account.id, pair.id, radicale.port)
     finally:
         runtime.install(None)
         svc.engine.dispose()
@@ -132,3 +136,48 @@ def test_assistant_sync_reports_and_delivers_the_question(desk: Desk) -> None:
     assert "removed from your calendar" in mail.message["Subject"]
     assert [line.kind for line in report.lines] == ["calendar", "send"]
     assert report.lines[-1].summary == "1 sent"
+
+
+def _watchers() -> set[threading.Thread]:
+    """The CalDAV connection pools' idle-connection watcher threads (one per pool)."""
+    return {t for t in threading.enumerate() if t.name.endswith("(idle_conn_watch_task)")}
+
+
+def _connections_to(port: int) -> int:
+    """This process's established TCP connections to ``port`` on the loopback."""
+    mine = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            mine.add(link[8:-1])
+    count = 0
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with open(table) as f:
+            for line in list(f)[1:]:
+                cols = line.split()
+                remote_port, state, inode = int(cols[2].rsplit(":", 1)[1], 16), cols[3], cols[9]
+                count += remote_port == port and state == "01" and inode in mine
+    return count
+
+
+def test_a_sync_leaves_no_connection_or_thread_behind(desk: Desk) -> None:
+    """Every sync opens the calendar anew; what it opened ends with the sync, not when the
+    garbage collector gets to it (a CalDAV session's pool keeps its sockets and a watcher
+    thread of its own: with many pairs polled often, the threads grew with the pairs)."""
+    desk.jobs.sync_account(desk.account_id)()  # the baseline
+    gc.collect()
+    before = _watchers()
+    gc.disable()  # what only the collector would free stays, as between two collections
+    try:
+        for _ in range(3):
+            assert desk.jobs.sync_account(desk.account_id)()["changes"] == 0
+        assert _connections_to(desk.server_port) == 0, "the syncs' connections are closed"
+        left = _watchers() - before
+        for t in left:
+            t.join(timeout=2)  # a closed pool's watcher ends at once
+        assert [t.name for t in left if t.is_alive()] == []
+    finally:
+        gc.enable()

@@ -101,6 +101,46 @@ def test_one_loop_on_a_fixed_grid_and_a_replaced_loop_stops(loop: tuple[Huey, Cl
     assert len(planned(huey)) == before, "...polls nothing and plans nothing more"
 
 
+def _read_at(at: datetime) -> None:
+    """The account's calendar was read at ``at`` (a re-poll, a push), as a sync records it."""
+    from assistant.store.tables import Account
+
+    with runtime.service().uow.begin() as session:
+        account = session.get(Account, 1)
+        assert account is not None
+        account.last_sync_at = at
+
+
+def test_a_calendar_re_polled_just_before_a_round_is_polled_by_it(
+    loop: tuple[Huey, Clock],
+) -> None:
+    """A round skips only an account read since its planned time; the next round reads it
+    at most an interval later. Skipping one re-polled just before the round (the last
+    re-poll of a quiet period, 1.5 s before it) made a change made just after that
+    re-poll wait the interval and those 1.5 s."""
+    huey, clock = loop
+    runtime.service().settings.sync.poll_interval_seconds = 30  # the default
+    tasks.keep_polling(clock.now, 30)
+    start = NOW + timedelta(seconds=0.9)
+    clock.now = start
+    run_next(huey, "sync_due")
+    [second] = [t for t in huey.pending() if t.eta is not None]
+    assert second.eta.replace(tzinfo=UTC) == start + timedelta(seconds=30)
+    while huey.dequeue() is not None:
+        pass
+    _read_at(start + timedelta(seconds=28.5))  # a re-poll, 1.5 s before the round
+    clock.now = start + timedelta(seconds=30.3)  # the round runs 0.3 s late
+    huey.execute(second, timestamp=second.eta)
+    assert names(huey) == ["sync_account"], "read 1.8 s ago, before the round fell due"
+    [third] = [t for t in huey.pending() if t.eta is not None]
+    while huey.dequeue() is not None:
+        pass
+    _read_at(start + timedelta(seconds=60.2))  # after the round fell due: it ran late
+    clock.now = start + timedelta(seconds=60.6)
+    huey.execute(third, timestamp=third.eta)
+    assert names(huey) == [], "read since the round fell due: the next round is 30 s on"
+
+
 def test_the_next_round_is_known_to_the_dispatcher(loop: tuple[Huey, Clock]) -> None:
     huey, clock = loop
     assert tasks.next_poll_at(clock.now) is None, "no loop yet: unknown"

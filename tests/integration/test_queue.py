@@ -1,4 +1,5 @@
-"""``jobs.queue.build_huey`` on each real storage: enqueue, run, results, scheduled ETAs."""
+"""``jobs.queue.build_huey`` on each real storage: enqueue, run, results, scheduled ETAs;
+the service's consumer (``assistant run``) reading an idle queue."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 from huey import Huey, MemoryHuey, PriorityRedisExpireHuey, SqliteHuey
 
-from jobs.queue import RESULTS_KEPT_SECONDS, build_huey
+from assistant.entrypoints.runner import start_consumer
+from jobs.queue import IDLE_READ_SECONDS, RESULTS_KEPT_SECONDS, build_huey
 from tests.support.queue import queue_settings
 from tests.support.services import unavailable
 
@@ -102,3 +104,35 @@ def test_results_on_redis_expire_but_claims_do_not(tmp_path: Path, redis_reachab
         if keys:
             conn.delete(*keys)
         huey.storage.pool.disconnect()
+
+
+def test_an_idle_worker_reads_the_sqlite_queue_often(tmp_path: Path) -> None:
+    """Huey's worker sleeps between reads of a queue that cannot block, longer after each
+    empty read; at Huey's default (up to 10 s) a polling round queued at its ETA after a
+    quiet spell waited seconds for a worker. A worker of the service's consumer, made as the
+    consumer makes its own, never sleeps longer than ``IDLE_READ_SECONDS``."""
+    settings = queue_settings(tmp_path, "sqlite", "q")
+    huey = build_huey(settings)
+    consumer = start_consumer(huey, settings)
+    consumer.stop(graceful=True)
+    worker = consumer._create_worker()
+    waits: list[float] = []
+
+    class Flag:  # the worker sleeps on the stop flag: note each sleep, return at once
+        def wait(self, seconds: float) -> bool:
+            waits.append(seconds)
+            return False
+
+        def is_set(self) -> bool:
+            return False
+
+    worker.stop_flag = Flag()
+    for _ in range(60):  # a quiet spell: empty reads, each followed by a sleep
+        worker.loop()
+    assert len(waits) == 60
+    assert max(waits) <= IDLE_READ_SECONDS
+    assert waits[0] < waits[-1], "it still backs off (from Huey's 0.1 s)"
+    ping = huey.task(name="ping")(lambda: "pong")
+    result = ping()
+    worker.loop()  # the next read takes the job
+    assert result.get() == "pong"
