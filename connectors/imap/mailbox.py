@@ -6,7 +6,9 @@ A configured list replaces that choice; an entry starting with a backslash (``"\
 names a folder by its special use.
 
 Change token (an opaque JSON string): per folder its UIDVALIDITY, the last UID read and,
-where the server has CONDSTORE (RFC 7162), its HIGHESTMODSEQ. One sync costs:
+where the server has CONDSTORE (RFC 7162), its HIGHESTMODSEQ, and which folders were read
+(so a sync from a token needs no LIST: a folder gone since fails its STATUS and the next
+sync looks the folders up again). One sync costs, after LOGIN:
 
 * nothing new: one ``STATUS (UIDVALIDITY UIDNEXT HIGHESTMODSEQ)`` per folder;
 * new mail in a folder: ``EXAMINE`` (read-only select), ``UID SEARCH UID n+1:*`` and one
@@ -124,6 +126,8 @@ class ImapMailbox:
     def changes(self, token: str | None) -> MailDelta:
         """Messages that arrived since ``token`` (None: every message of the folders)."""
         state = self._load(token) if token is not None else {}
+        if self._resolved is None and token is not None:
+            self._resolved = self._folders_of(token)
         with self._translated():
             client = self._connected()
             condstore = client.has_capability("CONDSTORE")
@@ -131,6 +135,7 @@ class ImapMailbox:
             messages: list[MessageData] = []
             skipped: list[str] = []
             next_state: dict[str, dict[str, int | None]] = {}
+            found: list[tuple[str, bool]] = []
             for folder, found_by_us in self._folders(client):
                 try:
                     folder_state, reread = self._sync_folder(
@@ -143,12 +148,14 @@ class ImapMailbox:
                     continue
                 full = full or reread
                 next_state[folder] = folder_state
+                found.append((folder, found_by_us))
                 if folder == "INBOX":
                     self._inbox_next = int(folder_state["uid"] or 0) + 1
         next_token = json.dumps(
-            {"v": 1, "kind": "imap", "account": self._account(), "folders": next_state},
+            {"v": 1, "kind": "imap", "account": self._account(), "folders": next_state,
+             "read": {"wanted": list(self.folders or ()), "found": found}},
             sort_keys=True,
-        )
+        )  # fmt: skip
         return MailDelta(
             full=full, messages=tuple(messages), token=next_token, skipped=tuple(skipped)
         )
@@ -299,6 +306,24 @@ class ImapMailbox:
             raise
 
     # ----------------------------------------------------------------- folders
+
+    def _folders_of(self, token: str) -> list[tuple[str, bool]] | None:
+        """The folders the last sync read, when they are all there is to read: the same
+        configured list, or INBOX and a sent folder. Then no LIST is needed (a folder
+        gone since fails its STATUS, and the next sync looks again); else None."""
+        with contextlib.suppress(json.JSONDecodeError, AttributeError, TypeError, ValueError):
+            read = json.loads(token).get("read") or {}
+            if list(read.get("wanted") or ()) != list(self.folders or ()):
+                return None
+            found = [(str(name), bool(ours)) for name, ours in read.get("found") or ()]
+            names = [name for name, _ in found]
+            complete = (
+                len(found) == len(self.folders)
+                if self.folders
+                else len(found) == 2 and names[0] == "INBOX"
+            )
+            return found if complete else None
+        return None
 
     def _folders(self, client: Any) -> list[tuple[str, bool]]:
         if self._resolved is None:

@@ -6,6 +6,7 @@ program would; flags are changed and folders recreated the same way.
 
 from __future__ import annotations
 
+import imaplib
 import json
 import socket
 import threading
@@ -487,3 +488,34 @@ def test_starttls_is_required_when_asked_for(dovecot: Dovecot) -> None:
     assert not isinstance(caught.value, Transient | AuthExpired)
     assert "STARTTLS" in str(caught.value)
     assert "Login" not in dovecot.log()  # the password was never sent in clear
+
+
+def test_a_sync_from_a_token_lists_no_folders(
+    box: ImapMailbox, other: IMAPClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every poll of every mailbox opens a new connector: the folders the last sync read
+    come from its token, not from a LIST each time (a folder gone since fails its STATUS,
+    and the sync after looks the folders up again)."""
+    other.append("INBOX", mail(1))
+    other.append("Sent", mail(2, sender=MANAGER, to=ASSISTANT))
+    token = box.changes(None).token
+    box.close()
+    commands: list[str] = []
+    sent_command = imaplib.IMAP4._command
+
+    def noted(self: imaplib.IMAP4, name: str, *args: object) -> object:
+        commands.append(name)
+        return sent_command(self, name, *args)
+
+    monkeypatch.setattr(imaplib.IMAP4, "_command", noted)
+    fresh = ImapMailbox(box.host, box.username, box._password, port=box.port,
+                        security="none", timeout=5)  # fmt: skip
+    try:
+        assert fresh.changes(token).messages == ()
+        assert "LIST" not in commands and commands.count("STATUS") == 2, commands
+        other.append("Sent", mail(3, sender=MANAGER, to=ASSISTANT))
+        again = fresh.changes(token)
+    finally:
+        fresh.close()
+    assert {m.message_id for m in again.messages} == {"m3@example.test"}
+    assert "LIST" not in commands, commands
