@@ -358,6 +358,20 @@ def test_what_the_fast_read_leaves_to_the_stdlib_is_still_read_as_before() -> No
     assert body_text(encoded) == reference_body_text(encoded)
 
 
+def test_a_related_part_that_is_no_multipart_fails_as_get_body_fails() -> None:
+    """``get_body`` takes the first character of such a part's text for its root part
+    and fails: the text/plain after it is never reached ("" both ways)."""
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=m\r\n\r\n"
+        b"--m\r\nContent-Type: multipart/related\r\n\r\nno boundary here\r\n"
+        b"--m\r\nContent-Type: text/plain\r\n\r\nthe text\r\n--m--\r\n"
+    )
+    assert _fast(raw)
+    assert body_text(raw) == reference_body_text(raw) == ""
+    alone = raw.replace(b"multipart/related", b"multipart/alternative")
+    assert body_text(alone) == reference_body_text(alone) == "the text"
+
+
 # --------------------------------------------- the header forms both policies read alike
 
 _COMPAT32 = BytesParser(policy=policy.compat32)
