@@ -74,7 +74,7 @@ def body_text(
 
     The part is the one ``get_body(preferencelist=("plain", "html"))`` of the message
     parsed with the default policy gives, in the charset ``get_content`` reads it with;
-    found at a tenth of that cost by parsing with compat32 (no header registry) and
+    found for a fraction of that cost by parsing with compat32 (no header registry) and
     walking the parts as ``get_body`` does (``_compat32_body``). The two read a message
     alike when the Content-Type, Content-Disposition and Content-Transfer-Encoding of
     every part are ASCII of the forms ``_SIMPLE`` (what nearly all mail sends); any other
