@@ -9,6 +9,11 @@ the same mailbox. A share ``--html`` of the messages are multipart/alternative (
 HTML, as most mail programs send), a share ``--attachments`` carry a 300 KB PDF after
 their text (the text is read, the PDF at most up to the 64 KiB bound).
 
+Beside the syncs, ``offline_text_ms`` is what reading the text of one of these messages
+costs without a server: ``messages._text`` (the connector's own path: header and the start
+of the body as ``changes`` reads them, then ``plain_text`` or ``body_text``) and
+``text_keys``, per message, best of ``--reps``.
+
     .venv/bin/python bench/imap_text_keys.py --messages 2000
 
 The last line printed is one JSON object with the figures.
@@ -25,9 +30,11 @@ from email.utils import format_datetime
 
 import common  # noqa: F401  # puts the repository on sys.path
 
+from assistant.domain.latency.quotes import text_keys
+from connectors.base import DEFAULT_LIMITS
 from connectors.imap import mailbox
 from connectors.imap.mailbox import ImapMailbox
-from connectors.imap.messages import INTERNALDATE
+from connectors.imap.messages import INTERNALDATE, TEXT_BYTES, _text, _whole_lines
 from tests.support.dovecot import Dovecot, start_dovecot
 
 WORDS = [
@@ -67,6 +74,21 @@ def timed_sync(server: Dovecot, reps: int) -> tuple[float, int]:
     return best, count
 
 
+def offline_text_ms(raws: list[bytes], reps: int) -> float:
+    """Per message: the text keys of header + start of body, as ``add_message`` reads them."""
+    items = []
+    for raw in raws:
+        end = raw.find(b"\n\n") + 2
+        items.append((raw[:end], raw[end : end + TEXT_BYTES]))
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        for header, body in items:
+            text_keys(_text(header + _whole_lines(body), DEFAULT_LIMITS))
+        best = min(best, time.perf_counter() - start)
+    return 1000 * best / max(len(items), 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=2000)
@@ -79,10 +101,12 @@ def main() -> None:
         client = server.client()
         every = max(1, round(1 / args.attachments)) if args.attachments > 0 else 0
         html = max(1, round(1 / args.html)) if args.html > 0 else 0
-        for n in range(args.messages):
-            client.append("INBOX", message(n, bool(every) and n % every == 0,
-                                           bool(html) and n % html == 1 % html))  # fmt: skip
+        raws = [message(n, bool(every) and n % every == 0, bool(html) and n % html == 1 % html)
+                for n in range(args.messages)]  # fmt: skip
+        for raw in raws:
+            client.append("INBOX", raw)
         client.logout()
+        offline = offline_text_ms(raws, args.reps)
         with_text, count = timed_sync(server, args.reps)
         items = mailbox.FETCH_HEADER_AND_TEXT
         mailbox.FETCH_HEADER_AND_TEXT = (b"BODY.PEEK[HEADER]", INTERNALDATE)  # before: headers
@@ -102,6 +126,7 @@ def main() -> None:
         "per_message_with_text_ms": round(1000 * with_text / max(count, 1), 3),
         "per_message_header_only_ms": round(1000 * header_only / max(count, 1), 3),
         "ratio": round(with_text / header_only, 2) if header_only else None,
+        "offline_text_ms": round(offline, 3),
     }
     print(f"first sync of {count} messages: {with_text:.2f} s with the text keys, "
           f"{header_only:.2f} s with headers only")  # fmt: skip
