@@ -128,7 +128,7 @@ def _decoded(part: Message, content: object) -> str:
         charset = part.get_content_charset() or "utf-8"
         try:
             return payload.decode(charset, "replace")
-        except LookupError:
+        except (LookupError, UnicodeError):  # unknown, or a codec that fails anyway (idna)
             return payload.decode("utf-8", "replace")
     return ""
 
@@ -223,6 +223,6 @@ def plain_text(msg: Message) -> str:
         return ""
     try:
         text = data.decode(msg.get_content_charset() or "utf-8")
-    except (LookupError, UnicodeDecodeError):
+    except (LookupError, UnicodeError):
         text = data.decode("cp1252", "replace")
     return text.replace("\r\n", "\n")[:MAX_TEXT_CHARS]

@@ -96,7 +96,7 @@ def _decoded(part: Mapping[str, Any]) -> str | None:
     charset = _content_type(part, _headers(part)).get_content_charset() or "utf-8"
     try:
         return raw.decode(charset, "replace")
-    except LookupError:  # an unknown charset
+    except (LookupError, UnicodeError):  # an unknown charset, a codec that fails (idna)
         return raw.decode("utf-8", "replace")
 
 

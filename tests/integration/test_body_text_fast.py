@@ -91,7 +91,7 @@ def _part_text(part: Message) -> str:
         charset = part.get_content_charset() or "utf-8"
         try:
             return payload.decode(charset, "replace")
-        except LookupError:
+        except (LookupError, UnicodeError):  # the one change: a codec that fails (idna)
             return payload.decode("utf-8", "replace")
     return ""
 

@@ -82,6 +82,10 @@ def test_padding_either_way_and_nothing_claimed_for_what_was_not_sent() -> None:
         "text/plain", "plain words", headers={"Content-Type": "text/plain; charset=x-nope"}
     )
     assert payload_text(unknown) == "plain words"
+    failing = part(  # a codec that raises whatever the error handler
+        "text/plain", "plain words", headers={"Content-Type": "text/plain; charset=idna"}
+    )
+    assert payload_text(failing) == "plain words"
     for junk in (None, [], "text", {"parts": "x", "mimeType": "multipart/mixed"}):
         assert payload_text(junk) == ""
 

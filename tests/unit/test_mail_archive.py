@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from assistant.domain.model import MessageData
-from connectors.archive.mailbox import MaildirSource, parse_message
+from connectors.archive.mailbox import MaildirSource, parse_inbound, parse_message
 from connectors.archive.mbox import MboxSource
+from connectors.archive.text import body_text
 from connectors.base import InvalidData, MailSource, NotFound, TokenExpired
 
 MTIME = datetime(2021, 6, 1, 12, 0, tzinfo=UTC)
@@ -351,3 +352,21 @@ def test_plain_text_reads_what_body_text_reads(cte: str) -> None:
     raw = msg.as_bytes()
     assert plain_text(read_headers(raw)) == body_text(raw)
     assert "Бюджет на 2024 год" in plain_text(read_headers(raw))
+
+
+def test_a_text_part_in_a_codec_that_fails_is_read_not_raised(tmp_path: Path) -> None:
+    """``charset=idna`` names a codec that raises whatever the error handler: one such mail
+    from anyone would have stopped the inbox read and been dropped from an archive."""
+    raw = (
+        b"From: x@example.com\r\nTo: y@example.com\r\nSubject: hi\r\nMessage-ID: <i@x>\r\n"
+        b"Date: Mon, 23 Mar 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n"
+        b"Content-Type: text/plain; charset=idna\r\n\r\nPlease sign the lease today.\r\n"
+        b"--b--\r\n"
+    )
+    assert body_text(raw).strip() == "Please sign the lease today."
+    assert parse_inbound(raw, source_id="x", mtime=datetime.now(UTC)).text.startswith("Please")
+    box = mailbox.Maildir(tmp_path / "box")
+    box.add(raw)
+    delta = MaildirSource(tmp_path / "box").changes(None)
+    assert [m.message_id for m in delta.messages] == ["i@x"] and not delta.skipped
