@@ -47,7 +47,9 @@ def build(
     from assistant.adapters import keys
 
     keyfile.tighten(settings)  # the data folder 0700, database and key files 0600
-    engine = make_engine(settings.database_url, echo=settings.database.echo)
+    engine = make_engine(
+        settings.database_url, echo=settings.database.echo, background_checkpoints=True
+    )  # the WAL checkpointed by a thread of its own, stopped by engine.dispose()
     try:  # a lost or different key stops start-up before anything is made with a new one
         keys.check(settings, engine, (clock or system_clock)())
     except BaseException:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -17,15 +21,39 @@ READ_ONLY = "assistant_read_only"
 # trip); one in steady use is not: pinging every checkout cost a round trip per unit of
 # work, a fifth of a no-change sync's.
 PING_IDLE_SECONDS = 5.0
+# With ``background_checkpoints`` a thread checkpoints the SQLite WAL at most this often
+# while it is written to, and at once when it has grown by ``CHECKPOINT_BYTES`` (about
+# SQLite's own threshold of 1,000 pages at 4 KiB); it looks at the file every
+# ``CHECKPOINT_POLL_SECONDS``.
+CHECKPOINT_SECONDS = 2.0
+CHECKPOINT_BYTES = 4 * 1024 * 1024
+CHECKPOINT_POLL_SECONDS = 0.25
+
+log = logging.getLogger(__name__)
 
 
-def make_engine(url: str, echo: bool = False) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+def make_engine(url: str, echo: bool = False, *, background_checkpoints: bool = False) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout.
+
+    ``background_checkpoints`` (the service's engine, ``assistant.bootstrap``): a file
+    database's connections do not checkpoint the WAL when they commit (``PRAGMA
+    wal_autocheckpoint=0``; by default the connection whose commit takes the WAL past 1,000
+    pages copies it back into the database and syncs it, inside that commit); a
+    ``Checkpointer`` thread does, PASSIVE (it waits for no reader or writer). A commit
+    stays durable across a crash of the process: in WAL mode with synchronous=NORMAL it is
+    in the WAL once it returns (power loss may take the last ones, as before). Disposing of
+    the engine stops the thread after a last checkpoint; when the last connection to the
+    database closes, SQLite checkpoints and removes the WAL, so a short command leaves a
+    checkpointed database.
+    """
     kwargs: dict[str, Any] = {"echo": echo, "future": True}
+    checkpointer: Checkpointer | None = None
     if url.startswith("sqlite"):
         db_path = url.split("///", 1)[-1] if "///" in url else ""
         if db_path and db_path != ":memory:" and not db_path.startswith("file:"):
             _private_sqlite_file(Path(db_path))
+            if background_checkpoints:
+                checkpointer = Checkpointer(Path(db_path))
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     engine = create_engine(url, **kwargs)
     event.listen(engine, "before_cursor_execute", _without_nul, retval=True)
@@ -40,6 +68,9 @@ def make_engine(url: str, echo: bool = False) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
+            if checkpointer is not None:
+                cur.execute("PRAGMA wal_autocheckpoint=0")
+                checkpointer.start()
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -52,7 +83,104 @@ def make_engine(url: str, echo: bool = False) -> Engine:
             else:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
+    if checkpointer is not None:
+        event.listen(engine, "engine_disposed", lambda _engine: checkpointer.stop())
+        weakref.finalize(engine, checkpointer.stop, final=False)
     return engine
+
+
+class Checkpointer:
+    """Checkpoints a WAL database from a thread of its own, off the commit path.
+
+    Every ``poll`` seconds it looks at the WAL file; when it was written to since the last
+    checkpoint and ``every`` seconds have passed (or it grew by more than ``max_bytes``), it
+    checkpoints (``checkpoint``) on a connection of its own, opened for that checkpoint
+    only. PASSIVE copies what no reader still needs and waits for no one; once a
+    checkpoint has copied everything, the next writer starts the WAL over from its
+    beginning, so the file stays about as large as what is written between two
+    checkpoints. ``start`` is idempotent (each new connection of the engine calls it);
+    ``stop`` checkpoints a last time.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        every: float | None = None,
+        max_bytes: int | None = None,
+        poll: float | None = None,
+    ) -> None:
+        self.path = path
+        self.wal = path.with_name(path.name + "-wal")
+        self.every = CHECKPOINT_SECONDS if every is None else every
+        self.max_bytes = CHECKPOINT_BYTES if max_bytes is None else max_bytes
+        self.poll = CHECKPOINT_POLL_SECONDS if poll is None else poll
+        self.checkpoints = 0  # run so far (tests, benchmarks)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._seen: tuple[int, int] | None = None  # the WAL's (size, mtime) at the last one
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stopping = threading.Event()
+            self._thread = threading.Thread(
+                target=self._run, args=(self._stopping,), name="sqlite-checkpointer", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, final: bool = True) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+            self._stopping.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        if final and thread is not None:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """One checkpoint, now: PASSIVE, then (when that copied every frame) RESTART without
+        waiting, so that the next writer starts the WAL over from its beginning.
+
+        A writer whose transaction had begun before the PASSIVE checkpoint finished would
+        go on appending (under a stream of commits, each time), and the WAL would grow. The
+        RESTART takes the writer lock only if it is free at once (no busy handler: else it
+        does what PASSIVE does, here nothing), finds every frame copied, and returns when
+        no reader is using the WAL; a commit arriving meanwhile waits that long.
+        """
+        try:
+            conn = sqlite3.connect(self.path, timeout=0)
+            try:
+                busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if not busy and frames > 0 and copied == frames:
+                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            finally:
+                conn.close()
+            self.checkpoints += 1
+        except sqlite3.Error as err:  # the next one tries again; nothing is lost meanwhile
+            log.warning("WAL checkpoint failed: %s", type(err).__name__)
+
+    def _wal_state(self) -> tuple[int, int] | None:
+        try:
+            st = self.wal.stat()
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns
+
+    def _run(self, stopping: threading.Event) -> None:
+        last = time.monotonic()
+        self._seen = self._wal_state()
+        while not stopping.wait(self.poll):
+            state = self._wal_state()
+            if state is None or state == self._seen:
+                continue
+            grown = state[0] - (self._seen[0] if self._seen else 0)
+            if time.monotonic() - last < self.every and grown <= self.max_bytes:
+                continue
+            self.checkpoint()
+            last = time.monotonic()
+            self._seen = self._wal_state()
 
 
 def _ping_when_idle(engine: Engine) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Final, Literal
 
 from assistant.domain.latency.measure import LatencyRecord
 from assistant.domain.latency.quotes import QUOTE_KEYS, TEXT_KEY
@@ -27,6 +28,22 @@ from assistant.domain.latency.threads import (
 from assistant.domain.model import MessageData
 
 _Pair = tuple[str, str, str]  # (normalized subject, one address, the other), sorted
+_A2M, _M2A = Direction.ASSISTANT_TO_MANAGER, Direction.MANAGER_TO_ASSISTANT
+
+
+@dataclass(frozen=True, slots=True)
+class _Tail:
+    """What measuring a thread left at its end, to go on from there when later mail comes:
+    the messages still waiting for an answer each way, the last message measured (its
+    order key) and the thread's first member (its key is the records' thread key)."""
+
+    to_manager: tuple[int, ...]  # ASSISTANT_TO_MANAGER messages not answered
+    to_assistant: tuple[int, ...]  # MANAGER_TO_ASSISTANT messages not answered
+    last: tuple[float, str] | None  # None: no message with a direction yet
+    first: int
+
+
+_QUIET: Final = _Tail((), (), None, -1)  # a thread with no message to measure
 
 
 class LatencyIndex:
@@ -77,6 +94,11 @@ class LatencyIndex:
         self._answered: dict[int, LatencyRecord] = {}
         self._order: list[int] = []  # measured messages by (sent_at, message_id)
         self._unordered: list[int] = []
+        # root -> its thread's end as last measured, or None: threads that merged or were
+        # rebuilt since, measured again in full. A root without one has no message measured
+        # before (``_QUIET``): its messages with a direction are all new.
+        self._tails: dict[int, _Tail | None] = {}
+        self._new_directed: list[int] = []  # messages given a direction in this add()
 
     def __len__(self) -> int:
         """Distinct messages seen (copies count once)."""
@@ -91,13 +113,22 @@ class LatencyIndex:
         with _gc_paused():
             touched: list[int] = []
             dirty: list[int] = []
+            self._new_directed = []
             for m in messages:
                 self._register(m, touched, dirty)
             for root in {self._find(x) for x in dirty}:
                 touched.extend(self._rebuild(root))
+            new_by_root: dict[int, list[int]] = {}
+            for i in self._new_directed:
+                new_by_root.setdefault(self._find(i), []).append(i)
+            self._new_directed = []
             measured: list[int] = []
             for root in {self._find(x) for x in touched}:
-                measured.extend(self._measure(root))
+                tail = self._tails.get(root, _QUIET)
+                went_on = None
+                if tail is not None:
+                    went_on = self._go_on(root, tail, new_by_root.get(root, []))
+                measured.extend(self._measure(root) if went_on is None else went_on)
             measured.sort(key=self._order_key)
             # every message measured again, with a record or not (a reply that now closes
             # its thread has none): a reader keeping state per message forgets these first
@@ -150,6 +181,12 @@ class LatencyIndex:
         if (len(ma) if ma else 1) < (len(mb) if mb else 1):
             ra, rb, ma, mb = rb, ra, mb, ma
         self._parent[rb] = ra
+        tails = self._tails
+        ta, tb = tails.pop(ra, _QUIET), tails.pop(rb, _QUIET)
+        if ta is None or tb is None or (ta is not _QUIET and tb is not _QUIET):
+            tails[ra] = None  # two threads measured before are one now: measure it in full
+        elif ta is not _QUIET or tb is not _QUIET:
+            tails[ra] = tb if ta is _QUIET else ta
         if ma is None:
             ma = self._members[ra] = [ra]
         if mb is None:
@@ -190,6 +227,7 @@ class LatencyIndex:
             )
             if direction is not Direction.OTHER:
                 self._direction[i] = direction
+                self._new_directed.append(i)
                 self._unordered.append(i)
                 touched.append(i)
 
@@ -277,6 +315,7 @@ class LatencyIndex:
         """Find the threads of ``root``'s members again from their links as they are now."""
         members = self._members.pop(root, None) or [root]
         self._first.pop(root, None)
+        self._tails.pop(root, None)
         for i in members:
             self._parent[i] = i
         for i in members:
@@ -298,6 +337,8 @@ class LatencyIndex:
                 pos = bisect_left(chain, key, key=self._order_key)
                 if pos and self._linked(chain[pos - 1], i):
                     self._union(i, chain[pos - 1])
+        for i in members:
+            self._tails[self._find(i)] = None  # measured again in full
         return members
 
     # ---------------------------------------------------------------- replies
@@ -306,60 +347,99 @@ class LatencyIndex:
         """Find the replies in one thread again; keep its answered records."""
         thread = [i for i in self._members.get(root) or (root,) if i in self._direction]
         thread.sort(key=self._order_key)
-        key = self._messages[self._first.get(root, root)].message_id
+        self._closing.difference_update(thread)
+        first = self._first.get(root, root)
+        pending: dict[Direction, list[int]] = {_A2M: [], _M2A: []}
+        self._replies(thread, pending)
+        for i in thread:
+            self._keep_answer(i, first)
+        if thread:
+            self._tails[root] = _Tail(
+                tuple(pending[_A2M]), tuple(pending[_M2A]), self._order_key(thread[-1]), first
+            )
+        else:
+            self._tails.pop(root, None)
+        return thread
+
+    def _go_on(self, root: int, tail: _Tail, new: list[int]) -> list[int] | None:
+        """Measure a thread from where ``tail`` left it, when it only gained messages
+        later than every message measured in it and kept its first member; return what
+        was measured (its new messages and those they answer), None if it cannot go on."""
+        first = self._first.get(root, root)
+        new.sort(key=self._order_key)
+        if tail.last is not None and (
+            first != tail.first or (new and self._order_key(new[0]) <= tail.last)
+        ):
+            return None
+        if not new:
+            return []
+        pending: dict[Direction, list[int]] = {
+            _A2M: list(tail.to_manager),
+            _M2A: list(tail.to_assistant),
+        }
+        waiting = {*tail.to_manager, *tail.to_assistant}
+        answered = self._replies(new, pending)
+        measured = [j for j in answered if j in waiting]
+        for i in measured:
+            self._keep_answer(i, first)
+        for i in new:
+            self._keep_answer(i, first)
+        self._tails[root] = _Tail(
+            tuple(pending[_A2M]), tuple(pending[_M2A]), self._order_key(new[-1]), first
+        )
+        return measured + new
+
+    def _replies(self, thread: list[int], pending: dict[Direction, list[int]]) -> list[int]:
+        """Go through ``thread`` (in order, after what left ``pending``): each message
+        answers the other way's messages sent before it. Return those it answered."""
         msgs, direction, reply, closing = (
             self._messages,
             self._direction,
             self._reply,
             self._closing,
         )
-        closing.difference_update(thread)
-        pending: dict[Direction, list[int]] = {
-            Direction.ASSISTANT_TO_MANAGER: [],
-            Direction.MANAGER_TO_ASSISTANT: [],
-        }
+        answered: list[int] = []
         for i in thread:
             d = direction[i]
-            other = (
-                Direction.MANAGER_TO_ASSISTANT
-                if d is Direction.ASSISTANT_TO_MANAGER
-                else Direction.ASSISTANT_TO_MANAGER
-            )
+            other = _M2A if d is _A2M else _A2M
             sent = msgs[i].sent_at
             still_open = []
             for j in pending[other]:
                 if msgs[j].sent_at < sent:
                     reply[j] = i
                     closing.add(i)
+                    answered.append(j)
                 else:  # the same instant: order unknown, so not an answer
                     still_open.append(j)
             pending[other] = still_open
             pending[d].append(i)
             reply[i] = -1
-        for i in thread:
-            r = reply[i]
-            if r < 0:
-                self._answered.pop(i, None)
-                continue
-            known = self._answered.get(i)
-            reply_id = msgs[r].message_id
-            if known is not None and known.reply_message_id == reply_id and known.thread_key == key:
-                continue
-            m, answer = msgs[i], msgs[r]
-            self._answered[i] = LatencyRecord(
-                m.message_id,
-                key,
-                m.subject,
-                m.sent_at,
-                direction[i],
-                replied_at=answer.sent_at,
-                reply_message_id=reply_id,
-                wall_minutes=(answer.sent_at - m.sent_at).total_seconds() / 60,
-                working_minutes=(
-                    self._working(m.sent_at, answer.sent_at) if self._working else None
-                ),
-            )
-        return thread
+        return answered
+
+    def _keep_answer(self, i: int, key_index: int) -> None:
+        """Keep ``i``'s answered record (thread key: ``key_index``'s), or drop it if open."""
+        r = self._reply[i]
+        if r < 0:
+            self._answered.pop(i, None)
+            return
+        msgs = self._messages
+        key = msgs[key_index].message_id
+        known = self._answered.get(i)
+        reply_id = msgs[r].message_id
+        if known is not None and known.reply_message_id == reply_id and known.thread_key == key:
+            return
+        m, answer = msgs[i], msgs[r]
+        self._answered[i] = LatencyRecord(
+            m.message_id,
+            key,
+            m.subject,
+            m.sent_at,
+            self._direction[i],
+            replied_at=answer.sent_at,
+            reply_message_id=reply_id,
+            wall_minutes=(answer.sent_at - m.sent_at).total_seconds() / 60,
+            working_minutes=(self._working(m.sent_at, answer.sent_at) if self._working else None),
+        )
 
     def _record(self, i: int, now: datetime) -> LatencyRecord | None:
         """``i``'s record as ``reply_latencies`` gives it at ``now``: messages after ``now``
