@@ -5,7 +5,7 @@ assistant's text (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 from mailbox import Maildir
@@ -17,20 +17,11 @@ from sqlalchemy import select
 from assistant.bootstrap import Service
 from assistant.domain.latency.quotes import BODY_KEY, QUOTE_KEYS, TEXT_KEY
 from assistant.services.mail import import_mail, latency_of_pair, to_message
-from assistant.services.pairs import add_account, add_pair
+from assistant.services.pairs import add_account
 from assistant.store.db import UnitOfWork
 from assistant.store.tables import Message
-from config.settings import Settings
 from connectors.archive.mailbox import MaildirSource
-
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-TUESDAY = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # 10:00 in Berlin: working hours
-
-CONTRACT = (
-    "Please sign the contract for the new office lease before noon today so that legal "
-    "can file it with the landlord."
-)
-CAR = "The car to the airport picks you up at five from the front entrance of the hotel."
+from tests.support.mail_keys import CAR, CONTRACT, TUESDAY, pair_service
 
 
 def mail(box: Maildir, mid: str, frm: str, to: str, at: datetime, subject: str, body: str,
@@ -48,11 +39,7 @@ def mail(box: Maildir, mid: str, frm: str, to: str, at: datetime, subject: str, 
 
 @pytest.fixture
 def svc(uow: UnitOfWork, tmp_path: Path) -> Service:
-    service = Service(settings=Settings(data_dir=tmp_path), engine=uow.engine, uow=uow,
-                      clock=lambda: NOW)  # fmt: skip
-    add_pair(service, name="alex", manager_email="alex@example.com", assistant_email="sam@example.com",
-             timezone="Europe/Berlin")  # fmt: skip
-    return service
+    return pair_service(uow, tmp_path)
 
 
 def _account(svc: Service, root: Path) -> int:

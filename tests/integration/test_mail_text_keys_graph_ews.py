@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from assistant.bootstrap import Service
 from assistant.domain.latency.quotes import BODY_KEY, QUOTE_KEYS, TEXT_KEY, text_keys
-from assistant.domain.model import MessageData
-from assistant.services.mail import import_mail, latency_of_pair, to_message
-from assistant.services.pairs import add_account, add_pair
+from assistant.services.mail import import_mail
+from assistant.services.pairs import add_account
 from assistant.store.db import UnitOfWork
-from assistant.store.tables import Message
-from config.settings import Settings
 from connectors.archive.text import MAX_TEXT_CHARS
 from connectors.base import MailSource, TokenExpired
 from connectors.ews.account import EwsSettings
@@ -32,20 +28,18 @@ from connectors.graph.mailbox import GraphMailbox
 from connectors.netguard import NetPolicy
 from tests.support.ews_server import EwsServer
 from tests.support.graph_server import GraphServer
-
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-TUESDAY = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # 10:00 in Berlin: working hours
-MANAGER, ASSISTANT = "alex@example.com", "sam@example.com"
-
-CONTRACT = (
-    "Please sign the contract for the new office lease before noon today so that legal "
-    "can file it with the landlord."
+from tests.support.mail_keys import (
+    ASSISTANT,
+    CAR,
+    CONTRACT,
+    MANAGER,
+    QUOTED_CONTRACT,
+    TUESDAY,
+    pair_service,
 )
-CAR = "The car to the airport picks you up at five from the front entrance of the hotel."
-QUOTED = "\n".join("> " + line for line in (
-    "Please sign the contract for the new office",
-    "lease before noon today so that legal can file it with the", "landlord.",
-))  # fmt: skip
+from tests.support.mail_keys import latency_records as _records
+from tests.support.mail_keys import stored_messages as _stored
+
 QUOTED_OTHER = "\n".join("> " + line for line in (
     "The quarterly figures for the northern region are due at the board",
     "meeting next week, with the notes from the auditors.",
@@ -143,26 +137,12 @@ def box(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mailbox]:
 
 @pytest.fixture
 def svc(uow: UnitOfWork, tmp_path: Path) -> Service:
-    service = Service(settings=Settings(data_dir=tmp_path), engine=uow.engine, uow=uow,
-                      clock=lambda: NOW)  # fmt: skip
-    add_pair(service, name="alex", manager_email=MANAGER, assistant_email=ASSISTANT,
-             timezone="Europe/Berlin")  # fmt: skip
-    return service
+    return pair_service(uow, tmp_path)
 
 
 def _account(svc: Service, box: Mailbox) -> int:
     return add_account(svc, pair="alex", name="work", provider=box.provider,
                        settings={"user": MANAGER}).id  # fmt: skip
-
-
-def _stored(svc: Service) -> dict[str, MessageData]:
-    with svc.uow.read() as s:
-        return {m.message_id: to_message(m) for m in s.scalars(select(Message))}
-
-
-def _records(svc: Service) -> dict[str, dict[str, Any]]:
-    result = latency_of_pair(svc, "alex", None).to_dict()
-    return {m["id"].strip("<>"): m for m in result["messages"]}
 
 
 # ------------------------------------------------------------------------- copies
@@ -227,7 +207,7 @@ def _quoting_reply(svc: Service, box: Mailbox, quote: str) -> dict[str, dict[str
 def test_a_reply_with_a_blank_subject_keeps_the_keys_of_the_text_it_quotes(
     svc: Service, box: Mailbox
 ) -> None:
-    _quoting_reply(svc, box, QUOTED)
+    _quoting_reply(svc, box, QUOTED_CONTRACT)
     stored = _stored(svc)
     assert stored["q1@x"].extra[TEXT_KEY] in stored["q2@x"].extra[QUOTE_KEYS].split()
 
@@ -255,7 +235,7 @@ def test_an_html_reply_quoting_in_a_blockquote_keeps_the_keys_of_what_it_quotes(
 def test_a_reply_with_a_blank_subject_that_quotes_the_message_pairs_with_it(
     svc: Service, box: Mailbox
 ) -> None:
-    records = _quoting_reply(svc, box, QUOTED)
+    records = _quoting_reply(svc, box, QUOTED_CONTRACT)
     assert records["q1@x"]["replied_at"] is not None
     assert records["q1@x"]["working_minutes"] == pytest.approx(30)
 
@@ -270,7 +250,7 @@ def test_without_conversation_ids_the_quoting_reply_pairs_and_another_quote_does
         deliver(*args, conversation_id="", **kw)
 
     box.deliver = bare  # type: ignore[method-assign]
-    records = _quoting_reply(svc, box, QUOTED)
+    records = _quoting_reply(svc, box, QUOTED_CONTRACT)
     assert records["q1@x"]["replied_at"] is not None
     assert records["q1@x"]["working_minutes"] == pytest.approx(30)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -21,15 +21,12 @@ from typing import Any
 import pytest
 from google.oauth2.credentials import Credentials
 from imapclient import IMAPClient
-from sqlalchemy import select
 
 from assistant.bootstrap import Service
 from assistant.domain.latency.quotes import BODY_KEY, QUOTE_KEYS, TEXT_KEY, text_keys
-from assistant.services.mail import import_mail, latency_of_pair, to_message
-from assistant.services.pairs import add_account, add_pair
+from assistant.services.mail import import_mail
+from assistant.services.pairs import add_account
 from assistant.store.db import UnitOfWork
-from assistant.store.tables import Message
-from config.settings import Settings
 from connectors.archive.text import MAX_TEXT_CHARS
 from connectors.google.mailbox import METADATA_SCOPE, GmailMailbox
 from connectors.google.payload import MAX_TEXT_BYTES
@@ -37,19 +34,18 @@ from connectors.imap.mailbox import ImapMailbox
 from connectors.imap.messages import TEXT_BYTES
 from tests.support.dovecot import Dovecot
 from tests.support.gmail_server import METADATA, GmailServer
-
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-TUESDAY = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # 10:00 in Berlin: working hours
-MANAGER, ASSISTANT = "alex@example.com", "sam@example.com"
-
-CONTRACT = (
-    "Please sign the contract for the new office lease before noon today so that legal "
-    "can file it with the landlord."
+from tests.support.mail_keys import (
+    ASSISTANT,
+    CAR,
+    CONTRACT,
+    MANAGER,
+    QUOTED_CONTRACT,
+    TUESDAY,
+    latency_records,
+    pair_service,
+    stored_messages,
 )
-CAR = "The car to the airport picks you up at five from the front entrance of the hotel."
-QUOTED_CONTRACT = "\n".join("> " + line for line in (
-    "Please sign the contract for the new office",
-    "lease before noon today so that legal can file it with the", "landlord."))  # fmt: skip
+
 QUOTED_OTHER = "\n".join("> " + line for line in (
     "Could you move the board dinner to Thursday evening and",
     "tell the caterer that we will be twelve instead of ten?"))  # fmt: skip
@@ -81,24 +77,18 @@ def mail(mid: str, frm: str, to: str, at: datetime, subject: str, body: str, *,
 
 @pytest.fixture
 def svc(uow: UnitOfWork, tmp_path: Path) -> Service:
-    service = Service(settings=Settings(data_dir=tmp_path), engine=uow.engine, uow=uow,
-                      clock=lambda: NOW)  # fmt: skip
-    add_pair(service, name="alex", manager_email=MANAGER, assistant_email=ASSISTANT,
-             timezone="Europe/Berlin")  # fmt: skip
-    return service
+    return pair_service(uow, tmp_path)
 
 
 def stored(svc: Service) -> dict[str, dict[str, str]]:
     """The stored messages' text keys by Message-ID."""
-    with svc.uow.read() as s:
-        return {m.message_id: to_message(m).extra for m in s.scalars(select(Message))}
+    return {mid: m.extra for mid, m in stored_messages(svc).items()}
 
 
 def sent_records(svc: Service) -> dict[str, dict[str, Any]]:
     """The pair's assistant → manager latency records by Message-ID."""
-    result = latency_of_pair(svc, "alex", None).to_dict()
-    return {m["id"].strip("<>"): m for m in result["messages"]
-            if m["direction"] == "assistant_to_manager"}  # fmt: skip
+    return {mid: r for mid, r in latency_records(svc).items()
+            if r["direction"] == "assistant_to_manager"}  # fmt: skip
 
 
 # ------------------------------------------------------------------------- IMAP
