@@ -16,7 +16,7 @@ short digests ``text_keys`` makes of its words.
 from __future__ import annotations
 
 from assistant.domain.latency.quotes import text_keys
-from connectors.archive.text import MAX_TEXT_CHARS, html_to_text
+from connectors.archive.text import MAX_TEXT_CHARS, text_of
 
 MAX_MARKUP_CHARS = 10 * MAX_TEXT_CHARS  # HTML taken for conversion: markup outweighs text
 
@@ -27,10 +27,9 @@ def body_text(content: object, content_type: object) -> str:
     if not isinstance(content, str):
         return ""
     if str(content_type or "").strip().lower() == "html":
-        content = html_to_text(content[:MAX_MARKUP_CHARS], quotes=True)
-    else:  # enough for MAX_TEXT_CHARS once CRLF line ends are LF
-        content = content[: 2 * MAX_TEXT_CHARS]
-    return content.replace("\r\n", "\n")[:MAX_TEXT_CHARS]
+        return text_of(content[:MAX_MARKUP_CHARS], True, quotes=True)
+    # enough for MAX_TEXT_CHARS once CRLF line ends are LF
+    return text_of(content[: 2 * MAX_TEXT_CHARS], False)
 
 
 def body_keys(content: object, content_type: object) -> dict[str, str]:

@@ -134,9 +134,15 @@ def _decoded(part: Message, content: object) -> str:
 
 
 def _finished(text: str, part: Message, quotes: bool) -> str:
-    if part.get_content_subtype() == "html":
-        text = html_to_text(text, quotes=quotes)
-    return text.replace("\r\n", "\n")[:MAX_TEXT_CHARS]
+    return text_of(text, part.get_content_subtype() == "html", quotes=quotes)
+
+
+def text_of(content: str, is_html: bool, *, quotes: bool = False) -> str:
+    """A text part's content as mail text is read everywhere (archives, IMAP, Gmail, Graph,
+    EWS): HTML as text (``html_to_text``), LF line ends, at most ``MAX_TEXT_CHARS``."""
+    if is_html:
+        content = html_to_text(content, quotes=quotes)
+    return content.replace("\r\n", "\n")[:MAX_TEXT_CHARS]
 
 
 # The header values the default policy's header registry and compat32's plain strings read

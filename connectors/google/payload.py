@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from email.message import Message
 from typing import Any
 
-from connectors.archive.text import MAX_TEXT_CHARS, html_to_text
+from connectors.archive.text import MAX_TEXT_CHARS, text_of
 from connectors.base import DEFAULT_LIMITS, ParseLimits
 
 MAX_TEXT_BYTES = 4 * MAX_TEXT_CHARS  # UTF-8 takes at most 4 bytes a character
@@ -120,7 +120,4 @@ def payload_text(payload: Any, limits: ParseLimits = DEFAULT_LIMITS) -> str | No
     chosen = next((m for m in _PREFERENCE if m in found), None)
     if chosen is None:
         return None if held_back else ""
-    text = found[chosen]
-    if chosen == "text/html":
-        text = html_to_text(text, quotes=True)
-    return text.replace("\r\n", "\n")[:MAX_TEXT_CHARS]
+    return text_of(found[chosen], chosen == "text/html", quotes=True)
