@@ -311,7 +311,7 @@ class ImapMailbox:
         """The folders the last sync read, when they are all there is to read: the same
         configured list, or INBOX and a sent folder. Then no LIST is needed (a folder
         gone since fails its STATUS, and the next sync looks again); else None."""
-        with contextlib.suppress(json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        with contextlib.suppress(AttributeError, TypeError, ValueError):  # not ours: LIST
             read = json.loads(token).get("read") or {}
             if list(read.get("wanted") or ()) != list(self.folders or ()):
                 return None
