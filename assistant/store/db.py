@@ -119,6 +119,7 @@ class Checkpointer:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._seen: tuple[int, int] | None = None  # the WAL's (size, mtime) at the last one
+        self._last = 0.0  # when the last one ran (monotonic)
 
     def start(self) -> None:
         with self._lock:
@@ -168,18 +169,24 @@ class Checkpointer:
             return None
         return st.st_size, st.st_mtime_ns
 
+    def step(self, now: float) -> bool:
+        """One look at the WAL at ``now`` (monotonic seconds): a checkpoint when it was
+        written to since the last one and it is due; whether one ran. An idle database
+        costs a ``stat`` of the WAL, nothing more."""
+        state = self._wal_state()
+        if state is None or state == self._seen:
+            return False
+        grown = state[0] - (self._seen[0] if self._seen else 0)
+        if now - self._last < self.every and grown <= self.max_bytes:
+            return False
+        self.checkpoint()
+        self._last, self._seen = now, self._wal_state()
+        return True
+
     def _run(self, stopping: threading.Event) -> None:
-        last = time.monotonic()
-        self._seen = self._wal_state()
+        self._last, self._seen = time.monotonic(), self._wal_state()
         while not stopping.wait(self.poll):
-            state = self._wal_state()
-            if state is None or state == self._seen:
-                continue
-            grown = state[0] - (self._seen[0] if self._seen else 0)
-            if time.monotonic() - last < self.every and grown <= self.max_bytes:
-                continue
-            self.checkpoint()
-            last = time.monotonic()
+            self.step(time.monotonic())
             self._seen = self._wal_state()
 
 

@@ -128,3 +128,26 @@ def test_a_short_process_leaves_a_checkpointed_database(tmp_path: Path) -> None:
     assert proc.returncode == 0 and out.split()[-1] == "50"
     assert not _wal(path).exists()  # checkpointed into the database and removed
     assert _ids(path) == set(range(1, 51))
+
+
+def test_an_idle_database_is_not_checkpointed_again(tmp_path: Path) -> None:
+    """After a checkpoint, nothing written means nothing to do: the thread looks at the WAL
+    and goes back to sleep (it checkpointed every two seconds for ever before)."""
+    path = tmp_path / "idle.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    keeper = db.Checkpointer(path, every=2.0)
+    try:
+        assert keeper.step(100.0), "written since the start: due"
+        assert not keeper.step(101.0), "idle: nothing to do"
+        conn.execute("INSERT INTO t VALUES (1)")
+        conn.commit()
+        assert not keeper.step(101.5), "written, but the last one was 1.5 s ago"
+        assert keeper.step(102.5)
+        assert not keeper.step(110.0) and not keeper.step(500.0), "idle again"
+        assert keeper.checkpoints == 2
+    finally:
+        conn.close()
